@@ -1,0 +1,61 @@
+"""The ``bench`` command line. Each subcommand lives in ``bench/commands/<name>.py`` with
+``configure(parser)`` and ``main(args) -> int``, imported only when that subcommand runs, so
+``bench --help`` does not pay for torch, mlflow or optuna."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench import __version__
+
+COMMANDS = {
+    "run": "train and evaluate every variant of a recipe; record to MLflow and results/",
+    "tune": "Optuna study over LR and per-layer LR ratios, with pruning",
+    "report": "compare variants across seeds: tables, confidence intervals, plots",
+    "plan": "plot every variant's LR schedule without training, and flag known-bad combinations",
+    "ui": "start the MLflow UI on a recipe's tracking store",
+    "verify-resume": "train a variant straight and with a kill + resume, then compare the states",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench", description="Benchmark PyTorch training tricks from YAML recipes."
+    )
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv or ["--help"])  # prints help or an error and exits
+        return 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(f"bench.commands.{name.replace('-', '_')}")
+    sub = argparse.ArgumentParser(prog=f"bench {name}", description=COMMANDS[name])
+    module.configure(sub)
+    args = sub.parse_args(rest)
+    from bench.errors import BenchError
+
+    try:
+        return int(module.main(args) or 0)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished variants are recorded; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

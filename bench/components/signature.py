@@ -1,0 +1,23 @@
+"""Bind recipe keys to a component's constructor signature before anything runs, so a
+misspelt argument fails with the list of arguments the component takes."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+
+def check_kwargs(component: Any, kwargs: dict[str, Any], *, what: str, skip: tuple[str, ...] = ()) -> None:
+    try:
+        sig = inspect.signature(component)
+    except (TypeError, ValueError):
+        return  # builtins without a signature: nothing to check up front
+    params = {n: p for n, p in sig.parameters.items() if n not in skip and n != "self"}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [k for k in kwargs if k not in allowed]
+    if unknown:
+        raise ValueError(
+            f"{what} does not take argument '{unknown[0]}'; allowed: {', '.join(allowed) or '(none)'}"
+        )

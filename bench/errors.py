@@ -1,0 +1,41 @@
+"""The project's own error types: one base class so the CLI can turn any of them into a clean
+message and a non-zero exit code, without a traceback."""
+
+from __future__ import annotations
+
+
+class BenchError(Exception):
+    """A user-facing error: the message says what is wrong and what is allowed."""
+
+    exit_code = 1
+
+
+class RecipeError(BenchError):
+    """A recipe (or override, overlay, search space) is invalid. Nothing has run yet."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
+        self.source = source
+        self.key = key
+        self.detail = message
+        where = ": ".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DataError(BenchError):
+    """A data set could not be found or read."""
+
+    exit_code = 2
+
+
+class CheckpointError(BenchError):
+    """A checkpoint or weights file is missing, corrupt, unsafe or for another model."""
+
+    exit_code = 2
+
+
+class TrackingError(BenchError):
+    """The MLflow (or Optuna) store cannot be reached or created."""
+
+    exit_code = 3

@@ -1,0 +1,69 @@
+"""Progress for long runs: variants done/left, epoch, loss, images/s. A live bar on a terminal;
+one line per epoch otherwise (CI logs stay readable)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+def _fmt(record: dict[str, float], key: str, spec: str) -> str:
+    value = record.get(key)
+    return format(value, spec) if value is not None else "-"
+
+
+class Progress:
+    def __init__(self, total: int, *, stream: Any = None, live: bool | None = None):
+        self.total = total
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.name = ""
+        self._bar: Any = None
+        self._epoch_start = 0.0
+
+    def _print(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def variant_start(self, name: str) -> None:
+        self.name = name
+        self._print(f"[{self.done}/{self.total} done, {self.total - self.done} left] {name}")
+
+    def variant_end(self, status: str, summary: str = "") -> None:
+        self.done += 1
+        self._print(
+            f"[{self.done}/{self.total} done] {self.name}: {status}{' - ' + summary if summary else ''}"
+        )
+
+    def epoch_start(self, epoch: int, epochs: int) -> None:
+        self._epoch_start = time.perf_counter()
+        if self.live:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=0, desc=f"  epoch {epoch + 1}/{epochs}", leave=False, file=self.stream, unit="batch"
+            )
+
+    def batch(self, index: int, count: int, loss_sum: Any, seen: int) -> None:
+        if self._bar is None:
+            return
+        if index == 0:
+            self._bar.reset(total=count)
+        self._bar.update(1)
+        if index % 25 == 24:  # reading the loss synchronises the device: only now and then
+            self._bar.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.3f}")
+
+    def epoch_end(self, epoch: int, epochs: int, record: dict[str, float]) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        acc = "val/acc" if "val/acc" in record else "test/acc"
+        self._print(
+            f"  {self.name} | epoch {epoch + 1}/{epochs} loss {_fmt(record, 'train/loss', '.4f')} "
+            f"{acc} {_fmt(record, acc, '.4f')} lr {_fmt(record, 'train/lr', '.3g')} "
+            f"{_fmt(record, 'throughput/train_img_s', '.0f')} img/s ({time.perf_counter() - self._epoch_start:.1f}s)"
+        )

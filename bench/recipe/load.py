@@ -1,0 +1,191 @@
+"""Load a recipe file, apply overlays and ``key=value`` overrides, expand the matrix, and
+validate every variant up front: a bad variant fails before any variant trains."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bench.errors import RecipeError
+from bench.recipe.dotted import MATRIX_PREFIX, deep_merge, delete_dotted, set_dotted
+from bench.recipe.matrix import axis_value_labels, expand_axes, stable_hash, variant_name
+from bench.recipe.schema import Recipe, RecipeBody
+from bench.recipe.yaml_loader import load_yaml_file, parse_scalar
+from bench.registry import UnknownComponentError
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One unit of work: a fully resolved setup and a seed."""
+
+    body: RecipeBody
+    seed: int
+    axes: dict[str, Any]
+    name: str  # readable, with seed: "scheduler=onecycle,freeze=2,seed=0"
+    group: str  # the same without the seed: what reports aggregate over
+    variant_id: str  # stable hash of the varied values (shared by all seeds)
+    run_key: str  # hash of the fully resolved config and seed: a run's identity
+    source: str
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.body.model_dump(mode="json")
+
+
+@dataclass
+class LoadedRecipe:
+    recipe: Recipe
+    source: str
+    raw: dict[str, Any]
+    variants: list[Variant] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+
+def parse_override(text: str) -> tuple[str, Any, bool]:
+    """``a.b=1`` -> ("a.b", 1, False); ``~a.b`` -> ("a.b", None, True)."""
+    if text.startswith("~"):
+        return text[1:], None, True
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise RecipeError(
+            "an override must look like key.path=value or ~key.path", source="<override>", key=text
+        )
+    return key.strip(), parse_scalar(value), False
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    for text in overrides:
+        key, value, delete = parse_override(text)
+        if key.startswith(MATRIX_PREFIX):
+            matrix = raw.setdefault("matrix", {})
+            axis = key[len(MATRIX_PREFIX) :]
+            if delete:
+                matrix.pop(axis, None)
+            else:
+                matrix[axis] = value
+        elif delete:
+            delete_dotted(raw, key, source="<override>")
+        else:
+            set_dotted(raw, key, value, source="<override>")
+            # Pinning a key that the matrix varies means "use this value": drop the axis.
+            if isinstance(raw.get("matrix"), dict):
+                raw["matrix"].pop(key, None)
+    return raw
+
+
+def _model_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        model = next(
+            (
+                a
+                for a in (annotation, *typing.get_args(annotation))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
+            None,
+        )
+    return model
+
+
+def validation_to_recipe_error(
+    exc: ValidationError, source: str, model: type[BaseModel], where: str = ""
+) -> RecipeError:
+    """Turn pydantic's error into one message naming the dotted key and what is allowed."""
+    lines = []
+    first_key = None
+    for err in exc.errors():
+        loc = tuple(
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and p.startswith(("function-", "list[", "int", "str")))
+        )
+        key = ".".join(str(p) for p in loc) or "<recipe>"
+        first_key = first_key or key
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            allowed = ", ".join(parent.model_fields) if parent else "see the schema"
+            msg = f"unknown key; allowed keys here: {allowed}"
+        elif err["type"] in {"model_type", "dict_type"} and not loc:
+            msg = "a recipe must be a mapping of keys to values"
+        lines.append(f"{key}: {msg}")
+    detail = lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines)
+    prefix = f"{where}: " if where else ""
+    if len(lines) == 1:
+        key, _, msg = lines[0].partition(": ")
+        return RecipeError(prefix + msg, source=source, key=key)
+    return RecipeError(prefix + f"{len(lines)} problems:{detail}", source=source, key=None)
+
+
+def _validate(model: type[BaseModel], data: Any, source: str, where: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"a recipe must be a mapping of keys to values, got {type(data).__name__}", source=source
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_to_recipe_error(exc, source, model, where) from None
+    except UnknownComponentError as exc:  # raised directly by a registry lookup
+        raise RecipeError(str(exc), source=source) from None
+
+
+def load_raw(path: str | Path, overlays: list[str] | tuple[str, ...] = (), overrides=()) -> dict[str, Any]:
+    raw = load_yaml_file(path)
+    if not isinstance(raw, dict):
+        raise RecipeError(
+            f"a recipe must be a mapping of keys to values, got {type(raw).__name__}", source=str(path)
+        )
+    for overlay in overlays:
+        extra = load_yaml_file(overlay)
+        if not isinstance(extra, dict):
+            raise RecipeError("an overlay must be a mapping", source=str(overlay))
+        raw = deep_merge(raw, extra, source=str(overlay))
+    return apply_overrides(raw, list(overrides))
+
+
+def load_recipe(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    overlays: list[str] | tuple[str, ...] = (),
+) -> LoadedRecipe:
+    """Read, resolve and validate a recipe and every variant of its matrix."""
+    source = str(path)
+    raw = load_raw(path, overlays, overrides)
+    recipe = _validate(Recipe, raw, source)
+    loaded = LoadedRecipe(recipe=recipe, source=source, raw=raw)
+    base = {k: v for k, v in raw.items() if k not in ("matrix", "seeds")}
+    combos = expand_axes(raw.get("matrix") or {}, source=source)
+    all_keys = list(dict.fromkeys(k for c in combos for k in c))
+    labels = {key: axis_value_labels([c[key] for c in combos if key in c]) for key in all_keys}
+    for axes in combos:
+        merged = base
+        for key, value in axes.items():
+            merged = deep_merge(merged, {key: value}, source=source)
+        group = variant_name(axes, None, all_keys, labels)
+        body = _validate(RecipeBody, merged, source, where=f"variant {group}")
+        variant_id = stable_hash(axes)
+        for seed in recipe.seeds:
+            resolved = body.model_dump(mode="json")
+            loaded.variants.append(
+                Variant(
+                    body=body,
+                    seed=seed,
+                    axes=axes,
+                    name=variant_name(axes, seed, all_keys, labels),
+                    group=group,
+                    variant_id=variant_id,
+                    run_key=stable_hash({"config": resolved, "seed": seed}, 16),
+                    source=source,
+                )
+            )
+    return loaded

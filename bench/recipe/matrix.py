@@ -1,0 +1,136 @@
+"""Expand a recipe's ``matrix`` into variants: the cartesian product of its axes, minus
+``exclude`` entries, plus ``include`` entries, each repeated once per seed."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from typing import Any
+
+from bench.errors import RecipeError
+
+RESERVED = ("exclude", "include")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def stable_hash(value: Any, length: int = 12) -> str:
+    return hashlib.sha256(_canonical(value).encode()).hexdigest()[:length]
+
+
+def axis_label(key: str, all_keys: list[str]) -> str:
+    """``train.scheduler.name`` -> ``scheduler``; falls back to more of the path on clashes."""
+    parts = key.split(".")
+    if parts[-1] == "name" and len(parts) > 1:
+        parts = parts[:-1]
+    short = parts[-1]
+    clashes = [k for k in all_keys if k != key and axis_label_simple(k) == short]
+    return ".".join(parts[-2:]) if clashes and len(parts) > 1 else short
+
+
+def axis_label_simple(key: str) -> str:
+    parts = key.split(".")
+    if parts[-1] == "name" and len(parts) > 1:
+        parts = parts[:-1]
+    return parts[-1]
+
+
+def value_label(value: Any) -> str:
+    """A short label: scalars as written, a mapping by its ``name`` (or "on"), None as "none"."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return str(value["name"]) if "name" in value else "on"
+    if isinstance(value, list):
+        return "[" + ";".join(value_label(v) for v in value) + "]"
+    return str(value)
+
+
+def axis_value_labels(values: list[Any]) -> dict[str, str]:
+    """Labels for every value of one axis, keyed by canonical JSON; values whose short labels
+    clash get the keys that tell them apart (``adamw(lr:0.001)`` vs ``adamw(lr:0.01)``)."""
+    unique = list({_canonical(v): v for v in values}.values())
+    labels = {_canonical(v): value_label(v) for v in unique}
+    by_label: dict[str, list[Any]] = {}
+    for v in unique:
+        by_label.setdefault(labels[_canonical(v)], []).append(v)
+    for label, clashing in by_label.items():
+        if len(clashing) < 2:
+            continue
+        for v in clashing:
+            if isinstance(v, dict):
+                keys = sorted({k for c in clashing if isinstance(c, dict) for k in c if k != "name"})
+                differing = [
+                    k
+                    for k in keys
+                    if len({_canonical(c.get(k)) for c in clashing if isinstance(c, dict)}) > 1
+                ]
+                labels[_canonical(v)] = (
+                    f"{label}(" + ";".join(f"{k}:{value_label(v.get(k))}" for k in differing) + ")"
+                )
+    return labels
+
+
+def _matches(combo: dict[str, Any], pattern: dict[str, Any]) -> bool:
+    return all(_canonical(combo.get(k)) == _canonical(v) for k, v in pattern.items())
+
+
+def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
+    """Return the list of axis assignments ``{dotted_key: value}``; ``[{}]`` for no matrix."""
+    if not isinstance(matrix, dict):
+        raise RecipeError("matrix must be a mapping of dotted keys to lists", source=source, key="matrix")
+    axes = {k: v for k, v in matrix.items() if k not in RESERVED}
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise RecipeError(
+                "a matrix axis must be a non-empty list of values", source=source, key=f"matrix.{key}"
+            )
+    keys = list(axes)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
+    for name in RESERVED:
+        entries = matrix.get(name, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise RecipeError(
+                f"{name} must be a list of mappings {{dotted_key: value}}",
+                source=source,
+                key=f"matrix.{name}",
+            )
+        for i, entry in enumerate(entries):
+            unknown = [k for k in entry if k not in axes] if name == "exclude" else []
+            if unknown:
+                raise RecipeError(
+                    f"key {unknown[0]!r} is not a matrix axis; axes: {', '.join(keys)}",
+                    source=source,
+                    key=f"matrix.{name}[{i}]",
+                )
+    for pattern in matrix.get("exclude", []):
+        combos = [c for c in combos if not _matches(c, pattern)]
+    for extra in matrix.get("include", []):
+        if not any(_canonical(c) == _canonical(extra) for c in combos):
+            combos.append(dict(extra))
+    if not combos:
+        raise RecipeError("the matrix excludes every variant", source=source, key="matrix.exclude")
+    return combos
+
+
+def variant_name(
+    axes: dict[str, Any],
+    seed: int | None,
+    all_keys: list[str],
+    labels: dict[str, dict[str, str]] | None = None,
+) -> str:
+    labels = labels or {}
+    parts = []
+    for key, value in axes.items():
+        label = labels.get(key, {}).get(_canonical(value)) or value_label(value)
+        parts.append(f"{axis_label(key, all_keys)}={label}")
+    if seed is not None:
+        parts.append(f"seed={seed}")
+    return ",".join(parts) if parts else "base"

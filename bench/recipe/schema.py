@@ -1,0 +1,237 @@
+"""The typed recipe schema. Every key is consumed or rejected (``extra="forbid"``); component
+names are checked against their registries, and optimizer/scheduler arguments are bound to the
+torch class's signature, so a typo fails before anything trains."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+Precision = Literal["fp32", "amp_fp16", "amp_bf16"]
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class AugmentConfig(Strict):
+    """Augmentation done on the batch, on the training device."""
+
+    crop_padding: NonNegativeInt = Field(4, description="random-crop padding in pixels; 0 turns cropping off")
+    flip: bool = Field(True, description="random horizontal flip")
+    autoaugment: Literal["cifar10", "imagenet", "svhn"] | None = Field(
+        None, description="torchvision AutoAugment policy applied per batch"
+    )
+
+
+class DataConfig(Strict):
+    name: str = Field("cifar10", description="registered data set name or 'package.module:function'")
+    root: str | None = Field(None, description="data directory; default $BENCH_DATA_DIR, else data/")
+    classes: list[str] | list[int] | None = Field(
+        None, description="keep only these classes (names or indices)"
+    )
+    subset: PositiveInt | None = Field(None, description="train images, drawn reproducibly")
+    test_subset: PositiveInt | None = Field(None, description="test images, drawn reproducibly")
+    subset_seed: int = 0
+    val_size: NonNegativeInt | float = Field(
+        0, description="validation images carved from train (count or fraction)"
+    )
+    val_seed: int = 0
+    image_size: PositiveInt | None = Field(None, description="resize batches to this size on the device")
+    batch_size: PositiveInt = 128
+    eval_batch_size: PositiveInt = 512
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from bench.data.registry import DATASETS
+
+        return DATASETS.check(name)
+
+    @field_validator("val_size")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if isinstance(value, float) and not 0.0 <= value < 1.0:
+            raise ValueError("a fractional val_size must be in [0, 1); use an integer for a count")
+        return value
+
+
+class ModelConfig(Strict):
+    name: str = Field(
+        "test_resnet", description="a timm model name, 'torchvision:resnet18', or 'pkg.mod:factory'"
+    )
+    pretrained: bool = Field(
+        False, description="use the library's pretrained weights (downloads on first use)"
+    )
+    weights: str | None = Field(None, description="local state-dict file to start from (head is replaced)")
+    num_classes: PositiveInt | None = Field(None, description="default: number of classes in the data")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for the model factory")
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from bench.components.models import check_model_name
+
+        return check_model_name(name)
+
+
+class OptimizerConfig(BaseModel):
+    """Optimizer name, base LR and per-layer LR shape; other keys go to the torch class."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "sgd"
+    lr: PositiveFloat = 0.1
+    weight_decay: NonNegativeFloat = 5e-4
+    no_decay_norm_bias: bool = Field(True, description="no weight decay for norm and bias parameters")
+    head_lr_mult: PositiveFloat = Field(1.0, description="LR multiplier for the classifier head")
+    layer_decay: float = Field(
+        1.0, gt=0.0, le=1.0, description="LR factor per stage, counted down from the head"
+    )
+
+    @model_validator(mode="after")
+    def _bind_arguments(self) -> OptimizerConfig:
+        from bench.components.optimizers import check_optimizer
+
+        check_optimizer(self.name, dict(self.model_extra or {}))
+        return self
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SchedulerConfig(BaseModel):
+    """LR scheduler name plus its torch arguments; training-length arguments get defaults."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "constant"
+    warmup_epochs: NonNegativeFloat = Field(
+        0.0, description="linear warm-up length in epochs (fractions allowed)"
+    )
+    warmup_start_factor: float = Field(0.1, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _bind_arguments(self) -> SchedulerConfig:
+        from bench.components.schedulers import check_scheduler
+
+        check_scheduler(self.name, dict(self.model_extra or {}), warmup=self.warmup_epochs > 0)
+        return self
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SWAConfig(Strict):
+    start_epoch: NonNegativeInt = Field(description="first epoch (0-based) whose weights are averaged")
+    lr: PositiveFloat = Field(description="SWALR target learning rate")
+    anneal_epochs: PositiveInt = 1
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+
+
+class CheckpointConfig(Strict):
+    every: NonNegativeInt = Field(1, description="checkpoint every N epochs; 0 turns checkpoints off")
+    keep_best: bool = False
+
+
+class TrainConfig(Strict):
+    epochs: PositiveInt = 10
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    precision: Precision = "fp32"
+    freeze: NonNegativeInt = Field(0, description="freeze the first N stages (stem first)")
+    swa: SWAConfig | None = None
+    grad_clip: PositiveFloat | None = Field(None, description="clip the global gradient norm to this value")
+    loss: str = "cross_entropy"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    channels_last: bool = False
+    warmup_steps: NonNegativeInt = Field(5, description="steps excluded from the throughput measurement")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        from bench.components.losses import LOSSES
+
+        return LOSSES.check(name)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+            raise ValueError("device must be one of: auto, cpu, cuda, cuda:N, mps")
+        return device
+
+    @model_validator(mode="after")
+    def _swa_fits(self) -> TrainConfig:
+        if self.swa is not None:
+            if self.swa.start_epoch >= self.epochs:
+                raise ValueError(f"swa.start_epoch ({self.swa.start_epoch}) must be < epochs ({self.epochs})")
+            if self.scheduler.name == "plateau":
+                raise ValueError("swa with the plateau scheduler is not supported: SWALR takes over the LR")
+        return self
+
+
+class TrackingConfig(Strict):
+    uri: str | None = Field(
+        None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else results/mlflow.db"
+    )
+    experiment: str | None = Field(None, description="MLflow experiment; default the recipe name")
+
+
+class RecipeBody(Strict):
+    """One fully resolved training setup: what a single variant runs."""
+
+    name: str
+    description: str = ""
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    baseline: str | None = Field(None, description="variant name (without seed) reports compare against")
+    target_acc: float | None = Field(
+        None, gt=0.0, le=1.0, description="reports give time to this test accuracy"
+    )
+    tune: dict[str, Any] | None = Field(None, description="Optuna study settings (bench tune)")
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, name: str) -> str:
+        if not NAME_RE.match(name):
+            raise ValueError(
+                "name must start with a letter or digit and use only letters, digits, '_', '.', '-'"
+            )
+        return name
+
+
+class Recipe(RecipeBody):
+    """A recipe file: a base setup, the seeds, and a matrix of variants."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    matrix: dict[str, Any] = Field(
+        default_factory=dict, description="dotted key -> list of values; exclude/include"
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be unique")
+        return seeds

@@ -1,0 +1,111 @@
+"""A strict YAML loader for recipes.
+
+Plain ``yaml.safe_load`` has three traps for configs: it reads ``1e-3`` as a string (YAML 1.1
+wants a dot), it silently keeps the last of two duplicate keys, and a small "billion laughs"
+document of nested aliases expands to gigabytes. This loader fixes all three; Python tags
+(``!!python/...``) are refused as by SafeLoader.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import RecipeError
+
+MAX_DOCUMENT_BYTES = 1_000_000
+MAX_ALIASES = 100
+
+# YAML 1.2-style floats: 1e-3, 5E4, .5, 1.0e+3, inf, nan.
+_FLOAT_RE = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 floats, duplicate-key errors and an alias budget."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._aliases_seen = 0
+
+    def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
+        if self.check_event(yaml.AliasEvent):
+            self._aliases_seen += 1
+            if self._aliases_seen > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"more than {MAX_ALIASES} aliases (possible alias bomb)", mark
+                )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue  # SafeLoader raises its own error for unhashable keys below
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key '{key}' (first at line {seen[key] + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+# Remove PyYAML's own float resolver entries so ours wins for every first character.
+for _ch, _resolvers in list(StrictLoader.yaml_implicit_resolvers.items()):
+    StrictLoader.yaml_implicit_resolvers[_ch] = [
+        (tag, rx) for tag, rx in _resolvers if tag != "tag:yaml.org,2002:float" or rx is _FLOAT_RE
+    ]
+
+
+def load_yaml_text(text: str, source: str = "<string>") -> Any:
+    """Parse one YAML document strictly; errors name the source and the line."""
+    if len(text.encode("utf-8", "replace")) > MAX_DOCUMENT_BYTES:
+        raise RecipeError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes", source=source)
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"line {mark.line + 1}" if mark else None
+        problem = exc.problem or str(exc)
+        if "python/" in str(exc):
+            problem = f"Python tags are not allowed in recipes ({exc.problem})"
+        raise RecipeError(problem, source=source, key=line) from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"invalid YAML: {exc}", source=source) from None
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError("file not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"cannot read file: {exc}", source=str(path)) from None
+    return load_yaml_text(text, source=str(path))
+
+
+def parse_scalar(text: str) -> Any:
+    """Parse a CLI override value (``train.epochs=2``) with the same rules as recipe files."""
+    if text == "":
+        return ""
+    value = load_yaml_text(text, source="<override>")
+    return value

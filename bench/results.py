@@ -1,0 +1,52 @@
+"""The per-recipe results table (pandas): one row per variant and seed, rewritten atomically
+after every variant so an interrupted matrix keeps what it finished."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+FIRST_COLUMNS = ["variant", "group", "seed", "status", "reason"]
+SUMMARY_METRICS = [
+    "test/acc",
+    "test/acc_best",
+    "test/acc_swa",
+    "train/loss",
+    "throughput/train_img_s",
+    "throughput/eval_img_s",
+    "memory/peak_gpu_mb",
+    "memory/peak_rss_mb",
+    "time/wall_s",
+    "params/trainable",
+    "params/total",
+]
+
+
+def recipe_dir(results_dir: str | Path, recipe_name: str) -> Path:
+    return Path(results_dir) / recipe_name
+
+
+def write_table(rows: list[dict[str, Any]], path: Path) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    ordered = [c for c in FIRST_COLUMNS if c in frame] + [c for c in frame if c not in FIRST_COLUMNS]
+    frame = frame[ordered]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return frame
+
+
+def summary_text(frame: pd.DataFrame) -> str:
+    """A compact table for the terminal."""
+    cols = ["variant", "status"] + [c for c in SUMMARY_METRICS[:7] if c in frame and frame[c].notna().any()]
+    view = frame[cols].copy()
+    for col in view.columns:
+        if col.startswith("throughput") or col.startswith("memory"):
+            view[col] = view[col].map(lambda v: f"{v:.0f}" if pd.notna(v) else "")
+        elif col not in ("variant", "status"):
+            view[col] = view[col].map(lambda v: f"{v:.4f}" if pd.notna(v) else "")
+    return view.to_string(index=False)

@@ -1,0 +1,136 @@
+"""MLflow recording: one parent run per ``bench run`` (or study), one nested child run per
+variant. The store is created and migrated once, before anything trains (several processes
+migrating a fresh SQLite file at once can leave it unopenable), and an unreachable store
+fails the command up front with the URI in the message."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench.errors import TrackingError
+
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_CHARS = 6000
+
+
+def default_tracking_uri(results_dir: str | Path, explicit: str | None = None) -> str:
+    """``--tracking-uri`` / recipe, else ``$MLFLOW_TRACKING_URI``, else an SQLite file under results/."""
+    if explicit:
+        return explicit
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+
+
+def open_store(uri: str):
+    """Return an MlflowClient on ``uri``, with the store created and migrated."""
+    import logging
+
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - mlflow raises many types for bad stores
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(f"cannot open the MLflow tracking store '{uri}': {first}") from None
+    return client
+
+
+def artifact_root(uri: str, experiment: str) -> str | None:
+    """Keep artifacts beside an SQLite store (not in the current directory)."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        return (db.parent / "mlartifacts" / experiment).resolve().as_uri()
+    return None
+
+
+def ensure_experiment(client, uri: str, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root(uri, name))
+    except Exception:  # noqa: BLE001 - created concurrently by another worker
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def param_items(flat: dict[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(flat.items())]
+
+
+def log_params(client, run_id: str, flat: dict[str, Any]) -> None:
+    items = param_items(flat)
+    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def log_metrics(
+    client, run_id: str, metrics: dict[str, float], step: int = 0, synchronous: bool = True
+) -> None:
+    import math
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [
+        Metric(k, float(v), now, step)
+        for k, v in metrics.items()
+        if v is not None and not math.isnan(float(v))
+    ]
+    for i in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[i : i + 1000], synchronous=synchronous)
+
+
+def log_text(client, run_id: str, text: str, name: str) -> None:
+    client.log_text(run_id, text, name)
+
+
+def log_exception(client, run_id: str, exc: BaseException) -> None:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        client.log_text(run_id, text, "error.txt")
+    except Exception:  # noqa: BLE001 - the failure itself is what matters; keep going
+        pass
+
+
+class MlflowEpochHook:
+    """Logs each epoch's record as metrics at step=epoch, without blocking the loop."""
+
+    def __init__(self, client, run_id: str):
+        self.client = client
+        self.run_id = run_id
+
+    def on_start(self, state: Any) -> None:
+        pass
+
+    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
+        metrics = {k: v for k, v in record.items() if k != "epoch"}
+        log_metrics(self.client, self.run_id, metrics, step=epoch, synchronous=False)
+
+    def on_end(self, state: Any, result: Any) -> None:
+        flush()
+
+
+def flush() -> None:
+    """Wait for asynchronous metric logging to land."""
+    import mlflow
+
+    try:
+        mlflow.flush_async_logging()
+    except Exception:  # noqa: BLE001 - older MLflow without async logging
+        pass

@@ -62,6 +62,7 @@ def build_param_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
                 "name": label,
                 "params": [],
                 "lr": cfg.lr * scale,
+                "lr_scale": scale,  # this group's LR relative to the recipe's (for logging)
                 "weight_decay": 0.0 if no_decay else cfg.weight_decay,
             },
         )

@@ -80,8 +80,7 @@ class RunState:
         groups = self.optimizer.param_groups
         out = {f"train/lr/{g.get('name', i)}": float(g["lr"]) for i, g in enumerate(groups)}
         first = groups[0]
-        factor = first["lr"] / first["initial_lr"] if first.get("initial_lr") else 1.0
-        out["train/lr"] = float(self.cfg.train.optimizer.lr * factor)
+        out["train/lr"] = float(first["lr"] / first.get("lr_scale", 1.0))
         return out
 
 

@@ -51,7 +51,9 @@ def cifar10_root() -> Path:
     target = _cache_base() / "cifar10"
     if (target / "train").is_dir() and (target / "test").is_dir():
         return target
-    archive = Path(os.environ.get("BENCH_CIFAR10_ARCHIVE") or REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz")
+    archive = Path(
+        os.environ.get("BENCH_CIFAR10_ARCHIVE") or REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    )
     if not archive.is_file():
         pytest.skip("real CIFAR-10 not available")
     target.parent.mkdir(parents=True, exist_ok=True)

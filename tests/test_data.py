@@ -28,8 +28,17 @@ def image_keys(images: torch.Tensor) -> set[bytes]:
 
 
 def loader(data, **kwargs) -> DeviceLoader:
-    args = dict(batch_size=32, device="cpu", shuffle=True, drop_last=False, augment=None,
-                mean=data.mean, std=data.std, image_size=None, seed=0)
+    args = dict(
+        batch_size=32,
+        device="cpu",
+        shuffle=True,
+        drop_last=False,
+        augment=None,
+        mean=data.mean,
+        std=data.std,
+        image_size=None,
+        seed=0,
+    )
     return DeviceLoader(data.train.images, data.train.labels, **{**args, **kwargs})
 
 
@@ -123,8 +132,14 @@ def test_missing_cifar10_names_root_layouts_and_archive(tmp_path, monkeypatch):
     with pytest.raises(DataError) as info:
         load_splits(DataConfig(name="cifar10", root=str(tmp_path)))
     message = str(info.value)
-    for needle in (str(tmp_path), "cifar-10-batches-py", "train/<class>", "cifar10-jpeg.tar.gz",
-                   "data.root", "BENCH_DATA_DIR"):
+    for needle in (
+        str(tmp_path),
+        "cifar-10-batches-py",
+        "train/<class>",
+        "cifar10-jpeg.tar.gz",
+        "data.root",
+        "BENCH_DATA_DIR",
+    ):
         assert needle in message
 
 
@@ -177,8 +192,19 @@ def test_epoch_order_is_reproducible_and_changes_across_epochs(tiny_image_folder
 def test_every_image_is_visited_once_per_epoch(tiny_image_folder):
     data = splits(tiny_image_folder)
     ids = torch.arange(len(data.train))
-    dl = DeviceLoader(data.train.images, ids, batch_size=48, device="cpu", shuffle=True, drop_last=False,
-                      augment=None, mean=data.mean, std=data.std, image_size=None, seed=0)
+    dl = DeviceLoader(
+        data.train.images,
+        ids,
+        batch_size=48,
+        device="cpu",
+        shuffle=True,
+        drop_last=False,
+        augment=None,
+        mean=data.mean,
+        std=data.std,
+        image_size=None,
+        seed=0,
+    )
     assert len(dl) == 4 and dl.num_images == 160
     _, seen = epoch(dl, 0)
     assert torch.equal(seen.sort().values, ids) and not torch.equal(seen, ids)
@@ -233,8 +259,18 @@ def test_real_cifar10_loads_and_is_cached(cifar10_root):
     source = DATASETS.get("cifar10")
     first = source(cifar10_root, None)
     assert first.train_images.shape == (50_000, 3, 32, 32) and first.test_images.shape == (10_000, 3, 32, 32)
-    assert first.classes == ["airplane", "automobile", "bird", "cat", "deer",
-                             "dog", "frog", "horse", "ship", "truck"]
+    assert first.classes == [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     assert first.train_labels.bincount().tolist() == [5000] * 10
     start = time.perf_counter()
     second = cifar10(cifar10_root, None)

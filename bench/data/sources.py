@@ -131,6 +131,7 @@ def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a cache is not a secret
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

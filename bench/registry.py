@@ -14,7 +14,7 @@ from bench.errors import BenchError
 T = TypeVar("T")
 
 
-class UnknownComponentError(BenchError, LookupError):
+class UnknownComponentError(BenchError, ValueError):
     """A name that is neither registered nor an importable ``module:Name`` path."""
 
     exit_code = 2

@@ -122,12 +122,16 @@ SCHEDULERS.register(
             "max_lr": list(c.group_lrs),
             "step_size_up": max(1, c.total_steps // 4),
         },
+        warmup=False,  # cycles up from base_lr by itself
     ),
 )
 SCHEDULERS.register(
     "onecycle",
     SchedulerSpec(
-        lrs.OneCycleLR, "batch", lambda c: {"max_lr": list(c.group_lrs), "total_steps": max(1, c.total_steps)}
+        lrs.OneCycleLR,
+        "batch",
+        lambda c: {"max_lr": list(c.group_lrs), "total_steps": max(1, c.total_steps)},
+        warmup=False,  # its first phase (pct_start) is the warm-up
     ),
 )
 SCHEDULERS.register(
@@ -156,7 +160,10 @@ def check_scheduler(name: str, kwargs: dict[str, Any], *, warmup: bool) -> None:
             raise ValueError(f"scheduler '{name}' does not take lr_lambda; only lambda and multiplicative do")
         LR_LAMBDAS.get(str(kwargs.get("lr_lambda", "constant")))
     if warmup and not spec.warmup:
-        raise ValueError(f"warmup_epochs is not supported with scheduler '{name}'; set it to 0")
+        raise ValueError(
+            f"warmup_epochs is not supported with scheduler '{name}' (per-epoch schedulers only; "
+            "onecycle and cyclic ramp up by themselves); set it to 0"
+        )
 
 
 class LRSchedule:
@@ -194,26 +201,14 @@ def build_scheduler(
     group_lrs = [g["lr"] for g in optimizer.param_groups]
     if not isinstance(spec, SchedulerSpec):
         return LRSchedule(spec(optimizer, **cfg.kwargs), "epoch", steps_per_epoch)
-    warmup_steps = 0
-    if cfg.warmup_epochs > 0:
-        unit = 1 if spec.policy == "epoch" else steps_per_epoch
-        warmup_steps = max(1, math.ceil(cfg.warmup_epochs * unit))
-    main_epochs = max(1, epochs - (math.ceil(cfg.warmup_epochs) if spec.policy == "epoch" else 0))
+    # Warm-up (per-epoch schedulers only) is counted in whole epochs; the main schedule
+    # covers the epochs after it.
+    warmup_steps = math.ceil(cfg.warmup_epochs)
+    main_epochs = max(1, epochs - warmup_steps)
     ctx = Context(
         epochs=main_epochs, steps_per_epoch=steps_per_epoch, group_lrs=group_lrs, base_lr=group_lrs[0]
     )
-    if spec.policy == "batch" and warmup_steps:
-        ctx = Context(
-            epochs=epochs, steps_per_epoch=steps_per_epoch, group_lrs=group_lrs, base_lr=group_lrs[0]
-        )
     kwargs = {**spec.defaults(ctx), **cfg.kwargs}
-    if (
-        spec.policy == "batch"
-        and warmup_steps
-        and "total_steps" in kwargs
-        and "total_steps" not in cfg.kwargs
-    ):
-        kwargs["total_steps"] = max(1, ctx.total_steps - warmup_steps)
     ratios = [lr / cfg_lr(optimizer) for lr in group_lrs]
     for key in PER_GROUP_LR_ARGS:
         if (

@@ -18,6 +18,8 @@ from bench.errors import CheckpointError
 
 LAST = "last.ckpt"
 BEST = "best.ckpt"
+FORMAT = 1
+REQUIRED = ("epoch", "step", "best_acc", "history", "model", "optimizer", "scheduler", "scaler", "swa", "rng")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -39,6 +41,13 @@ def atomic_save(obj: Any, path: Path) -> None:
         raise
 
 
+def remove_stale_temp_files(folder: Path) -> None:
+    """Delete ``*.tmp`` files a process killed in the middle of ``atomic_save`` left behind."""
+    if folder.is_dir():
+        for tmp in folder.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def safe_load(path: Path) -> dict[str, Any]:
     """Load a checkpoint; truncated, corrupt or code-carrying files raise CheckpointError."""
     try:
@@ -46,15 +55,30 @@ def safe_load(path: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         text = str(exc)
         if "weights_only" in text or "Unsupported global" in text:
-            why = "it carries pickled Python objects or code, which bench refuses to load"
+            why = "it carries pickled Python objects or code, which bench refuses to load (weights_only=True)"
         else:
-            why = f"it is truncated or corrupt ({type(exc).__name__}: {text.splitlines()[0][:160] if text else ''})"
-        raise CheckpointError(
-            f"cannot load checkpoint {path}: {why}. Delete it or run with --force."
-        ) from None
+            first = text.strip().splitlines()[0][:160] if text.strip() else ""
+            why = f"it is truncated or corrupt ({type(exc).__name__}: {first})"
+        raise CheckpointError(f"cannot load checkpoint {path}: {why}. Delete it or run with --force.") from None
     if not isinstance(obj, dict) or "epoch" not in obj:
-        raise CheckpointError(f"{path} is not a bench checkpoint")
+        raise CheckpointError(f"{path} is not a bench checkpoint. Delete it or run with --force.")
     return obj
+
+
+def check_payload(saved: dict[str, Any], path: Path, run_key: str, *, swa: bool) -> None:
+    """A checkpoint must be complete and written by this very variant (same ``run_key``)."""
+    missing = [k for k in REQUIRED if k not in saved]
+    if missing:
+        raise CheckpointError(
+            f"{path} is an incomplete checkpoint (missing {', '.join(missing)}). Delete it or run with --force."
+        )
+    if saved.get("run_key") != run_key:
+        raise CheckpointError(
+            f"{path} was written by another configuration (run_key {saved.get('run_key')}, this variant is "
+            f"{run_key}); refusing to resume from it. Delete it or run with --force."
+        )
+    if swa and not saved["swa"]:
+        raise CheckpointError(f"{path} has no SWA state but this variant uses SWA. Delete it or run with --force.")
 
 
 def rng_state() -> dict[str, Any]:

@@ -34,6 +34,7 @@ from bench.engine.hooks import Hook, VariantResult
 from bench.engine.measure import PeakMemory, Throughput, synchronize
 from bench.engine.precision import Precision, unavailable_reason
 from bench.engine.swa import SWA
+from bench.errors import CheckpointError
 from bench.recipe.load import Variant
 
 
@@ -191,9 +192,17 @@ def train_one_epoch(state: RunState, criterion: nn.Module, meter: Throughput, pr
 
 
 def save_checkpoint(state: RunState, name: str = ckpt.LAST) -> None:
+    """Write everything needed to continue this variant exactly: weights, optimizer, scheduler,
+    scaler, SWA, counters, best metric, history and every RNG state (atomic write)."""
     if state.run_dir is None:
         return
+    extra = {k: v for k, v in state.extra.items() if not k.startswith("_")}
+    if "_wall_start" in state.extra:  # wall time spent on this variant so far, across resumes
+        extra["wall_before_resume"] = state.extra.get("wall_before_resume", 0.0) + (
+            time.perf_counter() - state.extra["_wall_start"]
+        )
     payload = {
+        "format": ckpt.FORMAT,
         "run_key": state.variant.run_key,
         "epoch": state.epoch,
         "step": state.step,
@@ -204,28 +213,46 @@ def save_checkpoint(state: RunState, name: str = ckpt.LAST) -> None:
         "scheduler": state.schedule.state_dict(),
         "scaler": state.precision.state_dict(),
         "swa": state.swa.state_dict() if state.swa else {},
-        "extra": state.extra,
+        "extra": extra,
         "rng": ckpt.rng_state(),
     }
     ckpt.atomic_save(payload, state.run_dir / name)
 
 
 def try_resume(state: RunState) -> bool:
-    """Restore the last checkpoint of this run directory; False when there is none."""
-    if state.run_dir is None or not (state.run_dir / ckpt.LAST).exists():
+    """Restore the last checkpoint of this run directory; False when there is none.
+
+    A truncated, corrupt, code-carrying or foreign checkpoint raises ``CheckpointError``: it is
+    never loaded, and never silently replaced by a fresh start.
+    """
+    if state.run_dir is None:
         return False
-    saved = ckpt.safe_load(state.run_dir / ckpt.LAST)
-    if saved.get("run_key") != state.variant.run_key:
-        return False  # another config wrote it: start fresh (the runner keys dirs by run_key)
-    state.model.load_state_dict(saved["model"])
-    state.optimizer.load_state_dict(saved["optimizer"])
-    state.schedule.load_state_dict(saved["scheduler"])
-    state.precision.load_state_dict(saved["scaler"])
-    if state.swa and saved["swa"]:
-        state.swa.load_state_dict(saved["swa"])
-    state.epoch, state.step, state.best_acc = saved["epoch"], saved["step"], saved["best_acc"]
-    state.history = list(saved["history"])
-    state.extra = dict(saved.get("extra", {}))
+    ckpt.remove_stale_temp_files(state.run_dir)  # left by a process killed mid-write
+    path = state.run_dir / ckpt.LAST
+    if not path.exists():
+        return False
+    saved = ckpt.safe_load(path)
+    ckpt.check_payload(saved, path, state.variant.run_key, swa=state.swa is not None)
+    try:
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.schedule.load_state_dict(saved["scheduler"])
+        state.precision.load_state_dict(saved["scaler"])
+        if state.swa is not None:
+            state.swa.load_state_dict(saved["swa"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot resume from {path}: it does not fit this variant ({first}). Delete it or run with --force."
+        ) from None
+    state.epoch, state.step, state.best_acc = (
+        int(saved["epoch"]),
+        int(saved["step"]),
+        float(saved["best_acc"]),
+    )
+    state.history = [dict(r) for r in saved["history"]]
+    state.extra = {**state.extra, **dict(saved.get("extra", {}))}
+    state.extra["resumed_from_epoch"] = state.epoch
     ckpt.set_rng_state(saved["rng"])
     return True
 
@@ -245,10 +272,14 @@ def run_variant(
     criterion = build_loss(cfg.loss, cfg.label_smoothing)
     memory = PeakMemory(state.device)
     memory.reset()
+    state.extra["_wall_start"] = wall_start
     resumed = try_resume(state)
     state.extra["resumed"] = resumed
+    rng_at_resume = ckpt.rng_state() if resumed else None
     for hook in hooks:
         hook.on_start(state)
+    if rng_at_resume is not None:  # hooks (MLflow, ...) must not shift the restored RNG streams
+        ckpt.set_rng_state(rng_at_resume)
     meter = Throughput(state.device, cfg.warmup_steps)
     eval_rate: list[float] = []
     monitor = "val" if "val" in state.eval_loaders else "test"
@@ -280,8 +311,8 @@ def run_variant(
         every = cfg.checkpoint.every
         if every and (state.epoch % every == 0 or state.epoch == cfg.epochs):
             save_checkpoint(state)
-            if cfg.checkpoint.keep_best and record.get("test/acc", -1) >= state.best_acc:
-                save_checkpoint(state, ckpt.BEST)
+        if every and cfg.checkpoint.keep_best and record.get("test/acc", float("-inf")) >= state.best_acc:
+            save_checkpoint(state, ckpt.BEST)  # the best epoch so far, whatever ``every`` says
     result = finish(state, meter, eval_rate, memory, wall_start)
     for hook in hooks:
         hook.on_end(state, result)

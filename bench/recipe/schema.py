@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from bench.tune.schema import TuneConfig
+
 Precision = Literal["fp32", "amp_fp16", "amp_bf16"]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -209,7 +211,7 @@ class RecipeBody(Strict):
     target_acc: float | None = Field(
         None, gt=0.0, le=1.0, description="reports give time to this test accuracy"
     )
-    tune: dict[str, Any] | None = Field(None, description="Optuna study settings (bench tune)")
+    tune: TuneConfig | None = Field(None, description="Optuna study settings (bench tune)")
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,147 @@
+"""Read a recipe's runs from MLflow into pandas: one row per child run (latest per run_key),
+and the per-epoch metric histories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.tracking.mlflow_store import PARENT_TAG
+
+RUN_COLUMNS = [
+    "run_id",
+    "variant",
+    "group",
+    "seed",
+    "status",
+    "reason",
+    "run_key",
+    "variant_id",
+    "start_time",
+]
+
+
+@dataclass
+class Fetched:
+    experiment: str
+    experiment_id: str
+    runs: pd.DataFrame  # one row per child run: RUN_COLUMNS + axis.* + metric columns + params
+    axes: list[str]  # axis labels (without "axis."), in first-seen order
+    parent_id: str | None  # the latest recipe (parent) run, for artifacts
+    params: dict[str, dict[str, str]]  # run_id -> params
+
+
+def search_all(client, experiment_id: str, filter_string: str = "") -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            max_results=1000,
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def fetch_runs(client, experiment: str) -> Fetched:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise BenchError(
+            f"no MLflow experiment named '{experiment}' in this tracking store; run the recipe first"
+        )
+    everything = search_all(client, exp.experiment_id)
+    parents = [r for r in everything if r.data.tags.get("bench.kind") == "recipe"]
+    children = [r for r in everything if r.data.tags.get(PARENT_TAG) and r.data.tags.get("bench.run_key")]
+    # newest first: keep the latest run of every run_key
+    seen: set[str] = set()
+    rows, params, axes = [], {}, []
+    for run in sorted(children, key=lambda r: r.info.start_time or 0, reverse=True):
+        tags = run.data.tags
+        key = tags["bench.run_key"]
+        if key in seen:
+            continue
+        seen.add(key)
+        status = tags.get("bench.status")
+        if not status:  # still running, or the process died before recording an outcome
+            status = "running" if run.info.status == "RUNNING" else run.info.status.lower()
+        row: dict[str, Any] = {
+            "run_id": run.info.run_id,
+            "variant": tags.get("bench.variant", run.info.run_name),
+            "group": tags.get("bench.group", tags.get("bench.variant", run.info.run_name)),
+            "seed": int(tags["bench.seed"]) if tags.get("bench.seed", "").lstrip("-").isdigit() else None,
+            "status": status,
+            "reason": tags.get("bench.reason", ""),
+            "run_key": key,
+            "variant_id": tags.get("bench.variant_id", ""),
+            "start_time": run.info.start_time,
+        }
+        for tag, value in tags.items():
+            if tag.startswith("axis."):
+                label = tag[len("axis.") :]
+                row[tag] = value
+                if label not in axes:
+                    axes.append(label)
+        row.update(run.data.metrics)
+        rows.append(row)
+        params[run.info.run_id] = dict(run.data.params)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=RUN_COLUMNS)
+    else:
+        frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
+    parent = max(parents, key=lambda r: r.info.start_time or 0).info.run_id if parents else None
+    return Fetched(experiment, exp.experiment_id, frame, axes, parent, params)
+
+
+def fill_axis_values(fetched: Fetched) -> None:
+    """Give every run a value for every axis. Variants added by ``include`` only carry the axes
+    they set; the others hold the recipe's base value, read back from the run's params."""
+    frame = fetched.runs
+    for label in fetched.axes:
+        col = f"axis.{label}"
+        if col not in frame:
+            frame[col] = None
+        for i in frame.index[frame[col].isna()]:
+            frame.at[i, col] = base_value(fetched.params.get(frame.at[i, "run_id"], {}), label)
+
+
+def base_value(params: dict[str, str], label: str) -> str:
+    """The value label of axis ``label`` from a run's flattened config (as bench names values:
+    a mapping by its ``name``, else "on"; None as "none")."""
+    suffix = "." + label
+    for key, value in params.items():
+        if key.endswith(suffix + ".name") or key == label + ".name":
+            return value
+    for key, value in params.items():
+        if key.endswith(suffix) or key == label:
+            return "none" if value == "None" else value
+    if any(suffix + "." in "." + key for key in params):
+        return "on"
+    return "base"
+
+
+def fetch_histories(client, run_ids: list[str], keys: list[str]) -> pd.DataFrame:
+    """Long frame ``run_id, key, step, value`` of the per-epoch metrics."""
+    rows = []
+    for run_id in run_ids:
+        for key in keys:
+            try:
+                history = client.get_metric_history(run_id, key)
+            except Exception:  # noqa: BLE001 - a metric the run never logged
+                continue
+            for m in history:
+                rows.append(
+                    {"run_id": run_id, "key": key, "step": m.step, "value": m.value, "timestamp": m.timestamp}
+                )
+    frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
+    # the final metrics are logged again at the last step: keep one value per (run, key, step)
+    return frame.sort_values("timestamp", kind="stable").drop_duplicates(
+        ["run_id", "key", "step"], keep="first"
+    )

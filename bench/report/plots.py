@@ -1,0 +1,130 @@
+"""Report plots (matplotlib, Agg backend, PNG): the accuracy/throughput and accuracy/memory
+trade-offs with their Pareto fronts, the per-epoch curves, and the LR schedule per variant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _short(name: str, width: int = 38) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def tradeoff_plot(
+    pareto: pd.DataFrame, variants: pd.DataFrame, path: Path, memory_key: str | None, baseline: str | None
+) -> Path | None:
+    """Accuracy (mean with its CI) against throughput and against peak memory; the Pareto
+    front is the line through the variants nothing beats on both axes."""
+    data = variants[variants["seeds"] > 0] if "seeds" in variants else variants
+    if data.empty or data["acc_mean"].isna().all():
+        return None
+    plt = _pyplot()
+    panels = [("train_img_s_mean", "front_throughput", "train throughput (img/s, higher is better)")]
+    if memory_key and data["memory_mb_mean"].notna().any():
+        panels.append(("memory_mb_mean", "front_memory", f"{memory_key} (MB, lower is better)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), squeeze=False)
+    err = None
+    if "acc_lo" in data and data["acc_lo"].notna().any():
+        err = [(data["acc_mean"] - data["acc_lo"]).fillna(0), (data["acc_hi"] - data["acc_mean"]).fillna(0)]
+    marks = pareto.set_index("variant")
+    for ax, (x, front, xlabel) in zip(axes[0], panels):
+        ax.errorbar(
+            data[x], data["acc_mean"], yerr=err, fmt="o", color="tab:blue", ecolor="0.6", capsize=3, zorder=2
+        )
+        on = marks.loc[data["variant"], front].to_numpy(dtype=bool)
+        f = data[on].sort_values(x)
+        ax.plot(f[x], f["acc_mean"], "-", color="tab:red", lw=1.5, zorder=1, label="Pareto front")
+        ax.scatter(f[x], f["acc_mean"], s=90, facecolors="none", edgecolors="tab:red", zorder=3)
+        for _, row in data.iterrows():
+            bold = row["variant"] == baseline
+            ax.annotate(_short(row["variant"]) + (" (baseline)" if bold else ""), (row[x], row["acc_mean"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7,
+                        fontweight="bold" if bold else "normal")  # fmt: skip
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (mean over seeds, 95% CI)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("Accuracy vs cost per variant")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _mean_curves(history: pd.DataFrame, runs: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Per variant and epoch: the mean over seeds (finished runs) of ``key``."""
+    h = history[history["key"] == key].merge(runs[["run_id", "group"]], on="run_id")
+    return h.groupby(["group", "step"], sort=False)["value"].agg(["mean", "min", "max"]).reset_index()
+
+
+def curves_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], path: Path) -> Path | None:
+    """Test accuracy and train loss per epoch, one line per variant (mean over seeds, band =
+    min..max over seeds)."""
+    done = runs[runs["status"] == "finished"]
+    if history.empty or done.empty:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    cmap = plt.get_cmap("tab20")
+    for ax, key, label in ((axes[0], "test/acc", "test accuracy"), (axes[1], "train/loss", "train loss")):
+        curves = _mean_curves(history, done, key)
+        for i, group in enumerate(g for g in order if g in set(curves["group"])):
+            c = curves[curves["group"] == group].sort_values("step")
+            ax.plot(c["step"], c["mean"], "-o", ms=3, color=cmap(i % 20), label=_short(group))
+            ax.fill_between(c["step"], c["min"], c["max"], color=cmap(i % 20), alpha=0.15)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label + " (mean over seeds; band: min–max)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.suptitle("Learning curves per variant")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def lr_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], path: Path) -> Path | None:
+    """The LR each variant's param groups used per epoch (as logged at the start of every
+    epoch), one panel per variant, from the first seed that recorded it."""
+    keys = sorted(k for k in history["key"].unique() if k.startswith("train/lr/")) if len(history) else []
+    if not keys:
+        return None
+    h = history[history["key"].isin(keys)].merge(runs[["run_id", "group", "seed"]], on="run_id")
+    groups = [g for g in order if g in set(h["group"])]
+    if not groups:
+        return None
+    plt = _pyplot()
+    cols = min(3, len(groups))
+    rows = (len(groups) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    for ax, group in zip(axes.flat, groups):
+        g = h[h["group"] == group]
+        first = g.sort_values("seed")["run_id"].iloc[0]
+        g = g[g["run_id"] == first]
+        for key in sorted(g["key"].unique()):
+            c = g[g["key"] == key].sort_values("step")
+            ax.step(c["step"], c["value"], where="post", marker="o", ms=3, label=key[len("train/lr/") :])
+        ax.set_title(_short(group, 48), fontsize=8)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("LR", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.axis("off")
+    fig.suptitle("LR per param group at the start of each epoch (bench plan shows every step)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,254 @@
+"""The ``tune:`` section of a recipe. Kept free of optuna imports at module level: the recipe
+schema imports it, and ``bench run`` must not pay for optuna."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SPACE_FORMS = (
+    "{float: [low, high], log: bool, step: number}, {int: [low, high], log: bool, step: int} "
+    "or {categorical: [choice, ...]}"
+)
+RESERVED_KEYS = ("name", "tune", "matrix", "seeds", "description", "baseline", "target_acc", "tracking")
+SAMPLERS = ("tpe", "random", "grid", "cmaes")
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One search-space entry, parsed: kind is float, int or categorical."""
+
+    key: str
+    kind: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple[Any, ...] = ()
+
+    def bounds(self) -> list[Any]:
+        """The values validated through the recipe schema before a study starts."""
+        return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
+
+
+def _is_number(value: Any, integer: bool = False) -> bool:
+    if isinstance(value, bool):
+        return False
+    if integer:
+        return isinstance(value, int)
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def parse_param(key: str, entry: Any) -> ParamSpec:
+    """Parse one ``space`` entry; ValueError names the key and the allowed forms."""
+
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"'{key}': {problem}; allowed forms: {SPACE_FORMS}")
+
+    if not isinstance(key, str) or not key or not all(key.split(".")):
+        raise ValueError(f"'{key}': a search-space key must be a dotted recipe key like train.optimizer.lr")
+    if key.split(".")[0] in RESERVED_KEYS or key.startswith("data.name"):
+        raise ValueError(f"'{key}': this key cannot be tuned (it names or describes the study)")
+    if not isinstance(entry, dict):
+        raise bad(f"got {entry!r}")
+    kinds = [k for k in ("float", "int", "categorical") if k in entry]
+    if len(kinds) != 1:
+        raise bad("give exactly one of float, int, categorical" if kinds else "no float/int/categorical")
+    kind = kinds[0]
+    extra = set(entry) - {kind, "log", "step"}
+    if extra:
+        raise bad(f"unknown option(s) {', '.join(sorted(map(str, extra)))}")
+    if kind == "categorical":
+        if set(entry) != {"categorical"}:
+            raise bad("categorical takes no log/step")
+        choices = entry["categorical"]
+        if not isinstance(choices, list) or not choices:
+            raise bad("categorical needs a non-empty list of choices")
+        labels = [choice_label(c) for c in choices]
+        if len(set(map(repr, labels))) != len(labels):
+            raise bad("categorical choices must be distinct")
+        return ParamSpec(key, "categorical", choices=tuple(choices))
+    integer = kind == "int"
+    pair = entry[kind]
+    if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(_is_number(v, integer) for v in pair)):
+        what = "integers" if integer else "numbers"
+        raise bad(f"{kind} needs [low, high] with two {what}, got {pair!r}")
+    low, high = pair if integer else (float(pair[0]), float(pair[1]))
+    if low > high:
+        raise bad(f"low ({low}) must be <= high ({high})")
+    log = entry.get("log", False)
+    if not isinstance(log, bool):
+        raise bad(f"log must be true or false, got {log!r}")
+    step = entry.get("step")
+    if step is not None:
+        if not _is_number(step, integer) or step <= 0:
+            raise bad(f"step must be a positive {'integer' if integer else 'number'}, got {step!r}")
+        if log:
+            raise bad("log and step cannot be combined")
+    if log and low <= 0:
+        raise bad(f"a log scale needs low > 0, got {low}")
+    return ParamSpec(key, kind, low=low, high=high, log=log, step=step)
+
+
+def choice_label(choice: Any) -> Any:
+    """What Optuna records for a categorical choice: the value itself when it is a scalar,
+    else its ``name`` (a component mapping like ``{name: cosine, ...}``) or its JSON."""
+    import json
+
+    if choice is None or isinstance(choice, bool | int | float | str):
+        return choice
+    if isinstance(choice, dict) and isinstance(choice.get("name"), str) and len(choice) == 1:
+        return choice["name"]
+    return json.dumps(choice, sort_keys=True, separators=(",", ":"))
+
+
+def _bind(cls_path: str, kwargs: dict[str, Any], what: str, reserved: tuple[str, ...]) -> None:
+    """Check options against the optuna class's signature without constructing it."""
+    import importlib
+
+    module, _, name = cls_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    params = inspect.signature(cls).parameters
+    allowed = [p for p in params if p not in reserved and p != "self"]
+    for key in kwargs:
+        if key not in allowed:
+            raise ValueError(f"{what} does not take '{key}'; its options: {', '.join(allowed) or 'none'}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ObjectiveConfig(_Strict):
+    metric: str = Field("val/acc", description="per-epoch metric from the engine's record")
+    direction: Literal["maximize", "minimize"] = "maximize"
+    reduce: Literal["last", "best"] = Field("last", description="the trial's value: last or best epoch")
+
+    @field_validator("metric")
+    @classmethod
+    def _no_test_peeking(cls, metric: str) -> str:
+        if metric.startswith("test/"):
+            raise ValueError(
+                "tuning must not peek at the test set: use val/acc (a validation split carved from "
+                "train with data.val_size); bench tune reports the best trial's test accuracy separately"
+            )
+        if not metric.startswith(("val/", "train/")):
+            raise ValueError(
+                f"metric must be a per-epoch val/* or train/* metric, e.g. val/acc; got '{metric}'"
+            )
+        return metric
+
+
+SAMPLER_CLASSES = {
+    "tpe": "optuna.samplers.TPESampler",
+    "random": "optuna.samplers.RandomSampler",
+    "grid": "optuna.samplers.GridSampler",
+    "cmaes": "optuna.samplers.CmaEsSampler",
+}
+PRUNER_CLASSES = {
+    "median": "optuna.pruners.MedianPruner",
+    "hyperband": "optuna.pruners.HyperbandPruner",
+    "none": "optuna.pruners.NopPruner",
+}
+
+
+class SamplerConfig(BaseModel):
+    """Sampler name and seed; other keys go to the optuna sampler class (e.g. n_startup_trials)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
+    seed: int | None = Field(0, description="sampler seed (worker k of a study adds k)")
+
+    @model_validator(mode="after")
+    def _options(self) -> SamplerConfig:
+        if self.name == "cmaes" and importlib.util.find_spec("cmaes") is None:
+            raise ValueError(
+                "the cmaes sampler needs the 'cmaes' package (pip install cmaes); or use tpe/random"
+            )
+        _bind(SAMPLER_CLASSES[self.name], self.kwargs, f"sampler '{self.name}'", ("seed", "search_space"))
+        return self
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PrunerConfig(BaseModel):
+    """Pruner name; other keys go to the optuna pruner class (e.g. n_startup_trials, n_warmup_steps)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Literal["median", "hyperband", "none"] = "median"
+
+    @model_validator(mode="after")
+    def _options(self) -> PrunerConfig:
+        _bind(PRUNER_CLASSES[self.name], self.kwargs, f"pruner '{self.name}'", ())
+        return self
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TuneConfig(_Strict):
+    """``tune:`` in a recipe: what ``bench tune`` searches, how, and for how long."""
+
+    study: str | None = Field(None, description="study name; default the recipe name (results/<study>/)")
+    n_trials: PositiveInt = Field(20, description="trials in the whole study, all workers together")
+    timeout: PositiveFloat | None = Field(None, description="seconds per command; no new trial starts after")
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    default_val_size: float = Field(
+        0.1, gt=0.0, lt=1.0, description="validation fraction used when data.val_size is 0"
+    )
+    space: dict[str, Any] = Field(description=f"dotted recipe key -> {SPACE_FORMS}")
+
+    @field_validator("study")
+    @classmethod
+    def _slug(cls, name: str | None) -> str | None:
+        if name is not None and not NAME_RE.match(name):
+            raise ValueError(
+                "study must start with a letter or digit and use only letters, digits, '_', '.', '-'"
+            )
+        return name
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
+        if not space:
+            raise ValueError(f"the search space is empty; give dotted keys mapped to {SPACE_FORMS}")
+        for key, entry in space.items():
+            parse_param(key, entry)
+        return space
+
+    @model_validator(mode="after")
+    def _grid_fits(self) -> TuneConfig:
+        if self.sampler.name == "grid":
+            for spec in self.params():
+                if spec.kind == "float" and spec.step is None:
+                    raise ValueError(
+                        f"the grid sampler needs discrete values: give '{spec.key}' a step, "
+                        "or make it int or categorical"
+                    )
+        return self
+
+    def params(self) -> list[ParamSpec]:
+        return [parse_param(k, v) for k, v in self.space.items()]

@@ -1,0 +1,44 @@
+"""The command line: fast help, clean errors with exit code 2, dry runs that train nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.recipes import tiny_recipe, write_recipe
+
+
+def bench(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_help_is_fast_and_imports_no_heavy_library():
+    code = "import sys; from bench.cli import main; import contextlib, io\n" \
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n" \
+        "print(sorted(m for m in ('torch', 'mlflow', 'optuna', 'pandas') if m in sys.modules))"  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_bad_recipe_exits_2_with_a_message_and_records_nothing(tmp_path, tiny_image_folder):
+    path = write_recipe(
+        tmp_path / "bad.yaml", tiny_recipe(tiny_image_folder, **{"train.scheduler.name": "cosin"})
+    )
+    results = tmp_path / "results"
+    proc = bench("run", str(path), "--results-dir", str(results))
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "train.scheduler" in proc.stderr and "Traceback" not in proc.stderr
+    assert not results.exists()
+
+
+def test_dry_run_lists_the_variants(tmp_path, tiny_image_folder):
+    recipe = tiny_recipe(
+        tiny_image_folder, matrix={"train.freeze": [0, 1], "train.precision": ["fp32", "amp_bf16"]}
+    )
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    proc = bench("run", str(path), "train.epochs=1", "--dry-run", "--results-dir", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    assert "4 runs" in proc.stdout and "freeze=1,precision=amp_bf16,seed=0" in proc.stdout
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,111 @@
+"""All ten torch LR schedulers, stepped the way each needs, after the optimizer step."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch.optim import lr_scheduler as lrs
+
+from bench.components.schedulers import SCHEDULERS, build_scheduler
+from bench.engine.precision import Precision
+from bench.recipe.schema import SchedulerConfig
+
+EPOCHS, STEPS = 6, 4
+TEN_KINDS = ["lambda", "multiplicative", "step", "multistep", "exponential", "cosine", "plateau", "cyclic", "onecycle",
+             "cosine_warm_restarts"]  # fmt: skip
+
+
+def two_group_optimizer(lr: float = 0.1) -> torch.optim.Optimizer:
+    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+    groups = [
+        {"params": [params[0]], "lr": lr, "lr_scale": 1.0},
+        {"params": [params[1]], "lr": lr * 10, "lr_scale": 10.0},
+    ]
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+
+
+def run_bench(kind: str, **kwargs) -> list[list[float]]:
+    opt = two_group_optimizer()
+    sched = build_scheduler(opt, SchedulerConfig(name=kind, **kwargs), epochs=EPOCHS, steps_per_epoch=STEPS)
+    seen = []
+    for epoch in range(EPOCHS):
+        for i in range(STEPS):
+            seen.append([g["lr"] for g in opt.param_groups])
+            opt.step()
+            sched.after_batch(epoch, i)
+        sched.after_epoch(0.5)
+    return seen
+
+
+def run_torch(kind: str) -> list[list[float]]:
+    """The reference: torch classes stepped by hand, as their documentation prescribes."""
+    opt = two_group_optimizer()
+    total = EPOCHS * STEPS
+    make = {
+        "lambda": lambda: lrs.LambdaLR(opt, lambda e: 1 - e / EPOCHS),
+        "multiplicative": lambda: lrs.MultiplicativeLR(opt, lambda e: 0.95),
+        "step": lambda: lrs.StepLR(opt, step_size=2),
+        "multistep": lambda: lrs.MultiStepLR(opt, milestones=[3, 4]),
+        "exponential": lambda: lrs.ExponentialLR(opt, gamma=0.9),
+        "cosine": lambda: lrs.CosineAnnealingLR(opt, T_max=EPOCHS),
+        "plateau": lambda: lrs.ReduceLROnPlateau(opt, mode="max", patience=2),
+        "cyclic": lambda: lrs.CyclicLR(opt, base_lr=[0.01, 0.1], max_lr=[0.1, 1.0], step_size_up=total // 4),
+        "onecycle": lambda: lrs.OneCycleLR(opt, max_lr=[0.1, 1.0], total_steps=total),
+        "cosine_warm_restarts": lambda: lrs.CosineAnnealingWarmRestarts(opt, T_0=2),
+    }
+    sched = make[kind]()
+    seen = []
+    for epoch in range(EPOCHS):
+        for i in range(STEPS):
+            seen.append([g["lr"] for g in opt.param_groups])
+            opt.step()
+            if kind in ("cyclic", "onecycle"):
+                sched.step()
+            elif kind == "cosine_warm_restarts":
+                sched.step(epoch + (i + 1) / STEPS)
+        if kind == "plateau":
+            sched.step(0.5)
+        elif kind not in ("cyclic", "onecycle", "cosine_warm_restarts"):
+            sched.step()
+    return seen
+
+
+def test_all_ten_torch_schedulers_are_registered():
+    assert set(TEN_KINDS) <= set(SCHEDULERS.names())
+
+
+@pytest.mark.parametrize("kind", TEN_KINDS)
+def test_lr_matches_torch_stepped_by_hand_and_keeps_per_group_ratios(kind):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. "lr_scheduler.step() before optimizer.step()"
+        ours = run_bench(kind)
+    flat = lambda rows: [lr for row in rows for lr in row]  # noqa: E731
+    assert flat(ours) == pytest.approx(flat(run_torch(kind)), rel=1e-9, abs=1e-12)
+    assert all(b == pytest.approx(10 * a) for a, b in ours)  # per-layer ratio kept every step
+
+
+def test_linear_warmup_ramps_then_hands_over():
+    lrs_seen = [g[0] for g in run_bench("cosine", warmup_epochs=1, warmup_start_factor=0.1)]
+    assert lrs_seen[0] == pytest.approx(0.01)  # first epoch at the warm-up start factor
+    assert lrs_seen[STEPS] == pytest.approx(0.1)  # full LR after one epoch
+    assert lrs_seen[-1] < lrs_seen[STEPS]  # then the cosine decays
+
+
+def test_warmup_is_refused_where_the_scheduler_ramps_by_itself():
+    with pytest.raises(ValueError, match="pct_start|ramp up"):
+        SchedulerConfig(name="onecycle", warmup_epochs=1)
+
+
+def test_scheduler_does_not_step_when_the_grad_scaler_skipped_the_step():
+    param = torch.nn.Parameter(torch.ones(1))
+    opt = torch.optim.SGD([param], lr=0.1)
+    sched = lrs.StepLR(opt, step_size=1, gamma=0.5)
+    precision = Precision("fp32", torch.device("cpu"))
+    precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    precision.backward((param * float("inf")).sum())  # inf gradients: the scaler must skip
+    stepped = precision.step(opt)
+    if stepped:
+        sched.step()
+    assert stepped is False and opt.param_groups[0]["lr"] == 0.1 and param.item() == 1.0

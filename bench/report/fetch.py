@@ -3,6 +3,7 @@ and the per-epoch metric histories."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,9 @@ def fetch_runs(client, experiment: str) -> Fetched:
         row.update(run.data.metrics)
         rows.append(row)
         params[run.info.run_id] = dict(run.data.params)
+    rows.reverse()  # oldest first
+    axes = [c[len("axis.") :] for row in rows for c in row if c.startswith("axis.")]
+    axes = list(dict.fromkeys(axes))
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=RUN_COLUMNS)
@@ -101,15 +105,30 @@ def fetch_runs(client, experiment: str) -> Fetched:
 
 
 def fill_axis_values(fetched: Fetched) -> None:
-    """Give every run a value for every axis. Variants added by ``include`` only carry the axes
-    they set; the others hold the recipe's base value, read back from the run's params."""
+    """Give every run a readable value for every axis.
+
+    The ``axis.*`` tags hold ``str(value)`` (a dict's repr for a mapping); the variant's group
+    name holds the same values as bench labels them (``scheduler=onecycle``), so the labels are
+    read from there. Variants added by ``include`` only carry the axes they set; the others
+    hold the recipe's base value, read back from the run's params."""
     frame = fetched.runs
     for label in fetched.axes:
         col = f"axis.{label}"
-        if col not in frame:
-            frame[col] = None
-        for i in frame.index[frame[col].isna()]:
-            frame.at[i, col] = base_value(fetched.params.get(frame.at[i, "run_id"], {}), label)
+        labelled = [group_axes(g, fetched.axes).get(label) for g in frame["group"]]
+        frame[col] = [
+            v if v is not None else base_value(fetched.params.get(run_id, {}), label)
+            for v, run_id in zip(labelled, frame["run_id"])
+        ]
+
+
+def group_axes(group: str, labels: list[str]) -> dict[str, str]:
+    """``"scheduler=onecycle,freeze=3"`` -> ``{"scheduler": "onecycle", "freeze": "3"}``: split
+    only before a known axis label, so a value holding a comma stays whole."""
+    if not labels:
+        return {}
+    names = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
+    pattern = re.compile(rf"(?:^|,)({names})=(.*?)(?=,(?:{names}|seed)=|$)")
+    return {m.group(1): m.group(2) for m in pattern.finditer(group)}
 
 
 def base_value(params: dict[str, str], label: str) -> str:

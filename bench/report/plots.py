@@ -81,7 +81,17 @@ def curves_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], pat
         curves = _mean_curves(history, done, key)
         for i, group in enumerate(g for g in order if g in set(curves["group"])):
             c = curves[curves["group"] == group].sort_values("step")
-            ax.plot(c["step"], c["mean"], "-o", ms=3, color=cmap(i % 20), label=_short(group))
+            style = ("-", "--", ":", "-.")[i % 4]  # identical curves stay distinguishable
+            marker = "os^vDx"[i % 6]
+            ax.plot(
+                c["step"],
+                c["mean"],
+                linestyle=style,
+                marker=marker,
+                ms=4,
+                color=cmap(i % 20),
+                label=_short(group),
+            )
             ax.fill_between(c["step"], c["min"], c["max"], color=cmap(i % 20), alpha=0.15)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label + " (mean over seeds; band: min–max)")
@@ -114,7 +124,7 @@ def lr_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], path: P
         g = g[g["run_id"] == first]
         for key in sorted(g["key"].unique()):
             c = g[g["key"] == key].sort_values("step")
-            ax.step(c["step"], c["value"], where="post", marker="o", ms=3, label=key[len("train/lr/") :])
+            ax.plot(c["step"], c["value"], "-o", ms=3, label=key[len("train/lr/") :])
         ax.set_title(_short(group, 48), fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel("LR", fontsize=8)

@@ -1,0 +1,134 @@
+"""``bench report`` end to end: a real tiny matrix (2 variants x 2 seeds, plus an amp_fp16
+variant that is skipped without CUDA), then the report's numbers checked against the MLflow
+runs they came from, computed here independently."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from scipy import stats as st
+
+from bench.cli import main as cli
+from bench.recipe.load import load_recipe
+from bench.runner import RecipeRunner
+from tests.recipes import tiny_recipe, write_recipe
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reported(tiny_image_folder, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    recipe = tiny_recipe(
+        tiny_image_folder, name="tinyreport", seeds=[0, 1], target_acc=0.5, train__epochs=2,
+        train__optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9},
+        matrix={"train.scheduler": [{"name": "cosine"}, {"name": "onecycle"}],
+                "include": [{"train.precision": "amp_fp16"}]},
+    )  # fmt: skip
+    recipe["baseline"] = "scheduler=onecycle"
+    path = write_recipe(tmp / "tinyreport.yaml", recipe)
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    results = tmp / "results"
+    RecipeRunner(load_recipe(path), results_dir=results, tracking_uri=uri).run()
+    assert cli(["report", str(path), "--results-dir", str(results), "--tracking-uri", uri]) == 0
+    return path, uri, results / "tinyreport"
+
+
+def _runs(uri: str) -> pd.DataFrame:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tinyreport")
+    rows = []
+    for r in client.search_runs([exp.experiment_id]):
+        if "mlflow.parentRunId" not in r.data.tags:
+            continue
+        rows.append({"group": r.data.tags["bench.group"], "seed": int(r.data.tags["bench.seed"]),
+                     "status": r.data.tags["bench.status"], "reason": r.data.tags["bench.reason"], **r.data.metrics})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_variant_table_matches_mlflow(reported):
+    _, uri, out = reported
+    runs = _runs(uri)
+    table = pd.read_csv(out / "report" / "variants.csv").set_index("variant")
+    assert list(table.index) == ["scheduler=cosine", "scheduler=onecycle", "precision=amp_fp16"]
+    for group in ("scheduler=cosine", "scheduler=onecycle"):
+        done = runs[(runs["group"] == group) & (runs["status"] == "finished")]
+        assert len(done) == 2 and table.loc[group, "seeds"] == 2
+        for metric, short in (("test/acc", "acc"), ("throughput/train_img_s", "train_img_s"),
+                              ("memory/peak_rss_mb", "memory_mb"), ("time/wall_s", "wall_s")):  # fmt: skip
+            x = done[metric].to_numpy()
+            mean, sd = x.mean(), x.std(ddof=1)
+            half = st.t.ppf(0.975, len(x) - 1) * sd / math.sqrt(len(x))
+            row = table.loc[group]
+            assert row[f"{short}_mean"] == pytest.approx(mean, rel=1e-9)
+            assert row[f"{short}_std"] == pytest.approx(sd, rel=1e-9, abs=1e-12)
+            assert row[f"{short}_lo"] == pytest.approx(mean - half, rel=1e-9, abs=1e-12)
+            assert row[f"{short}_hi"] == pytest.approx(mean + half, rel=1e-9, abs=1e-12)
+    assert table.loc["precision=amp_fp16", "seeds"] == 0
+    assert table.loc["precision=amp_fp16", "status"] == "2 skipped"
+
+
+def test_baseline_table_matches_mlflow(reported):
+    _, uri, out = reported
+    runs = _runs(uri)
+    done = runs[runs["status"] == "finished"]
+    base = done[done["group"] == "scheduler=onecycle"].set_index("seed")
+    other = done[done["group"] == "scheduler=cosine"].set_index("seed")
+    table = pd.read_csv(out / "report" / "baseline.csv").set_index("variant")
+    row = table.loc["scheduler=cosine"]
+    d = (other["test/acc"] - base["test/acc"]).sort_index().to_numpy()
+    assert row["pairs"] == 2 and row["acc_diff"] == pytest.approx(d.mean(), abs=1e-12)
+    rng = np.random.default_rng(0)
+    means = d[rng.integers(0, len(d), size=(10_000, len(d)))].mean(axis=1)
+    assert row["acc_diff_lo"] == pytest.approx(np.quantile(means, 0.025), abs=1e-12)
+    assert row["acc_diff_hi"] == pytest.approx(np.quantile(means, 0.975), abs=1e-12)
+    for metric, col in (
+        ("throughput/train_img_s", "train_img_s_ratio"),
+        ("memory/peak_rss_mb", "memory_ratio"),
+    ):
+        assert row[col] == pytest.approx(other[metric].mean() / base[metric].mean(), rel=1e-9)
+    assert table.loc["scheduler=onecycle", "acc_diff"] == 0
+
+
+def test_report_markdown_plots_and_artifacts(reported):
+    _, uri, out = reported
+    text = (out / "report.md").read_text()
+    runs = _runs(uri)
+    cos = runs[(runs["group"] == "scheduler=cosine") & (runs["status"] == "finished")]
+    assert f"{cos['test/acc'].mean():.4f} ± {cos['test/acc'].std(ddof=1):.4f}" in text
+    assert "Baseline: `scheduler=onecycle`" in text
+    assert "amp_fp16 needs a CUDA device" in text  # skipped runs are listed with their reason
+    assert "time to 0.5" in text
+    for name in ("tradeoff.png", "curves.png", "lr.png"):
+        assert (out / "report" / name).stat().st_size > 10_000
+        assert f"report/{name}" in text
+    axes = pd.read_csv(out / "report" / "axes.csv")
+    assert set(axes["axis"]) == {"scheduler"}  # precision has one scored value only
+    pareto = pd.read_csv(out / "report" / "pareto.csv")
+    assert pareto["front_throughput"].any() and pareto["front_memory"].any()
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tinyreport")
+    (parent,) = client.search_runs([exp.experiment_id], filter_string="tags.`bench.kind` = 'recipe'")
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.md", "report/tradeoff.png", "report/curves.png", "report/lr.png"} <= logged
+
+
+def test_report_by_experiment_name(reported, tmp_path):
+    _, uri, _ = reported
+    args = [
+        "report",
+        "--experiment",
+        "tinyreport",
+        "--tracking-uri",
+        uri,
+        "--results-dir",
+        str(tmp_path),
+        "--no-log",
+    ]
+    assert cli(args) == 0
+    assert "scheduler=cosine" in (tmp_path / "tinyreport" / "report.md").read_text()
+    assert cli(["report", "--experiment", "nope", "--tracking-uri", uri, "--results-dir", str(tmp_path)]) == 1

@@ -16,6 +16,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, many: bool = False)
     parser.add_argument(
         "--overlay", action="append", default=[], help="YAML merged over the recipe (e.g. a tuned best.yaml)"
     )
+    add_store_arguments(parser)
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where results and the MLflow store live."""
     parser.add_argument(
         "--results-dir",
         default=os.environ.get("BENCH_RESULTS_DIR", "results"),

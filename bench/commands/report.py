@@ -4,7 +4,8 @@ per axis and on the Pareto fronts; writes ``results/<recipe>/report.md`` + CSVs 
 from __future__ import annotations
 
 import argparse
-import os
+
+from bench.commands.common import add_store_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,16 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--baseline",
         help="variant (without seed) to compare against (default: recipe's baseline, else the first)",
     )
-    parser.add_argument(
-        "--results-dir",
-        default=os.environ.get("BENCH_RESULTS_DIR", "results"),
-        help="output folder (default: results/)",
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else results/mlflow.db)",
-    )
+    add_store_arguments(parser)
     parser.add_argument(
         "--no-log", action="store_true", help="do not log the report as artifacts of the recipe's parent run"
     )

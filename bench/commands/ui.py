@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess
 import sys
 
+from bench.commands.common import add_store_arguments
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", nargs="?", help="recipe YAML file (its tracking.uri, if set)")
-    parser.add_argument(
-        "--results-dir",
-        default=os.environ.get("BENCH_RESULTS_DIR", "results"),
-        help="results folder (default: results/)",
-    )
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else results/mlflow.db)",
-    )
+    add_store_arguments(parser)
     parser.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
     )

@@ -35,7 +35,9 @@ def _data_env() -> dict[str, str]:
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests plus the (small, CPU) integration tests; no benchmarks."""
     _install(session)
-    session.run("pytest", "-m", "not benchmark", "-q", "-p", "no:cacheprovider", *session.posargs, env=_data_env())
+    session.run(
+        "pytest", "-m", "not benchmark", "-q", "-p", "no:cacheprovider", *session.posargs, env=_data_env()
+    )
 
 
 @nox.session(**VENV)
@@ -58,7 +60,9 @@ def smoke(session: nox.Session) -> None:
     _install(session, "test")
     results = session.posargs[0] if session.posargs else "results"
     env = _data_env()
-    session.run("bench", "run", "recipes/smoke_pretrain.yaml", "recipes/smoke.yaml", "--results-dir", results, env=env)
+    session.run(
+        "bench", "run", "recipes/smoke_pretrain.yaml", "recipes/smoke.yaml", "--results-dir", results, env=env
+    )
     session.run("bench", "report", "recipes/smoke.yaml", "--results-dir", results, env=env)
 
 

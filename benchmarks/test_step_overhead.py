@@ -38,9 +38,9 @@ def state(tmp_path_factory, tiny_image_folder_big):
 
 @pytest.fixture(scope="module")
 def tiny_image_folder_big(tmp_path_factory):
-    from tests.conftest import _write_split
-
     import numpy as np
+
+    from tests.conftest import _write_split
 
     root = tmp_path_factory.mktemp("bigger_folder")
     rng = np.random.default_rng(0)

@@ -3,6 +3,8 @@ dotted overrides, and matrix expansion into readably named variants."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.errors import RecipeError
@@ -117,12 +119,10 @@ def test_run_key_changes_only_for_edited_variants(tmp_path, tiny_image_folder):
     assert "freeze=2,seed=0" in after and "freeze=1,seed=0" not in after
 
 
-@pytest.mark.parametrize(
-    "path", ["recipes/smoke.yaml", "recipes/smoke_pretrain.yaml", "recipes/cifar10_resnet.yaml"]
-)
-def test_every_shipped_recipe_validates(path):
-    from pathlib import Path
+RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml"))
 
-    root = Path(__file__).resolve().parent.parent
-    loaded = load_recipe(root / path)
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_every_shipped_recipe_validates(path):
+    loaded = load_recipe(path)
     assert loaded.variants and all(v.body.name == loaded.name for v in loaded.variants)

@@ -1,0 +1,56 @@
+"""``bench tune RECIPE [key=value ...] [--workers N] [--storage URL]``: an Optuna study over the
+recipe's ``tune.space``; re-running the same command continues the study."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.commands.common import add_recipe_arguments
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(parser)
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="worker processes on this machine (default 1); start the same command on other "
+             "machines with a shared --storage to add more",
+    )  # fmt: skip
+    parser.add_argument(
+        "--storage", default=None,
+        help="Optuna storage: a journal file path (default results/<study>/optuna.journal), "
+             "postgresql+psycopg2://user:pw@host/db for many machines, sqlite:///file.db for one worker",
+    )  # fmt: skip
+    parser.add_argument("--study", default=None, help="study name (default tune.study, else the recipe name)")
+    parser.add_argument("--n-trials", type=int, default=None, help="same as tune.n_trials=N")
+    parser.add_argument("--timeout", type=float, default=None, help="same as tune.timeout=SECONDS")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="validate the recipe and search space, then exit"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from bench.errors import RecipeError
+    from bench.tune.study import TuneOptions, build_plan, run_study
+
+    if args.workers < 1:
+        raise RecipeError("--workers must be at least 1", source="--workers")
+    overrides = list(args.overrides)
+    if args.n_trials is not None:
+        overrides.append(f"tune.n_trials={args.n_trials}")
+    if args.timeout is not None:
+        overrides.append(f"tune.timeout={args.timeout}")
+    options = TuneOptions(
+        recipe=args.recipe, overrides=overrides, overlays=list(args.overlay), results_dir=args.results_dir,
+        tracking_uri=args.tracking_uri, storage=args.storage, workers=args.workers, study=args.study,
+    )  # fmt: skip
+    if args.dry_run:
+        plan = build_plan(options)
+        spec = plan.storage_spec()
+        print(
+            f"{plan.loaded.source}: study {plan.study_name}, {plan.tune.n_trials} trials, storage {spec.display}"
+        )
+        for p in plan.space.params:
+            print(f"  {p.key}: {p.kind} {list(p.choices) if p.kind == 'categorical' else [p.low, p.high]}"
+                  + (" log" if p.log else "") + (f" step {p.step}" if p.step else ""))  # fmt: skip
+        return 0
+    return run_study(options)

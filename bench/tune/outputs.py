@@ -1,0 +1,139 @@
+"""What a study leaves behind: ``trials.csv``, ``best.yaml`` (a recipe overlay of dotted keys
+that ``bench run --overlay`` accepts), the optimisation-history and parameter-importance plots,
+and the study's best value, parameters and test accuracy on the MLflow parent run."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.tracking import mlflow_store as store
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_trials_csv(study: Any, path: Path) -> Any:
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "datetime_start", "duration",
+                                          "params", "user_attrs", "system_attrs", "intermediate_values"))  # fmt: skip
+    frame = frame.rename(columns=lambda c: c.replace("user_attrs_", "").replace("bench.", ""))
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return frame
+
+
+def best_overlay(plan: Any, trial: Any) -> str:
+    values = plan.space.from_optuna(trial.params)
+    metric = plan.tune.objective.metric
+    test = trial.user_attrs.get("test_acc")
+    header = (
+        f"# best trial of study {plan.study_name} (trial {trial.number}): {metric}={trial.value:.4f}"
+        + (f", test/acc={test:.4f}" if test is not None else "")
+        + f"\n#   bench run {plan.loaded.source} --overlay {plan.out_dir / 'best.yaml'}\n"
+    )
+    return header + yaml.safe_dump(values, sort_keys=False)
+
+
+def save_plots(plan: Any, study: Any, complete: list[Any]) -> tuple[list[Path], list[str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    paths, notes = [], []
+    if not complete:
+        return paths, ["no completed trial yet: no plots"]
+    jobs = [("optimization_history.png", ovm.plot_optimization_history)]
+    if len(complete) >= 2 and len(plan.space) > 1:
+        jobs.append(("param_importances.png", ovm.plot_param_importances))
+    else:
+        notes.append(
+            "parameter importance skipped: it needs at least 2 completed trials and more than one "
+            f"parameter (have {len(complete)} completed, {len(plan.space)} parameter(s))"
+        )
+    for name, plot in jobs:
+        try:
+            ax = plot(study)
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+            path = plan.out_dir / name
+            fig.savefig(path, dpi=110, bbox_inches="tight")
+            plt.close(fig)
+            paths.append(path)
+        except Exception as exc:  # noqa: BLE001 - a plot must not fail the study
+            notes.append(
+                f"{name} skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
+    return paths, notes
+
+
+def write_outputs(plan: Any, study: Any, client: Any, parent_id: str) -> str:
+    """Write every output and the parent run's summary; returns the summary text."""
+    from optuna.trial import TrialState
+
+    from bench.tune.study import counts
+
+    out = plan.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    trials = study.get_trials(deepcopy=False)
+    lines = [f"study {plan.study_name}: results in {out}"]
+    if not trials:
+        return lines[0] + "\nno trials ran"
+    write_trials_csv(study, out / "trials.csv")
+    client.log_artifact(parent_id, str(out / "trials.csv"))
+    c = counts(trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    finished = [t for t in trials if t.state.is_finished()]
+    epochs_run = sum(len(t.intermediate_values) for t in finished)
+    epochs = plan.trial_body({}).train.epochs
+    full = len(finished) * epochs
+    lines.append(
+        "trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(c.items()))
+        + f"; epochs trained {epochs_run} of {full} without pruning"
+    )  # fmt: skip
+    metrics: dict[str, float] = {
+        "trials/complete": c.get("COMPLETE", 0), "trials/pruned": c.get("PRUNED", 0),
+        "trials/failed": c.get("FAIL", 0), "epochs/run": epochs_run, "epochs/no_pruning": full,
+    }  # fmt: skip
+    if complete:
+        best = study.best_trial
+        metric = plan.tune.objective.metric
+        values = plan.space.from_optuna(best.params)
+        _atomic_text(out / "best.yaml", best_overlay(plan, best))
+        client.log_artifact(parent_id, str(out / "best.yaml"))
+        test = best.user_attrs.get("test_acc")
+        metrics[f"best/{metric}"] = best.value
+        metrics["best/trial"] = best.number
+        if test is not None:
+            metrics["best/test/acc"] = test
+        for key, value in values.items():
+            client.set_tag(parent_id, f"best.{key}", str(value))
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                metrics[f"best/{key}"] = float(value)
+        client.set_tag(parent_id, "bench.best_trial", str(best.number))
+        lines.append(f"best: trial {best.number}, {metric}={best.value:.4f}")
+        lines += [f"  {k}: {v}" for k, v in values.items()]
+        lines.append(
+            f"test/acc of the best trial (reported only, never tuned on): {test:.4f}"
+            if test is not None
+            else "test/acc of the best trial: not recorded"
+        )
+        lines.append(f"best parameters: {out / 'best.yaml'} (bench run RECIPE --overlay {out / 'best.yaml'})")
+    else:
+        lines.append("no completed trial yet: no best.yaml")
+    store.log_metrics(client, parent_id, metrics, step=len(finished))
+    paths, notes = save_plots(plan, study, complete)
+    for path in paths:
+        client.log_artifact(parent_id, str(path))
+    lines += [f"plot: {p}" for p in paths] + [f"note: {n}" for n in notes]
+    summary = "\n".join(lines)
+    store.log_text(client, parent_id, summary + "\n", "summary.txt")
+    return summary

@@ -1,0 +1,370 @@
+"""bench tune: search-space validation, storage handling, journal repair and stale-trial sweep
+(fast), and real studies on the tiny image folder (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.cli import main as cli
+from bench.errors import RecipeError, TrackingError
+from tests.recipes import tiny_recipe, write_recipe
+
+SPACE = {"train.optimizer.lr": {"float": [1.0e-3, 0.5], "log": True}}
+
+
+def tune_recipe(tmp_path: Path, data_root: Path | None = None, tune: dict | None = None, **dotted) -> Path:
+    recipe = tiny_recipe(data_root or tmp_path / "data", name="tinytune", **dotted)
+    recipe["tune"] = {"n_trials": 2, "space": dict(SPACE), **(tune or {})}
+    return write_recipe(tmp_path / "tune.yaml", recipe)
+
+
+def plan_for(path: Path, *overrides: str, **kw):
+    from bench.tune.study import TuneOptions, build_plan
+
+    return build_plan(TuneOptions(recipe=str(path), overrides=list(overrides), **kw), quiet=True)
+
+
+# --- search space and settings validation ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ({"floaty": [1, 2]}, ["allowed forms", "{float: [low, high]"]),
+        ({"float": [1.0]}, ["[low, high]"]),
+        ({"float": [0.5, 0.1]}, ["low (0.5) must be <= high"]),
+        ({"float": [0.0, 1.0], "log": True}, ["log scale needs low > 0"]),
+        ({"int": [1.5, 3]}, ["two integers"]),
+        ({"float": [0.1, 1.0], "log": True, "step": 0.1}, ["log and step cannot be combined"]),
+        ({"categorical": []}, ["non-empty list"]),
+        ({"float": [0.1, 1.0], "scale": "log"}, ["unknown option(s) scale"]),
+    ],
+)
+def test_bad_space_form_names_key_and_forms(tmp_path, entry, words):
+    path = tune_recipe(tmp_path, tune={"space": {"train.optimizer.lr": entry}})
+    with pytest.raises(RecipeError) as info:
+        plan_for(path)
+    assert info.value.key == "tune.space"
+    assert "'train.optimizer.lr'" in str(info.value)
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "entry", "words"),
+    [
+        ("train.optimizr.lr", {"float": [0.01, 0.1]}, ["unknown key", "allowed keys here"]),
+        ("train.optimizer.layer_decay", {"float": [0.3, 1.5]}, ["1.5", "less than or equal to 1"]),
+        ("train.scheduler.name", {"categorical": ["cosine", "warp_drive"]}, ["warp_drive"]),
+        ("train.freeze", {"int": [-1, 2]}, ["-1", "greater than or equal to 0"]),
+        ("train.optimizer.betas_x", {"float": [0.1, 0.2]}, ["betas_x"]),
+    ],
+)
+def test_space_validated_through_recipe_schema_at_bounds(tmp_path, key, entry, words):
+    path = tune_recipe(tmp_path, tune={"space": {key: entry}})
+    with pytest.raises(RecipeError) as info:
+        plan_for(path)
+    assert info.value.key == f"tune.space.{key}"
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_reserved_and_empty_space_refused(tmp_path):
+    with pytest.raises(RecipeError, match="cannot be tuned"):
+        plan_for(tune_recipe(tmp_path, tune={"space": {"name": {"categorical": ["a", "b"]}}}))
+    with pytest.raises(RecipeError, match="search space is empty"):
+        plan_for(tune_recipe(tmp_path, tune={"space": {}}))
+
+
+def test_good_space_with_int_and_categorical(tmp_path):
+    space = {
+        **SPACE,
+        "train.freeze": {"int": [0, 2]},
+        "train.scheduler": {"categorical": [{"name": "cosine"}, {"name": "onecycle"}]},
+        "train.optimizer.head_lr_mult": {"float": [1, 100], "log": True},
+    }
+    plan = plan_for(tune_recipe(tmp_path, tune={"space": space}))
+    assert plan.space.keys == list(space)
+    assert plan.base["data"]["val_size"] == pytest.approx(0.1)  # defaulted: never tune on test
+    assert plan.space.from_optuna({"train.scheduler": "onecycle"}) == {
+        "train.scheduler": {"name": "onecycle"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("tune", "key", "words"),
+    [
+        ({"sampler": {"name": "bayes"}}, "tune.sampler.name", ["'tpe'", "'random'", "'grid'"]),
+        ({"pruner": {"name": "percentile"}}, "tune.pruner.name", ["'median'", "'hyperband'", "'none'"]),
+        ({"pruner": {"name": "median", "n_startup_trial": 2}}, "tune.pruner", ["n_startup_trials"]),
+        ({"sampler": {"name": "tpe", "n_startup": 2}}, "tune.sampler", ["n_startup_trials"]),
+        ({"objective": {"metric": "test/acc"}}, "tune.objective.metric", ["must not peek at the test set"]),
+        ({"sampler": {"name": "grid"}}, "tune", ["grid sampler needs discrete values"]),
+        ({"n_trial": 3}, "tune.n_trial", ["unknown key", "n_trials"]),
+    ],
+)
+def test_settings_validated(tmp_path, tune, key, words):
+    with pytest.raises(RecipeError) as info:
+        plan_for(tune_recipe(tmp_path, tune=tune))
+    assert info.value.key == key
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_grid_caps_trials_and_lists_values(tmp_path):
+    space = {"train.freeze": {"int": [0, 2]}, "train.optimizer.lr": {"float": [0.1, 0.3], "step": 0.1}}
+    plan = plan_for(tune_recipe(tmp_path, tune={"n_trials": 50, "sampler": {"name": "grid"}, "space": space}))
+    assert plan.space.grid() == {"train.freeze": [0, 1, 2], "train.optimizer.lr": [0.1, 0.2, 0.3]}
+    assert plan.tune.n_trials == 9
+
+
+def test_no_tune_section_and_matrix_refused(tmp_path):
+    path = write_recipe(tmp_path / "plain.yaml", tiny_recipe(tmp_path))
+    with pytest.raises(RecipeError, match="no tune: section") as info:
+        plan_for(path)
+    assert info.value.key == "tune"
+    path = tune_recipe(tmp_path, matrix={"train.freeze": [0, 1]})
+    with pytest.raises(RecipeError, match="matrix expands to 2 variants"):
+        plan_for(path)
+
+
+def test_sqlite_with_several_workers_refused(tmp_path, capsys):
+    path = tune_recipe(tmp_path)
+    code = cli(["tune", str(path), "--workers", "2", "--storage", f"sqlite:///{tmp_path}/o.db",
+                "--results-dir", str(tmp_path / "res")])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "SQLite serves one worker" in err and "PostgreSQL" in err and "journal" in err
+    assert not (tmp_path / "res").exists()  # refused before anything was created
+
+
+def test_storage_urls(tmp_path):
+    from bench.tune.storage import redact, resolve_storage
+
+    assert resolve_storage(None, tmp_path, 4).path == tmp_path / "optuna.journal"
+    assert resolve_storage(str(tmp_path / "x.log"), tmp_path, 2).kind == "journal"
+    assert resolve_storage("sqlite:///" + str(tmp_path / "a.db"), tmp_path, 1).kind == "rdb"
+    assert resolve_storage("postgresql+psycopg2://u:secret@h/db", tmp_path, 8).is_postgres
+    assert "secret" not in redact("postgresql+psycopg2://u:secret@h/db")
+
+
+# --- journal crash safety ------------------------------------------------------------------------
+
+
+def _journal_study(path: Path, n: int, name: str = "s"):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
+    study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=n)
+    return study
+
+
+def _load(path: Path, name: str = "s"):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
+
+
+def _tear(path: Path) -> int:
+    """Cut the last line in half, as a worker killed mid-write leaves it."""
+    data = path.read_bytes()
+    start = data.rstrip(b"\n").rfind(b"\n") + 1
+    cut = start + (len(data) - start) // 2
+    path.write_bytes(data[:cut])
+    return start
+
+
+def test_torn_journal_tail_repaired_and_study_loads(tmp_path):
+    from bench.tune.storage import repair_journal
+
+    path = tmp_path / "optuna.journal"
+    _journal_study(path, 3)
+    good_end = _tear(path)
+    # What Optuna 5 does next: a later append glues onto the torn line and the study is unloadable.
+    broken = tmp_path / "broken.journal"
+    broken.write_bytes(path.read_bytes())
+    with pytest.raises((json.JSONDecodeError, ValueError)):
+        _journal_study(broken, 1)
+    with pytest.raises((json.JSONDecodeError, ValueError)):
+        _load(broken).get_trials()
+    # bench repairs the torn tail (keeping a backup) and the study loads and continues.
+    note = repair_journal(path)
+    assert note and "torn last line" in note
+    assert path.stat().st_size == good_end
+    assert list(tmp_path.glob("optuna.journal.torn-*.bak"))
+    assert repair_journal(path) is None  # sound now
+    study = _journal_study(path, 2)
+    assert len(study.get_trials()) >= 4
+    # ... and the glued journal is salvaged too: the complete entry after the torn bytes is kept.
+    note = repair_journal(broken)
+    assert note and "torn bytes" in note
+    assert len(_load(broken).get_trials()) >= 3
+
+
+def test_journal_corrupt_in_the_middle_refused(tmp_path):
+    from bench.tune.storage import repair_journal
+
+    path = tmp_path / "optuna.journal"
+    _journal_study(path, 2)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = b"garbage" + lines[2][7:].replace(b"{", b"(")
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(TrackingError, match="corrupt at line 3"):
+        repair_journal(path)
+
+
+# --- stale trials -----------------------------------------------------------------------------------
+
+
+def test_stale_running_trial_retried_once_then_failed(tmp_path):
+    from optuna.trial import TrialState
+
+    from bench.tune.storage import REASON_ATTR, WORKER_ATTR, StorageSpec, WorkerToken, superseded, sweep_stale
+
+    path = tmp_path / "optuna.journal"
+    study = _journal_study(path, 1)
+    spec = StorageSpec("journal", f"journal:{path}", path)
+    live = WorkerToken(tmp_path)
+    alive = study.ask()
+    alive.suggest_float("x", -1, 1)
+    alive.set_user_attr(WORKER_ATTR, live.id)
+    dead = study.ask()
+    x = dead.suggest_float("x", -1, 1)
+    dead.set_user_attr(WORKER_ATTR, "otherhost-999999-deadbeef")  # no lock held: its worker is gone
+
+    notes = sweep_stale(study, spec, tmp_path)
+    assert len(notes) == 1 and "re-queued once" in notes[0]
+    trials = study.get_trials()
+    assert trials[alive.number].state == TrialState.RUNNING  # a live worker's trial is left alone
+    assert trials[dead.number].state == TrialState.FAIL
+    assert "died" in trials[dead.number].user_attrs[REASON_ATTR]
+    retry = study.ask()  # the waiting retry comes first, with the same parameters
+    assert retry.suggest_float("x", -1, 1) == x
+    assert superseded(study.get_trials()) == {dead.number}
+    retry.set_user_attr(WORKER_ATTR, "otherhost-999999-deadbeef")  # ...and its worker dies too
+    notes = sweep_stale(study, spec, tmp_path)
+    assert "not re-queued" in notes[0]
+    assert not [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert sweep_stale(study, spec, tmp_path) == []
+    live.close()
+    assert sweep_stale(study, spec, tmp_path)  # once its worker is gone, the last one is swept
+
+
+# --- real studies (slow) ------------------------------------------------------------------------------
+
+
+def _runs(uri: str, experiment: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.mark.slow
+def test_study_end_to_end(tiny_image_folder, tmp_path, capsys):
+    """Grid over a good LR, a too-small LR (pruned after epoch 1 against the good one) and a huge
+    LR (diverges: failed with its reason): parent + one child per trial in MLflow, trials.csv,
+    best.yaml that bench run accepts as an overlay, plots."""
+    import pandas as pd
+
+    tune = {
+        "n_trials": 3,
+        "sampler": {"name": "grid", "seed": 1},  # visits 0.05, 1e6, 1e-7 in this order
+        "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+        "space": {"train.optimizer.lr": {"categorical": [0.05, 1.0e-7, 1.0e6]}},
+    }
+    path = tune_recipe(tmp_path, tiny_image_folder, tune=tune, **{"data.val_size": 48, "train.epochs": 2})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    res = tmp_path / "res"
+    assert cli(["tune", str(path), "--results-dir", str(res), "--tracking-uri", uri]) == 0
+    err = capsys.readouterr().err
+    assert "[3/3 done, 0 left]" in err and "pruned after 1 epoch" in err and "Diverged" in err
+
+    out = res / "tinytune"
+    trials = pd.read_csv(out / "trials.csv")
+    assert sorted(trials["state"]) == ["COMPLETE", "FAIL", "PRUNED"]
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best == {"train.optimizer.lr": 0.05}
+    assert (out / "optimization_history.png").stat().st_size > 0
+    assert not (out / "param_importances.png").exists()  # one param: skipped with a note
+    assert "parameter importance skipped" in err
+
+    client, runs = _runs(uri, "tinytune")
+    parents = [r for r in runs if r.data.tags.get("bench.kind") == "study"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    status = {r.data.tags["bench.trial_number"]: r.data.tags["bench.status"] for r in children}
+    assert sorted(status.values()) == ["complete", "failed", "pruned"]
+    failed = next(r for r in children if r.data.tags["bench.status"] == "failed")
+    assert "Diverged" in failed.data.tags["bench.reason"] and failed.info.status == "FAILED"
+    complete = next(r for r in children if r.data.tags["bench.status"] == "complete")
+    assert {m.step for m in client.get_metric_history(complete.info.run_id, "val/acc")} == {0, 1}
+    assert complete.data.params["train.optimizer.lr"] == "0.05"
+    assert parent.data.metrics["best/val/acc"] > 0.5 and "best/test/acc" in parent.data.metrics
+    assert parent.data.tags["best.train.optimizer.lr"] == "0.05"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best.yaml", "trials.csv", "optimization_history.png"} <= artifacts
+
+    # Re-running continues the same study (here: nothing left to do) under the same parent run.
+    assert cli(["tune", str(path), "--results-dir", str(res), "--tracking-uri", uri]) == 0
+    _, runs = _runs(uri, "tinytune")
+    assert len([r for r in runs if r.data.tags.get("bench.kind") == "study"]) == 1
+    assert len(pd.read_csv(out / "trials.csv")) == 3
+
+    # best.yaml is an overlay bench run accepts, and the run lands in MLflow with the tuned LR.
+    assert cli(["run", str(path), "--overlay", str(out / "best.yaml"), "--results-dir", str(res),
+                "--tracking-uri", uri]) == 0  # fmt: skip
+    _, runs = _runs(uri, "tinytune")
+    recipe_runs = [r for r in runs if r.data.tags.get("bench.variant")]
+    assert recipe_runs and recipe_runs[0].data.params["train.optimizer.lr"] == "0.05"
+
+
+def _two_workers(tmp_path: Path, data_root: Path, storage: str | None, study: str) -> None:
+    import pandas as pd
+
+    tune = {"n_trials": 5, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}}
+    path = tune_recipe(tmp_path, data_root, tune=tune, **{"data.val_size": 32, "train.epochs": 1})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["tune", str(path), "--workers", "2", "--study", study, "--results-dir", str(tmp_path / "res"),
+            "--tracking-uri", uri] + (["--storage", storage] if storage else [])  # fmt: skip
+    assert cli(args) == 0
+    trials = pd.read_csv(tmp_path / "res" / study / "trials.csv")
+    assert sorted(trials["number"]) == [0, 1, 2, 3, 4]  # exactly n_trials, none lost or duplicated
+    assert set(trials["state"]) == {"COMPLETE"}
+    assert trials["params_train.optimizer.lr"].nunique() == 5
+    assert trials["worker"].nunique() == 2  # both workers ran trials
+    _, runs = _runs(uri, "tinytune")
+    parent = next(r for r in runs if r.data.tags.get("bench.kind") == "study")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(int(r.data.tags["bench.trial_number"]) for r in children) == [0, 1, 2, 3, 4]
+    # the same command again with a larger budget continues the study
+    assert cli(args[:1] + args[1:] + ["--n-trials", "6"]) == 0
+    assert sorted(pd.read_csv(tmp_path / "res" / study / "trials.csv")["number"]) == list(range(6))
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_journal(tiny_image_folder, tmp_path):
+    _two_workers(tmp_path, tiny_image_folder, None, "twojournal")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_share_postgres(tiny_image_folder, tmp_path):
+    url = os.environ.get("BENCH_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("BENCH_TEST_POSTGRES_URL is not set (scripts/ci_postgres.sh provisions one)")
+    _two_workers(tmp_path, tiny_image_folder, url, f"pg-{uuid.uuid4().hex[:8]}")

@@ -7,8 +7,10 @@ same MLflow run, and an edited variant gets a new key and runs fresh.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import yaml
 
 from bench.engine.errors import Diverged, VariantSkipped
 from bench.engine.hooks import VariantResult
+from bench.errors import BenchError, TrackingError
 from bench.progress import Progress
 from bench.recipe.dotted import flatten
 from bench.recipe.load import LoadedRecipe, Variant
@@ -25,8 +28,9 @@ from bench.results import recipe_dir, summary_text, write_table
 from bench.tracking import mlflow_store as store
 
 
-class Terminated(Exception):
-    """SIGTERM, turned into an exception so the current variant is closed as KILLED."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so the current variant is closed as KILLED. A
+    KeyboardInterrupt, so that nothing catching ``Exception`` swallows it."""
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
@@ -59,6 +63,92 @@ def find_previous(client, experiment_id: str, run_key: str):
     return runs[0] if runs else None
 
 
+HOST = socket.gethostname()
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process owns a run: lets a later start tell a live run from one a kill left RUNNING."""
+    return {"bench.pid": str(os.getpid()), "bench.host": HOST}
+
+
+def owner_alive(run) -> bool:
+    """True when the process that owns ``run`` is still running (on this host)."""
+    tags = run.data.tags
+    pid = tags.get("bench.pid", "")
+    if tags.get("bench.host") != HOST or not pid.isdigit():
+        return tags.get("bench.host") not in (None, HOST)  # another machine's run: leave it alone
+    if int(pid) == os.getpid():
+        return False  # a dead process's pid, reused by us: our own runs are not created yet
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_stale_runs(client, experiment_id: str) -> list[str]:
+    """Mark KILLED the runs that a killed ``bench`` process left RUNNING (MLflow never closes them)."""
+    closed = []
+    runs = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
+    )
+    for run in runs:
+        if owner_alive(run):
+            continue
+        run_id = run.info.run_id
+        if run.data.tags.get("bench.kind") != "recipe":
+            client.set_tag(run_id, "bench.status", "interrupted")
+            client.set_tag(
+                run_id, "bench.reason", "the process running it ended without closing it (killed); resumable"
+            )
+        client.set_terminated(run_id, "KILLED")
+        closed.append(run_id)
+    return closed
+
+
+class MetricLog:
+    """Logs metrics at ``step=epoch`` exactly once per (key, step), even across a kill and resume.
+
+    On resume it knows what the killed process already logged (skipped when training replays those
+    epochs) and re-logs what the checkpoint's history has but MLflow lost (asynchronous logging that
+    never landed), so the metric history has neither gaps nor duplicates.
+    """
+
+    def __init__(self, client, run_id: str, resume: bool):
+        self.client, self.run_id = client, run_id
+        self.logged: dict[str, set[int]] = {}
+        if resume:
+            for key in client.get_run(run_id).data.metrics:
+                self.logged[key] = {m.step for m in client.get_metric_history(run_id, key)}
+
+    def log(self, metrics: dict[str, float], step: int, synchronous: bool = False) -> None:
+        fresh = {k: v for k, v in metrics.items() if step not in self.logged.get(k, ())}
+        if fresh:
+            store.log_metrics(self.client, self.run_id, fresh, step=step, synchronous=synchronous)
+            for key in fresh:
+                self.logged.setdefault(key, set()).add(step)
+
+
+class EpochMetricsHook(store.MlflowEpochHook):
+    """The per-epoch MLflow hook, resume-aware (see ``MetricLog``); also remembers the state so a
+    failure can be reported with its epoch."""
+
+    def __init__(self, client, run_id: str, log: MetricLog):
+        super().__init__(client, run_id)
+        self.metric_log = log
+        self.state: Any = None
+
+    def on_start(self, state: Any) -> None:
+        self.state = state
+        for record in state.history:  # epochs restored from a checkpoint: fill what MLflow lost
+            self.on_epoch_end(state, int(record["epoch"]), record)
+
+    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
+        self.metric_log.log({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
+
+
 class RecipeRunner:
     def __init__(self, loaded: LoadedRecipe, *, results_dir: str | Path = "results", tracking_uri: str | None = None,
                  force: bool = False, live_progress: bool | None = None):  # fmt: skip
@@ -69,25 +159,36 @@ class RecipeRunner:
         self.force = force
         self.live_progress = live_progress
         self.rows: list[dict[str, Any]] = []
+        self._current: str | None = None  # the child run in progress
+
+    def open_store(self):
+        """The MLflow client; an unreachable store fails here, before any training, naming the URI."""
+        try:
+            return store.open_store(self.uri)
+        except OSError as exc:
+            raise TrackingError(f"cannot open the MLflow tracking store '{self.uri}': {exc}") from None
 
     def run(self) -> Any:
-        client = store.open_store(self.uri)  # fails here, before any training, if unreachable
+        client = self.open_store()
         experiment = self.loaded.recipe.tracking.experiment or self.loaded.name
         exp_id = store.ensure_experiment(client, self.uri, experiment)
+        closed = close_stale_runs(client, exp_id)
+        progress = Progress(len(self.loaded.variants), live=self.live_progress)
+        if closed:
+            progress._print(f"closed {len(closed)} MLflow run(s) that a killed process left RUNNING")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         parent = client.create_run(
             exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
             tags={"bench.recipe": self.loaded.name, "bench.kind": "recipe", "bench.source": self.loaded.source,
-                  "bench.variants": str(len(self.loaded.variants))},
+                  "bench.variants": str(len(self.loaded.variants)), **owner_tags()},
         )  # fmt: skip
         parent_id = parent.info.run_id
-        store.log_text(client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml")
-        progress = Progress(len(self.loaded.variants), live=self.live_progress)
         previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
         status, frame = "FINISHED", None
         try:
+            store.log_text(client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml")
             for variant in self.loaded.variants:
-                self.rows.append(self.run_one(client, exp_id, parent_id, variant, progress))
+                self.run_one(client, exp_id, parent_id, variant, progress)
                 write_table(self.rows, self.out_dir / "runs.csv")
         except (KeyboardInterrupt, Terminated):
             status = "KILLED"
@@ -97,46 +198,89 @@ class RecipeRunner:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
-            if self.rows:
-                frame = write_table(self.rows, self.out_dir / "runs.csv")
-                store.log_text(client, parent_id, frame.to_csv(index=False), "runs.csv")
-            client.set_terminated(parent_id, status)
+            try:
+                if self._current is not None:  # a failure outside the variant's own handling
+                    client.set_terminated(self._current, status if status != "FINISHED" else "FAILED")
+                if self.rows:
+                    frame = write_table(self.rows, self.out_dir / "runs.csv")
+                    store.log_text(client, parent_id, frame.to_csv(index=False), "runs.csv")
+            finally:
+                client.set_terminated(parent_id, status)
         return frame
 
-    def run_one(
-        self, client, exp_id: str, parent_id: str, variant: Variant, progress: Progress
-    ) -> dict[str, Any]:
+    def run_one(self, client, exp_id: str, parent_id: str, variant: Variant, progress: Progress) -> None:
         progress.variant_start(variant.name)
         run_dir = self.out_dir / "runs" / variant.run_key
-        previous = find_previous(client, exp_id, variant.run_key)
-        if previous is not None and not self.force:
-            if previous.data.tags.get("bench.status") in ("finished", "skipped"):
-                progress.variant_end("already done, skipped (use --force to re-run)")
-                return self.row(variant, previous.data.tags["bench.status"], previous.data.tags.get("bench.reason", ""),
-                                previous.data.metrics, previous.info.run_id)  # fmt: skip
-        if self.force or previous is None or not (run_dir / "last.ckpt").exists():
-            if self.force and run_dir.exists():
-                shutil.rmtree(run_dir)
+        previous = None if self.force else find_previous(client, exp_id, variant.run_key)
+        if previous is not None:
+            done = previous.data.tags.get("bench.status")
+            if done in ("finished", "skipped"):
+                progress.variant_end(
+                    f"already {done}, skipped (run_key {variant.run_key}; use --force to re-run)"
+                )
+                self.rows.append(
+                    self.row(
+                        variant,
+                        done,
+                        previous.data.tags.get("bench.reason", ""),
+                        previous.data.metrics,
+                        previous.info.run_id,
+                    )  # fmt: skip
+                )
+                return
+            if previous.info.status == "RUNNING" and owner_alive(previous):
+                pid = previous.data.tags.get("bench.pid")
+                reason = f"being run by another live process (pid {pid}); not touched"
+                progress.variant_end("skipped", reason)
+                self.rows.append(self.row(variant, "busy", reason, {}, previous.info.run_id))
+                return
+        if previous is None:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # --force, or leftovers without an MLflow record: start fresh
             run = client.create_run(
                 exp_id,
                 run_name=variant.name,
-                tags={**variant_tags(variant, self.loaded.name), store.PARENT_TAG: parent_id},
-            )
+                tags={**variant_tags(variant, self.loaded.name), store.PARENT_TAG: parent_id,
+                      "bench.status": "running", **owner_tags()},
+            )  # fmt: skip
             run_id = run.info.run_id
+            self._current = run_id
             store.log_params(client, run_id, {**flatten(variant.config), "seed": variant.seed})
             store.log_text(client, run_id, yaml.safe_dump(variant.config, sort_keys=False), "config.yaml")
         else:
             run_id = previous.info.run_id  # resume into the same MLflow run: no duplicate, no gap
+            self._current = run_id
             client.update_run(run_id, status="RUNNING")
-            client.set_tag(run_id, store.PARENT_TAG, parent_id)
-        result = self.execute(client, run_id, variant, run_dir, progress)
-        store.log_metrics(client, run_id, result.metrics, step=max(len(result.history) - 1, 0))
+            for key, value in {store.PARENT_TAG: parent_id, "bench.status": "running", "bench.reason": "",
+                               **owner_tags()}.items():  # fmt: skip
+                client.set_tag(run_id, key, value)
+            where = "its last checkpoint" if (run_dir / "last.ckpt").exists() else "the start (no checkpoint)"
+            progress._print(
+                f"  resuming {variant.name} (was {previous.data.tags.get('bench.status', 'running')}) "
+                f"from {where} into MLflow run {run_id}"
+            )
+        metric_log = MetricLog(client, run_id, resume=previous is not None)
+        interrupted: BaseException | None = None
+        try:
+            result = self.execute(client, run_id, variant, run_dir, progress, metric_log)
+        except (KeyboardInterrupt, Terminated) as exc:
+            interrupted = exc
+            result = VariantResult(
+                "interrupted",
+                reason=f"{type(exc).__name__}: interrupted; the next run resumes from the last checkpoint",
+            )
+        if result.metrics:
+            last = result.history[-1] if result.history else {}
+            final = {k: v for k, v in result.metrics.items() if k not in last}  # already logged per epoch
+            metric_log.log(final, step=max(len(result.history) - 1, 0), synchronous=True)
+        store.flush()
         client.set_tag(run_id, "bench.status", result.status)
-        client.set_tag(run_id, "bench.reason", result.reason)
+        client.set_tag(run_id, "bench.reason", result.reason[:5000])
         mlflow_status = {"finished": "FINISHED", "skipped": "FINISHED", "interrupted": "KILLED"}.get(
             result.status, "FAILED"
         )
         client.set_terminated(run_id, mlflow_status)
+        self._current = None
         if result.weights_path:
             export = self.out_dir / "weights" / f"{variant.name}.pt"
             export.parent.mkdir(parents=True, exist_ok=True)
@@ -148,14 +292,16 @@ class RecipeRunner:
             else ""
         )
         progress.variant_end(result.status, summary)
-        return self.row(variant, result.status, result.reason, result.metrics, run_id)
+        self.rows.append(self.row(variant, result.status, result.reason, result.metrics, run_id))
+        if interrupted is not None:
+            raise interrupted
 
     def execute(
-        self, client, run_id: str, variant: Variant, run_dir: Path, progress: Progress
+        self, client, run_id: str, variant: Variant, run_dir: Path, progress: Progress, metric_log: MetricLog
     ) -> VariantResult:
         from bench.engine.loop import run_variant
 
-        hook = store.MlflowEpochHook(client, run_id)
+        hook = EpochMetricsHook(client, run_id, metric_log)
         try:
             result = run_variant(
                 variant, hooks=[hook, SummaryHook(client, run_id)], run_dir=run_dir, progress=progress
@@ -164,23 +310,21 @@ class RecipeRunner:
             return VariantResult("skipped", reason=str(exc))
         except Diverged as exc:
             store.flush()
-            return VariantResult("failed", reason=str(exc))
-        except (KeyboardInterrupt, Terminated) as exc:
+            client.set_tag(run_id, "bench.failed_epoch", str(exc.epoch))
+            return VariantResult("failed", reason=f"diverged: {exc}")
+        except (KeyboardInterrupt, Terminated):
             store.flush()
-            client.set_tag(run_id, "bench.status", "interrupted")
-            client.set_tag(
-                run_id,
-                "bench.reason",
-                f"{type(exc).__name__}: interrupted; the next run resumes from the last checkpoint",
-            )
-            client.set_terminated(run_id, "KILLED")
-            progress.variant_end("interrupted")
             raise
         except Exception as exc:  # noqa: BLE001 - one broken variant must not stop the matrix
             store.flush()
             store.log_exception(client, run_id, exc)
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            return VariantResult("failed", reason=f"{type(exc).__name__}: {first}"[:500])
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            where = ""
+            if hook.state is not None:
+                epoch = hook.state.epoch
+                client.set_tag(run_id, "bench.failed_epoch", str(epoch))
+                where = f" (in epoch {epoch})"
+            return VariantResult("failed", reason=f"{type(exc).__name__}: {first}"[:480] + where)
         return result
 
     def row(
@@ -199,6 +343,34 @@ class RecipeRunner:
         row.update(metrics)
         row.update({"variant_id": variant.variant_id, "run_key": variant.run_key, "mlflow_run_id": run_id})
         return row
+
+
+def preflight(loaded: LoadedRecipe) -> None:
+    """Check what validation cannot see before anything is recorded or trained: every distinct data
+    set loads (missing folder, unreadable or truncated images), and every ``model.weights`` file
+    loads safely and fits its architecture. Errors name the recipe file and the key."""
+    from bench.components.models import build_model
+    from bench.engine.loop import cached_splits
+
+    seen: set[str] = set()
+    for variant in loaded.variants:
+        cfg = variant.body
+        data_key = cfg.data.model_dump_json()
+        try:
+            data = cached_splits(cfg.data)
+        except BenchError as exc:
+            raise type(exc)(f"{loaded.source}: data: {exc}") from None
+        if cfg.model.weights:
+            model_key = data_key + cfg.model.model_dump_json()
+            if model_key in seen:
+                continue
+            seen.add(model_key)
+            try:
+                build_model(cfg.model.model_copy(update={"pretrained": False}), data.num_classes)
+            except BenchError as exc:
+                text = str(exc)
+                prefix = "" if text.startswith("model.weights") else "model.weights: "
+                raise type(exc)(f"{loaded.source}: {prefix}{text}") from None
 
 
 class SummaryHook:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
 from bench.commands.common import add_recipe_arguments, split_recipes_and_overrides
 
@@ -23,14 +25,25 @@ def main(args: argparse.Namespace) -> int:
         for recipe in loaded:
             print(variants_table(recipe))
         return 0
-    from bench.runner import run_recipe
+    from bench.runner import Terminated, preflight, run_recipe
 
-    failed = 0
+    # Data sets and weights files load before anything is recorded: a missing folder, a broken
+    # image or a weights file for another architecture fails here, with nothing written.
     for recipe in loaded:
-        frame = run_recipe(
-            recipe, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
+        preflight(recipe)
+    failed = 0
+    try:
+        for recipe in loaded:
+            frame = run_recipe(
+                recipe, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
+            )
+            failed += int((frame["status"] == "failed").sum()) if frame is not None else 0
+    except Terminated:
+        print(
+            "terminated (SIGTERM): finished variants are recorded; run the same command again to resume",
+            file=sys.stderr,
         )
-        failed += int((frame["status"] == "failed").sum()) if frame is not None else 0
+        return 128 + signal.SIGTERM
     return 1 if failed else 0
 
 

@@ -59,7 +59,9 @@ def safe_load(path: Path) -> dict[str, Any]:
         else:
             first = text.strip().splitlines()[0][:160] if text.strip() else ""
             why = f"it is truncated or corrupt ({type(exc).__name__}: {first})"
-        raise CheckpointError(f"cannot load checkpoint {path}: {why}. Delete it or run with --force.") from None
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {why}. Delete it or run with --force."
+        ) from None
     if not isinstance(obj, dict) or "epoch" not in obj:
         raise CheckpointError(f"{path} is not a bench checkpoint. Delete it or run with --force.")
     return obj
@@ -78,7 +80,9 @@ def check_payload(saved: dict[str, Any], path: Path, run_key: str, *, swa: bool)
             f"{run_key}); refusing to resume from it. Delete it or run with --force."
         )
     if swa and not saved["swa"]:
-        raise CheckpointError(f"{path} has no SWA state but this variant uses SWA. Delete it or run with --force.")
+        raise CheckpointError(
+            f"{path} has no SWA state but this variant uses SWA. Delete it or run with --force."
+        )
 
 
 def rng_state() -> dict[str, Any]:

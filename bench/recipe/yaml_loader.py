@@ -18,6 +18,7 @@ from bench.errors import RecipeError
 
 MAX_DOCUMENT_BYTES = 1_000_000
 MAX_ALIASES = 100
+MAX_EXPANDED_NODES = 200_000  # values once every alias is expanded (what validation walks)
 
 # YAML 1.2-style floats: 1e-3, 5E4, .5, 1.0e+3, inf, nan.
 _FLOAT_RE = re.compile(
@@ -47,6 +48,14 @@ class StrictLoader(yaml.SafeLoader):
                 )
         return super().compose_node(parent, index)
 
+    def get_single_node(self):
+        """The document's node graph, refused when its aliases expand it beyond
+        ``MAX_EXPANDED_NODES`` (few aliases nested 9 deep make 10^9 values) or refer to themselves."""
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node, {}, set())
+        return node
+
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, int] = {}
@@ -65,6 +74,39 @@ class StrictLoader(yaml.SafeLoader):
                     )
                 seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node, sizes: dict[int, int], active: set[int]) -> int:
+    """Number of nodes ``node`` stands for with every alias expanded (memoised per node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            "an alias refers to the collection that contains it (recursive alias)",
+            node.start_mark,
+        )
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes, active) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(
+            _expanded_size(k, sizes, active) + _expanded_size(v, sizes, active) for k, v in node.value
+        )
+    active.discard(key)
+    if size > MAX_EXPANDED_NODES:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"the document expands to more than {MAX_EXPANDED_NODES} values through its aliases "
+            "(possible alias bomb)",
+            node.start_mark,
+        )
+    sizes[key] = size
+    return size
 
 
 StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
@@ -90,6 +132,8 @@ def load_yaml_text(text: str, source: str = "<string>") -> Any:
         raise RecipeError(problem, source=source, key=line) from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"invalid YAML: {exc}", source=source) from None
+    except RecursionError:
+        raise RecipeError("the document is nested too deeply", source=source) from None
 
 
 def load_yaml_file(path: str | Path) -> Any:

@@ -1,0 +1,322 @@
+"""``bench verify-resume RECIPE [key=value ...] [--variant NAME]``: prove that resuming is exact.
+
+The chosen variant is trained three times, each in its own process, with deterministic settings:
+
+    straight   start to finish, no interruption
+    killed     stopped in the middle of epoch k+1 by SIGKILL (the checkpoint of epoch k is on disk)
+    resumed    a new process continues the killed run from its last checkpoint to the end
+
+Then the final states of *straight* and *resumed* are compared: model weights, optimizer,
+LR scheduler, GradScaler, SWA model and SWALR, plus the per-epoch losses and accuracies.
+Each part's largest absolute difference is printed; PASS when all are within ``--atol``
+(0: bit-identical), else FAIL and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.commands.common import add_recipe_arguments
+from bench.errors import BenchError, RecipeError
+
+SECTIONS = ("model", "optimizer", "scheduler", "scaler", "swa", "metrics")
+# Per-epoch record keys that measure the machine, not the training: never compared.
+UNSTABLE_PREFIXES = ("throughput/", "time/", "memory/")
+MARKER = "killed-here"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(parser)
+    parser.add_argument(
+        "--variant", default=None, help="variant name (with or without seed); default: the first"
+    )
+    parser.add_argument(
+        "--kill-epoch",
+        type=int,
+        default=None,
+        help="kill in the middle of this (1-based) epoch; default: the middle of the run",
+    )
+    parser.add_argument(
+        "--atol", type=float, default=0.0, help="allowed max abs difference (default 0: exact)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (checkpoints, dumps)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per training process")
+
+
+# --- choosing the variant ----------------------------------------------------------------------
+
+
+def pick_variant(loaded, name: str | None):
+    if name is None:
+        return loaded.variants[0]
+    for variant in loaded.variants:
+        if name in (variant.name, variant.group):
+            return variant
+    names = ", ".join(v.name for v in loaded.variants)
+    raise RecipeError(f"no variant named '{name}'; variants: {names}", source=loaded.source, key="--variant")
+
+
+# --- comparing states --------------------------------------------------------------------------
+
+
+def max_abs_diff(a: Any, b: Any) -> float:
+    """Largest absolute difference between two nested structures (inf where they do not match)."""
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
+            return math.inf
+        if a.numel() == 0:
+            return 0.0
+        if a.dtype == torch.bool or b.dtype == torch.bool:
+            return 0.0 if torch.equal(a, b) else math.inf
+        x, y = a.detach().double().cpu(), b.detach().double().cpu()
+        both_nan = torch.isnan(x) & torch.isnan(y)
+        same = (x == y) | both_nan  # equal infinities count as equal
+        diff = torch.where(same, torch.zeros_like(x), (x - y).abs())
+        return float(diff.max())
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return math.inf
+        return max((max_abs_diff(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return math.inf
+        return max((max_abs_diff(x, y) for x, y in zip(a, b)), default=0.0)
+    if (
+        isinstance(a, bool)
+        or isinstance(b, bool)
+        or not isinstance(a, (int, float))
+        or not isinstance(b, (int, float))
+    ):
+        return 0.0 if a == b else math.inf
+    if math.isnan(a) and math.isnan(b) or a == b:
+        return 0.0
+    return abs(float(a) - float(b))
+
+
+def compare_states(straight: dict[str, Any], resumed: dict[str, Any]) -> dict[str, float]:
+    """Max abs difference per section (model, optimizer, scheduler, scaler, swa, metrics)."""
+    return {section: max_abs_diff(straight.get(section), resumed.get(section)) for section in SECTIONS}
+
+
+def verdict_text(diffs: dict[str, float], atol: float) -> tuple[bool, str]:
+    lines = [f"{'part':<10} {'max abs diff':>14}  result"]
+    ok = True
+    for section, diff in diffs.items():
+        good = diff <= atol
+        ok &= good
+        lines.append(f"{section:<10} {diff:>14.6g}  {'ok' if good else 'MISMATCH'}")
+    lines.append(("PASS" if ok else "FAIL") + f": resumed run {'matches' if ok else 'differs from'} the straight run"
+                 + (f" (atol {atol:g})" if atol else " (bit for bit)"))  # fmt: skip
+    return ok, "\n".join(lines)
+
+
+# --- the worker (one training process) ---------------------------------------------------------
+
+
+class _Dump:
+    """Hook: at the very end (after SWA's BatchNorm update) save every state that must match."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_start(self, state: Any) -> None:
+        pass
+
+    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
+        pass
+
+    def on_end(self, state: Any, result: Any) -> None:
+        from bench.engine import checkpoint as ckpt
+
+        stable = lambda r: {k: v for k, v in r.items() if not k.startswith(UNSTABLE_PREFIXES)}  # noqa: E731
+        ckpt.atomic_save(
+            {
+                "epoch": state.epoch,
+                "resumed_from_epoch": state.extra.get("resumed_from_epoch", -1),
+                "model": state.model.state_dict(),
+                "optimizer": state.optimizer.state_dict(),
+                "scheduler": state.schedule.state_dict(),
+                "scaler": state.precision.state_dict(),
+                "swa": state.swa.state_dict() if state.swa else {},
+                "metrics": {"final": stable(result.metrics), "history": [stable(r) for r in state.history]},
+            },
+            self.path,
+        )
+
+
+class _PauseInEpoch:
+    """Progress stand-in: halfway through epoch ``epoch`` it writes a marker and waits to be killed."""
+
+    def __init__(self, epoch: int, marker: Path):
+        self.pause_epoch, self.marker, self.epoch = epoch, marker, -1
+
+    def epoch_start(self, epoch: int, epochs: int) -> None:
+        self.epoch = epoch
+
+    def batch(self, index: int, count: int, loss_sum: Any, seen: int) -> None:
+        if self.epoch == self.pause_epoch and index == count // 2:
+            self.marker.write_text(str(os.getpid()))
+            while True:  # the parent sends SIGKILL now
+                time.sleep(1)
+
+    def epoch_end(self, epoch: int, epochs: int, record: dict[str, float]) -> None:
+        pass
+
+
+def deterministic() -> None:
+    import torch
+
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def worker(spec: dict[str, Any]) -> int:
+    from bench.engine.loop import run_variant
+    from bench.recipe.load import load_recipe
+
+    deterministic()
+    loaded = load_recipe(spec["recipe"], spec["overrides"], spec["overlays"])
+    variant = pick_variant(loaded, spec["variant"])
+    progress = (
+        _PauseInEpoch(spec["pause_epoch"], Path(spec["marker"]))
+        if spec.get("pause_epoch") is not None
+        else None
+    )
+    run_variant(variant, hooks=[_Dump(Path(spec["dump"]))], run_dir=Path(spec["run_dir"]), progress=progress)
+    return 0
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def _spawn(spec: dict[str, Any]) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.commands.verify_resume", "--worker", json.dumps(spec)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _finish(proc: subprocess.Popen, what: str, timeout: float) -> None:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise BenchError(f"verify-resume: the {what} run took longer than {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        raise BenchError(f"verify-resume: the {what} run failed (exit {proc.returncode}):\n{_tail(err)}")
+
+
+def main(args: argparse.Namespace) -> int:
+    from bench.engine import checkpoint as ckpt
+    from bench.recipe.load import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides, args.overlay)
+    variant = pick_variant(loaded, args.variant)
+    train = variant.body.train
+    epochs = train.epochs
+    if epochs < 2:
+        raise RecipeError(
+            "verify-resume needs at least 2 epochs (override train.epochs=2)",
+            source=loaded.source,
+            key="train.epochs",
+        )
+    kill_epoch = args.kill_epoch if args.kill_epoch is not None else epochs // 2 + 1  # 1-based
+    if not 2 <= kill_epoch <= epochs:
+        raise RecipeError(
+            f"--kill-epoch must be between 2 and {epochs}", source=loaded.source, key="--kill-epoch"
+        )
+    every = train.checkpoint.every
+    overrides = list(args.overrides)
+    if every == 0:
+        overrides.append("train.checkpoint.every=1")  # checkpoints off: verify with one per epoch
+        every = 1
+    if (kill_epoch - 1) < every:
+        raise RecipeError(
+            f"no checkpoint exists before epoch {kill_epoch} with train.checkpoint.every={every}; "
+            f"use --kill-epoch {every + 1} or later",
+            source=loaded.source,
+            key="--kill-epoch",
+        )
+    work = Path(tempfile.mkdtemp(prefix="bench-verify-resume-"))
+    base = {
+        "recipe": str(args.recipe),
+        "overrides": overrides,
+        "overlays": list(args.overlay),
+        "variant": variant.name,
+    }
+    print(f"verify-resume: {loaded.source} variant {variant.name} ({epochs} epochs), work folder {work}")
+    t0 = time.perf_counter()
+    print("  1/3 training straight through ...", flush=True)
+    straight = dict(base, run_dir=str(work / "straight"), dump=str(work / "straight.pt"))
+    _finish(_spawn(straight), "straight", args.timeout)
+
+    print(f"  2/3 training again, SIGKILL in the middle of epoch {kill_epoch} ...", flush=True)
+    marker = work / MARKER
+    killed = dict(
+        base, run_dir=str(work / "resumed"), dump=str(work / "resumed.pt"), pause_epoch=kill_epoch - 1,
+        marker=str(marker),
+    )  # fmt: skip
+    proc = _spawn(killed)
+    deadline = time.monotonic() + args.timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            raise BenchError(
+                f"verify-resume: the run to be killed ended early (exit {proc.returncode}):\n{_tail(err)}"
+            )
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise BenchError(f"verify-resume: epoch {kill_epoch} not reached within {args.timeout:.0f}s")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    saved = ckpt.safe_load(work / "resumed" / ckpt.LAST)
+    print(f"      killed (exit {proc.returncode}); last checkpoint on disk: after epoch {saved['epoch']}")
+
+    print("  3/3 resuming in a new process ...", flush=True)
+    _finish(_spawn(killed | {"pause_epoch": None}), "resumed", args.timeout)
+    a, b = ckpt.safe_load(work / "straight.pt"), ckpt.safe_load(work / "resumed.pt")
+    if b["resumed_from_epoch"] != saved["epoch"]:
+        raise BenchError(
+            f"verify-resume: the resumed run did not resume (started at epoch {b['resumed_from_epoch']})"
+        )
+    ok, text = verdict_text(compare_states(a, b), args.atol)
+    print(text)
+    print(f"  ({time.perf_counter() - t0:.0f}s)")
+    if args.keep:
+        print(f"  kept {work}")
+    else:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        sys.exit(worker(json.loads(sys.argv[2])))
+    print("usage: bench verify-resume RECIPE [key=value ...] [--variant NAME]", file=sys.stderr)
+    sys.exit(2)

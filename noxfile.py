@@ -35,23 +35,22 @@ def _data_env() -> dict[str, str]:
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests plus the (small, CPU) integration tests; no benchmarks."""
     _install(session)
-    session.run(
-        "pytest", "-m", "not benchmark", "-q", "-p", "no:cacheprovider", *session.posargs, env=_data_env()
-    )
+    pytest = ("python", "-m", "pytest", "-p", "no:cacheprovider")
+    session.run(*pytest, "-m", "not benchmark", "-q", "--durations=15", *session.posargs, env=_data_env())
 
 
 @nox.session(**VENV)
 def fast(session: nox.Session) -> None:
     """Unit tests only (seconds): what to run while editing."""
     _install(session)
-    session.run("pytest", "-q", *session.posargs)
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
 
 
 @nox.session(**VENV)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
+    session.run("python", "-m", "ruff", "check", ".")
+    session.run("python", "-m", "ruff", "format", "--check", ".")
 
 
 @nox.session(**VENV)
@@ -78,4 +77,6 @@ def tune(session: nox.Session) -> None:
 def benchmark(session: nox.Session) -> None:
     """pytest-benchmark: the engine's step against a bare PyTorch loop, and other hot paths."""
     _install(session)
-    session.run("pytest", "-m", "benchmark", "-p", "no:cacheprovider", "benchmarks", *session.posargs)
+    session.run(
+        "python", "-m", "pytest", "-m", "benchmark", "-p", "no:cacheprovider", "benchmarks", *session.posargs
+    )

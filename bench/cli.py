@@ -49,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into bench.runner.Terminated
         print(
             "interrupted: finished variants are recorded; run the same command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return 143 if type(exc).__name__ == "Terminated" else 130
 
 
 if __name__ == "__main__":

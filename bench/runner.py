@@ -23,7 +23,6 @@ from bench.errors import BenchError, TrackingError
 from bench.progress import Progress
 from bench.recipe.dotted import flatten
 from bench.recipe.load import LoadedRecipe, Variant
-from bench.recipe.matrix import axis_label
 from bench.results import recipe_dir, summary_text, write_table
 from bench.tracking import mlflow_store as store
 
@@ -38,7 +37,6 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
 
 
 def variant_tags(variant: Variant, recipe: str) -> dict[str, str]:
-    keys = list(variant.axes)
     tags = {
         store.PARENT_TAG: "",
         "bench.recipe": recipe,
@@ -49,8 +47,8 @@ def variant_tags(variant: Variant, recipe: str) -> dict[str, str]:
         "bench.seed": str(variant.seed),
         "mlflow.runName": variant.name,
     }
-    for key, value in variant.axes.items():
-        tags[f"axis.{axis_label(key, keys)}"] = str(value)
+    for label, value in variant.axis_values.items():
+        tags[f"axis.{label}"] = value
     return tags
 
 
@@ -330,7 +328,6 @@ class RecipeRunner:
     def row(
         self, variant: Variant, status: str, reason: str, metrics: dict[str, float], run_id: str
     ) -> dict[str, Any]:
-        keys = list(variant.axes)
         row: dict[str, Any] = {
             "variant": variant.name,
             "group": variant.group,
@@ -338,8 +335,7 @@ class RecipeRunner:
             "status": status,
             "reason": reason,
         }
-        for key, value in variant.axes.items():
-            row[axis_label(key, keys)] = value.get("name", str(value)) if isinstance(value, dict) else value
+        row.update(variant.axis_values)
         row.update(metrics)
         row.update({"variant_id": variant.variant_id, "run_key": variant.run_key, "mlflow_run_id": run_id})
         return row

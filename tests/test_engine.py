@@ -82,3 +82,10 @@ def test_amp_fp16_on_cuda_uses_a_grad_scaler_and_reports_gpu_memory(tmp_path, ti
         variant(tmp_path, tiny_image_folder, **{"train.precision": "amp_fp16", "train.device": "cuda"})
     )
     assert result.metrics["memory/peak_gpu_mb"] > 0 and result.metrics["test/acc"] > 0.25
+
+
+def test_test_set_can_be_held_back_until_the_last_epoch(tmp_path, tiny_image_folder):
+    dotted = {"train.epochs": 2, "train.test_every_epoch": False, "data.val_size": 16}
+    result = run_variant(variant(tmp_path, tiny_image_folder, **dotted))
+    assert "test/acc" not in result.history[0] and "val/acc" in result.history[0]
+    assert "test/acc" in result.history[-1] and result.metrics["test/acc"] == result.history[-1]["test/acc"]

@@ -292,7 +292,10 @@ def run_variant(
         if not math.isfinite(loss):
             raise Diverged(epoch, loss)
         record["train/loss"] = loss
+        last_epoch = epoch == cfg.epochs - 1
         for split, loader in state.eval_loaders.items():
+            if split == "test" and not (cfg.test_every_epoch or last_epoch):
+                continue  # e.g. tuning: the test set is only looked at once, at the end
             acc, rate, _ = evaluate(state.model, loader, state.precision)
             record[f"{split}/acc"] = acc
             eval_rate.append(rate)
@@ -311,7 +314,11 @@ def run_variant(
         every = cfg.checkpoint.every
         if every and (state.epoch % every == 0 or state.epoch == cfg.epochs):
             save_checkpoint(state)
-        if every and cfg.checkpoint.keep_best and record.get("test/acc", float("-inf")) >= state.best_acc:
+        # "Best" follows the validation split when there is one: choosing by test accuracy
+        # would select on the test set.
+        score = record.get(f"{monitor}/acc", float("-inf"))
+        if every and cfg.checkpoint.keep_best and score >= state.extra.get("best_monitor", float("-inf")):
+            state.extra["best_monitor"] = score
             save_checkpoint(state, ckpt.BEST)  # the best epoch so far, whatever ``every`` says
     result = finish(state, meter, eval_rate, memory, wall_start)
     for hook in hooks:

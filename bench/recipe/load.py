@@ -11,8 +11,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from bench.errors import RecipeError
-from bench.recipe.dotted import MATRIX_PREFIX, deep_merge, delete_dotted, set_dotted
-from bench.recipe.matrix import axis_value_labels, expand_axes, stable_hash, variant_name
+from bench.recipe.dotted import MATRIX_PREFIX, deep_merge, delete_dotted, get_dotted, set_dotted
+from bench.recipe.matrix import (
+    axis_label,
+    axis_value_labels,
+    canonical,
+    expand_axes,
+    stable_hash,
+    value_label,
+    variant_name,
+)
 from bench.recipe.schema import Recipe, RecipeBody
 from bench.recipe.yaml_loader import load_yaml_file, parse_scalar
 from bench.registry import UnknownComponentError
@@ -30,6 +38,9 @@ class Variant:
     variant_id: str  # stable hash of the varied values (shared by all seeds)
     run_key: str  # hash of the fully resolved config and seed: a run's identity
     source: str
+    # Every matrix axis -> this variant's value label, including axes an ``include`` entry
+    # leaves at the base value (for tags, tables and per-axis reports).
+    axis_values: dict[str, str] = field(default_factory=dict)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -174,6 +185,12 @@ def load_recipe(
         group = variant_name(axes, None, all_keys, labels)
         body = _validate(RecipeBody, merged, source, where=f"variant {group}")
         variant_id = stable_hash(axes)
+        resolved_tree = body.model_dump(mode="json")
+        axis_values = {
+            axis_label(key, all_keys): (labels[key].get(canonical(axes[key])) if key in axes else None)
+            or value_label(axes[key] if key in axes else get_dotted(resolved_tree, key))
+            for key in all_keys
+        }
         for seed in recipe.seeds:
             resolved = body.model_dump(mode="json")
             loaded.variants.append(
@@ -186,6 +203,7 @@ def load_recipe(
                     variant_id=variant_id,
                     run_key=stable_hash({"config": resolved, "seed": seed}, 16),
                     source=source,
+                    axis_values=axis_values,
                 )
             )
     return loaded

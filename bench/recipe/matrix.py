@@ -13,12 +13,12 @@ from bench.errors import RecipeError
 RESERVED = ("exclude", "include")
 
 
-def _canonical(value: Any) -> str:
+def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def stable_hash(value: Any, length: int = 12) -> str:
-    return hashlib.sha256(_canonical(value).encode()).hexdigest()[:length]
+    return hashlib.sha256(canonical(value).encode()).hexdigest()[:length]
 
 
 def axis_label(key: str, all_keys: list[str]) -> str:
@@ -56,11 +56,11 @@ def value_label(value: Any) -> str:
 def axis_value_labels(values: list[Any]) -> dict[str, str]:
     """Labels for every value of one axis, keyed by canonical JSON; values whose short labels
     clash get the keys that tell them apart (``adamw(lr:0.001)`` vs ``adamw(lr:0.01)``)."""
-    unique = list({_canonical(v): v for v in values}.values())
-    labels = {_canonical(v): value_label(v) for v in unique}
+    unique = list({canonical(v): v for v in values}.values())
+    labels = {canonical(v): value_label(v) for v in unique}
     by_label: dict[str, list[Any]] = {}
     for v in unique:
-        by_label.setdefault(labels[_canonical(v)], []).append(v)
+        by_label.setdefault(labels[canonical(v)], []).append(v)
     for label, clashing in by_label.items():
         if len(clashing) < 2:
             continue
@@ -68,18 +68,16 @@ def axis_value_labels(values: list[Any]) -> dict[str, str]:
             if isinstance(v, dict):
                 keys = sorted({k for c in clashing if isinstance(c, dict) for k in c if k != "name"})
                 differing = [
-                    k
-                    for k in keys
-                    if len({_canonical(c.get(k)) for c in clashing if isinstance(c, dict)}) > 1
+                    k for k in keys if len({canonical(c.get(k)) for c in clashing if isinstance(c, dict)}) > 1
                 ]
-                labels[_canonical(v)] = (
+                labels[canonical(v)] = (
                     f"{label}(" + ";".join(f"{k}:{value_label(v.get(k))}" for k in differing) + ")"
                 )
     return labels
 
 
 def _matches(combo: dict[str, Any], pattern: dict[str, Any]) -> bool:
-    return all(_canonical(combo.get(k)) == _canonical(v) for k, v in pattern.items())
+    return all(canonical(combo.get(k)) == canonical(v) for k, v in pattern.items())
 
 
 def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
@@ -113,7 +111,7 @@ def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
     for pattern in matrix.get("exclude", []):
         combos = [c for c in combos if not _matches(c, pattern)]
     for extra in matrix.get("include", []):
-        if not any(_canonical(c) == _canonical(extra) for c in combos):
+        if not any(canonical(c) == canonical(extra) for c in combos):
             combos.append(dict(extra))
     if not combos:
         raise RecipeError("the matrix excludes every variant", source=source, key="matrix.exclude")
@@ -129,7 +127,7 @@ def variant_name(
     labels = labels or {}
     parts = []
     for key, value in axes.items():
-        label = labels.get(key, {}).get(_canonical(value)) or value_label(value)
+        label = labels.get(key, {}).get(canonical(value)) or value_label(value)
         parts.append(f"{axis_label(key, all_keys)}={label}")
     if seed is not None:
         parts.append(f"seed={seed}")

@@ -165,6 +165,9 @@ class TrainConfig(Strict):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     channels_last: bool = False
     warmup_steps: NonNegativeInt = Field(5, description="steps excluded from the throughput measurement")
+    test_every_epoch: bool = Field(
+        True, description="evaluate the test set every epoch (else only after the last)"
+    )
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
     @field_validator("loss")

@@ -40,7 +40,6 @@ def make_report(
         from bench.errors import BenchError
 
         raise BenchError(f"experiment '{experiment}' has no variant runs yet; run the recipe first")
-    fetch.fill_axis_values(fetched)
     runs = fetched.runs
     lr_keys = sorted({c for c in runs.columns if c.startswith("train/lr/")})
     history = fetch.fetch_histories(client, runs["run_id"].tolist(), [*HISTORY_KEYS, *lr_keys])

@@ -3,7 +3,6 @@ and the per-epoch metric histories."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,48 +101,6 @@ def fetch_runs(client, experiment: str) -> Fetched:
         frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
     parent = max(parents, key=lambda r: r.info.start_time or 0).info.run_id if parents else None
     return Fetched(experiment, exp.experiment_id, frame, axes, parent, params)
-
-
-def fill_axis_values(fetched: Fetched) -> None:
-    """Give every run a readable value for every axis.
-
-    The ``axis.*`` tags hold ``str(value)`` (a dict's repr for a mapping); the variant's group
-    name holds the same values as bench labels them (``scheduler=onecycle``), so the labels are
-    read from there. Variants added by ``include`` only carry the axes they set; the others
-    hold the recipe's base value, read back from the run's params."""
-    frame = fetched.runs
-    for label in fetched.axes:
-        col = f"axis.{label}"
-        labelled = [group_axes(g, fetched.axes).get(label) for g in frame["group"]]
-        frame[col] = [
-            v if v is not None else base_value(fetched.params.get(run_id, {}), label)
-            for v, run_id in zip(labelled, frame["run_id"])
-        ]
-
-
-def group_axes(group: str, labels: list[str]) -> dict[str, str]:
-    """``"scheduler=onecycle,freeze=3"`` -> ``{"scheduler": "onecycle", "freeze": "3"}``: split
-    only before a known axis label, so a value holding a comma stays whole."""
-    if not labels:
-        return {}
-    names = "|".join(re.escape(label) for label in sorted(labels, key=len, reverse=True))
-    pattern = re.compile(rf"(?:^|,)({names})=(.*?)(?=,(?:{names}|seed)=|$)")
-    return {m.group(1): m.group(2) for m in pattern.finditer(group)}
-
-
-def base_value(params: dict[str, str], label: str) -> str:
-    """The value label of axis ``label`` from a run's flattened config (as bench names values:
-    a mapping by its ``name``, else "on"; None as "none")."""
-    suffix = "." + label
-    for key, value in params.items():
-        if key.endswith(suffix + ".name") or key == label + ".name":
-            return value
-    for key, value in params.items():
-        if key.endswith(suffix) or key == label:
-            return "none" if value == "None" else value
-    if any(suffix + "." in "." + key for key in params):
-        return "on"
-    return "base"
 
 
 def fetch_histories(client, run_ids: list[str], keys: list[str]) -> pd.DataFrame:

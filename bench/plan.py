@@ -50,12 +50,12 @@ def train_size(data_cfg) -> int:
     if data_cfg.name == "cifar10":
         n = CIFAR10_TRAIN_PER_CLASS * (len(data_cfg.classes) if data_cfg.classes else 10)
     elif data_cfg.name == "imagefolder":
-        from bench.data.sources import _list_split, _split_dirs
+        from bench.data.sources import list_split, split_dirs
         from bench.data.splits import resolve_root
 
-        dirs = _split_dirs(resolve_root(data_cfg), ("test", "val"))
+        dirs = split_dirs(resolve_root(data_cfg), ("test", "val"))
         if dirs is not None:
-            classes, items, _ = _list_split(dirs[0])
+            classes, items, _ = list_split(dirs[0])
             if data_cfg.classes:
                 wanted = {
                     c if isinstance(c, str) else classes[c]

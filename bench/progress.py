@@ -23,7 +23,8 @@ class Progress:
         self._bar: Any = None
         self._epoch_start = 0.0
 
-    def _print(self, text: str) -> None:
+    def note(self, text: str) -> None:
+        """A line of its own, above the live bar if there is one."""
         if self._bar is not None:
             self._bar.write(text, file=self.stream)
         else:
@@ -31,11 +32,11 @@ class Progress:
 
     def variant_start(self, name: str) -> None:
         self.name = name
-        self._print(f"[{self.done}/{self.total} done, {self.total - self.done} left] {name}")
+        self.note(f"[{self.done}/{self.total} done, {self.total - self.done} left] {name}")
 
     def variant_end(self, status: str, summary: str = "") -> None:
         self.done += 1
-        self._print(
+        self.note(
             f"[{self.done}/{self.total} done] {self.name}: {status}{' - ' + summary if summary else ''}"
         )
 
@@ -62,7 +63,7 @@ class Progress:
             self._bar.close()
             self._bar = None
         acc = "val/acc" if "val/acc" in record else "test/acc"
-        self._print(
+        self.note(
             f"  {self.name} | epoch {epoch + 1}/{epochs} loss {_fmt(record, 'train/loss', '.4f')} "
             f"{acc} {_fmt(record, acc, '.4f')} lr {_fmt(record, 'train/lr', '.3g')} "
             f"{_fmt(record, 'throughput/train_img_s', '.0f')} img/s ({time.perf_counter() - self._epoch_start:.1f}s)"

@@ -173,7 +173,7 @@ class RecipeRunner:
         closed = close_stale_runs(client, exp_id)
         progress = Progress(len(self.loaded.variants), live=self.live_progress)
         if closed:
-            progress._print(f"closed {len(closed)} MLflow run(s) that a killed process left RUNNING")
+            progress.note(f"closed {len(closed)} MLflow run(s) that a killed process left RUNNING")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         parent = client.create_run(
             exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
@@ -253,7 +253,7 @@ class RecipeRunner:
                                **owner_tags()}.items():  # fmt: skip
                 client.set_tag(run_id, key, value)
             where = "its last checkpoint" if (run_dir / "last.ckpt").exists() else "the start (no checkpoint)"
-            progress._print(
+            progress.note(
                 f"  resuming {variant.name} (was {previous.data.tags.get('bench.status', 'running')}) "
                 f"from {where} into MLflow run {run_id}"
             )

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from bench.errors import DataError
+from bench.fileio import atomic_save
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
@@ -49,7 +50,7 @@ def cache_dir() -> Path:
 # --- listing and fingerprint -------------------------------------------------------------------
 
 
-def _list_split(split_dir: Path) -> tuple[list[str], list[tuple[str, str]], tuple[int, int, int]]:
+def list_split(split_dir: Path) -> tuple[list[str], list[tuple[str, str]], tuple[int, int, int]]:
     """Class names, (class, file path) pairs sorted as ImageFolder does, and a cheap fingerprint
     (file count, total bytes, newest mtime) that changes when files are added, removed or edited."""
     classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
@@ -125,27 +126,14 @@ def _cache_file(root: Path, fingerprint: Any) -> Path:
     return cache_dir() / "decoded" / f"{root.resolve().name or 'root'}-{key}.pt"
 
 
-def _atomic_save(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a cache is not a secret
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_image_folder(root: Path, train_dir: Path, test_dir: Path) -> RawData:
     """Load ``train_dir/<class>/*`` and ``test_dir/<class>/*``, decoding only on a cache miss.
 
     The cache is keyed by the absolute path and a listing fingerprint, so edits to the folder
     invalidate it; it is written atomically, so a killed run never leaves a broken cache.
     """
-    classes, train_items, train_fp = _list_split(train_dir)
-    test_classes, test_items, test_fp = _list_split(test_dir)
+    classes, train_items, train_fp = list_split(train_dir)
+    test_classes, test_items, test_fp = list_split(test_dir)
     if not classes or not train_items:
         raise DataError(f"no class folders with images ({', '.join(IMAGE_EXTENSIONS)}) in {train_dir}")
     extra = sorted(set(test_classes) - set(classes))
@@ -166,11 +154,11 @@ def load_image_folder(root: Path, train_dir: Path, test_dir: Path) -> RawData:
         test_labels=torch.tensor([index[c] for c, _ in test_items], dtype=torch.int64),
         classes=classes,
     )
-    _atomic_save(dict(vars(data)), cache)
+    atomic_save(dict(vars(data)), cache)
     return data
 
 
-def _split_dirs(folder: Path, test_names: tuple[str, ...]) -> tuple[Path, Path] | None:
+def split_dirs(folder: Path, test_names: tuple[str, ...]) -> tuple[Path, Path] | None:
     if not (folder / "train").is_dir():
         return None
     for name in test_names:
@@ -184,7 +172,7 @@ def _split_dirs(folder: Path, test_names: tuple[str, ...]) -> tuple[Path, Path] 
 
 def imagefolder(root: Path, cfg: Any = None) -> RawData:
     """Any folder with ``train/<class>/*`` and ``test/<class>/*`` (``val/`` may stand in for test)."""
-    dirs = _split_dirs(root, ("test", "val"))
+    dirs = split_dirs(root, ("test", "val"))
     if dirs is None:
         raise DataError(
             f"no image folder at {root}: expected {root}/train/<class>/*.jpg|png and "
@@ -242,7 +230,7 @@ def cifar10(root: Path, cfg: Any = None) -> RawData:
         except RuntimeError as exc:
             raise DataError(f"{root / 'cifar-10-batches-py'} is incomplete or corrupt: {exc}") from None
     for folder in (root, root / "cifar10"):
-        dirs = _split_dirs(folder, ("test",))
+        dirs = split_dirs(folder, ("test",))
         if dirs is not None:
             return load_image_folder(folder, *dirs)
     if (root / CIFAR10_ARCHIVE).is_file():

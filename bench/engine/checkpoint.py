@@ -5,9 +5,7 @@ carrying pickled code is refused."""
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +13,12 @@ import numpy as np
 import torch
 
 from bench.errors import CheckpointError
+from bench.fileio import atomic_save  # noqa: F401 - re-exported for the loop
 
 LAST = "last.ckpt"
 BEST = "best.ckpt"
 FORMAT = 1
 REQUIRED = ("epoch", "step", "best_acc", "history", "model", "optimizer", "scheduler", "scaler", "swa", "rng")
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def remove_stale_temp_files(folder: Path) -> None:

@@ -102,3 +102,30 @@ def test_pretrained_download_offline_says_how_to_use_a_local_file(monkeypatch, t
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(CheckpointError, match="model.weights"):
         build_model(ModelConfig(name="test_resnet", pretrained=True), num_classes=3)
+
+
+def user_model(num_classes: int, pretrained: bool = False, width: int = 8) -> nn.Module:
+    """A user's own model factory, named in a recipe by import path."""
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)
+    )
+
+
+def test_user_components_by_import_path(tmp_path, tiny_image_folder):
+    from bench.engine.loop import run_variant
+    from bench.recipe.load import load_recipe
+    from tests.recipes import tiny_recipe, write_recipe
+
+    recipe = tiny_recipe(
+        tiny_image_folder,
+        **{"model.name": "tests.test_components:user_model", "model.kwargs": {"width": 4},
+           "train.loss": "torch.nn:CrossEntropyLoss", "train.epochs": 1},
+    )  # fmt: skip
+    variant = load_recipe(write_recipe(tmp_path / "r.yaml", recipe)).variants[0]
+    result = run_variant(variant)
+    assert result.metrics["params/total"] == 3 * 4 * 9 + 4 + 4 * 4 + 4  # conv + head of the user's model
+
+
+def test_unknown_import_path_names_the_module():
+    with pytest.raises(ValueError, match="no_such_pkg"):
+        ModelConfig(name="no_such_pkg.models:net")

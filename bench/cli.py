@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from bench import __version__
@@ -42,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"bench {name}", description=COMMANDS[name])
     module.configure(sub)
     args = sub.parse_args(rest)
+    if getattr(args, "results_dir", None):
+        # Recipes may name outputs of earlier runs as ${BENCH_RESULTS_DIR}/... (e.g. weights).
+        os.environ["BENCH_RESULTS_DIR"] = os.path.abspath(args.results_dir)
     from bench.errors import BenchError
 
     try:

@@ -27,13 +27,14 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from bench.runner import Terminated, preflight, run_recipe
 
-    # Data sets and weights files load before anything is recorded: a missing folder, a broken
-    # image or a weights file for another architecture fails here, with nothing written.
-    for recipe in loaded:
-        preflight(recipe)
     failed = 0
     try:
         for recipe in loaded:
+            # Data sets and weights files load before anything of this recipe is recorded: a
+            # missing folder, a broken image or a weights file for another architecture fails
+            # here, with nothing written. (Per recipe: an earlier recipe of the same command may
+            # produce the weights a later one starts from.)
+            preflight(recipe)
             frame = run_recipe(
                 recipe, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
             )

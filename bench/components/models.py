@@ -4,6 +4,8 @@ or a local state-dict file."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +141,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     Loaded with ``weights_only=True``: a file carrying pickled code is refused. Every non-head
     tensor must match by name and shape, else the file is for another architecture.
     """
-    path = Path(path)
+    path = expand_path(path)
     if not path.is_file():
         raise CheckpointError(
             f"model.weights: file not found: {path} (a bench run writes one per variant as "
@@ -166,6 +168,14 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
             )
         raise CheckpointError(f"model.weights: {path} is for another architecture: " + "; ".join(parts))
     model.load_state_dict({k: state[k] for k in wanted}, strict=False)
+
+
+def expand_path(path: str | Path) -> Path:
+    """Expand ``~`` and ``$VARS``; ``$BENCH_RESULTS_DIR`` defaults to ``results`` (the CLI sets it
+    to ``--results-dir``), so a recipe can start from weights an earlier recipe wrote."""
+    env = {"BENCH_RESULTS_DIR": "results", **os.environ}
+    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), str(path))
+    return Path(text).expanduser()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

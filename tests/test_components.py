@@ -96,6 +96,7 @@ def test_pickled_code_in_a_weights_file_is_refused(tmp_path):
         load_weights(tiny(), tmp_path / "evil.pt")
 
 
+@pytest.mark.slow  # the hub client tries the network first: tens of seconds here
 def test_pretrained_download_offline_says_how_to_use_a_local_file(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))

@@ -63,6 +63,7 @@ def smoke(session: nox.Session) -> None:
         "bench", "run", "recipes/smoke_pretrain.yaml", "recipes/smoke.yaml", "--results-dir", results, env=env
     )
     session.run("bench", "report", "recipes/smoke.yaml", "--results-dir", results, env=env)
+    session.run("python", "scripts/check_smoke.py", "run", results)  # learned, recorded, reported
 
 
 @nox.session(**VENV)
@@ -71,6 +72,7 @@ def tune(session: nox.Session) -> None:
     _install(session)
     results = session.posargs[0] if session.posargs else "results"
     session.run("bench", "tune", "recipes/smoke_tune.yaml", "--results-dir", results, env=_data_env())
+    session.run("python", "scripts/check_smoke.py", "tune", results)  # pruned, one MLflow run per trial
 
 
 @nox.session(**VENV)

@@ -25,7 +25,8 @@ def main(args: argparse.Namespace) -> int:
         for recipe in loaded:
             print(variants_table(recipe))
         return 0
-    from bench.runner import Terminated, preflight, run_recipe
+    from bench.preflight import preflight
+    from bench.runner import Terminated, run_recipe
 
     failed = 0
     try:

@@ -1,0 +1,145 @@
+"""One MLflow child run per variant: its tags, finding it again by ``run_key``, telling a live
+run from one a killed process left RUNNING, and logging each (metric, epoch) exactly once
+across a kill and resume."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from bench.recipe.load import Variant
+from bench.tracking import mlflow_store as store
+
+
+def variant_tags(variant: Variant, recipe: str) -> dict[str, str]:
+    tags = {
+        store.PARENT_TAG: "",
+        "bench.recipe": recipe,
+        "bench.variant": variant.name,
+        "bench.group": variant.group,
+        "bench.variant_id": variant.variant_id,
+        "bench.run_key": variant.run_key,
+        "bench.seed": str(variant.seed),
+        "mlflow.runName": variant.name,
+    }
+    for label, value in variant.axis_values.items():
+        tags[f"axis.{label}"] = value
+    return tags
+
+
+def find_previous(client, experiment_id: str, run_key: str):
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`bench.run_key` = '{run_key}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0] if runs else None
+
+
+HOST = socket.gethostname()
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process owns a run: lets a later start tell a live run from one a kill left RUNNING."""
+    return {"bench.pid": str(os.getpid()), "bench.host": HOST}
+
+
+def owner_alive(run) -> bool:
+    """True when the process that owns ``run`` is still running (on this host)."""
+    tags = run.data.tags
+    pid = tags.get("bench.pid", "")
+    if tags.get("bench.host") != HOST or not pid.isdigit():
+        return tags.get("bench.host") not in (None, HOST)  # another machine's run: leave it alone
+    if int(pid) == os.getpid():
+        return False  # a dead process's pid, reused by us: our own runs are not created yet
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_stale_runs(client, experiment_id: str) -> list[str]:
+    """Mark KILLED the runs that a killed ``bench`` process left RUNNING (MLflow never closes them)."""
+    closed = []
+    runs = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
+    )
+    for run in runs:
+        if owner_alive(run):
+            continue
+        run_id = run.info.run_id
+        if run.data.tags.get("bench.kind") != "recipe":
+            client.set_tag(run_id, "bench.status", "interrupted")
+            client.set_tag(
+                run_id, "bench.reason", "the process running it ended without closing it (killed); resumable"
+            )
+        client.set_terminated(run_id, "KILLED")
+        closed.append(run_id)
+    return closed
+
+
+class MetricLog:
+    """Logs metrics at ``step=epoch`` exactly once per (key, step), even across a kill and resume.
+
+    On resume it knows what the killed process already logged (skipped when training replays those
+    epochs) and re-logs what the checkpoint's history has but MLflow lost (asynchronous logging that
+    never landed), so the metric history has neither gaps nor duplicates.
+    """
+
+    def __init__(self, client, run_id: str, resume: bool):
+        self.client, self.run_id = client, run_id
+        self.logged: dict[str, set[int]] = {}
+        if resume:
+            for key in client.get_run(run_id).data.metrics:
+                self.logged[key] = {m.step for m in client.get_metric_history(run_id, key)}
+
+    def log(self, metrics: dict[str, float], step: int, synchronous: bool = False) -> None:
+        fresh = {k: v for k, v in metrics.items() if step not in self.logged.get(k, ())}
+        if fresh:
+            store.log_metrics(self.client, self.run_id, fresh, step=step, synchronous=synchronous)
+            for key in fresh:
+                self.logged.setdefault(key, set()).add(step)
+
+
+class EpochMetricsHook(store.MlflowEpochHook):
+    """The per-epoch MLflow hook, resume-aware (see ``MetricLog``); also remembers the state so a
+    failure can be reported with its epoch."""
+
+    def __init__(self, client, run_id: str, log: MetricLog):
+        super().__init__(client, run_id)
+        self.metric_log = log
+        self.state: Any = None
+
+    def on_start(self, state: Any) -> None:
+        self.state = state
+        for record in state.history:  # epochs restored from a checkpoint: fill what MLflow lost
+            self.on_epoch_end(state, int(record["epoch"]), record)
+
+    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
+        self.metric_log.log({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
+
+
+class SummaryHook:
+    """Logs what a run is made of once it is built: parameter counts and the model summary."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def on_start(self, state: Any) -> None:
+        from bench.components.models import count_parameters
+
+        trainable, total = count_parameters(state.model)
+        groups = "\n".join(f"{g.get('name')}: lr={g['lr']:.3g} wd={g['weight_decay']:.3g} params={sum(p.numel() for p in g['params'])}"
+                           for g in state.optimizer.param_groups)  # fmt: skip
+        text = f"trainable params: {trainable}\ntotal params: {total}\n\nparam groups:\n{groups}\n\n{state.model}\n"
+        store.log_text(self.client, self.run_id, text, "model_summary.txt")
+
+    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
+        pass
+
+    def on_end(self, state: Any, result: Any) -> None:
+        pass

@@ -15,16 +15,10 @@ BOOTSTRAP_SAMPLES = 10_000
 
 
 def t_quantile(q: float, df: int) -> float:
-    """Student-t quantile (scipy when available)."""
-    try:
-        from scipy import stats as st
+    """Student-t quantile."""
+    from scipy import stats as st
 
-        return float(st.t.ppf(q, df))
-    except ImportError:  # pragma: no cover - scipy ships with scikit-learn here
-        table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-        if abs(q - 0.975) > 1e-9:
-            raise
-        return table.get(df, 1.96 + 2.4 / df)
+    return float(st.t.ppf(q, df))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def image_keys(images: torch.Tensor) -> set[bytes]:
     return {img.numpy().tobytes() for img in images}
 
 
-def loader(data, **kwargs) -> DeviceLoader:
+def loader(data, labels=None, **kwargs) -> DeviceLoader:
     args = dict(
         batch_size=32,
         device="cpu",
@@ -39,7 +39,8 @@ def loader(data, **kwargs) -> DeviceLoader:
         image_size=None,
         seed=0,
     )
-    return DeviceLoader(data.train.images, data.train.labels, **{**args, **kwargs})
+    labels = data.train.labels if labels is None else labels
+    return DeviceLoader(data.train.images, labels, **{**args, **kwargs})
 
 
 def epoch(dl: DeviceLoader, e: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,19 +193,7 @@ def test_epoch_order_is_reproducible_and_changes_across_epochs(tiny_image_folder
 def test_every_image_is_visited_once_per_epoch(tiny_image_folder):
     data = splits(tiny_image_folder)
     ids = torch.arange(len(data.train))
-    dl = DeviceLoader(
-        data.train.images,
-        ids,
-        batch_size=48,
-        device="cpu",
-        shuffle=True,
-        drop_last=False,
-        augment=None,
-        mean=data.mean,
-        std=data.std,
-        image_size=None,
-        seed=0,
-    )
+    dl = loader(data, labels=ids, batch_size=48)  # label each image by its index
     assert len(dl) == 4 and dl.num_images == 160
     _, seen = epoch(dl, 0)
     assert torch.equal(seen.sort().values, ids) and not torch.equal(seen, ids)

@@ -256,18 +256,15 @@ def write_plan(plans: list[VariantPlan], out_dir: Path) -> tuple[Path, Path, Pat
 
 
 def plot_plan(plans: list[VariantPlan], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    from bench.report.plots import panel_grid, save_grid, style_lr_panel
 
     if not plans:
         raise BenchError("the recipe has no variants to plan")
-    cols = min(3, len(plans))
-    rows = (len(plans) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = panel_grid(len(plans), width=5.2, height=3.4)
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab20")
     for ax, plan in zip(axes.flat, plans):
-        cmap = plt.get_cmap("tab20")
         for k, name in enumerate(dict.fromkeys(plan.lrs["param_group"])):
             c = plan.lrs[plan.lrs["param_group"] == name]
             ax.plot(c["step"], c["lr"], lw=1.4, color=cmap(k % 20), linestyle=("-", "--")[k % 2], label=name)
@@ -280,16 +277,8 @@ def plot_plan(plans: list[VariantPlan], path: Path) -> None:
         title = plan.group if len(plan.group) <= 50 else plan.group[:49] + "…"
         if plan.warnings:
             title += f"\n⚠ {len(plan.warnings)} warning(s): {plan.warnings[0][:60]}…"
-        ax.set_title(title, fontsize=8, color="tab:red" if plan.warnings else "black")
-        ax.set_xlabel(f"optimizer step ({plan.steps_per_epoch}/epoch, grey: epoch boundaries)", fontsize=7)
-        ax.set_ylabel("LR", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        if len(plan.lrs):
-            ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(plans) :]:
-        ax.axis("off")
-    fig.suptitle("Planned LR per param group and step (no training)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        style_lr_panel(
+            ax, title, f"optimizer step ({plan.steps_per_epoch}/epoch, grey: epoch boundaries)",
+            title_color="tab:red" if plan.warnings else "black", legend=bool(len(plan.lrs)),
+        )  # fmt: skip
+    save_grid(fig, axes, len(plans), "Planned LR per param group and step (no training)", path)

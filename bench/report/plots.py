@@ -21,6 +21,35 @@ def _short(name: str, width: int = 38) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
+def panel_grid(count: int, width: float = 5.0, height: float = 3.2):
+    """A figure with ``count`` panels, three to a row."""
+    plt = _pyplot()
+    cols = min(3, count)
+    rows = (count + cols - 1) // cols
+    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+
+
+def style_lr_panel(ax, title: str, xlabel: str, *, title_color: str = "black", legend: bool = True) -> None:
+    """The look shared by every LR panel (bench plan and bench report)."""
+    ax.set_title(title, fontsize=8, color=title_color)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel("LR", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=6)
+
+
+def save_grid(fig, axes, used: int, title: str, path: Path) -> None:
+    """Blank the unused panels, title the figure, write the PNG and free it."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+
+
 def tradeoff_plot(
     pareto: pd.DataFrame, variants: pd.DataFrame, path: Path, memory_key: str | None, baseline: str | None
 ) -> Path | None:
@@ -114,10 +143,7 @@ def lr_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], path: P
     groups = [g for g in order if g in set(h["group"])]
     if not groups:
         return None
-    plt = _pyplot()
-    cols = min(3, len(groups))
-    rows = (len(groups) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = panel_grid(len(groups))
     for ax, group in zip(axes.flat, groups):
         g = h[h["group"] == group]
         first = g.sort_values("seed")["run_id"].iloc[0]
@@ -125,16 +151,12 @@ def lr_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], path: P
         for key in sorted(g["key"].unique()):
             c = g[g["key"] == key].sort_values("step")
             ax.plot(c["step"], c["value"], "-o", ms=3, label=key[len("train/lr/") :])
-        ax.set_title(_short(group, 48), fontsize=8)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.set_ylabel("LR", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(groups) :]:
-        ax.axis("off")
-    fig.suptitle("LR per param group at the start of each epoch (bench plan shows every step)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        style_lr_panel(ax, _short(group, 48), "epoch")
+    save_grid(
+        fig,
+        axes,
+        len(groups),
+        "LR per param group at the start of each epoch (bench plan shows every step)",
+        path,
+    )
     return path

@@ -8,8 +8,6 @@ import re
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -19,14 +17,10 @@ from pydantic import (
     model_validator,
 )
 
+from bench.recipe.base import NAME_RE, ComponentConfig, Strict
 from bench.tune.schema import TuneConfig
 
 Precision = Literal["fp32", "amp_fp16", "amp_bf16"]
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
 
 
 class AugmentConfig(Strict):
@@ -91,10 +85,8 @@ class ModelConfig(Strict):
         return check_model_name(name)
 
 
-class OptimizerConfig(BaseModel):
+class OptimizerConfig(ComponentConfig):
     """Optimizer name, base LR and per-layer LR shape; other keys go to the torch class."""
-
-    model_config = ConfigDict(extra="allow")
 
     name: str = "sgd"
     lr: PositiveFloat = 0.1
@@ -112,15 +104,9 @@ class OptimizerConfig(BaseModel):
         check_optimizer(self.name, dict(self.model_extra or {}))
         return self
 
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
-
-class SchedulerConfig(BaseModel):
+class SchedulerConfig(ComponentConfig):
     """LR scheduler name plus its torch arguments; training-length arguments get defaults."""
-
-    model_config = ConfigDict(extra="allow")
 
     name: str = "constant"
     warmup_epochs: NonNegativeFloat = Field(
@@ -134,10 +120,6 @@ class SchedulerConfig(BaseModel):
 
         check_scheduler(self.name, dict(self.model_extra or {}), warmup=self.warmup_epochs > 0)
         return self
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class SWAConfig(Strict):

@@ -4,15 +4,11 @@ schema imports it, and ``bench run`` must not pay for optuna."""
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     PositiveInt,
@@ -20,7 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+from bench.components.signature import check_kwargs
+from bench.recipe.base import NAME_RE, ComponentConfig, Strict
+
 SPACE_FORMS = (
     "{float: [low, high], log: bool, step: number}, {int: [low, high], log: bool, step: int} "
     "or {categorical: [choice, ...]}"
@@ -120,22 +118,11 @@ def choice_label(choice: Any) -> Any:
 
 def _bind(cls_path: str, kwargs: dict[str, Any], what: str, reserved: tuple[str, ...]) -> None:
     """Check options against the optuna class's signature without constructing it."""
-    import importlib
-
     module, _, name = cls_path.rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    params = inspect.signature(cls).parameters
-    allowed = [p for p in params if p not in reserved and p != "self"]
-    for key in kwargs:
-        if key not in allowed:
-            raise ValueError(f"{what} does not take '{key}'; its options: {', '.join(allowed) or 'none'}")
+    check_kwargs(getattr(importlib.import_module(module), name), kwargs, what=what, skip=reserved)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ObjectiveConfig(_Strict):
+class ObjectiveConfig(Strict):
     metric: str = Field("val/acc", description="per-epoch metric from the engine's record")
     direction: Literal["maximize", "minimize"] = "maximize"
     reduce: Literal["last", "best"] = Field("last", description="the trial's value: last or best epoch")
@@ -168,10 +155,8 @@ PRUNER_CLASSES = {
 }
 
 
-class SamplerConfig(BaseModel):
+class SamplerConfig(ComponentConfig):
     """Sampler name and seed; other keys go to the optuna sampler class (e.g. n_startup_trials)."""
-
-    model_config = ConfigDict(extra="allow")
 
     name: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
     seed: int | None = Field(0, description="sampler seed (worker k of a study adds k)")
@@ -185,15 +170,9 @@ class SamplerConfig(BaseModel):
         _bind(SAMPLER_CLASSES[self.name], self.kwargs, f"sampler '{self.name}'", ("seed", "search_space"))
         return self
 
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
-
-class PrunerConfig(BaseModel):
+class PrunerConfig(ComponentConfig):
     """Pruner name; other keys go to the optuna pruner class (e.g. n_startup_trials, n_warmup_steps)."""
-
-    model_config = ConfigDict(extra="allow")
 
     name: Literal["median", "hyperband", "none"] = "median"
 
@@ -202,12 +181,8 @@ class PrunerConfig(BaseModel):
         _bind(PRUNER_CLASSES[self.name], self.kwargs, f"pruner '{self.name}'", ())
         return self
 
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
-
-class TuneConfig(_Strict):
+class TuneConfig(Strict):
     """``tune:`` in a recipe: what ``bench tune`` searches, how, and for how long."""
 
     study: str | None = Field(None, description="study name; default the recipe name (results/<study>/)")

@@ -1,13 +1,12 @@
-"""``bench plan``: every variant's LR schedule, stepped without training, and warnings for
-combinations known to be wrong.
+"""``bench plan``: every variant's LR and momentum per param group and optimizer step, without
+training, and warnings for combinations known to be wrong.
 
-For each variant (one per group: the seed does not change the schedule) the real model is
-built from the recipe (no pretrained download, no weights file: the param-group structure is
-what matters), frozen and given its optimizer, scheduler and SWA exactly as ``bench run`` does;
-then the optimizer is stepped with no gradients (parameters do not move) and the schedule is
-driven through ``LRSchedule.after_batch`` / ``after_epoch`` and SWA in the same order as
-``bench/engine/loop.py``. The LR of every param group is recorded for every optimizer step (the
-LR that step uses). ReduceLROnPlateau is fed a flat metric: the worst case, every reduction fires.
+For each variant (one per group: the seed does not change the schedule) the engine's own
+builders make the model (no weights: the param-group structure is what matters), its tricks,
+optimizer and schedule (``bench/engine/state.py``); then the optimizer is stepped with no
+gradients (parameters do not move) through the engine's own stepping rule
+(``bench/engine/stepping.py``), warm-up, SWA and all. The LR and momentum each step uses are
+recorded. ReduceLROnPlateau is fed a flat metric: the worst case, every reduction fires.
 """
 
 from __future__ import annotations
@@ -19,15 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.optim import lr_scheduler as lrs
 
+from bench import plan_checks
 from bench.errors import BenchError, RecipeError
 from bench.recipe.load import LoadedRecipe, Variant
 
-CIFAR10_TRAIN_PER_CLASS = 5000
-RATIO_FLOOR = 1e-3  # a param group whose LR is below this fraction of the largest is ~frozen
-COLLAPSE = 1e-4  # an LR below this fraction of its start counts as ~0
 PLATEAU_METRIC = 0.0
+COLUMNS = ["step", "epoch", "batch", "param_group", "lr", "momentum"]
 
 
 @dataclass
@@ -35,46 +32,21 @@ class VariantPlan:
     group: str
     epochs: int
     steps_per_epoch: int
-    lrs: pd.DataFrame  # step, epoch, batch, param_group, lr
+    lrs: pd.DataFrame  # step, epoch, batch, param_group, lr, momentum
     warnings: list[str] = field(default_factory=list)
 
 
-# --- data size ---------------------------------------------------------------------------------
-
-
 def train_size(data_cfg) -> int:
-    """Training images the loop will see, without decoding the data set when it can be avoided."""
+    """Training images the loop will see: ``data.subset``, else the data set's own split."""
     if data_cfg.subset:
         return int(data_cfg.subset)
-    n = None
-    if data_cfg.name == "cifar10":
-        n = CIFAR10_TRAIN_PER_CLASS * (len(data_cfg.classes) if data_cfg.classes else 10)
-    elif data_cfg.name == "imagefolder":
-        from bench.data.sources import list_split, split_dirs
-        from bench.data.splits import resolve_root
+    from bench.data.cache import cached_splits
 
-        dirs = split_dirs(resolve_root(data_cfg), ("test", "val"))
-        if dirs is not None:
-            classes, items, _ = list_split(dirs[0])
-            if data_cfg.classes:
-                wanted = {
-                    c if isinstance(c, str) else classes[c]
-                    for c in data_cfg.classes
-                    if isinstance(c, str) or c < len(classes)
-                }
-                items = [it for it in items if it[0] in wanted]
-            n = len(items)
-    if n is None:
-        from bench.data.splits import load_splits
-
-        return len(load_splits(data_cfg).train)
-    val = data_cfg.val_size
-    n_val = round(val * n) if isinstance(val, float) else int(val)
-    return n - n_val
+    return len(cached_splits(data_cfg).train)
 
 
 def steps_per_epoch(data_cfg, override: int | None = None) -> int:
-    """As ``DeviceLoader``: drop the last partial batch unless the data is a single batch."""
+    """As the loop: drop the last partial batch unless the data is a single batch."""
     if override:
         return int(override)
     n = train_size(data_cfg)
@@ -82,133 +54,48 @@ def steps_per_epoch(data_cfg, override: int | None = None) -> int:
     return n // bs if n > bs else max(1, math.ceil(n / bs))
 
 
-# --- stepping ----------------------------------------------------------------------------------
-
-
-def _schedulers_in(obj, seen=None) -> list:
-    """Every torch LR scheduler inside ``obj`` (SequentialLR/ChainedScheduler/user wrappers)."""
-    seen = seen if seen is not None else set()
-    if id(obj) in seen:
-        return []
-    seen.add(id(obj))
-    found = [obj] if isinstance(obj, (lrs.LRScheduler, lrs.ReduceLROnPlateau)) else []
-    values = list(vars(obj).values()) if hasattr(obj, "__dict__") else []
-    for v in values:
-        for item in v if isinstance(v, (list, tuple)) else [v]:
-            if isinstance(item, (lrs.LRScheduler, lrs.ReduceLROnPlateau)):
-                found += _schedulers_in(item, seen)
-    return found
-
-
-def _plan_model(variant: Variant, num_classes: int):
-    from bench.components.models import build_model
-
-    cfg = variant.body.model.model_copy(update={"weights": None, "pretrained": False})
-    return build_model(cfg, num_classes)
-
-
-def plan_variant(
-    variant: Variant, spe: int, *, num_classes: int = 10, cuda: bool | None = None
-) -> VariantPlan:
-    from bench.components.freeze import freeze_stages
+def plan_variant(variant: Variant, spe: int, *, num_classes: int = 10, cuda: bool | None = None) -> VariantPlan:
     from bench.components.models import model_stages
-    from bench.components.optimizers import build_optimizer
-    from bench.components.schedulers import SCHEDULERS, SchedulerSpec, build_scheduler
-    from bench.engine.swa import SWA
+    from bench.engine.state import build_training, group_momentum, setup_training
+    from bench.engine.stepping import after_optimizer_step, end_of_epoch
 
-    cfg = variant.body
-    train = cfg.train
-    epochs = train.epochs
-    out = VariantPlan(
-        variant.group, epochs, spe, pd.DataFrame(columns=["step", "epoch", "batch", "param_group", "lr"])
-    )
-    warn = out.warnings.append
+    train = variant.body.train
     cuda = torch.cuda.is_available() if cuda is None else cuda
-
-    # -- checks that need no model
-    if train.precision == "amp_fp16" and not (
-        cuda and train.device in ("auto", "cuda") or train.device.startswith("cuda")
-    ):
-        warn(
-            "precision amp_fp16 needs a CUDA device: without one `bench run` records this variant as skipped"
-        )
-    sched_cfg = train.scheduler
-    if sched_cfg.warmup_epochs >= epochs:
-        warn(f"warm-up ({sched_cfg.warmup_epochs:g} epochs) is as long as or longer than training ({epochs} epochs): "
-             "the main schedule never runs")  # fmt: skip
-    spec = SCHEDULERS.get(sched_cfg.name)
-    policy = spec.policy if isinstance(spec, SchedulerSpec) else "epoch"
-    if train.swa is not None and policy == "plateau":
-        warn("SWA with ReduceLROnPlateau: SWALR takes over the LR from swa.start_epoch, the plateau scheduler "
-             "is never stepped again")  # fmt: skip
-
-    # -- the real model, frozen as the loop freezes it
-    model = _plan_model(variant, num_classes)
+    out = VariantPlan(variant.group, train.epochs, spe, pd.DataFrame(columns=COLUMNS))
+    out.warnings += plan_checks.before(train, cuda)
+    cpu = torch.device("cpu")
     try:
-        freeze_stages(model, train.freeze)
+        state = build_training(variant, cpu, num_classes, spe, with_weights=False)
     except RecipeError as exc:
-        warn(f"train.freeze={train.freeze} is deeper than the model: {exc.detail}; planned without freezing")
+        out.warnings.append(f"train.freeze={train.freeze} is deeper than the model: {exc.detail}; planned without "
+                            "freezing")  # fmt: skip
+        state = build_training(variant.with_train(freeze=0), cpu, num_classes, spe, with_weights=False)
     try:
-        optimizer = build_optimizer(model, train.optimizer)
-        schedule = build_scheduler(optimizer, sched_cfg, epochs=epochs, steps_per_epoch=spe)
-        swa = SWA(model, optimizer, train.swa) if train.swa else None
+        setup_training(state, spe)
     except (ValueError, TypeError) as exc:
-        warn(f"cannot build the optimizer/scheduler: {type(exc).__name__}: {exc}")
+        out.warnings.append(f"cannot build the optimizer/scheduler: {type(exc).__name__}: {exc}")
         return out
-    names = [str(g.get("name", i)) for i, g in enumerate(optimizer.param_groups)]
-    start = [float(g["lr"]) for g in optimizer.param_groups]
-    top = max(start)
-    for name, lr in zip(names, start):
-        if lr < RATIO_FLOOR * top:
-            warn(f"param group '{name}' starts at LR {lr:.3g}, {lr / top:.1e} of the largest ({top:.3g}): "
-                 "per-layer ratios (layer_decay ** depth, head_lr_mult) leave it effectively frozen")  # fmt: skip
-    stages = len(model_stages(model)) - 1
-    if train.optimizer.layer_decay < 1.0 and train.optimizer.layer_decay**stages < RATIO_FLOOR:
-        warn(f"layer_decay {train.optimizer.layer_decay:g} over {stages} stages gives the stem "
-             f"{train.optimizer.layer_decay**stages:.1e} of the head's LR")  # fmt: skip
-
-    inner = _schedulers_in(schedule.scheduler)
-    onecycles = [s for s in inner if isinstance(s, lrs.OneCycleLR)]
-    if onecycles and policy == "epoch":
-        warn(f"OneCycleLR is stepped once per epoch here (scheduler '{sched_cfg.name}' is stepped per epoch): "
-             f"its cycle of total_steps={onecycles[0].total_steps} steps is meant per batch; use scheduler 'onecycle'")  # fmt: skip
-
-    # -- step exactly as bench/engine/loop.py does
-    rows = []
-    step = 0
-    error = None
+    groups = state.optimizer.param_groups
+    names = [str(g.get("name", i)) for i, g in enumerate(groups)]
+    start = {n: float(g["lr"]) for n, g in zip(names, groups)}
+    stages = len(model_stages(state.model)) - 1
+    out.warnings += plan_checks.groups(names, list(start.values()), train.optimizer.layer_decay, stages)
+    rows, error = [], None
     with pywarnings.catch_warnings():
         pywarnings.simplefilter("ignore")
         try:
-            for epoch in range(epochs):
-                swa_active = swa is not None and swa.active(epoch)
+            for epoch in range(train.epochs):
+                state.epoch = epoch
                 for i in range(spe):
-                    rows += [
-                        (step, epoch, i, n, float(g["lr"])) for n, g in zip(names, optimizer.param_groups)
-                    ]
-                    optimizer.step()  # no gradients: parameters stay; the scheduler sees a real step
-                    if not swa_active:
-                        schedule.after_batch(epoch, i)
-                    step += 1
-                if swa_active:
-                    swa.update(model)
-                else:
-                    schedule.after_epoch(PLATEAU_METRIC)
+                    state.schedule.begin_step()
+                    rows += [(state.step, epoch, i, n, float(g["lr"]), group_momentum(g)) for n, g in zip(names, groups)]
+                    state.optimizer.step()  # no gradients: parameters stay; the scheduler sees a real step
+                    after_optimizer_step(state, True, i)
+                end_of_epoch(state, {"val/acc": PLATEAU_METRIC})
         except (ValueError, ZeroDivisionError) as exc:
             error = exc
-    if error is not None:
-        warn(f"the schedule fails at step {step} of {epochs * spe} (epoch {step // max(spe, 1)}): {error}")
-    for oc in onecycles:
-        if error is None and oc.last_epoch < 0.95 * oc.total_steps:
-            warn(f"OneCycleLR covers total_steps={oc.total_steps} but is stepped only {oc.last_epoch} times: "
-                 f"the cycle is cut off at {oc.last_epoch / oc.total_steps:.0%} and never anneals")  # fmt: skip
-    lrs_frame = pd.DataFrame(rows, columns=["step", "epoch", "batch", "param_group", "lr"])
-    for name, lr0 in zip(names, start):
-        series = lrs_frame.loc[lrs_frame["param_group"] == name, "lr"]
-        if len(series) and lr0 > 0 and (series < COLLAPSE * lr0).mean() > 0.5:
-            warn(f"param group '{name}': the LR stays below {COLLAPSE:g}× its start for "
-                 f"{(series < COLLAPSE * lr0).mean():.0%} of the steps (schedule collapses to ~0)")  # fmt: skip
-    out.lrs = lrs_frame
+    out.lrs = pd.DataFrame(rows, columns=COLUMNS)
+    out.warnings += plan_checks.after(state.schedule, out.lrs, start, error, state.step, train.epochs * spe, spe)
     return out
 
 
@@ -241,9 +128,9 @@ def write_plan(plans: list[VariantPlan], out_dir: Path) -> tuple[Path, Path, Pat
     table = (
         pd.concat(frames, ignore_index=True)
         if frames
-        else pd.DataFrame(columns=["variant", "step", "epoch", "batch", "param_group", "lr"])
+        else pd.DataFrame(columns=["variant", *COLUMNS])
     )
-    table = table[["variant", "step", "epoch", "batch", "param_group", "lr"]]
+    table = table[["variant", *COLUMNS]]
     csv = out_dir / "plan.csv"
     table.to_csv(csv, index=False)
     warn_csv = out_dir / "plan_warnings.csv"

@@ -12,7 +12,7 @@ def preflight(loaded: LoadedRecipe) -> None:
     set loads (missing folder, unreadable or truncated images), and every ``model.weights`` file
     loads safely and fits its architecture. Errors name the recipe file and the key."""
     from bench.components.models import build_model
-    from bench.engine.loop import cached_splits
+    from bench.data.cache import cached_splits
 
     seen: set[str] = set()
     for variant in loaded.variants:

@@ -12,7 +12,7 @@ import pandas as pd
 FIRST_COLUMNS = ["variant", "group", "seed", "status", "reason"]
 SUMMARY_METRICS = [
     "test/acc",
-    "test/acc_best",
+    "test/acc_oracle",
     "test/acc_swa",
     "train/loss",
     "throughput/train_img_s",

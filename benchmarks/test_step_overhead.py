@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from bench.components.losses import build_loss
-from bench.engine.loop import build_state, train_one_epoch
+from bench.engine.loop import train_one_epoch
+from bench.engine.state import build_state
 from bench.engine.measure import Throughput
 from bench.recipe.load import load_recipe
 from tests.recipes import tiny_recipe, write_recipe
@@ -69,7 +70,7 @@ def test_engine_step_overhead_vs_bare_loop(benchmark, state):
     engine_times, bare_times = [], []
 
     def engine_epoch():
-        train_one_epoch(state, criterion, Throughput(state.device, 0))
+        train_one_epoch(state, Throughput(state.device, 0))
 
     for _ in range(2):  # warm-up, untimed
         engine_epoch()

@@ -61,8 +61,8 @@ CASES = {
         "batch",
     ),
     "cosine_warm_restarts": (
-        {"T_0": 1, "T_mult": 2, "eta_min": 0.0},
-        lambda o: lrs.CosineAnnealingWarmRestarts(o, T_0=1, T_mult=2, eta_min=0.0),
+        {"T_0": 1, "T_mult": 3, "eta_min": 0.0},  # cycles of 1 + 3 epochs: ends with the run
+        lambda o: lrs.CosineAnnealingWarmRestarts(o, T_0=1, T_mult=3, eta_min=0.0),
         "batch_fractional",
     ),
 }
@@ -110,7 +110,8 @@ def test_cases_cover_every_scheduler_but_constant():
 def test_plan_matches_torch(tmp_path, name):
     kwargs, factory, policy = CASES[name]
     assert SCHEDULERS.get(name).policy == policy
-    plan = planned(tmp_path, train__scheduler={"name": name, **kwargs})
+    val = {"data__val_size": 10} if name == "plateau" else {}  # plateau decides on validation only
+    plan = planned(tmp_path, train__scheduler={"name": name, **kwargs}, **val)
     assert plan.steps_per_epoch == SPE
     names, got = as_matrix(plan)
     assert len(got) == EPOCHS * SPE
@@ -119,27 +120,29 @@ def test_plan_matches_torch(tmp_path, name):
     assert plan.warnings == []
 
 
-def test_warmup_and_per_layer_ratios_match_torch(tmp_path):
-    """Warm-up chained by SequentialLR, per-layer LRs (layer_decay, head_lr_mult) kept as ratios."""
+def test_warmup_ramps_per_step_and_per_layer_ratios_match_torch(tmp_path):
+    """Linear warm-up per optimizer step on top of the cosine, per-layer LRs kept as ratios."""
     plan = planned(
         tmp_path,
-        train__scheduler={"name": "cosine", "warmup_epochs": 1, "warmup_start_factor": 0.1},
+        train__scheduler={"name": "cosine", "warmup_epochs": 1.5, "warmup_start_factor": 0.1},
         train__optimizer={"name": "sgd", "lr": LR, "momentum": 0.9, "layer_decay": 0.5, "head_lr_mult": 2.0},
     )
     names, got = as_matrix(plan)
     assert len(names) > 2 and "head" in names and "stem" in names
-    lrs0 = got[0]
-    head = lrs0[names.index("head")]
-    assert head == pytest.approx(LR * 2.0 * 0.1)  # the first epoch is warm-up at 0.1x
-    assert lrs0[names.index("stem")] < head / 4  # layer_decay ** depth
+    head = got[:, names.index("head")]
+    assert head[0] == pytest.approx(LR * 2.0 * 0.1)  # the first step at the warm-up start factor
+    assert np.all(np.diff(head[: int(1.5 * SPE)]) > 0)  # a ramp over 1.5 epochs of steps, not a jump
+    assert got[0][names.index("stem")] < head[0] / 4  # layer_decay ** depth
+    warm = int(1.5 * SPE)
+    ramp = np.array([0.1 + 0.9 * s / warm if s < warm else 1.0 for s in range(EPOCHS * SPE)])
+    cosine = np.asarray(reference(lambda o: lrs.CosineAnnealingLR(o, T_max=EPOCHS), "epoch", len(names),
+                                  list(got[-1] * 0 + [g for g in got[warm]] if False else plan_start(plan, names))))  # fmt: skip
+    np.testing.assert_allclose(got, cosine * ramp[:, None], rtol=1e-9)
 
-    def factory(o):
-        warm = lrs.LinearLR(o, start_factor=0.1, total_iters=1)
-        return lrs.SequentialLR(o, [warm, lrs.CosineAnnealingLR(o, T_max=EPOCHS - 1)], milestones=[1])
 
-    # LinearLR scales the recipe LRs at construction: feed the un-warmed LRs to the reference
-    expected = np.asarray(reference(factory, "epoch", len(names), [lr / 0.1 for lr in lrs0]))
-    np.testing.assert_allclose(got, expected, rtol=1e-9)
+def plan_start(plan, names):
+    first = plan.lrs[plan.lrs["step"] == 0].set_index("param_group")["lr"]
+    return [first[n] / 0.1 for n in names]
 
 
 def test_steps_per_epoch_from_image_folder(tiny_image_folder):
@@ -150,7 +153,6 @@ def test_steps_per_epoch_from_image_folder(tiny_image_folder):
     assert steps_per_epoch(cfg.model_copy(update={"classes": ["red", "blue"]})) == 80 // 32
     assert steps_per_epoch(cfg.model_copy(update={"val_size": 40})) == 120 // 32
     assert steps_per_epoch(cfg, override=7) == 7
-    assert steps_per_epoch(DataConfig(name="cifar10", batch_size=128)) == 50000 // 128
 
 
 def _warnings(tmp_path, cuda=False, **dotted) -> list[str]:
@@ -165,6 +167,7 @@ def _warnings(tmp_path, cuda=False, **dotted) -> list[str]:
         ({"train__precision": "amp_fp16"}, "amp_fp16 needs a CUDA device"),
         ({"train__scheduler": {"name": "cosine", "warmup_epochs": 5}}, "warm-up"),
         ({"train__freeze": 9}, "deeper than the model"),
+        ({"train__scheduler": {"name": "cosine_warm_restarts", "T_0": 3}}, "ends mid-cycle"),
         ({"train__optimizer": {"name": "sgd", "lr": LR, "layer_decay": 0.05}}, "effectively frozen"),
         ({"train__scheduler": {"name": "exponential", "gamma": 1e-5}}, "collapses to ~0"),
         ({"train__scheduler": {"name": "onecycle", "total_steps": 5}}, "fails at step"),

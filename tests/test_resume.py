@@ -164,7 +164,7 @@ def test_in_process_resume_is_exact(tmp_path, tiny_image_folder):
     assert resumed.state.extra["resumed_from_epoch"] == 2
     diffs = compare_states(snapshot(straight), snapshot(resumed))
     assert diffs == dict.fromkeys(diffs, 0.0)
-    for key in ("test/acc", "test/acc_swa", "train/loss", "test/acc_best"):
+    for key in ("test/acc", "test/acc_swa", "train/loss", "test/acc_oracle"):
         assert result.metrics[key] == straight.result.metrics[key]
 
 
@@ -220,7 +220,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_image_fold
     assert_same_tensors(weights(killed_dir / "results/tiny/weights/seed=0.pt"),
                         weights(straight_dir / "results/tiny/weights/seed=0.pt"))  # fmt: skip
     a, b = table(killed_dir).iloc[0], table(straight_dir).iloc[0]
-    for key in ("test/acc", "test/acc_best", "train/loss"):
+    for key in ("test/acc", "test/acc_oracle", "train/loss"):
         assert a[key] == b[key]
     [ref] = children(all_runs(straight_dir))
     client_a, client_b = (

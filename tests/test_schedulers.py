@@ -9,7 +9,7 @@ import torch
 from torch.optim import lr_scheduler as lrs
 
 from bench.components.schedulers import SCHEDULERS, build_scheduler
-from bench.engine.precision import Precision
+from bench.tricks.precision import Precision
 from bench.recipe.schema import SchedulerConfig
 
 EPOCHS, STEPS = 6, 4
@@ -32,9 +32,10 @@ def run_bench(kind: str, **kwargs) -> list[list[float]]:
     seen = []
     for epoch in range(EPOCHS):
         for i in range(STEPS):
+            sched.begin_step()
             seen.append([g["lr"] for g in opt.param_groups])
             opt.step()
-            sched.after_batch(epoch, i)
+            sched.end_step(True, epoch, i, hold=False)
         sched.after_epoch(0.5)
     return seen
 
@@ -86,15 +87,23 @@ def test_lr_matches_torch_stepped_by_hand_and_keeps_per_group_ratios(kind):
     assert all(b == pytest.approx(10 * a) for a, b in ours)  # per-layer ratio kept every step
 
 
-def test_linear_warmup_ramps_then_hands_over():
+def test_linear_warmup_ramps_per_step_then_hands_over():
     lrs_seen = [g[0] for g in run_bench("cosine", warmup_epochs=1, warmup_start_factor=0.1)]
-    assert lrs_seen[0] == pytest.approx(0.01)  # first epoch at the warm-up start factor
-    assert lrs_seen[STEPS] == pytest.approx(0.1)  # full LR after one epoch
-    assert lrs_seen[-1] < lrs_seen[STEPS]  # then the cosine decays
+    cosine = [g[0] for g in run_bench("cosine")]
+    ramp = [0.1 + 0.9 * s / STEPS for s in range(STEPS)]
+    assert lrs_seen[:STEPS] == pytest.approx([c * f for c, f in zip(cosine, ramp)])  # a ramp, not a step
+    assert lrs_seen[STEPS:] == pytest.approx(cosine[STEPS:])  # the schedule itself is unchanged after it
+
+
+def test_fractional_warmup_differs_from_a_whole_epoch():
+    half = [g[0] for g in run_bench("step", warmup_epochs=0.5)]
+    whole = [g[0] for g in run_bench("step", warmup_epochs=1)]
+    assert half[STEPS // 2] == pytest.approx(0.1) and whole[STEPS // 2] < 0.1
+    assert half != whole
 
 
 def test_warmup_is_refused_where_the_scheduler_ramps_by_itself():
-    with pytest.raises(ValueError, match="pct_start|ramp up"):
+    with pytest.raises(ValueError, match="ramps up by itself"):
         SchedulerConfig(name="onecycle", warmup_epochs=1)
 
 

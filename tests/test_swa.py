@@ -14,9 +14,15 @@ from bench.engine import checkpoint as ckpt
 from tests.recipes import tiny_recipe, write_recipe
 
 
+def trick(state, name: str):
+    return next(t for t in state.tricks if t.name == name)
+
+
 class Capture:
     def on_start(self, state):
-        self.initial_bn = {k: v.clone() for k, v in state.swa.model.state_dict().items() if "running" in k}
+        swa = trick(state, "swa").model
+        self.initial_bn = {k: v.clone() for k, v in swa.state_dict().items() if "running" in k}
+        self.initial_model = {k: v.clone() for k, v in state.model.state_dict().items()}
 
     def on_epoch_end(self, state, epoch, record):
         pass
@@ -39,7 +45,7 @@ def test_swa_model_gets_its_own_batchnorm_statistics(tmp_path, tiny_image_folder
     [variant] = load_recipe(write_recipe(tmp_path / "r.yaml", recipe)).variants
     cap = Capture()
     result = run_variant(variant, hooks=[cap], run_dir=tmp_path / "run")
-    swa, live = cap.state.swa.model, cap.state.model
+    swa, live = trick(cap.state, "swa").model, cap.state.model
     assert int(swa.n_averaged) == 2  # epochs 1 and 2 averaged
     swa_bn, live_bn = bn_buffers(swa), bn_buffers(live)
     assert swa_bn.keys() == live_bn.keys() and swa_bn
@@ -61,8 +67,56 @@ def test_swa_model_gets_its_own_batchnorm_statistics(tmp_path, tiny_image_folder
     assert any(not torch.equal(a, b) for a, b in zip(swa.module.parameters(), live.parameters()))
     # and the SWA state (averaged model, n_averaged, SWALR) is in the checkpoint, weights_only-loadable
     saved = ckpt.safe_load(tmp_path / "run" / ckpt.LAST)
-    assert int(saved["swa"]["model"]["n_averaged"]) == 2
-    assert saved["swa"]["scheduler"]["last_epoch"] == cap.state.swa.scheduler.last_epoch
+    assert int(saved["tricks"]["swa"]["model"]["n_averaged"]) == 2
+    assert saved["tricks"]["swa"]["scheduler"]["last_epoch"] == trick(cap.state, "swa").scheduler.last_epoch
+
+
+def run_swa(tmp_path, tiny_image_folder, **dotted):
+    from bench.engine.loop import run_variant
+    from bench.recipe.load import load_recipe
+
+    recipe = tiny_recipe(tiny_image_folder, **{"train.device": "cpu", "train.epochs": 3,
+                                               "train.swa": {"start_epoch": 1, "lr": 0.01}, **dotted})  # fmt: skip
+    [variant] = load_recipe(write_recipe(tmp_path / "r.yaml", recipe)).variants
+    cap = Capture()
+    result = run_variant(variant, hooks=[cap], run_dir=tmp_path / "run")
+    return cap, result
+
+
+@pytest.mark.slow
+def test_swa_phase_keeps_per_layer_lr_ratios(tmp_path, tiny_image_folder):
+    cap, result = run_swa(tmp_path, tiny_image_folder, **{"train.optimizer.head_lr_mult": 10.0,
+                                                           "train.optimizer.layer_decay": 0.5})  # fmt: skip
+    first, swa_phase = result.history[0], result.history[2]  # epoch 2 runs at the SWA LR
+    groups = [k for k in first if k.startswith("train/lr/") and "no_decay" not in k]
+    assert len(groups) >= 3
+    for key in groups:  # every group's LR relative to the base LR is what it was before SWA
+        assert swa_phase[key] / swa_phase["train/lr"] == pytest.approx(first[key] / first["train/lr"])
+    assert swa_phase["train/lr"] == pytest.approx(0.01)  # swa.lr is the base group's target
+
+
+@pytest.mark.slow
+def test_swa_batchnorm_update_keeps_frozen_norms(tmp_path, tiny_image_folder):
+    cap, _ = run_swa(tmp_path, tiny_image_folder, **{"train.freeze": 1})
+    averaged = trick(cap.state, "swa").model.module.state_dict()
+    frozen = [k for k in averaged if k.split(".running_")[0] in cap.state.frozen_norms and "running_" in k]
+    trained = [k for k in averaged if "running_mean" in k and k not in frozen]
+    assert frozen and trained
+    for key in frozen:  # the pretrained statistics, untouched by the fine-tuning data
+        assert torch.equal(averaged[key], cap.initial_model[key]), key
+    assert any(not torch.equal(averaged[k], cap.initial_model[k]) for k in trained)
+
+
+@pytest.mark.slow
+def test_swa_variant_exports_the_averaged_model(tmp_path, tiny_image_folder):
+    cap, result = run_swa(tmp_path, tiny_image_folder)
+    exported = torch.load(result.weights_path, weights_only=True)
+    raw = torch.load(tmp_path / "run" / "model_raw.pt", weights_only=True)
+    averaged = trick(cap.state, "swa").model.module.state_dict()
+    assert all(torch.equal(exported[k], averaged[k]) for k in averaged)
+    live = cap.state.model.state_dict()
+    assert all(torch.equal(raw[k], live[k]) for k in live)
+    assert any(not torch.equal(exported[k], raw[k]) for k in live if k.endswith("weight"))
 
 
 def test_averaged_model_alone_keeps_the_live_models_statistics():

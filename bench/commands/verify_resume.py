@@ -29,7 +29,7 @@ from typing import Any
 from bench.commands.common import add_recipe_arguments
 from bench.errors import BenchError, RecipeError
 
-SECTIONS = ("model", "optimizer", "scheduler", "scaler", "swa", "metrics")
+SECTIONS = ("model", "optimizer", "scheduler", "tricks", "metrics")
 # Per-epoch record keys that measure the machine, not the training: never compared.
 UNSTABLE_PREFIXES = ("throughput/", "time/", "memory/")
 MARKER = "killed-here"
@@ -144,12 +144,11 @@ class _Dump:
         ckpt.atomic_save(
             {
                 "epoch": state.epoch,
-                "resumed_from_epoch": state.extra.get("resumed_from_epoch", -1),
+                "resumed_from_epoch": state.resumed_from_epoch if state.resumed_from_epoch is not None else -1,
                 "model": state.model.state_dict(),
                 "optimizer": state.optimizer.state_dict(),
                 "scheduler": state.schedule.state_dict(),
-                "scaler": state.precision.state_dict(),
-                "swa": state.swa.state_dict() if state.swa else {},
+                "tricks": {t.name: t.state_dict() for t in state.tricks},
                 "metrics": {"final": stable(result.metrics), "history": [stable(r) for r in state.history]},
             },
             self.path,

@@ -17,8 +17,8 @@ from bench.fileio import atomic_save  # noqa: F401 - re-exported for the loop
 
 LAST = "last.ckpt"
 BEST = "best.ckpt"
-FORMAT = 1
-REQUIRED = ("epoch", "step", "best_acc", "history", "model", "optimizer", "scheduler", "scaler", "swa", "rng")
+FORMAT = 2
+REQUIRED = ("epoch", "step", "best_val", "history", "model", "optimizer", "scheduler", "tricks", "meter", "rng")
 
 
 def remove_stale_temp_files(folder: Path) -> None:
@@ -47,8 +47,13 @@ def safe_load(path: Path) -> dict[str, Any]:
     return obj
 
 
-def check_payload(saved: dict[str, Any], path: Path, run_key: str, *, swa: bool) -> None:
+def check_payload(saved: dict[str, Any], path: Path, run_key: str, *, tricks: list[str]) -> None:
     """A checkpoint must be complete and written by this very variant (same ``run_key``)."""
+    if saved.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} was written by another bench version (checkpoint format {saved.get('format')}, "
+            f"this one reads {FORMAT}). Delete it or run with --force."
+        )
     missing = [k for k in REQUIRED if k not in saved]
     if missing:
         raise CheckpointError(
@@ -59,9 +64,10 @@ def check_payload(saved: dict[str, Any], path: Path, run_key: str, *, swa: bool)
             f"{path} was written by another configuration (run_key {saved.get('run_key')}, this variant is "
             f"{run_key}); refusing to resume from it. Delete it or run with --force."
         )
-    if swa and not saved["swa"]:
+    absent = [t for t in tricks if t not in saved["tricks"]]
+    if absent:
         raise CheckpointError(
-            f"{path} has no SWA state but this variant uses SWA. Delete it or run with --force."
+            f"{path} has no state for {', '.join(absent)}, which this variant uses. Delete it or run with --force."
         )
 
 

@@ -46,6 +46,13 @@ class Throughput:
             self.seconds += time.perf_counter() - self._started
             self._started = None
 
+    def state_dict(self) -> dict[str, float]:
+        return {"images": self.images, "seconds": self.seconds, "warmup_left": self.warmup_left}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.images, self.seconds = int(state["images"]), float(state["seconds"])
+        self.warmup_left = int(state["warmup_left"])
+
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else float("nan")

@@ -3,6 +3,8 @@ validate every variant up front: a bad variant fails before any variant trains."
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,11 @@ class Variant:
     @property
     def config(self) -> dict[str, Any]:
         return self.body.model_dump(mode="json")
+
+    def with_train(self, **updates: Any) -> Variant:
+        """The same variant with ``train`` keys replaced (e.g. ``bench plan`` without freezing)."""
+        train = self.body.train.model_copy(update=updates)
+        return dataclasses.replace(self, body=self.body.model_copy(update={"train": train}))
 
 
 @dataclass
@@ -122,6 +129,9 @@ def validation_to_recipe_error(
         key = ".".join(str(p) for p in loc) or "<recipe>"
         first_key = first_key or key
         msg = err["msg"].removeprefix("Value error, ")
+        named = re.match(r"([a-z_]+(?:\.[a-z_]+)+): ", msg)
+        if named and not loc:  # a cross-field check names its key itself
+            key, msg = (key if key != "<recipe>" else named.group(1)), msg[named.end() :]
         if err["type"] == "extra_forbidden":
             parent = _model_at(model, loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "see the schema"

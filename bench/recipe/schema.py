@@ -20,7 +20,10 @@ from pydantic import (
 from bench.recipe.base import NAME_RE, ComponentConfig, Strict
 from bench.tune.schema import TuneConfig
 
-Precision = Literal["fp32", "amp_fp16", "amp_bf16"]
+# What runs, exactly: fp32 turns TF32 off, tf32 turns it on (CUDA Ampere or newer), the AMP modes
+# autocast to fp16 (with a GradScaler) or bf16 with TF32 off for what stays in fp32.
+Precision = Literal["fp32", "tf32", "amp_fp16", "amp_bf16"]
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class AugmentConfig(Strict):
@@ -31,6 +34,18 @@ class AugmentConfig(Strict):
     autoaugment: Literal["cifar10", "imagenet", "svhn"] | None = Field(
         None, description="torchvision AutoAugment policy applied per batch"
     )
+
+
+class NormalizeStats(Strict):
+    mean: list[float] = Field(min_length=3, max_length=3, description="per channel, in [0, 1] units")
+    std: list[float] = Field(min_length=3, max_length=3)
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, std: list[float]) -> list[float]:
+        if any(s <= 0 for s in std):
+            raise ValueError("every std must be > 0")
+        return std
 
 
 class DataConfig(Strict):
@@ -50,6 +65,12 @@ class DataConfig(Strict):
     batch_size: PositiveInt = 128
     eval_batch_size: PositiveInt = 512
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    normalize: Literal["auto", "train", "pretrained"] | NormalizeStats = Field(
+        "auto",
+        description="input statistics: 'pretrained' (the start weights' own: timm/torchvision pretrained_cfg, "
+        "or the statistics a bench run saved beside its weights), 'train' (this train split's), explicit "
+        "{mean, std}, or 'auto' (pretrained when the start weights carry statistics, else train)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -113,20 +134,37 @@ class SchedulerConfig(ComponentConfig):
         0.0, description="linear warm-up length in epochs (fractions allowed)"
     )
     warmup_start_factor: float = Field(0.1, gt=0.0, le=1.0)
+    interval: Literal["epoch", "step"] = Field(
+        "epoch",
+        description="per-epoch schedules (cosine, step, multistep, exponential, lambda, constant): anneal once "
+        "per epoch, or smoothly per optimizer step over the same epochs",
+    )
 
     @model_validator(mode="after")
     def _bind_arguments(self) -> SchedulerConfig:
         from bench.components.schedulers import check_scheduler
 
-        check_scheduler(self.name, dict(self.model_extra or {}), warmup=self.warmup_epochs > 0)
+        check_scheduler(
+            self.name, dict(self.model_extra or {}), warmup=self.warmup_epochs > 0, interval=self.interval
+        )
         return self
 
 
 class SWAConfig(Strict):
     start_epoch: NonNegativeInt = Field(description="first epoch (0-based) whose weights are averaged")
-    lr: PositiveFloat = Field(description="SWALR target learning rate")
+    lr: PositiveFloat = Field(
+        description="SWALR target LR of the recipe's base LR; every param group keeps its ratio to it "
+        "(head_lr_mult, layer_decay), so a group at 10x the base LR anneals to 10x swa.lr"
+    )
     anneal_epochs: PositiveInt = 1
     anneal_strategy: Literal["cos", "linear"] = "cos"
+
+
+class EMAConfig(Strict):
+    """Exponential moving average of the weights, evaluated beside the raw model (``test/acc_ema``)."""
+
+    decay: float = Field(0.999, gt=0.0, lt=1.0, description="per update: ema = decay * ema + (1 - decay) * w")
+    every: PositiveInt = Field(1, description="update after every N optimizer steps")
 
 
 class CheckpointConfig(Strict):
@@ -146,6 +184,12 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     channels_last: bool = False
+    ema: EMAConfig | None = None
+    compile: bool | str = Field(
+        False, description=f"torch.compile the model: false, true, or a mode ({', '.join(COMPILE_MODES)})"
+    )
+    tta: Literal["none", "flip"] = Field("none", description="test-time augmentation at evaluation")
+    cudnn_benchmark: bool = Field(True, description="let cuDNN pick the fastest kernels (CUDA; recorded)")
     warmup_steps: NonNegativeInt = Field(5, description="steps excluded from the throughput measurement")
     test_every_epoch: bool = Field(
         True, description="evaluate the test set every epoch (else only after the last)"
@@ -165,6 +209,13 @@ class TrainConfig(Strict):
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
             raise ValueError("device must be one of: auto, cpu, cuda, cuda:N, mps")
         return device
+
+    @field_validator("compile")
+    @classmethod
+    def _compile_mode(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and value not in COMPILE_MODES:
+            raise ValueError(f"compile must be true, false or one of: {', '.join(COMPILE_MODES)}")
+        return value
 
     @model_validator(mode="after")
     def _swa_fits(self) -> TrainConfig:
@@ -197,6 +248,23 @@ class RecipeBody(Strict):
         None, gt=0.0, le=1.0, description="reports give time to this test accuracy"
     )
     tune: TuneConfig | None = Field(None, description="Optuna study settings (bench tune)")
+
+    @model_validator(mode="after")
+    def _decisions_on_validation(self) -> RecipeBody:
+        """Anything that decides during training (plateau LR cuts, the best checkpoint) needs a
+        validation split: deciding on the test set would leak it into the comparison."""
+        no_val = not self.data.val_size
+        if no_val and self.train.scheduler.name == "plateau":
+            raise ValueError(
+                "data.val_size: the plateau scheduler decides on a metric and needs a validation split "
+                "(set data.val_size to a count or fraction); it never steps on test accuracy"
+            )
+        if no_val and self.train.checkpoint.keep_best:
+            raise ValueError(
+                "data.val_size: train.checkpoint.keep_best selects an epoch and needs a validation split "
+                "(set data.val_size); it never selects on test accuracy"
+            )
+        return self
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,96 @@
+"""Warnings ``bench plan`` raises: combinations known to be wrong or misleading, found from the
+recipe alone (``before``) or from the schedule the engine actually stepped (``after``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from torch.optim import lr_scheduler as lrs
+
+RATIO_FLOOR = 1e-3  # a param group whose LR is below this fraction of the largest is ~frozen
+COLLAPSE = 1e-4  # an LR below this fraction of its start counts as ~0
+
+
+def restarts_end_mid_cycle(epochs: int, t0: int, t_mult: int) -> bool:
+    """Whether cosine warm restarts with (T_0, T_mult) end the run inside a cycle."""
+    end, period = 0, t0
+    while end < epochs:
+        end += period
+        period *= t_mult
+    return end != epochs
+
+
+def before(train, cuda: bool) -> list[str]:
+    out = []
+    device_cuda = cuda and train.device in ("auto", "cuda") or train.device.startswith("cuda")
+    if train.precision == "amp_fp16" and not device_cuda:
+        out.append("precision amp_fp16 needs a CUDA device: without one `bench run` records this variant as skipped")
+    if train.precision == "tf32" and not device_cuda:
+        out.append("precision tf32 is a CUDA (Ampere+) mode: without one `bench run` records this variant as skipped")
+    if train.precision == "amp_bf16" and not device_cuda:
+        from bench.tricks.precision import native_bf16_cpu
+
+        if not native_bf16_cpu():
+            out.append("amp_bf16 on this CPU is emulated (no avx512_bf16/AMX): 20-40x slower than fp32, and its "
+                       "throughput measures the emulation")  # fmt: skip
+    sched = train.scheduler
+    if sched.warmup_epochs >= train.epochs:
+        out.append(f"warm-up ({sched.warmup_epochs:g} epochs) is as long as or longer than training "
+                   f"({train.epochs} epochs): the main schedule never runs")  # fmt: skip
+    if sched.name == "cosine_warm_restarts":
+        kw = sched.kwargs
+        if "T_0" in kw and restarts_end_mid_cycle(train.epochs, int(kw["T_0"]), int(kw.get("T_mult", 1))):
+            out.append(f"cosine_warm_restarts with T_0={kw['T_0']}, T_mult={kw.get('T_mult', 1)} ends mid-cycle: "
+                       f"the last epochs run at a high LR right after a restart and the final weights are evaluated "
+                       "there")  # fmt: skip
+    if train.swa is not None and sched.name == "plateau":
+        out.append("SWA with ReduceLROnPlateau: SWALR takes over the LR from swa.start_epoch")
+    return out
+
+
+def groups(names: list[str], start: list[float], layer_decay: float, stages: int) -> list[str]:
+    out = []
+    top = max(start)
+    for name, lr in zip(names, start):
+        if lr < RATIO_FLOOR * top:
+            out.append(f"param group '{name}' starts at LR {lr:.3g}, {lr / top:.1e} of the largest ({top:.3g}): "
+                       "per-layer ratios (layer_decay ** depth, head_lr_mult) leave it effectively frozen")  # fmt: skip
+    if layer_decay < 1.0 and layer_decay**stages < RATIO_FLOOR:
+        out.append(f"layer_decay {layer_decay:g} over {stages} stages gives the stem {layer_decay**stages:.1e} "
+                   "of the head's LR")  # fmt: skip
+    return out
+
+
+def schedulers_in(obj, seen=None) -> list:
+    """Every torch LR scheduler inside ``obj`` (SequentialLR/ChainedScheduler/user wrappers)."""
+    seen = seen if seen is not None else set()
+    if id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    kinds = (lrs.LRScheduler, lrs.ReduceLROnPlateau)
+    found = [obj] if isinstance(obj, kinds) else []
+    for v in vars(obj).values() if hasattr(obj, "__dict__") else []:
+        for item in v if isinstance(v, (list, tuple)) else [v]:
+            if isinstance(item, kinds):
+                found += schedulers_in(item, seen)
+    return found
+
+
+def after(schedule, frame: pd.DataFrame, start: dict[str, float], error: Exception | None, step: int,
+          total: int, spe: int) -> list[str]:  # fmt: skip
+    out = []
+    onecycles = [s for s in schedulers_in(schedule.scheduler) if isinstance(s, lrs.OneCycleLR)]
+    if onecycles and schedule.policy == "epoch":
+        out.append(f"OneCycleLR is stepped once per epoch here: its cycle of total_steps={onecycles[0].total_steps} "
+                   "steps is meant per batch; use scheduler 'onecycle'")  # fmt: skip
+    if error is not None:
+        out.append(f"the schedule fails at step {step} of {total} (epoch {step // max(spe, 1)}): {error}")
+    for oc in onecycles:
+        if error is None and oc.last_epoch < 0.95 * oc.total_steps:
+            out.append(f"OneCycleLR covers total_steps={oc.total_steps} but is stepped only {oc.last_epoch} times: "
+                       f"the cycle is cut off at {oc.last_epoch / oc.total_steps:.0%} and never anneals")  # fmt: skip
+    for name, lr0 in start.items():
+        series = frame.loc[frame["param_group"] == name, "lr"]
+        if len(series) and lr0 > 0 and (series < COLLAPSE * lr0).mean() > 0.5:
+            out.append(f"param group '{name}': the LR stays below {COLLAPSE:g}x its start for "
+                       f"{(series < COLLAPSE * lr0).mean():.0%} of the steps (schedule collapses to ~0)")  # fmt: skip
+    return out

@@ -1,0 +1,33 @@
+"""Freezing the first N stages for fine-tuning (``train.freeze``): frozen parameters leave the
+optimizer, and frozen BatchNorm layers stay in eval mode, so their running statistics (the
+pretrained ones) neither drift while the rest trains nor get recomputed by SWA's BN update."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.components.freeze import freeze_stages
+from bench.tricks import TRICKS
+from bench.tricks.base import Trick
+
+
+@TRICKS.register("freeze")
+class Freeze(Trick):
+    name = "freeze"
+
+    def __init__(self, stages: int):
+        self.stages = stages
+
+    @classmethod
+    def from_config(cls, train_cfg: Any) -> Freeze | None:
+        return cls(train_cfg.freeze) if train_cfg.freeze else None
+
+    def on_model(self, state: Any) -> None:
+        norms = freeze_stages(state.model, self.stages)
+        ids = {id(m) for m in norms}
+        state.frozen_norms = {name for name, m in state.model.named_modules() if id(m) in ids}
+
+    def on_epoch_start(self, state: Any) -> None:
+        for name, module in state.model.named_modules():
+            if name in state.frozen_norms:
+                module.eval()

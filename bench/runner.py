@@ -15,24 +15,15 @@ from typing import Any
 
 import yaml
 
-from bench.engine.errors import Diverged, VariantSkipped
 from bench.engine.hooks import VariantResult
 from bench.errors import TrackingError
+from bench.fileio import atomic_copy
 from bench.progress import Progress
-from bench.recipe.dotted import flatten
 from bench.recipe.load import LoadedRecipe, Variant
 from bench.results import recipe_dir, summary_text, write_table
 from bench.tracking import mlflow_store as store
-from bench.tracking.variant_runs import (
-    EpochMetricsHook,
-    MetricLog,
-    SummaryHook,
-    close_stale_runs,
-    find_previous,
-    owner_alive,
-    owner_tags,
-    variant_tags,
-)
+from bench.tracking.recorded import Recording, run_recorded
+from bench.tracking.variant_runs import close_stale_runs, find_previous, owner_alive, owner_tags
 
 
 class Terminated(KeyboardInterrupt):
@@ -109,19 +100,10 @@ class RecipeRunner:
         previous = None if self.force else find_previous(client, exp_id, variant.run_key)
         if previous is not None:
             done = previous.data.tags.get("bench.status")
-            if done in ("finished", "skipped"):
-                progress.variant_end(
-                    f"already {done}, skipped (run_key {variant.run_key}; use --force to re-run)"
-                )
-                self.rows.append(
-                    self.row(
-                        variant,
-                        done,
-                        previous.data.tags.get("bench.reason", ""),
-                        previous.data.metrics,
-                        previous.info.run_id,
-                    )  # fmt: skip
-                )
+            if done == "finished":
+                progress.variant_end(f"already {done}, skipped (run_key {variant.run_key}; use --force to re-run)")
+                self.rows.append(self.row(variant, done, previous.data.tags.get("bench.reason", ""),
+                                          previous.data.metrics, previous.info.run_id))  # fmt: skip
                 return
             if previous.info.status == "RUNNING" and owner_alive(previous):
                 pid = previous.data.tags.get("bench.pid")
@@ -129,98 +111,46 @@ class RecipeRunner:
                 progress.variant_end("skipped", reason)
                 self.rows.append(self.row(variant, "busy", reason, {}, previous.info.run_id))
                 return
-        if previous is None:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # --force, or leftovers without an MLflow record: start fresh
-            run = client.create_run(
-                exp_id,
-                run_name=variant.name,
-                tags={**variant_tags(variant, self.loaded.name), store.PARENT_TAG: parent_id,
-                      "bench.status": "running", **owner_tags()},
-            )  # fmt: skip
-            run_id = run.info.run_id
-            self._current = run_id
-            store.log_params(client, run_id, {**flatten(variant.config), "seed": variant.seed})
-            store.log_text(client, run_id, yaml.safe_dump(variant.config, sort_keys=False), "config.yaml")
-        else:
-            run_id = previous.info.run_id  # resume into the same MLflow run: no duplicate, no gap
-            self._current = run_id
-            client.update_run(run_id, status="RUNNING")
-            for key, value in {store.PARENT_TAG: parent_id, "bench.status": "running", "bench.reason": "",
-                               **owner_tags()}.items():  # fmt: skip
-                client.set_tag(run_id, key, value)
             where = "its last checkpoint" if (run_dir / "last.ckpt").exists() else "the start (no checkpoint)"
-            progress.note(
-                f"  resuming {variant.name} (was {previous.data.tags.get('bench.status', 'running')}) "
-                f"from {where} into MLflow run {run_id}"
-            )
-        metric_log = MetricLog(client, run_id, resume=previous is not None)
+            progress.note(f"  resuming {variant.name} (was {previous.data.tags.get('bench.status', 'running')}) "
+                          f"from {where} into MLflow run {previous.info.run_id}")  # fmt: skip
+        elif run_dir.exists():
+            shutil.rmtree(run_dir)  # --force, or leftovers without an MLflow record: start fresh
+        rec = Recording(client, exp_id, self.loaded.name, parent_id)
         interrupted: BaseException | None = None
         try:
-            result = self.execute(client, run_id, variant, run_dir, progress, metric_log)
+            run_id, result = run_recorded(
+                rec, variant, previous=previous, run_dir=run_dir, progress=progress,
+                export=lambda r: self.export_weights(variant, r), on_open=self._opened,
+            )  # fmt: skip
         except (KeyboardInterrupt, Terminated) as exc:
             interrupted = exc
-            result = VariantResult(
-                "interrupted",
-                reason=f"{type(exc).__name__}: interrupted; the next run resumes from the last checkpoint",
-            )
-        if result.metrics:
-            last = result.history[-1] if result.history else {}
-            final = {k: v for k, v in result.metrics.items() if k not in last}  # already logged per epoch
-            metric_log.log(final, step=max(len(result.history) - 1, 0), synchronous=True)
-        store.flush()
-        client.set_tag(run_id, "bench.status", result.status)
-        client.set_tag(run_id, "bench.reason", result.reason[:5000])
-        mlflow_status = {"finished": "FINISHED", "skipped": "FINISHED", "interrupted": "KILLED"}.get(
-            result.status, "FAILED"
-        )
-        client.set_terminated(run_id, mlflow_status)
+            run_id = self._current
+            result = VariantResult("interrupted", reason=f"{type(exc).__name__}: interrupted; the next run "
+                                   "resumes from the last checkpoint")  # fmt: skip
         self._current = None
-        if result.weights_path:
-            export = self.out_dir / "weights" / f"{variant.name}.pt"
-            export.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(result.weights_path, export)
         acc = result.metrics.get("test/acc")
         summary = result.reason or (
-            f"test/acc {acc:.4f}, {result.metrics.get('throughput/train_img_s', 0):.0f} img/s"
-            if acc is not None
-            else ""
+            f"test/acc {acc:.4f}, {result.metrics.get('throughput/train_img_s', 0):.0f} img/s" if acc is not None else ""
         )
         progress.variant_end(result.status, summary)
         self.rows.append(self.row(variant, result.status, result.reason, result.metrics, run_id))
         if interrupted is not None:
             raise interrupted
 
-    def execute(
-        self, client, run_id: str, variant: Variant, run_dir: Path, progress: Progress, metric_log: MetricLog
-    ) -> VariantResult:
-        from bench.engine.loop import run_variant
+    def _opened(self, run_id: str) -> None:
+        self._current = run_id
 
-        hook = EpochMetricsHook(client, run_id, metric_log)
-        try:
-            result = run_variant(
-                variant, hooks=[hook, SummaryHook(client, run_id)], run_dir=run_dir, progress=progress
-            )
-        except VariantSkipped as exc:
-            return VariantResult("skipped", reason=str(exc))
-        except Diverged as exc:
-            store.flush()
-            client.set_tag(run_id, "bench.failed_epoch", str(exc.epoch))
-            return VariantResult("failed", reason=f"diverged: {exc}")
-        except (KeyboardInterrupt, Terminated):
-            store.flush()
-            raise
-        except Exception as exc:  # noqa: BLE001 - one broken variant must not stop the matrix
-            store.flush()
-            store.log_exception(client, run_id, exc)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            where = ""
-            if hook.state is not None:
-                epoch = hook.state.epoch
-                client.set_tag(run_id, "bench.failed_epoch", str(epoch))
-                where = f" (in epoch {epoch})"
-            return VariantResult("failed", reason=f"{type(exc).__name__}: {first}"[:480] + where)
-        return result
+    def export_weights(self, variant: Variant, result: VariantResult) -> None:
+        """``weights/<variant>.pt`` (and the statistics it expects), atomically, before the run is
+        marked finished."""
+        if not result.weights_path:
+            return
+        export = self.out_dir / "weights" / f"{variant.name}.pt"
+        atomic_copy(Path(result.weights_path), export)
+        sidecar = Path(result.weights_path + ".json")
+        if sidecar.exists():
+            atomic_copy(sidecar, Path(str(export) + ".json"))
 
     def row(
         self, variant: Variant, status: str, reason: str, metrics: dict[str, float], run_id: str

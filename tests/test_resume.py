@@ -135,22 +135,23 @@ class Capture:
 
 @pytest.mark.slow
 def test_in_process_resume_is_exact(tmp_path, tiny_image_folder):
-    """SWA, momentum, grad clipping, augmentation, per-batch warm-up + cosine: every state matches."""
+    """SWA, EMA, momentum, grad clipping, augmentation, per-step warm-up + cosine, a validation split
+    and best.ckpt: every state matches."""
     from bench.commands.verify_resume import compare_states
     from bench.engine.loop import run_variant
     from bench.recipe.load import load_recipe
 
     recipe = tiny_recipe(tiny_image_folder, **{
         "train.device": "cpu", "train.epochs": 4, "train.grad_clip": 1.0, "train.scheduler.warmup_epochs": 1,
-        "train.swa": {"start_epoch": 2, "lr": 0.01}, "train.checkpoint.keep_best": True,
+        "train.swa": {"start_epoch": 2, "lr": 0.01}, "train.checkpoint.keep_best": True, "data.val_size": 32,
+        "train.ema": {"decay": 0.9, "every": 2},
     })  # fmt: skip
     [variant] = load_recipe(write_recipe(tmp_path / "r.yaml", recipe)).variants
 
     def snapshot(cap):
         s = cap.state
         return {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
-                "scheduler": s.schedule.state_dict(), "scaler": s.precision.state_dict(),
-                "swa": s.swa.state_dict(),
+                "scheduler": s.schedule.state_dict(), "tricks": {t.name: t.state_dict() for t in s.tricks},
                 "metrics": [{k: v for k, v in r.items() if not k.startswith("throughput")} for r in s.history]}  # fmt: skip
 
     straight = Capture()
@@ -161,10 +162,12 @@ def test_in_process_resume_is_exact(tmp_path, tiny_image_folder):
     assert (tmp_path / "b" / ckpt.BEST).exists()
     resumed = Capture()
     result = run_variant(variant, hooks=[resumed], run_dir=tmp_path / "b")
-    assert resumed.state.extra["resumed_from_epoch"] == 2
+    assert resumed.state.resumed_from_epoch == 2
+    assert {"swa", "ema", "grad_clip", "precision"} <= {t.name for t in resumed.state.tricks}
     diffs = compare_states(snapshot(straight), snapshot(resumed))
     assert diffs == dict.fromkeys(diffs, 0.0)
-    for key in ("test/acc", "test/acc_swa", "train/loss", "test/acc_oracle"):
+    for key in ("test/acc", "test/acc_swa", "test/acc_ema", "val/acc_ema", "train/loss", "test/acc_oracle",
+                "test/acc_at_best_val"):
         assert result.metrics[key] == straight.result.metrics[key]
 
 
@@ -322,7 +325,7 @@ def test_verify_resume_command_passes(tmp_path, tiny_image_folder):
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "PASS" in out.stdout and "killed (exit -9)" in out.stdout
-    for part in ("model", "optimizer", "scheduler", "scaler", "swa", "metrics"):
+    for part in ("model", "optimizer", "scheduler", "trick:precision", "trick:swa", "metrics"):
         assert any(line.split()[:2] == [part, "0"] for line in out.stdout.splitlines()), part
 
 

@@ -106,17 +106,24 @@ def max_abs_diff(a: Any, b: Any) -> float:
 
 
 def compare_states(straight: dict[str, Any], resumed: dict[str, Any]) -> dict[str, float]:
-    """Max abs difference per section (model, optimizer, scheduler, scaler, swa, metrics)."""
-    return {section: max_abs_diff(straight.get(section), resumed.get(section)) for section in SECTIONS}
+    """Max abs difference per section: model, optimizer, scheduler, each trick, metrics."""
+    diffs = {}
+    for section in SECTIONS:
+        a, b = straight.get(section), resumed.get(section)
+        if section == "tricks" and isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b):
+            diffs.update({f"trick:{name}": max_abs_diff(a[name], b[name]) for name in a})
+        else:
+            diffs[section] = max_abs_diff(a, b)
+    return diffs
 
 
 def verdict_text(diffs: dict[str, float], atol: float) -> tuple[bool, str]:
-    lines = [f"{'part':<10} {'max abs diff':>14}  result"]
+    lines = [f"{'part':<16} {'max abs diff':>14}  result"]
     ok = True
     for section, diff in diffs.items():
         good = diff <= atol
         ok &= good
-        lines.append(f"{section:<10} {diff:>14.6g}  {'ok' if good else 'MISMATCH'}")
+        lines.append(f"{section:<16} {diff:>14.6g}  {'ok' if good else 'MISMATCH'}")
     lines.append(("PASS" if ok else "FAIL") + f": resumed run {'matches' if ok else 'differs from'} the straight run"
                  + (f" (atol {atol:g})" if atol else " (bit for bit)"))  # fmt: skip
     return ok, "\n".join(lines)
@@ -183,8 +190,12 @@ def deterministic() -> None:
 
 
 def worker(spec: dict[str, Any]) -> int:
-    from bench.engine.loop import run_variant
+    """One training process, recorded like ``bench run`` records (its own MLflow store in the work
+    folder), so what is verified is the path users run."""
     from bench.recipe.load import load_recipe
+    from bench.tracking import mlflow_store as store
+    from bench.tracking.recorded import Recording, run_recorded
+    from bench.tracking.variant_runs import find_previous
 
     deterministic()
     loaded = load_recipe(spec["recipe"], spec["overrides"], spec["overlays"])
@@ -194,8 +205,15 @@ def worker(spec: dict[str, Any]) -> int:
         if spec.get("pause_epoch") is not None
         else None
     )
-    run_variant(variant, hooks=[_Dump(Path(spec["dump"]))], run_dir=Path(spec["run_dir"]), progress=progress)
-    return 0
+    run_dir = Path(spec["run_dir"])
+    uri = f"sqlite:///{run_dir.parent / (run_dir.name + '.db')}"
+    client = store.open_store(uri)
+    exp_id = store.ensure_experiment(client, uri, "verify-resume")
+    previous = find_previous(client, exp_id, variant.run_key)
+    rec = Recording(client, exp_id, loaded.name)
+    _, result = run_recorded(rec, variant, previous=previous, run_dir=run_dir, hooks=(_Dump(Path(spec["dump"])),),
+                             progress=progress)  # fmt: skip
+    return 0 if result.status == "finished" else 1
 
 
 # --- the command -------------------------------------------------------------------------------

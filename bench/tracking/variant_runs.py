@@ -124,7 +124,9 @@ class EpochMetricsHook(store.MlflowEpochHook):
 
 
 class SummaryHook:
-    """Logs what a run is made of once it is built: parameter counts and the model summary."""
+    """Records what a run is made of once it is built: parameter counts, param groups, the model,
+    the backend flags its tricks set and the input normalisation it uses (tags, so the report can
+    show and compare them)."""
 
     def __init__(self, client, run_id: str):
         self.client, self.run_id = client, run_id
@@ -137,6 +139,12 @@ class SummaryHook:
                            for g in state.optimizer.param_groups)  # fmt: skip
         text = f"trainable params: {trainable}\ntotal params: {total}\n\nparam groups:\n{groups}\n\n{state.model}\n"
         store.log_text(self.client, self.run_id, text, "model_summary.txt")
+        mean, std = state.input_stats
+        tags = {f"bench.{k}": v for t in state.tricks for k, v in t.params().items()}
+        tags["bench.normalize"] = f"{state.normalize} mean={[round(m, 4) for m in mean]} std={[round(s, 4) for s in std]}"
+        tags["bench.device"] = str(state.device)
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
 
     def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
         pass

@@ -1,0 +1,130 @@
+"""The one recorded-run path: ``bench run``, ``bench tune`` and ``bench verify-resume`` all train a
+variant through ``run_recorded``, so a child run is opened, described, trained, classified and
+closed the same way everywhere.
+
+    open      a new child run (tags, params, config.yaml) or the previous one reopened for resume
+    train     run_variant with the MLflow epoch hook, the run summary and the caller's hooks
+    classify  finished | skipped (cannot run here) | failed (diverged, error) | interrupted | the
+              caller's own (e.g. pruned), with a reason; errors keep their traceback (error.txt)
+    close     final metrics, then the export (weights) and only then the terminal status
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.engine.errors import Diverged, VariantSkipped
+from bench.engine.hooks import VariantResult
+from bench.recipe.dotted import flatten
+from bench.recipe.load import Variant
+from bench.tracking import mlflow_store as store
+from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, SummaryHook, owner_tags, variant_tags
+
+MLFLOW_STATUS = {"finished": "FINISHED", "skipped": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}
+# Tags that describe one attempt: cleared when a run is reopened, so a later success does not
+# carry an earlier failure's epoch.
+ATTEMPT_TAGS = ("bench.failed_epoch",)
+
+
+@dataclass
+class Recording:
+    """Where and how a variant is recorded."""
+
+    client: Any
+    experiment_id: str
+    recipe: str
+    parent_id: str = ""
+    tags: dict[str, str] = field(default_factory=dict)  # extra tags for a new run (e.g. bench.kind)
+    # Maps an exception a caller expects (e.g. optuna.TrialPruned) to its result; None: not one.
+    classify: Callable[[BaseException], VariantResult | None] | None = None
+
+
+def open_run(rec: Recording, variant: Variant, previous: Any = None) -> str:
+    """A new child run for ``variant``, or ``previous`` reopened (RUNNING again, same run id)."""
+    client = rec.client
+    live = {store.PARENT_TAG: rec.parent_id, "bench.status": "running", "bench.reason": "", **owner_tags()}
+    if previous is not None:
+        run_id = previous.info.run_id
+        client.update_run(run_id, status="RUNNING")
+        for key, value in live.items():
+            client.set_tag(run_id, key, value)
+        for key in ATTEMPT_TAGS:
+            if key in previous.data.tags:
+                client.delete_tag(run_id, key)
+        return run_id
+    tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live}
+    run_id = client.create_run(rec.experiment_id, run_name=variant.name, tags=tags).info.run_id
+    store.log_params(client, run_id, {**flatten(variant.config), "seed": variant.seed})
+    store.log_text(client, run_id, yaml.safe_dump(variant.config, sort_keys=False), "config.yaml")
+    return run_id
+
+
+def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_dir: Path | None,
+          hooks: tuple = (), progress: Any = None) -> VariantResult:  # fmt: skip
+    """run_variant inside the run; every outcome but an interrupt becomes a VariantResult."""
+    from bench.engine.loop import run_variant
+
+    client = rec.client
+    epoch_hook = EpochMetricsHook(client, run_id, MetricLog(client, run_id, resume=resume))
+    try:
+        return run_variant(variant, hooks=[epoch_hook, SummaryHook(client, run_id), *hooks],
+                           run_dir=run_dir, progress=progress)  # fmt: skip
+    except VariantSkipped as exc:
+        return VariantResult("skipped", reason=str(exc))
+    except Diverged as exc:
+        store.flush()
+        client.set_tag(run_id, "bench.failed_epoch", str(exc.epoch))
+        return VariantResult("failed", reason=f"diverged: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one broken variant must not stop the matrix
+        store.flush()
+        mapped = rec.classify(exc) if rec.classify else None
+        if mapped is not None:
+            return mapped
+        store.log_exception(client, run_id, exc)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        where = ""
+        if epoch_hook.state is not None:
+            client.set_tag(run_id, "bench.failed_epoch", str(epoch_hook.state.epoch))
+            where = f" (in epoch {epoch_hook.state.epoch})"
+        return VariantResult("failed", reason=f"{type(exc).__name__}: {first}"[:480] + where)
+
+
+def close_run(rec: Recording, run_id: str, result: VariantResult, export: Callable | None = None) -> None:
+    """Final metrics, then the export, then the status: a kill in between leaves a run that is
+    not yet ``finished`` (and resumes), never a finished one without its weights."""
+    client = rec.client
+    if result.metrics:
+        last = result.history[-1] if result.history else {}
+        final = {k: v for k, v in result.metrics.items() if k not in last}  # already logged per epoch
+        store.log_metrics(client, run_id, final, step=max(len(result.history) - 1, 0), synchronous=True)
+    store.flush()
+    if export is not None and result.status == "finished":
+        export(result)
+    client.set_tag(run_id, "bench.reason", result.reason[:5000])
+    client.set_tag(run_id, "bench.status", result.status)
+    client.set_terminated(run_id, MLFLOW_STATUS.get(result.status, "FAILED"))
+
+
+def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_dir: Path | None = None,
+                 hooks: tuple = (), progress: Any = None, export: Callable | None = None,
+                 on_open: Callable[[str], None] | None = None) -> tuple[str, VariantResult]:  # fmt: skip
+    """Train ``variant`` as one recorded child run; returns (run id, result). An interrupt
+    (Ctrl-C, SIGTERM) closes the run as interrupted (KILLED) and is raised again."""
+    run_id = open_run(rec, variant, previous)
+    if on_open is not None:
+        on_open(run_id)
+    try:
+        result = train(rec, run_id, variant, resume=previous is not None, run_dir=run_dir, hooks=hooks,
+                       progress=progress)  # fmt: skip
+    except KeyboardInterrupt as exc:
+        store.flush()
+        reason = f"{type(exc).__name__}: interrupted; the next run resumes from the last checkpoint"
+        close_run(rec, run_id, VariantResult("interrupted", reason=reason))
+        raise
+    close_run(rec, run_id, result, export)
+    return run_id, result

@@ -26,12 +26,14 @@ DTYPES = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
 def native_bf16_cpu() -> bool:
     """True when this CPU runs bf16 natively (avx512_bf16 / AMX); else autocast emulates it,
     20-40x slower. ``BENCH_FORCE_EMULATED_BF16=1`` pretends it is emulated (for tests)."""
-    if os.environ.get("BENCH_FORCE_EMULATED_BF16") == "1":
+    from bench.hardware import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
         return False
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
-        return False
+        return True
 
 
 def unavailable_reason(precision: str, device: torch.device) -> str | None:

@@ -3,9 +3,10 @@ mid-write leaves the old file (or none), never a half-written one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,3 +53,19 @@ def atomic_copy(src: Path, dst: Path) -> None:
                 fh.write(chunk)
 
     atomic_write(dst, copy)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (and machines sharing the folder over a file system
+    with working POSIX locks), held for the ``with`` block; released if the process dies."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.lockf(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(fh, fcntl.LOCK_UN)

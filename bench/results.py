@@ -3,7 +3,6 @@ after every variant so an interrupted matrix keeps what it finished."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,18 @@ def recipe_dir(results_dir: str | Path, recipe_name: str) -> Path:
     return Path(results_dir) / recipe_name
 
 
-def write_table(rows: list[dict[str, Any]], path: Path) -> pd.DataFrame:
+def table_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a frame, identifying columns first."""
     frame = pd.DataFrame(rows)
     ordered = [c for c in FIRST_COLUMNS if c in frame] + [c for c in frame if c not in FIRST_COLUMNS]
-    frame = frame[ordered]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    return frame[ordered]
+
+
+def write_table(rows: list[dict[str, Any]], path: Path) -> pd.DataFrame:
+    from bench.fileio import atomic_write_text
+
+    frame = table_frame(rows)
+    atomic_write_text(Path(path), frame.to_csv(index=False))
     return frame
 
 

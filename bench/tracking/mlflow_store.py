@@ -67,6 +67,17 @@ def ensure_experiment(client, uri: str, name: str) -> str:
         return exp.experiment_id
 
 
+def search_all(client, experiment_id: str, filter_string: str = "") -> list[Any]:
+    """Every run of the experiment matching ``filter_string`` (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def param_items(flat: dict[str, Any]) -> list[Any]:
     from mlflow.entities import Param
 

@@ -22,6 +22,7 @@ from bench.engine.errors import Diverged, VariantSkipped
 from bench.engine.hooks import VariantResult
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
+from bench.signals import deferred_signals
 from bench.tracking import mlflow_store as store
 from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, SummaryHook, owner_tags, variant_tags
 
@@ -112,19 +113,19 @@ def close_run(rec: Recording, run_id: str, result: VariantResult, export: Callab
 
 def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_dir: Path | None = None,
                  hooks: tuple = (), progress: Any = None, export: Callable | None = None,
-                 on_open: Callable[[str], None] | None = None) -> tuple[str, VariantResult]:  # fmt: skip
-    """Train ``variant`` as one recorded child run; returns (run id, result). An interrupt
-    (Ctrl-C, SIGTERM) closes the run as interrupted (KILLED) and is raised again."""
-    run_id = open_run(rec, variant, previous)
-    if on_open is not None:
-        on_open(run_id)
+                 opened: tuple[str, bool] | None = None) -> tuple[str, VariantResult]:  # fmt: skip
+    """Train ``variant`` as one recorded child run; returns (run id, result). ``opened`` is a run
+    the caller already opened (claimed) and whether it resumes. An interrupt (Ctrl-C, SIGTERM)
+    closes the run as interrupted (KILLED) and is raised again."""
+    run_id, resume = opened if opened is not None else (open_run(rec, variant, previous), previous is not None)
     try:
-        result = train(rec, run_id, variant, resume=previous is not None, run_dir=run_dir, hooks=hooks,
-                       progress=progress)  # fmt: skip
+        result = train(rec, run_id, variant, resume=resume, run_dir=run_dir, hooks=hooks, progress=progress)
     except KeyboardInterrupt as exc:
-        store.flush()
         reason = f"{type(exc).__name__}: interrupted; the next run resumes from the last checkpoint"
-        close_run(rec, run_id, VariantResult("interrupted", reason=reason))
+        with deferred_signals():  # a second signal waits until the run's status is written
+            store.flush()
+            close_run(rec, run_id, VariantResult("interrupted", reason=reason))
         raise
-    close_run(rec, run_id, result, export)
+    with deferred_signals():
+        close_run(rec, run_id, result, export)
     return run_id, result

@@ -41,42 +41,23 @@ HOST = socket.gethostname()
 
 
 def owner_tags() -> dict[str, str]:
-    """Which process owns a run: lets a later start tell a live run from one a kill left RUNNING."""
+    """Which process and host run a run: information for people; ownership is the lease."""
     return {"bench.pid": str(os.getpid()), "bench.host": HOST}
 
 
-def owner_alive(run) -> bool:
-    """True when the process that owns ``run`` is still running (on this host)."""
-    tags = run.data.tags
-    pid = tags.get("bench.pid", "")
-    if tags.get("bench.host") != HOST or not pid.isdigit():
-        return tags.get("bench.host") not in (None, HOST)  # another machine's run: leave it alone
-    if int(pid) == os.getpid():
-        return False  # a dead process's pid, reused by us: our own runs are not created yet
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def close_stale_runs(client, experiment_id: str) -> list[str]:
-    """Mark KILLED the runs that a killed ``bench`` process left RUNNING (MLflow never closes them)."""
+    """Close the runs a killed ``bench run`` left RUNNING: those whose lease expired. Runs that
+    carry no lease (``bench tune`` trials, which Optuna's heartbeat guards) are not touched."""
+    from bench.tracking.lease import HEARTBEAT_TAG, lease_alive
+
     closed = []
-    runs = client.search_runs(
-        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
-    )
-    for run in runs:
-        if owner_alive(run):
+    for run in store.search_all(client, experiment_id, "attributes.status = 'RUNNING'"):
+        if HEARTBEAT_TAG not in run.data.tags or lease_alive(run):
             continue
         run_id = run.info.run_id
         if run.data.tags.get("bench.kind") != "recipe":
             client.set_tag(run_id, "bench.status", "interrupted")
-            client.set_tag(
-                run_id, "bench.reason", "the process running it ended without closing it (killed); resumable"
-            )
+            client.set_tag(run_id, "bench.reason", "the process running it stopped renewing its lease (killed); resumable")
         client.set_terminated(run_id, "KILLED")
         closed.append(run_id)
     return closed

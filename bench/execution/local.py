@@ -1,0 +1,92 @@
+"""The local executor: every (variant, seed) in its own child process, one after the other.
+
+A variant that kills its process (OOM killer, segfault, CUDA fatal error) cannot touch the next
+one, and each variant's peak memory and CUDA context are its own. Children come from a
+forkserver that imported torch, MLflow and bench once, and receive the recipe's decoded data as
+shared-memory tensors, so a child costs a fork, not an import and a decode (``nox -s
+benchmark`` prints the overhead per variant).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+from bench.execution.task import TaskSpec, record_crash, run_task
+from bench.recipe.load import Variant
+
+PRELOAD = ["bench.engine.loop", "bench.tracking.recorded", "bench.execution.task", "mlflow.tracking", "timm"]
+
+
+def _child(spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool) -> None:
+    """Entry of a child process: train one variant, send its row back."""
+    from bench.data import cache
+    from bench.progress import Progress
+    from bench.signals import install_sigterm
+
+    install_sigterm()
+    cache.prime(splits)
+    progress = Progress(1, live=live)
+    progress.name = variant.name
+    try:
+        row = run_task(spec, variant, progress=progress)
+    except KeyboardInterrupt as exc:  # the run is closed as interrupted; tell the driver how we ended
+        conn.send({"interrupted": type(exc).__name__})
+        raise SystemExit(143 if type(exc).__name__ == "Terminated" else 130) from None
+    conn.send(row)
+
+
+class LocalExecutor:
+    """Runs tasks in child processes on this machine, one at a time."""
+
+    def __init__(self, live_progress: bool = False):
+        self.live = live_progress
+        self._ctx = None
+
+    def context(self):
+        if self._ctx is None:
+            import torch.multiprocessing as mp
+
+            self._ctx = mp.get_context("forkserver")
+            self._ctx.set_forkserver_preload(PRELOAD)
+        return self._ctx
+
+    def run(self, spec: TaskSpec, variants: list[Variant], progress: Any) -> Iterator[dict[str, Any]]:
+        from bench.data import cache
+
+        splits = cache.shared()  # what preflight decoded, as shared memory: children do not decode again
+        for variant in variants:
+            progress.variant_start(variant.name)
+            yield self.run_one(spec, variant, splits)
+
+    def run_one(self, spec: TaskSpec, variant: Variant, splits: dict) -> dict[str, Any]:
+        ctx = self.context()
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(spec, variant, splits, send, self.live), name=f"bench {variant.name}")
+        proc.start()
+        send.close()
+        try:
+            message = self._receive(receive)
+            proc.join()
+        except BaseException:  # Ctrl-C or SIGTERM in the driver: let the child close its run first
+            proc.join(timeout=5)  # a terminal's Ctrl-C reached the child too: it is closing its run
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+            proc.join(timeout=60)
+            raise
+        finally:
+            receive.close()
+        if message is None:  # died without a word: OOM killer, segfault, CUDA fatal error
+            return record_crash(spec, variant, proc.exitcode)
+        if "interrupted" in message:
+            raise KeyboardInterrupt(f"the variant's process was interrupted ({message['interrupted']})")
+        return message
+
+    @staticmethod
+    def _receive(conn: Any) -> dict[str, Any] | None:
+        try:
+            return conn.recv()
+        except EOFError:
+            return None

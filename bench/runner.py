@@ -17,7 +17,7 @@ import yaml
 
 from bench.engine.errors import Diverged, VariantSkipped
 from bench.engine.hooks import VariantResult
-from bench.errors import TrackingError
+from bench.errors import Terminated, TrackingError
 from bench.progress import Progress
 from bench.recipe.dotted import flatten
 from bench.recipe.load import LoadedRecipe, Variant
@@ -33,11 +33,6 @@ from bench.tracking.variant_runs import (
     owner_tags,
     variant_tags,
 )
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so the current variant is closed as KILLED. A
-    KeyboardInterrupt, so that nothing catching ``Exception`` swallows it."""
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001

@@ -1,6 +1,6 @@
-"""The typed recipe schema. Every key is consumed or rejected (``extra="forbid"``); component
-names are checked against their registries, and optimizer/scheduler arguments are bound to the
-torch class's signature, so a typo fails before anything trains."""
+"""The typed recipe schema: the shape of a recipe. Every key is consumed or rejected
+(``extra="forbid"``). This module is part of the torch-free recipe leaf: component names and
+their arguments are checked against the registries by ``bench.validate``, a layer above both."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from bench.recipe.base import NAME_RE, ComponentConfig, Strict
-from bench.tune.schema import TuneConfig
+from bench.recipe.base import ComponentConfig, Strict, check_experiment, check_name
+from bench.recipe.tune import TuneConfig
 
 Precision = Literal["fp32", "amp_fp16", "amp_bf16"]
 
@@ -51,13 +51,6 @@ class DataConfig(Strict):
     eval_batch_size: PositiveInt = 512
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        from bench.data.registry import DATASETS
-
-        return DATASETS.check(name)
-
     @field_validator("val_size")
     @classmethod
     def _fraction(cls, value: float) -> float:
@@ -77,13 +70,6 @@ class ModelConfig(Strict):
     num_classes: PositiveInt | None = Field(None, description="default: number of classes in the data")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for the model factory")
 
-    @field_validator("name")
-    @classmethod
-    def _known_model(cls, name: str) -> str:
-        from bench.components.models import check_model_name
-
-        return check_model_name(name)
-
 
 class OptimizerConfig(ComponentConfig):
     """Optimizer name, base LR and per-layer LR shape; other keys go to the torch class."""
@@ -97,13 +83,6 @@ class OptimizerConfig(ComponentConfig):
         1.0, gt=0.0, le=1.0, description="LR factor per stage, counted down from the head"
     )
 
-    @model_validator(mode="after")
-    def _bind_arguments(self) -> OptimizerConfig:
-        from bench.components.optimizers import check_optimizer
-
-        check_optimizer(self.name, dict(self.model_extra or {}))
-        return self
-
 
 class SchedulerConfig(ComponentConfig):
     """LR scheduler name plus its torch arguments; training-length arguments get defaults."""
@@ -113,13 +92,6 @@ class SchedulerConfig(ComponentConfig):
         0.0, description="linear warm-up length in epochs (fractions allowed)"
     )
     warmup_start_factor: float = Field(0.1, gt=0.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _bind_arguments(self) -> SchedulerConfig:
-        from bench.components.schedulers import check_scheduler
-
-        check_scheduler(self.name, dict(self.model_extra or {}), warmup=self.warmup_epochs > 0)
-        return self
 
 
 class SWAConfig(Strict):
@@ -152,13 +124,6 @@ class TrainConfig(Strict):
     )
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, name: str) -> str:
-        from bench.components.losses import LOSSES
-
-        return LOSSES.check(name)
-
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:
@@ -182,6 +147,11 @@ class TrackingConfig(Strict):
     )
     experiment: str | None = Field(None, description="MLflow experiment; default the recipe name")
 
+    @field_validator("experiment")
+    @classmethod
+    def _safe(cls, name: str | None) -> str | None:
+        return None if name is None else check_experiment(name)
+
 
 class RecipeBody(Strict):
     """One fully resolved training setup: what a single variant runs."""
@@ -201,11 +171,7 @@ class RecipeBody(Strict):
     @field_validator("name")
     @classmethod
     def _slug(cls, name: str) -> str:
-        if not NAME_RE.match(name):
-            raise ValueError(
-                "name must start with a letter or digit and use only letters, digits, '_', '.', '-'"
-            )
-        return name
+        return check_name(name, "name")
 
 
 class Recipe(RecipeBody):

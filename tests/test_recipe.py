@@ -10,6 +10,7 @@ import pytest
 from bench.errors import RecipeError
 from bench.recipe.load import load_recipe
 from bench.recipe.yaml_loader import load_yaml_text
+from bench.validate import load_validated
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -51,7 +52,7 @@ def test_unknown_scheduler_lists_the_allowed_names(tmp_path, tiny_image_folder):
         tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.scheduler.name": "cosin"})
     )
     with pytest.raises(RecipeError) as err:
-        load_recipe(path)
+        load_validated(path)
     text = str(err.value)
     assert "train.scheduler" in text and "did you mean 'cosine'" in text and "onecycle" in text
 
@@ -59,7 +60,7 @@ def test_unknown_scheduler_lists_the_allowed_names(tmp_path, tiny_image_folder):
 def test_misspelt_scheduler_argument_is_bound_to_the_torch_signature(tmp_path, tiny_image_folder):
     recipe = tiny_recipe(tiny_image_folder, **{"train.scheduler": {"name": "step", "step_sise": 2}})
     with pytest.raises(RecipeError) as err:
-        load_recipe(write_recipe(tmp_path / "r.yaml", recipe))
+        load_validated(write_recipe(tmp_path / "r.yaml", recipe))
     assert "step_sise" in str(err.value) and "step_size" in str(err.value)
 
 
@@ -72,7 +73,7 @@ def test_unknown_precision_lists_allowed_values(tmp_path, tiny_image_folder):
 def test_bad_variant_fails_up_front_naming_the_variant(tmp_path, tiny_image_folder):
     recipe = tiny_recipe(tiny_image_folder, matrix={"train.optimizer.name": ["sgd", "adamm"]})
     with pytest.raises(RecipeError) as err:
-        load_recipe(write_recipe(tmp_path / "r.yaml", recipe))
+        load_validated(write_recipe(tmp_path / "r.yaml", recipe))
     assert "optimizer=adamm" in str(err.value) and "adamw" in str(err.value)
 
 
@@ -124,5 +125,5 @@ RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.ya
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_every_shipped_recipe_validates(path):
-    loaded = load_recipe(path)
+    loaded = load_validated(path)
     assert loaded.variants and all(v.body.name == loaded.name for v in loaded.variants)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as lrs
 
-from bench.components.schedulers import SCHEDULERS, build_scheduler
+from bench.components.schedulers import SCHEDULERS, build_scheduler, check_scheduler
 from bench.engine.precision import Precision
 from bench.recipe.schema import SchedulerConfig
 
@@ -95,7 +95,7 @@ def test_linear_warmup_ramps_then_hands_over():
 
 def test_warmup_is_refused_where_the_scheduler_ramps_by_itself():
     with pytest.raises(ValueError, match="pct_start|ramp up"):
-        SchedulerConfig(name="onecycle", warmup_epochs=1)
+        check_scheduler("onecycle", {}, warmup=True)
 
 
 def test_scheduler_does_not_step_when_the_grad_scaler_skipped_the_step():

@@ -6,11 +6,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from typing import Any
 
 from bench.errors import RecipeError
 
 RESERVED = ("exclude", "include")
+# Characters kept as they are in a file name made from a variant name; anything else (path
+# separators, control characters, ':' and the like) is replaced.
+_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.,:;=+@()\[\]-]")
+MAX_FILENAME = 150  # characters before the hash; well under the 255 bytes file systems allow
 
 
 def canonical(value: Any) -> str:
@@ -132,3 +137,16 @@ def variant_name(
     if seed is not None:
         parts.append(f"seed={seed}")
     return ",".join(parts) if parts else "base"
+
+
+def safe_filename(text: str) -> str:
+    """A file name for ``text`` (a variant name, an axis value) that stays inside its folder:
+    unsafe characters become ``_``, a leading dot is replaced, and a long name is cut; when
+    anything changed, a short hash of the original is appended so distinct names stay distinct.
+    Names of letters, digits and ``_.,:;=+@()[]-`` (what bench's own variant names use) are kept."""
+    safe = _FILENAME_UNSAFE.sub("_", text)
+    if safe.startswith("."):
+        safe = "_" + safe[1:]
+    if safe == text and 0 < len(safe) <= MAX_FILENAME:
+        return safe
+    return f"{safe[:MAX_FILENAME] or '_'}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"

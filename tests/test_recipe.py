@@ -28,6 +28,50 @@ def test_duplicate_key_is_an_error_naming_key_and_line():
     )
 
 
+def test_merge_keys_merge_shallowly_with_own_keys_winning():
+    text = (
+        "base: &base {epochs: 2, precision: fp32, optimizer: {name: sgd}}\n"
+        "train:\n  <<: *base\n  epochs: 5\n"
+        "other:\n  <<: [{a: 1, b: 1}, {b: 2, c: 2}]\n"
+    )
+    loaded = load_yaml_text(text)
+    assert loaded["train"] == {"epochs": 5, "precision": "fp32", "optimizer": {"name": "sgd"}}
+    assert loaded["other"] == {"a": 1, "b": 1, "c": 2}  # the earlier merged mapping wins
+
+
+def test_merge_keys_keep_the_duplicate_key_check():
+    with pytest.raises(RecipeError, match=r"duplicate key 'epochs' \(first at line 3\)"):
+        load_yaml_text("base: &b {epochs: 1}\ntrain:\n  epochs: 2\n  <<: *b\n  epochs: 3\n")
+    with pytest.raises(RecipeError, match="duplicate key 'x'"):
+        load_yaml_text("base: &b {x: 1, x: 2}\ntrain:\n  <<: *b\n")
+    with pytest.raises(RecipeError, match="expected a mapping or list of mappings for merging"):
+        load_yaml_text("train:\n  <<: 3\n")
+
+
+def test_keys_that_differ_in_yaml_are_not_duplicates():
+    assert load_yaml_text("{'1': a, 1: b, 'true': c}") == {"1": "a", 1: "b", "true": "c"}
+    with pytest.raises(RecipeError) as err:  # different YAML keys, but one Python key: say so
+        load_yaml_text("{1: a, true: b}")
+    assert "duplicate" not in str(err.value) and "quote them" in str(err.value)
+
+
+def test_a_recipe_with_merge_keys_loads(tmp_path, tiny_image_folder):
+    text = (
+        f"name: merged\ndata: {{name: imagefolder, root: {tiny_image_folder}}}\n"
+        "_sgd: &sgd {name: sgd, lr: 0.1, momentum: 0.9}\n"
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(text.replace("_sgd: ", "x_sgd: ") + "train:\n  optimizer:\n    <<: *sgd\n    lr: 0.2\n")
+    with pytest.raises(RecipeError, match="x_sgd"):  # unknown top-level keys stay refused
+        load_recipe(path)
+    path.write_text(
+        text.replace("_sgd: &sgd", "train: &t\n  optimizer: &sgd")
+        + "matrix:\n  train.optimizer:\n    - *sgd\n    - {<<: *sgd, lr: 0.2}\n"
+    )
+    lrs = [v.body.train.optimizer.lr for v in load_validated(path).variants]
+    assert lrs == [0.1, 0.2]
+
+
 def test_python_tags_are_refused():
     with pytest.raises(RecipeError, match="Python tags are not allowed"):
         load_yaml_text("x: !!python/object/apply:os.system ['echo hi']")

@@ -190,7 +190,6 @@ def load_recipe(
             for key in all_keys
         }
         for seed in recipe.seeds:
-            resolved = body.model_dump(mode="json")
             loaded.variants.append(
                 Variant(
                     body=body,
@@ -199,7 +198,7 @@ def load_recipe(
                     name=variant_name(axes, seed, all_keys, labels),
                     group=group,
                     variant_id=variant_id,
-                    run_key=stable_hash({"config": resolved, "seed": seed}, 16),
+                    run_key=stable_hash({"config": resolved_tree, "seed": seed}, 16),
                     source=source,
                     axis_values=axis_values,
                 )

@@ -28,19 +28,16 @@ def stable_hash(value: Any, length: int = 12) -> str:
 
 def axis_label(key: str, all_keys: list[str]) -> str:
     """``train.scheduler.name`` -> ``scheduler``; falls back to more of the path on clashes."""
-    parts = key.split(".")
-    if parts[-1] == "name" and len(parts) > 1:
-        parts = parts[:-1]
-    short = parts[-1]
-    clashes = [k for k in all_keys if k != key and axis_label_simple(k) == short]
-    return ".".join(parts[-2:]) if clashes and len(parts) > 1 else short
+    parts = _label_parts(key)
+    clashes = [k for k in all_keys if k != key and _label_parts(k)[-1] == parts[-1]]
+    return ".".join(parts[-2:]) if clashes and len(parts) > 1 else parts[-1]
 
 
-def axis_label_simple(key: str) -> str:
+def _label_parts(key: str) -> list[str]:
+    """The dotted key's parts, without a trailing ``name`` (``train.scheduler.name`` names the
+    scheduler)."""
     parts = key.split(".")
-    if parts[-1] == "name" and len(parts) > 1:
-        parts = parts[:-1]
-    return parts[-1]
+    return parts[:-1] if parts[-1] == "name" and len(parts) > 1 else parts
 
 
 def value_label(value: Any) -> str:

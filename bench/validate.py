@@ -159,6 +159,8 @@ class Checks:
             from bench.components.schedulers import check_scheduler
 
             check_scheduler(cfg.name, cfg.kwargs, warmup=warmup)
+            if "lambda_kwargs" in cfg.kwargs:
+                _check_lambda_kwargs(cfg)
 
     def _freeze(self, value: tuple[ModelConfig, int]) -> None:
         from bench.components.freeze import freeze_stages
@@ -177,6 +179,23 @@ class Checks:
 
             cls = import_object(OPTUNA_CLASSES[kind][cfg.name])
             check_kwargs(cls, cfg.kwargs, what=f"{kind} '{cfg.name}'", skip=OPTUNA_OWN_KEYS[kind])
+
+
+def _check_lambda_kwargs(cfg: SchedulerConfig) -> None:
+    """Call the named LR factor function once with ``lambda_kwargs``, so that a misspelt
+    argument fails here rather than when the scheduler is built inside a recorded run."""
+    from bench.components.schedulers import LR_LAMBDAS, SCHEDULERS, SchedulerSpec
+
+    spec, kwargs = SCHEDULERS.get(cfg.name), cfg.kwargs["lambda_kwargs"]
+    if not isinstance(spec, SchedulerSpec):
+        return  # a user's scheduler class: its signature was checked
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"lambda_kwargs must be a mapping of argument -> value, got {kwargs!r}")
+    name = str(cfg.kwargs.get("lr_lambda") or spec.defaults(None)["lr_lambda"])
+    try:
+        LR_LAMBDAS.get(name)(1, **kwargs)(0)
+    except TypeError as exc:
+        raise ValueError(f"lambda_kwargs do not fit lr_lambda '{name}': {exc}") from None
 
 
 def _token(value: Any) -> str:

@@ -41,6 +41,11 @@ def assert_nothing_recorded(tmp_path: Path) -> None:
         ({"train.optimizer": {"name": "adamm"}}, "train.optimizer", ["did you mean 'adam", "adamw"]),
         ({"train.loss": "crossentropy"}, "train.loss", ["cross_entropy"]),
         ({"data.name": "cifar100"}, "data.name", ["cifar10", "imagefolder"]),
+        (
+            {"train.scheduler": {"name": "lambda", "lambda_kwargs": {"endd": 0.1}}},
+            "train.scheduler",
+            ["lr_lambda 'linear_decay'", "endd"],
+        ),
     ],
 )
 @pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])

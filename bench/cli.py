@@ -18,6 +18,7 @@ COMMANDS = {
     "plan": "plot every variant's LR schedule without training, and flag known-bad combinations",
     "ui": "start the MLflow UI on a recipe's tracking store",
     "verify-resume": "train a variant straight and with a kill + resume, then compare the states",
+    "ls": "list registered components: schedulers, optimizers, models (by glob), data sets, losses, tricks",
 }
 
 
@@ -46,19 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "results_dir", None):
         # Recipes may name outputs of earlier runs as ${BENCH_RESULTS_DIR}/... (e.g. weights).
         os.environ["BENCH_RESULTS_DIR"] = os.path.abspath(args.results_dir)
-    from bench.errors import BenchError
+    from bench.errors import BenchError, Terminated
 
     try:
         return int(module.main(args) or 0)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into bench.runner.Terminated
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into bench.errors.Terminated
         print(
             "interrupted: finished variants are recorded; run the same command again to resume",
             file=sys.stderr,
         )
-        return 143 if type(exc).__name__ == "Terminated" else 130
+        return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:  # `bench ls models | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -35,6 +35,11 @@ class CheckpointError(BenchError):
     exit_code = 2
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so the current variant is closed as KILLED. A
+    KeyboardInterrupt, so that nothing catching ``Exception`` swallows it."""
+
+
 class TrackingError(BenchError):
     """The MLflow (or Optuna) store cannot be reached or created."""
 

@@ -13,11 +13,9 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from bench.errors import Terminated
+
 DEFERRED = {signal.SIGINT, signal.SIGTERM}
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so the current variant is closed as KILLED."""
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001

@@ -14,8 +14,8 @@ import torch
 
 from bench.cli import main
 from bench.errors import BenchError, RecipeError
-from bench.recipe.load import load_recipe
 from bench.recipe.yaml_loader import MAX_ALIASES, MAX_DOCUMENT_BYTES
+from bench.validate import load_validated
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_bad_recipe_fails_cleanly(tmp_path, case, capsys):
         assert fragment in err, (fragment, err)
     assert_nothing_written(tmp_path)
     with pytest.raises(RecipeError):
-        load_recipe(recipe)
+        load_validated(recipe)
 
 
 def test_bad_override_names_the_key(tmp_path, tiny_image_folder, capsys):

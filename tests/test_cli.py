@@ -42,3 +42,35 @@ def test_dry_run_lists_the_variants(tmp_path, tiny_image_folder):
     assert proc.returncode == 0, proc.stderr
     assert "4 runs" in proc.stdout and "freeze=1,precision=amp_bf16,seed=0" in proc.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_ls_lists_each_kind_from_the_registries(capsys):
+    from bench.cli import main
+
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("schedulers:", "optimizers:", "models:", "datasets:", "losses:", "tricks:"):
+        assert kind in out
+    assert "onecycle" in out and "torch.optim.lr_scheduler.OneCycleLR" in out and "cross_entropy" in out
+    assert "tiny" in out and "imagefolder" in out
+
+
+def test_ls_filters_by_glob_and_lists_timm_and_torchvision_models(capsys):
+    from bench.cli import main
+
+    assert main(["ls", "optimizers", "adam*"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert names == ["adam", "adamw"]
+    assert main(["ls", "models", "resnet1*"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet101" in out and "torchvision:resnet18" in out and "resnet10t" in out
+    assert "vit_" not in out
+    assert main(["ls", "model", "no_such_model_*"]) == 0
+    assert "nothing matches" in capsys.readouterr().out
+
+
+def test_ls_unknown_kind_exits_2(capsys):
+    from bench.cli import main
+
+    assert main(["ls", "widgets"]) == 2
+    assert "allowed: schedulers, optimizers" in capsys.readouterr().err

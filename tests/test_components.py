@@ -9,8 +9,8 @@ import torchvision
 from torch import nn
 
 from bench.components.freeze import freeze_stages, set_train_mode
-from bench.components.models import build_model, load_weights, model_stages
-from bench.components.optimizers import build_optimizer, build_param_groups
+from bench.components.models import build_model, check_model_name, load_weights, model_stages
+from bench.components.optimizers import build_optimizer, build_param_groups, check_optimizer
 from bench.errors import CheckpointError, RecipeError
 from bench.recipe.schema import ModelConfig, OptimizerConfig
 
@@ -73,7 +73,7 @@ def test_plain_optimizer_has_two_groups_and_unknown_argument_is_rejected():
     groups = build_param_groups(tiny(), OptimizerConfig(name="sgd", lr=0.1))
     assert sorted(g["name"] for g in groups) == ["all", "all_no_decay"]
     with pytest.raises(ValueError, match="momentun"):
-        OptimizerConfig(name="sgd", momentun=0.9)
+        check_optimizer("sgd", {"momentun": 0.9})
 
 
 def test_head_is_sized_for_the_data_and_local_weights_load_except_the_head(tmp_path):
@@ -129,4 +129,4 @@ def test_user_components_by_import_path(tmp_path, tiny_image_folder):
 
 def test_unknown_import_path_names_the_module():
     with pytest.raises(ValueError, match="no_such_pkg"):
-        ModelConfig(name="no_such_pkg.models:net")
+        check_model_name("no_such_pkg.models:net")

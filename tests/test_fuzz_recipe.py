@@ -1,5 +1,6 @@
-"""Fuzzing the recipe loader: whatever the text or structure, ``load_recipe`` returns a valid
-recipe or raises a ``BenchError`` (``RecipeError`` mostly), never anything else."""
+"""Fuzzing the recipe loader and the validation layer: whatever the text or structure,
+``load_validated`` returns a valid recipe or raises a ``BenchError`` (``RecipeError`` mostly),
+never anything else."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.errors import BenchError
-from bench.recipe.load import LoadedRecipe, load_recipe
+from bench.recipe.load import LoadedRecipe
+from bench.validate import load_validated
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 KEYS = ["name", "data", "model", "train", "matrix", "seeds", "epochs", "optimizer", "scheduler", "lr",
@@ -47,7 +49,7 @@ def check(text: str) -> None:
         path = Path(tmp) / "recipe.yaml"
         path.write_bytes(text.encode("utf-8", "replace"))
         try:
-            loaded = load_recipe(path)
+            loaded = load_validated(path)
         except BenchError:
             return
         assert isinstance(loaded, LoadedRecipe) and loaded.variants

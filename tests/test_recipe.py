@@ -10,6 +10,7 @@ import pytest
 from bench.errors import RecipeError
 from bench.recipe.load import load_recipe
 from bench.recipe.yaml_loader import load_yaml_text
+from bench.validate import load_validated
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -25,6 +26,50 @@ def test_duplicate_key_is_an_error_naming_key_and_line():
         and "line 2" in str(err.value)
         and "r.yaml" in str(err.value)
     )
+
+
+def test_merge_keys_merge_shallowly_with_own_keys_winning():
+    text = (
+        "base: &base {epochs: 2, precision: fp32, optimizer: {name: sgd}}\n"
+        "train:\n  <<: *base\n  epochs: 5\n"
+        "other:\n  <<: [{a: 1, b: 1}, {b: 2, c: 2}]\n"
+    )
+    loaded = load_yaml_text(text)
+    assert loaded["train"] == {"epochs": 5, "precision": "fp32", "optimizer": {"name": "sgd"}}
+    assert loaded["other"] == {"a": 1, "b": 1, "c": 2}  # the earlier merged mapping wins
+
+
+def test_merge_keys_keep_the_duplicate_key_check():
+    with pytest.raises(RecipeError, match=r"duplicate key 'epochs' \(first at line 3\)"):
+        load_yaml_text("base: &b {epochs: 1}\ntrain:\n  epochs: 2\n  <<: *b\n  epochs: 3\n")
+    with pytest.raises(RecipeError, match="duplicate key 'x'"):
+        load_yaml_text("base: &b {x: 1, x: 2}\ntrain:\n  <<: *b\n")
+    with pytest.raises(RecipeError, match="expected a mapping or list of mappings for merging"):
+        load_yaml_text("train:\n  <<: 3\n")
+
+
+def test_keys_that_differ_in_yaml_are_not_duplicates():
+    assert load_yaml_text("{'1': a, 1: b, 'true': c}") == {"1": "a", 1: "b", "true": "c"}
+    with pytest.raises(RecipeError) as err:  # different YAML keys, but one Python key: say so
+        load_yaml_text("{1: a, true: b}")
+    assert "duplicate" not in str(err.value) and "quote them" in str(err.value)
+
+
+def test_a_recipe_with_merge_keys_loads(tmp_path, tiny_image_folder):
+    text = (
+        f"name: merged\ndata: {{name: imagefolder, root: {tiny_image_folder}}}\n"
+        "_sgd: &sgd {name: sgd, lr: 0.1, momentum: 0.9}\n"
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(text.replace("_sgd: ", "x_sgd: ") + "train:\n  optimizer:\n    <<: *sgd\n    lr: 0.2\n")
+    with pytest.raises(RecipeError, match="x_sgd"):  # unknown top-level keys stay refused
+        load_recipe(path)
+    path.write_text(
+        text.replace("_sgd: &sgd", "train: &t\n  optimizer: &sgd")
+        + "matrix:\n  train.optimizer:\n    - *sgd\n    - {<<: *sgd, lr: 0.2}\n"
+    )
+    lrs = [v.body.train.optimizer.lr for v in load_validated(path).variants]
+    assert lrs == [0.1, 0.2]
 
 
 def test_python_tags_are_refused():
@@ -51,7 +96,7 @@ def test_unknown_scheduler_lists_the_allowed_names(tmp_path, tiny_image_folder):
         tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.scheduler.name": "cosin"})
     )
     with pytest.raises(RecipeError) as err:
-        load_recipe(path)
+        load_validated(path)
     text = str(err.value)
     assert "train.scheduler" in text and "did you mean 'cosine'" in text and "onecycle" in text
 
@@ -59,7 +104,7 @@ def test_unknown_scheduler_lists_the_allowed_names(tmp_path, tiny_image_folder):
 def test_misspelt_scheduler_argument_is_bound_to_the_torch_signature(tmp_path, tiny_image_folder):
     recipe = tiny_recipe(tiny_image_folder, **{"train.scheduler": {"name": "step", "step_sise": 2}})
     with pytest.raises(RecipeError) as err:
-        load_recipe(write_recipe(tmp_path / "r.yaml", recipe))
+        load_validated(write_recipe(tmp_path / "r.yaml", recipe))
     assert "step_sise" in str(err.value) and "step_size" in str(err.value)
 
 
@@ -72,7 +117,7 @@ def test_unknown_precision_lists_allowed_values(tmp_path, tiny_image_folder):
 def test_bad_variant_fails_up_front_naming_the_variant(tmp_path, tiny_image_folder):
     recipe = tiny_recipe(tiny_image_folder, matrix={"train.optimizer.name": ["sgd", "adamm"]})
     with pytest.raises(RecipeError) as err:
-        load_recipe(write_recipe(tmp_path / "r.yaml", recipe))
+        load_validated(write_recipe(tmp_path / "r.yaml", recipe))
     assert "optimizer=adamm" in str(err.value) and "adamw" in str(err.value)
 
 
@@ -124,5 +169,5 @@ RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.ya
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_every_shipped_recipe_validates(path):
-    loaded = load_recipe(path)
+    loaded = load_validated(path)
     assert loaded.variants and all(v.body.name == loaded.name for v in loaded.variants)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as lrs
 
-from bench.components.schedulers import SCHEDULERS, build_scheduler
+from bench.components.schedulers import SCHEDULERS, build_scheduler, check_scheduler
 from bench.tricks.precision import Precision
 from bench.recipe.schema import SchedulerConfig
 
@@ -104,7 +104,7 @@ def test_fractional_warmup_differs_from_a_whole_epoch():
 
 def test_warmup_is_refused_where_the_scheduler_ramps_by_itself():
     with pytest.raises(ValueError, match="ramps up by itself"):
-        SchedulerConfig(name="onecycle", warmup_epochs=1)
+        check_scheduler("onecycle", {}, warmup=True)
 
 
 def test_scheduler_does_not_step_when_the_grad_scaler_skipped_the_step():

@@ -17,10 +17,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from bench.plan import plan_recipe, write_plan
-    from bench.recipe.load import load_recipe
     from bench.results import recipe_dir
+    from bench.validate import load_validated
 
-    loaded = load_recipe(args.recipe, args.overrides, args.overlay)
+    loaded = load_validated(args.recipe, args.overrides, args.overlay)
     plans = plan_recipe(loaded, override_steps=args.steps_per_epoch)
     csv, png, warn_csv = write_plan(plans, recipe_dir(args.results_dir, loaded.name))
     count = 0

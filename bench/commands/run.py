@@ -22,11 +22,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.recipe.load import load_recipe
+    from bench.validate import load_validated
 
     recipes, overrides = split_recipes_and_overrides(list(args.recipe) + list(args.overrides))
-    # Validate every recipe and every variant before anything trains.
-    loaded = [load_recipe(path, overrides, args.overlay) for path in recipes]
+    # Validate every recipe and every variant before anything trains. A dry run checks without
+    # torch (bench.catalog), so it answers at once; the full check builds models on `meta`.
+    loaded = [load_validated(path, overrides, args.overlay, full=not args.dry_run) for path in recipes]
     os.environ["BENCH_EMULATED_BF16"] = args.emulated_bf16  # read by the precision trick, in children too
     if args.dry_run:
         for recipe in loaded:
@@ -35,8 +36,9 @@ def main(args: argparse.Namespace) -> int:
             if note:
                 print(f"note: {note}")
         return 0
+    from bench.errors import Terminated
     from bench.preflight import preflight
-    from bench.runner import Terminated, run_recipe
+    from bench.runner import run_recipe
 
     failed = 0
     try:
@@ -70,23 +72,22 @@ def bf16_note(recipe) -> str | None:
 
 
 def variants_table(recipe) -> str:
-    import pandas as pd
-
-    from bench.recipe.matrix import axis_label
-
-    rows = []
-    for v in recipe.variants:
-        keys = list(v.axes)
-        row = {"variant": v.name, "seed": v.seed, "run_key": v.run_key}
-        row.update(
-            {
-                axis_label(k, keys): (val.get("name") if isinstance(val, dict) else val)
-                for k, val in v.axes.items()
-            }
-        )
-        rows.append(row)
-    frame = pd.DataFrame(rows)
+    """The expanded variants as a text table (no pandas: a dry run stays fast), with every axis's
+    value for every variant (an ``include`` entry's variant shows the base values it keeps)."""
+    rows = [
+        {"variant": v.name, "seed": v.seed, "run_key": v.run_key, **v.axis_values} for v in recipe.variants
+    ]
     header = (
         f"{recipe.source}: {recipe.name}, {len(recipe.variants)} runs ({len(recipe.recipe.seeds)} seed(s))"
     )
-    return header + "\n" + frame.to_string(index=False)
+    return header + "\n" + text_table(rows)
+
+
+def text_table(rows: list[dict]) -> str:
+    """Columns right-aligned to their widest cell, like ``DataFrame.to_string(index=False)``."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = [[c.rjust(w) for c, w in zip(columns, widths)]]
+    lines += [[cell.rjust(w) for cell, w in zip(r, widths)] for r in cells]
+    return "\n".join(" ".join(line) for line in lines)

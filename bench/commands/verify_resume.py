@@ -248,9 +248,9 @@ def _finish(proc: subprocess.Popen, what: str, timeout: float) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from bench.engine import checkpoint as ckpt
-    from bench.recipe.load import load_recipe
+    from bench.validate import load_validated
 
-    loaded = load_recipe(args.recipe, args.overrides, args.overlay)
+    loaded = load_validated(args.recipe, args.overrides, args.overlay)
     variant = pick_variant(loaded, args.variant)
     train = variant.body.train
     epochs = train.epochs

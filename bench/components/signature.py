@@ -7,15 +7,23 @@ import inspect
 from typing import Any
 
 
-def check_kwargs(component: Any, kwargs: dict[str, Any], *, what: str, skip: tuple[str, ...] = ()) -> None:
+def allowed_kwargs(component: Any, skip: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The keyword arguments ``component`` takes, minus ``skip``; None when it takes any
+    (``**kwargs``, or no signature to read)."""
     try:
         sig = inspect.signature(component)
     except (TypeError, ValueError):
-        return  # builtins without a signature: nothing to check up front
+        return None  # builtins without a signature: nothing to check up front
     params = {n: p for n, p in sig.parameters.items() if n not in skip and n != "self"}
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return tuple(n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def check_kwargs(component: Any, kwargs: dict[str, Any], *, what: str, skip: tuple[str, ...] = ()) -> None:
+    allowed = allowed_kwargs(component, skip)
+    if allowed is None:
         return
-    allowed = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = [k for k in kwargs if k not in allowed]
     if unknown:
         raise ValueError(

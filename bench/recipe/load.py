@@ -1,5 +1,6 @@
 """Load a recipe file, apply overlays and ``key=value`` overrides, expand the matrix, and
-validate every variant up front: a bad variant fails before any variant trains."""
+validate every variant's shape up front: a bad variant fails before any variant trains.
+Component names and arguments are checked by ``bench.validate`` (this package stays torch-free)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from bench.recipe.matrix import (
 )
 from bench.recipe.schema import Recipe, RecipeBody
 from bench.recipe.yaml_loader import load_yaml_file, parse_scalar
-from bench.registry import UnknownComponentError
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,6 @@ def _validate(model: type[BaseModel], data: Any, source: str, where: str = "") -
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_to_recipe_error(exc, source, model, where) from None
-    except UnknownComponentError as exc:  # raised directly by a registry lookup
-        raise RecipeError(str(exc), source=source) from None
 
 
 def load_raw(path: str | Path, overlays: list[str] | tuple[str, ...] = (), overrides=()) -> dict[str, Any]:
@@ -202,7 +200,6 @@ def load_recipe(
             for key in all_keys
         }
         for seed in recipe.seeds:
-            resolved = body.model_dump(mode="json")
             loaded.variants.append(
                 Variant(
                     body=body,
@@ -211,7 +208,7 @@ def load_recipe(
                     name=variant_name(axes, seed, all_keys, labels),
                     group=group,
                     variant_id=variant_id,
-                    run_key=stable_hash({"config": resolved, "seed": seed}, 16),
+                    run_key=stable_hash({"config": resolved_tree, "seed": seed}, 16),
                     source=source,
                     axis_values=axis_values,
                 )

@@ -6,11 +6,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from typing import Any
 
 from bench.errors import RecipeError
 
 RESERVED = ("exclude", "include")
+# Characters kept as they are in a file name made from a variant name; anything else (path
+# separators, control characters, ':' and the like) is replaced.
+_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.,:;=+@()\[\]-]")
+MAX_FILENAME = 150  # characters before the hash; well under the 255 bytes file systems allow
 
 
 def canonical(value: Any) -> str:
@@ -23,19 +28,16 @@ def stable_hash(value: Any, length: int = 12) -> str:
 
 def axis_label(key: str, all_keys: list[str]) -> str:
     """``train.scheduler.name`` -> ``scheduler``; falls back to more of the path on clashes."""
-    parts = key.split(".")
-    if parts[-1] == "name" and len(parts) > 1:
-        parts = parts[:-1]
-    short = parts[-1]
-    clashes = [k for k in all_keys if k != key and axis_label_simple(k) == short]
-    return ".".join(parts[-2:]) if clashes and len(parts) > 1 else short
+    parts = _label_parts(key)
+    clashes = [k for k in all_keys if k != key and _label_parts(k)[-1] == parts[-1]]
+    return ".".join(parts[-2:]) if clashes and len(parts) > 1 else parts[-1]
 
 
-def axis_label_simple(key: str) -> str:
+def _label_parts(key: str) -> list[str]:
+    """The dotted key's parts, without a trailing ``name`` (``train.scheduler.name`` names the
+    scheduler)."""
     parts = key.split(".")
-    if parts[-1] == "name" and len(parts) > 1:
-        parts = parts[:-1]
-    return parts[-1]
+    return parts[:-1] if parts[-1] == "name" and len(parts) > 1 else parts
 
 
 def value_label(value: Any) -> str:
@@ -132,3 +134,16 @@ def variant_name(
     if seed is not None:
         parts.append(f"seed={seed}")
     return ",".join(parts) if parts else "base"
+
+
+def safe_filename(text: str) -> str:
+    """A file name for ``text`` (a variant name, an axis value) that stays inside its folder:
+    unsafe characters become ``_``, a leading dot is replaced, and a long name is cut; when
+    anything changed, a short hash of the original is appended so distinct names stay distinct.
+    Names of letters, digits and ``_.,:;=+@()[]-`` (what bench's own variant names use) are kept."""
+    safe = _FILENAME_UNSAFE.sub("_", text)
+    if safe.startswith("."):
+        safe = "_" + safe[1:]
+    if safe == text and 0 < len(safe) <= MAX_FILENAME:
+        return safe
+    return f"{safe[:MAX_FILENAME] or '_'}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"

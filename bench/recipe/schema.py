@@ -1,6 +1,6 @@
-"""The typed recipe schema. Every key is consumed or rejected (``extra="forbid"``); component
-names are checked against their registries, and optimizer/scheduler arguments are bound to the
-torch class's signature, so a typo fails before anything trains."""
+"""The typed recipe schema: the shape of a recipe. Every key is consumed or rejected
+(``extra="forbid"``). This module is part of the torch-free recipe leaf: component names and
+their arguments are checked against the registries by ``bench.validate``, a layer above both."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from bench.recipe.base import NAME_RE, ComponentConfig, Strict
-from bench.tune.schema import TuneConfig
+from bench.recipe.base import ComponentConfig, Strict, check_experiment, check_name
+from bench.recipe.tune import TuneConfig
 
 # What runs, exactly: fp32 turns TF32 off, tf32 turns it on (CUDA Ampere or newer), the AMP modes
 # autocast to fp16 (with a GradScaler) or bf16 with TF32 off for what stays in fp32.
@@ -72,13 +72,6 @@ class DataConfig(Strict):
         "{mean, std}, or 'auto' (pretrained when the start weights carry statistics, else train)",
     )
 
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        from bench.data.registry import DATASETS
-
-        return DATASETS.check(name)
-
     @field_validator("val_size")
     @classmethod
     def _fraction(cls, value: float) -> float:
@@ -98,13 +91,6 @@ class ModelConfig(Strict):
     num_classes: PositiveInt | None = Field(None, description="default: number of classes in the data")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for the model factory")
 
-    @field_validator("name")
-    @classmethod
-    def _known_model(cls, name: str) -> str:
-        from bench.components.models import check_model_name
-
-        return check_model_name(name)
-
 
 class OptimizerConfig(ComponentConfig):
     """Optimizer name, base LR and per-layer LR shape; other keys go to the torch class."""
@@ -117,13 +103,6 @@ class OptimizerConfig(ComponentConfig):
     layer_decay: float = Field(
         1.0, gt=0.0, le=1.0, description="LR factor per stage, counted down from the head"
     )
-
-    @model_validator(mode="after")
-    def _bind_arguments(self) -> OptimizerConfig:
-        from bench.components.optimizers import check_optimizer
-
-        check_optimizer(self.name, dict(self.model_extra or {}))
-        return self
 
 
 class SchedulerConfig(ComponentConfig):
@@ -139,15 +118,6 @@ class SchedulerConfig(ComponentConfig):
         description="per-epoch schedules (cosine, step, multistep, exponential, lambda, constant): anneal once "
         "per epoch, or smoothly per optimizer step over the same epochs",
     )
-
-    @model_validator(mode="after")
-    def _bind_arguments(self) -> SchedulerConfig:
-        from bench.components.schedulers import check_scheduler
-
-        check_scheduler(
-            self.name, dict(self.model_extra or {}), warmup=self.warmup_epochs > 0, interval=self.interval
-        )
-        return self
 
 
 class SWAConfig(Strict):
@@ -196,13 +166,6 @@ class TrainConfig(Strict):
     )
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, name: str) -> str:
-        from bench.components.losses import LOSSES
-
-        return LOSSES.check(name)
-
     @field_validator("device")
     @classmethod
     def _device(cls, device: str) -> str:
@@ -232,6 +195,11 @@ class TrackingConfig(Strict):
         None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else results/mlflow.db"
     )
     experiment: str | None = Field(None, description="MLflow experiment; default the recipe name")
+
+    @field_validator("experiment")
+    @classmethod
+    def _safe(cls, name: str | None) -> str | None:
+        return None if name is None else check_experiment(name)
 
 
 class RecipeBody(Strict):
@@ -269,11 +237,7 @@ class RecipeBody(Strict):
     @field_validator("name")
     @classmethod
     def _slug(cls, name: str) -> str:
-        if not NAME_RE.match(name):
-            raise ValueError(
-                "name must start with a letter or digit and use only letters, digits, '_', '.', '-'"
-            )
-        return name
+        return check_name(name, "name")
 
 
 class Recipe(RecipeBody):

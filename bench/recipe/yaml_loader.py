@@ -4,6 +4,11 @@ Plain ``yaml.safe_load`` has three traps for configs: it reads ``1e-3`` as a str
 wants a dot), it silently keeps the last of two duplicate keys, and a small "billion laughs"
 document of nested aliases expands to gigabytes. This loader fixes all three; Python tags
 (``!!python/...``) are refused as by SafeLoader.
+
+Merge keys work as in YAML (``<<: *base``, or ``<<: [*a, *b]``): a shallow merge where the
+mapping's own keys win over merged ones, and the earlier of several merged mappings wins. Only the
+mapping's own keys are checked for duplicates (each merged mapping is checked where it is written).
+Keys are compared as YAML compares them, by tag and value: ``1`` and ``true`` are different keys.
 """
 
 from __future__ import annotations
@@ -58,22 +63,37 @@ class StrictLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    hash(key)
-                except TypeError:
-                    continue  # SafeLoader raises its own error for unhashable keys below
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"duplicate key '{key}' (first at line {seen[key] + 1})",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
+            _check_own_keys(self, node)
+        return super().construct_mapping(node, deep=deep)  # merges ``<<`` keys, then constructs
+
+
+def _check_own_keys(loader: StrictLoader, node: yaml.MappingNode) -> None:
+    """Refuse a key written twice in one mapping, and two YAML keys that Python would fold into
+    one (``1`` and ``true``: equal in Python, so one value would be lost silently)."""
+    seen: dict[tuple[str, Any], int] = {}
+    python_keys: dict[Any, tuple[str, int]] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # SafeLoader raises its own error for unhashable keys
+        line = key_node.start_mark.line
+        if (key_node.tag, key) in seen:
+            problem = f"duplicate key '{key}' (first at line {seen[key_node.tag, key] + 1})"
+        elif key in python_keys:
+            first, first_line = python_keys[key]
+            problem = (
+                f"keys '{first}' (line {first_line + 1}) and '{key_node.value}' are different in YAML "
+                "but the same key once loaded; quote them to make them strings"
+            )
+        else:
+            seen[key_node.tag, key] = line
+            python_keys[key] = (key_node.value, line)
+            continue
+        raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
 
 
 def _expanded_size(node, sizes: dict[int, int], active: set[int]) -> int:

@@ -8,9 +8,9 @@ from typing import Any
 
 from bench.errors import RecipeError
 from bench.recipe.dotted import deep_merge
-from bench.recipe.load import _validate
 from bench.recipe.schema import RecipeBody
-from bench.tune.schema import ParamSpec, choice_label
+from bench.recipe.tune import ParamSpec, choice_label
+from bench.validate import validate_config as _validate
 
 
 def _fmt(value: Any) -> str:

@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RecipeError
-from bench.recipe.load import LoadedRecipe, Variant, _validate, load_recipe
+from bench.recipe.load import LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
 from bench.recipe.schema import RecipeBody
+from bench.recipe.tune import TuneConfig
 from bench.tracking import mlflow_store as store
 from bench.tune import storage as st
-from bench.tune.schema import TuneConfig
 from bench.tune.space import Space, trial_config, validate_space
+from bench.validate import load_validated as load_recipe
+from bench.validate import validate_config as _validate
 
 PARENT_ATTR = "bench.mlflow_parent_run_id"
 EXPERIMENT_ATTR = "bench.mlflow_experiment_id"

@@ -1,31 +1,21 @@
-"""The ``tune:`` section of a recipe. Kept free of optuna imports at module level: the recipe
-schema imports it, and ``bench run`` must not pay for optuna."""
+"""The ``tune:`` section of a recipe: its shape only. Part of the torch- and optuna-free recipe
+leaf; sampler and pruner options are bound to the optuna classes by ``bench.validate``."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import (
-    Field,
-    PositiveFloat,
-    PositiveInt,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from bench.components.signature import check_kwargs
-from bench.recipe.base import NAME_RE, ComponentConfig, Strict
+from bench.recipe.base import ComponentConfig, Strict, check_name
 
 SPACE_FORMS = (
     "{float: [low, high], log: bool, step: number}, {int: [low, high], log: bool, step: int} "
     "or {categorical: [choice, ...]}"
 )
 RESERVED_KEYS = ("name", "tune", "matrix", "seeds", "description", "baseline", "target_acc", "tracking")
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
-PRUNERS = ("median", "hyperband", "none")
 
 
 @dataclass(frozen=True)
@@ -116,12 +106,6 @@ def choice_label(choice: Any) -> Any:
     return json.dumps(choice, sort_keys=True, separators=(",", ":"))
 
 
-def _bind(cls_path: str, kwargs: dict[str, Any], what: str, reserved: tuple[str, ...]) -> None:
-    """Check options against the optuna class's signature without constructing it."""
-    module, _, name = cls_path.rpartition(".")
-    check_kwargs(getattr(importlib.import_module(module), name), kwargs, what=what, skip=reserved)
-
-
 class ObjectiveConfig(Strict):
     metric: str = Field("val/acc", description="per-epoch metric from the engine's record")
     direction: Literal["maximize", "minimize"] = "maximize"
@@ -142,44 +126,17 @@ class ObjectiveConfig(Strict):
         return metric
 
 
-SAMPLER_CLASSES = {
-    "tpe": "optuna.samplers.TPESampler",
-    "random": "optuna.samplers.RandomSampler",
-    "grid": "optuna.samplers.GridSampler",
-    "cmaes": "optuna.samplers.CmaEsSampler",
-}
-PRUNER_CLASSES = {
-    "median": "optuna.pruners.MedianPruner",
-    "hyperband": "optuna.pruners.HyperbandPruner",
-    "none": "optuna.pruners.NopPruner",
-}
-
-
 class SamplerConfig(ComponentConfig):
     """Sampler name and seed; other keys go to the optuna sampler class (e.g. n_startup_trials)."""
 
     name: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
     seed: int | None = Field(0, description="sampler seed (worker k of a study adds k)")
 
-    @model_validator(mode="after")
-    def _options(self) -> SamplerConfig:
-        if self.name == "cmaes" and importlib.util.find_spec("cmaes") is None:
-            raise ValueError(
-                "the cmaes sampler needs the 'cmaes' package (pip install cmaes); or use tpe/random"
-            )
-        _bind(SAMPLER_CLASSES[self.name], self.kwargs, f"sampler '{self.name}'", ("seed", "search_space"))
-        return self
-
 
 class PrunerConfig(ComponentConfig):
     """Pruner name; other keys go to the optuna pruner class (e.g. n_startup_trials, n_warmup_steps)."""
 
     name: Literal["median", "hyperband", "none"] = "median"
-
-    @model_validator(mode="after")
-    def _options(self) -> PrunerConfig:
-        _bind(PRUNER_CLASSES[self.name], self.kwargs, f"pruner '{self.name}'", ())
-        return self
 
 
 class TuneConfig(Strict):
@@ -199,11 +156,7 @@ class TuneConfig(Strict):
     @field_validator("study")
     @classmethod
     def _slug(cls, name: str | None) -> str | None:
-        if name is not None and not NAME_RE.match(name):
-            raise ValueError(
-                "study must start with a letter or digit and use only letters, digits, '_', '.', '-'"
-            )
-        return name
+        return None if name is None else check_name(name, "study")
 
     @field_validator("space")
     @classmethod

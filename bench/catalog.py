@@ -1,0 +1,71 @@
+"""The built-in component names, and the arguments of the built-in torch classes, as plain data.
+
+Why: ``bench run --dry-run`` checks a recipe in well under a second, and importing torch alone
+takes longer than that. The quick validation in ``bench.validate`` answers from this catalog and
+falls back to the real registries (importing torch) only for a name or argument it does not list,
+so a miss costs time, never a false error. ``tests/test_catalog.py`` asserts that this catalog
+equals the real registries and signatures, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+# name -> keyword arguments of the torch class a recipe may set (bench's own keys excluded:
+# params, lr, weight_decay).
+OPTIMIZERS: dict[str, tuple[str, ...]] = {
+    "adagrad": ("lr_decay", "initial_accumulator_value", "eps", "foreach", "maximize", "differentiable",
+                "fused"),
+    "adam": ("betas", "eps", "amsgrad", "foreach", "maximize", "capturable", "differentiable", "fused",
+             "decoupled_weight_decay"),
+    "adamw": ("betas", "eps", "amsgrad", "maximize", "foreach", "capturable", "differentiable", "fused"),
+    "nadam": ("betas", "eps", "momentum_decay", "decoupled_weight_decay", "foreach", "maximize", "capturable",
+              "differentiable"),
+    "rmsprop": ("alpha", "eps", "momentum", "centered", "capturable", "foreach", "maximize", "differentiable"),
+    "sgd": ("momentum", "dampening", "nesterov", "maximize", "foreach", "differentiable", "fused"),
+}  # fmt: skip
+
+# name -> keyword arguments of the torch scheduler class (optimizer and lr_lambda excluded).
+SCHEDULERS: dict[str, tuple[str, ...]] = {
+    "constant": ("last_epoch",),
+    "cosine": ("T_max", "eta_min", "last_epoch"),
+    "cosine_warm_restarts": ("T_0", "T_mult", "eta_min", "last_epoch"),
+    "cyclic": ("base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma", "scale_fn",
+               "scale_mode", "cycle_momentum", "base_momentum", "max_momentum", "last_epoch"),
+    "exponential": ("gamma", "last_epoch"),
+    "lambda": ("last_epoch",),
+    "multiplicative": ("last_epoch",),
+    "multistep": ("milestones", "gamma", "last_epoch"),
+    "onecycle": ("max_lr", "total_steps", "epochs", "steps_per_epoch", "pct_start", "anneal_strategy",
+                 "cycle_momentum", "base_momentum", "max_momentum", "div_factor", "final_div_factor",
+                 "three_phase", "last_epoch"),
+    "plateau": ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"),
+    "step": ("step_size", "gamma", "last_epoch"),
+}  # fmt: skip
+
+# Schedulers that can follow a linear warm-up (the others ramp by themselves or cannot).
+SCHEDULERS_WITH_WARMUP: tuple[str, ...] = ("constant", "cosine", "cosine_warm_restarts", "exponential", "lambda",
+                                            "multiplicative", "multistep", "plateau", "step")  # fmt: skip
+# Per-epoch schedulers that also anneal per optimizer step (``interval: step``).
+SCHEDULERS_PER_STEP: tuple[str, ...] = ("constant", "cosine", "exponential", "lambda", "multistep", "step")
+
+# Named LR factor functions for the lambda and multiplicative schedulers.
+LR_LAMBDAS: tuple[str, ...] = ("constant", "constant_factor", "inverse_sqrt", "linear_decay", "poly")
+
+LOSSES: tuple[str, ...] = ("cross_entropy",)
+
+DATASETS: tuple[str, ...] = ("cifar10", "imagefolder")
+
+# bench's short model names -> the timm model each builds. (Any timm name, 'torchvision:<name>'
+# or an import path works as well; those are checked by the full validation only.)
+MODELS: dict[str, str] = {"resnet10t": "resnet10t", "resnet18": "resnet18", "tiny": "test_resnet"}
+
+# The training tricks (bench/tricks/), for ``bench ls``.
+TRICKS: tuple[str, ...] = (
+    "channels_last",
+    "compile",
+    "ema",
+    "freeze",
+    "grad_clip",
+    "label_smoothing",
+    "precision",
+    "swa",
+)

@@ -1,0 +1,235 @@
+"""The validation layer: what a recipe's shape cannot tell by itself, checked before anything is
+recorded. Component names against the registries, optimizer and scheduler arguments bound to the
+torch class's signature, ``train.freeze`` against the model's real depth, and the tune section's
+sampler and pruner options bound to the optuna classes.
+
+Why a layer of its own: ``bench.recipe`` is a leaf (no torch, timm, torchvision or optuna), and
+the components should not know about recipe files. This module sits above both and imports
+them lazily. Every command calls it (``load_validated``) before it records anything.
+
+Two depths. ``full=False`` (``bench run --dry-run``) answers from ``bench.catalog`` without
+importing torch, and falls back to the real registries for anything the catalog does not list;
+timm/torchvision model names and the freeze depth are checked by ``full=True`` only.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from bench import catalog
+from bench.errors import RecipeError
+from bench.recipe.load import LoadedRecipe, _validate, load_recipe
+from bench.recipe.schema import ModelConfig, OptimizerConfig, RecipeBody, SchedulerConfig
+from bench.recipe.tune import TuneConfig
+from bench.registry import import_object, is_import_path
+
+# The optuna class behind each sampler and pruner name, and the options bench sets itself.
+OPTUNA_CLASSES = {
+    "sampler": {
+        "tpe": "optuna.samplers:TPESampler",
+        "random": "optuna.samplers:RandomSampler",
+        "grid": "optuna.samplers:GridSampler",
+        "cmaes": "optuna.samplers:CmaEsSampler",
+    },
+    "pruner": {
+        "median": "optuna.pruners:MedianPruner",
+        "hyperband": "optuna.pruners:HyperbandPruner",
+        "none": "optuna.pruners:NopPruner",
+    },
+}
+OPTUNA_OWN_KEYS = {"sampler": ("seed", "search_space"), "pruner": ()}
+
+
+def load_validated(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    overlays: list[str] | tuple[str, ...] = (),
+    *,
+    full: bool = True,
+) -> LoadedRecipe:
+    """``load_recipe`` followed by ``validate_recipe``: what every command reads a recipe with."""
+    loaded = load_recipe(path, overrides, overlays)
+    validate_recipe(loaded, full=full)
+    return loaded
+
+
+def validate_recipe(loaded: LoadedRecipe, *, full: bool = True) -> None:
+    """Check every variant's components (each distinct one once) and the tune section; a
+    RecipeError (exit 2) names the file, the dotted key, the variant and what is allowed."""
+    checks = Checks(loaded.source, full=full)
+    groups = {v.group: v.body for v in loaded.variants}
+    for group, body in groups.items():
+        checks.body(body, where=f"variant {group}" if len(groups) > 1 else "")
+    if loaded.recipe.tune is not None:
+        checks.tune(loaded.recipe.tune)
+
+
+def validate_config(
+    model: type[BaseModel], data: Any, source: str, where: str = "", *, full: bool = True
+) -> Any:
+    """The schema's validation (``bench.recipe.load._validate``) plus the component checks for a
+    resolved setup (a ``RecipeBody``), e.g. a tuning trial's."""
+    obj = _validate(model, data, source, where)
+    if model is RecipeBody:
+        Checks(source, full=full).body(obj, where=where)
+    return obj
+
+
+class Checks:
+    """The component checks of one recipe; each distinct (key, value) is checked once."""
+
+    def __init__(self, source: str, *, full: bool):
+        self.source = source
+        self.full = full
+        self._done: set[str] = set()
+
+    def body(self, body: RecipeBody, where: str = "") -> None:
+        train = body.train
+        self._check("data.name", body.data.name, self._dataset, where)
+        self._check("model.name", body.model.name, self._model, where)
+        self._check("train.loss", train.loss, self._loss, where)
+        self._check("train.optimizer", train.optimizer, self._optimizer, where)
+        self._check("train.scheduler", train.scheduler, self._scheduler, where)
+        if self.full and train.freeze:
+            self._check("train.freeze", (body.model, train.freeze), self._freeze, where)
+
+    def tune(self, tune: TuneConfig) -> None:
+        for kind in ("sampler", "pruner"):
+            self._check(f"tune.{kind}", (kind, getattr(tune, kind)), self._optuna_options, "")
+
+    def _check(self, key: str, value: Any, check: Callable[[Any], None], where: str) -> None:
+        token = f"{key}={_token(value)}"
+        if token in self._done:
+            return
+        try:
+            check(value)
+        except (ValueError, RecipeError) as exc:  # UnknownComponentError is a ValueError
+            detail = exc.detail if isinstance(exc, RecipeError) else str(exc)
+            key = (exc.key if isinstance(exc, RecipeError) else None) or key
+            raise RecipeError(
+                f"{where}: {detail}" if where else detail, source=self.source, key=key
+            ) from None
+        self._done.add(token)
+
+    # -- one check per component kind: the catalog first, the real registry when it does not know
+
+    def _dataset(self, name: str) -> None:
+        if name not in catalog.DATASETS:
+            from bench.data.registry import DATASETS
+
+            DATASETS.check(name)
+
+    def _model(self, name: str) -> None:
+        if name in catalog.MODELS or name in catalog.MODELS.values():
+            return
+        if self.full:
+            from bench.components.models import check_model_name
+
+            check_model_name(name)
+        elif is_import_path(name):
+            import_object(name)
+
+    def _loss(self, name: str) -> None:
+        if name not in catalog.LOSSES:
+            from bench.components.losses import LOSSES
+
+            LOSSES.check(name)
+
+    def _optimizer(self, cfg: OptimizerConfig) -> None:
+        known = catalog.OPTIMIZERS.get(cfg.name)
+        if known is None or not set(cfg.kwargs) <= set(known):
+            from bench.components.optimizers import check_optimizer
+
+            check_optimizer(cfg.name, cfg.kwargs)
+
+    def _scheduler(self, cfg: SchedulerConfig) -> None:
+        known = catalog.SCHEDULERS.get(cfg.name)
+        warmup = cfg.warmup_epochs > 0
+        if (
+            known is None
+            or not set(cfg.kwargs) <= set(known)
+            or (warmup and cfg.name not in catalog.SCHEDULERS_WITH_WARMUP)
+            or (cfg.interval == "step" and cfg.name not in catalog.SCHEDULERS_PER_STEP)
+        ):
+            from bench.components.schedulers import check_scheduler
+
+            check_scheduler(cfg.name, cfg.kwargs, warmup=warmup, interval=cfg.interval)
+            if "lambda_kwargs" in cfg.kwargs:
+                _check_lambda_kwargs(cfg)
+
+    def _freeze(self, value: tuple[ModelConfig, int]) -> None:
+        from bench.components.freeze import freeze_stages
+
+        model_cfg, depth = value
+        freeze_stages(_model_without_weights(model_cfg.model_dump_json()), depth)
+
+    def _optuna_options(self, value: tuple[str, Any]) -> None:
+        kind, cfg = value
+        if cfg.name == "cmaes" and importlib.util.find_spec("cmaes") is None:
+            raise ValueError(
+                "the cmaes sampler needs the 'cmaes' package (pip install cmaes); or use tpe/random"
+            )
+        if self.full:
+            from bench.components.signature import check_kwargs
+
+            cls = import_object(OPTUNA_CLASSES[kind][cfg.name])
+            check_kwargs(cls, cfg.kwargs, what=f"{kind} '{cfg.name}'", skip=OPTUNA_OWN_KEYS[kind])
+
+
+def _check_lambda_kwargs(cfg: SchedulerConfig) -> None:
+    """Call the named LR factor function once with ``lambda_kwargs``, so that a misspelt
+    argument fails here rather than when the scheduler is built inside a recorded run."""
+    from bench.components.schedulers import LR_LAMBDAS, SCHEDULERS, SchedulerSpec
+
+    spec, kwargs = SCHEDULERS.get(cfg.name), cfg.kwargs["lambda_kwargs"]
+    if not isinstance(spec, SchedulerSpec):
+        return  # a user's scheduler class: its signature was checked
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"lambda_kwargs must be a mapping of argument -> value, got {kwargs!r}")
+    name = str(cfg.kwargs.get("lr_lambda") or spec.defaults(None)["lr_lambda"])
+    try:
+        LR_LAMBDAS.get(name)(1, **kwargs)(0)
+    except TypeError as exc:
+        raise ValueError(f"lambda_kwargs do not fit lr_lambda '{name}': {exc}") from None
+
+
+def _token(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(_token(v) for v in value)
+    return value.model_dump_json() if isinstance(value, BaseModel) else repr(value)
+
+
+@functools.lru_cache(maxsize=16)
+def _model_without_weights(model_json: str) -> Any:
+    """The model a ModelConfig describes, built once per config on the ``meta`` device (no memory,
+    no weights, milliseconds) to count its stages; on the CPU when a factory cannot build on meta.
+    The head's size does not change the stages, so any class count will do."""
+    import torch
+
+    from bench.components.models import build_model
+
+    cfg = ModelConfig.model_validate_json(model_json).model_copy(
+        update={"pretrained": False, "weights": None}
+    )
+    num_classes = cfg.num_classes or 10
+    try:
+        with torch.device("meta"):
+            return build_model(cfg, num_classes)
+    except RecipeError:
+        raise
+    except Exception:  # noqa: BLE001 - some factories do work that meta tensors cannot; try the CPU
+        pass
+    try:
+        return build_model(cfg, num_classes)
+    except RecipeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a user factory may raise anything
+        raise RecipeError(
+            f"cannot build model '{cfg.name}' to count its stages: {type(exc).__name__}: {exc}", key="model"
+        ) from None

@@ -110,7 +110,7 @@ def test_misspelt_scheduler_argument_is_bound_to_the_torch_signature(tmp_path, t
 
 def test_unknown_precision_lists_allowed_values(tmp_path, tiny_image_folder):
     path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.precision": "fp8"}))
-    with pytest.raises(RecipeError, match="'fp32', 'amp_fp16' or 'amp_bf16'"):
+    with pytest.raises(RecipeError, match="'fp32', 'tf32', 'amp_fp16' or 'amp_bf16'"):
         load_recipe(path)
 
 

@@ -78,6 +78,15 @@ def tune(session: nox.Session) -> None:
 
 
 @nox.session(**VENV)
+def gpu(session: nox.Session) -> None:
+    """The precision x compile card (ResNet-18, CIFAR-10, 32 px) on a CUDA GPU: one table of
+    img/s, peak training memory and time to 94%, with ratios to fp32. Extra args go to the script
+    (e.g. ``nox -s gpu -- --set seeds=[0]``)."""
+    _install(session)
+    session.run("python", "scripts/gpu_card.py", *session.posargs, env=_data_env())
+
+
+@nox.session(**VENV)
 def benchmark(session: nox.Session) -> None:
     """pytest-benchmark: the engine's step against a bare PyTorch loop, and other hot paths."""
     _install(session)

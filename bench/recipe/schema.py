@@ -183,6 +183,14 @@ class TrackingConfig(Strict):
     experiment: str | None = Field(None, description="MLflow experiment; default the recipe name")
 
 
+class ReportConfig(Strict):
+    """How ``bench report`` judges differences; it does not change what trains."""
+
+    min_effect: PositiveFloat = Field(
+        0.005, description="accuracy difference worth detecting; the report gives the seeds needed for it"
+    )
+
+
 class RecipeBody(Strict):
     """One fully resolved training setup: what a single variant runs."""
 
@@ -197,6 +205,10 @@ class RecipeBody(Strict):
         None, gt=0.0, le=1.0, description="reports give time to this test accuracy"
     )
     tune: TuneConfig | None = Field(None, description="Optuna study settings (bench tune)")
+    # exclude=True: report settings stay out of model_dump, so out of run keys and run params
+    report: ReportConfig = Field(
+        default_factory=ReportConfig, exclude=True, description="bench report settings"
+    )
 
     @field_validator("name")
     @classmethod

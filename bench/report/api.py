@@ -67,10 +67,12 @@ def load_other(spec: str | Path, *, results_dir: str | Path = "results", trackin
         return compare.from_results_dir(path)
     if not path.is_file():
         raise BenchError(f"--compare {spec}: not a recipe file or a results folder")
+    from bench.recipe.load import load_recipe
     from bench.report.build import as_study, build_report
     from bench.tracking import mlflow_store as store
 
-    target = resolve(path, results_dir=results_dir, tracking_uri=tracking_uri)
+    loaded = load_recipe(path)  # its own store first: the other study may live elsewhere
+    target = resolve(loaded, results_dir=results_dir, tracking_uri=loaded.recipe.tracking.uri or tracking_uri)
     built = build_report(store.open_store(target.uri), **_settings(target))
     return as_study(target.name, target.uri, built.tables)
 

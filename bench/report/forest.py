@@ -23,6 +23,7 @@ def cost_card(
     baseline_name: str | None,
     memory_key: str | None,
     min_effect: float,
+    emulated_bf16: list[str] = (),
 ) -> Path | None:
     rows = baseline[baseline["variant"] != baseline_name] if len(baseline) else baseline
     if rows.empty or baseline_name is None:
@@ -34,7 +35,8 @@ def cost_card(
         1, 3, figsize=(14, 1.6 + 0.45 * len(rows)), sharey=True, gridspec_kw={"width_ratios": [2.2, 1, 1]}
     )
     _accuracy_panel(acc, rows, y, min_effect)
-    acc.set_yticks(y, [_short(v, 44) for v in rows["variant"]], fontsize=8)
+    labels = [_short(v, 44) + ("\n(bf16 emulated)" if v in emulated_bf16 else "") for v in rows["variant"]]
+    acc.set_yticks(y, labels, fontsize=8)
     base = variants.set_index("variant").loc[baseline_name]
     spread = variants.set_index("variant")
     lo = [spread.at[v, "train_img_s_min"] / base["train_img_s_median"] for v in rows["variant"]]

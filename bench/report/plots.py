@@ -145,7 +145,8 @@ def curves_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], pat
         integer_epochs(ax)
         ax.set_ylabel(label + " (mean over seeds; band: min–max)")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper right")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7, loc="upper right")
     fig.suptitle("Learning curves per variant")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -195,3 +195,20 @@ def test_compare_two_studies_side_by_side(uri, tmp_path, tiny_image_folder):
     frames = report_tables(experiment="smoke", tracking_uri=here, results_dir=out, compare=[path])
     assert frames["compare:study"].set_index("variant").loc["a", "img_s_ratio"] == pytest.approx(8400 / 1100)
     assert cli([*args, "--compare", str(tmp_path / "nowhere")]) != 0
+
+
+def test_report_min_effect_is_read_and_leaves_run_keys_alone(tmp_path, tiny_image_folder):
+    from bench.recipe.load import load_recipe
+    from bench.report.api import resolve
+
+    recipe = {
+        "name": "keys",
+        "data": {"name": "imagefolder", "root": str(tiny_image_folder)},
+        "seeds": [0, 1],
+    }
+    plain = load_recipe(write_recipe(tmp_path / "plain.yaml", recipe))
+    tuned = load_recipe(write_recipe(tmp_path / "tuned.yaml", {**recipe, "report": {"min_effect": 0.01}}))
+    assert [v.run_key for v in plain.variants] == [v.run_key for v in tuned.variants]  # same runs
+    assert resolve(tuned, results_dir=tmp_path).min_effect == 0.01 and plain.recipe.report.min_effect == 0.005
+    bad = write_recipe(tmp_path / "bad.yaml", {**recipe, "report": {"min_efect": 0.01}})
+    assert cli(["report", str(bad), "--results-dir", str(tmp_path)]) == 2

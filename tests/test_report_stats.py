@@ -1,8 +1,9 @@
-"""Statistics of ``bench report`` on hand-made data: t intervals, the paired bootstrap, Pareto
-fronts, marginal effects, time to target, and failed/skipped runs kept with their reasons."""
+"""Statistics of ``bench report`` on hand-made data: t intervals, the paired t-interval with its
+exact sign-flip test and power, throughput medians with their spread, Pareto fronts, marginal effects, time to target, and failed/skipped runs kept with their reasons."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from scipy import stats as st
 
 from bench.report import stats
+from bench.report.build import summary_lines
 from bench.report.markdown import render
 from bench.report.tables import build_tables
 
@@ -30,29 +32,78 @@ def test_mean_ci_small_samples():
     assert stats.mean_ci([]).n == 0
 
 
-def test_paired_bootstrap_pairs_by_seed_and_is_reproducible():
+def test_paired_test_is_the_paired_t_interval_with_an_exact_sign_flip_p():
     base = {0: 0.70, 1: 0.72, 2: 0.75, 3: 0.71}
-    var = {0: 0.73, 1: 0.74, 2: 0.79, 9: 0.99}  # seed 3 missing, seed 9 unpaired
-    a = stats.paired_bootstrap(var, base)
-    assert a == stats.paired_bootstrap(var, base)  # fixed RNG seed
-    assert a.n == 3 and a.seeds == (0, 1, 2)
-    d = np.array([0.03, 0.02, 0.04])
-    assert a.diff == pytest.approx(d.mean())
-    rng = np.random.default_rng(stats.BOOTSTRAP_SEED)  # the same recipe, written out
-    means = d[rng.integers(0, 3, size=(stats.BOOTSTRAP_SAMPLES, 3))].mean(axis=1)
-    assert (a.lo, a.hi) == (
-        pytest.approx(np.quantile(means, 0.025)),
-        pytest.approx(np.quantile(means, 0.975)),
-    )
-    assert d.min() - 1e-12 <= a.lo <= a.diff <= a.hi <= d.max() + 1e-12
+    var = {0: 0.73, 1: 0.74, 2: 0.79, 3: 0.70, 9: 0.99}  # seed 9 unpaired
+    a = stats.paired_test(var, base)
+    d = np.array([0.03, 0.02, 0.04, -0.01])
+    assert a.n == 4 and a.seeds == (0, 1, 2, 3) and a.diff == pytest.approx(d.mean())
+    lo, hi = st.t.interval(0.95, 3, loc=d.mean(), scale=st.sem(d))
+    assert (a.lo, a.hi, a.sd) == (pytest.approx(lo), pytest.approx(hi), pytest.approx(d.std(ddof=1)))
+    flips = [abs((np.array(s) * d).mean()) for s in itertools.product([-1, 1], repeat=4)]
+    assert a.p_value == pytest.approx(np.mean(np.array(flips) >= abs(d.mean()) - 1e-12))
+    assert a.verdict == "within noise"  # the interval includes 0
 
 
-def test_paired_bootstrap_constant_difference_and_degenerate_cases():
-    c = stats.paired_bootstrap({0: 0.6, 1: 0.7}, {0: 0.5, 1: 0.6})
-    assert (c.diff, c.lo, c.hi) == (pytest.approx(0.1), pytest.approx(0.1), pytest.approx(0.1))
-    one = stats.paired_bootstrap({0: 0.6}, {0: 0.5, 1: 0.6})
-    assert one.n == 1 and one.diff == pytest.approx(0.1) and math.isnan(one.lo)
-    assert stats.paired_bootstrap({5: 0.6}, {0: 0.5}).n == 0
+def test_two_seeds_never_settle_a_difference():
+    """The old bootstrap called this "worse on every resample" from 2 seeds (3 distinct resamples)."""
+    d = stats.paired_test({0: 0.70, 1: 0.71}, {0: 0.80, 1: 0.82})
+    assert d.n == 2 and d.verdict == "too few seeds" and d.p_value == pytest.approx(0.5)
+    rows = [_row(g, seed, acc) for g, accs in (("base", (0.80, 0.82)), ("var", (0.70, 0.71)))
+            for seed, acc in enumerate(accs)]  # fmt: skip
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base")
+    lines = " ".join(summary_lines(t))
+    assert "Worse than" not in lines and "every resample" not in lines
+    assert "fewer than 3 seeds" in lines
+    assert t.baseline.set_index("variant").loc["var", "verdict"] == "too few seeds"
+
+
+def test_three_seeds_lean_six_seeds_settle():
+    """With 3 pairs the exact sign-flip test cannot go below p = 2/8; with 6 it reaches 2/64."""
+    base = {s: 0.80 + 0.01 * (s % 2) for s in range(6)}
+    var = {s: base[s] + 0.02 + 0.001 * s for s in range(6)}
+    three = stats.paired_test({s: var[s] for s in range(3)}, base)
+    assert three.lo > 0 and three.p_value == pytest.approx(0.25) and three.verdict == "leaning better"
+    six = stats.paired_test(var, base)
+    assert six.p_value == pytest.approx(2 / 64) and six.verdict == "better"
+    worse = stats.paired_test(base, var)
+    assert worse.verdict == "worse" and worse.hi < 0
+
+
+def test_minimal_detectable_difference_and_seeds_needed():
+    sd, n = 0.01, 4
+    expected = (st.t.ppf(0.975, 3) + st.t.ppf(0.8, 3)) * sd / math.sqrt(n)
+    assert stats.min_detectable(sd, n) == pytest.approx(expected)
+    assert math.isnan(stats.min_detectable(sd, 1))
+    k = stats.seeds_needed(sd, 0.005)
+    assert stats.min_detectable(sd, int(k)) <= 0.005 < stats.min_detectable(sd, int(k) - 1)
+    assert stats.seeds_needed(0.0, 0.005) == stats.MIN_PAIRS
+    assert math.isinf(stats.seeds_needed(1.0, 1e-4)) and math.isnan(stats.seeds_needed(math.nan, 0.005))
+    d = stats.paired_test({0: 0.71, 1: 0.74, 2: 0.70}, {0: 0.70, 1: 0.70, 2: 0.70}, min_effect=0.01)
+    assert d.mdd == pytest.approx(stats.min_detectable(d.sd, 3))
+    assert d.seeds_needed == stats.seeds_needed(d.sd, 0.01)
+
+
+def test_throughput_median_spread_and_overlap():
+    base = stats.median_spread([1017.0, 1736.0, 1400.0])
+    assert (base.median, base.min, base.max) == (1400.0, 1017.0, 1736.0)
+    assert stats.ranges_overlap(stats.median_spread([1500.0, 1600.0]), base)
+    assert not stats.ranges_overlap(stats.median_spread([3000.0, 3100.0]), base)
+    rows = [_row("base", s, 0.8, speed) for s, speed in enumerate((1017.0, 1736.0, 1400.0))]
+    rows += [_row("same", s, 0.8, speed) for s, speed in enumerate((1500.0, 1600.0, 1550.0))]
+    rows += [_row("fast", s, 0.8, speed) for s, speed in enumerate((3000.0, 3100.0, 3050.0))]
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base")
+    b = t.baseline.set_index("variant")
+    assert b.loc["same", "train_img_s_ratio"] == pytest.approx(1550 / 1400)
+    assert b.loc["same", "throughput_within_spread"] and not b.loc["fast", "throughput_within_spread"]
+    text = render(t, recipe="r", experiment="r", tracking_uri="sqlite://", plots={}, summary_lines=[])
+    assert "1.11× (within spread)" in text and "1400 [1017–1736]" in text
+
+
+def _row(group: str, seed: int, acc: float, speed: float = 1000.0) -> dict:
+    return {"run_id": f"{group}{seed}", "variant": f"{group},seed={seed}", "group": group, "seed": seed,
+            "status": "finished", "reason": "", "axis.x": group, "test/acc": acc,
+            "throughput/train_img_s": speed, "memory/peak_rss_mb": 500.0, "time/wall_s": 10.0}  # fmt: skip
 
 
 def test_pareto_front():

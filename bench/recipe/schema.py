@@ -202,6 +202,14 @@ class TrackingConfig(Strict):
         return None if name is None else check_experiment(name)
 
 
+class ReportConfig(Strict):
+    """How ``bench report`` judges differences; it does not change what trains."""
+
+    min_effect: PositiveFloat = Field(
+        0.005, description="accuracy difference worth detecting; the report gives the seeds needed for it"
+    )
+
+
 class RecipeBody(Strict):
     """One fully resolved training setup: what a single variant runs."""
 
@@ -216,6 +224,10 @@ class RecipeBody(Strict):
         None, gt=0.0, le=1.0, description="reports give time to this test accuracy"
     )
     tune: TuneConfig | None = Field(None, description="Optuna study settings (bench tune)")
+    # exclude=True: report settings stay out of model_dump, so out of run keys and run params
+    report: ReportConfig = Field(
+        default_factory=ReportConfig, exclude=True, description="bench report settings"
+    )
 
     @model_validator(mode="after")
     def _decisions_on_validation(self) -> RecipeBody:

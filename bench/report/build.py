@@ -1,26 +1,79 @@
-"""``make_report``: MLflow runs -> tables (CSV) -> plots (PNG) -> report.md, and the plots
-logged as artifacts of the recipe's latest parent run."""
+"""``build_report``: MLflow runs -> DataFrames (no files). ``make_report``: those tables as CSVs,
+plots as PNGs, report.md and a self-contained report.html, optionally beside other studies, and
+the files logged as artifacts of the recipe's latest parent run."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from bench.report import fetch, markdown, plots
-from bench.report.tables import Tables, add_time_to_target, build_tables
+from bench.report import compare, fetch, forest, markdown, plots
+from bench.report.document import to_html, to_markdown
+from bench.report.tables import Tables, add_time_to_target, add_val_selected, build_tables
 
-HISTORY_KEYS = ("test/acc", "train/loss")
+HISTORY_KEYS = ("test/acc", "val/acc", "train/loss")
+CSV_TABLES = ("variants", "baseline", "axes", "pareto", "excluded", "provenance")
+
+
+@dataclass
+class Built:
+    """The report's numbers, before anything is written."""
+
+    tables: Tables
+    runs: pd.DataFrame  # one row per child run (latest per run_key), metrics and env.* tags
+    history: pd.DataFrame  # run_id, key, step, value: the per-epoch metrics
+    parent_id: str | None
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        out = {name: getattr(self.tables, name) for name in CSV_TABLES}
+        return {**out, "runs": self.runs, "history": self.history}
 
 
 @dataclass
 class Report:
     path: Path  # report.md
+    html: Path  # report.html
     tables: Tables
     files: list[Path]  # CSVs and PNGs beside it
     runs: pd.DataFrame
+    comparisons: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def build_report(
+    client,
+    *,
+    experiment: str,
+    group_order: list[str] | None = None,
+    baseline: str | None = None,
+    target_acc: float | None = None,
+    min_effect: float = 0.005,
+    memory_front: bool | None = None,
+) -> Built:
+    fetched = fetch.fetch_runs(client, experiment)
+    if fetched.runs.empty:
+        from bench.errors import BenchError
+
+        raise BenchError(f"experiment '{experiment}' has no variant runs yet; run the recipe first")
+    runs = fetched.runs
+    lr_keys = sorted({c for c in runs.columns if c.startswith("train/lr/")})
+    history = fetch.fetch_histories(client, runs["run_id"].tolist(), [*HISTORY_KEYS, *lr_keys])
+    runs = add_val_selected(add_time_to_target(runs, history, target_acc), history)
+    tables = build_tables(
+        runs, fetched.axes, group_order=group_order, baseline=baseline, target_acc=target_acc,
+        min_effect=min_effect, memory_front=memory_front,
+    )  # fmt: skip
+    return Built(tables, runs, history, fetched.parent_id)
+
+
+def as_study(name: str, source: str, tables: Tables) -> compare.Study:
+    prov = pd.concat(
+        [tables.provenance, pd.DataFrame([{"key": compare.MEMORY_KEY, "value": tables.memory_key or "n/a", "runs": ""}])],
+        ignore_index=True,
+    )  # fmt: skip
+    return compare.Study(name, source, tables.variants, prov)
 
 
 def make_report(
@@ -33,99 +86,104 @@ def make_report(
     group_order: list[str] | None = None,
     baseline: str | None = None,
     target_acc: float | None = None,
+    min_effect: float = 0.005,
+    memory_front: bool | None = None,
+    others: list[compare.Study] = (),
     log_artifacts: bool = True,
 ) -> Report:
-    fetched = fetch.fetch_runs(client, experiment)
-    if fetched.runs.empty:
-        from bench.errors import BenchError
-
-        raise BenchError(f"experiment '{experiment}' has no variant runs yet; run the recipe first")
-    runs = fetched.runs
-    lr_keys = sorted({c for c in runs.columns if c.startswith("train/lr/")})
-    history = fetch.fetch_histories(client, runs["run_id"].tolist(), [*HISTORY_KEYS, *lr_keys])
-    runs = add_time_to_target(runs, history, target_acc)
-    tables = build_tables(
-        runs, fetched.axes, group_order=group_order, baseline=baseline, target_acc=target_acc
-    )
-
+    built = build_report(
+        client, experiment=experiment, group_order=group_order, baseline=baseline, target_acc=target_acc,
+        min_effect=min_effect, memory_front=memory_front,
+    )  # fmt: skip
+    tables, history, runs = built.tables, built.history, built.runs
     out_dir = Path(out_dir)
     files_dir = out_dir / "report"
     files_dir.mkdir(parents=True, exist_ok=True)
+    name = recipe_name or experiment
+    this = as_study(name, tracking_uri, tables)
     files: list[Path] = []
-    for name, frame in (("variants", tables.variants), ("baseline", tables.baseline), ("axes", tables.axes),
-                        ("pareto", tables.pareto), ("excluded", tables.excluded)):  # fmt: skip
-        path = files_dir / f"{name}.csv"
-        frame.to_csv(path, index=False)
-        files.append(path)
+    for table in CSV_TABLES:
+        frame = this.provenance if table == "provenance" else getattr(tables, table)
+        files.append(files_dir / f"{table}.csv")
+        frame.to_csv(files[-1], index=False)
+    comparisons, extra = {}, []
+    for other in others:
+        side = compare.side_by_side(this, other)
+        comparisons[other.name] = side
+        files.append(files_dir / f"compare_{other.name}.csv")
+        side.to_csv(files[-1], index=False)
+        extra += compare.blocks(this, other, side)
     order = list(tables.variants["variant"])
     drawn = {
-        "Accuracy vs throughput and memory (Pareto fronts)": plots.tradeoff_plot(
-            tables.pareto,
-            tables.variants,
-            files_dir / "tradeoff.png",
-            tables.memory_key,
-            tables.baseline_name,
+        "Cost card: accuracy difference, throughput and memory against the baseline": forest.cost_card(
+            tables.baseline, tables.variants, files_dir / "cost_card.png", baseline_name=tables.baseline_name,
+            memory_key=tables.memory_key, min_effect=tables.min_effect, emulated_bf16=tables.emulated_bf16,
+        ),
+        "Accuracy vs cost (Pareto fronts)": plots.tradeoff_plot(
+            tables.pareto, tables.variants, files_dir / "tradeoff.png", tables.memory_key,
+            tables.baseline_name, tables.memory_front,
         ),
         "Learning curves": plots.curves_plot(history, runs, order, files_dir / "curves.png"),
         "LR schedule per variant": plots.lr_plot(history, runs, order, files_dir / "lr.png"),
-    }
+    }  # fmt: skip
     pngs = {title: p for title, p in drawn.items() if p is not None}
     files += list(pngs.values())
-    text = markdown.render(
-        tables,
-        recipe=recipe_name or experiment,
-        experiment=experiment,
-        tracking_uri=tracking_uri,
-        plots={title: f"report/{p.name}" for title, p in pngs.items()},
-        summary_lines=summary_lines(tables),
-    )
-    report_path = out_dir / "report.md"
-    report_path.write_text(text)
-    if log_artifacts and fetched.parent_id:
-        for path in [report_path, *files]:
-            client.log_artifact(fetched.parent_id, str(path), artifact_path="report")
-    return Report(report_path, tables, files, runs)
+    doc = markdown.document(
+        tables, recipe=name, experiment=experiment, tracking_uri=tracking_uri, plots=pngs,
+        summary_lines=summary_lines(tables), extra=extra,
+    )  # fmt: skip
+    report_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    report_path.write_text(to_markdown(doc, out_dir))
+    html_path.write_text(to_html(doc))
+    if log_artifacts and built.parent_id:
+        for path in [report_path, html_path, *files]:
+            client.log_artifact(built.parent_id, str(path), artifact_path="report")
+    return Report(report_path, html_path, tables, files, runs, comparisons)
 
 
 def summary_lines(t: Tables) -> list[str]:
-    """The answer in a few sentences: best, fastest, what beats the baseline, what is missing."""
+    """The answer in a few sentences: best, fastest, what differs from the baseline, what is missing."""
     lines = []
     v = t.variants[t.variants["seeds"] > 0] if len(t.variants) else t.variants
     if len(v) and v["acc_mean"].notna().any():
         best = v.loc[v["acc_mean"].idxmax()]
         lines.append(
-            f"Most accurate: `{best['variant']}` at {best['acc_mean']:.4f} test accuracy ({best['seeds']} seed(s))."
+            f"Highest mean final test accuracy: `{best['variant']}` at {best['acc_mean']:.4f} ({best['seeds']} seed(s))."
         )
-        if v["train_img_s_mean"].notna().any():
-            fast = v.loc[v["train_img_s_mean"].idxmax()]
-            lines.append(f"Fastest to train: `{fast['variant']}` at {fast['train_img_s_mean']:.0f} img/s.")
+        if v["train_img_s_median"].notna().any():
+            fast = v.loc[v["train_img_s_median"].idxmax()]
+            lines.append(
+                f"Fastest to train: `{fast['variant']}` at {fast['train_img_s_median']:.0f} img/s (median)."
+            )
     if len(t.baseline):
         b = t.baseline[t.baseline["variant"] != t.baseline_name]
-        better = b[(b["acc_diff_lo"] > 0)]
-        worse = b[(b["acc_diff_hi"] < 0)]
-        if len(better):
-            lines.append("Better than the baseline on every resample of the seeds: "
-                         + ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f})" for r in better.itertuples()) + ".")  # fmt: skip
-        if len(worse):
-            lines.append("Worse than the baseline on every resample of the seeds: "
-                         + ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f})" for r in worse.itertuples()) + ".")  # fmt: skip
-        unsure = len(b) - len(better) - len(worse)
-        if unsure:
-            lines.append(f"{unsure} variant(s) differ from the baseline by less than the seed-to-seed noise "
-                         "(bootstrap interval includes 0, or one seed only).")  # fmt: skip
+        for verdict in ("better", "worse", "leaning better", "leaning worse"):
+            hit = b[b["verdict"] == verdict]
+            if len(hit):
+                names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs})" for r in hit.itertuples())
+                lines.append(f"{verdict.capitalize()} than the baseline{_why(verdict)}: {names}.")
+        few = b[b["verdict"] == "too few seeds"]
+        if len(few):
+            lines.append(f"{len(few)} variant(s) share fewer than 3 seeds with the baseline: no verdict on accuracy "
+                         "(see the seeds needed per comparison).")  # fmt: skip
+        noise = b[b["verdict"] == "within noise"]
+        if len(noise):
+            lines.append(
+                f"{len(noise)} variant(s) differ from the baseline by less than the seed-to-seed noise."
+            )
     if len(t.pareto):
         front = t.pareto[t.pareto["front_throughput"]]
         if len(front):
             lines.append(
                 "Pareto front, accuracy vs throughput: " + ", ".join(f"`{n}`" for n in front["variant"]) + "."
             )
+    if t.emulated_bf16:
+        lines.append("bf16 was emulated for " + ", ".join(f"`{g}`" for g in t.emulated_bf16)
+                     + ": their throughput is not what bf16 hardware gives.")  # fmt: skip
     if len(t.excluded):
         counts = t.excluded["status"].value_counts()
-        lines.append(
-            "Not in the statistics: "
-            + ", ".join(f"{n} {s}" for s, n in counts.items())
-            + " run(s); see 'Runs not in the statistics' for the reasons."
-        )
+        lines.append("Not in the statistics: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+                     + " run(s); see 'Runs not in the statistics' for the reasons.")  # fmt: skip
     if t.target_acc is not None and "ttt_s_mean" in t.variants and len(v):
         reached = v[v["ttt_s_mean"].notna()]
         if len(reached):
@@ -136,3 +194,9 @@ def summary_lines(t: Tables) -> list[str]:
         else:
             lines.append(f"No variant reached the target accuracy {t.target_acc:g}.")
     return [line for line in lines if line and not (isinstance(line, float) and math.isnan(line))]
+
+
+def _why(verdict: str) -> str:
+    if verdict.startswith("leaning"):
+        return " (t-interval excludes 0; too few seeds for the sign-flip test to confirm)"
+    return " (t-interval excludes 0 and the exact sign-flip test agrees, ≥3 paired seeds)"

@@ -11,6 +11,8 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.tracking.mlflow_store import PARENT_TAG
 
+# best test accuracy over epochs: chosen on the test set, so an oracle figure, never a result
+ORACLE, ORACLE_OLD = "test/acc_oracle", "test/acc_best"
 RUN_COLUMNS = [
     "run_id",
     "variant",
@@ -83,12 +85,17 @@ def fetch_runs(client, experiment: str) -> Fetched:
             "start_time": run.info.start_time,
         }
         for tag, value in tags.items():
-            if tag.startswith("axis."):
+            if tag.startswith("env.") or tag == "bench.normalize":
+                row[tag] = value
+            elif tag.startswith("axis."):
                 label = tag[len("axis.") :]
                 row[tag] = value
                 if label not in axes:
                     axes.append(label)
         row.update(run.data.metrics)
+        if ORACLE_OLD in row:  # runs from before the rename: the name must say it selected on test
+            row.setdefault(ORACLE, row.pop(ORACLE_OLD))
+        row["precision"] = run.data.params.get("train.precision")
         rows.append(row)
         params[run.info.run_id] = dict(run.data.params)
     rows.reverse()  # oldest first

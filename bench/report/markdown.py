@@ -1,21 +1,17 @@
-"""report.md: the tables as Markdown, with the numbers formatted for reading (the CSVs beside
-it keep full precision)."""
+"""The report's text: the tables as a ``Doc`` (document.py renders it as Markdown and HTML), with
+the numbers formatted for reading (the CSVs beside it keep full precision)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
+from bench.report import environment
+from bench.report.document import Doc, to_markdown
+from bench.report.plots import memory_label
 from bench.report.tables import Tables
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _nan(v) -> bool:
@@ -42,6 +38,16 @@ def mean_std_ci(row: pd.Series, short: str, digits: int) -> str:
     return text
 
 
+def median_range(row: pd.Series, short: str, digits: int = 0) -> str:
+    """``median [min–max]``; the range is left out with one seed."""
+    m = row.get(f"{short}_median")
+    if _nan(m):
+        return "–"
+    lo, hi = row.get(f"{short}_min"), row.get(f"{short}_max")
+    rng = "" if _nan(lo) or lo == hi else f" [{float(lo):.{digits}f}–{float(hi):.{digits}f}]"
+    return f"{float(m):.{digits}f}{rng}"
+
+
 def ratio(v) -> str:
     return "–" if _nan(v) else f"{float(v):.2f}×"
 
@@ -50,141 +56,148 @@ def signed(v, digits: int = 4) -> str:
     return "–" if _nan(v) else f"{float(v):+.{digits}f}"
 
 
-def render(
-    tables: Tables,
-    *,
-    recipe: str,
-    experiment: str,
-    tracking_uri: str,
-    plots: dict[str, str],
-    summary_lines: list[str],
-) -> str:
+def seeds_text(v) -> str:
+    if _nan(v):
+        return "–"
+    return f"> {1000}" if math.isinf(float(v)) else str(int(v))
+
+
+def document(
+    tables: Tables, *, recipe: str, experiment: str, tracking_uri: str, plots: dict[str, str | Path],
+    summary_lines: list[str], extra: list[tuple] | None = None,
+) -> Doc:  # fmt: skip
+    """The whole report; ``extra`` blocks (side-by-side comparisons) go before the plots."""
     t = tables
-    conf = int(round(t.confidence * 100))
-    out = [f"# bench report: {recipe}", ""]
-    out.append(f"MLflow experiment `{experiment}` on `{tracking_uri}`. Baseline: `{t.baseline_name or '–'}`.")
-    out.append("")
+    doc = Doc(f"bench report: {recipe}")
+    doc.para(f"MLflow experiment `{experiment}` on `{tracking_uri}`. Baseline: `{t.baseline_name or '–'}`.")
+    doc.heading("Provenance")
+    doc.bullets(environment.header_lines(t.provenance))
+    for warning in t.warnings:
+        doc.para(f"**Warning:** {warning}.")
     if summary_lines:
-        out += ["## Summary", ""] + [f"- {line}" for line in summary_lines] + [""]
-
-    out += ["## Variants (over seeds)", ""]
-    out.append(
-        f"mean ± sample std [{conf}% t-interval of the mean] over the finished seeds. "
-        f"Memory is `{t.memory_key or 'not recorded'}`."
-        + (
-            f" Time to target is the wall time until test accuracy first reaches {t.target_acc:g}, "
-            "with each run's wall time spread evenly over its epochs (epoch k ends at wall_s·(k+1)/epochs); "
-            "its statistics are over the seeds that reached it."
-            if t.target_acc is not None
-            else ""
-        )
-    )
-    out.append("")
-    header = ["variant", "seeds", "test acc"]
-    has_swa = "acc_swa_mean" in t.variants
-    has_ttt = "ttt_s_mean" in t.variants
-    if has_swa:
-        header.append("SWA test acc")
-    header += ["train img/s", "peak memory MB", "wall s"]
-    if has_ttt:
-        header.append(f"time to {t.target_acc:g} (s)")
-    header.append("runs")
-    rows = []
-    for _, r in t.variants.iterrows():
-        row = [f"`{r['variant']}`", r["seeds"], mean_std_ci(r, "acc", 4)]
-        if has_swa:
-            row.append(mean_std_ci(r, "acc_swa", 4))
-        row += [mean_std_ci(r, "train_img_s", 0), mean_std_ci(r, "memory_mb", 0), mean_std_ci(r, "wall_s", 1)]
-        if has_ttt:
-            row.append(mean_std_ci(r, "ttt_s", 1) + f" ({r['ttt_reached']}/{r['seeds']} reached)")
-        row.append(r["status"])
-        rows.append(row)
-    out += [md_table(header, rows), ""]
-
-    out += [f"## Against the baseline `{t.baseline_name or '–'}`", ""]
-    out.append(
-        f"Accuracy difference (variant − baseline) over the seeds both have, with a {conf}% paired "
-        "bootstrap interval (runs paired by seed, 10,000 resamples, fixed RNG seed 0). Ratios are of the "
-        "seed means. An interval that excludes 0 is a difference the seeds agree on."
-    )
-    out.append("")
-    rows = [
-        [f"`{r['variant']}`", r["pairs"], signed(r["acc_diff"]),
-         "–" if _nan(r["acc_diff_lo"]) else f"[{r['acc_diff_lo']:+.4f}, {r['acc_diff_hi']:+.4f}]",
-         ratio(r["train_img_s_ratio"]), ratio(r["memory_ratio"]), ratio(r["wall_ratio"])]
-        for _, r in t.baseline.iterrows()
-    ]  # fmt: skip
-    header = [
-        "variant",
-        "paired seeds",
-        "Δ test acc",
-        f"{conf}% bootstrap CI",
-        "throughput ratio",
-        "memory ratio",
-        "wall ratio",
-    ]
-    out += [md_table(header, rows), ""]
-
-    out += ["## Per axis (marginal effects)", ""]
-    out.append(
-        "For each value of an axis: the mean over the variants having that value (seed means, equal weight), "
-        "i.e. averaged over the other axes; Δ and ratios are against the baseline's value. Variants added by "
-        "`include` count with the recipe's base value on the axes they do not set."
-    )
-    out.append("")
-    if len(t.axes):
-        rows = [
-            [r["axis"], f"`{r['value']}`" + (" (ref)" if r["value"] == r["reference"] else ""), r["variants"],
-             num(r.get("acc")), signed(r.get("acc_delta")), ratio(r.get("train_img_s_ratio")), ratio(r.get("memory_mb_ratio"))]
-            for _, r in t.axes.iterrows()
-        ]  # fmt: skip
-        out += [
-            md_table(
-                ["axis", "value", "variants", "test acc", "Δ acc", "throughput ratio", "memory ratio"], rows
-            ),
-            "",
-        ]
-    else:
-        out += ["No axis with two or more scored values.", ""]
-
-    out += ["## Pareto fronts", ""]
-    out.append(
-        "A variant is on a front when no other variant is at least as good on both measures and better on one."
-    )
-    out.append("")
-    rows = [
-        [f"`{r['variant']}`", num(r["acc_mean"]), num(r["train_img_s_mean"], 0), num(r["memory_mb_mean"], 0),
-         "yes" if r["front_throughput"] else "", "yes" if r["front_memory"] else ""]
-        for _, r in t.pareto.iterrows()
-        if not _nan(r["acc_mean"])
-    ]  # fmt: skip
-    out += [
-        md_table(
-            [
-                "variant",
-                "test acc",
-                "train img/s",
-                "memory MB",
-                "front: acc vs speed",
-                "front: acc vs memory",
-            ],
-            rows,
-        ),
-        "",
-    ]
-
-    out += ["## Runs not in the statistics", ""]
+        doc.heading("Summary")
+        doc.bullets(summary_lines)
+    variants_section(doc, t)
+    baseline_section(doc, t)
+    axes_section(doc, t)
+    pareto_section(doc, t)
+    doc.heading("Runs not in the statistics")
     if len(t.excluded):
         rows = [
             [f"`{r['variant']}`", r["seed"], r["status"], r["reason"] or "–"]
             for _, r in t.excluded.iterrows()
         ]
-        out += [md_table(["run", "seed", "status", "reason"], rows), ""]
+        doc.table(["run", "seed", "status", "reason"], rows)
     else:
-        out += ["None: every run finished.", ""]
-
+        doc.para("None: every run finished.")
+    doc.blocks.extend(extra or [])
     if plots:
-        out += ["## Plots", ""]
+        doc.heading("Plots")
         for title, rel in plots.items():
-            out += [f"### {title}", "", f"![{title}]({rel})", ""]
-    return "\n".join(out).rstrip() + "\n"
+            doc.heading(title, 3)
+            doc.image(title, Path(rel))
+    return doc
+
+
+def render(tables: Tables, **kwargs) -> str:
+    """report.md's text (images referenced relative to report.md)."""
+    return to_markdown(document(tables, **kwargs), Path("."))
+
+
+def variants_section(doc: Doc, t: Tables) -> None:
+    conf = int(round(t.confidence * 100))
+    doc.heading("Variants (over seeds)")
+    doc.para(
+        f"Accuracies: mean ± sample std [{conf}% t-interval of the mean] over the finished seeds. Test accuracy "
+        "is the final epoch's; where a validation split exists, the validation accuracy and the test accuracy "
+        "at the epoch with the best validation accuracy are given too. The best test accuracy over epochs "
+        "(`test/acc_oracle`, formerly `test/acc_best`) is left out: picking an epoch on the test set overstates "
+        "accuracy. Train throughput: median [min–max] over seeds. "
+        f"Memory: {memory_label(t.memory_key)}, mean over seeds."
+        + (f" Time to target: wall time until test accuracy first reaches {t.target_acc:g}, with each run's "
+           "wall time spread evenly over its epochs; over the seeds that reached it." if t.target_acc is not None else "")
+    )  # fmt: skip
+    optional = [(s, h) for s, h in (("val_acc", "val acc"), ("acc_valsel", "test acc @ best val"),
+                                    ("acc_swa", "SWA test acc")) if f"{s}_mean" in t.variants]  # fmt: skip
+    has_ttt = "ttt_s_mean" in t.variants
+    header = ["variant", "seeds", "test acc (final)", *[h for _, h in optional], "train img/s",
+              "memory MB", "wall s"] + ([f"time to {t.target_acc:g} (s)"] if has_ttt else []) + ["runs"]  # fmt: skip
+    rows = []
+    for _, r in t.variants.iterrows():
+        name = f"`{r['variant']}`" + (" (bf16 emulated)" if r["variant"] in t.emulated_bf16 else "")
+        row = [name, r["seeds"], mean_std_ci(r, "acc", 4), *[mean_std_ci(r, s, 4) for s, _ in optional],
+               median_range(r, "train_img_s"), mean_std_ci(r, "memory_mb", 0), mean_std_ci(r, "wall_s", 1)]  # fmt: skip
+        if has_ttt:
+            row.append(mean_std_ci(r, "ttt_s", 1) + f" ({r['ttt_reached']}/{r['seeds']} reached)")
+        rows.append(row + [r["status"]])
+    doc.table(header, rows)
+    if t.emulated_bf16:
+        names = ", ".join(f"`{g}`" for g in t.emulated_bf16)
+        doc.para(f"**Warning:** {names}: {environment.EMULATED_NOTE}; their speed says little about bf16 "
+                 "on hardware that has it.")  # fmt: skip
+
+
+def baseline_section(doc: Doc, t: Tables) -> None:
+    conf = int(round(t.confidence * 100))
+    alpha = 1 - t.confidence
+    doc.heading(f"Against the baseline `{t.baseline_name or '–'}`")
+    doc.para(
+        f"Δ = variant − baseline test accuracy over the seeds both have, with the {conf}% paired t-interval "
+        "mean(d) ± t(1−α/2, n−1)·sd(d)/√n and the exact sign-flip permutation p-value (all 2^n sign patterns "
+        "of the per-seed differences; it cannot go below 2/2^n, so 0.25 with 3 seeds). A difference is called "
+        f"better/worse only with at least 3 paired seeds, the t-interval excluding 0 and p ≤ {alpha:g}; "
+        "'leaning' when only the t-interval excludes 0. Smallest detectable Δ: "
+        "(t(1−α/2, n−1) + t(0.8, n−1))·sd(d)/√n, the difference these seeds would find with 80% power; "
+        f"seeds needed: the fewest paired seeds with which a difference of report.min_effect = {t.min_effect:g} "
+        "would be found at that spread. Throughput ratio: of the medians; 'within spread' when the two "
+        "variants' seed ranges overlap, i.e. the difference is inside run-to-run variation."
+    )
+    rows = []
+    for _, r in t.baseline.iterrows():
+        ci = "–" if _nan(r["acc_diff_lo"]) else f"[{r['acc_diff_lo']:+.4f}, {r['acc_diff_hi']:+.4f}]"
+        speed = ratio(r["train_img_s_ratio"])
+        if r["verdict"] != "baseline" and bool(r["throughput_within_spread"]):
+            speed += " (within spread)"
+        rows.append([f"`{r['variant']}`", r["pairs"], signed(r["acc_diff"]), ci, num(r["p_sign_flip"], 3),
+                     r["verdict"], num(r["mdd"]), seeds_text(r["seeds_needed"]), speed,
+                     ratio(r["memory_ratio"]), ratio(r["wall_ratio"])])  # fmt: skip
+    doc.table(["variant", "paired seeds", "Δ test acc", f"{conf}% t-interval", "sign-flip p", "verdict",
+               "smallest detectable Δ", f"seeds for Δ={t.min_effect:g}", "throughput ratio", "memory ratio",
+               "wall ratio"], rows)  # fmt: skip
+
+
+def axes_section(doc: Doc, t: Tables) -> None:
+    doc.heading("Per axis (marginal effects)")
+    doc.para(
+        "For each value of an axis: the mean over the variants having that value (seed means, equal weight), "
+        "i.e. averaged over the other axes; Δ and ratios are against the baseline's value. Variants added by "
+        "`include` count with the recipe's base value on the axes they do not set."
+    )
+    if not len(t.axes):
+        doc.para("No axis with two or more scored values.")
+        return
+    rows = [
+        [r["axis"], f"`{r['value']}`" + (" (ref)" if r["value"] == r["reference"] else ""), r["variants"],
+         num(r.get("acc")), signed(r.get("acc_delta")), ratio(r.get("train_img_s_ratio")), ratio(r.get("memory_mb_ratio"))]
+        for _, r in t.axes.iterrows()
+    ]  # fmt: skip
+    doc.table(["axis", "value", "variants", "test acc", "Δ acc", "throughput ratio", "memory ratio"], rows)
+
+
+def pareto_section(doc: Doc, t: Tables) -> None:
+    doc.heading("Pareto fronts")
+    text = "A variant is on a front when no other variant is at least as good on both measures and better on one."
+    if not t.memory_front:
+        text += (f" Memory here is the {memory_label(t.memory_key)}, not a device's memory, so it is left off "
+                 "the fronts (`bench report --memory-front` puts it on).")  # fmt: skip
+    doc.para(text)
+    header = ["variant", "test acc", "train img/s (median)", "memory MB", "front: acc vs speed"]
+    header += ["front: acc vs memory"] if t.memory_front else []
+    rows = []
+    for _, r in t.pareto.iterrows():
+        if _nan(r["acc_mean"]):
+            continue
+        row = [f"`{r['variant']}`", num(r["acc_mean"]), num(r["train_img_s_median"], 0),
+               num(r["memory_mb_mean"], 0), "yes" if r["front_throughput"] else ""]  # fmt: skip
+        rows.append(row + (["yes" if r["front_memory"] else ""] if t.memory_front else []))
+    doc.table(header, rows)

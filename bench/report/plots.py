@@ -50,18 +50,36 @@ def save_grid(fig, axes, used: int, title: str, path: Path) -> None:
     _pyplot().close(fig)
 
 
+def memory_label(memory_key: str | None) -> str:
+    """Peak GPU memory, or on a CPU the process's peak resident set size (not a device cost)."""
+    if memory_key == "memory/peak_rss_mb":
+        return "process peak RSS (memory/peak_rss_mb)"
+    return f"peak GPU memory ({memory_key})" if memory_key else "memory (not recorded)"
+
+
+def integer_epochs(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def tradeoff_plot(
-    pareto: pd.DataFrame, variants: pd.DataFrame, path: Path, memory_key: str | None, baseline: str | None
+    pareto: pd.DataFrame,
+    variants: pd.DataFrame,
+    path: Path,
+    memory_key: str | None,
+    baseline: str | None,
+    memory_front: bool = True,
 ) -> Path | None:
-    """Accuracy (mean with its CI) against throughput and against peak memory; the Pareto
-    front is the line through the variants nothing beats on both axes."""
+    """Accuracy (mean with its CI) against median throughput and, when ``memory_front``, against
+    peak memory; the Pareto front is the line through the variants nothing beats on both axes."""
     data = variants[variants["seeds"] > 0] if "seeds" in variants else variants
     if data.empty or data["acc_mean"].isna().all():
         return None
     plt = _pyplot()
-    panels = [("train_img_s_mean", "front_throughput", "train throughput (img/s, higher is better)")]
-    if memory_key and data["memory_mb_mean"].notna().any():
-        panels.append(("memory_mb_mean", "front_memory", f"{memory_key} (MB, lower is better)"))
+    panels = [("train_img_s_median", "front_throughput", "train throughput (median img/s, higher is better)")]
+    if memory_front and memory_key and data["memory_mb_mean"].notna().any():
+        panels.append(("memory_mb_mean", "front_memory", f"{memory_label(memory_key)} (MB, lower is better)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), squeeze=False)
     err = None
     if "acc_lo" in data and data["acc_lo"].notna().any():
@@ -94,6 +112,7 @@ def tradeoff_plot(
 def _mean_curves(history: pd.DataFrame, runs: pd.DataFrame, key: str) -> pd.DataFrame:
     """Per variant and epoch: the mean over seeds (finished runs) of ``key``."""
     h = history[history["key"] == key].merge(runs[["run_id", "group"]], on="run_id")
+    h = h.assign(step=h["step"] + 1)  # logged at step = 0-based epoch; plotted as epochs done
     return h.groupby(["group", "step"], sort=False)["value"].agg(["mean", "min", "max"]).reset_index()
 
 
@@ -123,9 +142,11 @@ def curves_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], pat
             )
             ax.fill_between(c["step"], c["min"], c["max"], color=cmap(i % 20), alpha=0.15)
         ax.set_xlabel("epoch")
+        integer_epochs(ax)
         ax.set_ylabel(label + " (mean over seeds; band: min–max)")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper right")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7, loc="upper right")
     fig.suptitle("Learning curves per variant")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -150,8 +171,9 @@ def lr_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], path: P
         g = g[g["run_id"] == first]
         for key in sorted(g["key"].unique()):
             c = g[g["key"] == key].sort_values("step")
-            ax.plot(c["step"], c["value"], "-o", ms=3, label=key[len("train/lr/") :])
+            ax.plot(c["step"] + 1, c["value"], "-o", ms=3, label=key[len("train/lr/") :])
         style_lr_panel(ax, _short(group, 48), "epoch")
+        integer_epochs(ax)
     save_grid(
         fig,
         axes,

@@ -1,5 +1,6 @@
-"""Pure statistics on small samples (a few seeds): t confidence intervals, a paired bootstrap
-over seeds, Pareto fronts and per-axis marginal effects. No MLflow, no plotting."""
+"""Pure statistics on small samples (a few seeds): t confidence intervals, paired t-intervals with
+an exact sign-flip test and the power they have, medians with their spread, Pareto fronts and
+per-axis marginal effects. No MLflow, no plotting."""
 
 from __future__ import annotations
 
@@ -9,9 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-BOOTSTRAP_SEED = 0  # fixed: the same runs always give the same report
-BOOTSTRAP_SAMPLES = 10_000
 
 
 def t_quantile(q: float, df: int) -> float:
@@ -50,42 +48,132 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
     return Summary(n, mean, std, mean - half, mean + half)
 
 
+MIN_PAIRS = 3  # never call a difference settled from fewer paired seeds
+EXACT_FLIPS_MAX = 16  # up to 2^16 sign patterns are enumerated; beyond, a fixed-seed sample
+RANDOM_FLIPS = 65_536
+FLIP_SEED = 0  # fixed: the same runs always give the same report
+MAX_SEEDS_NEEDED = 1000
+
+
 @dataclass(frozen=True)
 class PairedDiff:
-    """``variant − baseline`` over the seeds both have: mean difference and a bootstrap CI."""
+    """``variant − baseline`` over the seeds both have: the mean difference, its paired
+    t-interval, the exact sign-flip p-value, the smallest difference these seeds could detect and
+    the number of seeds needed to detect ``min_effect`` (see ``paired_test``)."""
 
     n: int
     diff: float
     lo: float
     hi: float
     seeds: tuple
+    sd: float = math.nan
+    p_value: float = math.nan
+    mdd: float = math.nan
+    seeds_needed: float = math.nan
+    verdict: str = "no pairs"
 
 
-def paired_bootstrap(
+def sign_flip_p(d: Sequence[float]) -> float:
+    """Two-sided p-value of the paired sign-flip permutation test: under "no difference" every
+    per-seed difference is as likely positive as negative, so the observed |mean| is ranked among
+    the |means| of all 2^n sign patterns (exact up to ``EXACT_FLIPS_MAX`` pairs). The smallest
+    possible p is 2/2^n: 0.5 with 2 seeds, 0.25 with 3, 0.0625 with 5, 0.03 with 6."""
+    x = np.asarray(d, dtype=float)
+    n = len(x)
+    if n == 0:
+        return math.nan
+    if n <= EXACT_FLIPS_MAX:
+        codes = np.arange(2**n)[:, None]
+        signs = 1.0 - 2.0 * ((codes >> np.arange(n)) & 1)
+    else:
+        signs = np.random.default_rng(FLIP_SEED).choice([-1.0, 1.0], size=(RANDOM_FLIPS, n))
+    observed = abs(x.mean())
+    flipped = np.abs((signs * x).mean(axis=1))
+    return float(np.mean(flipped >= observed - 1e-12))
+
+
+def min_detectable(sd: float, n: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimal detectable difference of a paired two-sided t-test at level ``alpha`` with the
+    given power: ``(t_{1−α/2, n−1} + t_{power, n−1}) · sd_diff / √n``, where sd_diff is the sample
+    std of the per-seed differences. NaN below 2 pairs (no spread to go on)."""
+    if n < 2 or _isnan(sd):
+        return math.nan
+    return (t_quantile(1 - alpha / 2, n - 1) + t_quantile(power, n - 1)) * sd / math.sqrt(n)
+
+
+def seeds_needed(sd: float, effect: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest number of paired seeds (at least ``MIN_PAIRS``) whose minimal detectable
+    difference, at the observed ``sd`` of the differences, is at most ``effect``; inf beyond
+    ``MAX_SEEDS_NEEDED``, NaN when the spread is unknown."""
+    if _isnan(sd) or _isnan(effect) or effect <= 0:
+        return math.nan
+    for n in range(MIN_PAIRS, MAX_SEEDS_NEEDED + 1):
+        if min_detectable(sd, n, alpha=alpha, power=power) <= effect:
+            return float(n)
+    return math.inf
+
+
+def paired_test(
     variant: dict,
     baseline: dict,
     *,
     confidence: float = 0.95,
-    samples: int = BOOTSTRAP_SAMPLES,
-    seed: int = BOOTSTRAP_SEED,
+    power: float = 0.8,
+    min_effect: float = 0.005,
 ) -> PairedDiff:
-    """Paired bootstrap over seeds: runs are paired by seed (``{seed: value}``), the per-seed
-    differences are resampled with replacement ``samples`` times with a fixed RNG seed, and the
-    CI is the percentile interval of the resampled mean differences. With one pair the CI is NaN."""
+    """Runs paired by seed (``{seed: value}``). The interval is the paired t-interval
+    ``mean(d) ± t_{(1+c)/2, n−1} · sd(d)/√n``. The verdict is "better"/"worse" only with at least
+    ``MIN_PAIRS`` pairs, the t-interval excluding 0 and the exact sign-flip test agreeing at
+    ``α = 1 − confidence``; "leaning better/worse" when only the t-interval excludes 0 (with
+    under 6 pairs the sign-flip test cannot reach p < 0.05), "within noise" otherwise."""
     seeds = tuple(
         sorted(s for s in variant if s in baseline and not _isnan(variant[s]) and not _isnan(baseline[s]))
     )
     if not seeds:
         return PairedDiff(0, math.nan, math.nan, math.nan, ())
     d = np.asarray([variant[s] - baseline[s] for s in seeds], dtype=float)
-    if len(d) == 1:
-        return PairedDiff(1, float(d[0]), math.nan, math.nan, seeds)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(d), size=(samples, len(d)))
-    means = d[idx].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    return PairedDiff(len(d), float(d.mean()), float(lo), float(hi), seeds)
+    n, mean = len(d), float(d.mean())
+    if n == 1:
+        return PairedDiff(1, mean, math.nan, math.nan, seeds, verdict="too few seeds")
+    alpha = 1 - confidence
+    sd = float(d.std(ddof=1))
+    half = t_quantile(1 - alpha / 2, n - 1) * sd / math.sqrt(n)
+    lo, hi = mean - half, mean + half
+    p = sign_flip_p(d)
+    if n < MIN_PAIRS:
+        verdict = "too few seeds"
+    elif lo > 0 or hi < 0:
+        direction = "better" if lo > 0 else "worse"
+        verdict = direction if p <= alpha else f"leaning {direction}"
+    else:
+        verdict = "within noise"
+    mdd = min_detectable(sd, n, alpha=alpha, power=power)
+    needed = seeds_needed(sd, min_effect, alpha=alpha, power=power)
+    return PairedDiff(n, mean, lo, hi, seeds, sd, p, mdd, needed, verdict)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median over seeds and its range: throughput on a shared machine swings by tens of percent
+    between identical runs, so a mean ± CI would pretend to a precision it does not have."""
+
+    n: int
+    median: float
+    min: float
+    max: float
+
+
+def median_spread(values: Sequence[float]) -> Spread:
+    x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=float)
+    if not len(x):
+        return Spread(0, math.nan, math.nan, math.nan)
+    return Spread(len(x), float(np.median(x)), float(x.min()), float(x.max()))
+
+
+def ranges_overlap(a: Spread, b: Spread) -> bool:
+    """True when the seed ranges [min, max] of two variants overlap: their difference is then
+    within the run-to-run spread."""
+    return a.n > 0 and b.n > 0 and a.min <= b.max and b.min <= a.max
 
 
 def pareto_front(

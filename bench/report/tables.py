@@ -8,24 +8,28 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.report import stats
+from bench.report import effects, environment, stats
 
-ACC = "test/acc"
+ACC = "test/acc"  # final-epoch test accuracy: what the variant's weights score
+VAL_ACC = "val/acc"
+VAL_SELECTED = "test/acc_at_best_val"  # test accuracy at the epoch validation would pick
 ACC_SWA = "test/acc_swa"
 THROUGHPUT = "throughput/train_img_s"
 WALL = "time/wall_s"
-MEMORY_KEYS = ("memory/peak_gpu_mb", "memory/peak_rss_mb")
+GPU_MEMORY, RSS = "memory/peak_gpu_mb", "memory/peak_rss_mb"
 TTT = "time_to_target_s"
 
-# metric column -> short name used in the table columns
+# metric column -> short name used in the table columns (mean ± std [t-interval] over seeds)
 SUMMARISED = {
     ACC: "acc",
+    VAL_ACC: "val_acc",
+    VAL_SELECTED: "acc_valsel",
     ACC_SWA: "acc_swa",
-    THROUGHPUT: "train_img_s",
     "memory": "memory_mb",
     WALL: "wall_s",
     TTT: "ttt_s",
 }
+OPTIONAL = ("val_acc", "acc_valsel", "acc_swa")  # dropped when no run has them
 
 
 @dataclass
@@ -40,11 +44,16 @@ class Tables:
     target_acc: float | None
     axis_labels: list[str] = field(default_factory=list)
     confidence: float = 0.95
+    min_effect: float = 0.005
+    memory_front: bool = True
+    provenance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    warnings: list[str] = field(default_factory=list)
+    emulated_bf16: list[str] = field(default_factory=list)  # variants whose bf16 ran emulated
 
 
 def memory_key(runs: pd.DataFrame) -> str | None:
     """GPU peak memory when any run has it, else the process's peak RSS."""
-    for key in MEMORY_KEYS:
+    for key in (GPU_MEMORY, RSS):
         if key in runs and runs[key].notna().any():
             return key
     return None
@@ -62,6 +71,24 @@ def add_time_to_target(runs: pd.DataFrame, history: pd.DataFrame, target: float 
     return runs
 
 
+def add_val_selected(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """``test/acc_at_best_val``: the test accuracy of the epoch with the best validation accuracy
+    (the first such epoch), i.e. model selection that never looks at the test set."""
+    runs = runs.copy()
+    runs[VAL_SELECTED] = math.nan
+    if history.empty:
+        return runs
+    val = history[history["key"] == VAL_ACC]
+    test = history[history["key"] == ACC]
+    for i, row in runs.iterrows():
+        v = val[val["run_id"] == row["run_id"]].sort_values("step")
+        t = test[test["run_id"] == row["run_id"]].set_index("step")["value"]
+        if len(v) and len(t):
+            best = int(v.loc[v["value"].idxmax(), "step"])
+            runs.at[i, VAL_SELECTED] = float(t.get(best, math.nan))
+    return runs
+
+
 def build_tables(
     runs: pd.DataFrame,
     axis_labels: list[str],
@@ -70,14 +97,17 @@ def build_tables(
     baseline: str | None = None,
     target_acc: float | None = None,
     confidence: float = 0.95,
+    min_effect: float = 0.005,
+    memory_front: bool | None = None,
 ) -> Tables:
     """``runs``: one row per child run (see ``fetch.fetch_runs``), with ``time_to_target_s``
     when a target is set. Statistics use the ``finished`` runs only; the others are listed in
-    ``excluded`` and counted in the variants table."""
+    ``excluded`` and counted in the variants table. ``memory_front`` (default: only for GPU
+    memory) puts peak memory on a Pareto front; a CPU's process RSS is not a device cost."""
     runs = runs.copy()
     mem = memory_key(runs)
     runs["memory"] = runs[mem] if mem else math.nan
-    for col in (ACC, ACC_SWA, THROUGHPUT, WALL, TTT):
+    for col in (ACC, VAL_ACC, VAL_SELECTED, ACC_SWA, THROUGHPUT, WALL, TTT):
         if col not in runs:
             runs[col] = math.nan
     seen = list(dict.fromkeys(runs["group"]))
@@ -85,7 +115,34 @@ def build_tables(
         g for g in seen if g not in set(group_order or [])
     ]
     finished = runs[runs["status"] == "finished"]
+    variants = variant_table(runs, finished, order, axis_labels, confidence, target_acc is not None)
 
+    scored = [g for g in order if g in set(finished["group"])]
+    base = baseline if baseline in set(scored) else (scored[0] if scored else None)
+    base_table = effects.baseline_table(finished, variants, base, scored, confidence, min_effect)
+    axes_table = effects.axis_table(variants, axis_labels, base)
+    front = (mem == GPU_MEMORY) if memory_front is None else memory_front
+    pareto = pareto_table(variants, front)
+    excluded = runs.loc[
+        runs["status"] != "finished", ["variant", "group", "seed", "status", "reason", "run_id"]
+    ]
+    return Tables(
+        variants, base_table, axes_table, pareto, excluded.reset_index(drop=True), base, mem, target_acc,
+        list(axis_labels), confidence, min_effect, front, environment.provenance_table(runs),
+        environment.warnings(runs), environment.emulated_bf16(runs),
+    )  # fmt: skip
+
+
+def variant_table(
+    runs: pd.DataFrame,
+    finished: pd.DataFrame,
+    order: list[str],
+    axis_labels: list[str],
+    confidence: float,
+    with_target: bool,
+) -> pd.DataFrame:
+    """One row per variant: accuracies (mean ± std, t-interval), throughput as median with its
+    min-max over seeds, memory and wall time."""
     rows = []
     for group in order:
         every = runs[runs["group"] == group]
@@ -102,120 +159,35 @@ def build_tables(
             s = stats.mean_ci(done[col].tolist(), confidence)
             row[f"{short}_mean"], row[f"{short}_std"] = s.mean, s.std
             row[f"{short}_lo"], row[f"{short}_hi"] = s.lo, s.hi
-        if target_acc is not None:
+        speed = stats.median_spread(done[THROUGHPUT].tolist())
+        row["train_img_s_median"], row["train_img_s_min"], row["train_img_s_max"] = (
+            speed.median, speed.min, speed.max,
+        )  # fmt: skip
+        if with_target:
             row["ttt_reached"] = int(done[TTT].notna().sum())
         rows.append(row)
     variants = pd.DataFrame(rows)
     if not len(variants):
-        variants = pd.DataFrame(columns=["variant", "seeds", "runs", "status"])
-    if ACC_SWA not in runs or not runs[ACC_SWA].notna().any():
-        variants = variants.drop(columns=[c for c in variants if c.startswith("acc_swa_")])
-    if target_acc is None:
+        return pd.DataFrame(columns=["variant", "seeds", "runs", "status"])
+    for short in OPTIONAL:
+        if variants[f"{short}_mean"].isna().all():
+            variants = variants.drop(columns=[c for c in variants if c.startswith(f"{short}_")])
+    if not with_target:
         variants = variants.drop(columns=[c for c in variants if c.startswith("ttt_")])
-
-    scored = [g for g in order if g in set(finished["group"])]
-    base = baseline if baseline in set(scored) else (scored[0] if scored else None)
-    base_table = baseline_table(finished, variants, base, scored, confidence)
-    axes_table = axis_table(variants, axis_labels, base)
-    pareto = pareto_table(variants)
-    excluded = runs.loc[
-        runs["status"] != "finished", ["variant", "group", "seed", "status", "reason", "run_id"]
-    ]
-    return Tables(variants, base_table, axes_table, pareto, excluded.reset_index(drop=True), base, mem,
-                  target_acc, list(axis_labels), confidence)  # fmt: skip
+    return variants
 
 
-def baseline_table(
-    finished: pd.DataFrame, variants: pd.DataFrame, base: str | None, scored: list[str], confidence: float
-) -> pd.DataFrame:
-    """Each variant against the baseline: accuracy difference with a paired (by seed) bootstrap
-    CI, and the ratios of the seed-mean throughput, memory and wall time."""
-    columns = [
-        "variant",
-        "pairs",
-        "acc_diff",
-        "acc_diff_lo",
-        "acc_diff_hi",
-        "train_img_s_ratio",
-        "memory_ratio",
-        "wall_ratio",
-    ]
-    if base is None:
-        return pd.DataFrame(columns=columns)
-    by_seed = {g: dict(zip(f["seed"], f[ACC])) for g, f in finished.groupby("group")}
-    means = variants.set_index("variant")
-    rows = []
-    for group in scored:
-        d = stats.paired_bootstrap(by_seed.get(group, {}), by_seed.get(base, {}), confidence=confidence)
-        rows.append(
-            {
-                "variant": group,
-                "pairs": d.n,
-                "acc_diff": d.diff,
-                "acc_diff_lo": d.lo,
-                "acc_diff_hi": d.hi,
-                "train_img_s_ratio": _ratio(means, group, base, "train_img_s_mean"),
-                "memory_ratio": _ratio(means, group, base, "memory_mb_mean"),
-                "wall_ratio": _ratio(means, group, base, "wall_s_mean"),
-            }
-        )
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _ratio(means: pd.DataFrame, group: str, base: str, col: str) -> float:
-    if col not in means:
-        return math.nan
-    b = means.at[base, col]
-    v = means.at[group, col]
-    return float(v / b) if b and not math.isnan(b) and not math.isnan(v) else math.nan
-
-
-def axis_table(variants: pd.DataFrame, axis_labels: list[str], base: str | None) -> pd.DataFrame:
-    """Marginal effect of every axis on accuracy, throughput and memory, averaged over the
-    other axes (equal weight per variant that has at least one finished seed)."""
-    frames = []
-    scored = variants[variants["seeds"] > 0] if "seeds" in variants else variants
-    ref_row = (
-        variants.set_index("variant").loc[base]
-        if base is not None and base in set(variants["variant"])
-        else None
-    )
-    for label in axis_labels:
-        if label not in scored or scored[label].nunique() < 2:
-            continue
-        ref = ref_row[label] if ref_row is not None else None
-        parts = []
-        for metric, short in (
-            ("acc_mean", "acc"),
-            ("train_img_s_mean", "train_img_s"),
-            ("memory_mb_mean", "memory_mb"),
-        ):
-            if metric not in scored:
-                continue
-            eff = stats.marginal_effects(scored, label, metric, reference=ref)
-            eff = eff.rename(columns={"mean": short, "delta": f"{short}_delta"})
-            parts.append(eff.set_index(["axis", "value"])[[c for c in eff if c.startswith(short)]])
-            if short == "acc":
-                parts.append(eff.set_index(["axis", "value"])[["variants", "reference"]])
-        frames.append(pd.concat(parts, axis=1).reset_index())
-    if not frames:
-        return pd.DataFrame(columns=["axis", "value", "variants", "reference", "acc", "acc_delta"])
-    out = pd.concat(frames, ignore_index=True)
-    for short in ("train_img_s", "memory_mb"):
-        if short in out:  # speed and memory read better as ratios than as differences
-            out[f"{short}_ratio"] = out[short] / (out[short] - out[f"{short}_delta"])
-            out = out.drop(columns=[f"{short}_delta"])
-    first = ["axis", "value", "reference", "variants"]
-    return out[first + [c for c in out if c not in first]]
-
-
-def pareto_table(variants: pd.DataFrame) -> pd.DataFrame:
-    """Seed-mean accuracy against throughput (higher is better) and against peak memory (lower
-    is better); ``front_*`` marks the variants no other variant beats on both."""
-    cols = ["variant", "acc_mean", "train_img_s_mean", "memory_mb_mean"]
+def pareto_table(variants: pd.DataFrame, memory_front: bool = True) -> pd.DataFrame:
+    """Seed-mean accuracy against median throughput (higher is better) and, when
+    ``memory_front``, against peak memory (lower is better); ``front_*`` marks the variants no
+    other variant beats on both."""
+    cols = ["variant", "acc_mean", "train_img_s_median", "memory_mb_mean"]
     if not len(variants) or "acc_mean" not in variants:
         return pd.DataFrame(columns=cols + ["front_throughput", "front_memory"])
     p = variants[cols].copy()
-    p["front_throughput"] = stats.pareto_front(p, "train_img_s_mean", "acc_mean")
-    p["front_memory"] = stats.pareto_front(p, "memory_mb_mean", "acc_mean", maximize_x=False)
+    p["front_throughput"] = stats.pareto_front(p, "train_img_s_median", "acc_mean")
+    if memory_front:
+        p["front_memory"] = stats.pareto_front(p, "memory_mb_mean", "acc_mean", maximize_x=False)
+    else:
+        p["front_memory"] = False
     return p

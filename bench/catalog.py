@@ -56,7 +56,13 @@ DATASETS: tuple[str, ...] = ("cifar10", "imagefolder")
 
 # bench's short model names -> the timm model each builds. (Any timm name, 'torchvision:<name>'
 # or an import path works as well; those are checked by the full validation only.)
-MODELS: dict[str, str] = {"resnet10t": "resnet10t", "resnet18": "resnet18", "tiny": "test_resnet"}
+MODELS: dict[str, str] = {
+    "airbench94": "bench.components.models.airbench:airbench94",
+    "resnet10t": "resnet10t",
+    "resnet18": "resnet18",
+    "resnet18_cifar": "bench.components.models.cifar_resnet:resnet18_cifar",
+    "tiny": "test_resnet",
+}
 
 # The training tricks (bench/tricks/), for ``bench ls``.
 TRICKS: tuple[str, ...] = (

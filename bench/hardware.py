@@ -11,7 +11,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 def cpu_flags() -> set[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
+            if line.startswith(("flags", "Features")):
                 return set(line.partition(":")[2].split())
     except OSError:
         pass

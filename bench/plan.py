@@ -54,7 +54,9 @@ def steps_per_epoch(data_cfg, override: int | None = None) -> int:
     return n // bs if n > bs else max(1, math.ceil(n / bs))
 
 
-def plan_variant(variant: Variant, spe: int, *, num_classes: int = 10, cuda: bool | None = None) -> VariantPlan:
+def plan_variant(
+    variant: Variant, spe: int, *, num_classes: int = 10, cuda: bool | None = None
+) -> VariantPlan:
     from bench.components.models import model_stages
     from bench.engine.state import build_training, group_momentum, setup_training
     from bench.engine.stepping import after_optimizer_step, end_of_epoch
@@ -88,14 +90,19 @@ def plan_variant(variant: Variant, spe: int, *, num_classes: int = 10, cuda: boo
                 state.epoch = epoch
                 for i in range(spe):
                     state.schedule.begin_step()
-                    rows += [(state.step, epoch, i, n, float(g["lr"]), group_momentum(g)) for n, g in zip(names, groups)]
+                    rows += [
+                        (state.step, epoch, i, n, float(g["lr"]), group_momentum(g))
+                        for n, g in zip(names, groups)
+                    ]
                     state.optimizer.step()  # no gradients: parameters stay; the scheduler sees a real step
                     after_optimizer_step(state, True, i)
                 end_of_epoch(state, {"val/acc": PLATEAU_METRIC})
         except (ValueError, ZeroDivisionError) as exc:
             error = exc
     out.lrs = pd.DataFrame(rows, columns=COLUMNS)
-    out.warnings += plan_checks.after(state.schedule, out.lrs, start, error, state.step, train.epochs * spe, spe)
+    out.warnings += plan_checks.after(
+        state.schedule, out.lrs, start, error, state.step, train.epochs * spe, spe
+    )
     return out
 
 
@@ -125,11 +132,7 @@ def plan_recipe(
 def write_plan(plans: list[VariantPlan], out_dir: Path) -> tuple[Path, Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = [p.lrs.assign(variant=p.group) for p in plans if len(p.lrs)]
-    table = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["variant", *COLUMNS])
-    )
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["variant", *COLUMNS])
     table = table[["variant", *COLUMNS]]
     csv = out_dir / "plan.csv"
     table.to_csv(csv, index=False)

@@ -23,9 +23,13 @@ def before(train, cuda: bool) -> list[str]:
     out = []
     device_cuda = cuda and train.device in ("auto", "cuda") or train.device.startswith("cuda")
     if train.precision == "amp_fp16" and not device_cuda:
-        out.append("precision amp_fp16 needs a CUDA device: without one `bench run` records this variant as skipped")
+        out.append(
+            "precision amp_fp16 needs a CUDA device: without one `bench run` records this variant as skipped"
+        )
     if train.precision == "tf32" and not device_cuda:
-        out.append("precision tf32 is a CUDA (Ampere+) mode: without one `bench run` records this variant as skipped")
+        out.append(
+            "precision tf32 is a CUDA (Ampere+) mode: without one `bench run` records this variant as skipped"
+        )
     if train.precision == "amp_bf16" and not device_cuda:
         from bench.tricks.precision import native_bf16_cpu
 

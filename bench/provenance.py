@@ -14,6 +14,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from bench.hardware import cpu_flags
+
 PREFIX = "env."
 UNKNOWN = "n/a"
 PACKAGES = ("torch", "timm", "mlflow", "optuna")
@@ -39,15 +41,11 @@ def collect(device=None) -> dict[str, str]:
 
 
 def native_bf16() -> bool:
-    """True when the CPU runs bf16 natively (oneDNN's own check); False means amp_bf16 on this CPU
-    is emulated and typically 20-40x slower than fp32."""
-    try:
-        import torch
+    """True when the CPU runs bf16 natively; False means amp_bf16 on this CPU is emulated and
+    typically 20-40x slower than fp32."""
+    from bench.tricks.precision import native_bf16_cpu
 
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - a torch without the op: fall back to the CPU flags
-        flags = _cpu_flags()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return native_bf16_cpu()
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,7 +60,7 @@ def _static() -> dict[str, str]:
         info[f"env.{name}"] = _version(name)
     info["env.cuda"], info["env.cudnn"] = _cuda_versions()
     info["env.cpu_model"] = _cpu_model()
-    flags = _cpu_flags()
+    flags = cpu_flags()
     info["env.cpu_flags"] = ",".join(f for f in CPU_FLAGS if f in flags) or "none"
     return info
 
@@ -125,13 +123,6 @@ def _cpu_model() -> str:
         if line.lower().startswith(("model name", "hardware", "cpu model")):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or UNKNOWN
-
-
-def _cpu_flags() -> set[str]:
-    for line in _cpuinfo().splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def differing(tag_sets: list[dict[str, str]], keys: tuple[str, ...] = COMPARABLE) -> dict[str, list[str]]:

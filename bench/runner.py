@@ -61,7 +61,9 @@ class RecipeRunner:
         progress = Progress(len(self.loaded.variants), live=self.live_progress)
         closed = close_stale_runs(client, exp_id)
         if closed:
-            progress.note(f"closed {len(closed)} MLflow run(s) whose owner stopped renewing its lease (killed)")
+            progress.note(
+                f"closed {len(closed)} MLflow run(s) whose owner stopped renewing its lease (killed)"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         parent_id = client.create_run(
             exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
@@ -74,7 +76,9 @@ class RecipeRunner:
         status, frame = "FINISHED", None
         try:
             with Heartbeat(client, parent_id):
-                store.log_text(client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml")
+                store.log_text(
+                    client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml"
+                )
                 for row in self.executor_or_default().run(spec, self.loaded.variants, progress):
                     progress.variant_end(row["status"], row_summary(row))
                     frame = self.write_runs_csv(client, exp_id)
@@ -110,7 +114,9 @@ class RecipeRunner:
                 if key and (key not in latest or run.info.start_time > latest[key].info.start_time):
                     latest[key] = run
             rows = [
-                row_of_run(v, latest[v.run_key]) if v.run_key in latest else variant_row(v, "pending", "", {}, "")
+                row_of_run(v, latest[v.run_key])
+                if v.run_key in latest
+                else variant_row(v, "pending", "", {}, "")
                 for v in self.loaded.variants
             ]
             frame = table_frame(rows)

@@ -19,8 +19,8 @@ import torch
 
 from bench.components.losses import build_loss
 from bench.engine.loop import train_one_epoch
-from bench.engine.state import build_state
 from bench.engine.measure import Throughput
+from bench.engine.state import build_state
 from bench.recipe.load import load_recipe
 from tests.recipes import tiny_recipe, write_recipe
 

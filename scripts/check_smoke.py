@@ -31,7 +31,10 @@ def check_run(results: Path) -> None:
     fp16 = table[table["precision"] == "amp_fp16"]
     assert len(fp16) and set(fp16["status"]) <= {"skipped", "finished"}, fp16[["variant", "status"]]
     bf16 = table[table["precision"] == "amp_bf16"]  # skipped only where this CPU would emulate it
-    assert len(bf16) and (bf16["status"].eq("finished") | bf16["reason"].fillna("").str.contains("emulated")).all()
+    assert (
+        len(bf16)
+        and (bf16["status"].eq("finished") | bf16["reason"].fillna("").str.contains("emulated")).all()
+    )
     for run in children(results, "smoke"):
         if run.data.tags["bench.status"] == "finished":
             needed = {"test/acc", "throughput/train_img_s", "train/lr", "time/wall_s"}

@@ -91,13 +91,18 @@ def test_momentum_is_logged_per_epoch_and_group(tmp_path, tiny_image_folder):
                                                       "train.optimizer.head_lr_mult": 5.0}).variants  # fmt: skip
     record = run_variant(variant).history[0]
     assert record["train/momentum"] == 0.9
-    assert record["train/momentum/head"] == 0.9 and record["train/lr/head"] == pytest.approx(5 * record["train/lr"])
+    assert record["train/momentum/head"] == 0.9 and record["train/lr/head"] == pytest.approx(
+        5 * record["train/lr"]
+    )
 
 
 def test_plan_csv_has_momentum_and_per_step_interval(tmp_path):
     recipe = tiny_recipe(tmp_path / "data", name="mom", data__subset=100, train__epochs=3,
                          matrix={"train.scheduler": [{"name": "cosine"}, {"name": "cosine", "interval": "step"}]})  # fmt: skip
-    assert cli(["plan", str(write_recipe(tmp_path / "r.yaml", recipe)), "--results-dir", str(tmp_path / "res")]) == 0
+    assert (
+        cli(["plan", str(write_recipe(tmp_path / "r.yaml", recipe)), "--results-dir", str(tmp_path / "res")])
+        == 0
+    )
     table = pd.read_csv(tmp_path / "res" / "mom" / "plan.csv")
     assert (table["momentum"] == 0.9).all()
     per_epoch, per_step = (table[table["variant"] == v] for v in sorted(set(table["variant"])))
@@ -113,7 +118,9 @@ def test_plan_csv_has_momentum_and_per_step_interval(tmp_path):
 @pytest.mark.parametrize("epochs", [3, 4, 7, 10, 12])
 def test_warm_restarts_default_ends_at_the_bottom_of_a_cycle(epochs):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = build_scheduler(opt, SchedulerConfig(name="cosine_warm_restarts"), epochs=epochs, steps_per_epoch=SPE)
+    schedule = build_scheduler(
+        opt, SchedulerConfig(name="cosine_warm_restarts"), epochs=epochs, steps_per_epoch=SPE
+    )
     lrs = []
     for epoch in range(epochs):
         for i in range(SPE):
@@ -130,7 +137,9 @@ def test_warm_restarts_default_ends_at_the_bottom_of_a_cycle(epochs):
 def test_fp32_turns_tf32_off_explicitly_and_records_it():
     from bench.tricks.precision import Precision
 
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # what a GPU may default to
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = (
+        True  # what a GPU may default to
+    )
     trick = Precision("fp32")
 
     class State:
@@ -146,7 +155,9 @@ def test_tf32_on_cpu_is_skipped_with_a_reason(tmp_path, tiny_image_folder):
     from bench.engine.errors import VariantSkipped
     from bench.engine.loop import run_variant
 
-    [variant] = load(tmp_path, tiny_image_folder, **{"train.device": "cpu", "train.precision": "tf32"}).variants
+    [variant] = load(
+        tmp_path, tiny_image_folder, **{"train.device": "cpu", "train.precision": "tf32"}
+    ).variants
     with pytest.raises(VariantSkipped, match="tf32"):
         run_variant(variant)
 
@@ -179,10 +190,13 @@ def test_normalisation_follows_the_weights_a_bench_run_saved(tmp_path, tiny_imag
         grab = Grab()
         run_variant(v, hooks=[grab])
         return grab
+
     auto = stats()
     assert auto.source.startswith("weights:") and list(auto.stats[0]) == pytest.approx(saved["mean"])
     own = stats(**{"data.normalize": "train"})
-    assert own.source == "train" and list(own.stats[0]) != pytest.approx(saved["mean"])  # other classes, other mean
+    assert own.source == "train" and list(own.stats[0]) != pytest.approx(
+        saved["mean"]
+    )  # other classes, other mean
     explicit = stats(**{"data.normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}})
     assert explicit.source == "explicit" and explicit.stats[1] == (0.25, 0.25, 0.25)
 
@@ -201,7 +215,11 @@ def test_pretrained_normalisation_without_statistics_is_an_error(tmp_path, tiny_
 def test_final_accuracies_name_the_oracle_and_select_on_validation():
     from bench.engine.loop import final_accuracies
 
-    history = [{"val/acc": 0.5, "test/acc": 0.9}, {"val/acc": 0.7, "test/acc": 0.6}, {"val/acc": 0.6, "test/acc": 0.65}]
+    history = [
+        {"val/acc": 0.5, "test/acc": 0.9},
+        {"val/acc": 0.7, "test/acc": 0.6},
+        {"val/acc": 0.6, "test/acc": 0.65},
+    ]
     out = final_accuracies(history)
     assert out["test/acc"] == 0.65 and out["test/acc_at_best_val"] == 0.6 and out["test/acc_oracle"] == 0.9
     assert "test/acc_best" not in out
@@ -212,7 +230,9 @@ def test_final_accuracies_name_the_oracle_and_select_on_validation():
 
 def test_emulated_bf16_is_said_in_dry_run_and_plan_and_skippable(tmp_path, tiny_image_folder, monkeypatch):
     monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "1")
-    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.precision": "amp_bf16"}))
+    path = write_recipe(
+        tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.precision": "amp_bf16"})
+    )
     proc = bench("run", str(path), "--dry-run")
     assert proc.returncode == 0 and "no native bf16" in proc.stdout
     from bench.plan import plan_variant
@@ -224,6 +244,6 @@ def test_emulated_bf16_is_said_in_dry_run_and_plan_and_skippable(tmp_path, tiny_
 
     assert "emulated" in unavailable_reason("amp_bf16", torch.device("cpu"))
     monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "0")
-    assert unavailable_reason("amp_bf16", torch.device("cpu")) is None or "emulated" not in unavailable_reason(
+    assert unavailable_reason(
         "amp_bf16", torch.device("cpu")
-    )
+    ) is None or "emulated" not in unavailable_reason("amp_bf16", torch.device("cpu"))

@@ -166,8 +166,15 @@ def test_in_process_resume_is_exact(tmp_path, tiny_image_folder):
     assert {"swa", "ema", "grad_clip", "precision"} <= {t.name for t in resumed.state.tricks}
     diffs = compare_states(snapshot(straight), snapshot(resumed))
     assert diffs == dict.fromkeys(diffs, 0.0)
-    for key in ("test/acc", "test/acc_swa", "test/acc_ema", "val/acc_ema", "train/loss", "test/acc_oracle",
-                "test/acc_at_best_val"):
+    for key in (
+        "test/acc",
+        "test/acc_swa",
+        "test/acc_ema",
+        "val/acc_ema",
+        "train/loss",
+        "test/acc_oracle",
+        "test/acc_at_best_val",
+    ):
         assert result.metrics[key] == straight.result.metrics[key]
 
 

@@ -65,7 +65,9 @@ def bf16_note(recipe) -> str | None:
     """Say so when amp_bf16 variants would run emulated on this CPU (checked without torch)."""
     from bench.hardware import EMULATED_BF16_NOTE, cpu_has_native_bf16
 
-    bf16 = [v for v in recipe.variants if v.body.train.precision == "amp_bf16" and v.body.train.device != "cuda"]
+    bf16 = [
+        v for v in recipe.variants if v.body.train.precision == "amp_bf16" and v.body.train.device != "cuda"
+    ]
     if bf16 and not cpu_has_native_bf16():
         return f"{EMULATED_BF16_NOTE} ({len(bf16)} run(s); --emulated-bf16 skip records them as skipped)"
     return None

@@ -151,7 +151,9 @@ class _Dump:
         ckpt.atomic_save(
             {
                 "epoch": state.epoch,
-                "resumed_from_epoch": state.resumed_from_epoch if state.resumed_from_epoch is not None else -1,
+                "resumed_from_epoch": state.resumed_from_epoch
+                if state.resumed_from_epoch is not None
+                else -1,
                 "model": state.model.state_dict(),
                 "optimizer": state.optimizer.state_dict(),
                 "scheduler": state.schedule.state_dict(),

@@ -39,6 +39,7 @@ LR_LAMBDAS.register("inverse_sqrt", lambda total, **kw: functools.partial(_inver
 LR_LAMBDAS.register("poly", lambda total, **kw: functools.partial(_poly, total=total, **kw))
 LR_LAMBDAS.register("constant_factor", lambda total, **kw: functools.partial(_constant_factor, **kw))
 
+
 def per_step(fn: Callable[[float], float], steps_per_epoch: int, step: int) -> float:
     """``fn`` of the fractional epoch: a per-epoch factor function evaluated at every step."""
     return fn(step / steps_per_epoch)

@@ -73,7 +73,8 @@ SCHEDULERS.register(
     "constant", SchedulerSpec(lrs.LambdaLR, "epoch", _lambda_defaults("constant"), per_step=_lambda_per_step)
 )
 SCHEDULERS.register(
-    "lambda", SchedulerSpec(lrs.LambdaLR, "epoch", _lambda_defaults("linear_decay"), per_step=_lambda_per_step)
+    "lambda",
+    SchedulerSpec(lrs.LambdaLR, "epoch", _lambda_defaults("linear_decay"), per_step=_lambda_per_step),
 )
 SCHEDULERS.register(
     "multiplicative", SchedulerSpec(lrs.MultiplicativeLR, "epoch", _lambda_defaults("constant_factor"))
@@ -129,7 +130,9 @@ SCHEDULERS.register(
 )  # fmt: skip
 SCHEDULERS.register(
     "cosine_warm_restarts",
-    SchedulerSpec(lrs.CosineAnnealingWarmRestarts, "batch_fractional", lambda c: {"T_0": _restart_period(c.epochs)}),
+    SchedulerSpec(
+        lrs.CosineAnnealingWarmRestarts, "batch_fractional", lambda c: {"T_0": _restart_period(c.epochs)}
+    ),
 )
 
 # Arguments given as one number but meant per param group: scaled by each group's LR ratio.
@@ -161,7 +164,9 @@ def check_scheduler(name: str, kwargs: dict[str, Any], *, warmup: bool, interval
         )
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg, *, epochs: int, steps_per_epoch: int) -> LRSchedule:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg, *, epochs: int, steps_per_epoch: int
+) -> LRSchedule:
     """Build the scheduler named by ``cfg`` (a SchedulerConfig) for a run of ``epochs``."""
     spec = SCHEDULERS.get(cfg.name)
     group_lrs = [g["lr"] for g in optimizer.param_groups]

@@ -102,7 +102,11 @@ class DeviceLoader:
             size = (self.image_size, self.image_size)
             x = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=False)
         x = x.float().mul_(self._scale).add_(self._shift)  # addcmul with broadcasting is ~20x slower
-        return x if self.memory_format == torch.contiguous_format else x.contiguous(memory_format=self.memory_format)
+        return (
+            x
+            if self.memory_format == torch.contiguous_format
+            else x.contiguous(memory_format=self.memory_format)
+        )
 
     def _crop_flip(self, x: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
         """Random crop from the zero-padded batch and random horizontal flip, for every image at

@@ -18,7 +18,18 @@ from bench.fileio import atomic_save  # noqa: F401 - re-exported for the loop
 LAST = "last.ckpt"
 BEST = "best.ckpt"
 FORMAT = 2
-REQUIRED = ("epoch", "step", "best_val", "history", "model", "optimizer", "scheduler", "tricks", "meter", "rng")
+REQUIRED = (
+    "epoch",
+    "step",
+    "best_val",
+    "history",
+    "model",
+    "optimizer",
+    "scheduler",
+    "tricks",
+    "meter",
+    "rng",
+)
 
 
 def remove_stale_temp_files(folder: Path) -> None:

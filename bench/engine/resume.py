@@ -88,7 +88,11 @@ def _load(state: Any) -> bool:
         raise CheckpointError(
             f"cannot resume from {path}: it does not fit this variant ({first}). Delete it or run with --force."
         ) from None
-    state.epoch, state.step, state.best_val = int(saved["epoch"]), int(saved["step"]), float(saved["best_val"])
+    state.epoch, state.step, state.best_val = (
+        int(saved["epoch"]),
+        int(saved["step"]),
+        float(saved["best_val"]),
+    )
     state.history = [dict(r) for r in saved["history"]]
     state.eval_rates.update({k: list(v) for k, v in saved["eval_rates"].items()})
     state.peak_mb_before, state.wall_before = float(saved["peak_mb"]), float(saved["wall_s"])
@@ -102,7 +106,7 @@ def save_weights(state: Any) -> str | None:
     ``model_raw.pt``) and the input statistics they expect (``model.pt.json``)."""
     if state.run_dir is None:
         return None
-    from bench.data.normalize import write_sidecar
+    from bench.components.models.weights import write_weights_meta
 
     path = state.run_dir / "model.pt"
     export = state.export_model if state.export_model is not None else state.model
@@ -110,5 +114,5 @@ def save_weights(state: Any) -> str | None:
         ckpt.atomic_save(state.model.state_dict(), state.run_dir / "model_raw.pt")
     ckpt.atomic_save(export.state_dict(), path)
     mean, std = state.input_stats
-    write_sidecar(path, mean, std, state.normalize)
+    write_weights_meta(path, mean, std, state.normalize)
     return str(path)

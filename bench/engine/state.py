@@ -108,12 +108,19 @@ def group_momentum(group: dict[str, Any]) -> float | None:
 
 
 def build_training(
-    variant: Variant, device: torch.device, num_classes: int, steps_per_epoch: int, *, with_weights: bool = True
+    variant: Variant,
+    device: torch.device,
+    num_classes: int,
+    steps_per_epoch: int,
+    *,
+    with_weights: bool = True,
 ) -> RunState:
     """Model, tricks, optimizer, schedule and loss, without data (``bench plan`` stops here)."""
     cfg = variant.body
     tricks = active_tricks(cfg.train)
-    model_cfg = cfg.model if with_weights else cfg.model.model_copy(update={"weights": None, "pretrained": False})
+    model_cfg = (
+        cfg.model if with_weights else cfg.model.model_copy(update={"weights": None, "pretrained": False})
+    )
     model = build_model(model_cfg, num_classes).to(device)
     state = RunState(variant=variant, device=device, model=model, tricks=tricks, precision=tricks[0])
     state.forward = model
@@ -134,7 +141,9 @@ def setup_training(state: RunState, steps_per_epoch: int) -> None:
         trick.on_setup(state)
 
 
-def build_state(variant: Variant, run_dir: Path | None = None, device: torch.device | None = None) -> RunState:
+def build_state(
+    variant: Variant, run_dir: Path | None = None, device: torch.device | None = None
+) -> RunState:
     """The whole training setup of one variant, data included."""
     from bench.data.cache import cached_splits
     from bench.data.loader import DeviceLoader
@@ -159,8 +168,15 @@ def build_state(variant: Variant, run_dir: Path | None = None, device: torch.dev
         augment=cfg.data.augment, **common,
     )  # fmt: skip
     state.eval_loaders = {
-        split: DeviceLoader(subset.images, subset.labels, batch_size=cfg.data.eval_batch_size, shuffle=False,
-                            drop_last=False, augment=None, **common)  # fmt: skip
+        split: DeviceLoader(
+            subset.images,
+            subset.labels,
+            batch_size=cfg.data.eval_batch_size,
+            shuffle=False,
+            drop_last=False,
+            augment=None,
+            **common,
+        )  # fmt: skip
         for split, subset in (("val", data.val), ("test", data.test))
         if subset is not None and len(subset)
     }

@@ -1,12 +1,12 @@
 """The stepping rule, shared by the loop and ``bench plan`` so the plan is what runs:
 
-    schedule.begin_step()            warm-up factor on the LRs, for this step only
-    optimizer step                   (the loop: real gradients; the plan: none)
-    tricks.after_step(stepped)       EMA update; SWA holds the per-batch schedule
-    schedule.end_step(...)           restore LRs; per-batch scheduler steps only after a real step
-    ...
-    tricks.on_epoch_end(record)      SWA averages and steps SWALR, holding the per-epoch schedule
-    schedule.after_epoch(val/acc)    per-epoch and plateau schedulers (plateau on validation only)
+schedule.begin_step()            warm-up factor on the LRs, for this step only
+optimizer step                   (the loop: real gradients; the plan: none)
+tricks.after_step(stepped)       EMA update; SWA holds the per-batch schedule
+schedule.end_step(...)           restore LRs; per-batch scheduler steps only after a real step
+...
+tricks.on_epoch_end(record)      SWA averages and steps SWALR, holding the per-epoch schedule
+schedule.after_epoch(val/acc)    per-epoch and plateau schedulers (plateau on validation only)
 """
 
 from __future__ import annotations

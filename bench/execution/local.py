@@ -64,7 +64,9 @@ class LocalExecutor:
     def run_one(self, spec: TaskSpec, variant: Variant, splits: dict) -> dict[str, Any]:
         ctx = self.context()
         receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(spec, variant, splits, send, self.live), name=f"bench {variant.name}")
+        proc = ctx.Process(
+            target=_child, args=(spec, variant, splits, send, self.live), name=f"bench {variant.name}"
+        )
         proc.start()
         send.close()
         try:

@@ -50,7 +50,9 @@ class TaskSpec:
         return self.out_dir / "runs" / variant.run_key
 
 
-def variant_row(variant: Variant, status: str, reason: str, metrics: dict[str, float], run_id: str) -> dict[str, Any]:
+def variant_row(
+    variant: Variant, status: str, reason: str, metrics: dict[str, float], run_id: str
+) -> dict[str, Any]:
     row: dict[str, Any] = {"variant": variant.name, "group": variant.group, "seed": variant.seed,
                            "status": status, "reason": reason}  # fmt: skip
     row.update(variant.axis_values)
@@ -86,7 +88,9 @@ def claim(rec: Recording, spec: TaskSpec, variant: Variant) -> Claim:
                 return Claim(row=variant_row(variant, "busy", reason, {}, previous.info.run_id))
             crashes = int(previous.data.tags.get(CRASHES_TAG, "0") or 0)
             if crashes >= spec.max_attempts:
-                reason = f"gave up after {crashes} crashed attempts: {previous.data.tags.get('bench.reason', '')}"
+                reason = (
+                    f"gave up after {crashes} crashed attempts: {previous.data.tags.get('bench.reason', '')}"
+                )
                 return Claim(row=variant_row(variant, "failed", reason[:480], {}, previous.info.run_id))
         if previous is not None and spec.force:
             previous = None  # --force: the user asked for a fresh run, checkpoints included
@@ -128,14 +132,20 @@ def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any
     return variant_row(variant, result.status, result.reason, result.metrics, run_id)
 
 
-def record_crash(spec: TaskSpec, variant: Variant, exitcode: int | None, client: Any = None) -> dict[str, Any]:
+def record_crash(
+    spec: TaskSpec, variant: Variant, exitcode: int | None, client: Any = None
+) -> dict[str, Any]:
     """The process training ``variant`` died without closing its run (OOM killer, segfault, CUDA
     fatal error): mark the run failed with why, count the crash, and return its row."""
     import signal
 
     client = client or store.open_store(spec.tracking_uri)
     run = find_previous(client, spec.experiment_id, variant.run_key)
-    how = f"signal {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0 else f"exit {exitcode}"
+    how = (
+        f"signal {signal.Signals(-exitcode).name}"
+        if exitcode is not None and exitcode < 0
+        else f"exit {exitcode}"
+    )
     if run is None:
         return variant_row(variant, "failed", f"its process died before recording ({how})", {}, "")
     crashes = int(run.data.tags.get(CRASHES_TAG, "0") or 0) + 1

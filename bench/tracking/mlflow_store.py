@@ -71,7 +71,9 @@ def search_all(client, experiment_id: str, filter_string: str = "") -> list[Any]
     """Every run of the experiment matching ``filter_string`` (all pages)."""
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=1000, page_token=token
+        )
         runs.extend(page)
         token = page.token
         if not token:

@@ -117,7 +117,9 @@ def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_
     """Train ``variant`` as one recorded child run; returns (run id, result). ``opened`` is a run
     the caller already opened (claimed) and whether it resumes. An interrupt (Ctrl-C, SIGTERM)
     closes the run as interrupted (KILLED) and is raised again."""
-    run_id, resume = opened if opened is not None else (open_run(rec, variant, previous), previous is not None)
+    run_id, resume = (
+        opened if opened is not None else (open_run(rec, variant, previous), previous is not None)
+    )
     try:
         result = train(rec, run_id, variant, resume=resume, run_dir=run_dir, hooks=hooks, progress=progress)
     except KeyboardInterrupt as exc:

@@ -57,7 +57,11 @@ def close_stale_runs(client, experiment_id: str) -> list[str]:
         run_id = run.info.run_id
         if run.data.tags.get("bench.kind") != "recipe":
             client.set_tag(run_id, "bench.status", "interrupted")
-            client.set_tag(run_id, "bench.reason", "the process running it stopped renewing its lease (killed); resumable")
+            client.set_tag(
+                run_id,
+                "bench.reason",
+                "the process running it stopped renewing its lease (killed); resumable",
+            )
         client.set_terminated(run_id, "KILLED")
         closed.append(run_id)
     return closed
@@ -122,8 +126,13 @@ class SummaryHook:
         store.log_text(self.client, self.run_id, text, "model_summary.txt")
         mean, std = state.input_stats
         tags = {f"bench.{k}": v for t in state.tricks for k, v in t.params().items()}
-        tags["bench.normalize"] = f"{state.normalize} mean={[round(m, 4) for m in mean]} std={[round(s, 4) for s in std]}"
+        tags["bench.normalize"] = (
+            f"{state.normalize} mean={[round(m, 4) for m in mean]} std={[round(s, 4) for s in std]}"
+        )
         tags["bench.device"] = str(state.device)
+        from bench.provenance import collect
+
+        tags.update(collect(state.device))  # after the tricks set their backend flags
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, value)
 

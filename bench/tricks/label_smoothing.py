@@ -21,5 +21,7 @@ class LabelSmoothing(Trick):
 
     def on_setup(self, state: Any) -> None:
         if not hasattr(state.criterion, "label_smoothing"):
-            raise ValueError(f"train.label_smoothing: loss {type(state.criterion).__name__} has no label_smoothing")
+            raise ValueError(
+                f"train.label_smoothing: loss {type(state.criterion).__name__} has no label_smoothing"
+            )
         state.criterion.label_smoothing = self.eps

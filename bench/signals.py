@@ -27,6 +27,18 @@ def install_sigterm():
     return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _first_only(signum, frame):  # noqa: ARG001
+    for sig in DEFERRED:  # the first signal interrupts; later ones (a terminal's Ctrl-C and the
+        signal.signal(sig, signal.SIG_IGN)  # driver's forwarded one) must not cut the bookkeeping
+    raise Terminated("terminated by SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def install_first_only() -> None:
+    """In a variant's child process: the first SIGINT or SIGTERM interrupts, the rest are ignored."""
+    for sig in DEFERRED:
+        signal.signal(sig, _first_only)
+
+
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():

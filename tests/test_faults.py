@@ -104,7 +104,7 @@ def cpu_recipe(tmp_path: Path, data: Path, **dotted) -> Path:
     ("mode", "reason"),
     [("nan", "diverged: loss became nan in epoch 1"), ("raise", "RuntimeError: injected failure in forward")],
 )
-def test_failing_variant_is_recorded_and_matrix_goes_on(tmp_path, tiny_image_folder, mode, reason, capsys):
+def test_failing_variant_is_recorded_and_matrix_goes_on(tmp_path, tiny_image_folder, mode, reason, capfd):
     # 160 train images / batch 32 = 5 steps per epoch: the 6th training forward is in epoch 1.
     recipe = cpu_recipe(
         tmp_path, tiny_image_folder, matrix={"model": [faulty_model(mode, 5), {"name": "test_resnet"}]}
@@ -126,20 +126,20 @@ def test_failing_variant_is_recorded_and_matrix_goes_on(tmp_path, tiny_image_fol
     if mode == "raise":
         artifacts = [f.path for f in client_for(tmp_path).list_artifacts(failed.info.run_id)]
         assert "error.txt" in artifacts
-    assert "Traceback" not in capsys.readouterr().err
+    assert "Traceback" not in capfd.readouterr().err
 
 
 # --- Ctrl-C in the middle of a variant: KILLED, checkpoint kept, resumed next time ------------------
 
 
 @pytest.mark.slow
-def test_ctrl_c_marks_killed_and_next_run_resumes(tmp_path, tiny_image_folder, capsys):
+def test_ctrl_c_marks_killed_and_next_run_resumes(tmp_path, tiny_image_folder, capfd):
     flag = tmp_path / "interrupted-once"
     recipe = cpu_recipe(
         tmp_path, tiny_image_folder, **{"train.epochs": 3, "model": faulty_model("interrupt", 7, str(flag))}
     )
     assert bench(tmp_path, recipe) == 130
-    assert "interrupted" in capsys.readouterr().err
+    assert "interrupted" in capfd.readouterr().err
     [row] = table(tmp_path).to_dict("records")
     assert row["status"] == "interrupted"
     [child] = children(all_runs(tmp_path))
@@ -152,7 +152,7 @@ def test_ctrl_c_marks_killed_and_next_run_resumes(tmp_path, tiny_image_folder, c
     assert not (run_dir / "model.pt").exists()
 
     assert bench(tmp_path, recipe) == 0  # the same command again: resumes
-    assert "resuming" in capsys.readouterr().err
+    assert "resuming" in capfd.readouterr().err
     [again] = children(all_runs(tmp_path))  # the same MLflow run, not a second one
     assert again.info.run_id == child.info.run_id and again.info.status == "FINISHED"
     assert steps(tmp_path, again.info.run_id) == [0, 1, 2]
@@ -203,11 +203,11 @@ def test_signal_marks_run_killed(tmp_path, tiny_image_folder, sig, code):
 # --- an unreachable tracking store: fails before training, naming the URI ------------------------------
 
 
-def test_unreachable_tracking_store_fails_before_training(tmp_path, tiny_image_folder, capsys):
+def test_unreachable_tracking_store_fails_before_training(tmp_path, tiny_image_folder, capfd):
     recipe = cpu_recipe(tmp_path, tiny_image_folder)
     uri = "sqlite:////dev/null/nowhere/mlflow.db"
     rc = main(["run", str(recipe), "--results-dir", str(tmp_path / "results"), "--tracking-uri", uri])
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert rc == 3
     assert uri in err and "Traceback" not in err
     assert not (tmp_path / "results" / "tiny").exists()

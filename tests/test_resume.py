@@ -195,7 +195,7 @@ def test_checkpoint_from_another_config_is_refused(tmp_path, tiny_image_folder):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_image_folder, capsys):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_image_folder, capfd):
     epochs = 5
     recipe_dict = tiny_recipe(
         tiny_image_folder, **{"train.device": "cpu", "train.epochs": epochs, "data.batch_size": 8}
@@ -214,7 +214,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_image_fold
     assert stale.info.status == "RUNNING"  # what MLflow alone would leave forever
 
     assert bench(killed_dir, recipe) == 0  # the same command again
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "closed 2 MLflow run(s) that a killed process left RUNNING" in err
     assert "resuming" in err
     runs = all_runs(killed_dir)
@@ -226,7 +226,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_image_fold
     assert not list(run_dir.glob("*.tmp"))
 
     assert bench(straight_dir, write_recipe(straight_dir / "tiny.yaml", recipe_dict)) == 0
-    capsys.readouterr()
+    capfd.readouterr()
     assert_same_tensors(weights(killed_dir / "results/tiny/weights/seed=0.pt"),
                         weights(straight_dir / "results/tiny/weights/seed=0.pt"))  # fmt: skip
     a, b = table(killed_dir).iloc[0], table(straight_dir).iloc[0]
@@ -243,7 +243,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_image_fold
 
 
 @pytest.mark.slow
-def test_truncated_checkpoint_is_reported_not_replaced(tmp_path, tiny_image_folder, capsys):
+def test_truncated_checkpoint_is_reported_not_replaced(tmp_path, tiny_image_folder, capfd):
     flag = tmp_path / "once"
     model = {
         "name": "tests.test_faults:faulty",
@@ -255,7 +255,7 @@ def test_truncated_checkpoint_is_reported_not_replaced(tmp_path, tiny_image_fold
     [last] = list((tmp_path / "results").glob("tiny/runs/*/last.ckpt"))
     truncated = last.read_bytes()[:1000]
     last.write_bytes(truncated)
-    capsys.readouterr()
+    capfd.readouterr()
     assert bench(tmp_path, recipe) == 1
     [row] = table(tmp_path).to_dict("records")
     assert (
@@ -272,7 +272,7 @@ def test_truncated_checkpoint_is_reported_not_replaced(tmp_path, tiny_image_fold
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_edit_runs_fresh_force_reruns(tmp_path, tiny_image_folder, capsys):
+def test_rerun_skips_finished_edit_runs_fresh_force_reruns(tmp_path, tiny_image_folder, capfd):
     def recipe_with(lrs):
         return write_recipe(tmp_path / "tiny.yaml", tiny_recipe(tiny_image_folder, **{
             "train.device": "cpu", "train.epochs": 1, "matrix": {"train.optimizer.lr": lrs}}))  # fmt: skip
@@ -280,15 +280,15 @@ def test_rerun_skips_finished_edit_runs_fresh_force_reruns(tmp_path, tiny_image_
     assert bench(tmp_path, recipe_with([0.05, 0.02])) == 0
     first = {r.data.tags["bench.run_key"]: r for r in children(all_runs(tmp_path))}
     assert len(first) == 2
-    capsys.readouterr()
+    capfd.readouterr()
 
     assert bench(tmp_path, recipe_with([0.05, 0.02])) == 0
-    assert capsys.readouterr().err.count("already finished, skipped") == 2
+    assert capfd.readouterr().err.count("already finished, skipped") == 2
     assert len(children(all_runs(tmp_path))) == 2  # nothing new
     assert table(tmp_path)["status"].tolist() == ["finished", "finished"]
 
     assert bench(tmp_path, recipe_with([0.05, 0.03])) == 0  # edited: lr=0.02 became 0.03
-    assert capsys.readouterr().err.count("already finished, skipped") == 1
+    assert capfd.readouterr().err.count("already finished, skipped") == 1
     runs = children(all_runs(tmp_path))
     assert len(runs) == 3
     for run in runs:  # earlier runs untouched
@@ -296,7 +296,7 @@ def test_rerun_skips_finished_edit_runs_fresh_force_reruns(tmp_path, tiny_image_
             assert run.info.status == "FINISHED" and run.data.tags["bench.status"] == "finished"
 
     assert bench(tmp_path, recipe_with([0.05, 0.03]), "--force") == 0
-    assert "skipped" not in capsys.readouterr().err
+    assert "skipped" not in capfd.readouterr().err
     assert len(children(all_runs(tmp_path))) == 5
     assert not [r for r in all_runs(tmp_path) if r.info.status == "RUNNING"]
 
@@ -336,9 +336,9 @@ def test_verify_resume_command_passes(tmp_path, tiny_image_folder):
         assert any(line.split()[:2] == [part, "0"] for line in out.stdout.splitlines()), part
 
 
-def test_verify_resume_rejects_bad_arguments(tmp_path, tiny_image_folder, capsys):
+def test_verify_resume_rejects_bad_arguments(tmp_path, tiny_image_folder, capfd):
     recipe = write_recipe(tmp_path / "tiny.yaml", tiny_recipe(tiny_image_folder, **{"train.epochs": 1}))
     assert main(["verify-resume", str(recipe)]) == 2
-    assert "train.epochs" in capsys.readouterr().err
+    assert "train.epochs" in capfd.readouterr().err
     assert main(["verify-resume", str(recipe), "train.epochs=3", "--variant", "nope"]) == 2
-    assert "--variant" in capsys.readouterr().err
+    assert "--variant" in capfd.readouterr().err

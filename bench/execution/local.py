@@ -11,22 +11,28 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+from multiprocessing.reduction import DupFd
 from collections.abc import Iterator
 from typing import Any
 
+from bench.errors import Terminated
 from bench.execution.task import TaskSpec, record_crash, run_task
 from bench.recipe.load import Variant
 
 PRELOAD = ["bench.engine.loop", "bench.tracking.recorded", "bench.execution.task", "mlflow.tracking", "timm"]
 
 
-def _child(spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool) -> None:
-    """Entry of a child process: train one variant, send its row back."""
+def _child(spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool, stdio: tuple) -> None:
+    """Entry of a child process: train one variant, send its row back. Its stdout/stderr are the
+    driver's current ones (the forkserver's may be older), so progress lands where the user looks."""
+    for fd, dup in zip((1, 2), stdio):
+        os.dup2(dup.detach(), fd)
     from bench.data import cache
     from bench.progress import Progress
-    from bench.signals import install_sigterm
+    from bench.signals import install_first_only
 
-    install_sigterm()
+    install_first_only()
     cache.prime(splits)
     progress = Progress(1, live=live)
     progress.name = variant.name
@@ -64,19 +70,23 @@ class LocalExecutor:
     def run_one(self, spec: TaskSpec, variant: Variant, splits: dict) -> dict[str, Any]:
         ctx = self.context()
         receive, send = ctx.Pipe(duplex=False)
+        sys.stdout.flush(), sys.stderr.flush()
+        stdio = (DupFd(1), DupFd(2))
         proc = ctx.Process(
-            target=_child, args=(spec, variant, splits, send, self.live), name=f"bench {variant.name}"
+            target=_child, args=(spec, variant, splits, send, self.live, stdio), name=f"bench {variant.name}"
         )
         proc.start()
         send.close()
         try:
             message = self._receive(receive)
             proc.join()
-        except BaseException:  # Ctrl-C or SIGTERM in the driver: let the child close its run first
-            proc.join(timeout=5)  # a terminal's Ctrl-C reached the child too: it is closing its run
+        except BaseException as exc:  # Ctrl-C or SIGTERM in the driver: the child closes its run first
+            # A terminal's Ctrl-C reached the child too, a `kill -INT` of the driver did not: forward
+            # it; the child acts on the first signal only.
+            forward = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
             if proc.is_alive():
-                os.kill(proc.pid, signal.SIGTERM)
-            proc.join(timeout=60)
+                os.kill(proc.pid, forward)
+            proc.join(timeout=120)
             raise
         finally:
             receive.close()

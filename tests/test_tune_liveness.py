@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import RecipeError, TrackingError
-from tests.test_tune import _journal_study, _load, _tear, plan_for, tune_recipe
+from tests.test_tune import _journal_study, _load, plan_for, tune_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -95,15 +95,19 @@ def test_append_after_torn_line_is_not_glued(tmp_path):
 
             storage = JournalStorage(JournalFileBackend(str(path)))
         study = optuna.load_study(study_name="s", storage=storage)  # opened before the tear
-        _tear(path)
+        last = path.read_bytes().splitlines()[-1]
+        with open(path, "ab") as fh:  # what a writer killed mid-line leaves
+            fh.write(last[: len(last) // 2])
         if repairing:
             study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=1)
-            assert len(_load(path).get_trials()) == 2  # the torn third trial is gone, the new one kept
+            assert len(_load(path).get_trials()) == 3  # the torn bytes are gone, the new trial kept
             assert all(json.loads(line) for line in path.read_bytes().splitlines())
             assert list(tmp_path.glob("repairing.journal.torn-*.bak"))
         else:  # the appending worker itself breaks (its entry is unreadable), and so does every reader
             with pytest.raises(AttributeError):
                 study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=1)
+            with pytest.raises((json.JSONDecodeError, ValueError, AttributeError)):
+                _journal_study(path, 1)  # the next append lands after the glued line
             with pytest.raises((json.JSONDecodeError, ValueError)):
                 _load(path).get_trials()
 

@@ -25,7 +25,7 @@ def tune_recipe(tmp_path: Path, data_root: Path | None = None, tune: dict | None
 
 
 def plan_for(path: Path, *overrides: str, **kw):
-    from bench.tune.study import TuneOptions, build_plan
+    from bench.tune.plan import TuneOptions, build_plan
 
     return build_plan(TuneOptions(recipe=str(path), overrides=list(overrides), **kw), quiet=True)
 
@@ -92,9 +92,9 @@ def test_good_space_with_int_and_categorical(tmp_path):
     plan = plan_for(tune_recipe(tmp_path, tune={"space": space}))
     assert plan.space.keys == list(space)
     assert plan.base["data"]["val_size"] == pytest.approx(0.1)  # defaulted: never tune on test
-    assert plan.space.from_optuna({"train.scheduler": "onecycle"}) == {
-        "train.scheduler": {"name": "onecycle"}
-    }
+    recorded = {"train.optimizer.lr": 0.01, "train.freeze": 1, "train.scheduler": "onecycle",
+                "train.optimizer.head_lr_mult": 10.0}  # fmt: skip
+    assert plan.space.from_optuna(recorded)["train.scheduler"] == {"name": "onecycle"}
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_storage_urls(tmp_path):
     assert resolve_storage(None, tmp_path, 4).path == tmp_path / "optuna.journal"
     assert resolve_storage(str(tmp_path / "x.log"), tmp_path, 2).kind == "journal"
     assert resolve_storage("sqlite:///" + str(tmp_path / "a.db"), tmp_path, 1).kind == "rdb"
-    assert resolve_storage("postgresql+psycopg2://u:secret@h/db", tmp_path, 8).is_postgres
+    assert resolve_storage("postgresql+psycopg2://u:secret@h/db", tmp_path, 8).dialect == "postgresql"
     assert "secret" not in redact("postgresql+psycopg2://u:secret@h/db")
 
 
@@ -187,7 +187,7 @@ def _tear(path: Path) -> int:
 
 
 def test_torn_journal_tail_repaired_and_study_loads(tmp_path):
-    from bench.tune.storage import repair_journal
+    from bench.tune.journal import repair_journal
 
     path = tmp_path / "optuna.journal"
     _journal_study(path, 3)
@@ -214,7 +214,7 @@ def test_torn_journal_tail_repaired_and_study_loads(tmp_path):
 
 
 def test_journal_corrupt_in_the_middle_refused(tmp_path):
-    from bench.tune.storage import repair_journal
+    from bench.tune.journal import repair_journal
 
     path = tmp_path / "optuna.journal"
     _journal_study(path, 2)
@@ -223,43 +223,6 @@ def test_journal_corrupt_in_the_middle_refused(tmp_path):
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(TrackingError, match="corrupt at line 3"):
         repair_journal(path)
-
-
-# --- stale trials -----------------------------------------------------------------------------------
-
-
-def test_stale_running_trial_retried_once_then_failed(tmp_path):
-    from optuna.trial import TrialState
-
-    from bench.tune.storage import REASON_ATTR, WORKER_ATTR, StorageSpec, WorkerToken, superseded, sweep_stale
-
-    path = tmp_path / "optuna.journal"
-    study = _journal_study(path, 1)
-    spec = StorageSpec("journal", f"journal:{path}", path)
-    live = WorkerToken(tmp_path)
-    alive = study.ask()
-    alive.suggest_float("x", -1, 1)
-    alive.set_user_attr(WORKER_ATTR, live.id)
-    dead = study.ask()
-    x = dead.suggest_float("x", -1, 1)
-    dead.set_user_attr(WORKER_ATTR, "otherhost-999999-deadbeef")  # no lock held: its worker is gone
-
-    notes = sweep_stale(study, spec, tmp_path)
-    assert len(notes) == 1 and "re-queued once" in notes[0]
-    trials = study.get_trials()
-    assert trials[alive.number].state == TrialState.RUNNING  # a live worker's trial is left alone
-    assert trials[dead.number].state == TrialState.FAIL
-    assert "died" in trials[dead.number].user_attrs[REASON_ATTR]
-    retry = study.ask()  # the waiting retry comes first, with the same parameters
-    assert retry.suggest_float("x", -1, 1) == x
-    assert superseded(study.get_trials()) == {dead.number}
-    retry.set_user_attr(WORKER_ATTR, "otherhost-999999-deadbeef")  # ...and its worker dies too
-    notes = sweep_stale(study, spec, tmp_path)
-    assert "not re-queued" in notes[0]
-    assert not [t for t in study.get_trials() if t.state == TrialState.WAITING]
-    assert sweep_stale(study, spec, tmp_path) == []
-    live.close()
-    assert sweep_stale(study, spec, tmp_path)  # once its worker is gone, the last one is swept
 
 
 # --- real studies (slow) ------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from bench.errors import RecipeError
-    from bench.tune.study import TuneOptions, build_plan, run_study
+    from bench.tune.plan import TuneOptions, build_plan
+    from bench.tune.study import run_study
 
     if args.workers < 1:
         raise RecipeError("--workers must be at least 1", source="--workers")

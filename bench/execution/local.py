@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from multiprocessing.reduction import DupFd
 from collections.abc import Iterator
+from multiprocessing.reduction import DupFd
 from typing import Any
 
 from bench.errors import Terminated

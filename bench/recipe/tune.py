@@ -3,6 +3,7 @@ leaf; sampler and pruner options are bound to the optuna classes by ``bench.vali
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +19,10 @@ SPACE_FORMS = (
 RESERVED_KEYS = ("name", "tune", "matrix", "seeds", "description", "baseline", "target_acc", "tracking")
 
 
+class OutsideSpace(ValueError):
+    """A value read back from a study's storage that this recipe's search space does not declare."""
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One search-space entry, parsed: kind is float, int or categorical."""
@@ -29,6 +34,22 @@ class ParamSpec:
     log: bool = False
     step: float | int | None = None
     choices: tuple[Any, ...] = ()
+
+    def accept(self, value: Any) -> Any:
+        """``value`` as read back from Optuna, as a recipe value; ``OutsideSpace`` unless it is
+        one this entry declares (a categorical label, or a number within [low, high])."""
+        if self.kind == "categorical":
+            labels = [choice_label(c) for c in self.choices]
+            if value not in labels or isinstance(value, bool) != isinstance(
+                labels[labels.index(value)], bool
+            ):
+                raise OutsideSpace(f"{self.key}={value!r} is not one of the declared choices {labels}")
+            return copy.deepcopy(self.choices[labels.index(value)])
+        if not _is_number(value) or (self.kind == "int" and value != int(value)):
+            raise OutsideSpace(f"{self.key}={value!r} is not a {self.kind}")
+        if not self.low - 1e-12 * abs(self.low) <= value <= self.high + 1e-12 * abs(self.high):
+            raise OutsideSpace(f"{self.key}={value!r} is outside the declared [{self.low}, {self.high}]")
+        return int(value) if self.kind == "int" else float(value)
 
     def bounds(self) -> list[Any]:
         """The values validated through the recipe schema before a study starts."""
@@ -139,6 +160,24 @@ class PrunerConfig(ComponentConfig):
     name: Literal["median", "hyperband", "none"] = "median"
 
 
+class LivenessConfig(Strict):
+    """How workers prove they are alive, in the study's own storage (so every command and machine
+    sharing it agrees): a heartbeat while a trial runs; a trial without one for ``grace_period``
+    seconds is failed and re-queued. Clocks of machines sharing a journal must agree within that."""
+
+    heartbeat_interval: PositiveInt = Field(30, description="seconds between a running trial's heartbeats")
+    grace_period: PositiveInt = Field(120, description="seconds without a heartbeat before a trial is dead")
+    lock_timeout: PositiveFloat = Field(300, description="seconds to wait for the study-wide claim lock")
+
+    @model_validator(mode="after")
+    def _grace_covers_beats(self) -> LivenessConfig:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"grace_period ({self.grace_period}) must exceed heartbeat_interval ({self.heartbeat_interval})"
+            )
+        return self
+
+
 class TuneConfig(Strict):
     """``tune:`` in a recipe: what ``bench tune`` searches, how, and for how long."""
 
@@ -151,6 +190,7 @@ class TuneConfig(Strict):
     default_val_size: float = Field(
         0.1, gt=0.0, lt=1.0, description="validation fraction used when data.val_size is 0"
     )
+    liveness: LivenessConfig = Field(default_factory=LivenessConfig)
     space: dict[str, Any] = Field(description=f"dotted recipe key -> {SPACE_FORMS}")
 
     @field_validator("study")

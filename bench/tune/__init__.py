@@ -1,10 +1,21 @@
 """``bench tune``: Optuna studies over a recipe's learning rate, per-layer LR ratios and any other
 dotted key, with per-epoch pruning on the validation split and every trial recorded in MLflow.
 
-    schema    the ``tune:`` section of a recipe (imported by the recipe schema: no optuna here)
-    space     search-space parsing, validation at the bounds, ``suggest`` and grid values
-    storage   storage URLs, the journal file (torn-tail repair), locks, stale-trial sweep
-    objective one trial: suggest -> train with a pruning hook -> tell, recorded in MLflow
-    study     the study: create once in the parent, fan out workers, claim trials exactly
-    outputs   trials.csv, best.yaml (a recipe overlay), plots, the MLflow parent's summary
+    schema     the ``tune:`` section of a recipe (imported by the recipe schema: no optuna here)
+    space      search-space parsing, validation at the bounds, ``suggest``, strict read-back
+    plan       TuneOptions (the command line) -> TunePlan (recipe + space, validated)
+    storage    storage URLs -> StorageSpec, opening the Optuna storage
+    journal    the journal file: torn-tail repair before every append, whole-file repair
+    locks      the study-wide claim lock (flock beside the file, PostgreSQL advisory lock)
+    liveness   heartbeats in the storage, sweeping dead trials, re-queueing
+    trials     which trials count towards n_trials
+    factories  sampler and pruner
+    prepare    create the study and MLflow parent once; open a worker's view of them
+    worker     the claim loop: claim -> run under a lease -> tell Optuna
+    objective  one trial's training as an MLflow child run (no Optuna state)
+    study      ``run_study``: fan-out, signals, the parent run's final status
+    outputs    trials.csv, best.yaml (a recipe overlay), plots, the MLflow parent's summary
+
+Imports point down this list's dependencies: study -> worker/prepare -> objective/liveness/locks
+-> storage/plan -> space/schema; outputs -> plan/trials. Nothing imports study or outputs.
 """

@@ -11,12 +11,17 @@ from typing import Any
 
 import yaml
 
+from bench.recipe.tune import OutsideSpace
 from bench.tracking import mlflow_store as store
+from bench.tune.plan import TunePlan
+from bench.tune.trials import counts
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+def _atomic_write(path: Path, write: Any) -> None:
+    """``write(tmp)`` then rename: readers never see half a file (a per-process temp name, so
+    two commands finishing together do not collide)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    write(tmp)
     os.replace(tmp, path)
 
 
@@ -24,14 +29,11 @@ def write_trials_csv(study: Any, path: Path) -> Any:
     frame = study.trials_dataframe(attrs=("number", "state", "value", "datetime_start", "duration",
                                           "params", "user_attrs", "system_attrs", "intermediate_values"))  # fmt: skip
     frame = frame.rename(columns=lambda c: c.replace("user_attrs_", "").replace("bench.", ""))
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
     return frame
 
 
-def best_overlay(plan: Any, trial: Any) -> str:
-    values = plan.space.from_optuna(trial.params)
+def best_overlay(plan: TunePlan, trial: Any, values: dict[str, Any]) -> str:
     metric = plan.tune.objective.metric
     test = trial.user_attrs.get("test_acc")
     header = (
@@ -42,7 +44,7 @@ def best_overlay(plan: Any, trial: Any) -> str:
     return header + yaml.safe_dump(values, sort_keys=False)
 
 
-def save_plots(plan: Any, study: Any, complete: list[Any]) -> tuple[list[Path], list[str]]:
+def save_plots(plan: TunePlan, study: Any, complete: list[Any]) -> tuple[list[Path], list[str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,11 +77,26 @@ def save_plots(plan: Any, study: Any, complete: list[Any]) -> tuple[list[Path], 
     return paths, notes
 
 
-def write_outputs(plan: Any, study: Any, client: Any, parent_id: str) -> str:
+def best_trial(plan: TunePlan, complete: list[Any]) -> tuple[Any, dict[str, Any], list[str]]:
+    """The best completed trial whose values this recipe's space declares, with those values as
+    recipe values; trials with other values (written by another recipe into a shared storage)
+    are ignored, with a note each."""
+    best, values, notes = None, {}, []
+    sign = 1.0 if plan.tune.objective.direction == "maximize" else -1.0
+    for t in complete:
+        try:
+            accepted = plan.space.from_optuna(t.params)
+        except OutsideSpace as exc:
+            notes.append(f"trial {t.number} ignored for best.yaml: {exc}")
+            continue
+        if best is None or sign * t.value > sign * best.value:
+            best, values = t, accepted
+    return best, values, notes
+
+
+def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> str:
     """Write every output and the parent run's summary; returns the summary text."""
     from optuna.trial import TrialState
-
-    from bench.tune.study import counts
 
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -93,8 +110,7 @@ def write_outputs(plan: Any, study: Any, client: Any, parent_id: str) -> str:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     finished = [t for t in trials if t.state.is_finished()]
     epochs_run = sum(len(t.intermediate_values) for t in finished)
-    epochs = plan.trial_body({}).train.epochs
-    full = len(finished) * epochs
+    full = len(finished) * plan.epochs
     lines.append(
         "trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(c.items()))
         + f"; epochs trained {epochs_run} of {full} without pruning"
@@ -103,11 +119,12 @@ def write_outputs(plan: Any, study: Any, client: Any, parent_id: str) -> str:
         "trials/complete": c.get("COMPLETE", 0), "trials/pruned": c.get("PRUNED", 0),
         "trials/failed": c.get("FAIL", 0), "epochs/run": epochs_run, "epochs/no_pruning": full,
     }  # fmt: skip
-    if complete:
-        best = study.best_trial
+    best, values, ignored = best_trial(plan, complete)
+    lines += [f"note: {n}" for n in ignored]
+    if best is not None:
         metric = plan.tune.objective.metric
-        values = plan.space.from_optuna(best.params)
-        _atomic_text(out / "best.yaml", best_overlay(plan, best))
+        text = best_overlay(plan, best, values)
+        _atomic_write(out / "best.yaml", lambda tmp: tmp.write_text(text))
         client.log_artifact(parent_id, str(out / "best.yaml"))
         test = best.user_attrs.get("test_acc")
         metrics[f"best/{metric}"] = best.value

@@ -3,13 +3,12 @@ then sampled per trial. Optuna records each parameter under its dotted recipe ke
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from bench.errors import RecipeError
 from bench.recipe.dotted import deep_merge
 from bench.recipe.schema import RecipeBody
-from bench.recipe.tune import ParamSpec, choice_label
+from bench.recipe.tune import OutsideSpace, ParamSpec, choice_label
 from bench.validate import validate_config as _validate
 
 
@@ -37,22 +36,22 @@ class Space:
             elif p.kind == "int":
                 values[p.key] = trial.suggest_int(p.key, p.low, p.high, log=p.log, step=p.step or 1)
             else:
-                labels = [choice_label(c) for c in p.choices]
-                label = trial.suggest_categorical(p.key, labels)
-                values[p.key] = copy.deepcopy(p.choices[labels.index(label)])
-        return values
+                values[p.key] = trial.suggest_categorical(p.key, [choice_label(c) for c in p.choices])
+        return self.from_optuna(values)  # a re-queued trial's fixed values are checked here too
 
     def from_optuna(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Optuna's recorded params (labels for categoricals) -> recipe values."""
+        """Optuna's recorded params (labels for categoricals) -> recipe values. A shared storage
+        may hold trials written by another recipe or by hand: only values this recipe's space
+        declares are accepted (else ``OutsideSpace``), so nothing undeclared, e.g. an import path
+        as a categorical, reaches a trial or ``best.yaml``."""
         out: dict[str, Any] = {}
         for p in self.params:
             if p.key not in params:
-                continue
-            value = params[p.key]
-            if p.kind == "categorical":
-                labels = [choice_label(c) for c in p.choices]
-                value = copy.deepcopy(p.choices[labels.index(value)]) if value in labels else value
-            out[p.key] = value
+                raise OutsideSpace(f"{p.key} is missing")
+            out[p.key] = p.accept(params[p.key])
+        extra = sorted(set(params) - set(self.keys))
+        if extra:
+            raise OutsideSpace(f"{', '.join(extra)} not in this recipe's search space")
         return out
 
     def grid(self) -> dict[str, list[Any]]:

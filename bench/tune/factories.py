@@ -1,0 +1,61 @@
+"""Optuna's sampler and pruner for a plan, built from the recipe's ``tune.sampler`` and
+``tune.pruner`` (whose options were already bound to the classes' signatures by the schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.tune.plan import TunePlan
+
+
+def quiet_optuna() -> None:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def make_sampler(plan: TunePlan, worker_index: int, n_existing: int) -> Any:
+    """Seeded per worker and per restart, so workers and continued studies do not repeat points."""
+    import optuna
+
+    cfg = plan.tune.sampler
+    seed = None if cfg.seed is None else cfg.seed + 1000 * worker_index + n_existing
+    kwargs = dict(cfg.kwargs)
+    if cfg.name == "tpe":
+        if plan.options.workers > 1 or plan.storage_spec().kind == "rdb":
+            kwargs.setdefault("constant_liar", True)  # spread concurrent workers apart
+        return optuna.samplers.TPESampler(seed=seed, **kwargs)
+    if cfg.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed, **kwargs)
+    if cfg.name == "grid":
+        return _ask_tell_grid()(plan.space.grid(), seed=seed, **kwargs)
+    return optuna.samplers.CmaEsSampler(seed=seed, **kwargs)
+
+
+def _ask_tell_grid() -> type:
+    """GridSampler calls ``study.stop()`` when the grid is used up, which raises outside
+    ``optimize``; the claim loop stops on its own count, so that call is dropped."""
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                super().after_trial(*args, **kwargs)
+            except RuntimeError:
+                pass
+
+    return AskTellGridSampler
+
+
+def make_pruner(plan: TunePlan) -> Any:
+    import optuna
+
+    cfg = plan.tune.pruner
+    if cfg.name == "median":
+        return optuna.pruners.MedianPruner(**cfg.kwargs)
+    if cfg.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(**{"max_resource": plan.epochs, **cfg.kwargs})
+    return optuna.pruners.NopPruner()

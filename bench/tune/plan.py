@@ -1,0 +1,134 @@
+"""The plan of a study: the recipe and its search space, loaded and validated, before anything
+is created. Every process (the parent and each spawned worker) rebuilds it from ``TuneOptions``."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import RecipeError
+from bench.recipe.load import LoadedRecipe, Variant
+from bench.recipe.matrix import stable_hash
+from bench.recipe.schema import RecipeBody
+from bench.recipe.tune import TuneConfig
+from bench.tracking import mlflow_store as store
+from bench.tune.space import Space, trial_config, validate_space
+from bench.tune.storage import StorageSpec, resolve_storage
+from bench.validate import load_validated as load_recipe
+from bench.validate import validate_config as _validate
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass
+class TuneOptions:
+    """The command line of ``bench tune`` (picklable: spawned workers receive it)."""
+
+    recipe: str
+    overrides: list[str] = field(default_factory=list)
+    overlays: list[str] = field(default_factory=list)
+    results_dir: str = "results"
+    tracking_uri: str | None = None
+    storage: str | None = None
+    workers: int = 1
+    study: str | None = None
+
+
+@dataclass
+class TunePlan:
+    options: TuneOptions
+    loaded: LoadedRecipe
+    tune: TuneConfig
+    base: dict[str, Any]  # the recipe without matrix/seeds/tune: every trial starts from it
+    space: Space
+    seed: int
+    notes: list[str]
+
+    @property
+    def recipe_name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def study_name(self) -> str:
+        return self.options.study or self.tune.study or self.loaded.name
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.options.results_dir) / self.study_name
+
+    @property
+    def tracking_uri(self) -> str:
+        return store.default_tracking_uri(
+            self.options.results_dir, self.options.tracking_uri or self.loaded.recipe.tracking.uri
+        )
+
+    @property
+    def experiment(self) -> str:
+        return self.loaded.recipe.tracking.experiment or self.loaded.name
+
+    @property
+    def epochs(self) -> int:
+        return self.trial_body({}).train.epochs
+
+    def storage_spec(self) -> StorageSpec:
+        return resolve_storage(self.options.storage, self.out_dir, self.options.workers)
+
+    def trial_body(self, values: dict[str, Any]) -> RecipeBody:
+        return _validate(RecipeBody, trial_config(self.base, values, self.loaded.source), self.loaded.source)
+
+    def trial_variant(self, values: dict[str, Any], number: int) -> Variant:
+        body = self.trial_body(values)
+        resolved = body.model_dump(mode="json")
+        name = f"trial={number}"
+        return Variant(
+            body=body, seed=self.seed, axes=dict(values), name=name, group=name,
+            variant_id=stable_hash(values), run_key=stable_hash({"config": resolved, "seed": self.seed}, 16),
+            source=self.loaded.source,
+        )  # fmt: skip
+
+
+def build_plan(options: TuneOptions, *, quiet: bool = False) -> TunePlan:
+    """Load and validate the recipe and its search space; nothing is created yet."""
+    loaded = load_recipe(options.recipe, options.overrides, options.overlays)
+    source = loaded.source
+    tune = loaded.recipe.tune
+    if tune is None:
+        raise RecipeError(
+            "no tune: section; add one, e.g.\n  tune:\n    n_trials: 20\n    space:\n"
+            "      train.optimizer.lr: {float: [1.0e-4, 1.0], log: true}",
+            source=source,
+            key="tune",
+        )
+    if len(loaded.variants) != 1 and loaded.raw.get("matrix"):
+        raise RecipeError(
+            f"bench tune studies one setup, but the matrix expands to {len(loaded.variants)} variants; "
+            "remove matrix: or pin its axes with overrides (e.g. matrix.train.freeze=[0])",
+            source=source,
+            key="matrix",
+        )
+    notes: list[str] = []
+    base = {k: copy.deepcopy(v) for k, v in loaded.raw.items() if k not in ("matrix", "seeds", "tune")}
+    if not loaded.variants[0].body.data.val_size:
+        base.setdefault("data", {})["val_size"] = tune.default_val_size
+        notes.append(
+            f"data.val_size is 0: carving {tune.default_val_size:.0%} of the training data as the "
+            "validation split the study tunes on (set data.val_size to choose)"
+        )
+    seeds = loaded.recipe.seeds
+    if len(seeds) > 1:
+        notes.append(f"the recipe lists {len(seeds)} seeds; trials train with the first ({seeds[0]})")
+    space = Space(tune.params())
+    validate_space(base, space, source)
+    if tune.sampler.name == "grid" and space.grid_size() < tune.n_trials:
+        notes.append(f"the grid has {space.grid_size()} points: n_trials capped from {tune.n_trials}")
+        tune = tune.model_copy(update={"n_trials": space.grid_size()})
+    plan = TunePlan(options, loaded, tune, base, space, seeds[0], notes)
+    if not quiet:
+        for note in notes:
+            say(f"note: {note}")
+    return plan

@@ -1,0 +1,34 @@
+"""Which trials count towards ``n_trials``: every trial except those replaced by a retry (an
+interrupted trial, or one whose worker died, is re-queued with the same parameters and its retry
+takes its place), so N workers, kills and Ctrl-C still end with exactly ``n_trials``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def superseded(trials: list[Any]) -> set[int]:
+    """Trial numbers replaced by a retry (Optuna's retry callbacks record ``retry_history``)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def active(trials: list[Any]) -> list[Any]:
+    gone = superseded(trials)
+    return [t for t in trials if t.number not in gone]
+
+
+def counts(trials: list[Any]) -> dict[str, int]:
+    """Trials per state name, not counting those replaced by a retry."""
+    out: dict[str, int] = {}
+    for t in active(trials):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def finished_count(trials: list[Any]) -> int:
+    c = counts(trials)
+    return c.get("COMPLETE", 0) + c.get("PRUNED", 0) + c.get("FAIL", 0)
+
+
+def by_number(trials: list[Any], number: int) -> Any:
+    return next(t for t in trials if t.number == number)

@@ -1,0 +1,216 @@
+"""Faults caused for real on real ``bench tune`` processes: a SIGKILL at a named point of a claim,
+two commands sharing a journal, a writer killed mid-line, Ctrl-C / SIGTERM with and without
+spawned workers, crashing workers. Points are armed with BENCH_FAULT (bench/faults.py), so the
+fault lands exactly where the test says (slow: the trials train for real)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.test_tune import tune_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+LIVENESS = {"heartbeat_interval": 1, "grace_period": 3}
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def recipe(tmp_path, tiny_image_folder) -> Path:
+    tune = {
+        "n_trials": 2,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "liveness": LIVENESS,
+    }
+    return tune_recipe(tmp_path, tiny_image_folder, tune=tune, **{"data.val_size": 32, "train.epochs": 1})
+
+
+def command(tmp_path: Path, recipe: Path, *extra: str, results: str = "res") -> list[str]:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    return [sys.executable, "-m", "bench.cli", "tune", str(recipe), "--results-dir", str(tmp_path / results),
+            "--tracking-uri", uri, *extra]  # fmt: skip
+
+
+def start(tmp_path: Path, args: list[str], fault: str = "") -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "BENCH_FAULT": fault,
+           "BENCH_FAULT_RELEASE": str(tmp_path / "release")}  # fmt: skip
+    return subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def reached(tmp_path: Path, proc: subprocess.Popen, n: int = 1, timeout: float = 300) -> list[int]:
+    """The pids blocked at the armed point, once ``n`` processes have reached it."""
+    deadline = time.monotonic() + timeout
+    while len(found := list(tmp_path.glob("release.reached.*"))) < n:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the fault point was not reached: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.1)
+    return [int(p.name.rsplit(".", 1)[1]) for p in found]
+
+
+def study_trials(storage: str, name: str = "tinytune"):
+    import optuna
+
+    from bench.tune.journal import RepairingJournalBackend
+
+    if "://" not in storage:
+        storage = optuna.storages.JournalStorage(RepairingJournalBackend(Path(storage)))
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def assert_complete(trials, n: int = 2) -> None:
+    from bench.tune.trials import counts
+
+    assert counts(trials) == {"COMPLETE": n}, [(t.number, t.state.name, t.system_attrs) for t in trials]
+
+
+def parent_status(tmp_path: Path) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("tinytune")
+    runs = client.search_runs([exp.experiment_id], "tags.`bench.kind` = 'study'")
+    assert len(runs) == 1
+    return runs[0].info.status
+
+
+def gone(pid: int) -> bool:
+    try:
+        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+# --- item 9: a worker dies before its first heartbeat, on a database storage -----------------------
+
+
+@pytest.mark.parametrize("point", ["tune.asked", "tune.claimed"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_worker_killed_while_claiming_on_a_database(tmp_path, recipe, point, backend):
+    if backend == "postgres":
+        if not os.environ.get("BENCH_TEST_POSTGRES_URL"):
+            pytest.skip("BENCH_TEST_POSTGRES_URL is not set (scripts/ci_postgres.sh provisions one)")
+        storage, study = os.environ["BENCH_TEST_POSTGRES_URL"], f"pg-{uuid.uuid4().hex[:8]}"
+    else:
+        storage, study = f"sqlite:///{tmp_path}/optuna.db", "tinytune"
+    args = command(tmp_path, recipe, "--storage", storage, "--study", study)
+    code, err = finish(start(tmp_path, args, f"{point}:kill"))
+    assert code == -signal.SIGKILL, err
+    assert [t.state.name for t in study_trials(storage, study)] == ["RUNNING"]
+    time.sleep(LIVENESS["grace_period"] + 1)  # its heartbeat (if any) is now stale
+    code, err = finish(start(tmp_path, args))
+    assert code == 0, err
+    trials = study_trials(storage, study)
+    assert trials[0].state.name == "FAIL" and "re-queued" in err
+    assert_complete(trials)
+
+
+# --- item 10: two commands, one journal, different results folders --------------------------------
+
+
+def test_two_commands_on_one_journal_respect_each_others_trials(tmp_path, recipe):
+    journal = str(tmp_path / "shared.journal")
+    first = start(
+        tmp_path, command(tmp_path, recipe, "--storage", journal, results="a"), "tune.trial_leased:block"
+    )
+    reached(tmp_path, first)
+    time.sleep(
+        LIVENESS["grace_period"] + 2
+    )  # long enough for its trial to look dead, were its beats not seen
+    code, err = finish(start(tmp_path, command(tmp_path, recipe, "--storage", journal, results="b")))
+    assert code == 0, err
+    assert "heartbeat" not in err and "re-queued" not in err
+    (tmp_path / "release").touch()
+    code, err = finish(first)
+    assert code == 0, err
+    trials = study_trials(journal)
+    assert_complete(trials)
+    assert len(trials) == 2  # nothing failed, nothing retried
+
+
+# --- item 11: a writer killed mid-line while another command is running ---------------------------
+
+
+def test_torn_line_is_cut_before_the_next_append(tmp_path, recipe):
+    journal = tmp_path / "shared.journal"
+    live = start(
+        tmp_path, command(tmp_path, recipe, "--storage", str(journal), results="a"), "tune.trial_leased:block"
+    )
+    reached(tmp_path, live)
+    code, err = finish(start(tmp_path, command(tmp_path, recipe, "--storage", str(journal), results="b"),
+                             "tune.journal.mid_append:kill"))  # fmt: skip
+    assert code == -signal.SIGKILL, err
+    assert not journal.read_bytes().endswith(b"\n")  # torn
+    deadline = time.monotonic() + 120  # the live worker's next heartbeat waits for Optuna's stale lock (30 s)
+    while not journal.read_bytes().endswith(b"\n"):
+        assert time.monotonic() < deadline and live.poll() is None
+        time.sleep(0.2)
+    (tmp_path / "release").touch()
+    code, err = finish(live)
+    assert code == 0, err
+    assert "cut a torn last line" in err
+    assert all(json.loads(line) for line in journal.read_bytes().splitlines())
+    assert list(tmp_path.glob("shared.journal.torn-*.bak"))
+    assert_complete(study_trials(str(journal)))
+
+
+# --- item 12: Ctrl-C and SIGTERM re-queue; workers die with the command ------------------------------
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_trial_is_requeued(tmp_path, recipe, sig, code):
+    journal = str(tmp_path / "res" / "tinytune" / "optuna.journal")
+    proc = start(tmp_path, command(tmp_path, recipe), "tune.trial_leased:block")
+    reached(tmp_path, proc)
+    os.kill(proc.pid, sig)
+    got, err = finish(proc, 120)
+    assert got == code, err
+    trials = study_trials(journal)
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+    assert trials[0].user_attrs["bench.fail_reason"] == "interrupted"
+    assert parent_status(tmp_path) == "KILLED"
+    got, err = finish(start(tmp_path, command(tmp_path, recipe)))
+    assert got == 0, err
+    assert_complete(study_trials(journal))  # the interrupted trial does not take a slot
+    assert parent_status(tmp_path) == "FINISHED"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_spawned_workers_stop_with_the_command(tmp_path, recipe, sig, code):
+    journal = str(tmp_path / "res" / "tinytune" / "optuna.journal")
+    proc = start(tmp_path, command(tmp_path, recipe, "--workers", "2"), "tune.trial_leased:block")
+    workers = reached(tmp_path, proc, 2)
+    os.kill(proc.pid, sig)
+    got, err = finish(proc, 120)
+    assert got == code, err
+    deadline = time.monotonic() + 60
+    while not all(gone(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its command"
+        time.sleep(0.1)
+    states = sorted(t.state.name for t in study_trials(journal))
+    assert states == ["FAIL", "FAIL", "WAITING", "WAITING"]  # both trials re-queued
+    got, err = finish(start(tmp_path, command(tmp_path, recipe, "--workers", "2")))
+    assert got == 0, err
+    assert_complete(study_trials(journal))
+
+
+def test_crashed_workers_fail_the_study(tmp_path, recipe):
+    proc = start(tmp_path, command(tmp_path, recipe, "--workers", "2"), "tune.claimed:exit")
+    got, err = finish(proc)
+    assert got == 1 and "exited with codes [99, 99]" in err, err
+    assert parent_status(tmp_path) == "FAILED"

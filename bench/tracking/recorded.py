@@ -113,7 +113,8 @@ def close_run(rec: Recording, run_id: str, result: VariantResult, export: Callab
 
 def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_dir: Path | None = None,
                  hooks: tuple = (), progress: Any = None, export: Callable | None = None,
-                 opened: tuple[str, bool] | None = None) -> tuple[str, VariantResult]:  # fmt: skip
+                 opened: tuple[str, bool] | None = None,
+                 on_open: Callable[[str], None] | None = None) -> tuple[str, VariantResult]:  # fmt: skip
     """Train ``variant`` as one recorded child run; returns (run id, result). ``opened`` is a run
     the caller already opened (claimed) and whether it resumes. An interrupt (Ctrl-C, SIGTERM)
     closes the run as interrupted (KILLED) and is raised again."""

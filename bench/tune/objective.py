@@ -1,7 +1,7 @@
-"""One trial's training, recorded as a nested MLflow run: ``run_trial`` creates the child run,
-logs parameters, trains the variant with a pruning hook, maps exceptions to reasons and closes the
-run with its status. It does not touch Optuna's state: the worker tells Optuna how the trial ended
-(this is the part a shared ``run_recorded`` of bench run / tune / verify-resume can replace)."""
+"""One trial's training, recorded as a nested MLflow run through ``run_recorded`` (the path
+``bench run`` and ``bench verify-resume`` use too), with a hook that reports to the pruner and
+computes the objective. It does not touch Optuna's state: the worker tells Optuna how the trial
+ended."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.engine.hooks import BaseHook
-from bench.tracking import mlflow_store as store
 
 MLFLOW_ATTR = "bench.mlflow_run_id"
-STATUS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
+STATE = {"finished": "COMPLETE", "pruned": "PRUNED"}  # recorded status -> Optuna state (else FAIL)
+
+
+class ObjectiveMissing(Exception):
+    """The trial trained but never recorded the objective metric: it fails with that reason."""
 
 
 @dataclass
@@ -46,12 +49,15 @@ class TrialOutcome:
 
 
 class PruneHook(BaseHook):
-    """Reports the objective metric after every epoch and stops the trial when the pruner says so."""
+    """Reports the objective metric after every epoch and stops the trial when the pruner says so;
+    at the end computes the objective and adds it to the run's final metrics."""
 
-    def __init__(self, trial: Any, metric: str):
-        self.trial, self.metric = trial, metric
+    def __init__(self, trial: Any, objective: Any):
+        self.trial, self.objective = trial, objective
+        self.metric = objective.metric
         self.epochs = 0
         self.last: float | None = None  # the last value reported: a pruned trial's value
+        self.value: float | None = None
 
     def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
         import optuna
@@ -64,6 +70,28 @@ class PruneHook(BaseHook):
         self.last = float(value)
         if self.epochs < state.cfg.train.epochs and self.trial.should_prune():  # the last epoch completes
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {self.metric}={value:.4f}")
+
+    def on_end(self, state: Any, result: Any) -> None:
+        obj = self.objective
+        self.value = objective_value(result.history, obj.metric, obj.reduce, obj.direction)
+        if self.value is None:
+            recorded = ", ".join(sorted(k for k in (result.history[-1] if result.history else {}) if "/" in k))
+            raise ObjectiveMissing(f"the objective metric {obj.metric} was not recorded; recorded: {recorded}")
+        result.metrics["objective"] = self.value
+
+    def classify(self, exc: BaseException) -> Any:
+        """How run_recorded records this trial's own ways of ending."""
+        import optuna
+
+        from bench.engine.hooks import VariantResult
+
+        if isinstance(exc, optuna.TrialPruned):
+            self.value = self.last
+            metrics = {"objective": self.last} if self.last is not None else {}
+            return VariantResult("pruned", reason=str(exc), metrics=metrics)
+        if isinstance(exc, ObjectiveMissing):
+            return VariantResult("failed", reason=str(exc))
+        return None
 
 
 def objective_value(
@@ -80,63 +108,23 @@ def objective_value(
 def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOutcome:
     """Train trial ``trial`` with ``params`` as an MLflow child run; never raises for the trial's
     own failure (an interrupt closes the run as KILLED and propagates)."""
-    import optuna
+    from bench.tracking.recorded import Recording, run_recorded
 
-    from bench.engine.errors import Diverged, VariantSkipped
-    from bench.engine.loop import run_variant
-    from bench.recipe.dotted import flatten
-
-    plan, client, number = ctx.plan, ctx.client, trial.number
+    plan, number = ctx.plan, trial.number
     retry_of = next((t.system_attrs.get("failed_trial") for t in ctx.study.get_trials(deepcopy=False)
                      if t.number == number), None)  # fmt: skip
-    tags = {
-        store.PARENT_TAG: ctx.parent_run_id, "mlflow.runName": f"trial {number}", "bench.kind": "trial",
-        "bench.study": plan.study_name, "bench.recipe": plan.recipe_name, "bench.trial_number": str(number),
-        "bench.status": "running", "bench.worker": ctx.worker_id,
-    }  # fmt: skip
+    tags = {"bench.kind": "trial", "bench.study": plan.study_name, "bench.trial_number": str(number),
+            "bench.worker": ctx.worker_id}  # fmt: skip
     if retry_of is not None:
         tags["bench.retry_of"] = str(retry_of)
-    run_id = client.create_run(ctx.experiment_id, run_name=f"trial {number}", tags=tags).info.run_id
-    trial.set_user_attr(MLFLOW_ATTR, run_id)
-    hook = PruneHook(trial, plan.tune.objective.metric)
-    state, value, reason, test_acc = "FAIL", None, "", None
-    try:
-        variant = plan.trial_variant(params, number)
-        store.log_params(client, run_id, {**flatten(variant.config), "seed": variant.seed})
-        result = run_variant(variant, hooks=[store.MlflowEpochHook(client, run_id), hook])
-        test_acc = result.metrics.get("test/acc")
-        obj = plan.tune.objective
-        value = objective_value(result.history, obj.metric, obj.reduce, obj.direction)
-        if value is None:
-            recorded = ", ".join(
-                sorted(k for k in (result.history[-1] if result.history else {}) if "/" in k)
-            )
-            reason = f"the objective metric {obj.metric} was not recorded; recorded: {recorded}"
-        else:
-            state = "COMPLETE"
-        store.log_metrics(client, run_id, result.metrics, step=max(len(result.history) - 1, 0))
-    except optuna.TrialPruned as exc:
-        state, reason, value = "PRUNED", str(exc), hook.last
-    except (VariantSkipped, Diverged) as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-    except (KeyboardInterrupt, SystemExit):
-        store.flush()
-        _close(client, run_id, "interrupted", "interrupted; the trial is re-queued", "KILLED")
-        raise
-    except Exception as exc:  # noqa: BLE001 - one broken trial must not stop the study
-        store.log_exception(client, run_id, exc)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        reason = f"{type(exc).__name__}: {first}"[:500]
-        if "out of memory" in reason.lower():
-            reason = "out of memory: " + reason
-    store.flush()
-    if value is not None:
-        store.log_metrics(client, run_id, {"objective": value})
-    _close(client, run_id, STATUS[state], reason, "FAILED" if state == "FAIL" else "FINISHED")
+    variant = plan.trial_variant(params, number)
+    hook = PruneHook(trial, plan.tune.objective)
+    rec = Recording(ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify)
+    run_id, result = run_recorded(rec, variant, hooks=(hook,), on_open=lambda rid: trial.set_user_attr(MLFLOW_ATTR, rid))
+    state = STATE.get(result.status, "FAIL")
+    reason = result.reason
+    if result.status == "skipped":
+        reason = f"VariantSkipped: {reason}"
+    test_acc = result.metrics.get("test/acc")
+    value = hook.value if state != "FAIL" else None
     return TrialOutcome(number, state, value, params, hook.epochs, reason, test_acc)
-
-
-def _close(client: Any, run_id: str, status: str, reason: str, mlflow_status: str) -> None:
-    client.set_tag(run_id, "bench.status", status)
-    client.set_tag(run_id, "bench.reason", reason)
-    client.set_terminated(run_id, mlflow_status)

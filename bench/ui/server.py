@@ -22,6 +22,12 @@ from bench.errors import BenchError
 WILDCARDS = ("0.0.0.0", "::", "")
 
 
+class UsageError(BenchError):
+    """A command-line choice refused as unsafe or inconsistent."""
+
+    exit_code = 2
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -36,7 +42,7 @@ def check_host(host: str, allow_remote: bool, what: str) -> None:
     if is_loopback(host):
         return
     if not allow_remote:
-        raise BenchError(
+        raise UsageError(
             f"--host {host} would let other machines reach {what}, which has no authentication and "
             "lets anyone who can connect read, change and delete what it shows; keep the default "
             "127.0.0.1 (e.g. with an SSH tunnel: ssh -L 5000:127.0.0.1:5000 HOST), or add "

@@ -26,38 +26,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.errors import BenchError
-    from bench.report.build import make_report
-    from bench.results import recipe_dir
-    from bench.tracking import mlflow_store as store
+    from bench.api import build_report
 
-    if not args.recipe and not args.experiment:
-        raise BenchError("give a recipe file or --experiment NAME")
-    name = experiment = args.experiment
-    uri_hint, order, baseline, target = None, None, None, None
-    if args.recipe:
-        from bench.recipe.load import load_recipe
-
-        loaded = load_recipe(args.recipe, args.overrides, args.overlay)
-        name = loaded.name
-        experiment = args.experiment or loaded.recipe.tracking.experiment or loaded.name
-        uri_hint = loaded.recipe.tracking.uri
-        order = list(dict.fromkeys(v.group for v in loaded.variants))
-        baseline, target = loaded.recipe.baseline, loaded.recipe.target_acc
-    uri = store.default_tracking_uri(args.results_dir, args.tracking_uri or uri_hint)
-    client = store.open_store(uri)
-    report = make_report(
-        client, experiment=experiment, out_dir=recipe_dir(args.results_dir, name), tracking_uri=uri,
-        recipe_name=name, group_order=order, baseline=args.baseline or baseline, target_acc=target,
-        log_artifacts=not args.no_log,
+    report = build_report(
+        args.recipe, args.overrides, overlays=args.overlay, experiment=args.experiment, baseline=args.baseline,
+        results_dir=args.results_dir, tracking_uri=args.tracking_uri, log_artifacts=not args.no_log,
     )  # fmt: skip
-    if args.baseline and report.tables.baseline_name != args.baseline:
+    asked = report.requested_baseline
+    if asked and report.tables.baseline_name != asked:
+        which = "baseline" if args.baseline else "the recipe's baseline"
         print(
-            f"warning: baseline '{args.baseline}' has no finished runs; compared against '{report.tables.baseline_name}'"
-        )
-    elif baseline and report.tables.baseline_name != baseline:
-        print(
-            f"warning: the recipe's baseline '{baseline}' has no finished runs; compared against '{report.tables.baseline_name}'"
+            f"warning: {which} '{asked}' has no finished runs; compared against '{report.tables.baseline_name}'"
         )
     print(f"wrote {report.path} (+ {len(report.files)} CSV/PNG files in {report.path.parent / 'report'})")
     from bench.report.build import summary_lines

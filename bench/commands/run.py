@@ -16,36 +16,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.recipe.load import load_recipe
+    from bench import api
+    from bench.runner import Terminated
 
     recipes, overrides = split_recipes_and_overrides(list(args.recipe) + list(args.overrides))
     # Validate every recipe and every variant before anything trains.
-    loaded = [load_recipe(path, overrides, args.overlay) for path in recipes]
+    loaded = [api.load_recipe(path, overrides, args.overlay) for path in recipes]
     if args.dry_run:
+        from bench.estimate import estimate_line
+
         for recipe in loaded:
             print(variants_table(recipe))
+            print(estimate_line(recipe, args.results_dir, force=args.force))
         return 0
-    from bench.preflight import preflight
-    from bench.runner import Terminated, run_recipe
-
-    failed = 0
     try:
-        for recipe in loaded:
-            # Data sets and weights files load before anything of this recipe is recorded: a
-            # missing folder, a broken image or a weights file for another architecture fails
-            # here, with nothing written. (Per recipe: an earlier recipe of the same command may
-            # produce the weights a later one starts from.)
-            preflight(recipe)
-            frame = run_recipe(
-                recipe, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
-            )
-            failed += int((frame["status"] == "failed").sum()) if frame is not None else 0
+        # Data sets and weights files load per recipe before anything of it is recorded (an
+        # earlier recipe of the same command may produce the weights a later one starts from).
+        frame = api.run(
+            loaded, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
+        )
     except Terminated:
         print(
             "terminated (SIGTERM): finished variants are recorded; run the same command again to resume",
             file=sys.stderr,
         )
         return 128 + signal.SIGTERM
+    failed = int((frame["status"] == "failed").sum()) if "status" in frame else 0
     return 1 if failed else 0
 
 

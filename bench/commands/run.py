@@ -17,7 +17,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from bench import api
-    from bench.runner import Terminated
 
     recipes, overrides = split_recipes_and_overrides(list(args.recipe) + list(args.overrides))
     # Validate every recipe and every variant before anything trains.
@@ -29,6 +28,8 @@ def main(args: argparse.Namespace) -> int:
             print(variants_table(recipe))
             print(estimate_line(recipe, args.results_dir, force=args.force))
         return 0
+    from bench.runner import Terminated
+
     try:
         # Data sets and weights files load per recipe before anything of it is recorded (an
         # earlier recipe of the same command may produce the weights a later one starts from).

@@ -1,11 +1,13 @@
-"""Progress for long runs: variants done/left, epoch, loss, images/s. A live bar on a terminal;
-one line per epoch otherwise (CI logs stay readable)."""
+"""Progress for long runs: variants done/left with the time left, epoch, loss, images/s. A live bar
+on a terminal; one line per epoch otherwise (CI logs stay readable)."""
 
 from __future__ import annotations
 
 import sys
 import time
 from typing import Any
+
+from bench.estimate import Eta, format_duration
 
 
 def _fmt(record: dict[str, float], key: str, spec: str) -> str:
@@ -22,6 +24,8 @@ class Progress:
         self.name = ""
         self._bar: Any = None
         self._epoch_start = 0.0
+        self._variant_start = 0.0
+        self.eta = Eta()
 
     def note(self, text: str) -> None:
         """A line of its own, above the live bar if there is one."""
@@ -30,14 +34,22 @@ class Progress:
         else:
             print(text, file=self.stream, flush=True)
 
+    def _time_left(self) -> str:
+        left = self.eta.left(self.total - self.done)
+        return f", ~{format_duration(left)} left" if left is not None else ""
+
     def variant_start(self, name: str) -> None:
         self.name = name
-        self.note(f"[{self.done}/{self.total} done, {self.total - self.done} left] {name}")
+        self._variant_start = time.perf_counter()
+        self.note(f"[{self.done}/{self.total} done, {self.total - self.done} left{self._time_left()}] {name}")
 
     def variant_end(self, status: str, summary: str = "") -> None:
         self.done += 1
+        if status == "finished":  # trained here: its time says how long the rest will take
+            self.eta.add(time.perf_counter() - self._variant_start)
         self.note(
-            f"[{self.done}/{self.total} done] {self.name}: {status}{' - ' + summary if summary else ''}"
+            f"[{self.done}/{self.total} done{self._time_left()}] {self.name}: {status}"
+            + (f" - {summary}" if summary else "")
         )
 
     def epoch_start(self, epoch: int, epochs: int) -> None:

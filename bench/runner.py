@@ -28,7 +28,9 @@ from bench.recipe.load import LoadedRecipe
 from bench.results import recipe_dir, summary_text, table_frame
 from bench.signals import Terminated, install_sigterm
 from bench.tracking import mlflow_store as store
+from bench.tracking.experiment_view import describe_experiment
 from bench.tracking.lease import Heartbeat
+from bench.tracking.uris import redact_uri
 from bench.tracking.variant_runs import close_stale_runs, owner_tags
 
 __all__ = ["RecipeRunner", "Terminated", "run_recipe"]
@@ -52,12 +54,15 @@ class RecipeRunner:
         try:
             return store.open_store(self.uri)
         except OSError as exc:
-            raise TrackingError(f"cannot open the MLflow tracking store '{self.uri}': {exc}") from None
+            raise TrackingError(
+                f"cannot open the MLflow tracking store '{redact_uri(self.uri)}': {exc}"
+            ) from None
 
     def run(self) -> Any:
         client = self.open_store()
         experiment = self.loaded.recipe.tracking.experiment or self.loaded.name
         exp_id = store.ensure_experiment(client, self.uri, experiment)
+        describe_experiment(client, exp_id, self.loaded, self.results_dir)  # what `bench ui` opens on
         progress = Progress(len(self.loaded.variants), live=self.live_progress)
         closed = close_stale_runs(client, exp_id)
         if closed:

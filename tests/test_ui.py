@@ -1,62 +1,313 @@
-"""``bench ui``: the MLflow UI comes up on 127.0.0.1 and serves the recipe's experiment."""
+"""``bench ui``: host rules and redacted URIs (fast); on a store made by a real ``bench run``, the
+MLflow UI served on 127.0.0.1 and seen in a real headless Chromium: it lands on the latest
+study's variants with their test accuracy; ``--compare``; ``--tune`` in optuna-dashboard (slow)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from bench.commands.ui import free_port
-from bench.tracking import mlflow_store as store
+from bench.cli import main as cli
+from bench.tracking.uris import redact_uri
+from bench.ui.dashboard import dashboard_command
+from bench.ui.server import free_port
 from tests.recipes import tiny_recipe, write_recipe
 
-pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+ACC = "metrics.`test/acc`"
+
+# --- fast: host rules, redaction ------------------------------------------------------------------
 
 
-def _get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return resp.status, resp.read().decode()
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "myhost.example"])
+def test_non_loopback_host_needs_allow_remote(host, capsys):
+    assert cli(["ui", "--host", host, "--no-browser"]) == 2
+    err = capsys.readouterr().err
+    assert f"--host {host}" in err and "no authentication" in err and "--allow-remote" in err
 
 
-def test_ui_serves_the_experiment(tmp_path):
-    recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path / "data", name="uitest"))
-    results = tmp_path / "results"
-    uri = store.default_tracking_uri(results)
-    client = store.open_store(uri)
-    store.ensure_experiment(client, uri, "uitest")
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "ui", str(recipe), "--results-dir", str(results), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline, body = time.monotonic() + 120, None
+def test_allow_remote_warns_that_the_server_is_read_write_without_auth(capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    store = f"http://127.0.0.1:{free_port()}"  # nothing listens: it stops right after the host check
+    code = cli(["ui", "--host", "0.0.0.0", "--allow-remote", "--tracking-uri", store, "--no-browser"])
+    err = capsys.readouterr().err
+    assert "warning:" in err and "read/write and without authentication" in err
+    assert code == 3 and "cannot open the MLflow tracking store" in err
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("sqlite:////abs/results/mlflow.db", "sqlite:////abs/results/mlflow.db"),
+        ("postgresql+psycopg2://bob:s3cret@db:5432/mlflow", "postgresql+psycopg2://bob:***@db:5432/mlflow"),
+        ("https://ghp_token123@mlflow.example/", "https://***@mlflow.example/"),
+        (
+            "postgresql://u@h/db?sslmode=require&password=s3cret",
+            "postgresql://***@h/db?sslmode=require&password=***",
+        ),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("results/optuna.journal", "results/optuna.journal"),
+    ],
+)
+def test_redact_uri_hides_passwords_and_tokens(uri, shown):
+    assert redact_uri(uri) == shown
+
+
+def test_unreachable_store_error_shows_no_password(capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # nothing listens there: fail at once
+    uri = f"http://bob:hunter2pw@127.0.0.1:{free_port()}"
+    assert cli(["ui", "--tracking-uri", uri, "--no-browser"]) == 3
+    err = capsys.readouterr().err
+    assert "cannot open the MLflow tracking store" in err and "bob:***@127.0.0.1" in err
+    assert "hunter2pw" not in err
+
+
+def test_dashboard_command_is_what_bench_tune_prints():
+    from bench.tune.study import TuneOptions
+
+    assert (
+        dashboard_command(TuneOptions(recipe="recipes/smoke_tune.yaml"))
+        == "bench ui --tune recipes/smoke_tune.yaml"
+    )
+    options = TuneOptions(
+        recipe="r.yaml", results_dir="out", storage="postgresql://u:pw@db/optuna", study="s1"
+    )
+    assert dashboard_command(options) == (
+        "bench ui --tune r.yaml --results-dir out --storage 'postgresql://u:***@db/optuna' --study s1"
+    )
+
+
+# --- slow: a real store, a real server, a real browser ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, tiny_image_folder) -> dict:
+    """A real ``bench run`` of two variants (one epoch each) into a fresh store."""
+    tmp = tmp_path_factory.mktemp("ui_study")
+    recipe = tiny_recipe(tiny_image_folder, name="uitest", matrix={"train.freeze": [0, 2]})
+    recipe["train"]["epochs"] = 1
+    recipe["description"] = "two freezing depths on the tiny folder"
+    path = write_recipe(tmp / "uitest.yaml", recipe)
+    results = tmp / "results"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(results)],
+                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = pd.read_csv(results / "uitest" / "runs.csv")
+    assert list(runs["status"]) == ["finished", "finished"]
+    return {"recipe": path, "results": results, "runs": runs}
+
+
+class Served:
+    """``bench ui ...`` in its own process group: its printed lines, stopped at the end."""
+
+    def __init__(self, *args: str):
+        env = {**os.environ, "MLFLOW_TRACKING_URI": "", "DISPLAY": ""}
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "ui", *args, "--no-browser"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     start_new_session=True)  # fmt: skip
+        self.lines: list[str] = []
+
+    def wait_for(self, prefix: str, timeout: float = 180) -> str:
+        """The first printed line starting with ``prefix`` (the server answers once 'ready:' is out)."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                status, body = _get(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=uitest")
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
-        assert body is not None, "the MLflow UI did not come up within 120 s"
-        assert status == 200 and json.loads(body)["experiment"]["name"] == "uitest"
-        status, page = _get(base + "/")
-        assert status == 200 and "<html" in page.lower()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # bench ui and the server it started
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError("bench ui exited:\n" + "".join(self.lines))
+            self.lines.append(line)
+            if line.strip().startswith(prefix):
+                return line.strip()[len(prefix) :].strip()
+        raise AssertionError(f"no '{prefix}' line within {timeout} s:\n" + "".join(self.lines))
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)  # bench ui and the server it started
         try:
-            proc.wait(timeout=20)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    out = proc.stdout.read()
-    assert f"at {base}" in out
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def served():
+    started: list[Served] = []
+
+    def start(*args: str) -> Served:
+        started.append(Served(*args))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read().decode())
+
+
+def _screenshot_path(tmp_path: Path, name: str) -> Path:
+    folder = Path(os.environ.get("BENCH_UI_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def _browser():
+    if CHROMIUM is None:
+        pytest.skip("no chromium installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    return sync_api.sync_playwright()
+
+
+def _accuracy_cells(page) -> dict[str, str]:
+    """Run name -> the text of its test/acc cell, row by row as AG Grid renders them."""
+    return page.evaluate(
+        """(acc) => {
+        const out = {};
+        for (const row of document.querySelectorAll('.ag-pinned-left-cols-container .ag-row')) {
+          const name = row.querySelector('[col-id="attributes.`Run Name`"] a');
+          const index = row.getAttribute('row-index');
+          const cell = document.querySelector(
+            `.ag-center-cols-container .ag-row[row-index="${index}"] [col-id="${acc}"]`);
+          if (name) out[name.innerText.trim()] = cell ? cell.innerText.trim() : null;
+        }
+        return out;
+      }""",
+        ACC,
+    )
+
+
+def _js_number(value: float) -> str:
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+@pytest.mark.slow
+def test_ui_records_the_landing_view_in_the_experiment(study, served):
+    port = free_port()
+    ui = served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", str(port))
+    url = ui.wait_for("ready:")
+    base = f"http://127.0.0.1:{port}"
+    assert (
+        url.startswith(f"{base}/#/experiments/")
+        and "/runs?" in url
+        and "workflowType=machine_learning" in url
+    )
+    assert any(
+        f"MLflow UI for sqlite:///{study['results'].resolve()}/mlflow.db at {base}" in line
+        for line in ui.lines
+    )
+    exp = _get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=uitest")["experiment"]
+    tags = {t["key"]: t["value"] for t in exp["tags"]}
+    assert tags["mlflow.experimentKind"] == "custom_model_development"  # not the GenAI view
+    note = tags["mlflow.note.content"]
+    assert "two freezing depths on the tiny folder" in note
+    assert (
+        f"bench run {study['recipe']}" in note
+        and str(study["results"].resolve() / "uitest" / "report.md") in note
+    )
+    envelope = json.loads(tags["mlflow.sharedViewState.bench-latest-study"])
+    state = json.loads(envelope["state"])
+    assert set(study["runs"]["mlflow_run_id"]) == {
+        part.strip(" '()") for part in state["searchFilter"].split("IN", 1)[1].split(",")
+    }
+    assert {"tags.`axis.freeze`", ACC, "metrics.`throughput/train_img_s`", "metrics.`time/wall_s`",
+            "tags.`bench.status`"} <= set(state["selectedColumns"])  # fmt: skip
+    assert state["orderByKey"] == ACC and state["orderByAsc"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_lands_on_the_variants_test_accuracy(study, served, tmp_path):
+    ui = served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", "0")
+    url = ui.wait_for("ready:")
+    runs = study["runs"]
+    expected = {variant: _js_number(acc) for variant, acc in zip(runs["variant"], runs["test/acc"])}
+    with _browser() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(url)
+            page.locator(f'.ag-center-cols-container [col-id="{ACC}"]').first.wait_for(timeout=120_000)
+            page.wait_for_function(
+                "(n) => document.querySelectorAll('.ag-pinned-left-cols-container .ag-row').length >= n",
+                arg=len(expected),
+                timeout=60_000,
+            )
+            page.screenshot(path=str(_screenshot_path(tmp_path, "bench-ui-runs.png")))
+            cells = _accuracy_cells(page)
+            body = page.inner_text("body")
+        finally:
+            browser.close()
+    assert cells == expected  # exactly this study's variants, each with its test accuracy
+    assert "two freezing depths on the tiny folder" in body  # the experiment's description
+    assert "Judges" not in body and "Model training" in body  # the model-training view, not GenAI
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_compare_page_shows_the_finished_variants(study, served, tmp_path):
+    ui = served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", "0", "--compare")
+    url = ui.wait_for("ready:")
+    assert "/#/compare-runs?runs=" in url
+    with _browser() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(url)
+            page.get_by_text("Comparing 2 Runs").first.wait_for(timeout=120_000)
+            page.get_by_text(study["runs"]["variant"][0]).first.wait_for(timeout=60_000)
+            page.locator("svg.main-svg").first.wait_for(timeout=60_000)  # the parallel-coordinates plot
+            page.screenshot(path=str(_screenshot_path(tmp_path, "bench-ui-compare.png")), full_page=True)
+            body = page.inner_text("body")
+        finally:
+            browser.close()
+    for variant in study["runs"]["variant"]:
+        assert variant in body
+    assert "test/acc" in body
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
+    recipe = tiny_recipe(tiny_image_folder, name="uitune")
+    recipe["train"]["epochs"] = 1
+    recipe["tune"] = {"n_trials": 2, "space": {"train.optimizer.lr": {"float": [1e-3, 0.1], "log": True}}}
+    path = write_recipe(tmp_path / "uitune.yaml", recipe)
+    results = tmp_path / "results"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "tune", str(path), "--results-dir", str(results)],
+                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    port = free_port()
+    ui = served("--tune", str(path), "--results-dir", str(results), "--port", str(port))
+    url = ui.wait_for("ready:")
+    assert url.startswith(f"http://127.0.0.1:{port}/dashboard/studies/")
+    studies = _get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["uitune"]
+    detail = _get_json(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}")
+    assert len(detail["trials"]) == 2 and all(t["state"] == "Complete" for t in detail["trials"])
+    with _browser() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(url)
+            page.get_by_text("uitune").first.wait_for(timeout=60_000)
+            page.get_by_text("train.optimizer.lr").first.wait_for(timeout=60_000)
+            page.screenshot(path=str(_screenshot_path(tmp_path, "bench-ui-tune.png")))
+        finally:
+            browser.close()

@@ -42,31 +42,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.report.api import load_other, resolve
-    from bench.report.build import make_report, summary_lines
-    from bench.results import recipe_dir
-    from bench.tracking import mlflow_store as store
+    from bench.api import build_report
 
-    target = resolve(
-        args.recipe, overrides=args.overrides, overlays=args.overlay, experiment=args.experiment,
-        results_dir=args.results_dir, tracking_uri=args.tracking_uri,
+    report = build_report(
+        args.recipe, args.overrides, overlays=args.overlay, experiment=args.experiment, baseline=args.baseline,
+        results_dir=args.results_dir, tracking_uri=args.tracking_uri, memory_front=args.memory_front,
+        compare=args.compare, log_artifacts=not args.no_log,
     )  # fmt: skip
-    others = [
-        load_other(o, results_dir=args.results_dir, tracking_uri=args.tracking_uri) for o in args.compare
-    ]
-    report = make_report(
-        store.open_store(target.uri), experiment=target.experiment, out_dir=recipe_dir(args.results_dir, target.name),
-        tracking_uri=target.uri, recipe_name=target.name, group_order=target.order,
-        baseline=args.baseline or target.baseline, target_acc=target.target_acc, min_effect=target.min_effect,
-        memory_front=args.memory_front, others=others, log_artifacts=not args.no_log,
-    )  # fmt: skip
-    wanted, got = args.baseline or target.baseline, report.tables.baseline_name
-    if wanted and got != wanted:
-        print(f"warning: baseline '{wanted}' has no finished runs; compared against '{got}'")
+    asked = report.requested_baseline
+    if asked and report.tables.baseline_name != asked:
+        which = "baseline" if args.baseline else "the recipe's baseline"
+        print(
+            f"warning: {which} '{asked}' has no finished runs; compared against '{report.tables.baseline_name}'"
+        )
     for warning in report.tables.warnings:
         print(f"warning: {warning.replace('`', '')}")
     print(f"wrote {report.path} and {report.html.name} (+ {len(report.files)} CSV/PNG files in "
           f"{report.path.parent / 'report'})")  # fmt: skip
+    from bench.report.build import summary_lines
+
     for line in summary_lines(report.tables):
         print("  " + line.replace("`", ""))
     return 0

@@ -22,42 +22,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.validate import load_validated
+    from bench import api
 
     recipes, overrides = split_recipes_and_overrides(list(args.recipe) + list(args.overrides))
     # Validate every recipe and every variant before anything trains. A dry run checks without
     # torch (bench.catalog), so it answers at once; the full check builds models on `meta`.
-    loaded = [load_validated(path, overrides, args.overlay, full=not args.dry_run) for path in recipes]
+    loaded = [api.load_recipe(path, overrides, args.overlay, full=not args.dry_run) for path in recipes]
     os.environ["BENCH_EMULATED_BF16"] = args.emulated_bf16  # read by the precision trick, in children too
     if args.dry_run:
+        from bench.estimate import estimate_line
+
         for recipe in loaded:
             print(variants_table(recipe))
             note = bf16_note(recipe)
             if note:
                 print(f"note: {note}")
+            print(estimate_line(recipe, args.results_dir, force=args.force))
         return 0
     from bench.errors import Terminated
-    from bench.preflight import preflight
-    from bench.runner import run_recipe
 
-    failed = 0
     try:
-        for recipe in loaded:
-            # Data sets and weights files load before anything of this recipe is recorded: a
-            # missing folder, a broken image or a weights file for another architecture fails
-            # here, with nothing written. (Per recipe: an earlier recipe of the same command may
-            # produce the weights a later one starts from.)
-            preflight(recipe)
-            frame = run_recipe(
-                recipe, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
-            )
-            failed += int((frame["status"] == "failed").sum()) if frame is not None else 0
+        # Data sets and weights files load per recipe before anything of it is recorded (an
+        # earlier recipe of the same command may produce the weights a later one starts from).
+        frame = api.run(
+            loaded, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
+        )
     except Terminated:
         print(
             "terminated (SIGTERM): finished variants are recorded; run the same command again to resume",
             file=sys.stderr,
         )
         return 128 + signal.SIGTERM
+    failed = int((frame["status"] == "failed").sum()) if "status" in frame else 0
     return 1 if failed else 0
 
 

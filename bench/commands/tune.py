@@ -29,20 +29,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.errors import RecipeError
-    from bench.tune.plan import TuneOptions, build_plan
-    from bench.tune.study import run_study
+    from bench.api import tune_options
+    from bench.tune.study import build_plan, run_study
 
-    if args.workers < 1:
-        raise RecipeError("--workers must be at least 1", source="--workers")
-    overrides = list(args.overrides)
-    if args.n_trials is not None:
-        overrides.append(f"tune.n_trials={args.n_trials}")
-    if args.timeout is not None:
-        overrides.append(f"tune.timeout={args.timeout}")
-    options = TuneOptions(
-        recipe=args.recipe, overrides=overrides, overlays=list(args.overlay), results_dir=args.results_dir,
+    options = tune_options(
+        args.recipe, args.overrides, overlays=args.overlay, results_dir=args.results_dir,
         tracking_uri=args.tracking_uri, storage=args.storage, workers=args.workers, study=args.study,
+        n_trials=args.n_trials, timeout=args.timeout,
     )  # fmt: skip
     if args.dry_run:
         plan = build_plan(options)

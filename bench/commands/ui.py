@@ -1,82 +1,99 @@
-"""``bench ui [RECIPE]``: the MLflow UI on a recipe's tracking store, bound to 127.0.0.1."""
+"""``bench ui [RECIPE]``: the MLflow UI on a recipe's tracking store, landing on the latest study's
+variants side by side; ``--compare`` opens MLflow's compare page for its finished runs;
+``--tune`` serves the recipe's Optuna study in optuna-dashboard instead. Bound to 127.0.0.1."""
 
 from __future__ import annotations
 
 import argparse
-import signal
-import socket
-import subprocess
-import sys
 
 from bench.commands.common import add_store_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", nargs="?", help="recipe YAML file (its tracking.uri, if set)")
+    parser.add_argument("recipe", nargs="?", help="recipe YAML file (its experiment, tracking.uri, study)")
+    parser.add_argument(
+        "overrides", nargs="*", default=[], help="dotted overrides, as given to bench run/tune"
+    )
+    parser.add_argument("--overlay", action="append", default=[], help="YAML merged over the recipe")
     add_store_arguments(parser)
+    parser.add_argument("--experiment", help="MLflow experiment to open (default: the recipe's)")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="open MLflow's compare page for the latest study's finished runs",
+    )
+    parser.add_argument(
+        "--tune", action="store_true", help="serve the recipe's Optuna study (bench tune) in optuna-dashboard"
+    )
+    parser.add_argument(
+        "--storage", default=None, help="with --tune: the Optuna storage, as given to bench tune"
+    )
+    parser.add_argument("--study", default=None, help="with --tune: the study name, as given to bench tune")
     parser.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
     )
-    parser.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks a free one)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other machines can reach (the server has no authentication)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="port (default 5000, 8080 with --tune; 0: any free one)"
+    )
+    parser.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    from bench.ui.server import free_port as pick
 
-
-def server_command(uri: str, host: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    return pick(host)
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.tracking import mlflow_store as store
+    from bench.errors import BenchError
+    from bench.ui import server
 
-    hint, experiment = None, None
+    what = "optuna-dashboard" if args.tune else "the MLflow UI"
+    server.check_host(args.host, args.allow_remote, what)
+    if args.tune:
+        return _tune(args)
+    if args.storage or args.study:
+        raise BenchError(
+            "--storage and --study go with --tune (the Optuna study); for MLflow use --tracking-uri"
+        )
+    return _mlflow(args)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from bench.errors import BenchError
+    from bench.tune.study import TuneOptions
+    from bench.ui import dashboard
+
+    if not args.recipe:
+        raise BenchError("--tune needs the recipe file given to bench tune: bench ui --tune RECIPE")
+    options = TuneOptions(
+        recipe=args.recipe, overrides=list(args.overrides), overlays=list(args.overlay),
+        results_dir=args.results_dir, tracking_uri=args.tracking_uri, storage=args.storage, study=args.study,
+    )  # fmt: skip
+    port = 8080 if args.port is None else args.port
+    return dashboard.serve(options, args.host, port, open_browser=not args.no_browser)
+
+
+def _mlflow(args: argparse.Namespace) -> int:
+    from bench.tracking import mlflow_store as store
+    from bench.ui import mlflow_ui, server
+
+    loaded, hint, experiment = None, None, args.experiment
     if args.recipe:
         from bench.recipe.load import load_recipe
 
-        loaded = load_recipe(args.recipe)
+        loaded = load_recipe(args.recipe, list(args.overrides), list(args.overlay))
         hint = loaded.recipe.tracking.uri
-        experiment = loaded.recipe.tracking.experiment or loaded.name
+        experiment = experiment or loaded.recipe.tracking.experiment or loaded.name
     uri = store.default_tracking_uri(args.results_dir, args.tracking_uri or hint)
-    store.open_store(uri)  # create and migrate it here, with a clear error if it cannot be opened
-    port = args.port or free_port(args.host)
-    url = f"http://{args.host}:{port}"
-    print(
-        f"MLflow UI for {uri} at {url}" + (f" (experiment '{experiment}')" if experiment else ""), flush=True
-    )
-    print("press Ctrl-C to stop", flush=True)
-    proc = subprocess.Popen(server_command(uri, args.host, port))
-
-    def stop(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    client = store.open_store(uri)  # create and migrate it here, with a clear error if it cannot be opened
+    port = 5000 if args.port is None else args.port
+    port = port or server.free_port(args.host)
+    base = server.base_url(args.host, port)
+    found = mlflow_ui.landing(client, base, experiment, loaded, args.results_dir, compare=args.compare)
+    return mlflow_ui.serve(uri, args.host, port, found, open_browser=not args.no_browser)

@@ -69,7 +69,11 @@ def document(
     """The whole report; ``extra`` blocks (side-by-side comparisons) go before the plots."""
     t = tables
     doc = Doc(f"bench report: {recipe}")
-    doc.para(f"MLflow experiment `{experiment}` on `{tracking_uri}`. Baseline: `{t.baseline_name or '–'}`.")
+    from bench.tracking.uris import redact_uri
+
+    doc.para(
+        f"MLflow experiment `{experiment}` on `{redact_uri(tracking_uri)}`. Baseline: `{t.baseline_name or '–'}`."
+    )
     doc.heading("Provenance")
     doc.bullets(environment.header_lines(t.provenance))
     for warning in t.warnings:

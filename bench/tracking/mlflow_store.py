@@ -40,7 +40,11 @@ def open_store(uri: str):
         client.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - mlflow raises many types for bad stores
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(f"cannot open the MLflow tracking store '{uri}': {first}") from None
+        from bench.tracking.uris import redact_text, redact_uri
+
+        raise TrackingError(
+            f"cannot open the MLflow tracking store '{redact_uri(uri)}': {redact_text(first, uri)}"
+        ) from None
     return client
 
 

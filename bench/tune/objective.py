@@ -75,8 +75,12 @@ class PruneHook(BaseHook):
         obj = self.objective
         self.value = objective_value(result.history, obj.metric, obj.reduce, obj.direction)
         if self.value is None:
-            recorded = ", ".join(sorted(k for k in (result.history[-1] if result.history else {}) if "/" in k))
-            raise ObjectiveMissing(f"the objective metric {obj.metric} was not recorded; recorded: {recorded}")
+            recorded = ", ".join(
+                sorted(k for k in (result.history[-1] if result.history else {}) if "/" in k)
+            )
+            raise ObjectiveMissing(
+                f"the objective metric {obj.metric} was not recorded; recorded: {recorded}"
+            )
         result.metrics["objective"] = self.value
 
     def classify(self, exc: BaseException) -> Any:
@@ -119,8 +123,12 @@ def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOut
         tags["bench.retry_of"] = str(retry_of)
     variant = plan.trial_variant(params, number)
     hook = PruneHook(trial, plan.tune.objective)
-    rec = Recording(ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify)
-    run_id, result = run_recorded(rec, variant, hooks=(hook,), on_open=lambda rid: trial.set_user_attr(MLFLOW_ATTR, rid))
+    rec = Recording(
+        ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify
+    )
+    run_id, result = run_recorded(
+        rec, variant, hooks=(hook,), on_open=lambda rid: trial.set_user_attr(MLFLOW_ATTR, rid)
+    )
     state = STATE.get(result.status, "FAIL")
     reason = result.reason
     if result.status == "skipped":

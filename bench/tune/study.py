@@ -59,6 +59,9 @@ def run_study(options: TuneOptions) -> int:
             signal.signal(signal.SIGTERM, previous[0])
             signal.signal(signal.SIGINT, previous[1])
     say(summary)
+    from bench.ui.dashboard import dashboard_command
+
+    say(f"see the study in optuna-dashboard: {dashboard_command(options)}")
     return code
 
 

@@ -1,0 +1,177 @@
+"""The Python API, for notebooks and scripts: the same validation, recording and outputs as the
+command line (the CLI calls these functions), with results as pandas DataFrames.
+
+    import bench
+    runs = bench.run("recipes/smoke.yaml", ["train.epochs=1"])   # one row per variant and seed
+    tables = bench.report("recipes/smoke.yaml")                   # {"variants": DataFrame, ...}
+
+Heavy libraries load on first call, not at ``import bench``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bench.recipe.load import LoadedRecipe
+
+
+def use_results_dir(results_dir: str | Path) -> None:
+    """Recipes name earlier outputs as ``${BENCH_RESULTS_DIR}/...`` (e.g. pretrained weights)."""
+    os.environ["BENCH_RESULTS_DIR"] = os.path.abspath(results_dir)
+
+
+def load_recipe(
+    path: str | Path, overrides: Sequence[str] = (), overlays: Sequence[str | Path] = (), *,
+    results_dir: str | Path | None = None, full: bool = True,
+) -> LoadedRecipe:  # fmt: skip
+    """Load, override and validate a recipe; every variant is expanded and checked (components
+    bound to their signatures; ``full=False``: without torch, as ``--dry-run``). Raises
+    ``bench.errors.RecipeError`` naming the file and key, as ``bench run`` exits 2 with it."""
+    from bench.validate import load_validated
+
+    if results_dir is not None:
+        use_results_dir(results_dir)
+    return load_validated(str(path), list(overrides), [str(o) for o in overlays], full=full)
+
+
+def _loaded(recipes: Any, overrides: Sequence[str], overlays: Sequence[str | Path]) -> list[LoadedRecipe]:
+    from bench.recipe.load import LoadedRecipe
+
+    items = [recipes] if isinstance(recipes, str | Path | LoadedRecipe) else list(recipes)
+    return [r if isinstance(r, LoadedRecipe) else load_recipe(r, overrides, overlays) for r in items]
+
+
+def run(
+    recipes: str | Path | LoadedRecipe | Iterable[str | Path | LoadedRecipe],
+    overrides: Sequence[str] = (),
+    *,
+    overlays: Sequence[str | Path] = (),
+    results_dir: str | Path = "results",
+    tracking_uri: str | None = None,
+    force: bool = False,
+    live_progress: bool | None = None,
+) -> pd.DataFrame:
+    """``bench run``: train and record every variant of each recipe, in order (a later recipe may
+    start from weights an earlier one saves). All recipes are validated before anything trains;
+    each one's data and weights are checked before it records anything. Returns the rows of
+    ``results/<recipe>/runs.csv`` of every recipe (column ``recipe`` says which)."""
+    import pandas as pd
+
+    from bench.preflight import preflight
+    from bench.runner import run_recipe
+
+    use_results_dir(results_dir)
+    loaded = _loaded(recipes, overrides, overlays)
+    frames = []
+    for recipe in loaded:
+        preflight(recipe)
+        frame = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,
+                           live_progress=live_progress)  # fmt: skip
+        if frame is not None:
+            frames.append(frame.assign(recipe=recipe.name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def tune_options(recipe: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> Any:
+    """``TuneOptions`` as ``bench tune`` builds them (``n_trials``/``timeout`` become overrides)."""
+    from bench.errors import RecipeError
+    from bench.tune.study import TuneOptions
+
+    overrides = list(overrides)
+    for key in ("n_trials", "timeout"):
+        if kwargs.get(key) is not None:
+            overrides.append(f"tune.{key}={kwargs[key]}")
+        kwargs.pop(key, None)
+    if kwargs.get("workers", 1) < 1:
+        raise RecipeError("--workers must be at least 1", source="--workers")
+    kwargs["overlays"] = [str(o) for o in kwargs.get("overlays", ())]
+    kwargs["results_dir"] = str(kwargs.get("results_dir", "results"))
+    return TuneOptions(recipe=str(recipe), overrides=overrides, **kwargs)
+
+
+def tune(
+    recipe: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    overlays: Sequence[str | Path] = (),
+    results_dir: str | Path = "results",
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    workers: int = 1,
+    study: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+) -> pd.DataFrame:
+    """``bench tune``: run (or continue) the recipe's Optuna study. Returns its trials
+    (``results/<study>/trials.csv``); ``best.yaml`` beside it is the overlay for ``run``."""
+    import pandas as pd
+
+    from bench.tune.study import build_plan, run_study
+
+    use_results_dir(results_dir)
+    options = tune_options(recipe, overrides, overlays=overlays, results_dir=results_dir, tracking_uri=tracking_uri,
+                           storage=storage, workers=workers, study=study, n_trials=n_trials, timeout=timeout)  # fmt: skip
+    run_study(options)
+    trials = build_plan(options, quiet=True).out_dir / "trials.csv"
+    return pd.read_csv(trials) if trials.exists() else pd.DataFrame()
+
+
+def build_report(
+    recipe: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    overlays: Sequence[str | Path] = (),
+    experiment: str | None = None,
+    baseline: str | None = None,
+    results_dir: str | Path = "results",
+    tracking_uri: str | None = None,
+    memory_front: bool | None = None,
+    compare: Sequence[str | Path] = (),
+    log_artifacts: bool = True,
+) -> Any:
+    """``bench report``: writes ``report.md``/``report.html`` (plots logged to MLflow) and returns
+    the report object; ``requested_baseline`` on it is the baseline asked for."""
+    from bench.report.api import load_other, resolve
+    from bench.report.build import make_report
+    from bench.results import recipe_dir
+    from bench.tracking import mlflow_store as store
+
+    use_results_dir(results_dir)
+    target = resolve(
+        recipe, overrides=list(overrides), overlays=[str(o) for o in overlays], experiment=experiment,
+        results_dir=results_dir, tracking_uri=tracking_uri,
+    )  # fmt: skip
+    others = [load_other(o, results_dir=results_dir, tracking_uri=tracking_uri) for o in compare]
+    built = make_report(
+        store.open_store(target.uri), experiment=target.experiment, out_dir=recipe_dir(results_dir, target.name),
+        tracking_uri=target.uri, recipe_name=target.name, group_order=target.order,
+        baseline=baseline or target.baseline, target_acc=target.target_acc, min_effect=target.min_effect,
+        memory_front=memory_front, others=others, log_artifacts=log_artifacts,
+    )  # fmt: skip
+    built.requested_baseline = baseline or target.baseline
+    return built
+
+
+def report(
+    recipe: str | Path | None = None, overrides: Sequence[str] = (), **kwargs: Any
+) -> dict[str, pd.DataFrame]:
+    """``bench report``: variants over seeds against the baseline, per axis, Pareto fronts.
+    Writes ``results/<recipe>/report.md`` and ``report.html`` as the CLI does; returns its tables
+    as DataFrames (``variants``, ``baseline``, ``axes``, ``pareto``, ``excluded``, ``provenance``,
+    ``runs``, and ``compare:<study>`` per compared study). Keyword arguments: those of
+    ``build_report``."""
+    import dataclasses
+
+    import pandas as pd
+
+    built = build_report(recipe, overrides, **kwargs)
+    tables = {f.name: getattr(built.tables, f.name) for f in dataclasses.fields(built.tables)}
+    tables["runs"] = built.runs
+    tables.update({f"compare:{name}": frame for name, frame in built.comparisons.items()})
+    return {name: value for name, value in tables.items() if isinstance(value, pd.DataFrame)}

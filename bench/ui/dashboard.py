@@ -1,0 +1,99 @@
+"""``bench ui --tune RECIPE``: the recipe's Optuna study in optuna-dashboard, on the storage
+``bench tune`` uses (journal file, SQLite or PostgreSQL), resolved by the same functions."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import socket
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from bench.errors import BenchError
+from bench.tracking.uris import redact_uri
+from bench.ui import server
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002, ARG002 - one line per request is noise here
+        pass
+
+
+def open_study(options: Any) -> tuple[Any, Any, str]:
+    """(plan, Optuna storage, study name) for ``bench tune`` options; a clear error when the
+    study does not exist yet (nothing is created: the dashboard only looks)."""
+    import optuna
+
+    from bench.tune import storage as st
+    from bench.tune.study import build_plan
+
+    plan = build_plan(options, quiet=True)
+    spec = plan.storage_spec()
+    missing = (
+        f"no study '{plan.study_name}' in {spec.display} yet; start it with `bench tune {plan.loaded.source}`"
+    )
+    if spec.kind == "journal":
+        if not spec.path.exists():
+            raise BenchError(missing)
+        st.repair_journal(spec.path)  # a torn tail from a killed worker would fail every reader
+    elif spec.url.startswith("sqlite:///") and not Path(spec.url[len("sqlite:///") :]).exists():
+        raise BenchError(missing)
+    storage = spec.open()
+    if plan.study_name not in optuna.get_all_study_names(storage):
+        raise BenchError(missing)
+    return plan, storage, plan.study_name
+
+
+def serve(options: Any, host: str, port: int, open_browser: bool) -> int:
+    import optuna_dashboard
+
+    plan, storage, study_name = open_study(options)
+    study_id = storage.get_study_id_from_name(study_name)
+    server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
+    httpd = make_server(host.strip("[]"), port, optuna_dashboard.wsgi(storage), server_class=server_class,
+                        handler_class=_QuietHandler)  # fmt: skip
+    base = server.base_url(host, httpd.server_port)
+    url = f"{base}/dashboard/studies/{study_id}"
+    print(f"optuna-dashboard for study '{study_name}' ({plan.storage_spec().display}) at {base}", flush=True)
+    print(f"  {url}", flush=True)
+    print("press Ctrl-C to stop", flush=True)
+    server.announce_when_up(url, f"{base}/api/meta", lambda: True, open_browser)
+
+    def stop(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        httpd.server_close()
+    return 0
+
+
+def dashboard_command(options: Any) -> str:
+    """The command ``bench tune`` prints when it finishes: the same study in optuna-dashboard.
+    A password in ``--storage`` is shown as ``***`` (type it, or set it in ~/.pgpass)."""
+    parts = ["bench", "ui", "--tune", shlex.quote(str(options.recipe))]
+    parts += [shlex.quote(o) for o in getattr(options, "overrides", [])]
+    for overlay in getattr(options, "overlays", []):
+        parts += ["--overlay", shlex.quote(overlay)]
+    if str(options.results_dir) != "results":
+        parts += ["--results-dir", shlex.quote(str(options.results_dir))]
+    if options.storage:
+        parts += ["--storage", shlex.quote(redact_uri(options.storage))]
+    if options.study:
+        parts += ["--study", shlex.quote(options.study)]
+    return " ".join(parts)

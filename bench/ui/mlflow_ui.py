@@ -1,0 +1,78 @@
+"""``bench ui [RECIPE]``: the MLflow UI on the recipe's store, landing on the latest study's
+variants side by side (or, with ``--compare``, MLflow's compare page for its finished ones)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from bench.tracking import experiment_view as view
+from bench.tracking.uris import redact_uri
+from bench.ui import server
+
+
+@dataclass
+class Landing:
+    url: str
+    lines: list[str]  # what the user is told about where it lands
+
+
+def server_command(uri: str, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+            "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
+
+
+def _study_for(client, exp_id: str, loaded: Any | None) -> view.Study:
+    if loaded is not None:
+        return view.latest_study(client, exp_id, loaded.name, [v.run_key for v in loaded.variants])
+    return view.latest_study(client, exp_id, None)
+
+
+def landing(client, base: str, experiment: str | None, loaded: Any | None, results_dir: str,
+            compare: bool = False) -> Landing:  # fmt: skip
+    """Prepare the experiment (description, model-training kind, saved view) and pick the URL."""
+    if experiment is None:
+        return Landing(view.home_url(base), [])
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None or exp.lifecycle_stage == "deleted":
+        hint = f"bench run {loaded.source}" if loaded is not None else "bench run RECIPE"
+        return Landing(
+            view.home_url(base), [f"no experiment '{experiment}' in this store yet; run `{hint}` first"]
+        )
+    exp_id = exp.experiment_id
+    if loaded is not None:
+        view.describe_experiment(client, exp_id, loaded, results_dir)
+    study = _study_for(client, exp_id, loaded)
+    if not study.runs:
+        client.set_experiment_tag(exp_id, view.KIND_TAG, view.MODEL_TRAINING)
+        return Landing(
+            view.experiment_url(base, exp_id), [f"experiment '{experiment}' has no variant runs yet"]
+        )
+    finished = study.finished_ids
+    summary = f"experiment '{experiment}': latest study of '{study.recipe}', {len(study.runs)} run(s), {len(finished)} finished"
+    if compare and finished:
+        return Landing(view.compare_url(base, exp_id, finished), [summary, "comparing the finished runs:"])
+    key = view.save_view(client, study)
+    lines = [summary]
+    if compare:
+        lines.append("no finished run to compare yet; showing the runs table instead")
+    lines.append(f"runs side by side (saved view '{view.VIEW_NAME}', best test accuracy first):")
+    return Landing(view.experiment_url(base, exp_id, key), lines)
+
+
+def serve(uri: str, host: str, port: int, found: Landing, open_browser: bool) -> int:
+    base = server.base_url(host, port)
+    print(f"MLflow UI for {redact_uri(uri)} at {base}", flush=True)
+    for line in found.lines:
+        print("  " + line, flush=True)
+    print(f"  {found.url}", flush=True)
+    print("press Ctrl-C to stop", flush=True)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    command = server_command(uri, host, port)
+    return server.serve_process(
+        command,
+        env=env,
+        on_start=lambda alive: server.announce_when_up(found.url, f"{base}/health", alive, open_browser),
+    )

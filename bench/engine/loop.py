@@ -140,7 +140,11 @@ def finish(state: RunState, meter: Throughput, eval_rates: dict[str, list[float]
         trick.finish(state, metrics)
     trainable, total = count_parameters(state.model)
     metrics["params/trainable"], metrics["params/total"] = float(trainable), float(total)
-    metrics[memory.metric] = max(memory.peak_mb(), state.peak_mb_before)
+    peak = max(memory.peak_mb(), state.peak_mb_before)
+    if state.device.type == "cuda":  # the resident data set is a constant: recorded apart from the peak
+        data_mb = sum(t.nbytes for loader in state.loaders() for t in (loader.images, loader.labels)) / 2**20
+        metrics["memory/data_gpu_mb"], peak = data_mb, peak - data_mb
+    metrics[memory.metric] = peak
     metrics["time/wall_s"] = time.perf_counter() - wall_start + state.wall_before
     weights = resume.save_weights(state)
     return VariantResult("finished", metrics=metrics, history=state.history, weights_path=weights)

@@ -195,6 +195,11 @@ class TrackingConfig(Strict):
         None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else results/mlflow.db"
     )
     experiment: str | None = Field(None, description="MLflow experiment; default the recipe name")
+    system_metrics: bool | None = Field(
+        None,
+        description="log MLflow system metrics (CPU/GPU utilisation, memory, power) per variant; "
+        "default: on when training on CUDA",
+    )
 
     @field_validator("experiment")
     @classmethod

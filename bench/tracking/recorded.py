@@ -24,6 +24,7 @@ from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
 from bench.signals import deferred_signals
 from bench.tracking import mlflow_store as store
+from bench.tracking.system_metrics import system_metrics
 from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, SummaryHook, owner_tags, variant_tags
 
 MLFLOW_STATUS = {"finished": "FINISHED", "skipped": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}
@@ -73,8 +74,14 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
     client = rec.client
     epoch_hook = EpochMetricsHook(client, run_id, MetricLog(client, run_id, resume=resume))
     try:
-        return run_variant(variant, hooks=[epoch_hook, SummaryHook(client, run_id), *hooks],
-                           run_dir=run_dir, progress=progress)  # fmt: skip
+        with system_metrics(client, run_id, variant, resume=resume):
+            return run_variant(
+                variant,
+                hooks=[epoch_hook, SummaryHook(client, run_id), *hooks],
+                run_dir=run_dir,
+                progress=progress,
+            )
+
     except VariantSkipped as exc:
         return VariantResult("skipped", reason=str(exc))
     except Diverged as exc:

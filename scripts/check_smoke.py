@@ -31,7 +31,9 @@ def check_run(results: Path) -> None:
     fp16 = table[table["precision"] == "amp_fp16"]
     assert len(fp16) and set(fp16["status"]) <= {"skipped", "finished"}, fp16[["variant", "status"]]
     ema = table[table["variant"].str.startswith("ema=") & table["status"].eq("finished")]
-    assert len(ema) and (ema["test/acc_ema"] > CHANCE + 0.2).all(), "EMA variants evaluate their averaged model"
+    assert len(ema) and (ema["test/acc_ema"] > CHANCE + 0.2).all(), (
+        "EMA variants evaluate their averaged model"
+    )
     bf16 = table[table["precision"] == "amp_bf16"]  # skipped only where this CPU would emulate it
     assert (
         len(bf16)

@@ -22,6 +22,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from bench.errors import TrackingError
 from bench.faults import armed, fault_point
+from bench.fileio import atomic_write
 
 TAIL_CHUNK = 1 << 16
 
@@ -148,12 +149,7 @@ def repair_journal(path: Path) -> str | None:
         repaired, notes = found
         backup = _backup_name(path)
         shutil.copyfile(path, backup)
-        tmp = path.with_name(path.name + ".repair")
-        with open(tmp, "wb") as fh:
-            fh.write(repaired)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: fh.write(repaired))
     finally:
         lock.release()
     return f"repaired the Optuna journal {path}: {'; '.join(notes)} (backup: {backup.name})"

@@ -5,31 +5,23 @@ and the study's best value, parameters and test accuracy on the MLflow parent ru
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.fileio import atomic_write_text
 from bench.recipe.tune import OutsideSpace
 from bench.tracking import mlflow_store as store
 from bench.tune.plan import TunePlan
 from bench.tune.trials import counts
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """``write(tmp)`` then rename: readers never see half a file (a per-process temp name, so
-    two commands finishing together do not collide)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_trials_csv(study: Any, path: Path) -> Any:
     frame = study.trials_dataframe(attrs=("number", "state", "value", "datetime_start", "duration",
                                           "params", "user_attrs", "system_attrs", "intermediate_values"))  # fmt: skip
     frame = frame.rename(columns=lambda c: c.replace("user_attrs_", "").replace("bench.", ""))
-    _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    atomic_write_text(path, frame.to_csv(index=False))
     return frame
 
 
@@ -124,7 +116,7 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
     if best is not None:
         metric = plan.tune.objective.metric
         text = best_overlay(plan, best, values)
-        _atomic_write(out / "best.yaml", lambda tmp: tmp.write_text(text))
+        atomic_write_text(out / "best.yaml", text)
         client.log_artifact(parent_id, str(out / "best.yaml"))
         test = best.user_attrs.get("test_acc")
         metrics[f"best/{metric}"] = best.value

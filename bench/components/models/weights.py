@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from bench.errors import CheckpointError
+from bench.fileio import atomic_write_text
 
 META_SUFFIX = ".json"
 
@@ -109,9 +110,7 @@ def write_weights_meta(
     path = weights_meta_path(weights)
     body = {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "normalize": normalize, **extra}
     _channels(body["mean"], "mean", path), _channels(body["std"], "std", path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(body, indent=2) + "\n")
     return path
 
 

@@ -9,9 +9,11 @@ benchmark`` prints the overhead per variant).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import types
 from collections.abc import Iterator
 from multiprocessing.reduction import DupFd
 from typing import Any
@@ -42,6 +44,18 @@ def _child(spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool
         conn.send({"interrupted": type(exc).__name__})
         raise SystemExit(143 if type(exc).__name__ == "Terminated" else 130) from None
     conn.send(row)
+
+
+@contextlib.contextmanager
+def _no_main_module() -> Iterator[None]:
+    """Start a child without re-running the user's ``__main__`` in it (multiprocessing would
+    import the calling script again: ``bench.run`` from a script or notebook must not recurse)."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 class LocalExecutor:
@@ -75,7 +89,8 @@ class LocalExecutor:
         proc = ctx.Process(
             target=_child, args=(spec, variant, splits, send, self.live, stdio), name=f"bench {variant.name}"
         )
-        proc.start()
+        with _no_main_module():
+            proc.start()
         send.close()
         try:
             message = self._receive(receive)

@@ -34,7 +34,7 @@ def open_study(options: Any) -> tuple[Any, Any, str]:
     study does not exist yet (nothing is created: the dashboard only looks)."""
     import optuna
 
-    from bench.tune import storage as st
+    from bench.tune.journal import repair_journal
     from bench.tune.study import build_plan
 
     plan = build_plan(options, quiet=True)
@@ -45,7 +45,7 @@ def open_study(options: Any) -> tuple[Any, Any, str]:
     if spec.kind == "journal":
         if not spec.path.exists():
             raise BenchError(missing)
-        st.repair_journal(spec.path)  # a torn tail from a killed worker would fail every reader
+        repair_journal(spec.path)  # a torn tail from a killed worker would fail every reader
     elif spec.url.startswith("sqlite:///") and not Path(spec.url[len("sqlite:///") :]).exists():
         raise BenchError(missing)
     storage = spec.open()

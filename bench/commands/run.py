@@ -8,6 +8,7 @@ import signal
 import sys
 
 from bench.commands.common import add_recipe_arguments, split_recipes_and_overrides
+from bench.commands.executor_args import add_executor_arguments, ray_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="amp_bf16 variants on a CPU without native bf16 (20-40x slower): run them, or record them as "
         "skipped with the reason (a machine with native bf16 runs them later)",
     )  # fmt: skip
+    add_executor_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -28,6 +30,7 @@ def main(args: argparse.Namespace) -> int:
     # Validate every recipe and every variant before anything trains. A dry run checks without
     # torch (bench.catalog), so it answers at once; the full check builds models on `meta`.
     loaded = [load_validated(path, overrides, args.overlay, full=not args.dry_run) for path in recipes]
+    on_ray = ray_options(args)
     os.environ["BENCH_EMULATED_BF16"] = args.emulated_bf16  # read by the precision trick, in children too
     if args.dry_run:
         for recipe in loaded:
@@ -49,8 +52,9 @@ def main(args: argparse.Namespace) -> int:
             # produce the weights a later one starts from.)
             preflight(recipe)
             frame = run_recipe(
-                recipe, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
-            )
+                recipe, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force,
+                executor=ray_executor(on_ray),
+            )  # fmt: skip
             failed += int((frame["status"] == "failed").sum()) if frame is not None else 0
     except Terminated:
         print(
@@ -59,6 +63,15 @@ def main(args: argparse.Namespace) -> int:
         )
         return 128 + signal.SIGTERM
     return 1 if failed else 0
+
+
+def ray_executor(options):
+    """The Ray executor for ``--executor ray``; None: the runner's default (local processes)."""
+    if options is None:
+        return None
+    from bench.execution.ray_executor import RayExecutor
+
+    return RayExecutor(options)
 
 
 def bf16_note(recipe) -> str | None:

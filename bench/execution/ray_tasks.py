@@ -1,0 +1,85 @@
+"""What runs inside a Ray worker process: one (variant, seed) through ``run_task``, or one tuning
+worker through ``worker_loop``; plus the board on which tasks say where they run.
+
+Every task first drops ``MLFLOW_RUN_ID`` (inherited from a driver started inside an MLflow run, it
+would redirect every variant's logging into that one run) and hides the GPUs Ray did not give it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+class Board:
+    """A Ray actor: each task posts where it started (node, GPUs, pid); the driver reads it to show
+    what runs where. A retry after a worker died posts again, from its new process."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, dict[str, Any]] = {}
+
+    def start(self, token: str, where: dict[str, Any]) -> None:
+        self.started[token] = where
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return self.started
+
+
+def placement() -> dict[str, Any]:
+    """This task's node and GPUs (Ray's ids are the node's physical indices; Ray sets
+    ``CUDA_VISIBLE_DEVICES`` to them). A task given no GPU sees none, so ``device: auto`` means CPU."""
+    import ray
+
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    gpus = [str(g) for g in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+    if not gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    return {"node": ray.util.get_node_ip_address(), "gpus": gpus, "pid": os.getpid(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "gpu": gpu_tag(gpus)}  # fmt: skip
+
+
+def gpu_tag(gpus: list[str]) -> str:
+    """The ``bench.gpu`` tag: physical indices and model name, ``cpu`` without a GPU, and
+    ``logical`` for GPUs declared to Ray on a machine without CUDA (tests)."""
+    if not gpus:
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"{','.join(gpus)}: logical (no CUDA device)"
+    names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+    return f"{','.join(gpus)}: {', '.join(names)}"
+
+
+def describe(where: dict[str, Any]) -> str:
+    gpus = where.get("gpus") or []
+    return f"{where.get('node', '?')} " + (f"GPU {','.join(gpus)}" if gpus else "CPU")
+
+
+def train_variant(spec: Any, variant: Any, token: str, board: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One (variant, seed) as a Ray task: claim it under ``token`` (stable across Ray's retries, so
+    a retry takes over the run its dead attempt left and resumes it), train, return (row, where)."""
+    from bench.execution.task import run_task
+    from bench.progress import Progress
+
+    where = placement()
+    if board is not None:
+        board.start.remote(token, where)
+    progress = Progress(1, live=False)
+    progress.name = variant.name
+    tags = {"bench.gpu": where["gpu"], "bench.node": where["node"]}
+    row = run_task(spec, variant, progress=progress, claim_token=token, run_tags=tags)
+    return row, where
+
+
+def tune_worker(options: Any, index: int, board: Any) -> int:
+    """One tuning worker as a Ray task: the same loop as a spawned ``--workers`` process, on the
+    same shared storage, so the study keeps its exact trial count; returns the trials it ran."""
+    from bench.tune.plan import build_plan
+    from bench.tune.prepare import open_worker
+    from bench.tune.worker import worker_loop
+
+    where = placement()
+    if board is not None:
+        board.start.remote(f"worker {index}", where)
+    return worker_loop(open_worker(build_plan(options, quiet=True), index), index)

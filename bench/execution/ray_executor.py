@@ -16,7 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.execution.cluster import RayOptions, check_reachable, connected, gpus_per_task, task_env
+from bench.execution.cluster import (
+    RayOptions,
+    alive_nodes,
+    check_reachable,
+    connected,
+    gpus_per_task,
+    task_env,
+)
 from bench.execution.ray_tasks import Board, describe, train_variant, tune_worker
 from bench.execution.task import TaskSpec, record_crash
 from bench.recipe.load import Variant
@@ -38,46 +45,75 @@ class RayExecutor:
             check_reachable(
                 ray, spec.tracking_uri, {"the results folder": Path(spec.results_dir)}, self.options
             )
-            gpus = gpus_per_task(ray, self.options)
-            board = ray.remote(num_cpus=0)(Board).remote()
-            remote = ray.remote(train_variant).options(
-                num_gpus=gpus, num_cpus=self.options.cpus, max_retries=max(spec.max_attempts - 1, 0),
-                runtime_env={"env_vars": task_env()}, name="bench-variant",
-            )  # fmt: skip
+            remote, board = submitter(
+                ray, self.options, train_variant, max(spec.max_attempts - 1, 0), progress
+            )
             tasks = {}
             for variant in variants:
                 token = uuid.uuid4().hex
-                tasks[remote.remote(spec, variant, token, board)] = (variant, token)
-            progress.note(
-                f"ray: {len(tasks)} task(s), {gpus:g} GPU and {self.options.cpus:g} CPU each; cluster "
-                f"{_resources(ray)}"
-            )
-            yield from Watch(ray, board, tasks, progress).rows(spec)
+                tasks[remote.remote(spec, variant, token, board)] = (variant.name, token)
+            by_name = {v.name: v for v in variants}
+
+            def result(ref: Any, name: str) -> dict[str, Any]:
+                try:
+                    row, _ = ray.get(ref)
+                except RayError as exc:  # every retry's worker died, or the task raised (store down)
+                    return record_crash(spec, by_name[name], None, how=f"Ray: {failure(exc)}")
+                return row
+
+            RayError = ray.exceptions.RayError
+            yield from Watch(ray, board, tasks, progress).results(result)
+
+
+def submitter(ray: Any, options: RayOptions, func: Any, retries: int, progress: Any) -> tuple[Any, Any]:
+    """``func`` as a Ray remote function with the resources each task gets, and the board."""
+    gpus = gpus_per_task(ray, options)
+    board = ray.remote(num_cpus=0)(Board).remote()
+    remote = ray.remote(func).options(
+        num_gpus=gpus, num_cpus=options.cpus, max_retries=retries, runtime_env={"env_vars": task_env()},
+        name=f"bench-{func.__name__.replace('_', '-')}",
+    )  # fmt: skip
+    res = ray.cluster_resources()
+    progress.note(
+        f"ray: {gpus:g} GPU and {options.cpus:g} CPU per task; cluster of {alive_nodes(ray)} node(s) with "
+        f"{res.get('GPU', 0):g} GPU, {res.get('CPU', 0):g} CPU"
+    )
+    return remote, board
+
+
+def failure(exc: BaseException) -> str:
+    """What a RayError says, with the task's own exception rather than Ray's wrapper."""
+    from ray.exceptions import RayTaskError
+
+    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+    first = (str(cause).strip().splitlines() or [""])[0][:300]
+    return f"{type(cause).__name__}: {first}"
 
 
 class Watch:
-    """The driver's side of the tasks in flight: shows what started where, hands back rows as
-    tasks finish, records a task Ray gave up on, and cancels everything on Ctrl-C or SIGTERM."""
+    """The driver's side of the tasks in flight (``ref -> (name, token)``): shows what started
+    where, hands back each task's result as it finishes, and cancels every task on Ctrl-C,
+    SIGTERM or when its consumer stops."""
 
-    def __init__(self, ray: Any, board: Any, tasks: dict[Any, tuple[Variant, str]], progress: Any):
+    def __init__(self, ray: Any, board: Any, tasks: dict[Any, tuple[str, str]], progress: Any):
         self.ray, self.board, self.tasks, self.progress = ray, board, tasks, progress
         self.total = len(tasks)
         self.done = 0
         self.seen: dict[str, Any] = {}  # token -> pid of the attempt already announced
         self.where: dict[str, dict[str, Any]] = {}
 
-    def rows(self, spec: TaskSpec) -> Iterator[dict[str, Any]]:
+    def results(self, result: Any) -> Iterator[Any]:
         try:
             while self.tasks:
                 ready, _ = self.ray.wait(list(self.tasks), num_returns=1, timeout=POLL_S)
                 self.announce()
                 for ref in ready:
-                    variant, token = self.tasks.pop(ref)
-                    row = self.result(spec, ref, variant)
+                    name, token = self.tasks.pop(ref)
+                    value = result(ref, name)
                     self.done += 1
-                    self.progress.name = f"{variant.name} ({describe(self.where.get(token, {}))})"
-                    yield row
-        except BaseException:  # Ctrl-C, SIGTERM, or the consumer stopped: no task outlives the run
+                    self.progress.name = f"{name} ({describe(self.where.get(token, {}))})"
+                    yield value
+        except BaseException:
             self.cancel()
             raise
 
@@ -86,28 +122,17 @@ class Watch:
             started = self.ray.get(self.board.snapshot.remote(), timeout=10)
         except Exception:  # noqa: BLE001 - the board is for display only
             return
-        tokens = {token: variant for variant, token in self.tasks.values()}
+        names = dict(t[::-1] for t in self.tasks.values())  # token -> name, of tasks in flight
         for token, where in started.items():
-            if token not in tokens or self.seen.get(token) == where["pid"]:
+            if token not in names or self.seen.get(token) == where["pid"]:
                 continue
             again = " again (its previous worker died)" if token in self.seen else ""
             self.seen[token], self.where[token] = where["pid"], where
-            running = sum(1 for t in tokens if t in self.seen)
+            running = sum(1 for t in names if t in self.seen)
             self.progress.note(
-                f"[{self.done}/{self.total} done, {running} running, {len(tokens) - running} waiting] "
-                f"{tokens[token].name} started{again} on {describe(where)}"
+                f"[{self.done}/{self.total} done, {running} running, {len(names) - running} waiting] "
+                f"{names[token]} started{again} on {describe(where)}"
             )
-
-    def result(self, spec: TaskSpec, ref: Any, variant: Variant) -> dict[str, Any]:
-        from ray.exceptions import RayError, RayTaskError
-
-        try:
-            row, where = self.ray.get(ref)
-        except RayError as exc:  # every retry's worker died, or the task raised (e.g. store down)
-            cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
-            first = (str(cause).strip().splitlines() or [""])[0][:300]
-            return record_crash(spec, variant, None, how=f"Ray: {type(cause).__name__}: {first}")
-        return row
 
     def cancel(self) -> None:
         """Cancel every task; running ones get a KeyboardInterrupt and close their runs as
@@ -119,55 +144,45 @@ class Watch:
             self.ray.wait(refs, num_returns=len(refs), timeout=STOP_WAIT)
 
 
+class Say:
+    """``say`` (a print function) as the one Progress method Watch uses."""
+
+    def __init__(self, say: Any):
+        self.note = say
+        self.name = ""
+
+
 def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:
     """``bench tune --executor ray``: ``options.workers`` tuning workers as Ray tasks on the
-    study's shared storage. False when a worker failed (the study keeps what it recorded)."""
+    study's shared storage (the same worker loop, so the same exact trial count; a worker whose
+    process died is retried, and its trial re-queued once its lease goes stale). False when a
+    worker failed (the study keeps what it recorded)."""
     from bench.tune.plan import build_plan
 
     with connected(ray_options) as ray:
-        plan = build_plan(replace(options, results_dir=str(Path(options.results_dir).resolve())), quiet=True)
-        paths = {"the results folder": Path(plan.options.results_dir)}
-        spec = plan.storage_spec()
-        if spec.kind == "journal" or spec.dialect == "sqlite":
-            paths["the Optuna storage"] = Path(spec.path)
+        options = replace(options, results_dir=str(Path(options.results_dir).resolve()))
+        plan = build_plan(options, quiet=True)
+        paths = {"the results folder": Path(options.results_dir)}
+        storage = plan.storage_spec()
+        if storage.path is not None:
+            paths["the Optuna storage"] = storage.path
         check_reachable(ray, plan.tracking_uri, paths, ray_options)
-        gpus = gpus_per_task(ray, ray_options)
-        board = ray.remote(num_cpus=0)(Board).remote()
-        remote = ray.remote(tune_worker).options(
-            num_gpus=gpus, num_cpus=ray_options.cpus, max_retries=2, runtime_env={"env_vars": task_env()},
-            name="bench-tune-worker",
-        )  # fmt: skip
-        tasks = {remote.remote(plan.options, i, board): i for i in range(options.workers)}
-        say(f"ray: {len(tasks)} tuning worker task(s), {gpus:g} GPU and {ray_options.cpus:g} CPU each")
-        failed = []
-        watch = Watch(ray, board, {}, _Say(say))
-        try:
-            pending = list(tasks)
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
-                for ref in ready:
-                    try:
-                        ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - reported; the other workers go on
-                        failed.append(f"worker {tasks[ref]}: {type(exc).__name__}")
-        except BaseException:
-            watch.tasks = {ref: (None, str(i)) for ref, i in tasks.items()}
-            watch.cancel()
-            raise
+        remote, board = submitter(ray, ray_options, tune_worker, 2, Say(say))
+        tasks = {
+            remote.remote(options, i, board): (f"tuning worker {i}", str(i)) for i in range(options.workers)
+        }
+        failed: list[str] = []
+
+        def result(ref: Any, name: str) -> None:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                failed.append(f"{name}: {failure(exc)}")
+
+        for _ in Watch(ray, board, tasks, Say(say)).results(result):
+            pass
     if failed:
         say(
-            f"error: {len(failed)} tuning worker task(s) failed ({', '.join(failed)}); the study keeps what they recorded"
+            f"error: {len(failed)} worker task(s) failed ({'; '.join(failed)}); the study keeps what they recorded"
         )
     return not failed
-
-
-class _Say:
-    def __init__(self, say: Any):
-        self.note = say
-
-
-def _resources(ray: Any) -> str:
-    res = ray.cluster_resources()
-    from bench.execution.cluster import alive_nodes
-
-    return f"{alive_nodes(ray)} node(s), {res.get('GPU', 0):g} GPU, {res.get('CPU', 0):g} CPU"

@@ -67,7 +67,8 @@ def train_variant(spec: Any, variant: Any, token: str, board: Any) -> tuple[dict
         board.start.remote(token, where)
     progress = Progress(1, live=False)
     progress.name = variant.name
-    tags = {"bench.gpu": where["gpu"], "bench.node": where["node"]}
+    tags = {"bench.gpu": where["gpu"], "bench.node": where["node"],
+            "bench.cuda_visible_devices": where["cuda_visible_devices"]}  # fmt: skip
     row = run_task(spec, variant, progress=progress, claim_token=token, run_tags=tags)
     return row, where
 
@@ -81,5 +82,5 @@ def tune_worker(options: Any, index: int, board: Any) -> int:
 
     where = placement()
     if board is not None:
-        board.start.remote(f"worker {index}", where)
+        board.start.remote(str(index), where)
     return worker_loop(open_worker(build_plan(options, quiet=True), index), index)

@@ -93,11 +93,11 @@ def alive_nodes(ray: Any) -> int:
     return sum(1 for n in ray.nodes() if n.get("Alive"))
 
 
-def check_reachable(ray: Any, tracking_uri: str, paths: dict[str, Path], options: RayOptions) -> None:
+def check_reachable(nodes: int, tracking_uri: str, paths: dict[str, Path], options: RayOptions) -> None:
     """On a cluster of several nodes, every node writes to the tracking store and reads and writes
     checkpoints, weights and locks under the results folder: a SQLite file or a folder on this
     machine's own disk would split the study (or fail on the other nodes). One node: anything goes."""
-    if options.allow_local_store or alive_nodes(ray) <= 1:
+    if options.allow_local_store or nodes <= 1:
         return
     problems = []
     scheme = tracking_uri.split(":", 1)[0] if "://" in tracking_uri else "file"
@@ -115,7 +115,7 @@ def check_reachable(ray: Any, tracking_uri: str, paths: dict[str, Path], options
             )
     if problems:
         raise ClusterError(
-            f"the Ray cluster has {alive_nodes(ray)} nodes, but " + "; and ".join(problems)
+            f"the Ray cluster has {nodes} nodes, but " + "; and ".join(problems)
             + " (--allow-local-store if every node does see them, e.g. one machine)"
         )  # fmt: skip
 

@@ -43,7 +43,10 @@ class RayExecutor:
             # Workers may start in another directory (or on another node): absolute paths only.
             spec = replace(spec, results_dir=str(Path(spec.results_dir).resolve()))
             check_reachable(
-                ray, spec.tracking_uri, {"the results folder": Path(spec.results_dir)}, self.options
+                alive_nodes(ray),
+                spec.tracking_uri,
+                {"the results folder": Path(spec.results_dir)},
+                self.options,
             )
             remote, board = submitter(
                 ray, self.options, train_variant, max(spec.max_attempts - 1, 0), progress
@@ -166,7 +169,7 @@ def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:
         storage = plan.storage_spec()
         if storage.path is not None:
             paths["the Optuna storage"] = storage.path
-        check_reachable(ray, plan.tracking_uri, paths, ray_options)
+        check_reachable(alive_nodes(ray), plan.tracking_uri, paths, ray_options)
         remote, board = submitter(ray, ray_options, tune_worker, 2, Say(say))
         tasks = {
             remote.remote(options, i, board): (f"tuning worker {i}", str(i)) for i in range(options.workers)

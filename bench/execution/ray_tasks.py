@@ -31,11 +31,13 @@ def placement() -> dict[str, Any]:
     import ray
 
     os.environ.pop("MLFLOW_RUN_ID", None)
-    gpus = [str(g) for g in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+    ctx = ray.get_runtime_context()
+    gpus = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
     if not gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    return {"node": ray.util.get_node_ip_address(), "gpus": gpus, "pid": os.getpid(),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "gpu": gpu_tag(gpus)}  # fmt: skip
+    return {"node": ray.util.get_node_ip_address(), "node_id": ctx.get_node_id(), "gpus": gpus,
+            "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "gpu": gpu_tag(gpus)}  # fmt: skip
 
 
 def gpu_tag(gpus: list[str]) -> str:
@@ -67,7 +69,7 @@ def train_variant(spec: Any, variant: Any, token: str, board: Any) -> tuple[dict
         board.start.remote(token, where)
     progress = Progress(1, live=False)
     progress.name = variant.name
-    tags = {"bench.gpu": where["gpu"], "bench.node": where["node"],
+    tags = {"bench.gpu": where["gpu"], "bench.node": where["node"], "bench.ray_node": where["node_id"],
             "bench.cuda_visible_devices": where["cuda_visible_devices"]}  # fmt: skip
     row = run_task(spec, variant, progress=progress, claim_token=token, run_tags=tags)
     return row, where

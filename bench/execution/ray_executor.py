@@ -51,20 +51,16 @@ class RayExecutor:
             remote, board = submitter(
                 ray, self.options, train_variant, max(spec.max_attempts - 1, 0), progress
             )
-            tasks = {}
-            for variant in variants:
-                token = uuid.uuid4().hex
-                tasks[remote.remote(spec, variant, token, board)] = (variant.name, token)
-            by_name = {v.name: v for v in variants}
+            tokens = {uuid.uuid4().hex: variant for variant in variants}
+            tasks = {remote.remote(spec, v, token, board): (v.name, token) for token, v in tokens.items()}
 
-            def result(ref: Any, name: str) -> dict[str, Any]:
+            def result(ref: Any, name: str, token: str) -> dict[str, Any]:
                 try:
                     row, _ = ray.get(ref)
-                except RayError as exc:  # every retry's worker died, or the task raised (store down)
-                    return record_crash(spec, by_name[name], None, how=f"Ray: {failure(exc)}")
+                except ray.exceptions.RayError as exc:  # every retry's worker died, or the task raised
+                    return record_crash(spec, tokens[token], None, how=f"Ray: {failure(exc)}")
                 return row
 
-            RayError = ray.exceptions.RayError
             yield from Watch(ray, board, tasks, progress).results(result)
 
 
@@ -112,7 +108,7 @@ class Watch:
                 self.announce()
                 for ref in ready:
                     name, token = self.tasks.pop(ref)
-                    value = result(ref, name)
+                    value = result(ref, name, token)
                     self.done += 1
                     self.progress.name = f"{name} ({describe(self.where.get(token, {}))})"
                     yield value
@@ -176,7 +172,7 @@ def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:
         }
         failed: list[str] = []
 
-        def result(ref: Any, name: str) -> None:
+        def result(ref: Any, name: str, token: str) -> None:
             try:
                 ray.get(ref)
             except ray.exceptions.RayError as exc:

@@ -272,3 +272,21 @@ def test_mlflow_server_on_postgres(tmp_path, tiny_image_folder, local_ray, mlflo
     frame = pd.read_csv(tmp_path / "res" / "tiny" / "runs.csv")  # runs.csv from the server's records
     assert set(frame["status"]) == {"finished"}
     assert set(frame["mlflow_run_id"]) == {r.info.run_id for r in children(runs)}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_tune_workers_as_ray_tasks_keep_the_exact_trial_count(tmp_path, tiny_image_folder, local_ray):
+    from tests.test_tune import tune_recipe
+
+    tune = {"n_trials": 5, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}}
+    path = tune_recipe(tmp_path, tiny_image_folder, tune=tune, **{"data.val_size": 32, "train.epochs": 1})
+    args = ["tune", str(path), "--workers", "2", "--results-dir", str(tmp_path / "res"),
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--executor", "ray", "--cpus-per-worker", "0.5"]  # fmt: skip
+    assert main(args) == 0
+    trials = pd.read_csv(tmp_path / "res" / "tinytune" / "trials.csv")
+    assert sorted(trials["number"]) == [0, 1, 2, 3, 4]  # exactly n_trials, none lost or duplicated
+    assert set(trials["state"]) == {"COMPLETE"}
+    assert trials["worker"].nunique() == 2  # both Ray tasks ran trials
+    assert main(args + ["--n-trials", "6"]) == 0  # the same command with a larger budget continues
+    assert sorted(pd.read_csv(tmp_path / "res" / "tinytune" / "trials.csv")["number"]) == list(range(6))

@@ -71,6 +71,25 @@ def test_cluster_refuses_stores_other_nodes_cannot_reach(tmp_path):
     check_reachable(3, "sqlite:///x.db", local, RayOptions(allow_local_store=True))
 
 
+def test_a_ray_cancel_waits_while_a_runs_final_status_is_written():
+    """Ray cancels with ``_thread.interrupt_main()``; inside ``deferred_signals`` it must wait."""
+    import _thread
+
+    from bench.execution.ray_tasks import cancellable
+    from bench.signals import deferred_signals
+
+    steps_done = []
+    with pytest.raises(KeyboardInterrupt), cancellable():
+        with deferred_signals():
+            _thread.interrupt_main()
+            for _ in range(1000):  # bytecode boundaries: an unheld interrupt would land here
+                steps_done.append(1)
+            steps_done.append("closed")
+        time.sleep(1)  # the held SIGINT is delivered once the mask is lifted
+        steps_done.append("after")
+    assert steps_done[-1] == "closed"
+
+
 def test_filesystem_type_reads_the_mount_table():
     if not Path("/proc/mounts").exists():
         pytest.skip("no /proc/mounts")

@@ -7,7 +7,11 @@ would redirect every variant's logging into that one run) and hides the GPUs Ray
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -58,6 +62,29 @@ def describe(where: dict[str, Any]) -> str:
     return f"{where.get('node', '?')} " + (f"GPU {','.join(gpus)}" if gpus else "CPU")
 
 
+def _on_sigint(signum: int, frame: Any) -> None:  # noqa: ARG001
+    if signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []):
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal now: held until the mask is lifted
+        return
+    raise KeyboardInterrupt("cancelled")
+
+
+@contextlib.contextmanager
+def cancellable() -> Iterator[None]:
+    """Ray cancels a running task with ``_thread.interrupt_main()``, which calls the SIGINT handler
+    directly: the signal mask with which a run's final status is written (``deferred_signals``)
+    cannot hold that back, and a cancel could land between "finished" and the run's closing. This
+    handler turns such a call, while SIGINT is masked, into a real SIGINT, delivered after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train_variant(spec: Any, variant: Any, token: str, board: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """One (variant, seed) as a Ray task: claim it under ``token`` (stable across Ray's retries, so
     a retry takes over the run its dead attempt left and resumes it), train, return (row, where)."""
@@ -71,7 +98,8 @@ def train_variant(spec: Any, variant: Any, token: str, board: Any) -> tuple[dict
     progress.name = variant.name
     tags = {"bench.gpu": where["gpu"], "bench.node": where["node"], "bench.ray_node": where["node_id"],
             "bench.cuda_visible_devices": where["cuda_visible_devices"]}  # fmt: skip
-    row = run_task(spec, variant, progress=progress, claim_token=token, run_tags=tags)
+    with cancellable():
+        row = run_task(spec, variant, progress=progress, claim_token=token, run_tags=tags)
     return row, where
 
 
@@ -85,4 +113,5 @@ def tune_worker(options: Any, index: int, board: Any) -> int:
     where = placement()
     if board is not None:
         board.start.remote(str(index), where)
-    return worker_loop(open_worker(build_plan(options, quiet=True), index), index)
+    with cancellable():
+        return worker_loop(open_worker(build_plan(options, quiet=True), index), index)

@@ -56,6 +56,7 @@ def run(
     tracking_uri: str | None = None,
     force: bool = False,
     live_progress: bool | None = None,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """``bench run``: train and record every variant of each recipe, in order (a later recipe may
     start from weights an earlier one saves). All recipes are validated before anything trains;
@@ -72,7 +73,7 @@ def run(
     for recipe in loaded:
         preflight(recipe)
         frame = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,
-                           live_progress=live_progress)  # fmt: skip
+                           live_progress=live_progress, executor=executor)  # fmt: skip
         if frame is not None:
             frames.append(frame.assign(recipe=recipe.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

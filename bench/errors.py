@@ -44,3 +44,9 @@ class TrackingError(BenchError):
     """The MLflow (or Optuna) store cannot be reached or created."""
 
     exit_code = 3
+
+
+class ClusterError(BenchError):
+    """Ray is missing, its cluster cannot be reached, or it cannot reach the stores (``--executor ray``)."""
+
+    exit_code = 2

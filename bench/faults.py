@@ -8,6 +8,9 @@ lookup (the variable is read once per process). Actions:
     exit   os._exit(99) (a crash that skips every handler)
     block  touch ``$BENCH_FAULT_RELEASE.reached.<pid>``, then wait until ``$BENCH_FAULT_RELEASE``
            exists (signals still arrive while it waits)
+
+With ``BENCH_FAULT_ONCE=PATH`` a fault fires only in the first process to reach it (the one that
+creates PATH): a retried task, or the next variant, runs through (e.g. a Ray retry after a kill).
 """
 
 from __future__ import annotations
@@ -39,9 +42,20 @@ def armed(name: str) -> bool:
     return name in _armed
 
 
+def _first_to_fire() -> bool:
+    once = os.environ.get("BENCH_FAULT_ONCE")
+    if not once:
+        return True
+    try:
+        os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def fault_point(name: str) -> None:
     """Do what ``BENCH_FAULT`` says for ``name``; nothing when it is not armed."""
-    if not armed(name):
+    if not armed(name) or not _first_to_fire():
         return
     action = _armed[name]
     print(f"fault: {name}: {action} (pid {os.getpid()})", file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from bench.commands.common import add_recipe_arguments, split_recipes_and_overrides
+from bench.commands.executor_args import add_executor_arguments, ray_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="amp_bf16 variants on a CPU without native bf16 (20-40x slower): run them, or record them as "
         "skipped with the reason (a machine with native bf16 runs them later)",
     )  # fmt: skip
+    add_executor_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -28,6 +30,7 @@ def main(args: argparse.Namespace) -> int:
     # Validate every recipe and every variant before anything trains. A dry run checks without
     # torch (bench.catalog), so it answers at once; the full check builds models on `meta`.
     loaded = [api.load_recipe(path, overrides, args.overlay, full=not args.dry_run) for path in recipes]
+    on_ray = ray_options(args)
     os.environ["BENCH_EMULATED_BF16"] = args.emulated_bf16  # read by the precision trick, in children too
     if args.dry_run:
         from bench.estimate import estimate_line
@@ -45,8 +48,9 @@ def main(args: argparse.Namespace) -> int:
         # Data sets and weights files load per recipe before anything of it is recorded (an
         # earlier recipe of the same command may produce the weights a later one starts from).
         frame = api.run(
-            loaded, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
-        )
+            loaded, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force,
+            executor=ray_executor(on_ray),
+        )  # fmt: skip
     except Terminated:
         print(
             "terminated (SIGTERM): finished variants are recorded; run the same command again to resume",
@@ -55,6 +59,15 @@ def main(args: argparse.Namespace) -> int:
         return 128 + signal.SIGTERM
     failed = int((frame["status"] == "failed").sum()) if "status" in frame else 0
     return 1 if failed else 0
+
+
+def ray_executor(options):
+    """The Ray executor for ``--executor ray``; None: the runner's default (local processes)."""
+    if options is None:
+        return None
+    from bench.execution.ray_executor import RayExecutor
+
+    return RayExecutor(options)
 
 
 def bf16_note(recipe) -> str | None:

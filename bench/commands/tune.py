@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from bench.commands.common import add_recipe_arguments
+from bench.commands.executor_args import add_executor_arguments, ray_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="validate the recipe and search space, then exit"
     )
+    add_executor_arguments(parser, unit="worker")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -35,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     options = tune_options(
         args.recipe, args.overrides, overlays=args.overlay, results_dir=args.results_dir,
         tracking_uri=args.tracking_uri, storage=args.storage, workers=args.workers, study=args.study,
-        n_trials=args.n_trials, timeout=args.timeout,
+        n_trials=args.n_trials, timeout=args.timeout, ray=ray_options(args),
     )  # fmt: skip
     if args.dry_run:
         plan = build_plan(options)

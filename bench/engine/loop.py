@@ -31,6 +31,7 @@ from bench.engine.hooks import Hook, VariantResult
 from bench.engine.measure import PeakMemory, Throughput
 from bench.engine.state import RunState, build_state
 from bench.engine.stepping import after_optimizer_step, end_of_epoch
+from bench.faults import fault_point
 from bench.recipe.load import Variant
 
 
@@ -105,6 +106,7 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
         if progress is not None:
             progress.epoch_end(epoch, train.epochs, record)
         resume.checkpoint_epoch(state, record, wall_start, memory)
+        fault_point("run.after_checkpoint")
     result = finish(state, meter, eval_rates, memory, wall_start)
     for hook in hooks:
         hook.on_end(state, result)

@@ -27,6 +27,7 @@ from bench.tracking.recorded import Recording, open_run, run_recorded
 from bench.tracking.variant_runs import find_previous
 
 CRASHES_TAG = "bench.crashes"
+TOKEN_TAG = "bench.claim_token"  # which task (across its retries) holds the run
 
 
 @dataclass(frozen=True)
@@ -74,28 +75,37 @@ class Claim:
     row: dict[str, Any] | None = None  # set when this task is not to train (finished, busy, given up)
 
 
-def claim(rec: Recording, spec: TaskSpec, variant: Variant) -> Claim:
-    """Decide, under the claim lock, whether this task trains ``variant``; if so open its run."""
+def claim(rec: Recording, spec: TaskSpec, variant: Variant, token: str | None = None) -> Claim:
+    """Decide, under the claim lock, whether this task trains ``variant``; if so open its run.
+
+    ``token`` names the task across retries (a Ray task's retry after its worker died): a run
+    leased under the same token was this task's own earlier attempt, dead, so it is taken over at
+    once and resumed (counted as a crash), instead of waiting for its lease to expire."""
     run_dir = spec.run_dir(variant)
     with file_lock(spec.out_dir / ".claims.lock"):
         previous = find_previous(rec.client, rec.experiment_id, variant.run_key)
-        if previous is not None and not spec.force:
+        retried = bool(token) and previous is not None and previous.data.tags.get(TOKEN_TAG) == token
+        crashes = int(previous.data.tags.get(CRASHES_TAG, "0") or 0) if previous is not None else 0
+        if previous is not None and (retried or not spec.force):
             status = previous.data.tags.get("bench.status")
             if status == "finished":
                 return Claim(row=row_of_run(variant, previous))
-            if lease_alive(previous):
+            if lease_alive(previous) and not retried:
                 reason = f"being trained by another live process ({previous.data.tags.get('bench.host', '?')}); not touched"
                 return Claim(row=variant_row(variant, "busy", reason, {}, previous.info.run_id))
-            crashes = int(previous.data.tags.get(CRASHES_TAG, "0") or 0)
-            if crashes >= spec.max_attempts:
+            if crashes >= spec.max_attempts and not retried:
                 reason = (
                     f"gave up after {crashes} crashed attempts: {previous.data.tags.get('bench.reason', '')}"
                 )
                 return Claim(row=variant_row(variant, "failed", reason[:480], {}, previous.info.run_id))
-        if previous is not None and spec.force:
+        if previous is not None and spec.force and not retried:
             previous = None  # --force: the user asked for a fresh run, checkpoints included
             shutil.rmtree(run_dir, ignore_errors=True)
         run_id = open_run(rec, variant, previous)
+        if retried and previous.info.status == "RUNNING":  # its process died without closing it
+            rec.client.set_tag(run_id, CRASHES_TAG, str(crashes + 1))
+        if token:
+            rec.client.set_tag(run_id, TOKEN_TAG, token)
         rec.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.3f}")  # leased from this moment
     return Claim(run_id=run_id, resume=previous is not None)
 
@@ -114,13 +124,17 @@ def export_weights(spec: TaskSpec, variant: Variant, result: VariantResult) -> N
         atomic_copy(sidecar, Path(str(export) + ".json"))
 
 
-def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any = None) -> dict[str, Any]:
-    """Claim and train one variant; returns its row (never raises for the variant's own failure)."""
+def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any = None, *,
+             claim_token: str | None = None, run_tags: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Claim and train one variant; returns its row (never raises for the variant's own failure).
+    ``claim_token``: see ``claim``; ``run_tags``: set on the run once claimed (e.g. the GPU used)."""
     client = client or store.open_store(spec.tracking_uri)
     rec = Recording(client, spec.experiment_id, spec.recipe, spec.parent_id)
-    got = claim(rec, spec, variant)
+    got = claim(rec, spec, variant, claim_token)
     if got.row is not None:
         return got.row
+    for key, value in (run_tags or {}).items():
+        client.set_tag(got.run_id, key, value)
     if got.resume and progress is not None:
         where = "its last checkpoint" if (spec.run_dir(variant) / "last.ckpt").exists() else "the start"
         progress.note(f"  resuming {variant.name} from {where} into MLflow run {got.run_id}")
@@ -133,7 +147,7 @@ def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any
 
 
 def record_crash(
-    spec: TaskSpec, variant: Variant, exitcode: int | None, client: Any = None
+    spec: TaskSpec, variant: Variant, exitcode: int | None, client: Any = None, how: str | None = None
 ) -> dict[str, Any]:
     """The process training ``variant`` died without closing its run (OOM killer, segfault, CUDA
     fatal error): mark the run failed with why, count the crash, and return its row."""
@@ -141,7 +155,7 @@ def record_crash(
 
     client = client or store.open_store(spec.tracking_uri)
     run = find_previous(client, spec.experiment_id, variant.run_key)
-    how = (
+    how = how or (
         f"signal {signal.Signals(-exitcode).name}"
         if exitcode is not None and exitcode < 0
         else f"exit {exitcode}"

@@ -37,6 +37,7 @@ class TuneOptions:
     storage: str | None = None
     workers: int = 1
     study: str | None = None
+    ray: Any = None  # bench.execution.cluster.RayOptions: the workers are Ray tasks
 
 
 @dataclass

@@ -40,7 +40,7 @@ def run_study(options: TuneOptions) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm), signal.getsignal(signal.SIGINT)
     status, code, summary = "FINISHED", 0, ""
     try:
-        if options.workers <= 1:
+        if options.workers <= 1 and options.ray is None:
             worker_loop(ctx, 0)
         elif not fan_out(options):
             status, code = "FAILED", 1
@@ -67,8 +67,14 @@ def run_study(options: TuneOptions) -> int:
 
 def fan_out(options: TuneOptions) -> bool:
     """Run ``options.workers`` spawned worker processes; a stop (Ctrl-C, SIGTERM) is passed on to
-    them and they re-queue their trials. False when a worker failed."""
+    them and they re-queue their trials. False when a worker failed. With ``--executor ray`` the
+    workers are Ray tasks instead (bench/execution/ray_executor.py)."""
     import multiprocessing as mp
+
+    if options.ray is not None:
+        from bench.execution.ray_executor import run_tune_workers
+
+        return run_tune_workers(options, options.ray, say)
 
     context = mp.get_context("spawn")
     procs = [

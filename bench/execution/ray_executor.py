@@ -1,0 +1,187 @@
+"""The Ray executor: every (variant, seed) of a ``bench run`` becomes one Ray task, spread over the
+GPUs of this machine or of a cluster; ``bench tune --executor ray`` runs its workers the same way.
+
+Ray schedules (one GPU per task by default, fractions allowed), sets ``CUDA_VISIBLE_DEVICES`` and
+retries a task whose worker process died. Everything else stays bench's: each task claims its
+variant in the tracking store (``run_task``) under a token that survives Ray's retries, so a retry
+takes over the run its dead attempt left and resumes it from the checkpoint, and a variant is never
+recorded twice. Rows come back as tasks finish; the driver writes ``runs.csv`` from the store.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.execution.cluster import (
+    RayOptions,
+    alive_nodes,
+    check_reachable,
+    connected,
+    gpus_per_task,
+    task_env,
+)
+from bench.execution.ray_tasks import Board, describe, train_variant, tune_worker
+from bench.execution.task import TaskSpec, record_crash
+from bench.recipe.load import Variant
+
+POLL_S = 1.0  # how often the driver looks at the board while waiting for tasks
+STOP_WAIT = 60.0  # seconds cancelled tasks get to close their runs as interrupted
+
+
+class RayExecutor:
+    """Runs a recipe's tasks as Ray tasks, as many at once as the cluster's resources allow."""
+
+    def __init__(self, options: RayOptions | None = None):
+        self.options = options or RayOptions()
+
+    def run(self, spec: TaskSpec, variants: list[Variant], progress: Any) -> Iterator[dict[str, Any]]:
+        with connected(self.options) as ray:
+            # Workers may start in another directory (or on another node): absolute paths only.
+            spec = replace(spec, results_dir=str(Path(spec.results_dir).resolve()))
+            check_reachable(
+                alive_nodes(ray),
+                spec.tracking_uri,
+                {"the results folder": Path(spec.results_dir)},
+                self.options,
+            )
+            remote, board = submitter(
+                ray, self.options, train_variant, max(spec.max_attempts - 1, 0), progress
+            )
+            tokens = {uuid.uuid4().hex: variant for variant in variants}
+            tasks = {remote.remote(spec, v, token, board): (v.name, token) for token, v in tokens.items()}
+
+            def result(ref: Any, name: str, token: str) -> dict[str, Any]:
+                try:
+                    row, _ = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # every retry's worker died, or the task raised
+                    return record_crash(spec, tokens[token], None, how=f"Ray: {failure(exc)}")
+                return row
+
+            yield from Watch(ray, board, tasks, progress).results(result)
+
+
+def submitter(ray: Any, options: RayOptions, func: Any, retries: int, progress: Any) -> tuple[Any, Any]:
+    """``func`` as a Ray remote function with the resources each task gets, and the board."""
+    gpus = gpus_per_task(ray, options)
+    board = ray.remote(num_cpus=0)(Board).remote()
+    remote = ray.remote(func).options(
+        num_gpus=gpus, num_cpus=options.cpus, max_retries=retries, runtime_env={"env_vars": task_env()},
+        name=f"bench-{func.__name__.replace('_', '-')}",
+    )  # fmt: skip
+    res = ray.cluster_resources()
+    progress.note(
+        f"ray: {gpus:g} GPU and {options.cpus:g} CPU per task; cluster of {alive_nodes(ray)} node(s) with "
+        f"{res.get('GPU', 0):g} GPU, {res.get('CPU', 0):g} CPU"
+    )
+    return remote, board
+
+
+def failure(exc: BaseException) -> str:
+    """What a RayError says, with the task's own exception rather than Ray's wrapper."""
+    from ray.exceptions import RayTaskError
+
+    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+    first = (str(cause).strip().splitlines() or [""])[0][:300]
+    return f"{type(cause).__name__}: {first}"
+
+
+class Watch:
+    """The driver's side of the tasks in flight (``ref -> (name, token)``): shows what started
+    where, hands back each task's result as it finishes, and cancels every task on Ctrl-C,
+    SIGTERM or when its consumer stops."""
+
+    def __init__(self, ray: Any, board: Any, tasks: dict[Any, tuple[str, str]], progress: Any):
+        self.ray, self.board, self.tasks, self.progress = ray, board, tasks, progress
+        self.total = len(tasks)
+        self.done = 0
+        self.seen: dict[str, Any] = {}  # token -> pid of the attempt already announced
+        self.where: dict[str, dict[str, Any]] = {}
+
+    def results(self, result: Any) -> Iterator[Any]:
+        try:
+            while self.tasks:
+                ready, _ = self.ray.wait(list(self.tasks), num_returns=1, timeout=POLL_S)
+                self.announce()
+                for ref in ready:
+                    name, token = self.tasks.pop(ref)
+                    value = result(ref, name, token)
+                    self.done += 1
+                    self.progress.name = f"{name} ({describe(self.where.get(token, {}))})"
+                    yield value
+        except BaseException:
+            self.cancel()
+            raise
+
+    def announce(self) -> None:
+        try:
+            started = self.ray.get(self.board.snapshot.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - the board is for display only
+            return
+        names = dict(t[::-1] for t in self.tasks.values())  # token -> name, of tasks in flight
+        for token, where in started.items():
+            if token not in names or self.seen.get(token) == where["pid"]:
+                continue
+            again = " again (its previous worker died)" if token in self.seen else ""
+            self.seen[token], self.where[token] = where["pid"], where
+            running = sum(1 for t in names if t in self.seen)
+            self.progress.note(
+                f"[{self.done}/{self.total} done, {running} running, {len(names) - running} waiting] "
+                f"{names[token]} started{again} on {describe(where)}"
+            )
+
+    def cancel(self) -> None:
+        """Cancel every task; running ones get a KeyboardInterrupt and close their runs as
+        interrupted (resumable), which is waited for."""
+        refs = list(self.tasks)
+        for ref in refs:
+            self.ray.cancel(ref)
+        if refs:
+            self.ray.wait(refs, num_returns=len(refs), timeout=STOP_WAIT)
+
+
+class Say:
+    """``say`` (a print function) as the one Progress method Watch uses."""
+
+    def __init__(self, say: Any):
+        self.note = say
+        self.name = ""
+
+
+def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:
+    """``bench tune --executor ray``: ``options.workers`` tuning workers as Ray tasks on the
+    study's shared storage (the same worker loop, so the same exact trial count; a worker whose
+    process died is retried, and its trial re-queued once its lease goes stale). False when a
+    worker failed (the study keeps what it recorded)."""
+    from bench.tune.plan import build_plan
+
+    with connected(ray_options) as ray:
+        options = replace(options, results_dir=str(Path(options.results_dir).resolve()))
+        plan = build_plan(options, quiet=True)
+        paths = {"the results folder": Path(options.results_dir)}
+        storage = plan.storage_spec()
+        if storage.path is not None:
+            paths["the Optuna storage"] = storage.path
+        check_reachable(alive_nodes(ray), plan.tracking_uri, paths, ray_options)
+        remote, board = submitter(ray, ray_options, tune_worker, 2, Say(say))
+        tasks = {
+            remote.remote(options, i, board): (f"tuning worker {i}", str(i)) for i in range(options.workers)
+        }
+        failed: list[str] = []
+
+        def result(ref: Any, name: str, token: str) -> None:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                failed.append(f"{name}: {failure(exc)}")
+
+        for _ in Watch(ray, board, tasks, Say(say)).results(result):
+            pass
+    if failed:
+        say(
+            f"error: {len(failed)} worker task(s) failed ({'; '.join(failed)}); the study keeps what they recorded"
+        )
+    return not failed

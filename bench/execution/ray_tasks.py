@@ -1,0 +1,117 @@
+"""What runs inside a Ray worker process: one (variant, seed) through ``run_task``, or one tuning
+worker through ``worker_loop``; plus the board on which tasks say where they run.
+
+Every task first drops ``MLFLOW_RUN_ID`` (inherited from a driver started inside an MLflow run, it
+would redirect every variant's logging into that one run) and hides the GPUs Ray did not give it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+
+class Board:
+    """A Ray actor: each task posts where it started (node, GPUs, pid); the driver reads it to show
+    what runs where. A retry after a worker died posts again, from its new process."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, dict[str, Any]] = {}
+
+    def start(self, token: str, where: dict[str, Any]) -> None:
+        self.started[token] = where
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return self.started
+
+
+def placement() -> dict[str, Any]:
+    """This task's node and GPUs (Ray's ids are the node's physical indices; Ray sets
+    ``CUDA_VISIBLE_DEVICES`` to them). A task given no GPU sees none, so ``device: auto`` means CPU."""
+    import ray
+
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    ctx = ray.get_runtime_context()
+    gpus = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
+    if not gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    return {"node": ray.util.get_node_ip_address(), "node_id": ctx.get_node_id(), "gpus": gpus,
+            "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "gpu": gpu_tag(gpus)}  # fmt: skip
+
+
+def gpu_tag(gpus: list[str]) -> str:
+    """The ``bench.gpu`` tag: physical indices and model name, ``cpu`` without a GPU, and
+    ``logical`` for GPUs declared to Ray on a machine without CUDA (tests)."""
+    if not gpus:
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"{','.join(gpus)}: logical (no CUDA device)"
+    names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+    return f"{','.join(gpus)}: {', '.join(names)}"
+
+
+def describe(where: dict[str, Any]) -> str:
+    gpus = where.get("gpus") or []
+    return f"{where.get('node', '?')} " + (f"GPU {','.join(gpus)}" if gpus else "CPU")
+
+
+def _on_sigint(signum: int, frame: Any) -> None:  # noqa: ARG001
+    if signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []):
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal now: held until the mask is lifted
+        return
+    raise KeyboardInterrupt("cancelled")
+
+
+@contextlib.contextmanager
+def cancellable() -> Iterator[None]:
+    """Ray cancels a running task with ``_thread.interrupt_main()``, which calls the SIGINT handler
+    directly: the signal mask with which a run's final status is written (``deferred_signals``)
+    cannot hold that back, and a cancel could land between "finished" and the run's closing. This
+    handler turns such a call, while SIGINT is masked, into a real SIGINT, delivered after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train_variant(spec: Any, variant: Any, token: str, board: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One (variant, seed) as a Ray task: claim it under ``token`` (stable across Ray's retries, so
+    a retry takes over the run its dead attempt left and resumes it), train, return (row, where)."""
+    from bench.execution.task import run_task
+    from bench.progress import Progress
+
+    where = placement()
+    if board is not None:
+        board.start.remote(token, where)
+    progress = Progress(1, live=False)
+    progress.name = variant.name
+    tags = {"bench.gpu": where["gpu"], "bench.node": where["node"], "bench.ray_node": where["node_id"],
+            "bench.cuda_visible_devices": where["cuda_visible_devices"]}  # fmt: skip
+    with cancellable():
+        row = run_task(spec, variant, progress=progress, claim_token=token, run_tags=tags)
+    return row, where
+
+
+def tune_worker(options: Any, index: int, board: Any) -> int:
+    """One tuning worker as a Ray task: the same loop as a spawned ``--workers`` process, on the
+    same shared storage, so the study keeps its exact trial count; returns the trials it ran."""
+    from bench.tune.plan import build_plan
+    from bench.tune.prepare import open_worker
+    from bench.tune.worker import worker_loop
+
+    where = placement()
+    if board is not None:
+        board.start.remote(str(index), where)
+    with cancellable():
+        return worker_loop(open_worker(build_plan(options, quiet=True), index), index)

@@ -95,13 +95,13 @@ def test_system_metrics_are_logged_per_run(tmp_path, tiny_image_folder):
 
     from tests.test_cli import bench
 
-    recipe = tiny_recipe(tiny_image_folder, **{"train.device": "cpu", "train.epochs": 2,
+    recipe = tiny_recipe(tiny_image_folder, **{"train.device": "cpu", "train.epochs": 8, "data.batch_size": 8,
                                                 "tracking.system_metrics": True})  # fmt: skip
     path = write_recipe(tmp_path / "r.yaml", recipe)
     env_interval = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"
     import os
 
-    os.environ[env_interval] = "0.5"
+    os.environ[env_interval] = "0.2"
     try:
         proc = bench("run", str(path), "--results-dir", str(tmp_path / "res"))
     finally:

@@ -9,11 +9,28 @@ import sys
 
 from bench.commands.common import add_recipe_arguments, split_recipes_and_overrides
 
+EXIT_CODES = """exit codes:
+  0    every variant finished (or was already finished)
+  1    a variant failed (its reason is in runs.csv and MLflow), or runs.csv could not be written
+  2    a bad recipe, data set or weights file: nothing was recorded
+  3    the MLflow tracking store is unusable (cannot be opened, is damaged or locked, or failed
+       to record a variant)
+  4    a variant is being trained by another live process (busy): run the command again later
+  130  interrupted (Ctrl-C), 143 terminated (SIGTERM): run the same command again to resume
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(parser, many=True)
     parser.add_argument("--dry-run", action="store_true", help="print the expanded variants and exit")
     parser.add_argument("--force", action="store_true", help="re-run variants that already finished")
+    parser.add_argument(
+        "--max-attempts", type=positive_int, default=3, metavar="N",
+        help="give a variant up once its process died N times (OOM killer, segfault, CUDA fatal error), "
+        "recording why; default 3",
+    )  # fmt: skip
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXIT_CODES
     parser.add_argument(
         "--emulated-bf16", choices=("run", "skip"), default="run",
         help="amp_bf16 variants on a CPU without native bf16 (20-40x slower): run them, or record them as "
@@ -30,17 +47,20 @@ def main(args: argparse.Namespace) -> int:
     loaded = [load_validated(path, overrides, args.overlay, full=not args.dry_run) for path in recipes]
     os.environ["BENCH_EMULATED_BF16"] = args.emulated_bf16  # read by the precision trick, in children too
     if args.dry_run:
+        from bench.execution.identity import with_input_fingerprints
+
         for recipe in loaded:
-            print(variants_table(recipe))
+            # the run keys a run would record now (a weights file an earlier recipe writes: "missing")
+            print(variants_table(with_input_fingerprints(recipe)[0]))
             note = bf16_note(recipe)
             if note:
                 print(f"note: {note}")
         return 0
     from bench.errors import Terminated
     from bench.preflight import preflight
-    from bench.runner import run_recipe
+    from bench.runner import exit_code, run_recipe
 
-    failed = 0
+    codes = []
     try:
         for recipe in loaded:
             # Data sets and weights files load before anything of this recipe is recorded: a
@@ -48,17 +68,28 @@ def main(args: argparse.Namespace) -> int:
             # here, with nothing written. (Per recipe: an earlier recipe of the same command may
             # produce the weights a later one starts from.)
             preflight(recipe)
-            frame = run_recipe(
-                recipe, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force
-            )
-            failed += int((frame["status"] == "failed").sum()) if frame is not None else 0
+            runner = run_recipe(
+                recipe, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force,
+                max_attempts=args.max_attempts,
+            )  # fmt: skip
+            codes.append(runner.exit_code())
     except Terminated:
         print(
             "terminated (SIGTERM): finished variants are recorded; run the same command again to resume",
             file=sys.stderr,
         )
         return 128 + signal.SIGTERM
-    return 1 if failed else 0
+    if 4 in codes and exit_code(codes) == 4:
+        print("busy: another live process is training some variants; run the same command again later",
+              file=sys.stderr)  # fmt: skip
+    return exit_code(codes)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def bf16_note(recipe) -> str | None:

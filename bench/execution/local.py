@@ -91,7 +91,7 @@ class LocalExecutor:
         finally:
             receive.close()
         if message is None:  # died without a word: OOM killer, segfault, CUDA fatal error
-            return record_crash(spec, variant, proc.exitcode)
+            return record_crash(spec, variant, proc.exitcode, pid=proc.pid)
         if "interrupted" in message:
             raise KeyboardInterrupt(f"the variant's process was interrupted ({message['interrupted']})")
         return message

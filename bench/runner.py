@@ -32,7 +32,7 @@ from bench.recipe.load import LoadedRecipe
 from bench.results import recipe_dir, summary_text, table_frame
 from bench.signals import Terminated, deferred_signals, install_sigterm
 from bench.tracking import mlflow_store as store
-from bench.tracking.lease import Heartbeat
+from bench.tracking.lease import HEARTBEAT_TAG, Heartbeat
 from bench.tracking.variant_runs import close_stale_runs, owner_tags
 
 __all__ = ["EXIT_BUSY", "RecipeRunner", "Terminated", "exit_code", "run_recipe"]
@@ -74,7 +74,8 @@ class RecipeRunner:
             parent_id = client.create_run(
                 exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 tags={"bench.recipe": self.loaded.name, "bench.kind": "recipe", "bench.source": self.loaded.source,
-                      "bench.variants": str(len(self.loaded.variants)), **owner_tags()},
+                      "bench.variants": str(len(self.loaded.variants)), **owner_tags(),
+                      HEARTBEAT_TAG: f"{time.time():.3f}"},  # leased from the start: a kill now is seen
             ).info.run_id  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - mlflow and its database raise many types
             raise TrackingError(

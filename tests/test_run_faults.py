@@ -148,8 +148,7 @@ def test_two_concurrent_commands_train_every_variant_once(tmp_path, tiny_image_f
         while not stop.is_set():
             if path.exists():
                 frame = pd.read_csv(path)
-                assert len(frame) == len(lrs) and "status" in frame
-                seen.append(len(frame))
+                seen.append(len(frame) == len(lrs) and "status" in frame)
 
     reader = threading.Thread(target=read_csv_while_running)
     reader.start()
@@ -171,7 +170,8 @@ def test_two_concurrent_commands_train_every_variant_once(tmp_path, tiny_image_f
     assert [p.info.status for p in parents(runs)] == ["FINISHED", "FINISHED"]
     assert table(tmp_path)["status"].tolist() == ["finished"] * len(lrs)
     assert_csv_agrees_with_mlflow(tmp_path)
-    assert not list((tmp_path / "results").rglob("*.tmp")) and seen
+    assert not list((tmp_path / "results").rglob("*.tmp"))
+    assert seen and all(seen)
 
 
 # --- 3. a kill in the window after training -----------------------------------------------------------

@@ -44,6 +44,13 @@ def _child(spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool
     conn.send(row)
 
 
+def _noop_child(splits: dict) -> None:
+    """An empty child, for measuring what a child costs (benchmarks/test_child_overhead.py)."""
+    from bench.data import cache
+
+    cache.prime(splits)
+
+
 class LocalExecutor:
     """Runs tasks in child processes on this machine, one at a time."""
 

@@ -201,8 +201,9 @@ def test_kill_while_closing_resumes_to_the_same_final_metrics(tmp_path, tiny_ima
     assert child.info.run_id == killed.info.run_id and child.info.status == "FINISHED"
     assert "bench.failed_epoch" not in child.data.tags
     assert child.data.metrics["memory/peak_rss_mb"] >= first_peak  # covers the killed process too
-    for key in ("test/acc_oracle", "throughput/train_img_s", "time/wall_s", "memory/peak_rss_mb"):
+    for key in ("test/acc_oracle", "throughput/eval_img_s", "time/wall_s", "memory/peak_rss_mb"):
         assert steps(tmp_path, child.info.run_id, key) == [EPOCHS - 1], key  # each logged once
+    assert steps(tmp_path, child.info.run_id, "throughput/train_img_s") == list(range(EPOCHS))
     assert_csv_agrees_with_mlflow(tmp_path)
 
 
@@ -217,26 +218,29 @@ def test_lost_store_never_deletes_checkpoints_and_resumes_into_a_new_run(
     reached(tmp_path, proc)
     kill_group(proc)
     [old] = children(all_runs(tmp_path))
-    (tmp_path / "mlflow.db").rename(tmp_path / "moved.db")  # the store is gone: a new, empty one
-
-    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)
+    new_store = tmp_path / "new"  # the store is gone (moved, lost): a new, empty one
+    rc, err = run_bench(
+        tmp_path, recipe, "--tracking-uri", f"sqlite:///{new_store / 'mlflow.db'}", fault=EPOCH_LOG
+    )
     assert rc == 0, err
     assert "resuming seed=0 from its last checkpoint" in err
     [vid] = variant_ids(recipe).values()
     assert trained_epochs(tmp_path) == [f"1@{vid}", f"2@{vid}"]  # epoch 0 was not trained again
-    [new] = children(all_runs(tmp_path))
+    [new] = children(all_runs(new_store))
     assert new.info.run_id != old.info.run_id and new.info.status == "FINISHED"
     for key in ("train/loss", "test/acc"):  # epoch 0's metrics re-logged from the checkpoint's history
-        assert steps(tmp_path, new.info.run_id, key) == list(range(EPOCHS))
+        assert steps(new_store, new.info.run_id, key) == list(range(EPOCHS))
     assert_same_result(tmp_path, straight)
 
-    (tmp_path / "mlflow.db").unlink()  # lost again, after the variant finished
-    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)
+    newer = tmp_path / "newer"  # lost again, after the variant finished
+    rc, err = run_bench(
+        tmp_path, recipe, "--tracking-uri", f"sqlite:///{newer / 'mlflow.db'}", fault=EPOCH_LOG
+    )
     assert rc == 0, err
     assert len(trained_epochs(tmp_path)) == 2  # nothing trained: finished from the final checkpoint
-    [again] = children(all_runs(tmp_path))
+    [again] = children(all_runs(newer))
     assert again.data.tags["bench.status"] == "finished"
-    assert steps(tmp_path, again.info.run_id) == list(range(EPOCHS))
+    assert steps(newer, again.info.run_id) == list(range(EPOCHS))
     assert_same_result(tmp_path, straight)
 
 
@@ -356,7 +360,7 @@ def test_stale_run_closing_leaves_a_live_tune_run_alone(tmp_path, tiny_image_fol
                        "pruner": {"name": "none"}}, **{"data.val_size": 32, "train.epochs": 1, "train.device": "cpu"})  # fmt: skip
     tuner = subprocess.Popen(
         [*bench_args(tmp_path, tune)[:3], "tune", *bench_args(tmp_path, tune)[4:]], cwd=REPO,
-        env=bench_env(tmp_path, "run.train_start:block"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=bench_env(tmp_path, "tune.trial_run_opened:block"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
     )  # fmt: skip
     try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.engine.hooks import BaseHook
+from bench.faults import fault_point
 from bench.tracking import mlflow_store as store
 
 MLFLOW_ATTR = "bench.mlflow_run_id"
@@ -98,6 +99,7 @@ def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOut
         tags["bench.retry_of"] = str(retry_of)
     run_id = client.create_run(ctx.experiment_id, run_name=f"trial {number}", tags=tags).info.run_id
     trial.set_user_attr(MLFLOW_ATTR, run_id)
+    fault_point("tune.trial_run_opened")
     hook = PruneHook(trial, plan.tune.objective.metric)
     state, value, reason, test_acc = "FAIL", None, "", None
     try:

@@ -283,10 +283,7 @@ def test_partly_corrupt_store_fails_each_variant_clearly_and_exits_3(tmp_path, t
     rc, err = run_bench(tmp_path, recipe, fault="run.train_start:log")
     assert rc == 3, err
     assert "Traceback" not in err
-    assert (
-        err.count("the tracking store failed while recording the run") == 2
-        and "no such table: metrics" in err
-    )
+    assert err.count("the tracking store failed while recording the run") == 2 and "OperationalError) " in err
     assert len(fault_log(tmp_path)) == 2  # the matrix went on after the first variant's store error
 
 
@@ -305,7 +302,7 @@ def test_damaged_or_locked_store_exits_3_before_training(tmp_path, tiny_image_fo
 
     assert run_bench(tmp_path, recipe)[0] == 0
     data = bytearray(db.read_bytes())
-    data[4096:8192] = b"\x5a" * 4096  # garbage over a page in the middle of the file
+    data[4096:] = b"\x5a" * (len(data) - 4096)  # garbage over every page after the first (the schema)
     db.write_bytes(bytes(data))
     rc, err = run_bench(tmp_path, recipe, "train.optimizer.lr=0.01", fault="run.train_start:log")
     assert rc == 3, err
@@ -337,10 +334,8 @@ def test_crashing_variant_is_recorded_resumed_and_given_up(tmp_path, tiny_image_
     rc, err = run_bench(tmp_path, recipe, "--max-attempts", "2", fault=EPOCH_LOG)
     assert rc == 1, err
     assert len(trained_epochs(tmp_path)) == 1  # given up: not tried again
-    assert (
-        "gave up after 2 crashed attempts"
-        in table(tmp_path).set_index("variant").loc["lr=0.05,seed=0", "reason"]
-    )
+    assert "gave up after 2 crashed attempts" in err  # said now; runs.csv keeps the recorded reason
+    assert "given up" in table(tmp_path).set_index("variant").loc["lr=0.05,seed=0", "reason"]
 
     rc, err = run_bench(tmp_path, recipe, "--max-attempts", "3", fault=EPOCH_LOG)  # a user allows one more
     assert rc == 0, err
@@ -378,4 +373,4 @@ def test_stale_run_closing_leaves_a_live_tune_run_alone(tmp_path, tiny_image_fol
     _, err = tuner.communicate(timeout=300)
     assert tuner.returncode == 0, err[-3000:]
     trial = client_for(tmp_path).get_run(trial.info.run_id)
-    assert (trial.info.status, trial.data.tags["bench.status"]) == ("FINISHED", "finished")
+    assert (trial.info.status, trial.data.tags["bench.status"]) == ("FINISHED", "complete")

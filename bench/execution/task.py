@@ -82,8 +82,8 @@ def row_of_run(variant: Variant, run: Any, status: str | None = None) -> dict[st
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+    text = store.error_line(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def store_failure(variant: Variant, what: str, exc: BaseException, spec: TaskSpec, run_id: str = "") -> dict:

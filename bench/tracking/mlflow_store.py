@@ -33,6 +33,10 @@ def open_store(uri: str):
 
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_queue"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OneLineErrors) for f in logger.filters):
+            logger.addFilter(OneLineErrors())
     try:
         with creation_lock(uri):  # two processes migrating one fresh SQLite file can break it
             client = MlflowClient(tracking_uri=uri)
@@ -47,6 +51,24 @@ def open_store(uri: str):
             hint = " (the store is damaged: restore it from a copy, or start a new one with --tracking-uri)"
         raise TrackingError(f"cannot open the MLflow tracking store '{uri}': {first}{hint}") from None
     return client
+
+
+class OneLineErrors:
+    """A store error that MLflow logs (with SQL, parameters and a traceback, e.g. from its
+    asynchronous logging thread) becomes one line; bench reports the failure itself, per variant."""
+
+    def filter(self, record: Any) -> bool:
+        record.msg, record.args = error_line(record.getMessage()), ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def error_line(text: str) -> str:
+    """The telling line of a database error's text (``(sqlite3.OperationalError) ...``), not
+    SQLAlchemy's hints or the SQL it ran."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    telling = [line for line in lines if "Error)" in line or "Error:" in line]
+    return (telling[-1] if telling else lines[0] if lines else "")[:300]
 
 
 def creation_lock(uri: str) -> Any:

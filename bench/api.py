@@ -57,6 +57,7 @@ def run(
     force: bool = False,
     live_progress: bool | None = None,
     executor: Any = None,
+    max_attempts: int = 3,
 ) -> pd.DataFrame:
     """``bench run``: train and record every variant of each recipe, in order (a later recipe may
     start from weights an earlier one saves). All recipes are validated before anything trains;
@@ -65,18 +66,21 @@ def run(
     import pandas as pd
 
     from bench.preflight import preflight
-    from bench.runner import run_recipe
+    from bench.runner import exit_code, run_recipe
 
     use_results_dir(results_dir)
     loaded = _loaded(recipes, overrides, overlays)
-    frames = []
+    frames, codes = [], []
     for recipe in loaded:
         preflight(recipe)
-        frame = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,
-                           live_progress=live_progress, executor=executor)  # fmt: skip
-        if frame is not None:
-            frames.append(frame.assign(recipe=recipe.name))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        runner = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,
+                            live_progress=live_progress, executor=executor, max_attempts=max_attempts)  # fmt: skip
+        codes.append(runner.exit_code())
+        if runner.frame is not None:
+            frames.append(runner.frame.assign(recipe=recipe.name))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs["exit_code"] = exit_code(codes)  # what `bench run` exits with (see `bench run --help`)
+    return out
 
 
 def tune_options(recipe: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> Any:

@@ -8,9 +8,13 @@ lookup (the variable is read once per process). Actions:
     exit   os._exit(99) (a crash that skips every handler)
     block  touch ``$BENCH_FAULT_RELEASE.reached.<pid>``, then wait until ``$BENCH_FAULT_RELEASE``
            exists (signals still arrive while it waits)
+    log    append ``<point> <scope> <pid>`` to ``$BENCH_FAULT_LOG`` and go on (count how often a place ran)
 
 With ``BENCH_FAULT_ONCE=PATH`` a fault fires only in the first process to reach it (the one that
 creates PATH): a retried task, or the next variant, runs through (e.g. a Ray retry after a kill).
+
+A point may be scoped to one variant: ``fault_point(name, scope)`` also fires ``name@scope``
+(bench run passes the variant's ``variant_id``), so one variant of a matrix can be hit alone.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-ACTIONS = ("kill", "term", "int", "exit", "block")
+ACTIONS = ("kill", "term", "int", "exit", "block", "log")
 _armed: dict[str, str] | None = None
 
 
@@ -53,11 +57,18 @@ def _first_to_fire() -> bool:
     return True
 
 
-def fault_point(name: str) -> None:
-    """Do what ``BENCH_FAULT`` says for ``name``; nothing when it is not armed."""
-    if not armed(name) or not _first_to_fire():
+def fault_point(name: str, scope: str = "") -> None:
+    """Do what ``BENCH_FAULT`` says for ``name`` (and ``name@scope``); nothing when not armed."""
+    for point in (name, f"{name}@{scope}") if scope else (name,):
+        if armed(point) and (_armed[point] == "log" or _first_to_fire()):
+            _act(point, _armed[point], scope)
+
+
+def _act(name: str, action: str, scope: str) -> None:
+    if action == "log":
+        with open(os.environ["BENCH_FAULT_LOG"], "a") as fh:
+            fh.write(f"{name} {scope or '-'} {os.getpid()}\n")
         return
-    action = _armed[name]
     print(f"fault: {name}: {action} (pid {os.getpid()})", file=sys.stderr, flush=True)
     if action == "block":
         release = Path(os.environ["BENCH_FAULT_RELEASE"])
@@ -67,5 +78,9 @@ def fault_point(name: str) -> None:
     elif action == "exit":
         os._exit(99)
     else:
-        os.kill(os.getpid(), {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}[action])
-        time.sleep(5)  # the signal is delivered at once; its handler runs here
+        sig = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}[action]
+        os.kill(os.getpid(), sig)
+        from bench.signals import deferring
+
+        if not deferring():  # else held back by deferred_signals and acted on when that ends
+            time.sleep(5)  # the signal is delivered at once; its handler runs here

@@ -14,33 +14,41 @@ its inputs): an edited variant, or one whose start weights changed, gets a new k
 from __future__ import annotations
 
 import signal
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bench.errors import TrackingError
-from bench.execution.task import TaskSpec, row_of_run, variant_row
+from bench.execution.identity import with_input_fingerprints
+from bench.execution.task import TaskSpec, first_line, row_of_run, variant_row
+from bench.faults import fault_point
 from bench.fileio import atomic_write_text, file_lock
 from bench.progress import Progress
 from bench.recipe.load import LoadedRecipe
 from bench.results import recipe_dir, summary_text, table_frame
-from bench.signals import Terminated, install_sigterm
+from bench.signals import Terminated, deferred_signals, install_sigterm
 from bench.tracking import mlflow_store as store
 from bench.tracking.experiment_view import describe_experiment
-from bench.tracking.lease import Heartbeat
+from bench.tracking.lease import HEARTBEAT_TAG, Heartbeat
 from bench.tracking.uris import redact_uri
 from bench.tracking.variant_runs import close_stale_runs, owner_tags
 
-__all__ = ["RecipeRunner", "Terminated", "run_recipe"]
+__all__ = ["EXIT_BUSY", "RecipeRunner", "Terminated", "exit_code", "run_recipe"]
+
+EXIT_FAILED, EXIT_STORE, EXIT_BUSY = 1, 3, 4
 
 
 class RecipeRunner:
     def __init__(self, loaded: LoadedRecipe, *, results_dir: str | Path = "results", tracking_uri: str | None = None,
                  force: bool = False, live_progress: bool | None = None, executor: Any = None,
                  max_attempts: int = 3):  # fmt: skip
-        self.loaded = loaded
+        # Identity includes the content of the inputs, fingerprinted now: an earlier recipe of
+        # the same command may just have written the weights this one starts from.
+        self.loaded, self.inputs = with_input_fingerprints(loaded)
         self.results_dir = Path(results_dir)
         self.out_dir = recipe_dir(self.results_dir, loaded.name)
         self.uri = store.default_tracking_uri(self.results_dir, tracking_uri or loaded.recipe.tracking.uri)
@@ -48,6 +56,8 @@ class RecipeRunner:
         self.live_progress = live_progress
         self.executor = executor
         self.max_attempts = max_attempts
+        self.tally: Counter[str] = Counter()  # this command's rows by status, store and runs.csv errors
+        self.rows: list[dict[str, Any]] = []
 
     def open_store(self):
         """The MLflow client; an unreachable store fails here, before any training, naming the URI."""
@@ -58,48 +68,67 @@ class RecipeRunner:
                 f"cannot open the MLflow tracking store '{redact_uri(self.uri)}': {exc}"
             ) from None
 
-    def run(self) -> Any:
-        client = self.open_store()
+    def start(self, client: Any, progress: Progress) -> tuple[str, str]:
+        """The experiment, stale runs closed, this command's parent run. A store that cannot do
+        this is unusable: TrackingError (exit 3) before anything trains."""
         experiment = self.loaded.recipe.tracking.experiment or self.loaded.name
-        exp_id = store.ensure_experiment(client, self.uri, experiment)
-        describe_experiment(client, exp_id, self.loaded, self.results_dir)  # what `bench ui` opens on
-        progress = Progress(len(self.loaded.variants), live=self.live_progress)
-        closed = close_stale_runs(client, exp_id)
+        try:
+            exp_id = store.ensure_experiment(client, self.uri, experiment)
+            describe_experiment(client, exp_id, self.loaded, self.results_dir)  # what `bench ui` opens on
+            closed = close_stale_runs(client, exp_id)
+            parent_id = client.create_run(
+                exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                tags={"bench.recipe": self.loaded.name, "bench.kind": "recipe", "bench.source": self.loaded.source,
+                      "bench.variants": str(len(self.loaded.variants)), **owner_tags(),
+                      HEARTBEAT_TAG: f"{time.time():.3f}"},  # leased from the start: a kill now is seen
+            ).info.run_id  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - mlflow and its database raise many types
+            raise TrackingError(
+                f"the MLflow tracking store '{redact_uri(self.uri)}' cannot record runs: {first_line(exc)}"
+            ) from None
         if closed:
             progress.note(
                 f"closed {len(closed)} MLflow run(s) whose owner stopped renewing its lease (killed)"
             )
+        return exp_id, parent_id
+
+    def run(self) -> Any:
+        client = self.open_store()
+        progress = Progress(len(self.loaded.variants), live=self.live_progress)
+        exp_id, parent_id = self.start(client, progress)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        parent_id = client.create_run(
-            exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
-            tags={"bench.recipe": self.loaded.name, "bench.kind": "recipe", "bench.source": self.loaded.source,
-                  "bench.variants": str(len(self.loaded.variants)), **owner_tags()},
-        ).info.run_id  # fmt: skip
         spec = TaskSpec(self.loaded.name, str(self.results_dir), self.uri, exp_id, parent_id, self.force,
-                        self.max_attempts)  # fmt: skip
+                        self.max_attempts, self.inputs)  # fmt: skip
         previous_handler = install_sigterm()
-        status, frame = "FINISHED", None
+        status = "FINISHED"
         try:
             with Heartbeat(client, parent_id):
                 store.log_text(
                     client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml"
                 )
                 for row in self.executor_or_default().run(spec, self.loaded.variants, progress):
+                    self.rows.append(row)
+                    self.tally[row["status"]] += 1
+                    self.tally["store_error"] += bool(row.get("store_error"))
                     progress.variant_end(row["status"], row_summary(row))
-                    frame = self.write_runs_csv(client, exp_id)
-        except (KeyboardInterrupt, Terminated):
+                    self.write_runs_csv(client, exp_id)
+                    fault_point("run.driver.between_variants")
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
             status = "KILLED"
             raise
         except BaseException:
             status = "FAILED"
             raise
         finally:
+            with deferred_signals():  # a signal now is acted on once the statuses are written
+                frame = self.write_runs_csv(client, exp_id, final=True)
+                try:
+                    store.log_text(client, parent_id, frame.to_csv(index=False), "runs.csv")
+                    client.set_terminated(parent_id, status)
+                except Exception as exc:  # noqa: BLE001 - its lease expires; the next run closes it
+                    self.warn(f"could not close the parent MLflow run {parent_id}: {first_line(exc)}")
+                    self.tally["store_error"] += 1
             signal.signal(signal.SIGTERM, previous_handler)
-            try:
-                frame = self.write_runs_csv(client, exp_id)
-                store.log_text(client, parent_id, frame.to_csv(index=False), "runs.csv")
-            finally:
-                client.set_terminated(parent_id, status)
         return frame
 
     def executor_or_default(self):
@@ -109,24 +138,61 @@ class RecipeRunner:
             self.executor = LocalExecutor(live_progress=bool(self.live_progress))
         return self.executor
 
-    def write_runs_csv(self, client, exp_id: str):
+    def write_runs_csv(self, client, exp_id: str, final: bool = False):
         """``runs.csv`` from the store (the truth), one row per variant of the recipe, written under
-        the recipe's lock so concurrent drivers never interleave or regress it."""
-        with file_lock(self.out_dir / ".runs.lock"):
-            latest: dict[str, Any] = {}
-            for run in store.search_all(client, exp_id, f"tags.`bench.recipe` = '{self.loaded.name}'"):
-                key = run.data.tags.get("bench.run_key")
-                if key and (key not in latest or run.info.start_time > latest[key].info.start_time):
-                    latest[key] = run
+        the recipe's lock so concurrent drivers never interleave or regress it. When the store
+        cannot be read or the file cannot be written, say so and go on (the runs are recorded in
+        MLflow; the next run writes the file): returns the table of what is known."""
+        path = self.out_dir / "runs.csv"
+        try:
+            rows = self.rows_from_store(client, exp_id)
+        except Exception as exc:  # noqa: BLE001
+            self.warn(
+                f"cannot read the runs from the MLflow store '{self.uri}': {first_line(exc)}; {path} not updated"
+            )
+            self.tally["store_error"] += final
+            known = {r["run_key"]: r for r in self.rows}
             rows = [
-                row_of_run(v, latest[v.run_key])
-                if v.run_key in latest
-                else variant_row(v, "pending", "", {}, "")
-                for v in self.loaded.variants
+                known.get(v.run_key) or variant_row(v, "pending", "", {}, "") for v in self.loaded.variants
             ]
-            frame = table_frame(rows)
-            atomic_write_text(self.out_dir / "runs.csv", frame.to_csv(index=False))
+            return table_frame(rows)
+        frame = table_frame(rows)
+        try:
+            with file_lock(self.out_dir / ".runs.lock"):
+                atomic_write_text(path, frame.to_csv(index=False))
+        except OSError as exc:
+            self.warn(f"cannot write {path}: {exc}; the runs are recorded in MLflow ({self.uri})")
+            self.tally["csv_error"] += final
         return frame
+
+    def rows_from_store(self, client, exp_id: str) -> list[dict[str, Any]]:
+        latest: dict[str, Any] = {}
+        for run in store.search_all(client, exp_id, f"tags.`bench.recipe` = '{self.loaded.name}'"):
+            key = run.data.tags.get("bench.run_key")
+            if key and (key not in latest or run.info.start_time > latest[key].info.start_time):
+                latest[key] = run
+        return [
+            row_of_run(v, latest[v.run_key]) if v.run_key in latest else variant_row(v, "pending", "", {}, "")
+            for v in self.loaded.variants
+        ]
+
+    @staticmethod
+    def warn(text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+    def exit_code(self) -> int:
+        """0 all done; 3 the store failed to record something; 1 a variant failed (or runs.csv
+        could not be written); 4 a variant is being trained by another live process (busy)."""
+        if self.tally["store_error"]:
+            return EXIT_STORE
+        if self.tally["failed"] or self.tally["csv_error"]:
+            return EXIT_FAILED
+        return EXIT_BUSY if self.tally["busy"] else 0
+
+
+def exit_code(codes: list[int]) -> int:
+    """Several recipes' codes as one: the most serious (3, then 1, then 4)."""
+    return next((c for c in (EXIT_STORE, EXIT_FAILED, EXIT_BUSY) if c in codes), 0)
 
 
 def row_summary(row: dict[str, Any]) -> str:
@@ -138,7 +204,9 @@ def row_summary(row: dict[str, Any]) -> str:
     return f"test/acc {acc:.4f}, {row.get('throughput/train_img_s', 0):.0f} img/s"
 
 
-def run_recipe(loaded: LoadedRecipe, **kwargs: Any) -> Any:
-    frame = RecipeRunner(loaded, **kwargs).run()
-    print(summary_text(frame))
-    return frame
+def run_recipe(loaded: LoadedRecipe, **kwargs: Any) -> RecipeRunner:
+    """Run ``loaded`` and print the summary; the runner tells the table (``frame``) and ``exit_code()``."""
+    runner = RecipeRunner(loaded, **kwargs)
+    runner.frame = runner.run()
+    print(summary_text(runner.frame))
+    return runner

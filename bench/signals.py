@@ -39,13 +39,38 @@ def install_first_only() -> None:
         signal.signal(sig, _first_only)
 
 
+_deferring = False
+
+
+def deferring() -> bool:
+    """True while ``deferred_signals`` holds signals back in this process."""
+    return _deferring
+
+
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT/SIGTERM back for the ``with`` block, then act on the first that came.
+
+    A signal mask would not do: it covers one thread, and a process-directed signal is taken by
+    any thread that does not block it (the heartbeat, MLflow's logging threads), after which
+    Python runs the handler in the main thread anyway. So the handlers are swapped for one
+    that only remembers, and the remembered signal is raised again once the block is done."""
+    global _deferring
+    if threading.current_thread() is not threading.main_thread() or _deferring:
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED)
+    old = {sig: signal.getsignal(sig) for sig in DEFERRED}
+    pending: list[int] = []
+    for sig in DEFERRED:
+        if old[sig] is not None:  # None: a handler not installed from Python; leave it alone
+            signal.signal(sig, lambda signum, frame: pending.append(signum))  # noqa: ARG005
+    _deferring = True
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a pending signal is delivered here
+        _deferring = False
+        for sig, handler in old.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        if pending:
+            signal.raise_signal(pending[0])  # the real handler acts on it now

@@ -123,9 +123,10 @@ def test_failing_variant_is_recorded_and_matrix_goes_on(tmp_path, tiny_image_fol
     assert reason in failed.data.tags["bench.reason"]
     assert steps(tmp_path, failed.info.run_id) == [0]  # epoch 0 recorded, nothing after the failure
     assert [p.info.status for p in parents(runs)] == ["FINISHED"]
-    if mode == "raise":
-        artifacts = [f.path for f in client_for(tmp_path).list_artifacts(failed.info.run_id)]
-        assert "error.txt" in artifacts
+    if mode == "raise":  # the traceback of this attempt, named by a tag
+        assert failed.data.tags["bench.error"] == "errors/attempt-1.txt"
+        artifacts = [f.path for f in client_for(tmp_path).list_artifacts(failed.info.run_id, "errors")]
+        assert artifacts == ["errors/attempt-1.txt"]
     assert "Traceback" not in capfd.readouterr().err
 
 
@@ -159,37 +160,82 @@ def test_ctrl_c_marks_killed_and_next_run_resumes(tmp_path, tiny_image_folder, c
     assert steps(tmp_path, again.info.run_id, "test/acc") == [0, 1, 2]  # final metrics not re-logged
 
 
-# --- real signals to a real ``bench run`` process -----------------------------------------------------
+# --- real ``bench run`` processes stopped at named fault points (bench/faults.py) -------------------
 
 
-def start_bench(tmp_path: Path, recipe: Path) -> subprocess.Popen:
+def bench_env(tmp_path: Path, fault: str = "", **extra: str) -> dict[str, str]:
+    """The environment of a real ``bench`` process: this checkout, one thread, ``fault`` armed."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "BENCH_FAULT": fault,
+            "BENCH_FAULT_RELEASE": str(tmp_path / "release"), "BENCH_FAULT_LOG": str(tmp_path / "fault.log"),
+            **extra}  # fmt: skip
+
+
+def bench_args(tmp_path: Path, recipe: Path, *extra: str) -> list[str]:
+    overrides = [e for e in extra if "=" in e and not e.startswith("-")]  # right after the recipe
+    options = [e for e in extra if e not in overrides]
+    return [sys.executable, "-m", "bench.cli", "run", str(recipe), *overrides, "--results-dir",
+            str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *options]  # fmt: skip
+
+
+def start_bench(tmp_path: Path, recipe: Path, *extra: str, fault: str = "", prefix: tuple = (),
+                **env: str) -> subprocess.Popen:  # fmt: skip
+    """``bench run`` in a session of its own (so a test can kill the whole process group, as a
+    dying container or the OOM killer would), stopped where ``fault`` says."""
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", str(recipe), "--results-dir", str(tmp_path / "results"),
-         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*prefix, *bench_args(tmp_path, recipe, *extra)], cwd=REPO, env=bench_env(tmp_path, fault, **env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
 
 
-def wait_for_checkpoint(tmp_path: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
+def run_bench(tmp_path: Path, recipe: Path, *extra: str, fault: str = "", **env: str) -> tuple[int, str]:
+    proc = start_bench(tmp_path, recipe, *extra, fault=fault, **env)
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err
+
+
+def reached(tmp_path: Path, proc: subprocess.Popen, n: int = 1, timeout: float = 300) -> list[int]:
+    """The pids blocked at the armed ``block`` point, once ``n`` processes have reached it."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = list((tmp_path / "results").glob("tiny/runs/*/last.ckpt"))
-        if found:
-            return found[0]
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.01)
-    proc.kill()
-    raise AssertionError("no checkpoint appeared")
+    while len(found := list(tmp_path.glob("release.reached.*"))) < n:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the fault point was not reached: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.05)
+    return [int(p.name.rsplit(".", 1)[1]) for p in found]
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``bench run`` and every process it started (driver, forkserver, variant child)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def wait_lease_expired(tmp_path: Path, timeout: float) -> None:
+    """Sleep until every RUNNING run's lease is older than ``timeout`` seconds."""
+    from bench.tracking.lease import HEARTBEAT_TAG
+
+    beats = [float(r.data.tags[HEARTBEAT_TAG]) for r in all_runs(tmp_path)
+             if r.info.status == "RUNNING" and HEARTBEAT_TAG in r.data.tags]  # fmt: skip
+    if beats:
+        time.sleep(max(0.0, max(beats) + timeout + 0.2 - time.time()))
+
+
+def fault_log(tmp_path: Path) -> list[str]:
+    path = tmp_path / "fault.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+SHORT_LEASE = {"BENCH_LEASE_TIMEOUT": "2", "BENCH_LEASE_INTERVAL": "0.3"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_marks_run_killed(tmp_path, tiny_image_folder, sig, code):
-    # 20 steps per epoch, 6 epochs: the signal lands well before the end
-    recipe = cpu_recipe(tmp_path, tiny_image_folder, **{"train.epochs": 6, "data.batch_size": 8})
-    proc = start_bench(tmp_path, recipe)
-    wait_for_checkpoint(tmp_path, proc)
-    proc.send_signal(sig)
+    """The signal lands while the variant is stopped right after its first checkpoint: no race."""
+    recipe = cpu_recipe(tmp_path, tiny_image_folder, **{"train.epochs": 3})
+    proc = start_bench(tmp_path, recipe, fault="run.checkpoint.1:block")
+    reached(tmp_path, proc)
+    proc.send_signal(sig)  # to the driver, which forwards it to the variant's process
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
     assert "Traceback" not in err
@@ -198,6 +244,64 @@ def test_signal_marks_run_killed(tmp_path, tiny_image_folder, sig, code):
     assert child.data.tags["bench.status"] == "interrupted"
     assert [p.info.status for p in parents(all_runs(tmp_path))] == ["KILLED"]
     assert table(tmp_path)["status"].tolist() == ["interrupted"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["run.close.after_export", "run.close.before_status"])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_final_bookkeeping_exits_with_true_statuses(
+    tmp_path, tiny_image_folder, point, sig, code
+):
+    """A signal while a finished variant's run is being closed (after its weights are exported; between
+    its ``finished`` tag and its terminal status): the close completes, then the command stops with
+    130/143; the variant is finished with its weights, and a rerun skips it."""
+    recipe = cpu_recipe(tmp_path, tiny_image_folder, matrix={"train.optimizer.lr": [0.05, 0.02]})
+    proc = start_bench(tmp_path, recipe, fault=f"{point}:block")
+    reached(tmp_path, proc)
+    proc.send_signal(sig)
+    time.sleep(0.5)  # the forwarded signal is pending in the blocked variant process
+    (tmp_path / "release").touch()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    runs = all_runs(tmp_path)
+    [child] = children(runs)  # the second variant never started
+    assert (child.info.status, child.data.tags["bench.status"]) == ("FINISHED", "finished")
+    assert [p.info.status for p in parents(runs)] == ["KILLED"]
+    assert (tmp_path / "results/tiny/weights/lr=0.05,seed=0.pt").exists()
+    assert table(tmp_path)["status"].tolist() == ["finished", "pending"]
+    assert run_bench(tmp_path, recipe, fault="run.train_start:log")[0] == 0
+    assert len(fault_log(tmp_path)) == 1  # only the second variant trained
+    assert table(tmp_path)["status"].tolist() == ["finished", "finished"]
+
+
+@pytest.mark.slow
+def test_kill_between_finished_tag_and_status_is_not_skipped(tmp_path, tiny_image_folder):
+    """SIGKILL of the whole command between the ``finished`` tag and the terminal status: the
+    run is RUNNING with bench.status=finished. The rerun does not take it as finished: it closes
+    the stale run and resumes it (from its last checkpoint, nothing retrained) to a true finish."""
+    recipe = cpu_recipe(tmp_path, tiny_image_folder)
+    proc = start_bench(tmp_path, recipe, fault="run.close.before_status:block")
+    reached(tmp_path, proc)
+    kill_group(proc)
+    [stale] = children(all_runs(tmp_path))
+    assert (stale.info.status, stale.data.tags["bench.status"]) == ("RUNNING", "finished")
+    (tmp_path / "results/tiny/weights/seed=0.pt").unlink()  # as if killed before the export, too
+    wait_lease_expired(tmp_path, 2)
+    rc, err = run_bench(tmp_path, recipe, fault="run.epoch_end.0:log,run.epoch_end.1:log", **SHORT_LEASE)
+    assert rc == 0, err
+    assert "resuming" in err and fault_log(tmp_path) == []  # no epoch trained again
+    [child] = children(all_runs(tmp_path))
+    assert child.info.run_id == stale.info.run_id
+    assert (child.info.status, child.data.tags["bench.status"]) == ("FINISHED", "finished")
+    assert (tmp_path / "results/tiny/weights/seed=0.pt").exists()
+    assert steps(tmp_path, child.info.run_id, "test/acc_oracle") == [1]  # final metrics logged once
+
+    (tmp_path / "results/tiny/weights/seed=0.pt").unlink()  # finished in MLflow, weights gone
+    rc, err = run_bench(tmp_path, recipe, fault="run.epoch_end.0:log,run.epoch_end.1:log")
+    assert rc == 0 and "resuming" in err and fault_log(tmp_path) == [], err
+    assert (tmp_path / "results/tiny/weights/seed=0.pt").exists()
+    assert [c.info.run_id for c in children(all_runs(tmp_path))] == [stale.info.run_id]
 
 
 # --- an unreachable tracking store: fails before training, naming the URI ------------------------------
@@ -211,3 +315,28 @@ def test_unreachable_tracking_store_fails_before_training(tmp_path, tiny_image_f
     assert rc == 3
     assert uri in err and "Traceback" not in err
     assert not (tmp_path / "results" / "tiny").exists()
+
+
+def test_deferred_signals_hold_a_signal_another_thread_takes():
+    """A process-directed SIGTERM may be taken by any thread (heartbeat, MLflow's logging threads):
+    it must still wait until the bookkeeping block is done, then act."""
+    import threading
+
+    from bench.errors import Terminated
+    from bench.signals import deferred_signals, install_sigterm
+
+    previous = install_sigterm()
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)  # a thread with an unblocked signal mask
+    helper.start()
+    done = []
+    try:
+        with pytest.raises(Terminated):
+            with deferred_signals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)
+                done.append("bookkeeping")
+        assert done == ["bookkeeping"]
+    finally:
+        stop.set(), helper.join()
+        signal.signal(signal.SIGTERM, previous)

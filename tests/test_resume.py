@@ -22,14 +22,18 @@ from bench.engine import checkpoint as ckpt
 from bench.errors import CheckpointError
 from tests.recipes import tiny_recipe, write_recipe
 from tests.test_faults import (
+    SHORT_LEASE,
     all_runs,
     bench,
     children,
+    kill_group,
     parents,
+    reached,
+    run_bench,
     start_bench,
     steps,
     table,
-    wait_for_checkpoint,
+    wait_lease_expired,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,20 +206,20 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_image_fold
     )
     killed_dir, straight_dir = tmp_path / "killed", tmp_path / "straight"
     recipe = write_recipe(killed_dir / "tiny.yaml", recipe_dict)
-    proc = start_bench(killed_dir, recipe)
-    last = wait_for_checkpoint(killed_dir, proc)  # the first checkpoint appeared: kill -9 now
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc = start_bench(killed_dir, recipe, fault="run.checkpoint.2:block")
+    reached(killed_dir, proc)  # stopped right after the checkpoint of epoch 2: kill -9 the command now
+    kill_group(proc)
     assert proc.returncode == -signal.SIGKILL
+    [last] = list((killed_dir / "results").glob("tiny/runs/*/last.ckpt"))
     run_dir = last.parent
-    at_kill = ckpt.safe_load(last)["epoch"]
-    assert 1 <= at_kill < epochs and not (run_dir / "model.pt").exists()
+    assert ckpt.safe_load(last)["epoch"] == 2 and not (run_dir / "model.pt").exists()
     [stale] = children(all_runs(killed_dir))
     assert stale.info.status == "RUNNING"  # what MLflow alone would leave forever
 
-    assert bench(killed_dir, recipe) == 0  # the same command again
-    err = capfd.readouterr().err
-    assert "closed 2 MLflow run(s) that a killed process left RUNNING" in err
+    wait_lease_expired(killed_dir, 2)
+    rc, err = run_bench(killed_dir, recipe, **SHORT_LEASE)  # the same command again
+    assert rc == 0, err
+    assert "closed 2 MLflow run(s) whose owner stopped renewing its lease" in err
     assert "resuming" in err
     runs = all_runs(killed_dir)
     [child] = children(runs)  # resumed into the same run: no duplicate

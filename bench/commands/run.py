@@ -10,11 +10,29 @@ import sys
 from bench.commands.common import add_recipe_arguments, split_recipes_and_overrides
 from bench.commands.executor_args import add_executor_arguments, ray_options
 
+EXIT_BUSY = 4
+EXIT_CODES = """exit codes:
+  0    every variant finished (or was already finished)
+  1    a variant failed (its reason is in runs.csv and MLflow), or runs.csv could not be written
+  2    a bad recipe, data set or weights file: nothing was recorded
+  3    the MLflow tracking store is unusable (cannot be opened, is damaged or locked, or failed
+       to record a variant)
+  4    a variant is being trained by another live process (busy): run the command again later
+  130  interrupted (Ctrl-C), 143 terminated (SIGTERM): run the same command again to resume
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(parser, many=True)
     parser.add_argument("--dry-run", action="store_true", help="print the expanded variants and exit")
     parser.add_argument("--force", action="store_true", help="re-run variants that already finished")
+    parser.add_argument(
+        "--max-attempts", type=positive_int, default=3, metavar="N",
+        help="give a variant up once its process died N times (OOM killer, segfault, CUDA fatal error), "
+        "recording why; default 3",
+    )  # fmt: skip
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXIT_CODES
     parser.add_argument(
         "--emulated-bf16", choices=("run", "skip"), default="run",
         help="amp_bf16 variants on a CPU without native bf16 (20-40x slower): run them, or record them as "
@@ -34,9 +52,11 @@ def main(args: argparse.Namespace) -> int:
     os.environ["BENCH_EMULATED_BF16"] = args.emulated_bf16  # read by the precision trick, in children too
     if args.dry_run:
         from bench.estimate import estimate_line
+        from bench.execution.identity import with_input_fingerprints
 
         for recipe in loaded:
-            print(variants_table(recipe))
+            # the run keys a run would record now (a weights file an earlier recipe writes: "missing")
+            print(variants_table(with_input_fingerprints(recipe)[0]))
             note = bf16_note(recipe)
             if note:
                 print(f"note: {note}")
@@ -49,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
         # earlier recipe of the same command may produce the weights a later one starts from).
         frame = api.run(
             loaded, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force,
-            executor=ray_executor(on_ray),
+            executor=ray_executor(on_ray), max_attempts=args.max_attempts,
         )  # fmt: skip
     except Terminated:
         print(
@@ -57,8 +77,18 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + signal.SIGTERM
-    failed = int((frame["status"] == "failed").sum()) if "status" in frame else 0
-    return 1 if failed else 0
+    code = frame.attrs.get("exit_code", 0)
+    if code == EXIT_BUSY:
+        print("busy: another live process is training some variants; run the same command again later",
+              file=sys.stderr)  # fmt: skip
+    return code
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def ray_executor(options):

@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.engine import checkpoint as ckpt
 from bench.errors import CheckpointError
+from bench.faults import fault_point
 
 
 def save_checkpoint(state: Any, wall_start: float, memory: Any, name: str = ckpt.LAST) -> None:
@@ -35,6 +36,8 @@ def save_checkpoint(state: Any, wall_start: float, memory: Any, name: str = ckpt
         "rng": ckpt.rng_state(),
     }
     ckpt.atomic_save(payload, state.run_dir / name)
+    if name == ckpt.LAST:  # tests stop a real process here (bench/faults.py): after epoch N's checkpoint
+        fault_point(f"run.checkpoint.{state.epoch}", state.variant.variant_id)
 
 
 def checkpoint_epoch(state: Any, record: dict[str, float], wall_start: float, memory: Any) -> None:

@@ -58,6 +58,13 @@ def _no_main_module() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
+def _noop_child(splits: dict) -> None:
+    """An empty child, for measuring what a child costs (benchmarks/test_child_overhead.py)."""
+    from bench.data import cache
+
+    cache.prime(splits)
+
+
 class LocalExecutor:
     """Runs tasks in child processes on this machine, one at a time."""
 
@@ -106,7 +113,7 @@ class LocalExecutor:
         finally:
             receive.close()
         if message is None:  # died without a word: OOM killer, segfault, CUDA fatal error
-            return record_crash(spec, variant, proc.exitcode)
+            return record_crash(spec, variant, proc.exitcode, pid=proc.pid)
         if "interrupted" in message:
             raise KeyboardInterrupt(f"the variant's process was interrupted ({message['interrupted']})")
         return message

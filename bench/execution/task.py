@@ -1,23 +1,29 @@
 """One (variant, seed) task, run in a worker process (a local child process or a Ray worker):
 
-    claim     under the recipe's claim lock: finished -> its row; leased by a live owner -> busy;
-              gave up after too many crashes -> failed; else open (or reopen) the run with a lease
+    claim     under the recipe's claim lock: leased by a live owner -> busy (even with --force);
+              finished (tag, MLflow status and exported weights all agree) -> its row; gave up
+              after too many crashes -> failed; else open (or reopen) the run with a lease
     train     run_recorded with the lease renewed by a heartbeat, resuming from the checkpoint
+              (also into a new MLflow run when the store was lost: checkpoints are only ever
+              deleted by --force)
     row       the variant's row for runs.csv, as recorded
 
 A claim is atomic (file lock + lease), so two processes, two shells or a retried Ray task never
-train one (variant, seed) at the same time, and a finished one is never trained again.
+train one (variant, seed) at the same time, and a finished one is never trained again. An error
+of the tracking store or of the weights export fails this variant with a clear reason; it never
+stops the matrix.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.engine.hooks import VariantResult
+from bench.faults import fault_point
 from bench.fileio import atomic_copy, file_lock
 from bench.recipe.load import Variant
 from bench.results import recipe_dir
@@ -42,6 +48,8 @@ class TaskSpec:
     parent_id: str
     force: bool = False
     max_attempts: int = 3  # a variant whose process died this often is given up, with the reason
+    # run_key -> tags naming the content of the variant's inputs (weights file, data); see identity.py
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def out_dir(self) -> Path:
@@ -50,15 +58,21 @@ class TaskSpec:
     def run_dir(self, variant: Variant) -> Path:
         return self.out_dir / "runs" / variant.run_key
 
+    def export_path(self, variant: Variant) -> Path:
+        from bench.recipe.matrix import safe_filename
+
+        return self.out_dir / "weights" / f"{safe_filename(variant.name)}.pt"
+
 
 def variant_row(
-    variant: Variant, status: str, reason: str, metrics: dict[str, float], run_id: str
+    variant: Variant, status: str, reason: str, metrics: dict[str, float], run_id: str, **extra: Any
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"variant": variant.name, "group": variant.group, "seed": variant.seed,
                            "status": status, "reason": reason}  # fmt: skip
     row.update(variant.axis_values)
     row.update(metrics)
     row.update({"variant_id": variant.variant_id, "run_key": variant.run_key, "mlflow_run_id": run_id})
+    row.update(extra)  # e.g. store_error: for the exit code, not a column of runs.csv
     return row
 
 
@@ -68,11 +82,34 @@ def row_of_run(variant: Variant, run: Any, status: str | None = None) -> dict[st
                        dict(run.data.metrics), run.info.run_id)  # fmt: skip
 
 
+def first_line(exc: BaseException) -> str:
+    text = store.error_line(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def store_failure(variant: Variant, what: str, exc: BaseException, spec: TaskSpec, run_id: str = "") -> dict:
+    """The row of a variant whose recording failed (an MLflow error, "database is locked", a
+    damaged store): failed with what was being done and why; the matrix goes on."""
+    reason = (f"the tracking store failed while {what}: {first_line(exc)} ({spec.tracking_uri}); "
+              "the checkpoint is kept and the next run resumes it")  # fmt: skip
+    return variant_row(variant, "failed", reason, {}, run_id, store_error=True)
+
+
 @dataclass
 class Claim:
     run_id: str | None = None
     resume: bool = False
     row: dict[str, Any] | None = None  # set when this task is not to train (finished, busy, given up)
+
+
+def is_final(run: Any, spec: TaskSpec, variant: Variant) -> bool:
+    """Finished for good: the tag, MLflow's status and the exported weights agree. A run killed
+    between its status tag and its terminal status, or whose weights are gone, is resumed."""
+    return (
+        run.data.tags.get("bench.status") == "finished"
+        and run.info.status == "FINISHED"
+        and spec.export_path(variant).exists()
+    )
 
 
 def claim(rec: Recording, spec: TaskSpec, variant: Variant, token: str | None = None) -> Claim:
@@ -84,21 +121,23 @@ def claim(rec: Recording, spec: TaskSpec, variant: Variant, token: str | None = 
     run_dir = spec.run_dir(variant)
     with file_lock(spec.out_dir / ".claims.lock"):
         previous = find_previous(rec.client, rec.experiment_id, variant.run_key)
+        fault_point("run.claim.found", variant.variant_id)
         retried = bool(token) and previous is not None and previous.data.tags.get(TOKEN_TAG) == token
         crashes = int(previous.data.tags.get(CRASHES_TAG, "0") or 0) if previous is not None else 0
+        if (
+            previous is not None and lease_alive(previous) and not retried
+        ):  # --force too: one trainer per run folder
+            reason = f"being trained by another live process ({previous.data.tags.get('bench.host', '?')}); not touched"
+            return Claim(row=variant_row(variant, "busy", reason, {}, previous.info.run_id))
         if previous is not None and (retried or not spec.force):
-            status = previous.data.tags.get("bench.status")
-            if status == "finished":
+            if is_final(previous, spec, variant):
                 return Claim(row=row_of_run(variant, previous))
-            if lease_alive(previous) and not retried:
-                reason = f"being trained by another live process ({previous.data.tags.get('bench.host', '?')}); not touched"
-                return Claim(row=variant_row(variant, "busy", reason, {}, previous.info.run_id))
             if crashes >= spec.max_attempts and not retried:
                 reason = (
                     f"gave up after {crashes} crashed attempts: {previous.data.tags.get('bench.reason', '')}"
                 )
                 return Claim(row=variant_row(variant, "failed", reason[:480], {}, previous.info.run_id))
-        if previous is not None and spec.force and not retried:
+        if spec.force and not retried:
             previous = None  # --force: the user asked for a fresh run, checkpoints included
             shutil.rmtree(run_dir, ignore_errors=True)
         run_id = open_run(rec, variant, previous)
@@ -107,7 +146,8 @@ def claim(rec: Recording, spec: TaskSpec, variant: Variant, token: str | None = 
         if token:
             rec.client.set_tag(run_id, TOKEN_TAG, token)
         rec.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.3f}")  # leased from this moment
-    return Claim(run_id=run_id, resume=previous is not None)
+    fault_point("run.claimed", variant.variant_id)
+    return Claim(run_id=run_id, resume=previous is not None or (run_dir / "last.ckpt").exists())
 
 
 def export_weights(spec: TaskSpec, variant: Variant, result: VariantResult) -> None:
@@ -115,9 +155,7 @@ def export_weights(spec: TaskSpec, variant: Variant, result: VariantResult) -> N
     marked finished: a finished variant always has its weights."""
     if not result.weights_path:
         return
-    from bench.recipe.matrix import safe_filename
-
-    export = spec.out_dir / "weights" / f"{safe_filename(variant.name)}.pt"
+    export = spec.export_path(variant)
     atomic_copy(Path(result.weights_path), export)
     sidecar = Path(result.weights_path + ".json")
     if sidecar.exists():
@@ -126,49 +164,88 @@ def export_weights(spec: TaskSpec, variant: Variant, result: VariantResult) -> N
 
 def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any = None, *,
              claim_token: str | None = None, run_tags: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Claim and train one variant; returns its row (never raises for the variant's own failure).
+    """Claim and train one variant; returns its row (never raises for the variant's own failure,
+    nor for an error of the tracking store or of the weights export: those fail this variant).
     ``claim_token``: see ``claim``; ``run_tags``: set on the run once claimed (e.g. the GPU used)."""
-    client = client or store.open_store(spec.tracking_uri)
-    rec = Recording(client, spec.experiment_id, spec.recipe, spec.parent_id)
-    got = claim(rec, spec, variant, claim_token)
+    try:
+        client = client or store.open_store(spec.tracking_uri)
+        rec = Recording(
+            client, spec.experiment_id, spec.recipe, spec.parent_id, tags=spec.inputs.get(variant.run_key, {})
+        )
+        got = claim(rec, spec, variant, claim_token)
+    except Exception as exc:  # noqa: BLE001 - any store error: this variant fails, the matrix goes on
+        return store_failure(variant, "claiming the variant", exc, spec)
     if got.row is not None:
+        if progress is not None and got.row["status"] == "finished":
+            progress.note(f"  {variant.name}: already finished, skipped")
         return got.row
     for key, value in (run_tags or {}).items():
         client.set_tag(got.run_id, key, value)
     if got.resume and progress is not None:
-        where = "its last checkpoint" if (spec.run_dir(variant) / "last.ckpt").exists() else "the start"
+        checkpoint = (spec.run_dir(variant) / "last.ckpt").exists()
+        where = "its last checkpoint" if checkpoint else "the start"
         progress.note(f"  resuming {variant.name} from {where} into MLflow run {got.run_id}")
-    with Heartbeat(client, got.run_id):
-        run_id, result = run_recorded(
-            rec, variant, opened=(got.run_id, got.resume), run_dir=spec.run_dir(variant), progress=progress,
-            export=lambda r: export_weights(spec, variant, r),
-        )  # fmt: skip
+    try:
+        with Heartbeat(client, got.run_id):
+            run_id, result = run_recorded(
+                rec, variant, opened=(got.run_id, got.resume), run_dir=spec.run_dir(variant), progress=progress,
+                export=lambda r: export_weights(spec, variant, r),
+            )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - recording failed (the variant's own errors are results)
+        row = store_failure(variant, "recording the run", exc, spec, got.run_id)
+        _mark_failed(client, got.run_id, row["reason"])
+        return row
     return variant_row(variant, result.status, result.reason, result.metrics, run_id)
 
 
+def _mark_failed(client: Any, run_id: str, reason: str) -> None:
+    """Best effort: the store just failed; if it cannot take this either, the lease expires."""
+    try:
+        store.set_tags(client, run_id, {"bench.status": "failed", "bench.reason": reason[:5000]})
+        client.set_terminated(run_id, "FAILED")
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def record_crash(
-    spec: TaskSpec, variant: Variant, exitcode: int | None, client: Any = None, how: str | None = None
+    spec: TaskSpec,
+    variant: Variant,
+    exitcode: int | None,
+    client: Any = None,
+    pid: int | None = None,
+    how: str | None = None,
 ) -> dict[str, Any]:
-    """The process training ``variant`` died without closing its run (OOM killer, segfault, CUDA
-    fatal error): mark the run failed with why, count the crash, and return its row."""
+    """The process training ``variant`` (``pid``, when known) died without closing its run (OOM
+    killer, segfault, CUDA fatal error): mark the run failed with why, count the crash, and
+    return its row. A run that process never opened (it died before its claim) is not touched."""
     import signal
 
-    client = client or store.open_store(spec.tracking_uri)
-    run = find_previous(client, spec.experiment_id, variant.run_key)
     how = how or (
         f"signal {signal.Signals(-exitcode).name}"
         if exitcode is not None and exitcode < 0
         else f"exit {exitcode}"
     )
-    if run is None:
+    try:
+        client = client or store.open_store(spec.tracking_uri)
+        run = find_previous(client, spec.experiment_id, variant.run_key)
+    except Exception as exc:  # noqa: BLE001
+        return store_failure(variant, f"recording that the variant's process died ({how})", exc, spec)
+    mine = run is not None and (pid is None or run.data.tags.get("bench.pid") == str(pid))
+    if not mine:
         return variant_row(variant, "failed", f"its process died before recording ({how})", {}, "")
+    if run.info.status != "RUNNING":  # it closed its run, then died: the store has the truth
+        return row_of_run(variant, run)
     crashes = int(run.data.tags.get(CRASHES_TAG, "0") or 0) + 1
     reason = (f"the variant's process died ({how}); attempt {crashes} of {spec.max_attempts}: the next run resumes it "
               "from its last checkpoint" if crashes < spec.max_attempts else
               f"the variant's process died ({how}) {crashes} times: given up")  # fmt: skip
-    if run.info.status == "RUNNING":
-        client.set_tag(run.info.run_id, CRASHES_TAG, str(crashes))
-        client.set_tag(run.info.run_id, "bench.reason", reason)
-        client.set_tag(run.info.run_id, "bench.status", "failed")
+    try:
+        store.set_tags(
+            client,
+            run.info.run_id,
+            {CRASHES_TAG: str(crashes), "bench.reason": reason, "bench.status": "failed"},
+        )
         client.set_terminated(run.info.run_id, "FAILED")
+    except Exception as exc:  # noqa: BLE001
+        return store_failure(variant, f"recording that the variant's process died ({how})", exc, spec)
     return variant_row(variant, "failed", reason, dict(run.data.metrics), run.info.run_id)

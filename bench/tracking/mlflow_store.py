@@ -33,19 +33,60 @@ def open_store(uri: str):
 
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_queue"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OneLineErrors) for f in logger.filters):
+            logger.addFilter(OneLineErrors())
     try:
-        if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)
+        with creation_lock(uri):  # two processes migrating one fresh SQLite file can break it
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - mlflow raises many types for bad stores
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if "database is locked" in first:
+            hint = (" (another process held the SQLite file locked for over 20 s; SQLite suits one machine "
+                    "and a few processes: use a database server, e.g. postgresql://, for more)")  # fmt: skip
+        elif "malformed" in first or "not a database" in first or "no such table" in first:
+            hint = " (the store is damaged: restore it from a copy, or start a new one with --tracking-uri)"
         from bench.tracking.uris import redact_text, redact_uri
 
         raise TrackingError(
-            f"cannot open the MLflow tracking store '{redact_uri(uri)}': {redact_text(first, uri)}"
+            f"cannot open the MLflow tracking store '{redact_uri(uri)}': {redact_text(first, uri)}{hint}"
         ) from None
     return client
+
+
+class OneLineErrors:
+    """A store error that MLflow logs (with SQL, parameters and a traceback, e.g. from its
+    asynchronous logging thread) becomes one line; bench reports the failure itself, per variant."""
+
+    def filter(self, record: Any) -> bool:
+        record.msg, record.args = error_line(record.getMessage()), ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def error_line(text: str) -> str:
+    """The telling line of a database error's text (``(sqlite3.OperationalError) ...``), not
+    SQLAlchemy's hints or the SQL it ran."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    telling = [line for line in lines if "Error)" in line or "Error:" in line]
+    return (telling[-1] if telling else lines[0] if lines else "")[:300]
+
+
+def creation_lock(uri: str) -> Any:
+    """A file lock beside an SQLite store (``<file>.lock``) held while the store is created and
+    migrated; nothing for other stores (a server migrates once, under its own lock)."""
+    import contextlib
+
+    from bench.fileio import file_lock
+
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    db = Path(uri[len("sqlite:///") :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return file_lock(db.parent / f"{db.name}.lock")
 
 
 def artifact_root(uri: str, experiment: str) -> str | None:
@@ -118,10 +159,17 @@ def log_text(client, run_id: str, text: str, name: str) -> None:
     client.log_text(run_id, text, name)
 
 
-def log_exception(client, run_id: str, exc: BaseException) -> None:
+def set_tags(client, run_id: str, tags: dict[str, str]) -> None:
+    """Several tags in one call (one transaction on a database store: all or none)."""
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_exception(client, run_id: str, exc: BaseException, name: str = "error.txt") -> None:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        client.log_text(run_id, text, "error.txt")
+        client.log_text(run_id, text, name)
     except Exception:  # noqa: BLE001 - the failure itself is what matters; keep going
         pass
 

@@ -5,12 +5,20 @@ closed the same way everywhere.
     open      a new child run (tags, params, config.yaml) or the previous one reopened for resume
     train     run_variant with the MLflow epoch hook, the run summary and the caller's hooks
     classify  finished | skipped (cannot run here) | failed (diverged, error) | interrupted | the
-              caller's own (e.g. pruned), with a reason; errors keep their traceback (error.txt)
-    close     final metrics, then the export (weights) and only then the terminal status
+              caller's own (e.g. pruned), with a reason; an error keeps its traceback as the
+              artifact ``errors/attempt-<n>.txt``, named by the tag ``bench.error``
+    close     final metrics (each logged once, even when a kill makes a rerun close again), then
+              the export (weights), then the status tags, and only then the terminal status
+
+Attempts: every (re)opening of a run is an attempt (tag ``bench.attempt``). Tags that describe
+one attempt (``bench.failed_epoch``, ``bench.error``) are removed when the run is reopened, so a
+run that failed once and then finished does not carry the old failure; the earlier attempts'
+``errors/attempt-<n>.txt`` stay as history (MLflow cannot delete an artifact in every store).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +28,7 @@ import yaml
 
 from bench.engine.errors import Diverged, VariantSkipped
 from bench.engine.hooks import VariantResult
+from bench.faults import fault_point
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
 from bench.signals import deferred_signals
@@ -29,8 +38,9 @@ from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, SummaryHook
 
 MLFLOW_STATUS = {"finished": "FINISHED", "skipped": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}
 # Tags that describe one attempt: cleared when a run is reopened, so a later success does not
-# carry an earlier failure's epoch.
-ATTEMPT_TAGS = ("bench.failed_epoch",)
+# carry an earlier failure's epoch or error.
+ATTEMPT_TAGS = ("bench.failed_epoch", "bench.error")
+ATTEMPT_TAG = "bench.attempt"
 
 
 @dataclass
@@ -53,13 +63,13 @@ def open_run(rec: Recording, variant: Variant, previous: Any = None) -> str:
     if previous is not None:
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")
-        for key, value in live.items():
-            client.set_tag(run_id, key, value)
+        attempt = int(previous.data.tags.get(ATTEMPT_TAG, "1") or 1) + 1
+        store.set_tags(client, run_id, {**live, **rec.tags, ATTEMPT_TAG: str(attempt)})
         for key in ATTEMPT_TAGS:
             if key in previous.data.tags:
                 client.delete_tag(run_id, key)
         return run_id
-    tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live}
+    tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live, ATTEMPT_TAG: "1"}
     run_id = client.create_run(rec.experiment_id, run_name=variant.name, tags=tags).info.run_id
     store.log_params(client, run_id, {**flatten(variant.config), "seed": variant.seed})
     store.log_text(client, run_id, yaml.safe_dump(variant.config, sort_keys=False), "config.yaml")
@@ -73,15 +83,11 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
 
     client = rec.client
     epoch_hook = EpochMetricsHook(client, run_id, MetricLog(client, run_id, resume=resume))
+    faults = FaultHook(variant.variant_id)
     try:
         with system_metrics(client, run_id, variant, resume=resume):
-            return run_variant(
-                variant,
-                hooks=[epoch_hook, SummaryHook(client, run_id), *hooks],
-                run_dir=run_dir,
-                progress=progress,
-            )
-
+            return run_variant(variant, hooks=[epoch_hook, SummaryHook(client, run_id), *hooks, faults],
+                               run_dir=run_dir, progress=progress)  # fmt: skip
     except VariantSkipped as exc:
         return VariantResult("skipped", reason=str(exc))
     except Diverged as exc:
@@ -93,7 +99,7 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
         mapped = rec.classify(exc) if rec.classify else None
         if mapped is not None:
             return mapped
-        store.log_exception(client, run_id, exc)
+        log_error(client, run_id, exc)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         where = ""
         if epoch_hook.state is not None:
@@ -102,20 +108,58 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
         return VariantResult("failed", reason=f"{type(exc).__name__}: {first}"[:480] + where)
 
 
-def close_run(rec: Recording, run_id: str, result: VariantResult, export: Callable | None = None) -> None:
+def log_error(client: Any, run_id: str, exc: BaseException) -> None:
+    """The traceback as ``errors/attempt-<n>.txt``, named by the tag ``bench.error``."""
+    attempt = client.get_run(run_id).data.tags.get(ATTEMPT_TAG, "1")
+    name = f"errors/attempt-{attempt}.txt"
+    store.log_exception(client, run_id, exc, name=name)
+    client.set_tag(run_id, "bench.error", name)
+
+
+def close_run(
+    rec: Recording, run_id: str, result: VariantResult, export: Callable | None = None, scope: str = ""
+) -> VariantResult:
     """Final metrics, then the export, then the status: a kill in between leaves a run that is
-    not yet ``finished`` (and resumes), never a finished one without its weights."""
+    not yet ``finished`` (and resumes), never a finished one without its weights. A final metric
+    a killed earlier close already logged is not logged twice. A failed export makes the run
+    ``failed`` (the checkpoint stays: the next run resumes and exports again). Returns the result
+    as recorded."""
     client = rec.client
     if result.metrics:
         last = result.history[-1] if result.history else {}
-        final = {k: v for k, v in result.metrics.items() if k not in last}  # already logged per epoch
+        logged = client.get_run(run_id).data.metrics
+        final = {k: v for k, v in result.metrics.items() if k not in last and k not in logged}
         store.log_metrics(client, run_id, final, step=max(len(result.history) - 1, 0), synchronous=True)
     store.flush()
+    fault_point("run.close.after_metrics", scope)
     if export is not None and result.status == "finished":
-        export(result)
-    client.set_tag(run_id, "bench.reason", result.reason[:5000])
-    client.set_tag(run_id, "bench.status", result.status)
+        try:
+            export(result)
+        except Exception as exc:  # noqa: BLE001 - a full disk or a folder in the way: this variant fails
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            reason = f"cannot export the weights: {type(exc).__name__}: {first}; the next run resumes and exports again"
+            result = dataclasses.replace(result, status="failed", reason=reason)
+    fault_point("run.close.after_export", scope)
+    store.set_tags(client, run_id, {"bench.reason": result.reason[:5000], "bench.status": result.status})
+    fault_point("run.close.before_status", scope)
     client.set_terminated(run_id, MLFLOW_STATUS.get(result.status, "FAILED"))
+    return result
+
+
+class FaultHook:
+    """Named fault points inside training (bench/faults.py), scoped to the variant."""
+
+    def __init__(self, scope: str):
+        self.scope = scope
+
+    def on_start(self, state: Any) -> None:
+        fault_point("run.train_start", self.scope)
+
+    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
+        fault_point(f"run.epoch_end.{epoch}", self.scope)
+
+    def on_end(self, state: Any, result: Any) -> None:
+        pass
 
 
 def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_dir: Path | None = None,
@@ -134,8 +178,8 @@ def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_
         reason = f"{type(exc).__name__}: interrupted; the next run resumes from the last checkpoint"
         with deferred_signals():  # a second signal waits until the run's status is written
             store.flush()
-            close_run(rec, run_id, VariantResult("interrupted", reason=reason))
+            close_run(rec, run_id, VariantResult("interrupted", reason=reason), scope=variant.variant_id)
         raise
     with deferred_signals():
-        close_run(rec, run_id, result, export)
+        result = close_run(rec, run_id, result, export, scope=variant.variant_id)
     return run_id, result

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.engine.hooks import BaseHook
+from bench.faults import fault_point
 
 MLFLOW_ATTR = "bench.mlflow_run_id"
 STATE = {"finished": "COMPLETE", "pruned": "PRUNED"}  # recorded status -> Optuna state (else FAIL)
@@ -126,9 +127,12 @@ def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOut
     rec = Recording(
         ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify
     )
-    run_id, result = run_recorded(
-        rec, variant, hooks=(hook,), on_open=lambda rid: trial.set_user_attr(MLFLOW_ATTR, rid)
-    )
+
+    def opened(run_id: str) -> None:
+        trial.set_user_attr(MLFLOW_ATTR, run_id)
+        fault_point("tune.trial_run_opened")
+
+    run_id, result = run_recorded(rec, variant, hooks=(hook,), on_open=opened)
     state = STATE.get(result.status, "FAIL")
     reason = result.reason
     if result.status == "skipped":

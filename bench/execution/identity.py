@@ -1,0 +1,148 @@
+"""A run's identity includes the content of its inputs, not only the recipe text.
+
+``run_key`` (bench/recipe/load.py) hashes the resolved config and the seed. A variant that
+starts from ``model.weights`` names a *path*: re-pretraining rewrites that file, and without its
+content in the key the downstream variants would stay "finished" on the old weights. The same
+holds for the data behind ``data.root``. So before anything of a recipe trains, the runner folds
+two fingerprints into every variant's key:
+
+    weights   sha256 of the ``model.weights`` file (the whole content), cached by
+              (path, size, mtime) in ``$BENCH_CACHE_DIR/fingerprints/`` so a rerun does not
+              read the file again; "missing" when there is no such file (yet)
+    data      the files the data source reads, by content *listing*: for every file under the
+              data folder(s) its relative path and size (no mtimes, so a copy or a fresh
+              extraction of the same files keeps the identity; adding, removing, renaming or
+              resizing a file changes it); an archive (the CIFAR-10 ``.tar.gz``) or a single
+              file by its sha256, cached as above
+
+The fingerprints are also recorded as tags on each run (``bench.input.weights``,
+``bench.input.data``). Hashing files needs no torch: this stays cheap and import-light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from bench.fileio import atomic_write_text
+from bench.recipe.load import LoadedRecipe, Variant
+from bench.recipe.matrix import stable_hash
+
+WEIGHTS_TAG, DATA_TAG = "bench.input.weights", "bench.input.data"
+CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
+
+
+def _cache_root() -> Path:
+    env = os.environ.get("BENCH_CACHE_DIR")
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "bench") / "fingerprints"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of ``path``'s content, cached by (absolute path, size, mtime_ns)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    stamp = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    cache = _cache_root() / f"{hashlib.sha1(str(path).encode()).hexdigest()[:20]}.json"
+    try:
+        saved = json.loads(cache.read_text())
+        if all(saved.get(k) == v for k, v in stamp.items()):
+            return saved["sha256"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    try:
+        atomic_write_text(cache, json.dumps({**stamp, "sha256": digest.hexdigest()}))
+    except OSError:
+        pass  # a read-only cache folder: hash again next time
+    return digest.hexdigest()
+
+
+def folder_listing(folder: Path) -> str:
+    """sha256 of every file's relative path and size under ``folder`` (sorted)."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, folder)
+        for name in sorted(filenames):
+            try:
+                size = os.stat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+            digest.update(f"{rel}/{name}\0{size}\n".encode())
+    return digest.hexdigest()
+
+
+def data_sources(name: str, root: Path) -> list[Path]:
+    """What the data source ``name`` reads under ``root`` (bench/data/sources.py's search order),
+    so that unrelated files beside the data set do not change the identity."""
+    if name == "cifar10":
+        if (root / "cifar-10-batches-py").is_dir():
+            return [root / "cifar-10-batches-py"]
+        for folder in (root, root / "cifar10"):
+            if (folder / "train").is_dir() and (folder / "test").is_dir():
+                return [folder / "train", folder / "test"]
+        return [root / CIFAR10_ARCHIVE]
+    if name == "imagefolder" and (root / "train").is_dir():
+        test = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
+        return [root / "train", *([test] if test else [])]
+    return [root]
+
+
+def path_fingerprint(path: Path) -> str:
+    if path.is_file():
+        return "sha256:" + file_sha256(path)
+    if path.is_dir():
+        return "listing:" + folder_listing(path)
+    return "missing"
+
+
+def data_fingerprint(data_cfg: Any) -> str:
+    root = Path(data_cfg.root or os.environ.get("BENCH_DATA_DIR") or "data").expanduser()
+    parts = [path_fingerprint(p) for p in data_sources(data_cfg.name, root)]
+    return parts[0] if len(parts) == 1 else "sha256:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def weights_fingerprint(weights: str | None) -> str | None:
+    if not weights:
+        return None
+    env = {"BENCH_RESULTS_DIR": "results", **os.environ}  # as bench.components.models.weights reads it
+    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), weights)
+    path = Path(text).expanduser()
+    return "sha256:" + file_sha256(path) if path.is_file() else "missing"
+
+
+def input_tags(variant: Variant, memo: dict[str, str]) -> dict[str, str]:
+    """The fingerprints of ``variant``'s inputs, as tags (each distinct input hashed once)."""
+    body = variant.body
+    data_key = "data:" + body.data.model_dump_json()
+    if data_key not in memo:
+        memo[data_key] = data_fingerprint(body.data)
+    tags = {DATA_TAG: memo[data_key]}
+    if body.model.weights:
+        key = "weights:" + body.model.weights
+        if key not in memo:
+            memo[key] = weights_fingerprint(body.model.weights)
+        tags[WEIGHTS_TAG] = memo[key]
+    return tags
+
+
+def with_input_fingerprints(loaded: LoadedRecipe) -> tuple[LoadedRecipe, dict[str, dict[str, str]]]:
+    """``loaded`` with every variant's ``run_key`` extended by its inputs' fingerprints, and the
+    fingerprints per new run key (for tags). Call once per recipe, right before it runs: an
+    earlier recipe of the same command may have just written the weights this one starts from."""
+    memo: dict[str, str] = {}
+    variants, inputs = [], {}
+    for variant in loaded.variants:
+        tags = input_tags(variant, memo)
+        key = stable_hash({"config_key": variant.run_key, "inputs": tags}, 16)
+        variants.append(dataclasses.replace(variant, run_key=key))
+        inputs[key] = tags
+    return dataclasses.replace(loaded, variants=variants), inputs

@@ -1,0 +1,376 @@
+"""Faults caused for real on real ``bench run`` processes (issue 10): an owner killed under another
+hostname and taken over once its lease expires, two commands on one recipe and store, kills in
+the window after training, a lost or moved tracking store, store and file errors outside
+training, a variant that kills its own process, and a live ``bench tune`` run beside a stale
+``bench run``. Each fault is placed by a named fault point (bench/faults.py): no sleeps, no
+polling races. Each test checks that nothing was lost, nothing ran twice and statuses are true.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.engine import checkpoint as ckpt
+from tests.recipes import tiny_recipe, write_recipe
+from tests.test_faults import (
+    REPO,
+    SHORT_LEASE,
+    all_runs,
+    bench_args,
+    bench_env,
+    children,
+    client_for,
+    fault_log,
+    kill_group,
+    parents,
+    reached,
+    run_bench,
+    start_bench,
+    steps,
+    table,
+    wait_lease_expired,
+)
+
+pytestmark = pytest.mark.slow
+EPOCHS = 3
+WEIGHTS = "results/tiny/weights/seed=0.pt"
+
+
+def recipe_for(tmp_path: Path, data: Path, **dotted) -> Path:
+    return write_recipe(
+        tmp_path / "tiny.yaml", tiny_recipe(data, **{"train.device": "cpu", "train.epochs": EPOCHS, **dotted})
+    )
+
+
+def variant_ids(recipe: Path) -> dict[str, str]:
+    from bench.recipe.load import load_recipe
+
+    return {v.name: v.variant_id for v in load_recipe(recipe).variants}
+
+
+def trained_epochs(tmp_path: Path) -> list[str]:
+    """The epochs that ran (``run.epoch_end.N:log``), as ``N@variant_id``."""
+    return [line.split()[0].removeprefix("run.epoch_end.") + "@" + line.split()[1] for line in fault_log(tmp_path)
+            if line.startswith("run.epoch_end.")]  # fmt: skip
+
+
+EPOCH_LOG = ",".join(f"run.epoch_end.{e}:log" for e in range(EPOCHS))
+
+
+def assert_csv_agrees_with_mlflow(tmp_path: Path) -> None:
+    rows = table(tmp_path).set_index("mlflow_run_id")
+    for run in children(all_runs(tmp_path)):
+        if run.info.run_id not in rows.index:
+            continue  # an older run of a run key whose latest run is listed
+        row = rows.loc[run.info.run_id]
+        assert row["status"] == run.data.tags["bench.status"]
+        for key, value in run.data.metrics.items():
+            assert row[key] == pytest.approx(value, rel=1e-12), key
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, tiny_image_folder) -> dict:
+    """An uninterrupted run of the recipe the kill tests use: its runs.csv row and weights."""
+    tmp = tmp_path_factory.mktemp("straight")
+    rc, err = run_bench(tmp, recipe_for(tmp, tiny_image_folder))
+    assert rc == 0, err
+    return {"row": table(tmp).iloc[0], "weights": torch.load(tmp / WEIGHTS, weights_only=True)}
+
+
+def assert_same_result(tmp_path: Path, straight: dict) -> None:
+    row = table(tmp_path).iloc[0]
+    assert row["status"] == "finished"
+    for key in ("test/acc", "test/acc_oracle", "train/loss", "params/total"):
+        assert row[key] == straight["row"][key], key
+    assert math.isfinite(row["throughput/train_img_s"]) and row["throughput/train_img_s"] > 0
+    assert math.isfinite(row["throughput/eval_img_s"])
+    got = torch.load(tmp_path / WEIGHTS, weights_only=True)
+    assert got.keys() == straight["weights"].keys()
+    assert all(torch.equal(got[k], straight["weights"][k]) for k in got)
+
+
+# --- 1. a dead owner under another hostname: busy (exit 4) while its lease lives, then taken over ----
+
+
+def test_dead_owner_on_another_host_is_taken_over_after_its_lease(tmp_path, tiny_image_folder):
+    if subprocess.run(["unshare", "-u", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -u is not permitted here")
+    recipe = recipe_for(tmp_path, tiny_image_folder)
+    other_host = ("unshare", "-u", "sh", "-c", 'hostname bench-old-container && exec "$@"', "sh")
+    proc = start_bench(tmp_path, recipe, fault="run.checkpoint.1:block", prefix=other_host)
+    reached(tmp_path, proc)
+    kill_group(proc)  # the container dies with its processes
+    [stale] = children(all_runs(tmp_path))
+    assert stale.info.status == "RUNNING" and stale.data.tags["bench.host"] == "bench-old-container"
+
+    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG, BENCH_LEASE_TIMEOUT="600")  # lease still valid
+    assert rc == 4, err
+    assert "busy" in err and "bench-old-container" in err
+    assert table(tmp_path)["status"].tolist() == ["running"] and trained_epochs(tmp_path) == []
+    assert children(all_runs(tmp_path))[0].info.status == "RUNNING"  # not touched
+
+    wait_lease_expired(tmp_path, 2)
+    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG, **SHORT_LEASE)  # on this host, lease expired
+    assert rc == 0, err
+    assert "resuming seed=0 from its last checkpoint" in err
+    [vid] = variant_ids(recipe).values()
+    assert trained_epochs(tmp_path) == [f"1@{vid}", f"2@{vid}"]  # epoch 0 came from the checkpoint
+    [child] = children(all_runs(tmp_path))
+    assert child.info.run_id == stale.info.run_id and child.info.status == "FINISHED"
+    assert child.data.tags["bench.host"] == socket.gethostname()
+    assert steps(tmp_path, child.info.run_id) == list(range(EPOCHS))
+    assert_csv_agrees_with_mlflow(tmp_path)
+
+
+# --- 2. two commands on one recipe and one fresh store -----------------------------------------------
+
+
+def test_two_concurrent_commands_train_every_variant_once(tmp_path, tiny_image_folder):
+    lrs = [0.05, 0.04, 0.03, 0.02]
+    recipe = recipe_for(
+        tmp_path, tiny_image_folder, **{"train.epochs": 1, "matrix": {"train.optimizer.lr": lrs}}
+    )
+    assert not (tmp_path / "mlflow.db").exists()  # both create and migrate it at once
+    procs = [start_bench(tmp_path, recipe, fault="run.train_start:log") for _ in range(2)]
+    seen, stop = [], threading.Event()
+
+    def read_csv_while_running():  # runs.csv is never half-written, whoever writes it
+        path = tmp_path / "results/tiny/runs.csv"
+        while not stop.is_set():
+            if path.exists():
+                frame = pd.read_csv(path)
+                seen.append(len(frame) == len(lrs) and "status" in frame)
+
+    reader = threading.Thread(target=read_csv_while_running)
+    reader.start()
+    try:
+        results = [p.communicate(timeout=600) for p in procs]
+    finally:
+        stop.set()
+        reader.join()
+    codes = [p.returncode for p in procs]
+    assert set(codes) <= {0, 4}, [e[1][-2000:] for e in results]
+    starts = [line.split()[1] for line in fault_log(tmp_path)]
+    assert sorted(starts) == sorted(variant_ids(recipe).values())  # each variant trained exactly once
+    runs = all_runs(tmp_path)
+    keys = [r.data.tags["bench.run_key"] for r in children(runs)]
+    assert len(keys) == len(set(keys)) == len(lrs)  # one MLflow run per run key
+    assert {(r.info.status, r.data.tags["bench.status"]) for r in children(runs)} == {
+        ("FINISHED", "finished")
+    }
+    assert [p.info.status for p in parents(runs)] == ["FINISHED", "FINISHED"]
+    assert table(tmp_path)["status"].tolist() == ["finished"] * len(lrs)
+    assert_csv_agrees_with_mlflow(tmp_path)
+    assert not list((tmp_path / "results").rglob("*.tmp"))
+    assert seen and all(seen)
+
+
+# --- 3. a kill in the window after training -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "point", ["run.close.after_metrics", "run.close.after_export", "run.close.before_status"]
+)
+def test_kill_while_closing_resumes_to_the_same_final_metrics(tmp_path, tiny_image_folder, straight, point):
+    recipe = recipe_for(tmp_path, tiny_image_folder)
+    rc, err = run_bench(tmp_path, recipe, fault=f"{point}:kill")  # the variant's process dies there
+    assert rc == 1, err
+    [row] = table(tmp_path).to_dict("records")
+    assert (
+        row["status"] == "failed" and "signal SIGKILL" in row["reason"] and "attempt 1 of 3" in row["reason"]
+    )
+    [killed] = children(all_runs(tmp_path))
+    assert killed.info.status == "FAILED"
+    [last] = (tmp_path / "results/tiny/runs").glob("*/last.ckpt")
+    first_peak = ckpt.safe_load(last)["peak_mb"]
+
+    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)
+    assert rc == 0, err
+    assert trained_epochs(tmp_path) == []  # resumed after the last epoch: nothing trained twice
+    assert_same_result(tmp_path, straight)
+    [child] = children(all_runs(tmp_path))
+    assert child.info.run_id == killed.info.run_id and child.info.status == "FINISHED"
+    assert "bench.failed_epoch" not in child.data.tags
+    assert child.data.metrics["memory/peak_rss_mb"] >= first_peak  # covers the killed process too
+    for key in ("test/acc_oracle", "throughput/eval_img_s", "time/wall_s", "memory/peak_rss_mb"):
+        assert steps(tmp_path, child.info.run_id, key) == [EPOCHS - 1], key  # each logged once
+    assert steps(tmp_path, child.info.run_id, "throughput/train_img_s") == list(range(EPOCHS))
+    assert_csv_agrees_with_mlflow(tmp_path)
+
+
+# --- 5. a lost, new or moved tracking store --------------------------------------------------------------
+
+
+def test_lost_store_never_deletes_checkpoints_and_resumes_into_a_new_run(
+    tmp_path, tiny_image_folder, straight
+):
+    recipe = recipe_for(tmp_path, tiny_image_folder)
+    proc = start_bench(tmp_path, recipe, fault="run.checkpoint.1:block")
+    reached(tmp_path, proc)
+    kill_group(proc)
+    [old] = children(all_runs(tmp_path))
+    new_store = tmp_path / "new"  # the store is gone (moved, lost): a new, empty one
+    rc, err = run_bench(
+        tmp_path, recipe, "--tracking-uri", f"sqlite:///{new_store / 'mlflow.db'}", fault=EPOCH_LOG
+    )
+    assert rc == 0, err
+    assert "resuming seed=0 from its last checkpoint" in err
+    [vid] = variant_ids(recipe).values()
+    assert trained_epochs(tmp_path) == [f"1@{vid}", f"2@{vid}"]  # epoch 0 was not trained again
+    [new] = children(all_runs(new_store))
+    assert new.info.run_id != old.info.run_id and new.info.status == "FINISHED"
+    for key in ("train/loss", "test/acc"):  # epoch 0's metrics re-logged from the checkpoint's history
+        assert steps(new_store, new.info.run_id, key) == list(range(EPOCHS))
+    assert_same_result(tmp_path, straight)
+
+    newer = tmp_path / "newer"  # lost again, after the variant finished
+    rc, err = run_bench(
+        tmp_path, recipe, "--tracking-uri", f"sqlite:///{newer / 'mlflow.db'}", fault=EPOCH_LOG
+    )
+    assert rc == 0, err
+    assert len(trained_epochs(tmp_path)) == 2  # nothing trained: finished from the final checkpoint
+    [again] = children(all_runs(newer))
+    assert again.data.tags["bench.status"] == "finished"
+    assert steps(newer, again.info.run_id) == list(range(EPOCHS))
+    assert_same_result(tmp_path, straight)
+
+
+# --- 6. errors outside training ----------------------------------------------------------------------------
+
+
+def test_failed_export_and_unwritable_runs_csv_keep_the_matrix_going(tmp_path, tiny_image_folder):
+    recipe = recipe_for(
+        tmp_path, tiny_image_folder, **{"train.epochs": 1, "matrix": {"train.optimizer.lr": [0.05, 0.02]}}
+    )
+    blocked = tmp_path / "results/tiny/weights/lr=0.05,seed=0.pt"
+    blocked.mkdir(parents=True)  # a folder where the weights file must go
+    (tmp_path / "results/tiny/runs.csv").mkdir()  # and one where runs.csv must go
+    rc, err = run_bench(tmp_path, recipe)
+    assert rc == 1, err
+    assert "Traceback" not in err
+    assert f"cannot write {tmp_path / 'results/tiny/runs.csv'}" in err
+    by_lr = {r.data.tags["axis.lr"]: r for r in children(all_runs(tmp_path))}
+    failed, finished = by_lr["0.05"], by_lr["0.02"]
+    assert (failed.info.status, failed.data.tags["bench.status"]) == ("FAILED", "failed")
+    assert "cannot export the weights: IsADirectoryError" in failed.data.tags["bench.reason"]
+    assert (finished.info.status, finished.data.tags["bench.status"]) == ("FINISHED", "finished")
+
+    blocked.rmdir(), (tmp_path / "results/tiny/runs.csv").rmdir()
+    rc, err = run_bench(tmp_path, recipe, fault="run.epoch_end.0:log")
+    assert rc == 0, err
+    assert fault_log(tmp_path) == []  # resumed from the final checkpoint and exported: nothing retrained
+    assert blocked.is_file()
+    assert table(tmp_path)["status"].tolist() == ["finished", "finished"]
+    assert_csv_agrees_with_mlflow(tmp_path)
+
+
+def test_partly_corrupt_store_fails_each_variant_clearly_and_exits_3(tmp_path, tiny_image_folder):
+    recipe = recipe_for(
+        tmp_path, tiny_image_folder, **{"train.epochs": 1, "matrix": {"train.optimizer.lr": [0.05, 0.02]}}
+    )
+    assert run_bench(tmp_path, recipe, "train.optimizer.lr=0.1")[0] == 0  # creates the store
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("DROP TABLE metrics")  # a damaged store: runs can be created, metrics not logged
+    rc, err = run_bench(tmp_path, recipe, fault="run.train_start:log")
+    assert rc == 3, err
+    assert "Traceback" not in err
+    assert err.count("the tracking store failed while recording the run") == 2 and "OperationalError) " in err
+    assert len(fault_log(tmp_path)) == 2  # the matrix went on after the first variant's store error
+
+
+def test_damaged_or_locked_store_exits_3_before_training(tmp_path, tiny_image_folder):
+    recipe = recipe_for(tmp_path, tiny_image_folder, **{"train.epochs": 1})
+    db = tmp_path / "mlflow.db"
+    locker = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the SQLite file locked (beyond 20 s)
+    try:
+        rc, err = run_bench(tmp_path, recipe, fault="run.train_start:log")
+    finally:
+        locker.execute("ROLLBACK"), locker.close()
+    assert rc == 3, err
+    assert "database is locked" in err and "use a database server" in err and "Traceback" not in err
+    assert fault_log(tmp_path) == []
+
+    assert run_bench(tmp_path, recipe)[0] == 0
+    data = bytearray(db.read_bytes())
+    data[4096:] = b"\x5a" * (len(data) - 4096)  # garbage over every page after the first (the schema)
+    db.write_bytes(bytes(data))
+    rc, err = run_bench(tmp_path, recipe, "train.optimizer.lr=0.01", fault="run.train_start:log")
+    assert rc == 3, err
+    assert f"sqlite:///{db}" in err and "Traceback" not in err and fault_log(tmp_path) == []
+
+
+# --- 7. a variant that kills its own process ----------------------------------------------------------------
+
+
+def test_crashing_variant_is_recorded_resumed_and_given_up(tmp_path, tiny_image_folder):
+    recipe = recipe_for(tmp_path, tiny_image_folder, matrix={"train.optimizer.lr": [0.05, 0.02]})
+    vid = variant_ids(recipe)["lr=0.05,seed=0"]
+    rc, err = run_bench(tmp_path, recipe, "--max-attempts", "2", fault=f"run.checkpoint.1@{vid}:kill")
+    assert rc == 1, err
+    rows = table(tmp_path).set_index("variant")
+    assert rows.loc["lr=0.02,seed=0", "status"] == "finished"  # the matrix went on
+    assert rows.loc["lr=0.05,seed=0", "status"] == "failed"
+    assert "died (signal SIGKILL); attempt 1 of 2" in rows.loc["lr=0.05,seed=0", "reason"]
+
+    rc, err = run_bench(
+        tmp_path, recipe, "--max-attempts", "2", fault=f"run.checkpoint.2@{vid}:kill,{EPOCH_LOG}"
+    )
+    assert rc == 1, err
+    assert "resuming lr=0.05,seed=0 from its last checkpoint" in err
+    assert trained_epochs(tmp_path) == [f"1@{vid}"]  # resumed after epoch 0; the other one not retrained
+    reason = table(tmp_path).set_index("variant").loc["lr=0.05,seed=0", "reason"]
+    assert "died (signal SIGKILL) 2 times: given up" in reason
+
+    rc, err = run_bench(tmp_path, recipe, "--max-attempts", "2", fault=EPOCH_LOG)
+    assert rc == 1, err
+    assert len(trained_epochs(tmp_path)) == 1  # given up: not tried again
+    assert "gave up after 2 crashed attempts" in err  # said now; runs.csv keeps the recorded reason
+    assert "given up" in table(tmp_path).set_index("variant").loc["lr=0.05,seed=0", "reason"]
+
+    rc, err = run_bench(tmp_path, recipe, "--max-attempts", "3", fault=EPOCH_LOG)  # a user allows one more
+    assert rc == 0, err
+    assert trained_epochs(tmp_path)[1:] == [f"2@{vid}"]
+    runs = children(all_runs(tmp_path))
+    assert len(runs) == 2 and {r.data.tags["bench.status"] for r in runs} == {"finished"}
+    assert_csv_agrees_with_mlflow(tmp_path)
+
+
+# --- 8. stale-run closing leaves a live ``bench tune`` alone --------------------------------------------
+
+
+def test_stale_run_closing_leaves_a_live_tune_run_alone(tmp_path, tiny_image_folder):
+    from tests.test_tune import tune_recipe
+
+    tune = tune_recipe(tmp_path, tiny_image_folder, tune={"n_trials": 1, "sampler": {"name": "random", "seed": 0},
+                       "pruner": {"name": "none"}}, **{"data.val_size": 32, "train.epochs": 1, "train.device": "cpu"})  # fmt: skip
+    tuner = subprocess.Popen(
+        [*bench_args(tmp_path, tune)[:3], "tune", *bench_args(tmp_path, tune)[4:]], cwd=REPO,
+        env=bench_env(tmp_path, "tune.trial_run_opened:block"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        reached(tmp_path, tuner)  # the trial's MLflow run is RUNNING; it carries no bench lease
+        [trial] = [r for r in all_runs(tmp_path, "tinytune") if r.data.tags.get("bench.kind") == "trial"]
+        assert trial.info.status == "RUNNING"
+        recipe = recipe_for(
+            tmp_path, tiny_image_folder, **{"train.epochs": 1, "tracking.experiment": "tinytune"}
+        )
+        rc, err = run_bench(tmp_path, recipe, BENCH_LEASE_TIMEOUT="0.01", BENCH_LEASE_INTERVAL="0.3")
+        assert rc == 0, err
+        assert client_for(tmp_path).get_run(trial.info.run_id).info.status == "RUNNING"  # left alone
+    finally:
+        (tmp_path / "release").touch()
+    _, err = tuner.communicate(timeout=300)
+    assert tuner.returncode == 0, err[-3000:]
+    trial = client_for(tmp_path).get_run(trial.info.run_id)
+    assert (trial.info.status, trial.data.tags["bench.status"]) == ("FINISHED", "complete")

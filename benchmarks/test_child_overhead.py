@@ -15,6 +15,8 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
+
 from bench.data.cache import cached_splits, shared
 from bench.execution.local import LocalExecutor, _noop_child
 from bench.execution.task import run_task
@@ -25,7 +27,21 @@ from tests.recipes import tiny_recipe, write_recipe
 ROUNDS = 6
 
 
-def test_child_process_overhead_per_variant(tmp_path, tiny_image_folder):
+@pytest.fixture
+def tiny_image_folder(tmp_path_factory):
+    import numpy as np
+
+    from tests.conftest import _write_split
+
+    root = tmp_path_factory.mktemp("tiny_folder")
+    rng = np.random.default_rng(0)
+    _write_split(root / "train", 40, rng)
+    _write_split(root / "test", 12, rng)
+    return root
+
+
+def test_child_process_overhead_per_variant(tmp_path, tiny_image_folder, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     recipe = tiny_recipe(tiny_image_folder, **{"train.device": "cpu", "train.epochs": 1,
                                                 "seeds": list(range(2 * ROUNDS))})  # fmt: skip
     loaded = load_recipe(write_recipe(tmp_path / "r.yaml", recipe))

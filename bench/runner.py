@@ -30,7 +30,7 @@ from bench.fileio import atomic_write_text, file_lock
 from bench.progress import Progress
 from bench.recipe.load import LoadedRecipe
 from bench.results import recipe_dir, summary_text, table_frame
-from bench.signals import Terminated, deferred_signals, install_sigterm
+from bench.signals import Terminated, closing_status, deferred_signals, install_sigterm
 from bench.tracking import mlflow_store as store
 from bench.tracking.experiment_view import describe_experiment
 from bench.tracking.lease import HEARTBEAT_TAG, Heartbeat
@@ -113,11 +113,8 @@ class RecipeRunner:
                     progress.variant_end(row["status"], row_summary(row))
                     self.write_runs_csv(client, exp_id)
                     fault_point("run.driver.between_variants")
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
-            status = "KILLED"
-            raise
-        except BaseException:
-            status = "FAILED"
+        except BaseException as exc:  # Ctrl-C or SIGTERM (Terminated): KILLED; anything else: FAILED
+            status = closing_status(exc)
             raise
         finally:
             with deferred_signals():  # a signal now is acted on once the statuses are written

@@ -74,3 +74,8 @@ def deferred_signals() -> Iterator[None]:
                 signal.signal(sig, handler)
         if pending:
             signal.raise_signal(pending[0])  # the real handler acts on it now
+
+
+def closing_status(exc: BaseException) -> str:
+    """The MLflow status of a parent run that ``exc`` ended: KILLED for Ctrl-C/SIGTERM, else FAILED."""
+    return "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from bench.errors import Terminated  # SIGTERM as a KeyboardInterrupt, as bench run has it
+from bench.signals import closing_status
 from bench.tune.plan import TuneOptions, build_plan, say
 from bench.tune.prepare import open_worker, prepare
 from bench.tune.trials import finished_count
@@ -44,11 +45,8 @@ def run_study(options: TuneOptions) -> int:
             worker_loop(ctx, 0)
         elif not fan_out(options):
             status, code = "FAILED", 1
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except BaseException:
-        status = "FAILED"
+    except BaseException as exc:
+        status = closing_status(exc)
         raise
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the bookkeeping below runs to its end

@@ -56,11 +56,12 @@ def main(args: argparse.Namespace) -> int:
 
         for recipe in loaded:
             # the run keys a run would record now (a weights file an earlier recipe writes: "missing")
-            print(variants_table(with_input_fingerprints(recipe)[0]))
+            keyed = with_input_fingerprints(recipe)[0]
+            print(variants_table(keyed))
             note = bf16_note(recipe)
             if note:
                 print(f"note: {note}")
-            print(estimate_line(recipe, args.results_dir, force=args.force))
+            print(estimate_line(keyed, args.results_dir, force=args.force))
         return 0
     from bench.errors import Terminated
 

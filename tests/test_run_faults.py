@@ -373,4 +373,4 @@ def test_stale_run_closing_leaves_a_live_tune_run_alone(tmp_path, tiny_image_fol
     _, err = tuner.communicate(timeout=300)
     assert tuner.returncode == 0, err[-3000:]
     trial = client_for(tmp_path).get_run(trial.info.run_id)
-    assert (trial.info.status, trial.data.tags["bench.status"]) == ("FINISHED", "complete")
+    assert (trial.info.status, trial.data.tags["bench.status"]) == ("FINISHED", "finished")

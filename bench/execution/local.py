@@ -25,11 +25,20 @@ from bench.recipe.load import Variant
 PRELOAD = ["bench.engine.loop", "bench.tracking.recorded", "bench.execution.task", "mlflow.tracking", "timm"]
 
 
-def _child(spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool, stdio: tuple) -> None:
-    """Entry of a child process: train one variant, send its row back. Its stdout/stderr are the
-    driver's current ones (the forkserver's may be older), so progress lands where the user looks."""
+def _child(
+    spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool, stdio: tuple, env: dict
+) -> None:
+    """Entry of a child process: train one variant, send its row back. Its stdout/stderr and
+    environment are the driver's current ones (the forkserver's may be older), so progress lands
+    where the user looks and settings (threads, BENCH_* variables) are the driver's."""
     for fd, dup in zip((1, 2), stdio):
         os.dup2(dup.detach(), fd)
+    os.environ.clear()
+    os.environ.update(env)
+    if env.get("OMP_NUM_THREADS", "").isdigit():  # torch read it when the forkserver imported it
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
     from bench.data import cache
     from bench.progress import Progress
     from bench.signals import install_first_only
@@ -94,7 +103,9 @@ class LocalExecutor:
         sys.stdout.flush(), sys.stderr.flush()
         stdio = (DupFd(1), DupFd(2))
         proc = ctx.Process(
-            target=_child, args=(spec, variant, splits, send, self.live, stdio), name=f"bench {variant.name}"
+            target=_child,
+            args=(spec, variant, splits, send, self.live, stdio, dict(os.environ)),
+            name=f"bench {variant.name}",
         )
         with _no_main_module():
             proc.start()

@@ -172,6 +172,8 @@ def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_
     run_id, resume = (
         opened if opened is not None else (open_run(rec, variant, previous), previous is not None)
     )
+    if on_open is not None:
+        on_open(run_id)
     try:
         result = train(rec, run_id, variant, resume=resume, run_dir=run_dir, hooks=hooks, progress=progress)
     except KeyboardInterrupt as exc:

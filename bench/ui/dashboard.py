@@ -48,7 +48,8 @@ def open_study(options: Any) -> tuple[Any, Any, str]:
         repair_journal(spec.path)  # a torn tail from a killed worker would fail every reader
     elif spec.url.startswith("sqlite:///") and not Path(spec.url[len("sqlite:///") :]).exists():
         raise BenchError(missing)
-    storage = spec.open()
+    live = plan.tune.liveness
+    storage = spec.open(live.heartbeat_interval, live.grace_period)
     if plan.study_name not in optuna.get_all_study_names(storage):
         raise BenchError(missing)
     return plan, storage, plan.study_name

@@ -26,7 +26,10 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
 
 def _study_for(client, exp_id: str, loaded: Any | None) -> view.Study:
     if loaded is not None:
-        return view.latest_study(client, exp_id, loaded.name, [v.run_key for v in loaded.variants])
+        from bench.execution.identity import with_input_fingerprints
+
+        keyed = with_input_fingerprints(loaded)[0]  # the run keys `bench run` records (inputs included)
+        return view.latest_study(client, exp_id, loaded.name, [v.run_key for v in keyed.variants])
     return view.latest_study(client, exp_id, None)
 
 

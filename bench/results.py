@@ -8,11 +8,14 @@ from typing import Any
 
 import pandas as pd
 
-FIRST_COLUMNS = ["variant", "group", "seed", "status", "reason"]
-# what the terminal summary shows: final test accuracy, validation accuracy where a split exists
+FIRST_COLUMNS = ["variant", "group", "seed", "status", "reason", "delivered"]
+# what the terminal summary shows: the final test accuracy of the model the variant delivers (SWA's
+# averaged model, EMA's model, else the trained weights), validation accuracy where a split exists,
+# and the trained weights' own accuracy beside it
 SUMMARY_METRICS = [
     "test/acc",
     "val/acc",
+    "test/acc_raw",
     "test/acc_at_best_val",
     "test/acc_swa",
     "test/acc_ema",

@@ -115,24 +115,36 @@ def test_pareto_front():
     assert stats.pareto_front(mem, "mb", "acc", maximize_x=False).tolist() == [True, True, False]
 
 
-def test_marginal_effects_average_over_other_axes():
-    v = pd.DataFrame(
-        {
-            "scheduler": ["cos", "cos", "one", "one"],
-            "freeze": ["0", "3", "0", "3"],
-            "acc": [0.80, 0.70, 0.90, 0.76],
-        }
-    )
-    sched = stats.marginal_effects(v, "scheduler", "acc").set_index("value")
-    assert sched.loc["cos", "mean"] == pytest.approx(0.75)
-    assert sched.loc["one", "delta"] == pytest.approx(0.83 - 0.75)
-    freeze = stats.marginal_effects(v, "freeze", "acc", reference="3").set_index("value")
-    assert freeze.loc["0", "delta"] == pytest.approx(0.85 - 0.73) and freeze.loc["3", "delta"] == 0
+def test_axis_effect_is_the_mean_within_cell_difference():
+    # a full 2x2 factorial: the effect of freeze is the mean of its two within-scheduler differences
+    runs = pd.DataFrame([
+        {"run_id": f"{s}{f}{seed}", "variant": f"scheduler={s},freeze={f},seed={seed}",
+         "group": f"scheduler={s},freeze={f}", "seed": seed, "status": "finished", "reason": "",
+         "axis.scheduler": s, "axis.freeze": f, "test/acc": acc + 0.01 * seed, "throughput/train_img_s": 100.0,
+         "memory/peak_rss_mb": 1.0, "time/wall_s": 1.0}
+        for (s, f), acc in {("cos", "0"): 0.80, ("cos", "3"): 0.70, ("one", "0"): 0.90, ("one", "3"): 0.76}.items()
+        for seed in (0, 1, 2)
+    ])  # fmt: skip
+    t = build_tables(runs, ["scheduler", "freeze"], baseline="scheduler=cos,freeze=0")
+    axes = t.axes.set_index(["axis", "value"])
+    assert axes.loc[("freeze", "3"), "acc_delta"] == pytest.approx(((0.70 - 0.80) + (0.76 - 0.90)) / 2)
+    assert axes.loc[("scheduler", "one"), "acc_delta"] == pytest.approx(((0.90 - 0.80) + (0.76 - 0.70)) / 2)
+    assert axes.loc[("freeze", "3"), "design"].startswith("balanced: 2 cells over scheduler")
+    assert axes.loc[("freeze", "3"), "seeds"] == 3
 
 
-def test_time_to_target():
-    assert stats.time_to_target([0.3, 0.55, 0.6, 0.7], 40.0, 0.5) == pytest.approx(20.0)
-    assert math.isnan(stats.time_to_target([0.3, 0.4], 10.0, 0.5))
+def test_time_to_target_counts_training_seconds_per_epoch():
+    # epochs of 5, 30 (a loaded machine or a slow evaluation does not count: only training) and 5 s
+    assert stats.time_to_target([0.3, 0.55, 0.6], [5.0, 30.0, 5.0], 0.5) == pytest.approx(35.0)
+    assert stats.time_to_target([0.6], [5.0], 0.5) == pytest.approx(5.0)
+    assert math.isnan(stats.time_to_target([0.3, 0.4], [10.0, 10.0], 0.5))
+
+
+def test_time_intervals_never_go_below_zero():
+    # widely spread times (4 s and 19 s per epoch under load): the t-interval on seconds goes negative
+    assert stats.mean_ci([4.0, 19.0], 0.95).lo < 0
+    g = stats.geometric_ci([4.0, 19.0], 0.95)
+    assert 0 < g.lo < g.mean < g.hi and g.mean == pytest.approx(math.sqrt(4.0 * 19.0))
 
 
 def _runs() -> pd.DataFrame:

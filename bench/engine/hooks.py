@@ -19,6 +19,7 @@ class VariantResult:
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     weights_path: str | None = None
+    delivered: str = "weights"  # the model scored as ``*/acc`` and exported (a trick's name, e.g. swa)
 
 
 class Hook(Protocol):

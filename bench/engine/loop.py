@@ -10,7 +10,8 @@ runner, the tuner and the resume check all reach it through ``run_recorded``.
                                                                            (engine/stepping.py)
               evaluate val and test -> tricks.on_epoch_end (SWA) -> per-epoch schedule
               -> hooks.on_epoch_end -> checkpoint (and best.ckpt by validation)
-    finish    final metrics -> tricks.finish (SWA/EMA evaluation, export choice) -> weights
+    finish    final metrics -> tricks.finish (SWA/EMA evaluation) -> deliver (score and export the
+              model a trick delivers; the trained weights' accuracy as */acc_raw) -> weights
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
     """Train and evaluate one variant. Raises VariantSkipped, Diverged or whatever a hook raises."""
     wall_start = time.perf_counter()
     state = build_state(variant, run_dir, device)
+    setup_s = time.perf_counter() - wall_start  # this process's build (data, model, optimizer)
     train = variant.body.train
     memory = PeakMemory(state.device)
     memory.reset()
@@ -92,11 +94,15 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
         record = {"epoch": float(epoch), **state.lrs()}  # LRs in effect at the start of the epoch
         if progress is not None:
             progress.epoch_start(epoch, train.epochs)
-        loss = train_one_epoch(state, meter, progress)
+        started = time.perf_counter()
+        loss = train_one_epoch(state, meter, progress)  # ends in .item(): the device is synchronised
+        record["time/train_epoch_s"] = time.perf_counter() - started  # training steps only
         if not math.isfinite(loss):
             raise Diverged(epoch, loss)
         record["train/loss"] = loss
+        started = time.perf_counter()
         evaluate_epoch(state, record, eval_rates)
+        record["time/eval_epoch_s"] = time.perf_counter() - started
         end_of_epoch(state, record)
         record["throughput/train_img_s"] = meter.images_per_second
         state.history.append(record)
@@ -108,6 +114,7 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
         resume.checkpoint_epoch(state, record, wall_start, memory)
         fault_point("run.after_checkpoint")
     result = finish(state, meter, eval_rates, memory, wall_start)
+    result.metrics["time/setup_s"] = setup_s
     for hook in hooks:
         hook.on_end(state, result)
     return result
@@ -140,6 +147,7 @@ def finish(state: RunState, meter: Throughput, eval_rates: dict[str, list[float]
         metrics[name] = float(np.nanmedian(rates))
     for trick in state.tricks:
         trick.finish(state, metrics)
+    delivered = deliver(state, metrics)
     trainable, total = count_parameters(state.model)
     metrics["params/trainable"], metrics["params/total"] = float(trainable), float(total)
     peak = max(memory.peak_mb(), state.peak_mb_before)
@@ -148,5 +156,31 @@ def finish(state: RunState, meter: Throughput, eval_rates: dict[str, list[float]
         metrics["memory/data_gpu_mb"], peak = data_mb, peak - data_mb
     metrics[memory.metric] = peak
     metrics["time/wall_s"] = time.perf_counter() - wall_start + state.wall_before
+    # wall time decomposed: training steps and per-epoch evaluation over every epoch (kept in the
+    # checkpointed history, so a resumed run counts its earlier epochs too)
+    for key, per_epoch in (("time/train_s", "time/train_epoch_s"), ("time/eval_s", "time/eval_epoch_s")):
+        metrics[key] = float(sum(r.get(per_epoch, 0.0) for r in state.history))
     weights = resume.save_weights(state)
-    return VariantResult("finished", metrics=metrics, history=state.history, weights_path=weights)
+    return VariantResult("finished", metrics=metrics, history=state.history, weights_path=weights,
+                         delivered=delivered)  # fmt: skip
+
+
+RAW_SUFFIX = "raw"  # ``<split>/acc_raw``: the trained weights' accuracy, beside the delivered model's
+
+
+def deliver(state: RunState, metrics: dict[str, float]) -> str:
+    """Score the variant on the model it delivers: ``<split>/acc`` becomes that model's accuracy
+    (the trick's ``<split>/acc_<name>``), the trained weights' stays as ``<split>/acc_raw``, and the
+    delivered model is what gets exported. Returns its name ("weights" when no trick delivers)."""
+    givers = [t for t in state.tricks if t.delivers]
+    if len(givers) > 1:  # the schema refuses this; a user's own trick might not
+        raise ValueError(f"tricks {', '.join(t.name for t in givers)} each deliver a model; turn on one")
+    for split in state.eval_loaders:
+        if f"{split}/acc" in metrics:
+            metrics[f"{split}/acc_{RAW_SUFFIX}"] = metrics[f"{split}/acc"]
+            if givers:
+                metrics[f"{split}/acc"] = metrics[f"{split}/acc_{givers[0].delivers}"]
+    if not givers:
+        return "weights"
+    state.export_model = givers[0].delivered_model()
+    return givers[0].delivers

@@ -78,8 +78,9 @@ def variant_row(
 
 def row_of_run(variant: Variant, run: Any, status: str | None = None) -> dict[str, Any]:
     tags = run.data.tags
+    extra = {"delivered": tags["bench.delivered"]} if "bench.delivered" in tags else {}
     return variant_row(variant, status or tags.get("bench.status", "unknown"), tags.get("bench.reason", ""),
-                       dict(run.data.metrics), run.info.run_id)  # fmt: skip
+                       dict(run.data.metrics), run.info.run_id, **extra)  # fmt: skip
 
 
 def first_line(exc: BaseException) -> str:
@@ -195,7 +196,8 @@ def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any
         row = store_failure(variant, "recording the run", exc, spec, got.run_id)
         _mark_failed(client, got.run_id, row["reason"])
         return row
-    return variant_row(variant, result.status, result.reason, result.metrics, run_id)
+    extra = {"delivered": result.delivered} if result.status == "finished" else {}
+    return variant_row(variant, result.status, result.reason, result.metrics, run_id, **extra)
 
 
 def _mark_failed(client: Any, run_id: str, reason: str) -> None:

@@ -131,7 +131,8 @@ class SWAConfig(Strict):
 
 
 class EMAConfig(Strict):
-    """Exponential moving average of the weights, evaluated beside the raw model (``test/acc_ema``)."""
+    """Exponential moving average of the weights: the model the variant delivers (scored as ``test/acc``,
+    exported); the raw weights' accuracy is kept as ``test/acc_raw``."""
 
     decay: float = Field(0.999, gt=0.0, lt=1.0, description="per update: ema = decay * ema + (1 - decay) * w")
     every: PositiveInt = Field(1, description="update after every N optimizer steps")
@@ -187,6 +188,9 @@ class TrainConfig(Strict):
                 raise ValueError(f"swa.start_epoch ({self.swa.start_epoch}) must be < epochs ({self.epochs})")
             if self.scheduler.name == "plateau":
                 raise ValueError("swa with the plateau scheduler is not supported: SWALR takes over the LR")
+            if self.ema is not None:
+                # a variant delivers one model, scored and exported as its result
+                raise ValueError("swa and ema deliver different models; a variant may turn on one of them")
         return self
 
 

@@ -14,7 +14,7 @@ from bench.report import compare, fetch, forest, markdown, plots
 from bench.report.document import to_html, to_markdown
 from bench.report.tables import Tables, add_time_to_target, add_val_selected, build_tables
 
-HISTORY_KEYS = ("test/acc", "val/acc", "train/loss")
+HISTORY_KEYS = ("test/acc", "val/acc", "train/loss", "time/train_epoch_s")
 CSV_TABLES = ("variants", "baseline", "axes", "pareto", "excluded", "provenance")
 
 
@@ -147,20 +147,28 @@ def summary_lines(t: Tables) -> list[str]:
     v = t.variants[t.variants["seeds"] > 0] if len(t.variants) else t.variants
     if len(v) and v["acc_mean"].notna().any():
         best = v.loc[v["acc_mean"].idxmax()]
+        delivered = f", scored on its {best['delivered']} model" if best.get("delivered") not in (None, "weights") else ""
         lines.append(
-            f"Highest mean final test accuracy: `{best['variant']}` at {best['acc_mean']:.4f} ({best['seeds']} seed(s))."
+            f"Highest mean final test accuracy: `{best['variant']}` at {best['acc_mean']:.4f} "
+            f"({best['seeds']} seed(s){delivered}){_caveat(v, best, 'acc', higher=True)}."
         )
         if v["train_img_s_median"].notna().any():
             fast = v.loc[v["train_img_s_median"].idxmax()]
             lines.append(
-                f"Fastest to train: `{fast['variant']}` at {fast['train_img_s_median']:.0f} img/s (median)."
+                f"Fastest to train: `{fast['variant']}` at {fast['train_img_s_median']:.0f} img/s (median)"
+                f"{_caveat(v, fast, 'train_img_s', higher=True)}."
             )
     if len(t.baseline):
         b = t.baseline[t.baseline["variant"] != t.baseline_name]
+        family = int(b["family"].max()) if len(b) and b["family"].notna().any() else 0
+        if family:
+            lines.append(f"{family} comparison(s) with the baseline form one family: verdicts are Holm-adjusted, "
+                         f"so the chance of any false better/worse in this report is at most {1 - t.confidence:g}.")  # fmt: skip
         for verdict in ("better", "worse", "leaning better", "leaning worse"):
             hit = b[b["verdict"] == verdict]
             if len(hit):
-                names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs})" for r in hit.itertuples())
+                names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs}, Holm p={r.p_holm:.3g})"
+                                  for r in hit.itertuples())  # fmt: skip
                 lines.append(f"{verdict.capitalize()} than the baseline{_why(verdict)}: {names}.")
         few = b[b["verdict"] == "too few seeds"]
         if len(few):
@@ -188,8 +196,10 @@ def summary_lines(t: Tables) -> list[str]:
         reached = v[v["ttt_s_mean"].notna()]
         if len(reached):
             quick = reached.loc[reached["ttt_s_mean"].idxmin()]
+            split = "validation" if quick.get("ttt_on") == "val" else "test (no validation split)"
             lines.append(
-                f"First to {t.target_acc:g} test accuracy: `{quick['variant']}` after {quick['ttt_s_mean']:.1f} s."
+                f"First to {t.target_acc:g} {split} accuracy: `{quick['variant']}` after {quick['ttt_s_mean']:.1f} s "
+                f"of training (geometric mean){_caveat(reached, quick, 'ttt_s', higher=False)}."
             )
         else:
             lines.append(f"No variant reached the target accuracy {t.target_acc:g}.")
@@ -198,5 +208,20 @@ def summary_lines(t: Tables) -> list[str]:
 
 def _why(verdict: str) -> str:
     if verdict.startswith("leaning"):
-        return " (t-interval excludes 0; too few seeds for the sign-flip test to confirm)"
-    return " (t-interval excludes 0 and the exact sign-flip test agrees, ≥3 paired seeds)"
+        return " (Holm-adjusted t-test only; too few seeds for the sign-flip test to confirm)"
+    return " (Holm-adjusted: the t-test and the exact sign-flip test agree, ≥3 paired seeds)"
+
+
+def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str:
+    """A caveat when the runner-up's seed range reaches the winner's: the ranking is inside the
+    run-to-run spread. Ranges: [lo, hi] of the mean's interval, or [min, max] over seeds."""
+    lo_col, hi_col = (f"{short}_min", f"{short}_max") if f"{short}_min" in v else (f"{short}_lo", f"{short}_hi")
+    mid = f"{short}_median" if f"{short}_median" in v else f"{short}_mean"
+    rest = v[(v["variant"] != top["variant"]) & v[mid].notna()]
+    if not len(rest) or lo_col not in v:
+        return ""
+    second = rest.loc[rest[mid].idxmax() if higher else rest[mid].idxmin()]
+    overlap = (second[hi_col] >= top[lo_col]) if higher else (second[lo_col] <= top[hi_col])
+    if pd.isna(top[lo_col]) or pd.isna(second[hi_col]) or bool(overlap):
+        return f"; not told apart from `{second['variant']}` by these seeds (their ranges overlap)"
+    return ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from bench.report import stats
@@ -14,8 +15,13 @@ BASELINE_COLUMNS = [
     "acc_diff",
     "acc_diff_lo",
     "acc_diff_hi",
+    "acc_diff_lo_family",
+    "acc_diff_hi_family",
     "acc_diff_sd",
+    "p_t",
     "p_sign_flip",
+    "p_holm",
+    "family",
     "mdd",
     "seeds_needed",
     "verdict",
@@ -34,23 +40,40 @@ def baseline_table(
     confidence: float,
     min_effect: float,
 ) -> pd.DataFrame:
-    """Each variant against the baseline: the test accuracy difference over the seeds both have
-    (``stats.paired_test``: t-interval, sign-flip p, minimal detectable difference, seeds needed
-    for ``min_effect``, verdict); the ratio of median throughputs and whether the two seed ranges
-    overlap; the ratios of the seed-mean memory and wall time."""
+    """Each variant against the baseline, paired by seed, on the accuracy of the model it delivers.
+
+    The comparisons of one report are one family: each one's p is the larger of the paired t-test's
+    and the exact sign-flip test's, Holm-adjusted over the family (``p_holm``; unadjusted ones
+    beside it), so the chance of any false "better"/"worse" in the report stays at most
+    ``1 − confidence``; ``acc_diff_lo/hi_family`` are Bonferroni-simultaneous intervals, and the
+    smallest detectable difference and seeds needed are computed at the family's level too. Cost:
+    the ratio of median throughputs and whether the seed ranges overlap; the ratios of the
+    seed-mean memory and wall time."""
     if base is None:
         return pd.DataFrame(columns=BASELINE_COLUMNS)
     by_seed = {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")}
     speed = {
         g: stats.median_spread(f["throughput/train_img_s"].tolist()) for g, f in finished.groupby("group")
     }
+    alpha = 1 - confidence
+    diffs = {
+        g: stats.paired_test(by_seed.get(g, {}), by_seed.get(base, {}), confidence=confidence)
+        for g in scored
+        if g != base
+    }
+    # the family: every comparison that could get a verdict (at least MIN_PAIRS seeds in common)
+    family = [g for g, d in diffs.items() if d.n >= stats.MIN_PAIRS]
+    m = max(len(family), 1)
+    p_both = stats.holm([max(diffs[g].p_t, diffs[g].p_value) for g in family])
+    p_t = stats.holm([diffs[g].p_t for g in family])
+    adjusted = {g: (pb, pt) for g, pb, pt in zip(family, p_both, p_t)}
     means = variants.set_index("variant")
     rows = []
     for group in scored:
-        d = stats.paired_test(
-            by_seed.get(group, {}), by_seed.get(base, {}), confidence=confidence, min_effect=min_effect
-        )
         is_base = group == base
+        d = diffs.get(group) or stats.paired_test(by_seed[base], by_seed[base], confidence=confidence)
+        p_holm, p_t_holm = adjusted.get(group, (math.nan, math.nan))
+        wide = _simultaneous(d, alpha / m)
         rows.append(
             {
                 "variant": group,
@@ -58,11 +81,16 @@ def baseline_table(
                 "acc_diff": d.diff,
                 "acc_diff_lo": d.lo,
                 "acc_diff_hi": d.hi,
+                "acc_diff_lo_family": math.nan if is_base else wide[0],
+                "acc_diff_hi_family": math.nan if is_base else wide[1],
                 "acc_diff_sd": d.sd,
+                "p_t": math.nan if is_base else d.p_t,
                 "p_sign_flip": math.nan if is_base else d.p_value,
-                "mdd": math.nan if is_base else d.mdd,
-                "seeds_needed": math.nan if is_base else d.seeds_needed,
-                "verdict": "baseline" if is_base else d.verdict,
+                "p_holm": math.nan if is_base else p_holm,
+                "family": math.nan if is_base else len(family),
+                "mdd": math.nan if is_base else stats.min_detectable(d.sd, d.n, alpha=alpha / m),
+                "seeds_needed": math.nan if is_base else stats.seeds_needed(d.sd, min_effect, alpha=alpha / m),
+                "verdict": "baseline" if is_base else stats.family_verdict(d, p_holm, p_t_holm, alpha),
                 "train_img_s_ratio": _ratio(means, group, base, "train_img_s_median"),
                 "throughput_within_spread": stats.ranges_overlap(speed[group], speed[base]),
                 "memory_ratio": _ratio(means, group, base, "memory_mb_mean"),
@@ -70,6 +98,14 @@ def baseline_table(
             }
         )
     return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
+
+
+def _simultaneous(d: stats.PairedDiff, alpha: float) -> tuple[float, float]:
+    """The paired t-interval at level ``1 − alpha`` (alpha already divided by the family size)."""
+    if d.n < 2 or math.isnan(d.sd):
+        return math.nan, math.nan
+    half = stats.t_quantile(1 - alpha / 2, d.n - 1) * d.sd / math.sqrt(d.n)
+    return d.diff - half, d.diff + half
 
 
 def _ratio(means: pd.DataFrame, group: str, base: str, col: str) -> float:
@@ -80,40 +116,91 @@ def _ratio(means: pd.DataFrame, group: str, base: str, col: str) -> float:
     return float(v / b) if b and not math.isnan(b) and not math.isnan(v) else math.nan
 
 
-def axis_table(variants: pd.DataFrame, axis_labels: list[str], base: str | None) -> pd.DataFrame:
-    """Marginal effect of every axis on accuracy, throughput and memory, averaged over the
-    other axes (equal weight per variant that has at least one finished seed)."""
-    frames = []
+AXIS_COLUMNS = [
+    "axis", "value", "reference", "cells", "design", "seeds", "acc_delta", "acc_delta_lo", "acc_delta_hi",
+    "train_img_s_ratio", "memory_mb_ratio", "matched",
+]  # fmt: skip
+
+
+def axis_table(
+    variants: pd.DataFrame,
+    finished: pd.DataFrame,
+    axis_labels: list[str],
+    base: str | None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """The effect of each axis value against the baseline's value, compared only within matched
+    cells: pairs of variants equal on every other axis. Over a full factorial this is the classic
+    main effect (the mean of the within-cell differences); where ``exclude`` removed cells it is
+    the effect within the cells that remain (``design`` says which), and a value that only an
+    ``include`` entry adds has one cell, i.e. its paired comparison with one variant. Averaging
+    over unmatched variants instead (the old rule) mixes in the effects of the other axes.
+
+    ``acc_delta`` with a t-interval over the seeds every matched variant has (per seed, the mean of
+    the within-cell differences); throughput and memory as the geometric mean of the within-cell
+    ratios."""
     scored = variants[variants["seeds"] > 0] if "seeds" in variants else variants
-    ref_row = (
-        variants.set_index("variant").loc[base]
-        if base is not None and base in set(variants["variant"])
-        else None
-    )
-    for label in axis_labels:
-        if label not in scored or scored[label].nunique() < 2:
-            continue
-        ref = ref_row[label] if ref_row is not None else None
-        parts = []
-        for metric, short in (
-            ("acc_mean", "acc"),
-            ("train_img_s_median", "train_img_s"),
-            ("memory_mb_mean", "memory_mb"),
-        ):
-            if metric not in scored:
+    labels = [a for a in axis_labels if a in scored and scored[a].nunique() >= 2]
+    if base is None or base not in set(scored["variant"]) or not labels:
+        return pd.DataFrame(columns=AXIS_COLUMNS)
+    ref_row = scored.set_index("variant").loc[base]
+    per_seed = {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")}
+    rows = []
+    for axis in labels:
+        others = [a for a in labels if a != axis]
+        cell = {tuple(r[o] for o in others): r for _, r in scored.iterrows() if r[axis] == ref_row[axis]}
+        for value in dict.fromkeys(scored[axis]):
+            if value == ref_row[axis]:
                 continue
-            eff = stats.marginal_effects(scored, label, metric, reference=ref)
-            eff = eff.rename(columns={"mean": short, "delta": f"{short}_delta"})
-            parts.append(eff.set_index(["axis", "value"])[[c for c in eff if c.startswith(short)]])
-            if short == "acc":
-                parts.append(eff.set_index(["axis", "value"])[["variants", "reference"]])
-        frames.append(pd.concat(parts, axis=1).reset_index())
-    if not frames:
-        return pd.DataFrame(columns=["axis", "value", "variants", "reference", "acc", "acc_delta"])
-    out = pd.concat(frames, ignore_index=True)
-    for short in ("train_img_s", "memory_mb"):
-        if short in out:  # speed and memory read better as ratios than as differences
-            out[f"{short}_ratio"] = out[short] / (out[short] - out[f"{short}_delta"])
-            out = out.drop(columns=[f"{short}_delta"])
-    first = ["axis", "value", "reference", "variants"]
-    return out[first + [c for c in out if c not in first]]
+            side = scored[scored[axis] == value]
+            pairs = [(r, cell[k]) for _, r in side.iterrows() if (k := tuple(r[o] for o in others)) in cell]
+            if not pairs:
+                continue
+            rows.append(_axis_row(axis, value, ref_row[axis], pairs, len(side), others, ref_row, per_seed,
+                                  confidence))  # fmt: skip
+    return pd.DataFrame(rows, columns=AXIS_COLUMNS)
+
+
+def _axis_row(axis, value, reference, pairs, n_side, others, ref, per_seed, confidence) -> dict:
+    acc = [float(v["acc_mean"] - r["acc_mean"]) for v, r in pairs]
+    seeds = set.intersection(*[set(per_seed.get(g["variant"], {})) for pair in pairs for g in pair])
+    by_seed = [
+        sum(per_seed[v["variant"]][s] - per_seed[r["variant"]][s] for v, r in pairs) / len(pairs)
+        for s in sorted(seeds)
+    ]
+    ci = stats.mean_ci(by_seed, confidence)
+    return {
+        "axis": axis,
+        "value": value,
+        "reference": reference,
+        "cells": len(pairs),
+        "design": _design(pairs, n_side, others, ref),
+        "seeds": len(by_seed),
+        "acc_delta": float(np.mean(acc)),
+        "acc_delta_lo": ci.lo,
+        "acc_delta_hi": ci.hi,
+        "train_img_s_ratio": _geo_ratio(pairs, "train_img_s_median"),
+        "memory_mb_ratio": _geo_ratio(pairs, "memory_mb_mean"),
+        "matched": "; ".join(f"{v['variant']} vs {r['variant']}" for v, r in pairs),
+    }
+
+
+def _design(pairs, n_side: int, others: list[str], ref_row: pd.Series) -> str:
+    """How the comparison is balanced: over which other axes its cells vary, and where it holds
+    another axis away from the baseline's value (e.g. SWA compared only where scheduler=cosine)."""
+    if len(pairs) == 1:
+        return f"one cell: vs `{pairs[0][1]['variant']}` only"
+    varying = [o for o in others if len({v[o] for v, _ in pairs}) > 1]
+    held = [f"{o}={v[o]}" for o in others if o not in varying and (v := pairs[0][0])[o] != ref_row[o]]
+    text = f"{len(pairs)} cells" + (f" over {', '.join(varying)}" if varying else "")
+    if held:
+        text += f", only where {', '.join(held)}"
+    if len(pairs) < n_side:
+        text += f"; {n_side - len(pairs)} variant(s) without a counterpart left out"
+    return text if held or len(pairs) < n_side else f"balanced: {text}"
+
+
+def _geo_ratio(pairs, col: str) -> float:
+    logs = [math.log(v[col] / r[col]) for v, r in pairs
+            if col in v and v[col] > 0 and r[col] > 0 and not (math.isnan(v[col]) or math.isnan(r[col]))]  # fmt: skip
+    return math.exp(float(np.mean(logs))) if logs else math.nan

@@ -93,6 +93,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
                 if label not in axes:
                     axes.append(label)
         row.update(run.data.metrics)
+        delivered_metrics(row, tags.get("bench.delivered"))
         if ORACLE_OLD in row:  # runs from before the rename: the name must say it selected on test
             row.setdefault(ORACLE, row.pop(ORACLE_OLD))
         row["precision"] = run.data.params.get("train.precision")
@@ -108,6 +109,23 @@ def fetch_runs(client, experiment: str) -> Fetched:
         frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
     parent = max(parents, key=lambda r: r.info.start_time or 0).info.run_id if parents else None
     return Fetched(experiment, exp.experiment_id, frame, axes, parent, params)
+
+
+def delivered_metrics(row: dict[str, Any], delivered: str | None) -> None:
+    """Make ``*/acc`` the accuracy of the model the run delivers and ``*/acc_raw`` the trained
+    weights'. Runs recorded before ``bench.delivered`` existed scored ``*/acc`` on the raw weights
+    and exported SWA's averaged model (EMA's raw weights), so they are mapped the same way."""
+    if delivered is None:
+        delivered = "swa" if "test/acc_swa" in row else "weights"
+        for split in ("val", "test"):
+            if f"{split}/acc" in row:
+                row.setdefault(f"{split}/acc_raw", row[f"{split}/acc"])
+    row["delivered"] = delivered
+    if delivered == "weights":
+        return
+    for split in ("val", "test"):  # never trust which of two same-step values MLflow kept as latest
+        if f"{split}/acc_{delivered}" in row:
+            row[f"{split}/acc"] = row[f"{split}/acc_{delivered}"]
 
 
 def fetch_histories(client, run_ids: list[str], keys: list[str]) -> pd.DataFrame:

@@ -113,24 +113,31 @@ def variants_section(doc: Doc, t: Tables) -> None:
     doc.heading("Variants (over seeds)")
     doc.para(
         f"Accuracies: mean ± sample std [{conf}% t-interval of the mean] over the finished seeds. Test accuracy "
-        "is the final epoch's; where a validation split exists, the validation accuracy and the test accuracy "
-        "at the epoch with the best validation accuracy are given too. The best test accuracy over epochs "
-        "(`test/acc_oracle`, formerly `test/acc_best`) is left out: picking an epoch on the test set overstates "
-        "accuracy. Train throughput: median [min–max] over seeds. "
-        f"Memory: {memory_label(t.memory_key)}, mean over seeds."
-        + (f" Time to target: wall time until test accuracy first reaches {t.target_acc:g}, with each run's "
-           "wall time spread evenly over its epochs; over the seeds that reached it." if t.target_acc is not None else "")
+        "is the final one of the model the variant delivers: SWA's averaged model, EMA's model, else the trained "
+        "weights (column 'delivers'); the trained weights' own accuracy is given beside it where they differ. "
+        "Where a validation split exists, the validation accuracy and the test accuracy at the epoch with the "
+        "best validation accuracy are given too. The best test accuracy over epochs (`test/acc_oracle`) is "
+        "left out: picking an epoch on the test set overstates accuracy. Train throughput: median [min–max] "
+        f"over seeds. Memory: {memory_label(t.memory_key)}, mean over seeds. Train s: training steps only."
+        + (f" Time to target: training seconds (setup and evaluation excluded) until the validation accuracy "
+           f"(test where no validation split exists) first reaches {t.target_acc:g}; geometric mean [{conf}% "
+           "interval on the log scale] over the seeds that reached it." if t.target_acc is not None else "")
     )  # fmt: skip
-    optional = [(s, h) for s, h in (("val_acc", "val acc"), ("acc_valsel", "test acc @ best val"),
-                                    ("acc_swa", "SWA test acc")) if f"{s}_mean" in t.variants]  # fmt: skip
+    optional = [(s, h) for s, h in (("acc_raw", "trained weights' test acc"), ("val_acc", "val acc"),
+                                    ("acc_valsel", "test acc @ best val")) if f"{s}_mean" in t.variants]  # fmt: skip
     has_ttt = "ttt_s_mean" in t.variants
-    header = ["variant", "seeds", "test acc (final)", *[h for _, h in optional], "train img/s",
-              "memory MB", "wall s"] + ([f"time to {t.target_acc:g} (s)"] if has_ttt else []) + ["runs"]  # fmt: skip
+    has_train = "train_s_mean" in t.variants
+    header = ["variant", "seeds", "delivers", "test acc (final)", *[h for _, h in optional], "train img/s",
+              "memory MB", "wall s"] + (["train s"] if has_train else []) \
+        + ([f"time to {t.target_acc:g} (s)"] if has_ttt else []) + ["runs"]  # fmt: skip
     rows = []
     for _, r in t.variants.iterrows():
         name = f"`{r['variant']}`" + (" (bf16 emulated)" if r["variant"] in t.emulated_bf16 else "")
-        row = [name, r["seeds"], mean_std_ci(r, "acc", 4), *[mean_std_ci(r, s, 4) for s, _ in optional],
+        row = [name, r["seeds"], r.get("delivered") or "–", mean_std_ci(r, "acc", 4),
+               *[mean_std_ci(r, s, 4) for s, _ in optional],
                median_range(r, "train_img_s"), mean_std_ci(r, "memory_mb", 0), mean_std_ci(r, "wall_s", 1)]  # fmt: skip
+        if has_train:
+            row.append(mean_std_ci(r, "train_s", 1))
         if has_ttt:
             row.append(mean_std_ci(r, "ttt_s", 1) + f" ({r['ttt_reached']}/{r['seeds']} reached)")
         rows.append(row + [r["status"]])
@@ -144,48 +151,59 @@ def variants_section(doc: Doc, t: Tables) -> None:
 def baseline_section(doc: Doc, t: Tables) -> None:
     conf = int(round(t.confidence * 100))
     alpha = 1 - t.confidence
+    b = t.baseline
+    family = int(b["family"].max()) if len(b) and b["family"].notna().any() else 0
     doc.heading(f"Against the baseline `{t.baseline_name or '–'}`")
     doc.para(
-        f"Δ = variant − baseline test accuracy over the seeds both have, with the {conf}% paired t-interval "
-        "mean(d) ± t(1−α/2, n−1)·sd(d)/√n and the exact sign-flip permutation p-value (all 2^n sign patterns "
-        "of the per-seed differences; it cannot go below 2/2^n, so 0.25 with 3 seeds). A difference is called "
-        f"better/worse only with at least 3 paired seeds, the t-interval excluding 0 and p ≤ {alpha:g}; "
-        "'leaning' when only the t-interval excludes 0. Smallest detectable Δ: "
-        "(t(1−α/2, n−1) + t(0.8, n−1))·sd(d)/√n, the difference these seeds would find with 80% power; "
-        f"seeds needed: the fewest paired seeds with which a difference of report.min_effect = {t.min_effect:g} "
-        "would be found at that spread. Throughput ratio: of the medians; 'within spread' when the two "
-        "variants' seed ranges overlap, i.e. the difference is inside run-to-run variation."
+        f"Δ = variant − baseline test accuracy (of the delivered models) over the seeds both have, with the "
+        f"{conf}% paired t-interval mean(d) ± t(1−α/2, n−1)·sd(d)/√n, and the same interval made simultaneous "
+        f"over the family (Bonferroni, α/{max(family, 1)}). The {family} comparison(s) with at least 3 paired "
+        "seeds form one family. Each has two unadjusted p-values: the paired t-test's and the exact sign-flip "
+        "permutation test's (all 2^n sign patterns; it cannot go below 2/2^n, so 0.25 with 3 seeds). "
+        f"Holm p adjusts the larger of the two over the family; 'better'/'worse' when it is ≤ {alpha:g}, so the "
+        f"chance of any false better/worse in this report is at most {alpha:g}; 'leaning' when only the "
+        "Holm-adjusted t-test is. Smallest detectable Δ: (t(1−α'/2, n−1) + t(0.8, n−1))·sd(d)/√n at the "
+        "family's level α' = α/family, the difference these seeds would find with 80% power; seeds needed: the "
+        f"fewest paired seeds with which report.min_effect = {t.min_effect:g} would be found at that spread. "
+        "Throughput ratio: of the medians; 'within spread' when the two variants' seed ranges overlap."
     )
     rows = []
-    for _, r in t.baseline.iterrows():
+    for _, r in b.iterrows():
         ci = "–" if _nan(r["acc_diff_lo"]) else f"[{r['acc_diff_lo']:+.4f}, {r['acc_diff_hi']:+.4f}]"
+        wide = "–" if _nan(r["acc_diff_lo_family"]) else \
+            f"[{r['acc_diff_lo_family']:+.4f}, {r['acc_diff_hi_family']:+.4f}]"  # fmt: skip
         speed = ratio(r["train_img_s_ratio"])
         if r["verdict"] != "baseline" and bool(r["throughput_within_spread"]):
             speed += " (within spread)"
-        rows.append([f"`{r['variant']}`", r["pairs"], signed(r["acc_diff"]), ci, num(r["p_sign_flip"], 3),
-                     r["verdict"], num(r["mdd"]), seeds_text(r["seeds_needed"]), speed,
-                     ratio(r["memory_ratio"]), ratio(r["wall_ratio"])])  # fmt: skip
-    doc.table(["variant", "paired seeds", "Δ test acc", f"{conf}% t-interval", "sign-flip p", "verdict",
-               "smallest detectable Δ", f"seeds for Δ={t.min_effect:g}", "throughput ratio", "memory ratio",
-               "wall ratio"], rows)  # fmt: skip
+        rows.append([f"`{r['variant']}`", r["pairs"], signed(r["acc_diff"]), ci, wide, num(r["p_t"], 3),
+                     num(r["p_sign_flip"], 3), num(r["p_holm"], 3), r["verdict"], num(r["mdd"]),
+                     seeds_text(r["seeds_needed"]), speed, ratio(r["memory_ratio"]), ratio(r["wall_ratio"])])  # fmt: skip
+    doc.table(["variant", "paired seeds", "Δ test acc", f"{conf}% t-interval", "simultaneous interval", "t p",
+               "sign-flip p", f"Holm p (family {family})", "verdict", "smallest detectable Δ",
+               f"seeds for Δ={t.min_effect:g}", "throughput ratio", "memory ratio", "wall ratio"], rows)  # fmt: skip
 
 
 def axes_section(doc: Doc, t: Tables) -> None:
-    doc.heading("Per axis (marginal effects)")
+    conf = int(round(t.confidence * 100))
+    doc.heading("Per axis (effects within matched cells)")
     doc.para(
-        "For each value of an axis: the mean over the variants having that value (seed means, equal weight), "
-        "i.e. averaged over the other axes; Δ and ratios are against the baseline's value. Variants added by "
-        "`include` count with the recipe's base value on the axes they do not set."
+        "Each axis value against the baseline's value, compared only between variants equal on every other "
+        "axis (a cell). Over a full factorial this is the main effect; where `exclude` removed cells the "
+        "comparison stays within the cells that remain, and a value added by `include` has one cell: its "
+        f"paired comparison with one variant ('design' says which). Δ acc: mean within-cell difference with a "
+        f"{conf}% t-interval over the seeds all its variants share (no family correction: descriptive; the "
+        "verdicts are in the baseline table). Ratios: geometric mean of the within-cell ratios."
     )
     if not len(t.axes):
-        doc.para("No axis with two or more scored values.")
+        doc.para("No axis with two or more scored values in matched cells.")
         return
-    rows = [
-        [r["axis"], f"`{r['value']}`" + (" (ref)" if r["value"] == r["reference"] else ""), r["variants"],
-         num(r.get("acc")), signed(r.get("acc_delta")), ratio(r.get("train_img_s_ratio")), ratio(r.get("memory_mb_ratio"))]
-        for _, r in t.axes.iterrows()
-    ]  # fmt: skip
-    doc.table(["axis", "value", "variants", "test acc", "Δ acc", "throughput ratio", "memory ratio"], rows)
+    rows = []
+    for _, r in t.axes.iterrows():
+        ci = "–" if _nan(r["acc_delta_lo"]) else f"[{r['acc_delta_lo']:+.4f}, {r['acc_delta_hi']:+.4f}]"
+        rows.append([r["axis"], f"`{r['value']}` vs `{r['reference']}`", r["design"], r["seeds"],
+                     signed(r["acc_delta"]), ci, ratio(r["train_img_s_ratio"]), ratio(r["memory_mb_ratio"])])  # fmt: skip
+    doc.table(["axis", "value", "design", "seeds", "Δ acc", f"{conf}% t-interval", "throughput ratio",
+               "memory ratio"], rows)  # fmt: skip
 
 
 def pareto_section(doc: Doc, t: Tables) -> None:

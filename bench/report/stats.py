@@ -1,6 +1,6 @@
 """Pure statistics on small samples (a few seeds): t confidence intervals, paired t-intervals with
-an exact sign-flip test and the power they have, medians with their spread, Pareto fronts and
-per-axis marginal effects. No MLflow, no plotting."""
+an exact sign-flip test and the power they have, Holm's adjustment, medians with their spread,
+Pareto fronts and positive-valued (time) intervals. No MLflow, no plotting."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ class PairedDiff:
     mdd: float = math.nan
     seeds_needed: float = math.nan
     verdict: str = "no pairs"
+    p_t: float = math.nan  # paired t-test p (two-sided)
 
 
 def sign_flip_p(d: Sequence[float]) -> float:
@@ -149,7 +150,52 @@ def paired_test(
         verdict = "within noise"
     mdd = min_detectable(sd, n, alpha=alpha, power=power)
     needed = seeds_needed(sd, min_effect, alpha=alpha, power=power)
-    return PairedDiff(n, mean, lo, hi, seeds, sd, p, mdd, needed, verdict)
+    return PairedDiff(n, mean, lo, hi, seeds, sd, p, mdd, needed, verdict, t_p_value(d))
+
+
+def t_p_value(d: Sequence[float]) -> float:
+    """Two-sided p-value of the paired t-test on the per-seed differences ``d`` (NaN below 2)."""
+    x = np.asarray(d, dtype=float)
+    n = len(x)
+    if n < 2:
+        return math.nan
+    sd = float(x.std(ddof=1))
+    if sd == 0.0:
+        return 1.0 if x.mean() == 0.0 else 0.0
+    from scipy import stats as st
+
+    return float(2 * st.t.sf(abs(x.mean()) / (sd / math.sqrt(n)), n - 1))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: controls the family-wise error rate over the comparisons at
+    any dependence between them (Holm 1979). NaNs stay NaN and do not count in the family.
+    Written out because scipy has only false-discovery-rate control and statsmodels would be a
+    dependency for five lines."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), math.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    m = len(idx)
+    running = 0.0
+    for rank, i in enumerate(idx[np.argsort(p[idx], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))  # monotone: never below a smaller p's
+        out[i] = running
+    return out.tolist()
+
+
+def family_verdict(d: PairedDiff, p_holm: float, p_t_holm: float, alpha: float) -> str:
+    """The verdict of one comparison inside a family: "better"/"worse" when the Holm-adjusted p of
+    both tests (t and exact sign-flip, the larger of the two) is at most ``alpha``; "leaning" when
+    only the Holm-adjusted t-test is (the sign-flip test cannot reach ``alpha`` with few seeds);
+    "too few seeds" under ``MIN_PAIRS``; else "within noise"."""
+    if d.n < MIN_PAIRS:
+        return "too few seeds" if d.n else "no pairs"
+    direction = "better" if d.diff > 0 else "worse"
+    if p_holm <= alpha:
+        return direction
+    if p_t_holm <= alpha:
+        return f"leaning {direction}"
+    return "within noise"
 
 
 @dataclass(frozen=True)
@@ -195,38 +241,27 @@ def pareto_front(
     return pd.Series(mask, index=points.index)
 
 
-def marginal_effects(
-    variants: pd.DataFrame, axis: str, metric: str, reference: str | None = None
-) -> pd.DataFrame:
-    """Marginal effect of one axis: for each of its values, the mean of ``metric`` over the
-    variants (one row per variant, already averaged over seeds) that have that value, i.e.
-    averaged with equal weight over the settings of the other axes. ``delta`` is against the
-    ``reference`` value (default: the first value in row order). In a full factorial this is the
-    classic main effect; with ``include`` extras it is an average over what was run."""
-    frame = variants[[axis, metric]].dropna()
-    rows = []
-    order = list(dict.fromkeys(frame[axis]))
-    for value in order:
-        vals = frame.loc[frame[axis] == value, metric]
-        rows.append({"axis": axis, "value": value, "variants": len(vals), "mean": float(vals.mean())})
-    out = pd.DataFrame(rows, columns=["axis", "value", "variants", "mean"])
-    if len(out):
-        ref = reference if reference in set(order) else order[0]
-        out["delta"] = out["mean"] - float(out.loc[out["value"] == ref, "mean"].iloc[0])
-        out["reference"] = ref
-    return out
-
-
-def time_to_target(accuracies: Sequence[float], wall_s: float, target: float) -> float:
-    """Seconds until the per-epoch test accuracy first reaches ``target``, with the run's wall
-    time spread evenly over its epochs (epoch k ends at ``wall_s·(k+1)/epochs``). NaN if never."""
-    n = len(accuracies)
-    if n == 0 or _isnan(wall_s):
-        return math.nan
-    for k, acc in enumerate(accuracies):
+def time_to_target(accuracies: Sequence[float], epoch_seconds: Sequence[float], target: float) -> float:
+    """Seconds until the per-epoch accuracy first reaches ``target``: the sum of the epochs'
+    seconds up to and including that epoch (never negative). NaN if never reached."""
+    total = 0.0
+    for acc, seconds in zip(accuracies, epoch_seconds):
+        if _isnan(seconds):
+            return math.nan
+        total += max(float(seconds), 0.0)
         if acc is not None and not _isnan(acc) and acc >= target:
-            return float(wall_s) * (k + 1) / n
+            return total
     return math.nan
+
+
+def geometric_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
+    """Geometric mean of positive values with the t-interval computed on their logarithms and
+    mapped back: for times, which are skewed and can never go below zero (a t-interval on the
+    seconds themselves can). ``std`` is the geometric standard deviation factor."""
+    x = [float(v) for v in values if v is not None and not _isnan(v) and float(v) > 0]
+    s = mean_ci(np.log(x).tolist(), confidence) if x else mean_ci([], confidence)
+    exp = lambda v: math.nan if _isnan(v) else math.exp(v)  # noqa: E731
+    return Summary(s.n, exp(s.mean), exp(s.std), exp(s.lo), exp(s.hi))
 
 
 def _isnan(v) -> bool:

@@ -10,26 +10,31 @@ import pandas as pd
 
 from bench.report import effects, environment, stats
 
-ACC = "test/acc"  # final-epoch test accuracy: what the variant's weights score
+ACC = "test/acc"  # final test accuracy of the model the variant delivers (SWA's, EMA's, the weights)
+ACC_RAW = "test/acc_raw"  # the trained weights' own final test accuracy
 VAL_ACC = "val/acc"
 VAL_SELECTED = "test/acc_at_best_val"  # test accuracy at the epoch validation would pick
-ACC_SWA = "test/acc_swa"
 THROUGHPUT = "throughput/train_img_s"
 WALL = "time/wall_s"
+TRAIN_TIME = "time/train_s"  # training steps only: no setup, evaluation or BN update
+EPOCH_TRAIN_TIME = "time/train_epoch_s"
 GPU_MEMORY, RSS = "memory/peak_gpu_mb", "memory/peak_rss_mb"
 TTT = "time_to_target_s"
+TTT_ON = "time_to_target_on"  # which split's accuracy decided the target (val where it exists)
 
 # metric column -> short name used in the table columns (mean ± std [t-interval] over seeds)
 SUMMARISED = {
     ACC: "acc",
+    ACC_RAW: "acc_raw",
     VAL_ACC: "val_acc",
     VAL_SELECTED: "acc_valsel",
-    ACC_SWA: "acc_swa",
     "memory": "memory_mb",
     WALL: "wall_s",
-    TTT: "ttt_s",
+    TRAIN_TIME: "train_s",
 }
-OPTIONAL = ("val_acc", "acc_valsel", "acc_swa")  # dropped when no run has them
+# times are positive and skewed: geometric mean with a t-interval on the log scale, never below 0
+POSITIVE = {TTT: "ttt_s"}
+OPTIONAL = ("acc_raw", "val_acc", "acc_valsel", "train_s")  # dropped when no run has them
 
 
 @dataclass
@@ -60,14 +65,25 @@ def memory_key(runs: pd.DataFrame) -> str | None:
 
 
 def add_time_to_target(runs: pd.DataFrame, history: pd.DataFrame, target: float | None) -> pd.DataFrame:
+    """Training seconds until the target accuracy is first reached (as AlgoPerf measures it): on
+    validation accuracy where the run has a validation split, else on test accuracy (and said so in
+    ``time_to_target_on``); time is the sum of the per-epoch training times up to that epoch, so
+    setup, evaluation and a machine's load between epochs do not count. Runs recorded before
+    per-epoch training time existed fall back to their wall time spread evenly over the epochs."""
     runs = runs.copy()
-    runs[TTT] = math.nan
+    runs[TTT], runs[TTT_ON] = math.nan, None
     if target is None or history.empty:
         return runs
-    acc = history[history["key"] == ACC].sort_values("step")
     for i, row in runs.iterrows():
-        curve = acc.loc[acc["run_id"] == row["run_id"], "value"].tolist()
-        runs.at[i, TTT] = stats.time_to_target(curve, row.get(WALL, math.nan), target)
+        mine = history[history["run_id"] == row["run_id"]]
+        split = VAL_ACC if (mine["key"] == VAL_ACC).any() else ACC
+        curve = mine[mine["key"] == split].sort_values("step")["value"].tolist()
+        seconds = mine[mine["key"] == EPOCH_TRAIN_TIME].sort_values("step")["value"].tolist()
+        if len(seconds) != len(curve):
+            wall = row.get(WALL, math.nan)
+            seconds = [wall / len(curve)] * len(curve) if curve else []
+        runs.at[i, TTT] = stats.time_to_target(curve, seconds, target)
+        runs.at[i, TTT_ON] = split.split("/")[0]
     return runs
 
 
@@ -107,7 +123,7 @@ def build_tables(
     runs = runs.copy()
     mem = memory_key(runs)
     runs["memory"] = runs[mem] if mem else math.nan
-    for col in (ACC, VAL_ACC, VAL_SELECTED, ACC_SWA, THROUGHPUT, WALL, TTT):
+    for col in (ACC, ACC_RAW, VAL_ACC, VAL_SELECTED, THROUGHPUT, WALL, TRAIN_TIME, TTT):
         if col not in runs:
             runs[col] = math.nan
     seen = list(dict.fromkeys(runs["group"]))
@@ -120,7 +136,7 @@ def build_tables(
     scored = [g for g in order if g in set(finished["group"])]
     base = baseline if baseline in set(scored) else (scored[0] if scored else None)
     base_table = effects.baseline_table(finished, variants, base, scored, confidence, min_effect)
-    axes_table = effects.axis_table(variants, axis_labels, base)
+    axes_table = effects.axis_table(variants, finished, axis_labels, base, confidence)
     front = (mem == GPU_MEMORY) if memory_front is None else memory_front
     pareto = pareto_table(variants, front)
     excluded = runs.loc[
@@ -155,22 +171,31 @@ def variant_table(
         row["runs"] = len(every)
         counts = every["status"].value_counts()
         row["status"] = ", ".join(f"{n} {s}" for s, n in counts.items())
+        if "delivered" in done:
+            row["delivered"] = ", ".join(dict.fromkeys(done["delivered"].dropna())) or None
         for col, short in SUMMARISED.items():
             s = stats.mean_ci(done[col].tolist(), confidence)
             row[f"{short}_mean"], row[f"{short}_std"] = s.mean, s.std
             row[f"{short}_lo"], row[f"{short}_hi"] = s.lo, s.hi
+        for col, short in POSITIVE.items():
+            s = stats.geometric_ci(done[col].tolist(), confidence)
+            row[f"{short}_mean"], row[f"{short}_lo"], row[f"{short}_hi"] = s.mean, s.lo, s.hi
+            row[f"{short}_min"], row[f"{short}_max"] = done[col].min(), done[col].max()
         speed = stats.median_spread(done[THROUGHPUT].tolist())
         row["train_img_s_median"], row["train_img_s_min"], row["train_img_s_max"] = (
             speed.median, speed.min, speed.max,
         )  # fmt: skip
         if with_target:
             row["ttt_reached"] = int(done[TTT].notna().sum())
+            row["ttt_on"] = done[TTT_ON].dropna().iloc[0] if TTT_ON in done and done[TTT_ON].notna().any() else None
         rows.append(row)
     variants = pd.DataFrame(rows)
     if not len(variants):
         return pd.DataFrame(columns=["variant", "seeds", "runs", "status"])
+    if "delivered" in variants and set(variants["delivered"].dropna()) <= {"weights"}:
+        variants = variants.drop(columns=["acc_raw_mean", "acc_raw_std", "acc_raw_lo", "acc_raw_hi"])
     for short in OPTIONAL:
-        if variants[f"{short}_mean"].isna().all():
+        if f"{short}_mean" in variants and variants[f"{short}_mean"].isna().all():
             variants = variants.drop(columns=[c for c in variants if c.startswith(f"{short}_")])
     if not with_target:
         variants = variants.drop(columns=[c for c in variants if c.startswith("ttt_")])

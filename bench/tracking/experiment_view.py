@@ -35,6 +35,7 @@ WORKFLOW = {"workflowType": "machine_learning"}
 # What a user compares, in this order (those no run has are left out of the view).
 METRIC_COLUMNS = [
     "test/acc",
+    "test/acc_raw",
     "test/acc_swa",
     "test/acc_ema",
     "throughput/train_img_s",

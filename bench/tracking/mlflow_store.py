@@ -138,14 +138,17 @@ def log_params(client, run_id: str, flat: dict[str, Any]) -> None:
 
 
 def log_metrics(
-    client, run_id: str, metrics: dict[str, float], step: int = 0, synchronous: bool = True
+    client, run_id: str, metrics: dict[str, float], step: int = 0, synchronous: bool = True,
+    not_before_ms: int = 0,
 ) -> None:
+    """``not_before_ms``: the earliest timestamp to log with (MLflow keeps, per key and step, the
+    value with the latest timestamp as the run's metric)."""
     import math
     import time
 
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
+    now = max(int(time.time() * 1000), not_before_ms)
     items = [
         Metric(k, float(v), now, step)
         for k, v in metrics.items()

@@ -128,8 +128,13 @@ def close_run(
     if result.metrics:
         last = result.history[-1] if result.history else {}
         logged = client.get_run(run_id).data.metrics
-        final = {k: v for k, v in result.metrics.items() if k not in last and k not in logged}
-        store.log_metrics(client, run_id, final, step=max(len(result.history) - 1, 0), synchronous=True)
+        final = {k: v for k, v in result.metrics.items() if last.get(k) != v and logged.get(k) != v}
+        # A delivered model's ``*/acc`` replaces the last epoch's (raw weights') value at the same
+        # step: it must be later than that one, or MLflow could keep the raw value as the latest.
+        after = max((m.timestamp for k in final if k in last for m in client.get_metric_history(run_id, k)),
+                    default=0)  # fmt: skip
+        store.log_metrics(client, run_id, final, step=max(len(result.history) - 1, 0), synchronous=True,
+                          not_before_ms=after + 1)  # fmt: skip
     store.flush()
     fault_point("run.close.after_metrics", scope)
     if export is not None and result.status == "finished":
@@ -140,7 +145,10 @@ def close_run(
             reason = f"cannot export the weights: {type(exc).__name__}: {first}; the next run resumes and exports again"
             result = dataclasses.replace(result, status="failed", reason=reason)
     fault_point("run.close.after_export", scope)
-    store.set_tags(client, run_id, {"bench.reason": result.reason[:5000], "bench.status": result.status})
+    closing = {"bench.reason": result.reason[:5000], "bench.status": result.status}
+    if result.status == "finished":
+        closing["bench.delivered"] = result.delivered  # which model ``*/acc`` scores (and the export)
+    store.set_tags(client, run_id, closing)
     fault_point("run.close.before_status", scope)
     client.set_terminated(run_id, MLFLOW_STATUS.get(result.status, "FAILED"))
     return result

@@ -6,9 +6,17 @@ from typing import Any
 
 
 class Trick:
-    """A unit that changes training at named points of the loop (see ``bench.tricks``)."""
+    """A unit that changes training at named points of the loop (see ``bench.tricks``).
+
+    A trick that produces a model of its own (SWA, EMA) declares it: ``delivers`` names it (the
+    suffix of its metrics, ``test/acc_<delivers>``) and ``delivered_model()`` returns it after
+    ``finish``. The engine then scores the variant on that model (``*/acc``), keeps the trained
+    weights' accuracy as ``*/acc_raw`` and exports the delivered model, so reports, the tuner
+    and ``runs.csv`` need no change for the next averaging trick.
+    """
 
     name = "trick"
+    delivers: str | None = None  # the model this trick delivers, or None: the trained weights
 
     @classmethod
     def from_config(cls, train_cfg: Any) -> Trick | None:
@@ -35,6 +43,14 @@ class Trick:
 
     def finish(self, state: Any, metrics: dict[str, float]) -> None:
         pass
+
+    def delivered_model(self) -> Any:
+        """The model the variant delivers when ``delivers`` is set (called after ``finish``)."""
+        return None
+
+    def metric_names(self, splits: list[str]) -> list[str]:
+        """The final metrics this trick adds (for tables and the MLflow view)."""
+        return [f"{split}/acc_{self.delivers}" for split in splits] if self.delivers else []
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -2,7 +2,8 @@
 
 After every ``every``-th real optimizer step, ``ema = decay * ema + (1 - decay) * weights``
 (buffers too, so BatchNorm statistics follow without a separate update). The EMA model is
-evaluated beside the raw one as ``*/acc_ema``; its state is checkpointed, so a resumed run
+evaluated beside the raw one as ``*/acc_ema`` and is what the variant delivers (scored as
+``*/acc``, exported); its state is checkpointed, so a resumed run
 continues the same average bit for bit.
 """
 
@@ -20,6 +21,7 @@ from bench.tricks.base import Trick
 @TRICKS.register("ema")
 class EMA(Trick):
     name = "ema"
+    delivers = "ema"
 
     def __init__(self, decay: float, every: int):
         self.decay, self.every = decay, every
@@ -44,7 +46,10 @@ class EMA(Trick):
         return True
 
     def finish(self, state: Any, metrics: dict[str, float]) -> None:
-        metrics.update(evaluate_averaged(state, self.model, "ema"))
+        metrics.update(evaluate_averaged(state, self.model, self.delivers))
+
+    def delivered_model(self) -> Any:
+        return self.model.module  # the EMA model is what this variant delivers and exports
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "steps": self.steps}

@@ -5,8 +5,8 @@ averages the weights after every epoch and ``SWALR`` holds the LR instead of the
   anneals to ``swa.lr`` times its own ratio (``lr_scale``: head_lr_mult, layer_decay), so the SWA
   phase keeps the ratios the rest of the run had.
 - At the end the averaged weights get BatchNorm statistics of their own (frozen norms keep the
-  pretrained ones), are evaluated as ``*/acc_swa``, and are what the variant exports; the raw
-  weights are kept beside them.
+  pretrained ones), are evaluated as ``*/acc_swa``, and are what the variant delivers: it is scored on
+  them (``*/acc``) and exports them; the raw weights are kept beside them (``*/acc_raw``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def group_targets(optimizer: Any, swa_lr: float) -> list[float]:
 @TRICKS.register("swa")
 class SWA(Trick):
     name = "swa"
+    delivers = "swa"
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
@@ -62,8 +63,10 @@ class SWA(Trick):
 
     def finish(self, state: Any, metrics: dict[str, float]) -> None:
         update_bn(state.train_loader, self.model, state.frozen_norms, state.precision)
-        metrics.update(evaluate_averaged(state, self.model, "swa"))
-        state.export_model = self.model.module  # the averaged model is this variant's result
+        metrics.update(evaluate_averaged(state, self.model, self.delivers))
+
+    def delivered_model(self) -> Any:
+        return self.model.module  # the averaged model is this variant's result
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "scheduler": self.scheduler.state_dict()}

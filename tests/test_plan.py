@@ -3,6 +3,7 @@ scheduler class itself gives when stepped per its policy, and known-bad setups a
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -138,6 +139,23 @@ def test_warmup_ramps_per_step_and_per_layer_ratios_match_torch(tmp_path):
     cosine = np.asarray(reference(lambda o: lrs.CosineAnnealingLR(o, T_max=EPOCHS), "epoch", len(names),
                                   list(got[-1] * 0 + [g for g in got[warm]] if False else plan_start(plan, names))))  # fmt: skip
     np.testing.assert_allclose(got, cosine * ramp[:, None], rtol=1e-9)
+
+
+def test_lr_floor_is_planned_per_group_as_torch_gives_it_per_group(tmp_path):
+    """``eta_min`` is for the base LR: each group's planned LR is torch's cosine down to ``eta_min``
+    times the group's lr_scale, never the one absolute floor that would lift the stem."""
+    plan = planned(
+        tmp_path,
+        train__scheduler={"name": "cosine", "eta_min": 0.01},
+        train__optimizer={"name": "sgd", "lr": LR, "momentum": 0.9, "layer_decay": 0.5, "head_lr_mult": 2.0},
+    )
+    names, got = as_matrix(plan)
+    assert got[0].min() < 0.01  # a group starts below the recipe's floor
+    for k, lr0 in enumerate(got[0]):
+        floor = 0.01 * lr0 / LR
+        cosine = functools.partial(lrs.CosineAnnealingLR, T_max=EPOCHS, eta_min=floor)
+        expected = reference(cosine, "epoch", 1, [lr0])
+        np.testing.assert_allclose(got[:, k], np.asarray(expected)[:, 0], rtol=1e-12, err_msg=names[k])
 
 
 def plan_start(plan, names):

@@ -5,8 +5,10 @@ defaults derived from the training length.
 Defaults never change what the recipe does not name: OneCycle and Cyclic leave momentum alone
 (torch's ``cycle_momentum=True`` would switch momentum on for plain SGD and override AdamW's β1)
 unless the recipe sets ``cycle_momentum``; cosine warm restarts end their last cycle at the last
-epoch. ``interval: step`` anneals a per-epoch schedule per optimizer step over the same epochs.
-Warm-up is applied by ``LRSchedule`` (bench/components/lr_schedule.py) per step.
+epoch. Absolute LR arguments (``eta_min``, ``min_lr``, ``base_lr``, ``max_lr``) are for the recipe's
+base LR: each param group gets them times its ``lr_scale``, so the per-layer ratios hold.
+``interval: step`` anneals a per-epoch schedule per optimizer step over the same epochs. Warm-up is
+applied by ``LRSchedule`` (bench/components/lr_schedule.py) per step.
 """
 
 from __future__ import annotations

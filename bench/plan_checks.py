@@ -6,6 +6,8 @@ from __future__ import annotations
 import pandas as pd
 from torch.optim import lr_scheduler as lrs
 
+from bench.components.schedulers import restart_period
+
 RATIO_FLOOR = 1e-3  # a param group whose LR is below this fraction of the largest is ~frozen
 COLLAPSE = 1e-4  # an LR below this fraction of its start counts as ~0
 
@@ -41,11 +43,16 @@ def before(train, cuda: bool) -> list[str]:
         out.append(f"warm-up ({sched.warmup_epochs:g} epochs) is as long as or longer than training "
                    f"({train.epochs} epochs): the main schedule never runs")  # fmt: skip
     if sched.name == "cosine_warm_restarts":
-        kw = sched.kwargs
-        if "T_0" in kw and restarts_end_mid_cycle(train.epochs, int(kw["T_0"]), int(kw.get("T_mult", 1))):
-            out.append(f"cosine_warm_restarts with T_0={kw['T_0']}, T_mult={kw.get('T_mult', 1)} ends mid-cycle: "
+        kw = sched.kwargs  # T_0 left out: the default the engine takes
+        t0, t_mult = int(kw.get("T_0", restart_period(train.epochs))), int(kw.get("T_mult", 1))
+        if restarts_end_mid_cycle(train.epochs, t0, t_mult):
+            out.append(f"cosine_warm_restarts with T_0={t0}, T_mult={t_mult} ends mid-cycle: "
                        f"the last epochs run at a high LR right after a restart and the final weights are evaluated "
                        "there")  # fmt: skip
+        if t0 < 2 and t_mult == 1 and train.epochs > t0:
+            out.append(f"cosine_warm_restarts with T_0={t0} restarts every epoch: the LR jumps back to its peak "
+                       f"{train.epochs} times and never anneals for long; set T_0 >= 2 (the default for "
+                       f"{train.epochs} epochs is {restart_period(train.epochs)})")  # fmt: skip
     if train.swa is not None and sched.name == "plateau":
         out.append("SWA with ReduceLROnPlateau: SWALR takes over the LR from swa.start_epoch")
     return out

@@ -186,6 +186,7 @@ def _warnings(tmp_path, cuda=False, **dotted) -> list[str]:
         ({"train__scheduler": {"name": "cosine", "warmup_epochs": 5}}, "warm-up"),
         ({"train__freeze": 9}, "deeper than the model"),
         ({"train__scheduler": {"name": "cosine_warm_restarts", "T_0": 3}}, "ends mid-cycle"),
+        ({"train__scheduler": {"name": "cosine_warm_restarts", "T_0": 1}}, "restarts every epoch"),
         ({"train__optimizer": {"name": "sgd", "lr": LR, "layer_decay": 0.05}}, "effectively frozen"),
         ({"train__scheduler": {"name": "exponential", "gamma": 1e-5}}, "collapses to ~0"),
         ({"train__scheduler": {"name": "onecycle", "total_steps": 5}}, "fails at step"),

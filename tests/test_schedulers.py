@@ -26,11 +26,11 @@ def two_group_optimizer(lr: float = 0.1) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=lr, momentum=0.9)
 
 
-def run_bench(kind: str, **kwargs) -> list[list[float]]:
+def run_bench(kind: str, epochs: int = EPOCHS, **kwargs) -> list[list[float]]:
     opt = two_group_optimizer()
-    sched = build_scheduler(opt, SchedulerConfig(name=kind, **kwargs), epochs=EPOCHS, steps_per_epoch=STEPS)
+    sched = build_scheduler(opt, SchedulerConfig(name=kind, **kwargs), epochs=epochs, steps_per_epoch=STEPS)
     seen = []
-    for epoch in range(EPOCHS):
+    for epoch in range(epochs):
         for i in range(STEPS):
             sched.begin_step()
             seen.append([g["lr"] for g in opt.param_groups])
@@ -195,3 +195,18 @@ def test_floors_leave_torchs_numbers_where_they_need_no_scaling(kind, floor):
         sched.after_epoch(0.5)
         if kind != "cosine_warm_restarts":
             ref.step(*([0.5] if kind == "plateau" else []))
+
+
+def test_default_restart_period_ends_with_the_run_and_never_restarts_every_epoch():
+    """Prime epoch counts have no divisor to cycle by: one cycle of the whole run, not T_0=1."""
+    periods = {}
+    for epochs in range(1, 41):
+        opt = two_group_optimizer()
+        sched = build_scheduler(
+            opt, SchedulerConfig(name="cosine_warm_restarts"), epochs=epochs, steps_per_epoch=2
+        )
+        periods[epochs] = sched.scheduler.T_0
+    assert all(epochs % t0 == 0 and (t0 >= 2 or epochs == 1) for epochs, t0 in periods.items()), periods
+    assert [periods[e] for e in (7, 11, 13, 4, 5, 9, 10, 12, 24)] == [7, 11, 13, 2, 5, 3, 2, 4, 8]
+    seven = [g[0] for g in run_bench("cosine_warm_restarts", epochs=7)]
+    assert all(b < a for a, b in zip(seven, seven[1:]))  # one cosine over the 7 epochs, no restart

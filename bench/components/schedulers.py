@@ -60,10 +60,17 @@ def _scaled(ctx: Context, factor: float) -> list[float]:
     return [lr * factor for lr in ctx.group_lrs]
 
 
-def _restart_period(epochs: int) -> int:
-    """Default T_0: about a third of the run, and a divisor of it, so the last cycle ends at the
-    last epoch (weights are evaluated at the bottom of a cycle, never just after a restart)."""
-    return max(d for d in range(1, max(1, epochs // 3) + 1) if epochs % d == 0)
+def restart_period(epochs: int) -> int:
+    """Default T_0: a divisor of the run, so the last cycle ends at the last epoch (weights are
+    evaluated at the bottom of a cycle, never just after a restart), and never under 2 epochs (a
+    restart every epoch is no cosine at all). The rule: the largest divisor from 2 up to a third
+    of the run (3 or more cycles); else the largest up to half of it (2 cycles); else the whole run
+    as one cycle (prime epoch counts, and runs under 4 epochs)."""
+    for most in (epochs // 3, epochs // 2):
+        divisors = [d for d in range(2, most + 1) if epochs % d == 0]
+        if divisors:
+            return max(divisors)
+    return max(1, epochs)
 
 
 def _floors(optimizer: torch.optim.Optimizer, eta_min: float | list[float]) -> list[float]:
@@ -178,7 +185,7 @@ SCHEDULERS.register(
 SCHEDULERS.register(
     "cosine_warm_restarts",
     SchedulerSpec(
-        CosineAnnealingWarmRestarts, "batch_fractional", lambda c: {"T_0": _restart_period(c.epochs)}
+        CosineAnnealingWarmRestarts, "batch_fractional", lambda c: {"T_0": restart_period(c.epochs)}
     ),
 )
 

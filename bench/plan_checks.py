@@ -71,6 +71,22 @@ def groups(names: list[str], start: list[float], layer_decay: float, stages: int
     return out
 
 
+def swa_above_peak(train, frame: pd.DataFrame, scales: dict[str, float]) -> list[str]:
+    """An absolute ``swa.lr`` is the same number for every optimizer on a matrix axis: above a
+    variant's peak LR it raises the LR for the averaging phase instead of lowering it."""
+    swa = train.swa
+    if swa is None or swa.lr is None:
+        return []
+    before_swa = frame[frame["epoch"] < swa.start_epoch]
+    base = before_swa["lr"] / before_swa["param_group"].map(scales)  # each group's LR as the base LR's
+    peak = max(float(train.optimizer.lr), float(base.max()) if len(base) else 0.0)
+    if swa.lr <= peak * (1 + 1e-9):
+        return []
+    return [f"swa.lr {swa.lr:g} is {swa.lr / peak:.3g}x this variant's peak LR ({peak:.3g}): SWA raises every "
+            f"param group's LR instead of lowering it; give swa.lr_factor (relative to the base LR) to mean "
+            "the same for every optimizer"]  # fmt: skip
+
+
 def schedulers_in(obj, seen=None) -> list:
     """Every torch LR scheduler inside ``obj`` (SequentialLR/ChainedScheduler/user wrappers)."""
     seen = seen if seen is not None else set()

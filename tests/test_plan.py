@@ -189,6 +189,7 @@ def _warnings(tmp_path, cuda=False, **dotted) -> list[str]:
         ({"train__scheduler": {"name": "cosine_warm_restarts", "T_0": 1}}, "restarts every epoch"),
         ({"train__optimizer": {"name": "sgd", "lr": LR, "layer_decay": 0.05}}, "effectively frozen"),
         ({"train__scheduler": {"name": "exponential", "gamma": 1e-5}}, "collapses to ~0"),
+        ({"train__swa": {"start_epoch": 2, "lr": 0.1}}, "swa.lr 0.1 is 2x this variant's peak LR"),
         ({"train__scheduler": {"name": "onecycle", "total_steps": 5}}, "fails at step"),
         ({"train__scheduler": {"name": "onecycle", "total_steps": 100}}, "cut off"),
         (
@@ -218,6 +219,15 @@ def test_swa_hands_over_to_swalr(tmp_path):
     by_epoch = plan.lrs.groupby("epoch")["lr"].max()
     assert by_epoch[3] == pytest.approx(0.01)  # SWALR reached its target after one anneal epoch
     assert by_epoch[0] == pytest.approx(LR)
+
+
+def test_swa_lr_factor_is_planned_relative_to_the_base_lr_of_every_group(tmp_path):
+    optimizer = {"name": "adamw", "lr": 1e-3, "head_lr_mult": 10.0, "layer_decay": 0.5}
+    plan = planned(tmp_path, train__optimizer=optimizer, train__swa={"start_epoch": 2, "lr_factor": 0.2})
+    names, got = as_matrix(plan)
+    assert len(names) > 2
+    np.testing.assert_allclose(got[-1], 0.2 * got[0], rtol=1e-12)  # each group at 0.2x its own start
+    assert plan.warnings == []
 
 
 def test_cli_writes_png_csv_and_warnings(tmp_path, capsys):

@@ -103,6 +103,8 @@ def plan_variant(
     out.warnings += plan_checks.after(
         state.schedule, out.lrs, start, error, state.step, train.epochs * spe, spe
     )
+    scales = {n: float(g.get("lr_scale", 1.0)) for n, g in zip(names, groups)}
+    out.warnings += plan_checks.swa_above_peak(train, out.lrs, scales)
     return out
 
 

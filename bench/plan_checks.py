@@ -6,6 +6,8 @@ from __future__ import annotations
 import pandas as pd
 from torch.optim import lr_scheduler as lrs
 
+from bench.components.schedulers import restart_period
+
 RATIO_FLOOR = 1e-3  # a param group whose LR is below this fraction of the largest is ~frozen
 COLLAPSE = 1e-4  # an LR below this fraction of its start counts as ~0
 
@@ -41,11 +43,16 @@ def before(train, cuda: bool) -> list[str]:
         out.append(f"warm-up ({sched.warmup_epochs:g} epochs) is as long as or longer than training "
                    f"({train.epochs} epochs): the main schedule never runs")  # fmt: skip
     if sched.name == "cosine_warm_restarts":
-        kw = sched.kwargs
-        if "T_0" in kw and restarts_end_mid_cycle(train.epochs, int(kw["T_0"]), int(kw.get("T_mult", 1))):
-            out.append(f"cosine_warm_restarts with T_0={kw['T_0']}, T_mult={kw.get('T_mult', 1)} ends mid-cycle: "
+        kw = sched.kwargs  # T_0 left out: the default the engine takes
+        t0, t_mult = int(kw.get("T_0", restart_period(train.epochs))), int(kw.get("T_mult", 1))
+        if restarts_end_mid_cycle(train.epochs, t0, t_mult):
+            out.append(f"cosine_warm_restarts with T_0={t0}, T_mult={t_mult} ends mid-cycle: "
                        f"the last epochs run at a high LR right after a restart and the final weights are evaluated "
                        "there")  # fmt: skip
+        if t0 < 2 and t_mult == 1 and train.epochs > t0:
+            out.append(f"cosine_warm_restarts with T_0={t0} restarts every epoch: the LR jumps back to its peak "
+                       f"{train.epochs} times and never anneals for long; set T_0 >= 2 (the default for "
+                       f"{train.epochs} epochs is {restart_period(train.epochs)})")  # fmt: skip
     if train.swa is not None and sched.name == "plateau":
         out.append("SWA with ReduceLROnPlateau: SWALR takes over the LR from swa.start_epoch")
     return out
@@ -62,6 +69,22 @@ def groups(names: list[str], start: list[float], layer_decay: float, stages: int
         out.append(f"layer_decay {layer_decay:g} over {stages} stages gives the stem {layer_decay**stages:.1e} "
                    "of the head's LR")  # fmt: skip
     return out
+
+
+def swa_above_peak(train, frame: pd.DataFrame, scales: dict[str, float]) -> list[str]:
+    """An absolute ``swa.lr`` is the same number for every optimizer on a matrix axis: above a
+    variant's peak LR it raises the LR for the averaging phase instead of lowering it."""
+    swa = train.swa
+    if swa is None or swa.lr is None:
+        return []
+    before_swa = frame[frame["epoch"] < swa.start_epoch]
+    base = before_swa["lr"] / before_swa["param_group"].map(scales)  # each group's LR as the base LR's
+    peak = max(float(train.optimizer.lr), float(base.max()) if len(base) else 0.0)
+    if swa.lr <= peak * (1 + 1e-9):
+        return []
+    return [f"swa.lr {swa.lr:g} is {swa.lr / peak:.3g}x this variant's peak LR ({peak:.3g}): SWA raises every "
+            f"param group's LR instead of lowering it; give swa.lr_factor (relative to the base LR) to mean "
+            "the same for every optimizer"]  # fmt: skip
 
 
 def schedulers_in(obj, seen=None) -> list:

@@ -3,6 +3,7 @@ scheduler class itself gives when stepped per its policy, and known-bad setups a
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -140,6 +141,23 @@ def test_warmup_ramps_per_step_and_per_layer_ratios_match_torch(tmp_path):
     np.testing.assert_allclose(got, cosine * ramp[:, None], rtol=1e-9)
 
 
+def test_lr_floor_is_planned_per_group_as_torch_gives_it_per_group(tmp_path):
+    """``eta_min`` is for the base LR: each group's planned LR is torch's cosine down to ``eta_min``
+    times the group's lr_scale, never the one absolute floor that would lift the stem."""
+    plan = planned(
+        tmp_path,
+        train__scheduler={"name": "cosine", "eta_min": 0.01},
+        train__optimizer={"name": "sgd", "lr": LR, "momentum": 0.9, "layer_decay": 0.5, "head_lr_mult": 2.0},
+    )
+    names, got = as_matrix(plan)
+    assert got[0].min() < 0.01  # a group starts below the recipe's floor
+    for k, lr0 in enumerate(got[0]):
+        floor = 0.01 * lr0 / LR
+        cosine = functools.partial(lrs.CosineAnnealingLR, T_max=EPOCHS, eta_min=floor)
+        expected = reference(cosine, "epoch", 1, [lr0])
+        np.testing.assert_allclose(got[:, k], np.asarray(expected)[:, 0], rtol=1e-12, err_msg=names[k])
+
+
 def plan_start(plan, names):
     first = plan.lrs[plan.lrs["step"] == 0].set_index("param_group")["lr"]
     return [first[n] / 0.1 for n in names]
@@ -168,8 +186,10 @@ def _warnings(tmp_path, cuda=False, **dotted) -> list[str]:
         ({"train__scheduler": {"name": "cosine", "warmup_epochs": 5}}, "warm-up"),
         ({"train__freeze": 9}, "deeper than the model"),
         ({"train__scheduler": {"name": "cosine_warm_restarts", "T_0": 3}}, "ends mid-cycle"),
+        ({"train__scheduler": {"name": "cosine_warm_restarts", "T_0": 1}}, "restarts every epoch"),
         ({"train__optimizer": {"name": "sgd", "lr": LR, "layer_decay": 0.05}}, "effectively frozen"),
         ({"train__scheduler": {"name": "exponential", "gamma": 1e-5}}, "collapses to ~0"),
+        ({"train__swa": {"start_epoch": 2, "lr": 0.1}}, "swa.lr 0.1 is 2x this variant's peak LR"),
         ({"train__scheduler": {"name": "onecycle", "total_steps": 5}}, "fails at step"),
         ({"train__scheduler": {"name": "onecycle", "total_steps": 100}}, "cut off"),
         (
@@ -199,6 +219,15 @@ def test_swa_hands_over_to_swalr(tmp_path):
     by_epoch = plan.lrs.groupby("epoch")["lr"].max()
     assert by_epoch[3] == pytest.approx(0.01)  # SWALR reached its target after one anneal epoch
     assert by_epoch[0] == pytest.approx(LR)
+
+
+def test_swa_lr_factor_is_planned_relative_to_the_base_lr_of_every_group(tmp_path):
+    optimizer = {"name": "adamw", "lr": 1e-3, "head_lr_mult": 10.0, "layer_decay": 0.5}
+    plan = planned(tmp_path, train__optimizer=optimizer, train__swa={"start_epoch": 2, "lr_factor": 0.2})
+    names, got = as_matrix(plan)
+    assert len(names) > 2
+    np.testing.assert_allclose(got[-1], 0.2 * got[0], rtol=1e-12)  # each group at 0.2x its own start
+    assert plan.warnings == []
 
 
 def test_cli_writes_png_csv_and_warnings(tmp_path, capsys):

@@ -133,7 +133,7 @@ def test_gpu_recipes_run_end_to_end_at_tiny_size_on_cpu(tmp_path, tiny_image_fol
             "cifar10_finetune", tiny_image_folder, tmp_path,
             ["model.name=test_resnet", "train.epochs=2", "train.precision=fp32", "~matrix.exclude",
              "matrix.train.freeze=[2]", "matrix.train.scheduler=[{name: cosine, warmup_epochs: 0.5, interval: step}]",
-             "matrix.train.swa=[null, {start_epoch: 1, lr: 0.01, anneal_epochs: 1}]"],
+             "matrix.train.swa=[null, {start_epoch: 1, lr_factor: 0.2, anneal_epochs: 1}]"],
         ),
         _runnable("cifar10_speedrun", tiny_image_folder, tmp_path,
                   ["model.kwargs.base_width=8", "train.epochs=2", "train.precision=fp32", "data.eval_batch_size=48"]),
@@ -147,3 +147,23 @@ def test_gpu_recipes_run_end_to_end_at_tiny_size_on_cpu(tmp_path, tiny_image_fol
     assert len(finetune) == 4  # optimizer x swa at fp32 (the full matrix is validated above)
     speedrun = _finished(results, "cifar10_speedrun")
     assert yaml.safe_load(paths[-1].read_text())["model"]["name"] == "airbench94" and len(speedrun) >= 1
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_shipped_swa_lowers_the_lr_of_every_optimizer_it_is_crossed_with(path, request):
+    """An SWA axis crossed with SGD and AdamW must mean a cut for both: in the engine's own plan,
+    no param group's SWA LR is above the peak it had before SWA took over."""
+    from bench.plan import plan_variant
+
+    if MISSING and _uses_missing_keys(path):
+        pytest.skip(f"schema lacks {MISSING}")
+    firsts = {}
+    for v in load_recipe(path).variants:
+        if v.body.train.swa is not None:
+            firsts.setdefault((v.body.train.optimizer.name, v.body.train.scheduler.name), v)
+    for variant in firsts.values():
+        swa = variant.body.train.swa
+        plan = plan_variant(variant, 1, num_classes=10, cuda=True)
+        lrs = plan.lrs.groupby(["param_group", plan.lrs["epoch"] >= swa.start_epoch])["lr"].max().unstack()
+        assert (lrs[True] <= lrs[False] * (1 + 1e-9)).all(), (variant.group, lrs[True] / lrs[False])
+        assert not [w for w in plan.warnings if "swa" in w], plan.warnings

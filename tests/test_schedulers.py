@@ -26,11 +26,11 @@ def two_group_optimizer(lr: float = 0.1) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=lr, momentum=0.9)
 
 
-def run_bench(kind: str, **kwargs) -> list[list[float]]:
+def run_bench(kind: str, epochs: int = EPOCHS, **kwargs) -> list[list[float]]:
     opt = two_group_optimizer()
-    sched = build_scheduler(opt, SchedulerConfig(name=kind, **kwargs), epochs=EPOCHS, steps_per_epoch=STEPS)
+    sched = build_scheduler(opt, SchedulerConfig(name=kind, **kwargs), epochs=epochs, steps_per_epoch=STEPS)
     seen = []
-    for epoch in range(EPOCHS):
+    for epoch in range(epochs):
         for i in range(STEPS):
             sched.begin_step()
             seen.append([g["lr"] for g in opt.param_groups])
@@ -118,3 +118,95 @@ def test_scheduler_does_not_step_when_the_grad_scaler_skipped_the_step():
     if stepped:
         sched.step()
     assert stepped is False and opt.param_groups[0]["lr"] == 0.1 and param.item() == 1.0
+
+
+def per_layer_adamw() -> torch.optim.Optimizer:
+    """The issue's setup: AdamW with head_lr_mult 10 and layer_decay 0.5 (stem at 1/320 of the head)."""
+    from bench.components.models import build_model
+    from bench.components.optimizers import build_optimizer
+    from bench.recipe.schema import ModelConfig, OptimizerConfig
+
+    model = build_model(ModelConfig(name="test_resnet"), num_classes=4)
+    return build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3, head_lr_mult=10.0, layer_decay=0.5))
+
+
+FLOORS = {
+    "cosine": {"eta_min": 1e-4},
+    "cosine_warm_restarts": {"eta_min": 1e-4, "T_0": 3},
+    "plateau": {"min_lr": 1e-4, "patience": 0},  # a flat metric: every epoch reduces, down to the floor
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FLOORS))
+def test_lr_floor_is_per_group_and_keeps_per_layer_ratios(kind):
+    """An absolute floor is for the recipe's base LR: each group's floor is scaled by its lr_scale,
+    so no group is lifted above its own start and the ratios hold over the whole schedule."""
+    opt = per_layer_adamw()
+    sched = build_scheduler(
+        opt, SchedulerConfig(name=kind, **FLOORS[kind]), epochs=EPOCHS, steps_per_epoch=STEPS
+    )
+    scales = [g["lr_scale"] for g in opt.param_groups]
+    start = [g["lr"] for g in opt.param_groups]
+    assert min(scales) < 0.1 and max(scales) == 10.0
+    seen = []
+    for epoch in range(EPOCHS):
+        for i in range(STEPS):
+            seen.append([g["lr"] for g in opt.param_groups])
+            opt.step()
+            sched.end_step(True, epoch, i, hold=False)
+        sched.after_epoch(0.5)
+    seen.append([g["lr"] for g in opt.param_groups])
+    for row in seen:
+        base = row[0] / scales[0]
+        assert row == pytest.approx([base * s for s in scales], rel=1e-9)
+        assert all(lr <= lr0 * (1 + 1e-12) for lr, lr0 in zip(row, start))
+        assert all(lr >= 1e-4 * s * (1 - 1e-9) for lr, s in zip(row, scales))  # each group's own floor
+    if kind == "plateau":
+        assert seen[-1] == pytest.approx([1e-4 * s for s in scales])  # reduced down to the scaled floor
+
+
+REFERENCES = {  # name -> (the floor's argument, other arguments, the torch class with that floor)
+    "cosine": ("eta_min", {}, lambda o, m: lrs.CosineAnnealingLR(o, T_max=EPOCHS, eta_min=m)),
+    "cosine_warm_restarts": ("eta_min", {"T_0": 2}, lambda o, m: lrs.CosineAnnealingWarmRestarts(o, T_0=2, eta_min=m)),
+    "plateau": ("min_lr", {"patience": 0}, lambda o, m: lrs.ReduceLROnPlateau(o, "max", patience=0, min_lr=m)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("floor", [1e-3, 0.0])
+@pytest.mark.parametrize("kind", sorted(REFERENCES))
+def test_floors_leave_torchs_numbers_where_they_need_no_scaling(kind, floor):
+    """Bit-identical to the torch class for the group at the base LR, and for every group when the
+    floor is 0."""
+    key, other, factory = REFERENCES[kind]
+    ours, theirs = two_group_optimizer(), two_group_optimizer()
+    cfg = SchedulerConfig(name=kind, **{key: floor, **other})
+    sched = build_scheduler(ours, cfg, epochs=EPOCHS, steps_per_epoch=STEPS)
+    ref = factory(theirs, floor)
+    exact = slice(None) if floor == 0.0 else slice(0, 1)
+    for epoch in range(EPOCHS):
+        for i in range(STEPS):
+            assert [g["lr"] for g in ours.param_groups[exact]] == [
+                g["lr"] for g in theirs.param_groups[exact]
+            ]
+            ours.step(), theirs.step()
+            sched.end_step(True, epoch, i, hold=False)
+            if kind == "cosine_warm_restarts":
+                ref.step(epoch + (i + 1) / STEPS)
+        sched.after_epoch(0.5)
+        if kind != "cosine_warm_restarts":
+            ref.step(*([0.5] if kind == "plateau" else []))
+
+
+def test_default_restart_period_ends_with_the_run_and_never_restarts_every_epoch():
+    """Prime epoch counts have no divisor to cycle by: one cycle of the whole run, not T_0=1."""
+    periods = {}
+    for epochs in range(1, 41):
+        opt = two_group_optimizer()
+        sched = build_scheduler(
+            opt, SchedulerConfig(name="cosine_warm_restarts"), epochs=epochs, steps_per_epoch=2
+        )
+        periods[epochs] = sched.scheduler.T_0
+    assert all(epochs % t0 == 0 and (t0 >= 2 or epochs == 1) for epochs, t0 in periods.items()), periods
+    assert [periods[e] for e in (7, 11, 13, 4, 5, 9, 10, 12, 24)] == [7, 11, 13, 2, 5, 3, 2, 4, 8]
+    seven = [g[0] for g in run_bench("cosine_warm_restarts", epochs=7)]
+    assert all(b < a for a, b in zip(seven, seven[1:]))  # one cosine over the 7 epochs, no restart

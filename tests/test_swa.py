@@ -135,3 +135,35 @@ def test_averaged_model_alone_keeps_the_live_models_statistics():
     averaged.update_parameters(model)
     assert torch.equal(averaged.module[1].running_mean, model[1].running_mean)  # copied, not recomputed
     assert not torch.equal(averaged.module[0].weight, model[0].weight)
+
+
+@pytest.mark.parametrize(("swa", "given"), [({}, "neither"), ({"lr": 0.01, "lr_factor": 0.2}, "both")])
+def test_swa_takes_exactly_one_of_lr_factor_and_lr(tmp_path, swa, given):
+    from bench.errors import RecipeError
+    from bench.recipe.load import load_recipe
+
+    recipe = tiny_recipe(tmp_path / "data", **{"train.swa": {"start_epoch": 1, **swa}})
+    with pytest.raises(RecipeError, match=f"exactly one of lr_factor .* or lr .*; {given} given"):
+        load_recipe(write_recipe(tmp_path / "r.yaml", recipe))
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [{"name": "sgd", "lr": 0.05, "momentum": 0.9},
+     {"name": "adamw", "lr": 1e-3, "head_lr_mult": 10.0, "layer_decay": 0.5}],
+)  # fmt: skip
+def test_swa_lr_factor_cuts_every_optimizers_own_lr_alike(optimizer):
+    """One lr_factor on a matrix axis: every group of every optimizer anneals to that fraction of its
+    own start LR (an absolute swa.lr would cut SGD's LR and raise AdamW's head)."""
+    from bench.components.models import build_model
+    from bench.components.optimizers import build_optimizer
+    from bench.recipe.schema import ModelConfig, OptimizerConfig, SWAConfig
+    from bench.tricks.swa import group_targets
+
+    model = build_model(ModelConfig(name="test_resnet"), num_classes=4)
+    opt = build_optimizer(model, OptimizerConfig(**optimizer))
+    start = [g["lr"] for g in opt.param_groups]
+    targets = group_targets(opt, SWAConfig(start_epoch=1, lr_factor=0.2))
+    assert targets == pytest.approx([0.2 * lr for lr in start], rel=1e-12)
+    absolute = group_targets(opt, SWAConfig(start_epoch=1, lr=0.01))  # still accepted: lr_scale times swa.lr
+    assert absolute == pytest.approx([0.01 * g["lr_scale"] for g in opt.param_groups], rel=1e-12)

@@ -5,8 +5,10 @@ defaults derived from the training length.
 Defaults never change what the recipe does not name: OneCycle and Cyclic leave momentum alone
 (torch's ``cycle_momentum=True`` would switch momentum on for plain SGD and override AdamW's β1)
 unless the recipe sets ``cycle_momentum``; cosine warm restarts end their last cycle at the last
-epoch. ``interval: step`` anneals a per-epoch schedule per optimizer step over the same epochs.
-Warm-up is applied by ``LRSchedule`` (bench/components/lr_schedule.py) per step.
+epoch. Absolute LR arguments (``eta_min``, ``min_lr``, ``base_lr``, ``max_lr``) are for the recipe's
+base LR: each param group gets them times its ``lr_scale``, so the per-layer ratios hold.
+``interval: step`` anneals a per-epoch schedule per optimizer step over the same epochs. Warm-up is
+applied by ``LRSchedule`` (bench/components/lr_schedule.py) per step.
 """
 
 from __future__ import annotations
@@ -58,10 +60,62 @@ def _scaled(ctx: Context, factor: float) -> list[float]:
     return [lr * factor for lr in ctx.group_lrs]
 
 
-def _restart_period(epochs: int) -> int:
-    """Default T_0: about a third of the run, and a divisor of it, so the last cycle ends at the
-    last epoch (weights are evaluated at the bottom of a cycle, never just after a restart)."""
-    return max(d for d in range(1, max(1, epochs // 3) + 1) if epochs % d == 0)
+def restart_period(epochs: int) -> int:
+    """Default T_0: a divisor of the run, so the last cycle ends at the last epoch (weights are
+    evaluated at the bottom of a cycle, never just after a restart), and never under 2 epochs (a
+    restart every epoch is no cosine at all). The rule: the largest divisor from 2 up to a third
+    of the run (3 or more cycles); else the largest up to half of it (2 cycles); else the whole run
+    as one cycle (prime epoch counts, and runs under 4 epochs)."""
+    for most in (epochs // 3, epochs // 2):
+        divisors = [d for d in range(2, most + 1) if epochs % d == 0]
+        if divisors:
+            return max(divisors)
+    return max(1, epochs)
+
+
+def _floors(optimizer: torch.optim.Optimizer, eta_min: float | list[float]) -> list[float]:
+    return list(eta_min) if isinstance(eta_min, (list, tuple)) else [eta_min] * len(optimizer.param_groups)
+
+
+class _PerGroupFloor:
+    """torch's cosine schedulers take one ``eta_min`` for every param group, so a floor meant for
+    the recipe's base LR would lift the groups below it (layer_decay) and undo the per-layer ratios.
+    This runs torch's own formula once per distinct floor and gives each group its own: a group
+    whose floor is the recipe's value gets exactly torch's numbers."""
+
+    eta_mins: list[float]
+
+    def _per_floor(self, compute: Callable[[], list[float]]) -> list[float]:
+        by_floor = {}
+        for floor in dict.fromkeys(self.eta_mins):
+            self.eta_min = floor
+            by_floor[floor] = compute()
+        return [by_floor[floor][i] for i, floor in enumerate(self.eta_mins)]
+
+    def get_lr(self) -> list[float]:
+        return self._per_floor(super().get_lr)
+
+
+class CosineAnnealingLR(_PerGroupFloor, lrs.CosineAnnealingLR):
+    """``torch.optim.lr_scheduler.CosineAnnealingLR`` whose ``eta_min`` may be one per param group."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, T_max: int, eta_min: float | list[float] = 0.0,
+                 last_epoch: int = -1) -> None:  # fmt: skip
+        self.eta_mins = _floors(optimizer, eta_min)
+        super().__init__(optimizer, T_max, self.eta_mins[0], last_epoch)
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self._per_floor(super()._get_closed_form_lr)
+
+
+class CosineAnnealingWarmRestarts(_PerGroupFloor, lrs.CosineAnnealingWarmRestarts):
+    """``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts`` whose ``eta_min`` may be one per
+    param group."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, T_0: int, T_mult: int = 1,
+                 eta_min: float | list[float] = 0.0, last_epoch: int = -1) -> None:  # fmt: skip
+        self.eta_mins = _floors(optimizer, eta_min)
+        super().__init__(optimizer, T_0, T_mult, self.eta_mins[0], last_epoch)
 
 
 def _lambda_per_step(kw: dict[str, Any], spe: int) -> dict[str, Any]:
@@ -104,7 +158,7 @@ SCHEDULERS.register(
 SCHEDULERS.register(
     "cosine",
     SchedulerSpec(
-        lrs.CosineAnnealingLR, "epoch", lambda c: {"T_max": max(1, c.epochs)},
+        CosineAnnealingLR, "epoch", lambda c: {"T_max": max(1, c.epochs)},
         per_step=lambda kw, spe: {**kw, "T_max": kw["T_max"] * spe},
     ),
 )  # fmt: skip
@@ -131,11 +185,12 @@ SCHEDULERS.register(
 SCHEDULERS.register(
     "cosine_warm_restarts",
     SchedulerSpec(
-        lrs.CosineAnnealingWarmRestarts, "batch_fractional", lambda c: {"T_0": _restart_period(c.epochs)}
+        CosineAnnealingWarmRestarts, "batch_fractional", lambda c: {"T_0": restart_period(c.epochs)}
     ),
 )
 
-# Arguments given as one number but meant per param group: scaled by each group's LR ratio.
+# Absolute LRs given as one number, meant for the recipe's base LR: each param group gets the number
+# times its ``lr_scale`` (head_lr_mult, layer_decay), so floors and peaks keep the per-layer ratios.
 PER_GROUP_LR_ARGS = ("base_lr", "max_lr", "eta_min", "min_lr")
 
 
@@ -176,11 +231,11 @@ def build_scheduler(
         return LRSchedule(spec(optimizer, **cfg.kwargs), "epoch", steps_per_epoch, **warm)
     ctx = Context(epochs=epochs, steps_per_epoch=steps_per_epoch, group_lrs=group_lrs)
     kwargs = {**spec.defaults(ctx), **cfg.kwargs}
-    ratios = [lr / cfg_lr(optimizer) for lr in group_lrs]
+    scales = group_scales(optimizer)
     for key in PER_GROUP_LR_ARGS:
         value = cfg.kwargs.get(key)
-        if isinstance(value, (int, float)) and spec.cls in (lrs.CyclicLR, lrs.OneCycleLR):
-            kwargs[key] = [float(value) * r for r in ratios]
+        if isinstance(value, (int, float)):
+            kwargs[key] = [float(value) * s for s in scales]
     if "lr_lambda" in kwargs:
         factory = LR_LAMBDAS.get(str(kwargs.pop("lr_lambda")))
         kwargs["lr_lambda"] = factory(epochs, **kwargs.pop("lambda_kwargs", {}))
@@ -188,6 +243,12 @@ def build_scheduler(
     if cfg.interval == "step":
         kwargs, policy = spec.per_step(kwargs, steps_per_epoch), "batch"
     return LRSchedule(spec.cls(optimizer, **kwargs), policy, steps_per_epoch, **warm)
+
+
+def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each param group's LR relative to the recipe's: its ``lr_scale`` (set by
+    ``build_param_groups``), else its LR over the base LR for groups built elsewhere."""
+    return [float(g.get("lr_scale", g["lr"] / cfg_lr(optimizer))) for g in optimizer.param_groups]
 
 
 def cfg_lr(optimizer: torch.optim.Optimizer) -> float:

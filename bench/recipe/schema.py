@@ -121,13 +121,32 @@ class SchedulerConfig(ComponentConfig):
 
 
 class SWAConfig(Strict):
+    """The SWA LR is given relative to the variant's own base LR (``lr_factor``), or absolute
+    (``lr``): one absolute value on an axis means a cut for SGD and a rise for AdamW."""
+
     start_epoch: NonNegativeInt = Field(description="first epoch (0-based) whose weights are averaged")
-    lr: PositiveFloat = Field(
-        description="SWALR target LR of the recipe's base LR; every param group keeps its ratio to it "
-        "(head_lr_mult, layer_decay), so a group at 10x the base LR anneals to 10x swa.lr"
+    lr_factor: PositiveFloat | None = Field(
+        None,
+        description="SWALR target as a fraction of the variant's base LR (optimizer.lr); every param group "
+        "anneals to lr_factor times its own LR (optimizer.lr x head_lr_mult or layer_decay ** depth)",
+    )
+    lr: PositiveFloat | None = Field(
+        None,
+        description="SWALR target LR of the recipe's base LR, absolute (or give lr_factor); every param group "
+        "keeps its ratio to it, so a group at 10x the base LR anneals to 10x swa.lr",
     )
     anneal_epochs: PositiveInt = 1
     anneal_strategy: Literal["cos", "linear"] = "cos"
+
+    @model_validator(mode="after")
+    def _one_lr(self) -> SWAConfig:
+        if (self.lr is None) == (self.lr_factor is None):
+            given = "both" if self.lr is not None else "neither"
+            raise ValueError(
+                f"swa needs exactly one of lr_factor (relative to the base LR, e.g. 0.2) or lr (absolute); "
+                f"{given} given"
+            )
+        return self
 
 
 class EMAConfig(Strict):

@@ -20,9 +20,12 @@ from bench.tricks.averaging import evaluate_averaged, update_bn
 from bench.tricks.base import Trick
 
 
-def group_targets(optimizer: Any, swa_lr: float) -> list[float]:
-    """SWA LR per param group: ``swa_lr`` scaled by the group's ratio to the recipe's LR."""
-    return [swa_lr * float(g.get("lr_scale", 1.0)) for g in optimizer.param_groups]
+def group_targets(optimizer: Any, cfg: Any) -> list[float]:
+    """SWA LR per param group: the target of the recipe's base LR (``swa.lr_factor`` times the
+    variant's own base LR, else the absolute ``swa.lr``) scaled by the group's ratio to it, so
+    one ``lr_factor`` means the same cut for every optimizer on a matrix axis."""
+    base = cfg.lr if cfg.lr_factor is None else cfg.lr_factor * float(optimizer.defaults["lr"])
+    return [base * float(g.get("lr_scale", 1.0)) for g in optimizer.param_groups]
 
 
 @TRICKS.register("swa")
@@ -43,7 +46,7 @@ class SWA(Trick):
         self.model = AveragedModel(state.model)
         self.scheduler = SWALR(
             state.optimizer,
-            swa_lr=group_targets(state.optimizer, self.cfg.lr),
+            swa_lr=group_targets(state.optimizer, self.cfg),
             anneal_epochs=self.cfg.anneal_epochs,
             anneal_strategy=self.cfg.anneal_strategy,
         )

@@ -11,7 +11,6 @@ from bench.engine.state import build_state, seed_everything
 from bench.errors import RecipeError
 from bench.recipe.load import load_recipe
 from bench.recipe.matrix import stable_hash
-from bench.report.fetch import replicate
 from bench.tracking.variant_runs import variant_tags
 from tests.recipes import tiny_recipe, write_recipe
 
@@ -80,8 +79,12 @@ def test_a_recipe_without_streams_keeps_its_run_keys_and_weights(tmp_path, tiny_
     assert torch.equal(weights(state), torch.cat([p.flatten() for p in reference.state_dict().values()
                                                   if p.is_floating_point()]))  # fmt: skip
     assert state.train_loader.seed == 3
-    tags = variant_tags(variants[1], "r")
-    assert tags["bench.init_seed"] == tags["bench.data_seed"] == "3"
+
+
+def test_every_run_records_both_streams(tmp_path, tiny_image_folder):
+    recipe = write_recipe(tmp_path / "r.yaml", {**tiny_recipe(tiny_image_folder), "seeds": [3]})
+    tags = variant_tags(load_recipe(recipe).variants[0], "r")
+    assert tags["bench.seed"] == tags["bench.init_seed"] == tags["bench.data_seed"] == "3"
 
 
 def test_both_streams_split_leave_one_seed(tmp_path, tiny_image_folder):
@@ -93,6 +96,8 @@ def test_both_streams_split_leave_one_seed(tmp_path, tiny_image_folder):
 
 
 def test_report_pairs_runs_by_all_their_streams():
+    from bench.report.fetch import replicate
+
     assert replicate({"bench.seed": "2"}) == 2  # runs recorded before streams existed
     assert replicate({"bench.seed": "2", "bench.init_seed": "2", "bench.data_seed": "2"}) == 2
     assert replicate({"bench.seed": "2", "bench.init_seed": "5", "bench.data_seed": "2"}) == "2 init=5 data=2"

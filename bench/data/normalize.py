@@ -4,7 +4,7 @@ Weights expect the statistics they were trained with: frozen stages of an ImageN
 network expect ImageNet's mean/std, and weights a bench run saved expect the statistics of that
 run, saved beside them (``<weights>.json``, see bench/components/models/weights.py). ``auto`` uses
 those when the start weights carry them, else the fine-tuning train split's own. What was used
-is recorded with the run (tag ``bench.normalize``).
+is recorded with the run (tag ``bench.normalize``, a weights path expanded and absolute).
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ def weights_stats(model_cfg: Any, model: Any) -> tuple[Stats, str] | None:
     stats = pretrained_stats(model_cfg, model)
     if stats is None:
         return None
-    return stats, ("weights:" + str(model_cfg.weights) if model_cfg.weights else "pretrained")
+    if not model_cfg.weights:
+        return stats, "pretrained"
+    from bench.components.models.weights import expand_path
+
+    # the file actually read: ``${BENCH_RESULTS_DIR}/...`` or ``~/...`` means another file elsewhere
+    return stats, "weights:" + str(expand_path(model_cfg.weights).resolve())
 
 
 def resolve(data_cfg: Any, model_cfg: Any, model: Any, train_stats: Stats) -> tuple[Stats, str]:

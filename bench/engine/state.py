@@ -3,6 +3,10 @@
     tricks -> seed -> data -> model -> tricks.on_model -> normalisation + loaders
            -> optimizer (param groups) -> schedule -> loss -> tricks.on_setup
 
+Two random streams: ``variant.init_stream`` seeds the global RNGs right before the model is built
+(initialisation, dropout); ``variant.data_stream`` seeds the loaders (order, augmentation). Both
+are the variant's ``seed`` unless the recipe splits them (``init_seeds`` / ``data_seeds``).
+
 ``build_training`` is the part without data: ``bench plan`` uses it to step the real schedule.
 """
 
@@ -154,7 +158,7 @@ def build_state(
     reason = unavailable_reason(cfg.train.precision, device)
     if reason:
         raise VariantSkipped(reason)
-    seed_everything(variant.seed)
+    seed_everything(variant.init_stream)  # initialisation and the global RNGs (dropout)
     data = cached_splits(cfg.data)
     train = data.train
     batch = cfg.data.batch_size
@@ -162,7 +166,7 @@ def build_state(
     state = build_training(variant, device, data.num_classes, steps)
     state.input_stats, state.normalize = resolve(cfg.data, cfg.model, state.model, (data.mean, data.std))
     mean, std = state.input_stats
-    common = dict(device=device, mean=mean, std=std, image_size=cfg.data.image_size, seed=variant.seed)
+    common = dict(device=device, mean=mean, std=std, image_size=cfg.data.image_size, seed=variant.data_stream)
     state.train_loader = DeviceLoader(
         train.images, train.labels, batch_size=batch, shuffle=True, drop_last=len(train) > batch,
         augment=cfg.data.augment, **common,

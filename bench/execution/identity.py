@@ -9,11 +9,13 @@ two fingerprints into every variant's key:
     weights   sha256 of the ``model.weights`` file (the whole content), cached by
               (path, size, mtime) in ``$BENCH_CACHE_DIR/fingerprints/`` so a rerun does not
               read the file again; "missing" when there is no such file (yet)
-    data      the files the data source reads, by content *listing*: for every file under the
-              data folder(s) its relative path and size (no mtimes, so a copy or a fresh
+    data      the files the data source reads, by *content*: blake2b over every file's relative
+              path and bytes under the data folder(s) (no mtimes, so a copy or a fresh
               extraction of the same files keeps the identity; adding, removing, renaming or
-              resizing a file changes it); an archive (the CIFAR-10 ``.tar.gz``) or a single
-              file by its sha256, cached as above
+              editing a file changes it, even when its size stays the same). Each file's digest
+              is cached by (size, mtime) in one cache file per folder, so a rerun only stats the
+              files and rehashes those that changed. An archive (the CIFAR-10 ``.tar.gz``) or a
+              single file by its sha256, cached as above
 
 The fingerprints are also recorded as tags on each run (``bench.input.weights``,
 ``bench.input.data``). Hashing files needs no torch: this stays cheap and import-light.
@@ -65,19 +67,47 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def folder_listing(folder: Path) -> str:
-    """sha256 of every file's relative path and size under ``folder`` (sorted)."""
-    digest = hashlib.sha256()
+def _hash_file(path: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def folder_content(folder: Path) -> str:
+    """blake2b of every file's relative path and content under ``folder`` (sorted). Per-file
+    digests are cached by (size, mtime_ns) in ``fingerprints/folders/``: unchanged files are
+    only stat'ed, not read again."""
+    folder = Path(folder).resolve()
+    cache = _cache_root() / "folders" / f"{hashlib.sha1(str(folder).encode()).hexdigest()[:20]}.json"
+    try:
+        saved = json.loads(cache.read_text())
+        known = saved["files"] if saved.get("folder") == str(folder) else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        known = {}
+    files: dict[str, list] = {}
+    total = hashlib.blake2b(digest_size=20)
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         rel = os.path.relpath(dirpath, folder)
         for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
             try:
-                size = os.stat(os.path.join(dirpath, name)).st_size
+                st = os.stat(path)
+                stamp = [st.st_size, st.st_mtime_ns]
+                old = known.get(f"{rel}/{name}")
+                digest = old[2] if isinstance(old, list) and old[:2] == stamp else _hash_file(path)
             except OSError:
                 continue
-            digest.update(f"{rel}/{name}\0{size}\n".encode())
-    return digest.hexdigest()
+            files[f"{rel}/{name}"] = [*stamp, digest]
+            total.update(f"{rel}/{name}\0{digest}\n".encode())
+    if files != known:
+        try:
+            atomic_write_text(cache, json.dumps({"folder": str(folder), "files": files}))
+        except OSError:
+            pass  # a read-only cache folder: hash again next time
+    return total.hexdigest()
 
 
 def data_sources(name: str, root: Path) -> list[Path]:
@@ -100,7 +130,7 @@ def path_fingerprint(path: Path) -> str:
     if path.is_file():
         return "sha256:" + file_sha256(path)
     if path.is_dir():
-        return "listing:" + folder_listing(path)
+        return "content:" + folder_content(path)
     return "missing"
 
 

@@ -27,10 +27,12 @@ from bench.recipe.matrix import (
 from bench.recipe.schema import Recipe, RecipeBody
 from bench.recipe.yaml_loader import load_yaml_file, parse_scalar
 
+RUN_KEYS = ("matrix", "seeds", "init_seeds", "data_seeds")  # top-level keys that are not a variant's setup
+
 
 @dataclass(frozen=True)
 class Variant:
-    """One unit of work: a fully resolved setup and a seed."""
+    """One unit of work: a fully resolved setup and its seed (and split-off streams, if any)."""
 
     body: RecipeBody
     seed: int
@@ -38,11 +40,24 @@ class Variant:
     name: str  # readable, with seed: "scheduler=onecycle,freeze=2,seed=0"
     group: str  # the same without the seed: what reports aggregate over
     variant_id: str  # stable hash of the varied values (shared by all seeds)
-    run_key: str  # hash of the fully resolved config and seed: a run's identity
+    run_key: str  # hash of the fully resolved config and seed(s): a run's identity
     source: str
     # Every matrix axis -> this variant's value label, including axes an ``include`` entry
     # leaves at the base value (for tags, tables and per-axis reports).
     axis_values: dict[str, str] = field(default_factory=dict)
+    # Streams split off ``seed`` (recipe ``init_seeds`` / ``data_seeds``); None: the stream follows seed.
+    init_seed: int | None = None
+    data_seed: int | None = None
+
+    @property
+    def init_stream(self) -> int:
+        """Seed of model initialisation and the global RNGs (dropout)."""
+        return self.seed if self.init_seed is None else self.init_seed
+
+    @property
+    def data_stream(self) -> int:
+        """Seed of data order and augmentation."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     @property
     def config(self) -> dict[str, Any]:
@@ -182,7 +197,7 @@ def load_recipe(
     raw = load_raw(path, overlays, overrides)
     recipe = _validate(Recipe, raw, source)
     loaded = LoadedRecipe(recipe=recipe, source=source, raw=raw)
-    base = {k: v for k, v in raw.items() if k not in ("matrix", "seeds")}
+    base = {k: v for k, v in raw.items() if k not in RUN_KEYS}
     combos = expand_axes(raw.get("matrix") or {}, source=source)
     all_keys = list(dict.fromkeys(k for c in combos for k in c))
     labels = {key: axis_value_labels([c[key] for c in combos if key in c]) for key in all_keys}
@@ -199,18 +214,36 @@ def load_recipe(
             or value_label(axes[key] if key in axes else get_dotted(resolved_tree, key))
             for key in all_keys
         }
-        for seed in recipe.seeds:
+        for seed, init_seed, data_seed in seed_streams(recipe):
+            streams = {k: v for k, v in (("init_seed", init_seed), ("data_seed", data_seed)) if v is not None}
+            name = ",".join(
+                [variant_name(axes, seed, all_keys, labels), *(f"{k}={v}" for k, v in streams.items())]
+            )
             loaded.variants.append(
                 Variant(
                     body=body,
                     seed=seed,
                     axes=axes,
-                    name=variant_name(axes, seed, all_keys, labels),
+                    name=name,
                     group=group,
                     variant_id=variant_id,
-                    run_key=stable_hash({"config": resolved_tree, "seed": seed}, 16),
+                    # without split streams the key is what it always was: old results stay valid
+                    run_key=stable_hash({"config": resolved_tree, "seed": seed, **streams}, 16),
                     source=source,
                     axis_values=axis_values,
+                    init_seed=init_seed,
+                    data_seed=data_seed,
                 )
             )
     return loaded
+
+
+def seed_streams(recipe: Recipe) -> list[tuple[int, int | None, int | None]]:
+    """``seeds × init_seeds × data_seeds`` as (seed, init_seed, data_seed); a stream equal to its
+    seed is None (it follows the seed), so a run is named and keyed by what it actually does."""
+    out = []
+    for seed in recipe.seeds:
+        for init in recipe.init_seeds or [None]:
+            for data in recipe.data_seeds or [None]:
+                out.append((seed, None if init == seed else init, None if data == seed else data))
+    return out

@@ -283,14 +283,39 @@ class RecipeBody(Strict):
 class Recipe(RecipeBody):
     """A recipe file: a base setup, the seeds, and a matrix of variants."""
 
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="one run per seed; a seed drives every random stream (initialisation, data order, "
+        "augmentation) unless init_seeds/data_seeds split them off",
+    )
+    init_seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="crossed with seeds: the stream for model initialisation and every other draw from "
+        "the global RNGs (dropout); unset, it follows seed",
+    )
+    data_seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="crossed with seeds: the stream for data order and augmentation; unset, it follows seed",
+    )
     matrix: dict[str, Any] = Field(
         default_factory=dict, description="dotted key -> list of values; exclude/include"
     )
 
-    @field_validator("seeds")
+    @field_validator("seeds", "init_seeds", "data_seeds")
     @classmethod
-    def _unique(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds):
-            raise ValueError("seeds must be unique")
+    def _unique(cls, seeds: list[int] | None, info) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise ValueError(f"{info.field_name} must be unique")
         return seeds
+
+    @model_validator(mode="after")
+    def _streams(self) -> Recipe:
+        if self.init_seeds is not None and self.data_seeds is not None and len(self.seeds) > 1:
+            raise ValueError(
+                "seeds: with both init_seeds and data_seeds set, seed drives no stream; list one seed "
+                "(the runs are init_seeds × data_seeds)"
+            )
+        return self

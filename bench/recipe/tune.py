@@ -16,7 +16,18 @@ SPACE_FORMS = (
     "{float: [low, high], log: bool, step: number}, {int: [low, high], log: bool, step: int} "
     "or {categorical: [choice, ...]}"
 )
-RESERVED_KEYS = ("name", "tune", "matrix", "seeds", "description", "baseline", "target_acc", "tracking")
+RESERVED_KEYS = (
+    "name",
+    "tune",
+    "matrix",
+    "seeds",
+    "init_seeds",
+    "data_seeds",
+    "description",
+    "baseline",
+    "target_acc",
+    "tracking",
+)
 
 
 class OutsideSpace(ValueError):

@@ -11,7 +11,7 @@ from bench.provenance import COMPARABLE, UNKNOWN
 NORMALIZE = "bench.normalize"
 PRECISION = "precision"  # column fetch adds from the run's train.precision param
 # what must agree between compared runs: the comparable environment, and the code
-CHECKED = (*COMPARABLE, "env.git_commit")
+CHECKED = (*COMPARABLE, "env.git_commit", "env.git_diff")
 EMULATED_NOTE = "measured with bf16 emulated on a CPU without native bf16 (typically 20-40x slower than fp32)"
 
 
@@ -87,10 +87,21 @@ def header_lines(prov: pd.DataFrame) -> list[str]:
     code += (
         " (uncommitted changes)" if dirty == "true" else ("" if dirty == "false" else f" (dirty: {dirty})")
     )
+    diff = v("env.git_diff")
+    if diff not in (UNKNOWN, "none"):
+        code += f", working-tree diff (untracked files included) sha256 `{diff}`"
+    cuda = (
+        f"CUDA {v('env.cuda')}, cuDNN {v('env.cudnn')}, driver {v('env.cuda_driver')}"
+        if (prov["key"] == "env.cuda").any()
+        else "CUDA not used"
+    )
     return [
         f"Code: {code}.",
-        f"Libraries: Python {v('env.python')}, torch {v('env.torch')}, CUDA {v('env.cuda')}, "
-        f"cuDNN {v('env.cudnn')}, timm {v('env.timm')}, MLflow {v('env.mlflow')}, Optuna {v('env.optuna')}.",
+        f"Libraries: Python {v('env.python')}, torch {v('env.torch')} (build {v('env.torch_build')}), "
+        f"torchvision {v('env.torchvision')}, NumPy {v('env.numpy')}, SciPy {v('env.scipy')}, {cuda}, "
+        f"timm {v('env.timm')}, MLflow {v('env.mlflow')}, Optuna {v('env.optuna')}.",
+        f"System: {v('env.os')}; threads: torch intra-op {v('env.torch_threads')}, OMP_NUM_THREADS "
+        f"{v('env.omp_num_threads')}, cores available {v('env.cpus_available')}.",
         f"Device: {v('env.device_name')} ({v('env.device_type')}); CPU {v('env.cpu_model')}, "
         f"flags {v('env.cpu_flags')}, native bf16 {v('env.cpu_native_bf16')}.",
         f"Backend flags: TF32 matmul {v('env.allow_tf32_matmul')}, TF32 cuDNN {v('env.allow_tf32_cudnn')}, "

@@ -52,6 +52,21 @@ def search_all(client, experiment_id: str, filter_string: str = "") -> list[Any]
             return runs
 
 
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.lstrip("-").isdigit() else None
+
+
+def replicate(tags: dict[str, str]) -> int | str | None:
+    """What pairs a variant's run with the baseline's: the seed, or, when the recipe split the
+    random streams (``bench.init_seed`` / ``bench.data_seed`` differing from it), a label of all
+    three (``0 init=1 data=0``), so runs that share a seed but not a stream are not paired."""
+    seed = _int(tags.get("bench.seed"))
+    init, data = _int(tags.get("bench.init_seed")), _int(tags.get("bench.data_seed"))
+    if seed is None or (init in (None, seed) and data in (None, seed)):
+        return seed
+    return f"{seed} init={seed if init is None else init} data={seed if data is None else data}"
+
+
 def fetch_runs(client, experiment: str) -> Fetched:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -77,7 +92,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
             "run_id": run.info.run_id,
             "variant": tags.get("bench.variant", run.info.run_name),
             "group": tags.get("bench.group", tags.get("bench.variant", run.info.run_name)),
-            "seed": int(tags["bench.seed"]) if tags.get("bench.seed", "").lstrip("-").isdigit() else None,
+            "seed": replicate(tags),
             "status": status,
             "reason": tags.get("bench.reason", ""),
             "run_key": key,
@@ -103,6 +118,8 @@ def fetch_runs(client, experiment: str) -> Fetched:
     axes = [c[len("axis.") :] for row in rows for c in row if c.startswith("axis.")]
     axes = list(dict.fromkeys(axes))
     frame = pd.DataFrame(rows)
+    if "seed" in frame and frame["seed"].map(lambda s: isinstance(s, str)).any():
+        frame["seed"] = frame["seed"].map(lambda s: s if s is None or pd.isna(s) else str(s))
     if frame.empty:
         frame = pd.DataFrame(columns=RUN_COLUMNS)
     else:

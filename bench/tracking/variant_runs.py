@@ -21,6 +21,8 @@ def variant_tags(variant: Variant, recipe: str) -> dict[str, str]:
         "bench.variant_id": variant.variant_id,
         "bench.run_key": variant.run_key,
         "bench.seed": str(variant.seed),
+        "bench.init_seed": str(variant.init_stream),
+        "bench.data_seed": str(variant.data_stream),
         "mlflow.runName": variant.name,
     }
     for label, value in variant.axis_values.items():

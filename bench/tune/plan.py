@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RecipeError
-from bench.recipe.load import LoadedRecipe, Variant
+from bench.recipe.load import RUN_KEYS, LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
 from bench.recipe.schema import RecipeBody
 from bench.recipe.tune import TuneConfig
@@ -113,7 +113,7 @@ def build_plan(options: TuneOptions, *, quiet: bool = False) -> TunePlan:
             key="matrix",
         )
     notes: list[str] = []
-    base = {k: copy.deepcopy(v) for k, v in loaded.raw.items() if k not in ("matrix", "seeds", "tune")}
+    base = {k: copy.deepcopy(v) for k, v in loaded.raw.items() if k not in (*RUN_KEYS, "tune")}
     if not loaded.variants[0].body.data.val_size:
         base.setdefault("data", {})["val_size"] = tune.default_val_size
         notes.append(
@@ -123,6 +123,8 @@ def build_plan(options: TuneOptions, *, quiet: bool = False) -> TunePlan:
     seeds = loaded.recipe.seeds
     if len(seeds) > 1:
         notes.append(f"the recipe lists {len(seeds)} seeds; trials train with the first ({seeds[0]})")
+    if loaded.recipe.init_seeds or loaded.recipe.data_seeds:
+        notes.append(f"init_seeds/data_seeds are not used by a study: seed {seeds[0]} drives every stream")
     space = Space(tune.params())
     validate_space(base, space, source)
     if tune.sampler.name == "grid" and space.grid_size() < tune.n_trials:

@@ -72,26 +72,35 @@ def change_text(key: str, old: Any, new: Any, limit: int | None = None) -> str:
     return f"{key} {value_text(old, limit)}->{value_text(new, limit)}"
 
 
-def compact(changes: Changes, width: int | None = None, values: bool = True) -> str:
-    """One line: keys sharing a parent written once (``train.optimizer.{name sgd->adamw, lr ...}``);
-    with ``width``, whole groups are dropped from the end to fit, and the rest counted."""
+def compact(changes: Changes, width: int | None = None, detail: str = "values") -> str:
+    """One line, keys sharing a parent written once: ``detail`` "values"
+    (``train.optimizer.{name sgd->adamw, lr 0.05->0.002}``), "names" (``train.optimizer.{name, lr}``)
+    or "counts" (``train.optimizer.{7 keys}``). With ``width``, long values are cut, and with
+    ``detail="fit"`` the most detailed form that fits is used; what still does not fit is dropped
+    from the end, whole parents at a time, and counted."""
+    if detail == "fit":
+        forms = [compact(changes, None, d) for d in ("values", "names", "counts")]
+        fits = [d for d, text in zip(("values", "names"), forms) if width is None or len(text) <= width]
+        return compact(changes, width, fits[0] if fits else "counts")
     groups: dict[str, list[str]] = {}
     for key, (old, new) in changes.items():
         parent, _, leaf = key.rpartition(".")
-        groups.setdefault(parent, []).append(change_text(leaf, old, new, 40) if values else leaf)
-    parts = []
+        text = change_text(leaf, old, new, 40 if width else None) if detail == "values" else leaf
+        groups.setdefault(parent, []).append(text)
+    parts, sizes = [], [len(items) for items in groups.values()]
     for parent, items in groups.items():
         if len(items) == 1:
             parts.append(f"{parent}.{items[0]}" if parent else items[0])
         else:
-            parts.append(f"{parent}.{{{', '.join(items)}}}")
+            inner = keys_text(len(items)) if detail == "counts" else ", ".join(items)
+            parts.append(f"{parent}.{{{inner}}}")
     text, shown = "", 0
     for i, part in enumerate(parts):
         candidate = part if not text else f"{text}, {part}"
-        left = sum(len(items) for items in list(groups.values())[i + 1 :])
+        left = sum(sizes[i + 1 :])
         if width is not None and len(candidate) + (len(f", … +{left} more") if left else 0) > width and text:
             break
-        text, shown = candidate, shown + len(list(groups.values())[i])
+        text, shown = candidate, shown + sizes[i]
     hidden = len(changes) - shown
     return text + (f", … +{hidden} more" if hidden else "")
 
@@ -200,3 +209,37 @@ def axis_value_changes(
             named = named_keys(key, value, configs[group], configs[partner]) if key else ()
             out.append(AxisValueChange(axis, value, reference, key, named, changes, (group, partner)))
     return out
+
+
+@dataclass
+class RecipeChanges:
+    """A loaded recipe's variants (one per group, not per seed) against its baseline."""
+
+    baseline: str
+    note: str | None  # why the baseline is not the recipe's own, when it is not
+    variants: dict[str, Changes]  # group -> changes against the baseline, in recipe order
+    axes: list[AxisValueChange]
+
+
+def recipe_changes(loaded: Any) -> RecipeChanges:
+    """``loaded``: a ``bench.recipe.load.LoadedRecipe``. The baseline is the recipe's ``baseline:``
+    variant, else the first variant (said in ``note``)."""
+    from bench.recipe.matrix import axis_label
+
+    first = {}
+    for variant in loaded.variants:
+        first.setdefault(variant.group, variant)
+    configs = {group: v.config for group, v in first.items()}
+    wanted, note = loaded.recipe.baseline, None
+    baseline = wanted if wanted in configs else next(iter(configs))
+    if wanted is None:
+        note = "the recipe names no baseline: the first variant stands in"
+    elif wanted != baseline:
+        note = f"the recipe's baseline {wanted!r} is not one of its variants: the first variant stands in"
+    keys = list(dict.fromkeys(k for v in loaded.variants for k in v.axes))
+    axis_keys = {axis_label(k, keys): k for k in keys}
+    variants = {group: config_changes(configs[baseline], config) for group, config in configs.items()}
+    axis_values = {group: v.axis_values for group, v in first.items()}
+    return RecipeChanges(
+        baseline, note, variants, axis_value_changes(configs, axis_values, baseline, axis_keys)
+    )

@@ -154,6 +154,6 @@ def test_report_lists_what_each_variant_changes(reported):
     assert "| `scheduler=cosine` | 1 | `train.scheduler.name` onecycle->cosine |" in section
     # the include entry keeps the recipe's base scheduler (cosine): two keys against the baseline
     assert (
-        "| `precision=amp_fp16` | 2 | `train.scheduler.name` onecycle->cosine; `train.precision` fp32->amp_fp16 |"
+        "| `precision=amp_fp16` | 2 | `train.precision` fp32->amp_fp16; `train.scheduler.name` onecycle->cosine |"
         in section
     )

@@ -130,7 +130,10 @@ class AxisValueChange:
 
     @property
     def beyond(self) -> Changes:
-        """The changed keys outside the one key the label names."""
+        """The changed keys outside the one key the label names (a lone change counts as named
+        when the axis key could not be found)."""
+        if self.key is None and len(self.changes or {}) == 1:
+            return {}
         return {k: v for k, v in (self.changes or {}).items() if not is_named(k, self.key, self.named)}
 
     @property

@@ -144,3 +144,16 @@ def test_report_by_experiment_name(reported, tmp_path):
     assert cli(args) == 0
     assert "scheduler=cosine" in (tmp_path / "tinyreport" / "report.md").read_text()
     assert cli(["report", "--experiment", "nope", "--tracking-uri", uri, "--results-dir", str(tmp_path)]) == 1
+
+
+def test_report_lists_what_each_variant_changes(reported):
+    _, _, out = reported
+    text = (out / "report.md").read_text()
+    section = text.split("## What each variant changes against the baseline", 1)[1].split("\n## ", 1)[0]
+    assert "| `scheduler=onecycle` | baseline | – |" in section
+    assert "| `scheduler=cosine` | 1 | `train.scheduler.name` onecycle->cosine |" in section
+    # the include entry keeps the recipe's base scheduler (cosine): two keys against the baseline
+    assert (
+        "| `precision=amp_fp16` | 2 | `train.precision` fp32->amp_fp16; `train.scheduler.name` onecycle->cosine |"
+        in section
+    )

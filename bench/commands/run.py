@@ -25,6 +25,11 @@ EXIT_CODES = """exit codes:
 def configure(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(parser, many=True)
     parser.add_argument("--dry-run", action="store_true", help="print the expanded variants and exit")
+    parser.add_argument(
+        "--show-changes", action="store_true",
+        help="with --dry-run: list every config key each variant changes against the baseline, one per line "
+        "with its old and new value (without it: one line per variant, cut to the terminal's width)",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="re-run variants that already finished")
     parser.add_argument(
         "--max-attempts", type=positive_int, default=3, metavar="N",
@@ -58,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
             # the run keys a run would record now (a weights file an earlier recipe writes: "missing")
             keyed = with_input_fingerprints(recipe)[0]
             print(variants_table(keyed))
+            print(changes_text(recipe, full=args.show_changes))
             note = bf16_note(recipe)
             if note:
                 print(f"note: {note}")
@@ -133,3 +139,47 @@ def text_table(rows: list[dict]) -> str:
     lines = [[c.rjust(w) for c, w in zip(columns, widths)]]
     lines += [[cell.rjust(w) for cell, w in zip(r, widths)] for r in cells]
     return "\n".join(" ".join(line) for line in lines)
+
+
+def changes_text(recipe, full: bool = False, width: int | None = None) -> str:
+    """Every resolved config key each variant (once per group) changes against the baseline, and
+    which axis values are bundles: a short label can stand for many changed keys. ``full``: one key
+    per line with both values; else one line per variant, cut to ``width`` (a terminal's; output to
+    a file or a pipe is not cut, so it can be searched)."""
+    import shutil
+
+    from bench.recipe.changes import change_text, compact, keys_text, recipe_changes
+
+    if width is None and not full and sys.stdout.isatty():
+        width = max(100, shutil.get_terminal_size().columns)
+    found = recipe_changes(recipe)
+    hint = "" if full else "; --show-changes: every key with both values"
+    lines = [f"changes against the baseline {found.baseline} (resolved configs{hint}):"]
+    if found.note:
+        lines.append(f"  note: {found.note}")
+    pad = max(len(g) for g in found.variants)
+    for group, changes in found.variants.items():
+        head = f"  {group.ljust(pad)}  {keys_text(len(changes))}"
+        if group == found.baseline:
+            lines.append(f"  {group.ljust(pad)}  baseline")
+        elif full:
+            lines.append(head + ":")
+            lines += [f"      {change_text(k, old, new)}" for k, (old, new) in changes.items()]
+        else:
+            text = compact(changes, None if width is None else width - len(head) - 2, "fit")
+            lines.append(f"{head}: {text or '(the same resolved config)'}")
+    if found.axes:
+        lines.append("axis values against the baseline's value on their axis "
+                     "(bundle: changes keys beyond the one its label names):")  # fmt: skip
+        pad = max(len(f"{a.axis}={a.value}") for a in found.axes)
+        for a in found.axes:
+            head = f"  {f'{a.axis}={a.value}'.ljust(pad)}  "
+            if a.changes is None:
+                lines.append(head + "no pair of variants differs on this axis alone")
+                continue
+            text = head + keys_text(a.n_keys)
+            if a.bundle:
+                room = None if width is None else width - len(text) - 15
+                text += "  bundle, also: " + compact(a.beyond, room, "values" if full else "names")
+            lines.append(text)
+    return "\n".join(lines)

@@ -28,12 +28,12 @@ def stable_hash(value: Any, length: int = 12) -> str:
 
 def axis_label(key: str, all_keys: list[str]) -> str:
     """``train.scheduler.name`` -> ``scheduler``; falls back to more of the path on clashes."""
-    parts = _label_parts(key)
-    clashes = [k for k in all_keys if k != key and _label_parts(k)[-1] == parts[-1]]
+    parts = label_parts(key)
+    clashes = [k for k in all_keys if k != key and label_parts(k)[-1] == parts[-1]]
     return ".".join(parts[-2:]) if clashes and len(parts) > 1 else parts[-1]
 
 
-def _label_parts(key: str) -> list[str]:
+def label_parts(key: str) -> list[str]:
     """The dotted key's parts, without a trailing ``name`` (``train.scheduler.name`` names the
     scheduler)."""
     parts = key.split(".")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import compare, fetch, forest, markdown, plots
+from bench.report import changes, compare, fetch, forest, markdown, plots
 from bench.report.document import to_html, to_markdown
 from bench.report.tables import Tables, add_time_to_target, add_val_selected, build_tables
 
@@ -26,6 +26,7 @@ class Built:
     runs: pd.DataFrame  # one row per child run (latest per run_key), metrics and env.* tags
     history: pd.DataFrame  # run_id, key, step, value: the per-epoch metrics
     parent_id: str | None
+    params: dict[str, dict[str, str]] = field(default_factory=dict)  # run_id -> resolved config
 
     def frames(self) -> dict[str, pd.DataFrame]:
         out = {name: getattr(self.tables, name) for name in CSV_TABLES}
@@ -65,7 +66,7 @@ def build_report(
         runs, fetched.axes, group_order=group_order, baseline=baseline, target_acc=target_acc,
         min_effect=min_effect, memory_front=memory_front,
     )  # fmt: skip
-    return Built(tables, runs, history, fetched.parent_id)
+    return Built(tables, runs, history, fetched.parent_id, fetched.params)
 
 
 def as_study(name: str, source: str, tables: Tables) -> compare.Study:
@@ -131,6 +132,7 @@ def make_report(
     doc = markdown.document(
         tables, recipe=name, experiment=experiment, tracking_uri=tracking_uri, plots=pngs,
         summary_lines=summary_lines(tables), extra=extra,
+        changes=changes.blocks(runs, built.params, tables.baseline_name),
     )  # fmt: skip
     report_path, html_path = out_dir / "report.md", out_dir / "report.html"
     report_path.write_text(to_markdown(doc, out_dir))

@@ -64,9 +64,10 @@ def seeds_text(v) -> str:
 
 def document(
     tables: Tables, *, recipe: str, experiment: str, tracking_uri: str, plots: dict[str, str | Path],
-    summary_lines: list[str], extra: list[tuple] | None = None,
+    summary_lines: list[str], extra: list[tuple] | None = None, changes: list[tuple] | None = None,
 ) -> Doc:  # fmt: skip
-    """The whole report; ``extra`` blocks (side-by-side comparisons) go before the plots."""
+    """The whole report; ``changes`` blocks (bench.report.changes) follow the variants, ``extra``
+    blocks (side-by-side comparisons) go before the plots."""
     t = tables
     doc = Doc(f"bench report: {recipe}")
     from bench.tracking.uris import redact_uri
@@ -82,6 +83,7 @@ def document(
         doc.heading("Summary")
         doc.bullets(summary_lines)
     variants_section(doc, t)
+    doc.blocks.extend(changes or [])
     baseline_section(doc, t)
     axes_section(doc, t)
     pareto_section(doc, t)

@@ -74,7 +74,10 @@ class PruneHook(BaseHook):
 
     def on_end(self, state: Any, result: Any) -> None:
         obj = self.objective
-        self.value = objective_value(result.history, obj.metric, obj.reduce, obj.direction)
+        # the final value is the delivered model's (SWA's, EMA's averaged model) where a trick delivers one
+        final = result.metrics.get(obj.metric)
+        history = [*result.history, {obj.metric: final}] if final is not None else result.history
+        self.value = objective_value(history, obj.metric, obj.reduce, obj.direction)
         if self.value is None:
             recorded = ", ".join(
                 sorted(k for k in (result.history[-1] if result.history else {}) if "/" in k)

@@ -9,7 +9,6 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from bench.recipe.load import load_recipe
-from bench.report.fetch import delivered_metrics
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -30,7 +29,9 @@ def test_averaging_trick_is_scored_and_exported_as_its_averaged_model(tmp_path, 
     from bench.engine.loop import run_variant
 
     setting = {"ema": {"decay": 0.5, "every": 1}, "swa": {"start_epoch": 1, "lr_factor": 0.5}}[trick]
-    recipe = tiny_recipe(tiny_image_folder, **{"train.device": "cpu", "train.epochs": 3, f"train.{trick}": setting})
+    recipe = tiny_recipe(
+        tiny_image_folder, **{"train.device": "cpu", "train.epochs": 3, f"train.{trick}": setting}
+    )
     [variant] = load_recipe(write_recipe(tmp_path / "r.yaml", recipe)).variants
     keep = Keep()
     result = run_variant(variant, hooks=[keep], run_dir=tmp_path / "run")
@@ -59,7 +60,10 @@ def test_runs_csv_and_mlflow_carry_the_delivered_accuracy(tmp_path, tiny_image_f
     runs = {r.data.tags["bench.group"]: r for r in client.search_runs([exp.experiment_id])
             if "bench.group" in r.data.tags}  # fmt: skip
     ema = runs["ema=on"]
-    assert ema.data.tags["bench.delivered"] == "ema" and runs["ema=none"].data.tags["bench.delivered"] == "weights"
+    assert (
+        ema.data.tags["bench.delivered"] == "ema"
+        and runs["ema=none"].data.tags["bench.delivered"] == "weights"
+    )
     assert ema.data.metrics["test/acc"] == ema.data.metrics["test/acc_ema"]  # MLflow's latest value
     assert ema.data.metrics["test/acc_ema"] != ema.data.metrics["test/acc_raw"]
     table = pd.read_csv(tmp_path / "results" / "delivered" / "runs.csv").set_index("group")
@@ -68,6 +72,8 @@ def test_runs_csv_and_mlflow_carry_the_delivered_accuracy(tmp_path, tiny_image_f
 
 
 def test_runs_recorded_before_delivery_existed_are_read_as_they_exported():
+    from bench.report.fetch import delivered_metrics
+
     # old SWA runs exported the averaged model but logged the raw weights' accuracy as test/acc
     old_swa = {"test/acc": 0.60, "test/acc_swa": 0.70, "val/acc": 0.5, "val/acc_swa": 0.55}
     delivered_metrics(old_swa, None)

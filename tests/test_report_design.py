@@ -19,17 +19,16 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 def _made_up_runs(recipe: str, outcome, seeds=(0, 1, 2)) -> tuple[pd.DataFrame, list[str], str]:
     """Every (variant, seed) of a shipped recipe with an accuracy from ``outcome(axis_values, seed)``."""
     loaded = load_recipe(RECIPES / recipe)
-    rows = []
-    for v in loaded.variants:
-        if v.seed not in seeds:
-            continue
-        for seed in seeds if v.seed == loaded.variants[0].seed and len(loaded.recipe.seeds) < len(seeds) else (v.seed,):
-            rows.append({"run_id": f"{v.group}|{seed}", "variant": f"{v.group},seed={seed}", "group": v.group,
-                         "seed": seed, "status": "finished", "reason": "",
-                         **{f"axis.{k}": val for k, val in v.axis_values.items()},
-                         "test/acc": outcome(v.axis_values, seed), "throughput/train_img_s": 1000.0,
-                         "memory/peak_rss_mb": 100.0, "time/wall_s": 10.0})  # fmt: skip
-    runs = pd.DataFrame(rows).drop_duplicates("run_id")
+    groups = {v.group: v for v in loaded.variants}  # one per variant; the seeds are ours
+    rows = [
+        {"run_id": f"{g}|{seed}", "variant": f"{g},seed={seed}", "group": g, "seed": seed, "status": "finished",
+         "reason": "", **{f"axis.{k}": val for k, val in v.axis_values.items()},
+         "test/acc": outcome(v.axis_values, seed), "throughput/train_img_s": 1000.0,
+         "memory/peak_rss_mb": 100.0, "time/wall_s": 10.0}
+        for g, v in groups.items()
+        for seed in seeds
+    ]  # fmt: skip
+    runs = pd.DataFrame(rows)
     axes = list(loaded.variants[0].axis_values)
     return runs, axes, loaded.recipe.baseline
 

@@ -66,7 +66,19 @@ def build_report(
         runs, fetched.axes, group_order=group_order, baseline=baseline, target_acc=target_acc,
         min_effect=min_effect, memory_front=memory_front,
     )  # fmt: skip
+    tables.axes = mark_bundles(tables.axes, changes.bundle_axes(runs, fetched.params, tables.baseline_name))
     return Built(tables, runs, history, fetched.parent_id, fetched.params)
+
+
+def mark_bundles(axes: pd.DataFrame, bundles: pd.DataFrame) -> pd.DataFrame:
+    """The per-axis table with ``bundle`` (the value changes keys beyond the one its label names)
+    and ``beyond`` (those keys), so an axis effect is read as the effect of everything it changes."""
+    if not len(axes) or not len(bundles):
+        return axes.assign(bundle=pd.NA, beyond="")
+    extra = bundles[["axis", "value", "bundle", "beyond"]].astype({"value": str})
+    out = axes.astype({"value": str}).merge(extra, on=["axis", "value"], how="left")
+    out["beyond"] = out["beyond"].fillna("")
+    return out
 
 
 def as_study(name: str, source: str, tables: Tables) -> compare.Study:
@@ -149,7 +161,11 @@ def summary_lines(t: Tables) -> list[str]:
     v = t.variants[t.variants["seeds"] > 0] if len(t.variants) else t.variants
     if len(v) and v["acc_mean"].notna().any():
         best = v.loc[v["acc_mean"].idxmax()]
-        delivered = f", scored on its {best['delivered']} model" if best.get("delivered") not in (None, "weights") else ""
+        delivered = (
+            f", scored on its {best['delivered']} model"
+            if best.get("delivered") not in (None, "weights")
+            else ""
+        )
         lines.append(
             f"Highest mean final test accuracy: `{best['variant']}` at {best['acc_mean']:.4f} "
             f"({best['seeds']} seed(s){delivered}){_caveat(v, best, 'acc', higher=True)}."
@@ -217,7 +233,9 @@ def _why(verdict: str) -> str:
 def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str:
     """A caveat when the runner-up's seed range reaches the winner's: the ranking is inside the
     run-to-run spread. Ranges: [lo, hi] of the mean's interval, or [min, max] over seeds."""
-    lo_col, hi_col = (f"{short}_min", f"{short}_max") if f"{short}_min" in v else (f"{short}_lo", f"{short}_hi")
+    lo_col, hi_col = (
+        (f"{short}_min", f"{short}_max") if f"{short}_min" in v else (f"{short}_lo", f"{short}_hi")
+    )
     mid = f"{short}_median" if f"{short}_median" in v else f"{short}_mean"
     rest = v[(v["variant"] != top["variant"]) & v[mid].notna()]
     if not len(rest) or lo_col not in v:

@@ -89,7 +89,9 @@ def baseline_table(
                 "p_holm": math.nan if is_base else p_holm,
                 "family": math.nan if is_base else len(family),
                 "mdd": math.nan if is_base else stats.min_detectable(d.sd, d.n, alpha=alpha / m),
-                "seeds_needed": math.nan if is_base else stats.seeds_needed(d.sd, min_effect, alpha=alpha / m),
+                "seeds_needed": math.nan
+                if is_base
+                else stats.seeds_needed(d.sd, min_effect, alpha=alpha / m),
                 "verdict": "baseline" if is_base else stats.family_verdict(d, p_holm, p_t_holm, alpha),
                 "train_img_s_ratio": _ratio(means, group, base, "train_img_s_median"),
                 "throughput_within_spread": stats.ranges_overlap(speed[group], speed[base]),

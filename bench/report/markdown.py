@@ -202,7 +202,10 @@ def axes_section(doc: Doc, t: Tables) -> None:
     rows = []
     for _, r in t.axes.iterrows():
         ci = "–" if _nan(r["acc_delta_lo"]) else f"[{r['acc_delta_lo']:+.4f}, {r['acc_delta_hi']:+.4f}]"
-        rows.append([r["axis"], f"`{r['value']}` vs `{r['reference']}`", r["design"], r["seeds"],
+        value = f"`{r['value']}` vs `{r['reference']}`"
+        if r.get("bundle") is not None and not pd.isna(r.get("bundle")) and bool(r.get("bundle")):
+            value += f" (bundle, also: {r['beyond']})"
+        rows.append([r["axis"], value, r["design"], r["seeds"],
                      signed(r["acc_delta"]), ci, ratio(r["train_img_s_ratio"]), ratio(r["memory_mb_ratio"])])  # fmt: skip
     doc.table(["axis", "value", "design", "seeds", "Δ acc", f"{conf}% t-interval", "throughput ratio",
                "memory ratio"], rows)  # fmt: skip

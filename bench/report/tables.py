@@ -187,7 +187,9 @@ def variant_table(
         )  # fmt: skip
         if with_target:
             row["ttt_reached"] = int(done[TTT].notna().sum())
-            row["ttt_on"] = done[TTT_ON].dropna().iloc[0] if TTT_ON in done and done[TTT_ON].notna().any() else None
+            row["ttt_on"] = (
+                done[TTT_ON].dropna().iloc[0] if TTT_ON in done and done[TTT_ON].notna().any() else None
+            )
         rows.append(row)
     variants = pd.DataFrame(rows)
     if not len(variants):

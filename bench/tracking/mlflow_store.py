@@ -138,7 +138,11 @@ def log_params(client, run_id: str, flat: dict[str, Any]) -> None:
 
 
 def log_metrics(
-    client, run_id: str, metrics: dict[str, float], step: int = 0, synchronous: bool = True,
+    client,
+    run_id: str,
+    metrics: dict[str, float],
+    step: int = 0,
+    synchronous: bool = True,
     not_before_ms: int = 0,
 ) -> None:
     """``not_before_ms``: the earliest timestamp to log with (MLflow keeps, per key and step, the

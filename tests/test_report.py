@@ -26,8 +26,9 @@ def reported(tiny_image_folder, tmp_path_factory):
     recipe = tiny_recipe(
         tiny_image_folder, name="tinyreport", seeds=[0, 1], target_acc=0.5, train__epochs=2,
         train__optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9},
+        data__val_size=0.2,
         matrix={"train.scheduler": [{"name": "cosine"}, {"name": "onecycle"}],
-                "include": [{"train.precision": "amp_fp16"}]},
+                "include": [{"train.precision": "amp_fp16"}, {"train.ema": {"decay": 0.99, "every": 1}}]},
     )  # fmt: skip
     recipe["baseline"] = "scheduler=onecycle"
     path = write_recipe(tmp / "tinyreport.yaml", recipe)
@@ -54,7 +55,7 @@ def test_variant_table_matches_mlflow(reported):
     _, uri, out = reported
     runs = _runs(uri)
     table = pd.read_csv(out / "report" / "variants.csv").set_index("variant")
-    assert list(table.index) == ["scheduler=cosine", "scheduler=onecycle", "precision=amp_fp16"]
+    assert list(table.index) == ["scheduler=cosine", "scheduler=onecycle", "precision=amp_fp16", "ema=on"]
     for group in ("scheduler=cosine", "scheduler=onecycle"):
         done = runs[(runs["group"] == group) & (runs["status"] == "finished")]
         assert len(done) == 2 and table.loc[group, "seeds"] == 2
@@ -114,7 +115,7 @@ def test_report_markdown_plots_and_artifacts(reported):
         assert (out / "report" / name).stat().st_size > 10_000
         assert f"report/{name}" in text
     axes = pd.read_csv(out / "report" / "axes.csv")
-    assert set(axes["axis"]) == {"scheduler"}  # precision has one scored value only
+    assert set(axes["axis"]) == {"scheduler", "ema"}  # precision has one scored value only
     pareto = pd.read_csv(out / "report" / "pareto.csv")
     assert pareto["front_throughput"].any() and not pareto["front_memory"].any()  # RSS: off the front
     assert "## Provenance" in text  # env.* tags once the runner logs them; a note otherwise
@@ -157,3 +158,42 @@ def test_report_lists_what_each_variant_changes(reported):
         "| `precision=amp_fp16` | 2 | `train.precision` fp32->amp_fp16; `train.scheduler.name` onecycle->cosine |"
         in section
     )
+
+
+def test_ema_is_reported_on_its_delivered_model(reported):
+    """Recomputed from the raw MLflow metrics: the EMA variant's accuracy and its Δ are its EMA
+    model's (``test/acc_ema``), with the trained weights' (``test/acc_raw``) beside them."""
+    _, uri, out = reported
+    runs = _runs(uri)
+    done = runs[runs["status"] == "finished"]
+    ema = done[done["group"] == "ema=on"].set_index("seed")
+    base = done[done["group"] == "scheduler=onecycle"].set_index("seed")
+    variants = pd.read_csv(out / "report" / "variants.csv").set_index("variant")
+    assert variants.loc["ema=on", "acc_mean"] == pytest.approx(ema["test/acc_ema"].mean(), abs=1e-12)
+    assert variants.loc["ema=on", "acc_raw_mean"] == pytest.approx(ema["test/acc_raw"].mean(), abs=1e-12)
+    assert variants.loc["ema=on", "delivered"] == "ema"
+    baseline = pd.read_csv(out / "report" / "baseline.csv").set_index("variant")
+    d = (ema["test/acc_ema"] - base["test/acc"]).sort_index()
+    assert baseline.loc["ema=on", "acc_diff"] == pytest.approx(d.mean(), abs=1e-12)
+    axes = pd.read_csv(out / "report" / "axes.csv").set_index(["axis", "value"])
+    # ema=on is an include: compared with the one variant it differs from (the cosine default)
+    cos = done[done["group"] == "scheduler=cosine"].set_index("seed")
+    assert axes.loc[("ema", "on"), "acc_delta"] == pytest.approx((ema["test/acc_ema"] - cos["test/acc"]).mean())
+    assert axes.loc[("ema", "on"), "design"] == "one cell: vs `scheduler=cosine` only"
+
+
+def test_time_to_target_is_training_time_on_validation(reported):
+    """Recomputed from the per-epoch history: seconds of training steps until val/acc first
+    reaches the target; never negative and never more than the run's training time."""
+    _, uri, out = reported
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tinyreport")
+    variants = pd.read_csv(out / "report" / "variants.csv").set_index("variant")
+    for run in client.search_runs([exp.experiment_id], filter_string="tags.`bench.group` = 'scheduler=cosine'"):
+        val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val/acc")}
+        secs = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "time/train_epoch_s")}
+        assert sorted(val) == sorted(secs) == [0, 1]
+        assert sum(secs.values()) == pytest.approx(run.data.metrics["time/train_s"])
+        assert run.data.metrics["time/train_s"] < run.data.metrics["time/wall_s"]
+    assert variants.loc["scheduler=cosine", "ttt_on"] == "val"
+    assert (variants["ttt_s_lo"].dropna() > 0).all()

@@ -128,7 +128,10 @@ def test_warm_restarts_default_ends_at_the_bottom_of_a_cycle(epochs):
             opt.step()
             schedule.end_step(True, epoch, i, hold=False)
     assert lrs[-1] < 0.2  # the last step is near the bottom, not just after a restart
-    assert max(lrs[len(lrs) // 2 :]) > 0.9  # and it does restart
+    if epochs in (3, 7):  # prime: one cycle over the whole run, never a restart every epoch
+        assert lrs == sorted(lrs, reverse=True)
+    else:
+        assert max(lrs[len(lrs) // 2 :]) > 0.9  # and it does restart
 
 
 # 8. the precision axis names exactly what runs ------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -67,7 +68,6 @@ def test_variant_table_matches_mlflow(reported):
         for metric, short in (
             ("test/acc", "acc"),
             ("memory/peak_rss_mb", "memory_mb"),
-            ("time/wall_s", "wall_s"),
         ):
             x = done[metric].to_numpy()
             mean, sd = x.mean(), x.std(ddof=1)
@@ -77,6 +77,12 @@ def test_variant_table_matches_mlflow(reported):
             assert row[f"{short}_std"] == pytest.approx(sd, rel=1e-9, abs=1e-12)
             assert row[f"{short}_lo"] == pytest.approx(mean - half, rel=1e-9, abs=1e-12)
             assert row[f"{short}_hi"] == pytest.approx(mean + half, rel=1e-9, abs=1e-12)
+        # times: geometric mean, interval on the log scale (never below zero)
+        logs = np.log(done["time/wall_s"].to_numpy())
+        half = st.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / math.sqrt(len(logs))
+        assert table.loc[group, "wall_s_mean"] == pytest.approx(math.exp(logs.mean()), rel=1e-9)
+        assert table.loc[group, "wall_s_lo"] == pytest.approx(math.exp(logs.mean() - half), rel=1e-9)
+        assert table.loc[group, "wall_s_hi"] == pytest.approx(math.exp(logs.mean() + half), rel=1e-9)
     assert table.loc["precision=amp_fp16", "seeds"] == 0
     assert table.loc["precision=amp_fp16", "status"] == "2 skipped"
 
@@ -178,7 +184,9 @@ def test_ema_is_reported_on_its_delivered_model(reported):
     axes = pd.read_csv(out / "report" / "axes.csv").set_index(["axis", "value"])
     # ema=on is an include: compared with the one variant it differs from (the cosine default)
     cos = done[done["group"] == "scheduler=cosine"].set_index("seed")
-    assert axes.loc[("ema", "on"), "acc_delta"] == pytest.approx((ema["test/acc_ema"] - cos["test/acc"]).mean())
+    assert axes.loc[("ema", "on"), "acc_delta"] == pytest.approx(
+        (ema["test/acc_ema"] - cos["test/acc"]).mean()
+    )
     assert axes.loc[("ema", "on"), "design"] == "one cell: vs `scheduler=cosine` only"
 
 
@@ -189,7 +197,9 @@ def test_time_to_target_is_training_time_on_validation(reported):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("tinyreport")
     variants = pd.read_csv(out / "report" / "variants.csv").set_index("variant")
-    for run in client.search_runs([exp.experiment_id], filter_string="tags.`bench.group` = 'scheduler=cosine'"):
+    for run in client.search_runs(
+        [exp.experiment_id], filter_string="tags.`bench.group` = 'scheduler=cosine'"
+    ):
         val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val/acc")}
         secs = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "time/train_epoch_s")}
         assert sorted(val) == sorted(secs) == [0, 1]

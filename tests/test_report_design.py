@@ -104,3 +104,38 @@ def test_holm_adjustment():
     b = build_tables(runs, ["x"], baseline="x=v0").baseline.set_index("variant")
     assert b.loc["x=v1", "verdict"] == "better" and b.loc["x=v1", "p_holm"] <= 0.05
     assert b.loc["x=v1", "p_holm"] >= max(b.loc["x=v1", "p_t"], b.loc["x=v1", "p_sign_flip"])
+
+
+def test_no_harm_is_an_equivalence_verdict():
+    """A speed trick that leaves accuracy alone is called "equivalent" within ±min_effect, with a
+    Holm-adjusted TOST p; one that moves accuracy by twice the margin is not."""
+    rng = np.random.default_rng(1)
+    runs = _null_study(rng, 2, 8, sd=0.0005)
+    runs.loc[runs["group"] == "x=v2", "test/acc"] += 0.01
+    b = build_tables(runs, ["x"], baseline="x=v0", min_effect=0.005).baseline.set_index("variant")
+    assert b.loc["x=v1", "verdict"] == "equivalent" and b.loc["x=v1", "p_equivalent_holm"] <= 0.05
+    assert b.loc["x=v2", "verdict"] == "better" and b.loc["x=v2", "p_equivalent"] > 0.5
+
+
+@pytest.mark.slow
+def test_equivalence_is_not_claimed_at_the_margin():
+    """True difference exactly at the margin: "equivalent" in at most α of studies (10 comparisons)."""
+    rng = np.random.default_rng(2)
+    studies, claimed = 200, 0
+    for _ in range(studies):
+        runs = _null_study(rng, 10, 6)
+        runs.loc[runs["group"] != "x=v0", "test/acc"] += 0.005
+        t = build_tables(runs, ["x"], baseline="x=v0", min_effect=0.005)
+        claimed += bool((t.baseline["verdict"] == "equivalent").any())
+    assert claimed / studies <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / studies)
+
+
+def test_pairing_is_measured_not_assumed():
+    rng = np.random.default_rng(3)
+    shared = _null_study(rng, 1, 10, sd=0.001, seed_sd=0.02)  # seeds move both arms together
+    b = build_tables(shared, ["x"], baseline="x=v0").baseline.set_index("variant")
+    assert b.loc["x=v1", "pair_corr"] > 0.9 and b.loc["x=v1", "pairing_efficiency"] > 10
+    assert b.loc["x=v1", "interval_used"] == "paired"
+    apart = _null_study(rng, 1, 10, sd=0.02, seed_sd=0.0)  # runs decorrelate: pairing removes nothing
+    b = build_tables(apart, ["x"], baseline="x=v0").baseline.set_index("variant")
+    assert abs(b.loc["x=v1", "pair_corr"]) < 0.9 and b.loc["x=v1", "pairing_efficiency"] < 3

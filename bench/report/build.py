@@ -188,6 +188,12 @@ def summary_lines(t: Tables) -> list[str]:
                 names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs}, Holm p={r.p_holm:.3g})"
                                   for r in hit.itertuples())  # fmt: skip
                 lines.append(f"{verdict.capitalize()} than the baseline{_why(verdict)}: {names}.")
+        same = b[b["verdict"] == "equivalent"]
+        if len(same):
+            names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs})" for r in same.itertuples())
+            lines.append(
+                f"Equivalent to the baseline within ±{t.min_effect:g} (Holm-adjusted TOST): {names}."
+            )
         few = b[b["verdict"] == "too few seeds"]
         if len(few):
             lines.append(f"{len(few)} variant(s) share fewer than 3 seeds with the baseline: no verdict on accuracy "

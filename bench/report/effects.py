@@ -21,7 +21,14 @@ BASELINE_COLUMNS = [
     "p_t",
     "p_sign_flip",
     "p_holm",
+    "p_equivalent",
+    "p_equivalent_holm",
     "family",
+    "pair_corr",
+    "unpaired_lo",
+    "unpaired_hi",
+    "pairing_efficiency",
+    "interval_used",
     "mdd",
     "seeds_needed",
     "verdict",
@@ -45,7 +52,9 @@ def baseline_table(
     The comparisons of one report are one family: each one's p is the larger of the paired t-test's
     and the exact sign-flip test's, Holm-adjusted over the family (``p_holm``; unadjusted ones
     beside it), so the chance of any false "better"/"worse" in the report stays at most
-    ``1 − confidence``; ``acc_diff_lo/hi_family`` are Bonferroni-simultaneous intervals, and the
+    ``1 − confidence``. "equivalent" comes from the paired TOST with margin ``min_effect``, Holm-
+    adjusted over the same family. ``pair_corr`` and ``pairing_efficiency`` measure what pairing
+    bought (runs decorrelate easily); ``acc_diff_lo/hi_family`` are Bonferroni-simultaneous intervals, and the
     smallest detectable difference and seeds needed are computed at the family's level too. Cost:
     the ratio of median throughputs and whether the seed ranges overlap; the ratios of the
     seed-mean memory and wall time."""
@@ -66,6 +75,9 @@ def baseline_table(
     m = max(len(family), 1)
     p_both = stats.holm([max(diffs[g].p_t, diffs[g].p_value) for g in family])
     p_t = stats.holm([diffs[g].p_t for g in family])
+    d_of = {g: [by_seed[g][s] - by_seed[base][s] for s in diffs[g].seeds] for g in family}
+    p_eq = {g: stats.tost_p(d_of[g], min_effect) for g in family}
+    p_eq_holm = dict(zip(family, stats.holm([p_eq[g] for g in family])))
     adjusted = {g: (pb, pt) for g, pb, pt in zip(family, p_both, p_t)}
     means = variants.set_index("variant")
     rows = []
@@ -74,6 +86,10 @@ def baseline_table(
         d = diffs.get(group) or stats.paired_test(by_seed[base], by_seed[base], confidence=confidence)
         p_holm, p_t_holm = adjusted.get(group, (math.nan, math.nan))
         wide = _simultaneous(d, alpha / m)
+        pair = stats.pairing(by_seed.get(group, {}), by_seed.get(base, {}), confidence)
+        # pairing that removes nothing (|r| < 0.2) and an unpaired interval that is tighter: shown instead
+        unpaired = (not is_base and not math.isnan(pair.corr) and abs(pair.corr) < PAIRING_NEAR_ZERO
+                    and pair.hi - pair.lo < d.hi - d.lo)  # fmt: skip
         rows.append(
             {
                 "variant": group,
@@ -87,12 +103,21 @@ def baseline_table(
                 "p_t": math.nan if is_base else d.p_t,
                 "p_sign_flip": math.nan if is_base else d.p_value,
                 "p_holm": math.nan if is_base else p_holm,
+                "p_equivalent": p_eq.get(group, math.nan),
+                "p_equivalent_holm": p_eq_holm.get(group, math.nan),
                 "family": math.nan if is_base else len(family),
+                "pair_corr": math.nan if is_base else pair.corr,
+                "unpaired_lo": math.nan if is_base else pair.lo,
+                "unpaired_hi": math.nan if is_base else pair.hi,
+                "pairing_efficiency": math.nan if is_base else pair.efficiency,
+                "interval_used": "unpaired" if unpaired else "paired",
                 "mdd": math.nan if is_base else stats.min_detectable(d.sd, d.n, alpha=alpha / m),
                 "seeds_needed": math.nan
                 if is_base
                 else stats.seeds_needed(d.sd, min_effect, alpha=alpha / m),
-                "verdict": "baseline" if is_base else stats.family_verdict(d, p_holm, p_t_holm, alpha),
+                "verdict": "baseline"
+                if is_base
+                else stats.family_verdict(d, p_holm, p_t_holm, alpha, p_eq_holm.get(group, math.nan)),
                 "train_img_s_ratio": _ratio(means, group, base, "train_img_s_median"),
                 "throughput_within_spread": stats.ranges_overlap(speed[group], speed[base]),
                 "memory_ratio": _ratio(means, group, base, "memory_mb_mean"),
@@ -100,6 +125,9 @@ def baseline_table(
             }
         )
     return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
+
+
+PAIRING_NEAR_ZERO = 0.2  # |correlation| below which pairing by seed is said to remove nothing
 
 
 def _simultaneous(d: stats.PairedDiff, alpha: float) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.report.plots import _pyplot, _short, memory_label
 
-VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "leaning better": "yellowgreen",
+VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "leaning better": "yellowgreen",
                   "leaning worse": "salmon"}  # fmt: skip
 
 

@@ -164,8 +164,13 @@ def baseline_section(doc: Doc, t: Tables) -> None:
         "seeds form one family. Each has two unadjusted p-values: the paired t-test's and the exact sign-flip "
         "permutation test's (all 2^n sign patterns; it cannot go below 2/2^n, so 0.25 with 3 seeds). "
         f"Holm p adjusts the larger of the two over the family; 'better'/'worse' when it is ≤ {alpha:g}, so the "
-        f"chance of any false better/worse in this report is at most {alpha:g}; 'leaning' when only the "
-        "Holm-adjusted t-test is. Smallest detectable Δ: (t(1−α'/2, n−1) + t(0.8, n−1))·sd(d)/√n at the "
+        f"chance of any false better/worse in this report is at most {alpha:g}; 'equivalent' when the paired "
+        f"equivalence test (TOST, margin ±report.min_effect = {t.min_effect:g}), Holm-adjusted, is ≤ {alpha:g}: the "
+        "difference is shown to be smaller than the margin (the 'no harm' answer for speed tricks); 'leaning' "
+        "when only the Holm-adjusted t-test is. Pairing: r is the correlation of the two variants' per-seed "
+        "accuracies, and ×k says the paired comparison needs 1/k of the seeds an unpaired one would (below 1: "
+        "pairing cost seeds); where r is near zero (|r| < 0.2) and the unpaired (Welch) interval is tighter, it "
+        "is shown instead, marked 'unpaired' (the verdicts stay on the paired tests). Smallest detectable Δ: (t(1−α'/2, n−1) + t(0.8, n−1))·sd(d)/√n at the "
         "family's level α' = α/family, the difference these seeds would find with 80% power; seeds needed: the "
         f"fewest paired seeds with which report.min_effect = {t.min_effect:g} would be found at that spread. "
         "Throughput ratio: of the medians; 'within spread' when the two variants' seed ranges overlap."
@@ -173,16 +178,23 @@ def baseline_section(doc: Doc, t: Tables) -> None:
     rows = []
     for _, r in b.iterrows():
         ci = "–" if _nan(r["acc_diff_lo"]) else f"[{r['acc_diff_lo']:+.4f}, {r['acc_diff_hi']:+.4f}]"
+        if r.get("interval_used") == "unpaired":
+            ci = f"[{r['unpaired_lo']:+.4f}, {r['unpaired_hi']:+.4f}] unpaired"
+        pairing = (
+            "–" if _nan(r.get("pair_corr")) else f"r={r['pair_corr']:.2f}, ×{r['pairing_efficiency']:.2g}"
+        )
         wide = "–" if _nan(r["acc_diff_lo_family"]) else \
             f"[{r['acc_diff_lo_family']:+.4f}, {r['acc_diff_hi_family']:+.4f}]"  # fmt: skip
         speed = ratio(r["train_img_s_ratio"])
         if r["verdict"] != "baseline" and bool(r["throughput_within_spread"]):
             speed += " (within spread)"
         rows.append([f"`{r['variant']}`", r["pairs"], signed(r["acc_diff"]), ci, wide, num(r["p_t"], 3),
-                     num(r["p_sign_flip"], 3), num(r["p_holm"], 3), r["verdict"], num(r["mdd"]),
+                     num(r["p_sign_flip"], 3), num(r["p_holm"], 3), num(r.get("p_equivalent_holm"), 3),
+                     r["verdict"], pairing, num(r["mdd"]),
                      seeds_text(r["seeds_needed"]), speed, ratio(r["memory_ratio"]), ratio(r["wall_ratio"])])  # fmt: skip
     doc.table(["variant", "paired seeds", "Δ test acc", f"{conf}% t-interval", "simultaneous interval", "t p",
-               "sign-flip p", f"Holm p (family {family})", "verdict", "smallest detectable Δ",
+               "sign-flip p", f"Holm p (family {family})", f"Holm p, within ±{t.min_effect:g}", "verdict",
+               "pairing", "smallest detectable Δ",
                f"seeds for Δ={t.min_effect:g}", "throughput ratio", "memory ratio", "wall ratio"], rows)  # fmt: skip
 
 

@@ -171,6 +171,54 @@ def t_p_value(d: Sequence[float]) -> float:
     return float(2 * st.t.sf(abs(x.mean()) / (sd / math.sqrt(n)), n - 1))
 
 
+def tost_p(d: Sequence[float], margin: float) -> float:
+    """p-value of the paired two one-sided tests (TOST, Schuirmann 1987) for equivalence within
+    ``±margin``: small when the mean difference is shown to lie inside the margin. NaN below 2."""
+    x = np.asarray(d, dtype=float)
+    n = len(x)
+    if n < 2 or _isnan(margin) or margin <= 0:
+        return math.nan
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    if sd == 0.0:
+        return 0.0 if abs(mean) < margin else 1.0
+    from scipy import stats as st
+
+    se = sd / math.sqrt(n)
+    return float(max(st.t.sf((mean + margin) / se, n - 1), st.t.cdf((mean - margin) / se, n - 1)))
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """What pairing by seed bought: the correlation of the two arms' per-seed values, the unpaired
+    (Welch) interval of the difference of means, and ``efficiency`` = unpaired variance / paired
+    variance of the difference (above 1: pairing saved seeds, ``efficiency`` × as many needed
+    unpaired; below 1: it cost some)."""
+
+    corr: float
+    lo: float
+    hi: float
+    efficiency: float
+
+
+def pairing(variant: dict, baseline: dict, confidence: float = 0.95) -> Pairing:
+    seeds = sorted(s for s in variant if s in baseline and not _isnan(variant[s]) and not _isnan(baseline[s]))
+    a = np.asarray([variant[s] for s in seeds], dtype=float)
+    b = np.asarray([baseline[s] for s in seeds], dtype=float)
+    n = len(seeds)
+    if n < 3:
+        return Pairing(math.nan, math.nan, math.nan, math.nan)
+    va, vb = float(a.var(ddof=1)), float(b.var(ddof=1))
+    corr = float(np.corrcoef(a, b)[0, 1]) if va > 0 and vb > 0 else math.nan
+    unpaired_var = (va + vb) / n
+    paired_var = float((a - b).var(ddof=1)) / n
+    # Welch-Satterthwaite degrees of freedom for the unpaired interval
+    df = unpaired_var**2 / ((va / n) ** 2 / (n - 1) + (vb / n) ** 2 / (n - 1)) if unpaired_var > 0 else n - 1
+    half = t_quantile((1 + confidence) / 2, max(int(round(df)), 1)) * math.sqrt(unpaired_var)
+    diff = float(a.mean() - b.mean())
+    eff = unpaired_var / paired_var if paired_var > 0 else math.inf
+    return Pairing(corr, diff - half, diff + half, eff)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment: controls the family-wise error rate over the comparisons at
     any dependence between them (Holm 1979). NaNs stay NaN and do not count in the family.
@@ -187,16 +235,20 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def family_verdict(d: PairedDiff, p_holm: float, p_t_holm: float, alpha: float) -> str:
+def family_verdict(d: PairedDiff, p_holm: float, p_t_holm: float, alpha: float,
+                   p_equiv_holm: float = math.nan) -> str:  # fmt: skip
     """The verdict of one comparison inside a family: "better"/"worse" when the Holm-adjusted p of
-    both tests (t and exact sign-flip, the larger of the two) is at most ``alpha``; "leaning" when
-    only the Holm-adjusted t-test is (the sign-flip test cannot reach ``alpha`` with few seeds);
-    "too few seeds" under ``MIN_PAIRS``; else "within noise"."""
+    both tests (t and exact sign-flip, the larger of the two) is at most ``alpha``; "equivalent"
+    when the Holm-adjusted TOST p is (the difference is shown to lie within ±min_effect); "leaning"
+    when only the Holm-adjusted t-test is (the sign-flip test cannot reach ``alpha`` with few
+    seeds); "too few seeds" under ``MIN_PAIRS``; else "within noise" (undecided)."""
     if d.n < MIN_PAIRS:
         return "too few seeds" if d.n else "no pairs"
     direction = "better" if d.diff > 0 else "worse"
     if p_holm <= alpha:
         return direction
+    if p_equiv_holm <= alpha:
+        return "equivalent"
     if p_t_holm <= alpha:
         return f"leaning {direction}"
     return "within noise"

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from bench.execution.order import order_seed, run_order
 from bench.recipe.load import load_recipe
 from tests.recipes import tiny_recipe, write_recipe
 
@@ -31,6 +30,8 @@ def is_seed_blocked(names: list[str], groups: list[str], seeds: list[int]) -> bo
 
 
 def test_seed_blocks_shuffle_within_each_block_the_same_way_every_time(tmp_path, tiny_image_folder):
+    from bench.execution.order import order_seed, run_order
+
     variants = load_recipe(three_by_two(tmp_path, tiny_image_folder)).variants
     groups = list(dict.fromkeys(v.group for v in variants))
     first = [v.name for v in run_order(variants, "seed-blocks", order_seed("order"))]
@@ -61,6 +62,8 @@ def test_dry_run_lists_the_seed_blocked_order_identically_twice(tmp_path, tiny_i
     groups = [f"lr={v}" for v in MATRIX["train.optimizer.lr"]]
     first, second = dry_run_order(path), dry_run_order(path)
     assert first == second and is_seed_blocked(first, groups, [0, 1])
+    from bench.execution.order import order_seed, run_order
+
     assert first == [
         v.name for v in run_order(load_recipe(path).variants, "seed-blocks", order_seed("order"))
     ]
@@ -88,15 +91,17 @@ def executed(tmp_path_factory, tiny_image_folder):
 @pytest.mark.slow
 def test_bench_run_executes_in_the_dry_run_order_and_records_positions(executed):
     path, runs = executed
-    parent = next(r for r in runs if r.data.tags.get("bench.kind") == "recipe")
-    assert parent.data.tags["bench.order"] == "seed-blocks"
-    assert parent.data.tags["bench.order_seed"] == str(order_seed("order"))
     children = sorted(
         (r for r in runs if "mlflow.parentRunId" in r.data.tags), key=lambda r: r.info.start_time
     )
     by_start = [r.data.tags["bench.variant"] for r in children]
     assert by_start == dry_run_order(path)
     assert [r.data.tags["bench.position"] for r in children] == ["1", "2", "3", "4", "5", "6"]
+    from bench.execution.order import order_seed
+
+    parent = next(r for r in runs if r.data.tags.get("bench.kind") == "recipe")
+    assert parent.data.tags["bench.order"] == "seed-blocks"
+    assert parent.data.tags["bench.order_seed"] == str(order_seed("order"))
 
 
 @pytest.mark.slow

@@ -100,7 +100,7 @@ class Gpu:
         readings = {
             "gpu_other_procs": lambda: float(other_processes(nvml.nvmlDeviceGetComputeRunningProcesses(self.handle))),
             "gpu_sm_clock_mhz": lambda: float(nvml.nvmlDeviceGetClockInfo(self.handle, nvml.NVML_CLOCK_SM)),
-            "gpu_throttle_reasons": lambda: float(nvml.nvmlDeviceGetCurrentClocksThrottleReasons(self.handle)),
+            "gpu_throttle_reasons": lambda: float(_throttle_reasons(nvml, self.handle)),
             "gpu_temp_c": lambda: float(nvml.nvmlDeviceGetTemperature(self.handle, nvml.NVML_TEMPERATURE_GPU)),
             "gpu_power_w": lambda: nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0,
         }  # fmt: skip
@@ -114,6 +114,12 @@ class Gpu:
                 bool(int(out[PREFIX + "gpu_throttle_reasons"]) & _SLOWDOWN_BITS)
             )
         return out
+
+
+def _throttle_reasons(nvml: Any, handle: Any) -> int:
+    """NVML's slowdown bit mask (renamed "clocks event reasons" in newer bindings)."""
+    read = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+    return (read or nvml.nvmlDeviceGetCurrentClocksThrottleReasons)(handle)
 
 
 def other_processes(procs: list[Any]) -> int:

@@ -58,11 +58,14 @@ def run(
     live_progress: bool | None = None,
     executor: Any = None,
     max_attempts: int = 3,
+    order: str = "seed-blocks",
+    order_seed: int | None = None,
 ) -> pd.DataFrame:
     """``bench run``: train and record every variant of each recipe, in order (a later recipe may
     start from weights an earlier one saves). All recipes are validated before anything trains;
     each one's data and weights are checked before it records anything. Returns the rows of
-    ``results/<recipe>/runs.csv`` of every recipe (column ``recipe`` says which)."""
+    ``results/<recipe>/runs.csv`` of every recipe (column ``recipe`` says which). ``order``: the run
+    order (bench/execution/order.py), shuffled by ``order_seed`` (default: from the recipe name)."""
     import pandas as pd
 
     from bench.preflight import preflight
@@ -74,7 +77,8 @@ def run(
     for recipe in loaded:
         preflight(recipe)
         runner = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,
-                            live_progress=live_progress, executor=executor, max_attempts=max_attempts)  # fmt: skip
+                            live_progress=live_progress, executor=executor, max_attempts=max_attempts,
+                            order=order, order_seed=order_seed)  # fmt: skip
         codes.append(runner.exit_code())
         if runner.frame is not None:
             frames.append(runner.frame.assign(recipe=recipe.name))

@@ -1,7 +1,8 @@
 """``bench run``: every variant of a recipe, recorded in MLflow and in ``results/<recipe>/runs.csv``.
 
 The driver opens the store, closes runs whose lease expired, opens one parent run, and hands
-every (variant, seed) to an executor (local: a child process each; Ray: a task each). Tasks claim
+every (variant, seed) to an executor (local: a child process each; Ray: a task each), in the run
+order of bench/execution/order.py (seed blocks, shuffled within, by default). Tasks claim
 their variant themselves (bench/execution/task.py), so a finished variant is skipped, a dead
 owner's run resumes from its checkpoint, and two drivers on one recipe never train a variant
 twice. ``runs.csv`` is rewritten from the store after every variant, under a lock, so it always
@@ -24,6 +25,8 @@ import yaml
 
 from bench.errors import TrackingError
 from bench.execution.identity import with_input_fingerprints
+from bench.execution.order import DEFAULT_ORDER, ORDER_SEED_TAG, ORDER_TAG, run_order
+from bench.execution.order import order_seed as order_seed_of
 from bench.execution.task import TaskSpec, first_line, row_of_run, variant_row
 from bench.faults import fault_point
 from bench.fileio import atomic_write_text, file_lock
@@ -45,7 +48,7 @@ EXIT_FAILED, EXIT_STORE, EXIT_BUSY = 1, 3, 4
 class RecipeRunner:
     def __init__(self, loaded: LoadedRecipe, *, results_dir: str | Path = "results", tracking_uri: str | None = None,
                  force: bool = False, live_progress: bool | None = None, executor: Any = None,
-                 max_attempts: int = 3):  # fmt: skip
+                 max_attempts: int = 3, order: str = DEFAULT_ORDER, order_seed: int | None = None):  # fmt: skip
         # Identity includes the content of the inputs, fingerprinted now: an earlier recipe of
         # the same command may just have written the weights this one starts from.
         self.loaded, self.inputs = with_input_fingerprints(loaded)
@@ -56,6 +59,8 @@ class RecipeRunner:
         self.live_progress = live_progress
         self.executor = executor
         self.max_attempts = max_attempts
+        self.order = order
+        self.order_seed = order_seed_of(loaded.name) if order_seed is None else order_seed
         self.tally: Counter[str] = Counter()  # this command's rows by status, store and runs.csv errors
         self.rows: list[dict[str, Any]] = []
 
@@ -80,6 +85,7 @@ class RecipeRunner:
                 exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 tags={"bench.recipe": self.loaded.name, "bench.kind": "recipe", "bench.source": self.loaded.source,
                       "bench.variants": str(len(self.loaded.variants)), **owner_tags(),
+                      ORDER_TAG: self.order, ORDER_SEED_TAG: str(self.order_seed),
                       HEARTBEAT_TAG: f"{time.time():.3f}"},  # leased from the start: a kill now is seen
             ).info.run_id  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - mlflow and its database raise many types
@@ -106,7 +112,8 @@ class RecipeRunner:
                 store.log_text(
                     client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml"
                 )
-                for row in self.executor_or_default().run(spec, self.loaded.variants, progress):
+                ordered = run_order(self.loaded.variants, self.order, self.order_seed)
+                for row in self.executor_or_default().run(spec, ordered, progress):
                     self.rows.append(row)
                     self.tally[row["status"]] += 1
                     self.tally["store_error"] += bool(row.get("store_error"))

@@ -9,6 +9,7 @@ import sys
 
 from bench.commands.common import add_recipe_arguments, split_recipes_and_overrides
 from bench.commands.executor_args import add_executor_arguments, ray_options
+from bench.execution.order import DEFAULT_ORDER, ORDERS
 
 EXIT_BUSY = 4
 EXIT_CODES = """exit codes:
@@ -43,6 +44,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="amp_bf16 variants on a CPU without native bf16 (20-40x slower): run them, or record them as "
         "skipped with the reason (a machine with native bf16 runs them later)",
     )  # fmt: skip
+    parser.add_argument(
+        "--order", choices=ORDERS, default=DEFAULT_ORDER,
+        help="run order, part of the design: seed-blocks (default) runs one block per seed with the variants "
+        "shuffled inside it, so a change of machine load hits every variant alike; random shuffles all; "
+        "variant runs every seed of one variant, then the next (load drift then reads as an effect)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--order-seed", type=int, default=None, metavar="N",
+        help="seed of the shuffle (default: derived from the recipe name; recorded as the parent run's "
+        "tag bench.order_seed); the same seed gives the same order, so a rerun resumes in order",
+    )  # fmt: skip
     add_executor_arguments(parser)
 
 
@@ -62,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         for recipe in loaded:
             # the run keys a run would record now (a weights file an earlier recipe writes: "missing")
             keyed = with_input_fingerprints(recipe)[0]
-            print(variants_table(keyed))
+            print(variants_table(keyed, args.order, args.order_seed))
             print(changes_text(recipe, full=args.show_changes))
             note = bf16_note(recipe)
             if note:
@@ -76,7 +88,8 @@ def main(args: argparse.Namespace) -> int:
         # earlier recipe of the same command may produce the weights a later one starts from).
         frame = api.run(
             loaded, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force,
-            executor=ray_executor(on_ray), max_attempts=args.max_attempts,
+            executor=ray_executor(on_ray), max_attempts=args.max_attempts, order=args.order,
+            order_seed=args.order_seed,
         )  # fmt: skip
     except Terminated:
         print(
@@ -119,14 +132,19 @@ def bf16_note(recipe) -> str | None:
     return None
 
 
-def variants_table(recipe) -> str:
+def variants_table(recipe, order: str = DEFAULT_ORDER, seed: int | None = None) -> str:
     """The expanded variants as a text table (no pandas: a dry run stays fast), with every axis's
-    value for every variant (an ``include`` entry's variant shows the base values it keeps)."""
-    rows = [
-        {"variant": v.name, "seed": v.seed, "run_key": v.run_key, **v.axis_values} for v in recipe.variants
-    ]
+    value for every variant (an ``include`` entry's variant shows the base values it keeps), in the
+    order ``bench run`` runs them (``position`` is the runs' tag ``bench.position``)."""
+    from bench.execution.order import order_seed, run_order
+
+    seed = order_seed(recipe.name) if seed is None else seed
+    ordered = run_order(recipe.variants, order, seed)
+    rows = [{"position": i, "variant": v.name, "seed": v.seed, "run_key": v.run_key, **v.axis_values}
+            for i, v in enumerate(ordered, 1)]  # fmt: skip
     header = (
-        f"{recipe.source}: {recipe.name}, {len(recipe.variants)} runs ({len(recipe.recipe.seeds)} seed(s))"
+        f"{recipe.source}: {recipe.name}, {len(recipe.variants)} runs ({len(recipe.recipe.seeds)} seed(s)), "
+        f"run order {order} (order seed {seed})"
     )
     return header + "\n" + text_table(rows)
 

@@ -30,7 +30,7 @@ from bench.errors import BenchError, RecipeError
 from bench.state_diff import compare_states, verdict_text  # noqa: F401 - re-exported
 
 # Per-epoch record keys that measure the machine, not the training: never compared.
-UNSTABLE_PREFIXES = ("throughput/", "time/", "memory/")
+UNSTABLE_PREFIXES = ("throughput/", "time/", "memory/", "contention/")  # the machine, not the run
 MARKER = "killed-here"
 
 

@@ -26,6 +26,7 @@ import torch
 
 from bench.components.models import count_parameters
 from bench.engine import resume
+from bench.engine.contention import ContentionMonitor
 from bench.engine.errors import Diverged
 from bench.engine.evaluation import evaluate
 from bench.engine.hooks import Hook, VariantResult
@@ -89,14 +90,17 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
     state.meter = meter = Throughput(state.device, train.warmup_steps)
     resume.restore(state, hooks)  # also the meter, rates and peak memory of a killed process
     eval_rates = state.eval_rates
+    contention = ContentionMonitor(state.device, variant.body.report.contention_threshold)
     while state.epoch < train.epochs:
         epoch = state.epoch
         record = {"epoch": float(epoch), **state.lrs()}  # LRs in effect at the start of the epoch
         if progress is not None:
             progress.epoch_start(epoch, train.epochs)
+        contention.start()
         started = time.perf_counter()
         loss = train_one_epoch(state, meter, progress)  # ends in .item(): the device is synchronised
         record["time/train_epoch_s"] = time.perf_counter() - started  # training steps only
+        record.update(contention.stop())  # did other processes compete for the cores/GPU meanwhile
         if not math.isfinite(loss):
             raise Diverged(epoch, loss)
         record["train/loss"] = loss
@@ -115,6 +119,7 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
         fault_point("run.after_checkpoint")
     result = finish(state, meter, eval_rates, memory, wall_start)
     result.metrics["time/setup_s"] = setup_s
+    result.metrics.update(contention.summary(state.history))
     for hook in hooks:
         hook.on_end(state, result)
     return result

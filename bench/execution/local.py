@@ -19,6 +19,7 @@ from multiprocessing.reduction import DupFd
 from typing import Any
 
 from bench.errors import Terminated
+from bench.execution.order import POSITION_TAG
 from bench.execution.task import TaskSpec, record_crash, run_task
 from bench.recipe.load import Variant
 
@@ -26,19 +27,21 @@ PRELOAD = ["bench.engine.loop", "bench.tracking.recorded", "bench.execution.task
 
 
 def _child(
-    spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool, stdio: tuple, env: dict
-) -> None:
+    spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool, stdio: tuple, env: dict,
+    run_tags: dict[str, str] | None = None,
+) -> None:  # fmt: skip
     """Entry of a child process: train one variant, send its row back. Its stdout/stderr and
     environment are the driver's current ones (the forkserver's may be older), so progress lands
-    where the user looks and settings (threads, BENCH_* variables) are the driver's."""
+    where the user looks and settings (threads, BENCH_* variables) are the driver's. One child runs
+    at a time: it gets every granted core as torch threads (fewer if OMP_NUM_THREADS says so;
+    torch read that variable when the forkserver imported it, so it is applied here again)."""
     for fd, dup in zip((1, 2), stdio):
         os.dup2(dup.detach(), fd)
     os.environ.clear()
     os.environ.update(env)
-    if env.get("OMP_NUM_THREADS", "").isdigit():  # torch read it when the forkserver imported it
-        import torch
+    from bench.execution.threads import set_torch_threads
 
-        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    set_torch_threads(workers=1)
     from bench.data import cache
     from bench.progress import Progress
     from bench.signals import install_first_only
@@ -48,7 +51,7 @@ def _child(
     progress = Progress(1, live=live)
     progress.name = variant.name
     try:
-        row = run_task(spec, variant, progress=progress)
+        row = run_task(spec, variant, progress=progress, run_tags=run_tags)
     except KeyboardInterrupt as exc:  # the run is closed as interrupted; tell the driver how we ended
         conn.send({"interrupted": type(exc).__name__})
         raise SystemExit(143 if type(exc).__name__ == "Terminated" else 130) from None
@@ -93,18 +96,23 @@ class LocalExecutor:
         from bench.data import cache
 
         splits = cache.shared()  # what preflight decoded, as shared memory: children do not decode again
-        for variant in variants:
+        for position, variant in enumerate(variants, 1):
             progress.variant_start(variant.name)
-            yield self.run_one(spec, variant, splits)
+            yield self.run_one(spec, variant, splits, position)
 
-    def run_one(self, spec: TaskSpec, variant: Variant, splits: dict) -> dict[str, Any]:
+    def run_one(
+        self, spec: TaskSpec, variant: Variant, splits: dict, position: int | None = None
+    ) -> dict[str, Any]:
+        """Train ``variant`` in a child process; ``position``: its place in the run order (tag
+        ``bench.position``, 1 = first)."""
         ctx = self.context()
         receive, send = ctx.Pipe(duplex=False)
         sys.stdout.flush(), sys.stderr.flush()
         stdio = (DupFd(1), DupFd(2))
+        tags = {} if position is None else {POSITION_TAG: str(position)}
         proc = ctx.Process(
             target=_child,
-            args=(spec, variant, splits, send, self.live, stdio, dict(os.environ)),
+            args=(spec, variant, splits, send, self.live, stdio, dict(os.environ), tags),
             name=f"bench {variant.name}",
         )
         with _no_main_module():

@@ -51,8 +51,9 @@ class RayExecutor:
             remote, board = submitter(
                 ray, self.options, train_variant, max(spec.max_attempts - 1, 0), progress
             )
-            tokens = {uuid.uuid4().hex: variant for variant in variants}
-            tasks = {remote.remote(spec, v, token, board): (v.name, token) for token, v in tokens.items()}
+            tokens = {uuid.uuid4().hex: variant for variant in variants}  # submitted in the run order
+            tasks = {remote.remote(spec, v, token, board, position): (v.name, token)
+                     for position, (token, v) in enumerate(tokens.items(), 1)}  # fmt: skip
 
             def result(ref: Any, name: str, token: str) -> dict[str, Any]:
                 try:

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from bench.execution.order import POSITION_TAG
+
 
 class Board:
     """A Ray actor: each task posts where it started (node, GPUs, pid); the driver reads it to show
@@ -57,6 +59,19 @@ def gpu_tag(gpus: list[str]) -> str:
     return f"{','.join(gpus)}: {', '.join(names)}"
 
 
+def task_threads() -> str:
+    """Torch threads for this task: the CPUs Ray granted it (``--cpus-per-variant``; tasks on a
+    node together hold no more CPUs than the node has), at least 1, at most this worker's cores.
+    Returns the CPUs granted, as recorded (tag ``bench.cpus_granted``; the threads: ``env.torch_threads``)."""
+    import ray
+
+    from bench.execution.threads import granted_cores, set_torch_threads
+
+    cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) or 1.0)
+    set_torch_threads(cores=min(max(int(cpus), 1), granted_cores()))
+    return f"{cpus:g}"
+
+
 def describe(where: dict[str, Any]) -> str:
     gpus = where.get("gpus") or []
     return f"{where.get('node', '?')} " + (f"GPU {','.join(gpus)}" if gpus else "CPU")
@@ -85,19 +100,25 @@ def cancellable() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def train_variant(spec: Any, variant: Any, token: str, board: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def train_variant(
+    spec: Any, variant: Any, token: str, board: Any, position: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """One (variant, seed) as a Ray task: claim it under ``token`` (stable across Ray's retries, so
-    a retry takes over the run its dead attempt left and resumes it), train, return (row, where)."""
+    a retry takes over the run its dead attempt left and resumes it), train, return (row, where).
+    ``position``: its place in the submission order (tag ``bench.position``)."""
     from bench.execution.task import run_task
     from bench.progress import Progress
 
     where = placement()
+    threads = task_threads()
     if board is not None:
         board.start.remote(token, where)
     progress = Progress(1, live=False)
     progress.name = variant.name
     tags = {"bench.gpu": where["gpu"], "bench.node": where["node"], "bench.ray_node": where["node_id"],
-            "bench.cuda_visible_devices": where["cuda_visible_devices"]}  # fmt: skip
+            "bench.cuda_visible_devices": where["cuda_visible_devices"], "bench.cpus_granted": threads}  # fmt: skip
+    if position is not None:
+        tags[POSITION_TAG] = str(position)
     with cancellable():
         row = run_task(spec, variant, progress=progress, claim_token=token, run_tags=tags)
     return row, where

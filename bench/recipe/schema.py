@@ -236,6 +236,12 @@ class ReportConfig(Strict):
     min_effect: PositiveFloat = Field(
         0.005, description="accuracy difference worth detecting; the report gives the seeds needed for it"
     )
+    contention_threshold: float = Field(
+        0.25, gt=0.0, le=1.0,
+        description="a run whose timed training steps saw other processes use more than this share of its "
+        "cores' CPU time (or another process compute on its GPU) is marked bench.speed_contaminated: its "
+        "speed and time numbers measure the machine's load as much as the variant",
+    )  # fmt: skip
 
 
 class RecipeBody(Strict):

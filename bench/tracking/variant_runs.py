@@ -142,4 +142,11 @@ class SummaryHook:
         pass
 
     def on_end(self, state: Any, result: Any) -> None:
-        pass
+        """Whether the run's speed is contaminated by other processes (bench/engine/contention.py),
+        as a tag too, so runs can be filtered on it."""
+        from bench.engine.contention import CONTAMINATED
+
+        if CONTAMINATED in result.metrics:
+            self.client.set_tag(
+                self.run_id, "bench.speed_contaminated", str(bool(result.metrics[CONTAMINATED])).lower()
+            )

@@ -185,7 +185,8 @@ def summary_lines(t: Tables) -> list[str]:
         for verdict in ("better", "worse", "leaning better", "leaning worse"):
             hit = b[b["verdict"] == verdict]
             if len(hit):
-                names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs}, Holm p={r.p_holm:.3g})"
+                p_col = "p_t_holm" if verdict.startswith("leaning") else "p_holm"
+                names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs}, Holm p={getattr(r, p_col):.3g})"
                                   for r in hit.itertuples())  # fmt: skip
                 lines.append(f"{verdict.capitalize()} than the baseline{_why(verdict)}: {names}.")
         same = b[b["verdict"] == "equivalent"]

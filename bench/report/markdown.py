@@ -136,7 +136,8 @@ def variants_section(doc: Doc, t: Tables) -> None:
     rows = []
     for _, r in t.variants.iterrows():
         name = f"`{r['variant']}`" + (" (bf16 emulated)" if r["variant"] in t.emulated_bf16 else "")
-        row = [name, r["seeds"], r.get("delivered") or "–", mean_std_ci(r, "acc", 4),
+        delivered = r.get("delivered")
+        row = [name, r["seeds"], delivered if isinstance(delivered, str) and delivered else "–", mean_std_ci(r, "acc", 4),
                *[mean_std_ci(r, s, 4) for s, _ in optional],
                median_range(r, "train_img_s"), mean_std_ci(r, "memory_mb", 0), mean_std_ci(r, "wall_s", 1)]  # fmt: skip
         if has_train:
@@ -217,7 +218,8 @@ def axes_section(doc: Doc, t: Tables) -> None:
         ci = "–" if _nan(r["acc_delta_lo"]) else f"[{r['acc_delta_lo']:+.4f}, {r['acc_delta_hi']:+.4f}]"
         value = f"`{r['value']}` vs `{r['reference']}`"
         if r.get("bundle") is not None and not pd.isna(r.get("bundle")) and bool(r.get("bundle")):
-            value += f" (bundle, also: {r['beyond']})"
+            keys = [part.split(" ")[0].split(".")[-1] for part in str(r["beyond"]).split("; ") if part]
+            value += f" (bundle, also: {', '.join(keys)})"  # the values are in the changes table
         rows.append([r["axis"], value, r["design"], r["seeds"],
                      signed(r["acc_delta"]), ci, ratio(r["train_img_s_ratio"]), ratio(r["memory_mb_ratio"])])  # fmt: skip
     doc.table(["axis", "value", "design", "seeds", "Δ acc", f"{conf}% t-interval", "throughput ratio",

@@ -65,9 +65,22 @@ def build_report(
     tables = build_tables(
         runs, fetched.axes, group_order=group_order, baseline=baseline, target_acc=target_acc,
         min_effect=min_effect, memory_front=memory_front,
+        compute_neutral=compute_neutral(runs, fetched.params, baseline),
     )  # fmt: skip
     tables.axes = mark_bundles(tables.axes, changes.bundle_axes(runs, fetched.params, tables.baseline_name))
     return Built(tables, runs, history, fetched.parent_id, fetched.params)
+
+
+def compute_neutral(runs: pd.DataFrame, params: dict, baseline: str | None) -> set[str]:
+    """Variants that change only keys the per-step computation does not depend on (their speed
+    ratio to the baseline measures the machine's noise, see ``bench.report.speed``)."""
+    from bench.report.speed import COMPUTE_NEUTRAL_PREFIXES
+
+    table = changes.changes_table(runs, params, baseline)
+    return {
+        r.variant for r in table.itertuples()
+        if r.n_keys and all(k.startswith(COMPUTE_NEUTRAL_PREFIXES) for k in r.keys.split(", "))
+    }  # fmt: skip
 
 
 def mark_bundles(axes: pd.DataFrame, bundles: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench.report import stats
+from bench.report import speed, stats
 
 BASELINE_COLUMNS = [
     "variant",
@@ -34,8 +34,14 @@ BASELINE_COLUMNS = [
     "seeds_needed",
     "verdict",
     "train_img_s_ratio",
-    "throughput_within_spread",
+    "train_img_s_lo",
+    "train_img_s_hi",
+    "speed_pairs",
+    "speed_left_out",
+    "speed_verdict",
     "memory_ratio",
+    "memory_lo",
+    "memory_hi",
     "wall_ratio",
 ]
 
@@ -47,6 +53,7 @@ def baseline_table(
     scored: list[str],
     confidence: float,
     min_effect: float,
+    speed_floor: float = math.nan,
 ) -> pd.DataFrame:
     """Each variant against the baseline, paired by seed, on the accuracy of the model it delivers.
 
@@ -56,15 +63,18 @@ def baseline_table(
     ``1 − confidence``. "equivalent" comes from the paired TOST with margin ``min_effect``, Holm-
     adjusted over the same family. ``pair_corr`` and ``pairing_efficiency`` measure what pairing
     bought (runs decorrelate easily); ``acc_diff_lo/hi_family`` are Bonferroni-simultaneous intervals, and the
-    smallest detectable difference and seeds needed are computed at the family's level too. Cost:
-    the ratio of median throughputs and whether the seed ranges overlap; the ratios of the
-    seed-mean memory and wall time."""
+    smallest detectable difference and seeds needed are computed at the family's level too. Cost
+    (``bench.report.speed``): throughput and memory as paired ratios with intervals over seeds,
+    contaminated speed measurements left out and counted, a speed verdict only beyond
+    ``speed_floor``; wall time as the ratio of geometric means."""
     if base is None:
         return pd.DataFrame(columns=BASELINE_COLUMNS)
     by_seed = {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")}
-    speed = {
-        g: stats.median_spread(f["throughput/train_img_s"].tolist()) for g, f in finished.groupby("group")
-    }
+    dirty = speed.contaminated(finished)
+    clean = finished[~dirty]
+    per_seed_speed = {g: dict(zip(f["seed"], f[speed.THROUGHPUT])) for g, f in clean.groupby("group")}
+    left_out = finished[dirty].groupby("group").size().to_dict()
+    per_seed_memory = {g: dict(zip(f["seed"], f["memory"])) for g, f in finished.groupby("group")}
     alpha = 1 - confidence
     diffs = {
         g: stats.paired_test(by_seed.get(g, {}), by_seed.get(base, {}), confidence=confidence)
@@ -120,9 +130,7 @@ def baseline_table(
                 "verdict": "baseline"
                 if is_base
                 else stats.family_verdict(d, p_holm, p_t_holm, alpha, p_eq_holm.get(group, math.nan)),
-                "train_img_s_ratio": _ratio(means, group, base, "train_img_s_median"),
-                "throughput_within_spread": stats.ranges_overlap(speed[group], speed[base]),
-                "memory_ratio": _ratio(means, group, base, "memory_mb_mean"),
+                **_cost(group, base, per_seed_speed, per_seed_memory, left_out, confidence, speed_floor),
                 "wall_ratio": _ratio(means, group, base, "wall_s_mean"),
             }
         )
@@ -130,6 +138,22 @@ def baseline_table(
 
 
 PAIRING_NEAR_ZERO = 0.2  # |correlation| below which pairing by seed is said to remove nothing
+
+
+def _cost(group, base, per_seed_speed, per_seed_memory, left_out, confidence, floor) -> dict:
+    fast = speed.paired_ratio(per_seed_speed.get(group, {}), per_seed_speed.get(base, {}), confidence)
+    mem = speed.paired_ratio(per_seed_memory.get(group, {}), per_seed_memory.get(base, {}), confidence)
+    return {
+        "train_img_s_ratio": fast.ratio,
+        "train_img_s_lo": fast.lo,
+        "train_img_s_hi": fast.hi,
+        "speed_pairs": fast.n,
+        "speed_left_out": left_out.get(group, 0) + (left_out.get(base, 0) if group != base else 0),
+        "speed_verdict": "baseline" if group == base else speed.speed_verdict(fast, floor),
+        "memory_ratio": mem.ratio,
+        "memory_lo": mem.lo,
+        "memory_hi": mem.hi,
+    }
 
 
 def _simultaneous(d: stats.PairedDiff, alpha: float) -> tuple[float, float]:
@@ -150,7 +174,8 @@ def _ratio(means: pd.DataFrame, group: str, base: str, col: str) -> float:
 
 AXIS_COLUMNS = [
     "axis", "value", "reference", "cells", "design", "seeds", "acc_delta", "acc_delta_lo", "acc_delta_hi",
-    "train_img_s_ratio", "memory_mb_ratio", "matched",
+    "train_img_s_ratio", "train_img_s_lo", "train_img_s_hi", "memory_mb_ratio", "memory_mb_lo", "memory_mb_hi",
+    "matched",
 ]  # fmt: skip
 
 
@@ -169,14 +194,20 @@ def axis_table(
     over unmatched variants instead (the old rule) mixes in the effects of the other axes.
 
     ``acc_delta`` with a t-interval over the seeds every matched variant has (per seed, the mean of
-    the within-cell differences); throughput and memory as the geometric mean of the within-cell
-    ratios."""
+    the within-cell differences); throughput and memory likewise on the log scale: per seed, the
+    mean within-cell log ratio (contaminated speed measurements left out), then its geometric mean
+    with a t-interval over seeds."""
     scored = variants[variants["seeds"] > 0] if "seeds" in variants else variants
     labels = [a for a in axis_labels if a in scored and scored[a].nunique() >= 2]
     if base is None or base not in set(scored["variant"]) or not labels:
         return pd.DataFrame(columns=AXIS_COLUMNS)
     ref_row = scored.set_index("variant").loc[base]
-    per_seed = {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")}
+    per_seed = {
+        "acc": {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")},
+        "speed": {g: dict(zip(f["seed"], f[speed.THROUGHPUT]))
+                  for g, f in finished[~speed.contaminated(finished)].groupby("group")},
+        "memory": {g: dict(zip(f["seed"], f["memory"])) for g, f in finished.groupby("group")},
+    }  # fmt: skip
     rows = []
     for axis in labels:
         others = [a for a in labels if a != axis]
@@ -195,12 +226,10 @@ def axis_table(
 
 def _axis_row(axis, value, reference, pairs, n_side, others, ref, per_seed, confidence) -> dict:
     acc = [float(v["acc_mean"] - r["acc_mean"]) for v, r in pairs]
-    seeds = set.intersection(*[set(per_seed.get(g["variant"], {})) for pair in pairs for g in pair])
-    by_seed = [
-        sum(per_seed[v["variant"]][s] - per_seed[r["variant"]][s] for v, r in pairs) / len(pairs)
-        for s in sorted(seeds)
-    ]
+    by_seed = _per_seed_mean(pairs, per_seed["acc"], lambda a, b: a - b)
     ci = stats.mean_ci(by_seed, confidence)
+    fast = _log_ratio(pairs, per_seed["speed"], confidence)
+    mem = _log_ratio(pairs, per_seed["memory"], confidence)
     return {
         "axis": axis,
         "value": value,
@@ -211,10 +240,33 @@ def _axis_row(axis, value, reference, pairs, n_side, others, ref, per_seed, conf
         "acc_delta": float(np.mean(acc)),
         "acc_delta_lo": ci.lo,
         "acc_delta_hi": ci.hi,
-        "train_img_s_ratio": _geo_ratio(pairs, "train_img_s_median"),
-        "memory_mb_ratio": _geo_ratio(pairs, "memory_mb_mean"),
+        "train_img_s_ratio": fast.mean,
+        "train_img_s_lo": fast.lo,
+        "train_img_s_hi": fast.hi,
+        "memory_mb_ratio": mem.mean,
+        "memory_mb_lo": mem.lo,
+        "memory_mb_hi": mem.hi,
         "matched": "; ".join(f"{v['variant']} vs {r['variant']}" for v, r in pairs),
     }
+
+
+def _per_seed_mean(pairs, values: dict, diff) -> list[float]:
+    """Per seed that every matched variant has, the mean within-cell ``diff(variant, reference)``."""
+    seeds = set.intersection(*[set(values.get(g["variant"], {})) for pair in pairs for g in pair])
+    return [
+        sum(diff(values[v["variant"]][s], values[r["variant"]][s]) for v, r in pairs) / len(pairs)
+        for s in sorted(seeds)
+    ]
+
+
+def _log_ratio(pairs, values: dict, confidence: float) -> stats.Summary:
+    def log_ratio(a, b):
+        return math.log(a / b) if a > 0 and b > 0 else math.nan
+
+    logs = [x for x in _per_seed_mean(pairs, values, log_ratio) if not math.isnan(x)]
+    s = stats.mean_ci(logs, confidence)
+    exp = lambda v: math.nan if math.isnan(v) else math.exp(v)  # noqa: E731
+    return stats.Summary(s.n, exp(s.mean), math.nan, exp(s.lo), exp(s.hi))
 
 
 def _design(pairs, n_side: int, others: list[str], ref_row: pd.Series) -> str:
@@ -230,9 +282,3 @@ def _design(pairs, n_side: int, others: list[str], ref_row: pd.Series) -> str:
     if len(pairs) < n_side:
         text += f"; {n_side - len(pairs)} variant(s) without a counterpart left out"
     return text if held or len(pairs) < n_side else f"balanced: {text}"
-
-
-def _geo_ratio(pairs, col: str) -> float:
-    logs = [math.log(v[col] / r[col]) for v, r in pairs
-            if col in v and v[col] > 0 and r[col] > 0 and not (math.isnan(v[col]) or math.isnan(r[col]))]  # fmt: skip
-    return math.exp(float(np.mean(logs))) if logs else math.nan

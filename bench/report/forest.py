@@ -37,19 +37,14 @@ def cost_card(
     _accuracy_panel(acc, rows, y, min_effect)
     labels = [_short(v, 44) + ("\n(bf16 emulated)" if v in emulated_bf16 else "") for v in rows["variant"]]
     acc.set_yticks(y, labels, fontsize=8)
-    base = variants.set_index("variant").loc[baseline_name]
-    spread = variants.set_index("variant")
-    lo = [spread.at[v, "train_img_s_min"] / base["train_img_s_median"] for v in rows["variant"]]
-    hi = [spread.at[v, "train_img_s_max"] / base["train_img_s_median"] for v in rows["variant"]]
-    _ratio_panel(
-        speed, y, rows["train_img_s_ratio"], lo, hi, "train throughput ratio (median; bar: seed range)"
-    )
-    hollow = rows["throughput_within_spread"].astype(bool).tolist()
-    for yi, r, h in zip(y, rows["train_img_s_ratio"], hollow):
-        if h and not math.isnan(r):
-            speed.annotate("within spread", (r, yi), textcoords="offset points", xytext=(0, 6), fontsize=6,
+    _ratio_panel(speed, y, rows["train_img_s_ratio"], rows["train_img_s_lo"].tolist(), rows["train_img_s_hi"].tolist(),
+                 "train throughput ratio (paired over seeds, interval)")  # fmt: skip
+    for yi, r, verdict in zip(y, rows["train_img_s_ratio"], rows["speed_verdict"]):
+        if not math.isnan(r):
+            speed.annotate(str(verdict), (r, yi), textcoords="offset points", xytext=(0, 6), fontsize=6,
                            ha="center", color="0.4")  # fmt: skip
-    _ratio_panel(mem, y, rows["memory_ratio"], None, None, f"{memory_label(memory_key)} ratio")
+    _ratio_panel(mem, y, rows["memory_ratio"], rows["memory_lo"].tolist(), rows["memory_hi"].tolist(),
+                 f"{memory_label(memory_key)} ratio (paired, interval)")  # fmt: skip
     fig.suptitle(f"Cost card: each variant against the baseline `{_short(baseline_name, 60)}`", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

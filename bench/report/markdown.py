@@ -52,6 +52,19 @@ def ratio(v) -> str:
     return "–" if _nan(v) else f"{float(v):.2f}×"
 
 
+def ratio_ci(v, lo, hi) -> str:
+    """``1.23× [1.10, 1.37]``; the interval is left out where it cannot be computed."""
+    if _nan(v):
+        return "–"
+    return f"{float(v):.2f}×" + ("" if _nan(lo) or _nan(hi) else f" [{float(lo):.2f}, {float(hi):.2f}]")
+
+
+def noise_floor_text(t: Tables) -> str:
+    if _nan(t.speed_floor):
+        return f"(not measurable here: {t.speed_floor_source})"
+    return f"±{(t.speed_floor - 1) * 100:.1f}% (from {t.speed_floor_source})"
+
+
 def signed(v, digits: int = 4) -> str:
     return "–" if _nan(v) else f"{float(v):+.{digits}f}"
 
@@ -174,7 +187,11 @@ def baseline_section(doc: Doc, t: Tables) -> None:
         "is shown instead, marked 'unpaired' (the verdicts stay on the paired tests). Smallest detectable Δ: (t(1−α'/2, n−1) + t(0.8, n−1))·sd(d)/√n at the "
         "family's level α' = α/family, the difference these seeds would find with 80% power; seeds needed: the "
         f"fewest paired seeds with which report.min_effect = {t.min_effect:g} would be found at that spread. "
-        "Throughput ratio: of the medians; 'within spread' when the two variants' seed ranges overlap."
+        f"Throughput and memory: paired ratios, the geometric mean of the per-seed ratios (the same seed block "
+        f"of the run order) with a {conf}% t-interval on the log scale; speed measurements the contention "
+        "monitor marked contaminated are left out and counted. A speed difference is called ('faster'/"
+        f"'slower') only when the interval clears the noise floor {noise_floor_text(t)}; 'same within the "
+        "noise floor' when the interval lies inside it. Wall ratio: of the geometric mean wall times."
     )
     rows = []
     for _, r in b.iterrows():
@@ -186,13 +203,16 @@ def baseline_section(doc: Doc, t: Tables) -> None:
         )
         wide = "–" if _nan(r["acc_diff_lo_family"]) else \
             f"[{r['acc_diff_lo_family']:+.4f}, {r['acc_diff_hi_family']:+.4f}]"  # fmt: skip
-        speed = ratio(r["train_img_s_ratio"])
-        if r["verdict"] != "baseline" and bool(r["throughput_within_spread"]):
-            speed += " (within spread)"
+        speed = ratio_ci(r["train_img_s_ratio"], r["train_img_s_lo"], r["train_img_s_hi"])
+        if r["verdict"] != "baseline":
+            speed += f" {r['speed_verdict']}" + (
+                f", {r['speed_left_out']} run(s) left out" if r["speed_left_out"] else ""
+            )
         rows.append([f"`{r['variant']}`", r["pairs"], signed(r["acc_diff"]), ci, wide, num(r["p_t"], 3),
                      num(r["p_sign_flip"], 3), num(r["p_holm"], 3), num(r.get("p_equivalent_holm"), 3),
                      r["verdict"], pairing, num(r["mdd"]),
-                     seeds_text(r["seeds_needed"]), speed, ratio(r["memory_ratio"]), ratio(r["wall_ratio"])])  # fmt: skip
+                     seeds_text(r["seeds_needed"]), speed, ratio_ci(r["memory_ratio"], r["memory_lo"], r["memory_hi"]),
+                     ratio(r["wall_ratio"])])  # fmt: skip
     doc.table(["variant", "paired seeds", "Δ test acc", f"{conf}% t-interval", "simultaneous interval", "t p",
                "sign-flip p", f"Holm p (family {family})", f"Holm p, within ±{t.min_effect:g}", "verdict",
                "pairing", "smallest detectable Δ",
@@ -208,7 +228,8 @@ def axes_section(doc: Doc, t: Tables) -> None:
         "comparison stays within the cells that remain, and a value added by `include` has one cell: its "
         f"paired comparison with one variant ('design' says which). Δ acc: mean within-cell difference with a "
         f"{conf}% t-interval over the seeds all its variants share (no family correction: descriptive; the "
-        "verdicts are in the baseline table). Ratios: geometric mean of the within-cell ratios."
+        "verdicts are in the baseline table). Ratios: per seed, the mean within-cell log ratio; geometric mean with a "
+        f"{conf}% t-interval over seeds."
     )
     if not len(t.axes):
         doc.para("No axis with two or more scored values in matched cells.")
@@ -221,7 +242,8 @@ def axes_section(doc: Doc, t: Tables) -> None:
             keys = [part.split(" ")[0].split(".")[-1] for part in str(r["beyond"]).split("; ") if part]
             value += f" (bundle, also: {', '.join(keys)})"  # the values are in the changes table
         rows.append([r["axis"], value, r["design"], r["seeds"],
-                     signed(r["acc_delta"]), ci, ratio(r["train_img_s_ratio"]), ratio(r["memory_mb_ratio"])])  # fmt: skip
+                     signed(r["acc_delta"]), ci, ratio_ci(r["train_img_s_ratio"], r["train_img_s_lo"], r["train_img_s_hi"]),
+                     ratio_ci(r["memory_mb_ratio"], r["memory_mb_lo"], r["memory_mb_hi"])])  # fmt: skip
     doc.table(["axis", "value", "design", "seeds", "Δ acc", f"{conf}% t-interval", "throughput ratio",
                "memory ratio"], rows)  # fmt: skip
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.report import effects, environment, stats
+from bench.report import effects, environment, speed, stats
 
 ACC = "test/acc"  # final test accuracy of the model the variant delivers (SWA's, EMA's, the weights)
 ACC_RAW = "test/acc_raw"  # the trained weights' own final test accuracy
@@ -52,6 +52,8 @@ class Tables:
     provenance: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
     emulated_bf16: list[str] = field(default_factory=list)  # variants whose bf16 ran emulated
+    speed_floor: float = math.nan  # speed ratios within [1/floor, floor] are not called a difference
+    speed_floor_source: str = ""
 
 
 def memory_key(runs: pd.DataFrame) -> str | None:
@@ -113,6 +115,7 @@ def build_tables(
     confidence: float = 0.95,
     min_effect: float = 0.005,
     memory_front: bool | None = None,
+    compute_neutral: set[str] | None = None,
 ) -> Tables:
     """``runs``: one row per child run (see ``fetch.fetch_runs``), with ``time_to_target_s``
     when a target is set. Statistics use the ``finished`` runs only; the others are listed in
@@ -133,7 +136,10 @@ def build_tables(
 
     scored = [g for g in order if g in set(finished["group"])]
     base = baseline if baseline in set(scored) else (scored[0] if scored else None)
-    base_table = effects.baseline_table(finished, variants, base, scored, confidence, min_effect)
+    floor, floor_source = (
+        speed.noise_floor(finished, base, compute_neutral or set(), confidence) if base else (math.nan, "")
+    )
+    base_table = effects.baseline_table(finished, variants, base, scored, confidence, min_effect, floor)
     axes_table = effects.axis_table(variants, finished, axis_labels, base, confidence)
     front = (mem == GPU_MEMORY) if memory_front is None else memory_front
     pareto = pareto_table(variants, front)
@@ -143,7 +149,7 @@ def build_tables(
     return Tables(
         variants, base_table, axes_table, pareto, excluded.reset_index(drop=True), base, mem, target_acc,
         list(axis_labels), confidence, min_effect, front, environment.provenance_table(runs),
-        environment.warnings(runs), environment.emulated_bf16(runs),
+        environment.warnings(runs), environment.emulated_bf16(runs), floor, floor_source,
     )  # fmt: skip
 
 

@@ -1,0 +1,95 @@
+"""Cost as a paired measurement: each variant's throughput and peak memory against the baseline's
+on the same seed (the same block of the run order, so machine drift hits both), as a geometric
+mean ratio with a t-interval over seeds on the log scale. Runs the contention monitor marked
+contaminated are left out and counted. A speed difference is called only when the interval clears
+a noise floor measured from arms that run the same per-step computation as the baseline."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.report import stats
+
+THROUGHPUT = "throughput/train_img_s"
+CONTAMINATED = "contention/speed_contaminated"
+# A variant that changes only these keys runs the baseline's per-step computation (the schedule,
+# SWA's epoch-end averaging and label smoothing do not change the forward/backward): its speed ratio
+# to the baseline is an A/A measurement of the machine's noise.
+COMPUTE_NEUTRAL_PREFIXES = ("train.scheduler", "train.swa", "train.label_smoothing", "train.optimizer.lr")
+MIN_FLOOR = 0.01  # never call a speed difference under 1%
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Geometric mean of per-seed ratios with its t-interval (on the logs), over ``n`` seeds."""
+
+    n: int
+    ratio: float
+    lo: float
+    hi: float
+    log_sd: float
+
+
+def paired_ratio(variant: dict, baseline: dict, confidence: float = 0.95) -> Ratio:
+    logs = [
+        math.log(variant[s] / baseline[s])
+        for s in variant
+        if s in baseline and _positive(variant[s]) and _positive(baseline[s])
+    ]
+    s = stats.mean_ci(logs, confidence)
+    exp = lambda v: math.nan if math.isnan(v) else math.exp(v)  # noqa: E731
+    return Ratio(s.n, exp(s.mean), exp(s.lo), exp(s.hi), s.std)
+
+
+def contaminated(runs: pd.DataFrame) -> pd.Series:
+    """Runs whose speed the contention monitor marked (other processes took a share of the cores
+    beyond the threshold, or computed on the same GPU)."""
+    if CONTAMINATED not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs[CONTAMINATED].fillna(0.0).astype(float) > 0.5
+
+
+def noise_floor(
+    finished: pd.DataFrame, base: str, neutral: set[str], confidence: float = 0.95
+) -> tuple[float, str]:
+    """The ratio (≥ 1) within which a speed difference is not called, and where it came from: the
+    ``confidence`` quantile of |log ratio| over the per-seed A/A ratios of compute-neutral variants
+    against the baseline (what one paired measurement of identical work varies by on this machine).
+    Without three such pairs the floor is ``MIN_FLOOR``: the baseline's own spread across seeds is no
+    substitute, since it holds the drift that pairing removes."""
+    clean = finished[~contaminated(finished)]
+    speed = {g: dict(zip(f["seed"], f[THROUGHPUT])) for g, f in clean.groupby("group") if THROUGHPUT in f}
+    logs = [
+        abs(math.log(speed[g][s] / speed[base][s]))
+        for g in neutral
+        if g != base and g in speed and base in speed
+        for s in speed[g]
+        if s in speed[base] and _positive(speed[g][s]) and _positive(speed[base][s])
+    ]
+    if len(logs) < 3:
+        return 1 + MIN_FLOOR, f"the minimum: fewer than 3 A/A pairs of compute-neutral variants ({len(logs)})"
+    floor = max(math.exp(float(np.quantile(logs, confidence))), 1 + MIN_FLOOR)
+    return floor, f"A/A: {len(logs)} seed pairs of compute-neutral variants"
+
+
+def speed_verdict(r: Ratio, floor: float) -> str:
+    if r.n < 2 or math.isnan(r.lo) or math.isnan(floor):
+        return "too few seeds"
+    if r.lo > floor:
+        return "faster"
+    if r.hi < 1 / floor:
+        return "slower"
+    if r.lo >= 1 / floor and r.hi <= floor:
+        return "same within the noise floor"
+    return "undecided"
+
+
+def _positive(v) -> bool:
+    try:
+        return float(v) > 0 and not math.isnan(float(v))
+    except (TypeError, ValueError):
+        return False

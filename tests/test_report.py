@@ -212,5 +212,6 @@ def test_time_to_target_is_training_time_on_validation(reported):
         assert sorted(val) == sorted(secs) == [0, 1]
         assert sum(secs.values()) == pytest.approx(run.data.metrics["time/train_s"])
         assert run.data.metrics["time/train_s"] < run.data.metrics["time/wall_s"]
+        assert 0 <= run.data.metrics["time/data_wait_frac"] < 1  # host time spent waiting for batches
     assert variants.loc["scheduler=cosine", "ttt_on"] == "val"
     assert (variants["ttt_s_lo"].dropna() > 0).all()

@@ -37,17 +37,22 @@ from bench.faults import fault_point
 from bench.recipe.load import Variant
 
 
-def train_one_epoch(state: RunState, meter: Throughput, progress: Any = None) -> float:
-    """One pass over the training data; returns the mean training loss."""
+def train_one_epoch(state: RunState, meter: Throughput, progress: Any = None) -> tuple[float, float]:
+    """One pass over the training data; returns the mean training loss and the seconds the host
+    waited for batches (data-wait: a loader that starves the device shows here, not as a trick)."""
     model, optimizer, precision, loader = state.model, state.optimizer, state.precision, state.train_loader
     model.train()
     for trick in state.tricks:
         trick.on_epoch_start(state)
     loader.set_epoch(state.epoch)
     loss_sum = torch.zeros((), device=state.device)  # summed on the device: no sync per step
-    seen = 0
+    seen, waited = 0, 0.0
     meter.start()
-    for i, (x, y) in enumerate(loader):
+    batches = iter(loader)
+    for i in range(len(loader)):
+        asked = time.perf_counter()
+        x, y = next(batches)
+        waited += time.perf_counter() - asked
         with precision.autocast():
             loss = state.criterion(state.forward(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -63,7 +68,7 @@ def train_one_epoch(state: RunState, meter: Throughput, progress: Any = None) ->
         if progress is not None:
             progress.batch(i, len(loader), loss_sum, seen)
     meter.stop()
-    return (loss_sum / max(seen, 1)).item()
+    return (loss_sum / max(seen, 1)).item(), waited
 
 
 def evaluate_epoch(state: RunState, record: dict[str, float], eval_rates: dict[str, list[float]]) -> None:
@@ -98,8 +103,9 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
             progress.epoch_start(epoch, train.epochs)
         contention.start()
         started = time.perf_counter()
-        loss = train_one_epoch(state, meter, progress)  # ends in .item(): the device is synchronised
+        loss, waited = train_one_epoch(state, meter, progress)  # ends in .item(): the device is synchronised
         record["time/train_epoch_s"] = time.perf_counter() - started  # training steps only
+        record["time/data_wait_frac"] = waited / max(record["time/train_epoch_s"], 1e-9)
         record.update(contention.stop())  # did other processes compete for the cores/GPU meanwhile
         if not math.isfinite(loss):
             raise Diverged(epoch, loss)
@@ -165,6 +171,12 @@ def finish(state: RunState, meter: Throughput, eval_rates: dict[str, list[float]
     # checkpointed history, so a resumed run counts its earlier epochs too)
     for key, per_epoch in (("time/train_s", "time/train_epoch_s"), ("time/eval_s", "time/eval_epoch_s")):
         metrics[key] = float(sum(r.get(per_epoch, 0.0) for r in state.history))
+    waits = [
+        r["time/data_wait_frac"] * r["time/train_epoch_s"]
+        for r in state.history
+        if "time/data_wait_frac" in r
+    ]
+    metrics["time/data_wait_frac"] = float(sum(waits)) / max(metrics["time/train_s"], 1e-9)
     weights = resume.save_weights(state)
     return VariantResult("finished", metrics=metrics, history=state.history, weights_path=weights,
                          delivered=delivered)  # fmt: skip

@@ -78,3 +78,28 @@ def _isolated_cache(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     """Tests not marked ``cifar`` cache into a per-session tmp dir, never ~/.cache."""
     if request.node.get_closest_marker("cifar") is None:
         monkeypatch.setenv("BENCH_CACHE_DIR", str(request.getfixturevalue("_session_cache_dir")))
+
+
+class CaptureHook:
+    """A loop hook that keeps what a test asserts on: the weights the run started from (after any
+    resume), and the final state and result."""
+
+    def __init__(self, probe=None):
+        self.probe = probe  # called with the state at the start, e.g. to wrap a trick's method
+
+    def on_start(self, state):
+        self.initial = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+        if self.probe:
+            self.probe(state)
+
+    def on_epoch_end(self, state, epoch, record):
+        pass
+
+    def on_end(self, state, result):
+        self.state, self.result = state, result
+
+
+@pytest.fixture
+def capture_hook() -> type[CaptureHook]:
+    """The ``CaptureHook`` class: ``hook = capture_hook()`` per run."""
+    return CaptureHook

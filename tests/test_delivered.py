@@ -12,20 +12,10 @@ from bench.recipe.load import load_recipe
 from tests.recipes import tiny_recipe, write_recipe
 
 
-class Keep:
-    def on_start(self, state):
-        pass
-
-    def on_epoch_end(self, state, epoch, record):
-        pass
-
-    def on_end(self, state, result):
-        self.state = state
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("trick", ["ema", "swa"])
-def test_averaging_trick_is_scored_and_exported_as_its_averaged_model(tmp_path, tiny_image_folder, trick):
+def test_averaging_trick_is_scored_and_exported_as_its_averaged_model(tmp_path, tiny_image_folder, trick,
+                                                                      capture_hook):  # fmt: skip
     from bench.engine.loop import run_variant
 
     setting = {"ema": {"decay": 0.5, "every": 1}, "swa": {"start_epoch": 1, "lr_factor": 0.5}}[trick]
@@ -33,7 +23,7 @@ def test_averaging_trick_is_scored_and_exported_as_its_averaged_model(tmp_path, 
         tiny_image_folder, **{"train.device": "cpu", "train.epochs": 3, f"train.{trick}": setting}
     )
     [variant] = load_recipe(write_recipe(tmp_path / "r.yaml", recipe)).variants
-    keep = Keep()
+    keep = capture_hook()
     result = run_variant(variant, hooks=[keep], run_dir=tmp_path / "run")
     m = result.metrics
     assert result.delivered == trick

@@ -12,25 +12,7 @@ from bench.tricks import TRICKS, load_all
 from tests.recipes import tiny_recipe, write_recipe
 
 
-class Watch:
-    """Keeps the state and the weights the run started from; ``on_start`` may arm a probe."""
-
-    def __init__(self, probe=None):
-        self.probe = probe
-
-    def on_start(self, state):
-        self.initial = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
-        if self.probe:
-            self.probe(state)
-
-    def on_epoch_end(self, state, epoch, record):
-        pass
-
-    def on_end(self, state, result):
-        self.state, self.result = state, result
-
-
-def _train(tmp_path, folder, settings: dict, probe=None) -> Watch:
+def _train(tmp_path, folder, hook, settings: dict, probe=None):
     from bench.engine.loop import run_variant
 
     dotted = {
@@ -41,7 +23,7 @@ def _train(tmp_path, folder, settings: dict, probe=None) -> Watch:
         **settings,
     }
     [variant] = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(folder, **dotted))).variants
-    watch = Watch(probe)
+    watch = hook(probe)
     run_variant(variant, hooks=[watch], run_dir=tmp_path / "run")
     assert watch.state.step == 2  # two batches of 32
     return watch
@@ -56,15 +38,15 @@ def _batch(state):
     return next(iter(state.train_loader))
 
 
-def check_precision(tmp_path, folder):
-    w = _train(tmp_path, folder, {"train.precision": "amp_bf16"})
+def check_precision(tmp_path, folder, hook):
+    w = _train(tmp_path, folder, hook, {"train.precision": "amp_bf16"})
     x, _ = _batch(w.state)
     with w.state.precision.autocast():
         assert w.state.model(x).dtype == torch.bfloat16  # the forward really ran in bf16
 
 
-def check_freeze(tmp_path, folder):
-    w = _train(tmp_path, folder, {"train.freeze": 1})
+def check_freeze(tmp_path, folder, hook):
+    w = _train(tmp_path, folder, hook, {"train.freeze": 1})
     params = dict(w.state.model.named_parameters())
     frozen = [k for k, p in params.items() if not p.requires_grad]
     assert frozen and all(torch.equal(params[k].detach(), w.initial[k]) for k in frozen)
@@ -74,15 +56,15 @@ def check_freeze(tmp_path, folder):
     assert stats and all(torch.equal(live[k], w.initial[k]) for k in stats)  # frozen BN keeps its statistics
 
 
-def check_channels_last(tmp_path, folder):
-    w = _train(tmp_path, folder, {"train.channels_last": True})
+def check_channels_last(tmp_path, folder, hook):
+    w = _train(tmp_path, folder, hook, {"train.channels_last": True})
     convs = [m.weight for m in w.state.model.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(c.is_contiguous(memory_format=torch.channels_last) for c in convs)
     x, _ = _batch(w.state)
     assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def check_compile(tmp_path, folder):
+def check_compile(tmp_path, folder, hook):
     from bench.engine.state import build_state
 
     recipe = tiny_recipe(folder, **{"train.device": "cpu", "train.compile": True})
@@ -92,8 +74,8 @@ def check_compile(tmp_path, folder):
     assert type(compiled).__name__ == "OptimizedModule" and compiled._orig_mod is state.model
 
 
-def check_label_smoothing(tmp_path, folder):
-    w = _train(tmp_path, folder, {"train.label_smoothing": 0.2})
+def check_label_smoothing(tmp_path, folder, hook):
+    w = _train(tmp_path, folder, hook, {"train.label_smoothing": 0.2})
     x, y = _batch(w.state)
     with torch.no_grad():
         logits = w.state.model(x)
@@ -101,7 +83,7 @@ def check_label_smoothing(tmp_path, folder):
     assert w.state.criterion.label_smoothing == 0.2 and not torch.isclose(smoothed, plain)
 
 
-def check_grad_clip(tmp_path, folder):
+def check_grad_clip(tmp_path, folder, hook):
     norms = []
 
     def probe(state):
@@ -117,20 +99,20 @@ def check_grad_clip(tmp_path, folder):
 
         trick.after_backward = measured
 
-    _train(tmp_path, folder, {"train.grad_clip": 1e-3}, probe)
+    _train(tmp_path, folder, hook, {"train.grad_clip": 1e-3}, probe)
     assert len(norms) == 2 and all(n <= 1e-3 * (1 + 1e-4) for n in norms)
 
 
-def check_swa(tmp_path, folder):
-    w = _train(tmp_path, folder, {"train.swa": {"start_epoch": 0, "lr_factor": 0.5}})
+def check_swa(tmp_path, folder, hook):
+    w = _train(tmp_path, folder, hook, {"train.swa": {"start_epoch": 0, "lr_factor": 0.5}})
     swa = _trick(w.state, "swa")
     assert int(swa.model.n_averaged) == 1 and w.result.delivered == "swa"
     averaged, live = swa.model.module.state_dict(), w.state.model.state_dict()
     assert any(not torch.equal(averaged[k], w.initial[k]) for k in live if k.endswith("weight"))
 
 
-def check_ema(tmp_path, folder):
-    w = _train(tmp_path, folder, {"train.ema": {"decay": 0.5, "every": 1}})
+def check_ema(tmp_path, folder, hook):
+    w = _train(tmp_path, folder, hook, {"train.ema": {"decay": 0.5, "every": 1}})
     ema = _trick(w.state, "ema").model.module.state_dict()
     live = w.state.model.state_dict()
     weights = [k for k in live if k.endswith("weight")]
@@ -149,7 +131,7 @@ def test_every_registered_trick_has_a_unit_test():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_trick_takes_effect(name, tmp_path, tiny_image_folder):
+def test_trick_takes_effect(name, tmp_path, tiny_image_folder, capture_hook):
     load_all()
     assert name in TRICKS.names()
-    CASES[name](tmp_path, tiny_image_folder)
+    CASES[name](tmp_path, tiny_image_folder, capture_hook)

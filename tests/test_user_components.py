@@ -236,3 +236,8 @@ def test_model_beside_the_recipe_trains_and_an_edit_retrains(tmp_path, tiny_imag
     assert len({r.data.tags["bench.run_key"] for r in runs}) == 2
     params = sorted(r.data.metrics["params/total"] for r in runs)
     assert params == [3 * 4 * 9 + 4 + 4 * 4 + 4, 3 * 6 * 9 + 6 + 6 * 4 + 4]  # each run used its code
+
+    # the report's provenance says which code produced the runs
+    assert main(["report", str(recipe), "--results-dir", str(tmp_path / "res"), "--tracking-uri", uri]) == 0
+    provenance = (tmp_path / "res" / "mine" / "report" / "provenance.csv").read_text()
+    assert all(code in provenance for code in codes)

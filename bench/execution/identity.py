@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bench.components.user_code import code_fingerprint
+from bench.components.user_code import add_import_paths, code_fingerprint
 from bench.fileio import atomic_write_text
 from bench.recipe.load import LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
@@ -176,6 +176,7 @@ def with_input_fingerprints(loaded: LoadedRecipe) -> tuple[LoadedRecipe, dict[st
     """``loaded`` with every variant's ``run_key`` extended by its inputs' fingerprints, and the
     fingerprints per new run key (for tags). Call once per recipe, right before it runs: an
     earlier recipe of the same command may have just written the weights this one starts from."""
+    add_import_paths(loaded.source)  # user modules beside the recipe, also for unvalidated loads (bench ui)
     memo: dict[str, str] = {}
     variants, inputs = [], {}
     for variant in loaded.variants:

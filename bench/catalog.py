@@ -50,7 +50,7 @@ SCHEDULERS_PER_STEP: tuple[str, ...] = ("constant", "cosine", "exponential", "la
 # Named LR factor functions for the lambda and multiplicative schedulers.
 LR_LAMBDAS: tuple[str, ...] = ("constant", "constant_factor", "inverse_sqrt", "linear_decay", "poly")
 
-LOSSES: tuple[str, ...] = ("cross_entropy",)
+LOSSES: tuple[str, ...] = ("cross_entropy", "dice", "focal")
 
 DATASETS: tuple[str, ...] = ("cifar10", "imagefolder")
 

@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.main(args) or 0)
     except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from bench.tracking.uris import redact_text
+
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into bench.errors.Terminated
         print(

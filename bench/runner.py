@@ -37,7 +37,7 @@ from bench.signals import Terminated, closing_status, deferred_signals, install_
 from bench.tracking import mlflow_store as store
 from bench.tracking.experiment_view import describe_experiment
 from bench.tracking.lease import HEARTBEAT_TAG, Heartbeat
-from bench.tracking.uris import redact_uri
+from bench.tracking.uris import redact_text, redact_uri
 from bench.tracking.variant_runs import close_stale_runs, owner_tags
 
 __all__ = ["EXIT_BUSY", "RecipeRunner", "Terminated", "exit_code", "run_recipe"]
@@ -182,7 +182,7 @@ class RecipeRunner:
 
     @staticmethod
     def warn(text: str) -> None:
-        print(f"warning: {text}", file=sys.stderr, flush=True)
+        print(f"warning: {redact_text(text)}", file=sys.stderr, flush=True)
 
     def exit_code(self) -> int:
         """0 all done; 3 the store failed to record something; 1 a variant failed (or runs.csv

@@ -62,6 +62,9 @@ def load_validated(
 def validate_recipe(loaded: LoadedRecipe, *, full: bool = True) -> None:
     """Check every variant's components (each distinct one once) and the tune section; a
     RecipeError (exit 2) names the file, the dotted key, the variant and what is allowed."""
+    from bench.components.user_code import add_import_paths
+
+    add_import_paths(loaded.source)  # the recipe's folder and the current one, as Hydra users expect
     checks = Checks(loaded.source, full=full)
     groups = {v.group: v.body for v in loaded.variants}
     for group, body in groups.items():
@@ -92,8 +95,8 @@ class Checks:
     def body(self, body: RecipeBody, where: str = "") -> None:
         train = body.train
         self._check("data.name", body.data.name, self._dataset, where)
-        self._check("model.name", body.model.name, self._model, where)
-        self._check("train.loss", train.loss, self._loss, where)
+        self._check("model.name", body.model, self._model, where)
+        self._check("train.loss", (train.loss, train.label_smoothing), self._loss, where)
         self._check("train.optimizer", train.optimizer, self._optimizer, where)
         self._check("train.scheduler", train.scheduler, self._scheduler, where)
         if self.full and train.freeze:
@@ -125,21 +128,25 @@ class Checks:
 
             DATASETS.check(name)
 
-    def _model(self, name: str) -> None:
+    def _model(self, cfg: ModelConfig) -> None:
+        name = cfg.name
         if name in catalog.MODELS or name in catalog.MODELS.values():
             return
         if self.full:
             from bench.components.models import check_model_name
 
             check_model_name(name)
-        elif is_import_path(name):
-            import_object(name)
+        if is_import_path(name) and not name.startswith("torchvision:"):
+            from bench.components.user_code import check_model_factory
 
-    def _loss(self, name: str) -> None:
-        if name not in catalog.LOSSES:
-            from bench.components.losses import LOSSES
+            check_model_factory(name, cfg.pretrained, cfg.kwargs)
 
-            LOSSES.check(name)
+    def _loss(self, value: tuple[Any, float]) -> None:
+        loss, label_smoothing = value
+        if not (isinstance(loss, str) and loss in catalog.LOSSES):  # the built-in ones take label_smoothing
+            from bench.components.losses import check_loss
+
+            check_loss(loss, label_smoothing)
 
     def _optimizer(self, cfg: OptimizerConfig) -> None:
         known = catalog.OPTIMIZERS.get(cfg.name)

@@ -10,6 +10,12 @@ from typing import Any
 def allowed_kwargs(component: Any, skip: tuple[str, ...] = ()) -> tuple[str, ...] | None:
     """The keyword arguments ``component`` takes, minus ``skip``; None when it takes any
     (``**kwargs``, or no signature to read)."""
+    init = getattr(component, "__init__", None) if isinstance(component, type) else None
+    if (
+        getattr(init, "__module__", "") == "torch.nn.modules.module"
+        and init.__qualname__ == "Module.__init__"
+    ):
+        return ()  # an nn.Module without an __init__ of its own takes no arguments (not nn.Module's *args)
     try:
         sig = inspect.signature(component)
     except (TypeError, ValueError):

@@ -140,7 +140,7 @@ def setup_training(state: RunState, steps_per_epoch: int) -> None:
     state.schedule = build_scheduler(
         state.optimizer, train.scheduler, epochs=train.epochs, steps_per_epoch=steps_per_epoch
     )
-    state.criterion = build_loss(train.loss, 0.0)
+    state.criterion = build_loss(train.loss, train.label_smoothing)
     for trick in state.tricks:
         trick.on_setup(state)
 

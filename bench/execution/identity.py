@@ -16,9 +16,13 @@ two fingerprints into every variant's key:
               is cached by (size, mtime) in one cache file per folder, so a rerun only stats the
               files and rehashes those that changed. An archive (the CIFAR-10 ``.tar.gz``) or a
               single file by its sha256, cached as above
+    code      sha256 of the source file of every user module the recipe names by import path
+              (``model.name: mymodels:Net``, a loss, a data set; bench/components/user_code.py):
+              editing ``mymodels.py`` retrains. Absent when the recipe names registry entries and
+              library code only, so such recipes keep their run keys
 
 The fingerprints are also recorded as tags on each run (``bench.input.weights``,
-``bench.input.data``). Hashing files needs no torch: this stays cheap and import-light.
+``bench.input.data``, ``bench.input.code``: which code produced the run). Hashing files needs no torch: this stays cheap and import-light.
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.components.user_code import add_import_paths, code_fingerprint
 from bench.fileio import atomic_write_text
 from bench.recipe.load import LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
 
-WEIGHTS_TAG, DATA_TAG = "bench.input.weights", "bench.input.data"
+WEIGHTS_TAG, DATA_TAG, CODE_TAG = "bench.input.weights", "bench.input.data", "bench.input.code"
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 
 
@@ -161,6 +166,9 @@ def input_tags(variant: Variant, memo: dict[str, str]) -> dict[str, str]:
         if key not in memo:
             memo[key] = weights_fingerprint(body.model.weights)
         tags[WEIGHTS_TAG] = memo[key]
+    code = code_fingerprint(body, memo)
+    if code:
+        tags[CODE_TAG] = code
     return tags
 
 
@@ -168,6 +176,7 @@ def with_input_fingerprints(loaded: LoadedRecipe) -> tuple[LoadedRecipe, dict[st
     """``loaded`` with every variant's ``run_key`` extended by its inputs' fingerprints, and the
     fingerprints per new run key (for tags). Call once per recipe, right before it runs: an
     earlier recipe of the same command may have just written the weights this one starts from."""
+    add_import_paths(loaded.source)  # user modules beside the recipe, also for unvalidated loads (bench ui)
     memo: dict[str, str] = {}
     variants, inputs = [], {}
     for variant in loaded.variants:

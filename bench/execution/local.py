@@ -39,8 +39,10 @@ def _child(
         os.dup2(dup.detach(), fd)
     os.environ.clear()
     os.environ.update(env)
+    from bench.components.user_code import sync_import_paths
     from bench.execution.threads import set_torch_threads
 
+    sync_import_paths()  # the recipe's folder: the forkserver may predate it
     set_torch_threads(workers=1)
     from bench.data import cache
     from bench.progress import Progress

@@ -106,9 +106,11 @@ def train_variant(
     """One (variant, seed) as a Ray task: claim it under ``token`` (stable across Ray's retries, so
     a retry takes over the run its dead attempt left and resumes it), train, return (row, where).
     ``position``: its place in the submission order (tag ``bench.position``)."""
+    from bench.components.user_code import sync_import_paths
     from bench.execution.task import run_task
     from bench.progress import Progress
 
+    sync_import_paths()  # user modules beside the recipe (model.name: mymodels:Net)
     where = placement()
     threads = task_threads()
     if board is not None:

@@ -30,6 +30,7 @@ from bench.results import recipe_dir
 from bench.tracking import mlflow_store as store
 from bench.tracking.lease import HEARTBEAT_TAG, Heartbeat, lease_alive
 from bench.tracking.recorded import Recording, open_run, run_recorded
+from bench.tracking.uris import redact_text
 from bench.tracking.variant_runs import find_previous
 
 CRASHES_TAG = "bench.crashes"
@@ -68,7 +69,7 @@ def variant_row(
     variant: Variant, status: str, reason: str, metrics: dict[str, float], run_id: str, **extra: Any
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"variant": variant.name, "group": variant.group, "seed": variant.seed,
-                           "status": status, "reason": reason}  # fmt: skip
+                           "status": status, "reason": redact_text(reason)}  # fmt: skip
     row.update(variant.axis_values)
     row.update(metrics)
     row.update({"variant_id": variant.variant_id, "run_key": variant.run_key, "mlflow_run_id": run_id})

@@ -92,6 +92,13 @@ class ModelConfig(Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra arguments for the model factory")
 
 
+class LossConfig(ComponentConfig):
+    """A loss with arguments: ``{name: focal, gamma: 2.0}``; the other keys go to the loss (checked
+    against its signature). ``train.label_smoothing`` reaches the losses that take it."""
+
+    name: str = Field("cross_entropy", description="registered loss name or 'package.module:Name'")
+
+
 class OptimizerConfig(ComponentConfig):
     """Optimizer name, base LR and per-layer LR shape; other keys go to the torch class."""
 
@@ -170,7 +177,10 @@ class TrainConfig(Strict):
     freeze: NonNegativeInt = Field(0, description="freeze the first N stages (stem first)")
     swa: SWAConfig | None = None
     grad_clip: PositiveFloat | None = Field(None, description="clip the global gradient norm to this value")
-    loss: str = "cross_entropy"
+    loss: str | LossConfig = Field(
+        "cross_entropy",
+        description="loss name (registered, or 'package.module:Name'), or {name: ..., <argument>: value}",
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     channels_last: bool = False

@@ -16,7 +16,7 @@ EMULATED_NOTE = "measured with bf16 emulated on a CPU without native bf16 (typic
 
 
 def _tag_columns(runs: pd.DataFrame) -> list[str]:
-    return [c for c in runs.columns if c.startswith("env.") or c == NORMALIZE]
+    return [c for c in runs.columns if c.startswith("env.") or c in (NORMALIZE, "bench.input.code")]
 
 
 def _recorded(runs: pd.DataFrame) -> pd.DataFrame:

@@ -100,7 +100,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
             "start_time": run.info.start_time,
         }
         for tag, value in tags.items():
-            if tag.startswith("env.") or tag == "bench.normalize":
+            if tag.startswith("env.") or tag in ("bench.normalize", "bench.input.code"):
                 row[tag] = value
             elif tag.startswith("axis."):
                 label = tag[len("axis.") :]

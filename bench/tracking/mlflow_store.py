@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import TrackingError
+from bench.tracking.uris import has_secret, redact_text, redact_uri
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_CHARS = 6000
@@ -33,6 +34,12 @@ def open_store(uri: str):
 
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if has_secret(uri):
+        # MLflow prints "View run ... at: <tracking URI>/#/..." after every run, credentials included
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    for handler in logging.getLogger("mlflow").handlers:  # every MLflow log line passes its handler
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
     for name in ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_queue"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, OneLineErrors) for f in logger.filters):
@@ -41,6 +48,7 @@ def open_store(uri: str):
         with creation_lock(uri):  # two processes migrating one fresh SQLite file can break it
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
+            relocate_artifacts(uri)
     except Exception as exc:  # noqa: BLE001 - mlflow raises many types for bad stores
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         hint = ""
@@ -49,12 +57,21 @@ def open_store(uri: str):
                     "and a few processes: use a database server, e.g. postgresql://, for more)")  # fmt: skip
         elif "malformed" in first or "not a database" in first or "no such table" in first:
             hint = " (the store is damaged: restore it from a copy, or start a new one with --tracking-uri)"
-        from bench.tracking.uris import redact_text, redact_uri
-
         raise TrackingError(
             f"cannot open the MLflow tracking store '{redact_uri(uri)}': {redact_text(first, uri)}{hint}"
         ) from None
     return client
+
+
+class RedactSecrets:
+    """An MLflow log line without the credentials of any URL it quotes (its REST client names
+    the tracking URI, basic auth included, in every failed request)."""
+
+    def filter(self, record: Any) -> bool:
+        message = record.getMessage()
+        if "://" in message:
+            record.msg, record.args = redact_text(message), ()
+        return True
 
 
 class OneLineErrors:
@@ -87,6 +104,47 @@ def creation_lock(uri: str) -> Any:
     db = Path(uri[len("sqlite:///") :])
     db.parent.mkdir(parents=True, exist_ok=True)
     return file_lock(db.parent / f"{db.name}.lock")
+
+
+# Where the default store's tables name artifact folders by absolute URI (MLflow resolves no
+# relative artifact location).
+ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                    ("logged_models", "artifact_location"))  # fmt: skip
+
+
+def relocate_artifacts(uri: str) -> None:
+    """Point an SQLite store's artifact locations at the ``mlartifacts/`` folder beside it, where
+    ``artifact_root`` put them. MLflow records them as absolute URIs, so a results folder that was
+    moved or copied would otherwise keep reading and writing the artifacts of the original folder
+    (or recreate it). Resolved at every open: a moved folder works from its first command on."""
+    import sqlite3
+
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///") :])
+    here = (db.parent / "mlartifacts").resolve().as_uri()
+    marker = "/mlartifacts/"
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "experiments" not in tables:
+            return
+        roots = {
+            loc[: loc.rindex(marker) + len(marker) - 1]
+            for (loc,) in con.execute("SELECT artifact_location FROM experiments")
+            if loc and loc.startswith("file://") and marker in loc
+        }
+        with con:  # one transaction: all locations move, or none
+            for old in roots - {here}:
+                for table, column in ARTIFACT_COLUMNS:
+                    if table in tables:
+                        con.execute(
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "  # noqa: S608 - fixed names
+                            f"WHERE substr({column}, 1, ?) = ?",
+                            (here, len(old) + 1, len(old) + 1, old + "/"),
+                        )
+    finally:
+        con.close()
 
 
 def artifact_root(uri: str, experiment: str) -> str | None:
@@ -128,7 +186,7 @@ def search_all(client, experiment_id: str, filter_string: str = "") -> list[Any]
 def param_items(flat: dict[str, Any]) -> list[Any]:
     from mlflow.entities import Param
 
-    return [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(flat.items())]
+    return [Param(k, redact_text(str(v))[:MAX_PARAM_CHARS]) for k, v in sorted(flat.items())]
 
 
 def log_params(client, run_id: str, flat: dict[str, Any]) -> None:
@@ -163,18 +221,18 @@ def log_metrics(
 
 
 def log_text(client, run_id: str, text: str, name: str) -> None:
-    client.log_text(run_id, text, name)
+    client.log_text(run_id, redact_text(text), name)
 
 
 def set_tags(client, run_id: str, tags: dict[str, str]) -> None:
     """Several tags in one call (one transaction on a database store: all or none)."""
     from mlflow.entities import RunTag
 
-    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    client.log_batch(run_id, tags=[RunTag(k, redact_text(str(v))) for k, v in tags.items()])
 
 
 def log_exception(client, run_id: str, exc: BaseException, name: str = "error.txt") -> None:
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    text = redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     try:
         client.log_text(run_id, text, name)
     except Exception:  # noqa: BLE001 - the failure itself is what matters; keep going

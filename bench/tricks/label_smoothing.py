@@ -20,8 +20,12 @@ class LabelSmoothing(Trick):
         return cls(train_cfg.label_smoothing) if train_cfg.label_smoothing else None
 
     def on_setup(self, state: Any) -> None:
-        if not hasattr(state.criterion, "label_smoothing"):
+        from bench.components.losses import takes_label_smoothing
+
+        if hasattr(state.criterion, "label_smoothing"):
+            state.criterion.label_smoothing = self.eps
+        elif not takes_label_smoothing(type(state.criterion)):
             raise ValueError(
                 f"train.label_smoothing: loss {type(state.criterion).__name__} has no label_smoothing"
             )
-        state.criterion.label_smoothing = self.eps
+        # else: its constructor took label_smoothing=eps (bench.components.losses.build_loss)

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.errors import RecipeError, TrackingError
 from bench.tracking import mlflow_store as store
+from bench.tracking.uris import redact_text
 from bench.tune import liveness
 from bench.tune.factories import make_pruner, make_sampler, quiet_optuna
 from bench.tune.locks import StudyLock
@@ -51,7 +52,7 @@ def prepare(plan: TunePlan) -> tuple[Any, str]:
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - storage back ends raise many kinds
             raise TrackingError(
-                f"cannot create or load study '{plan.study_name}' in {spec.display}: {exc}"
+                f"cannot create or load study '{plan.study_name}' in {spec.display}: {redact_text(str(exc), spec.url)}"
             ) from None
         if study.direction.name.lower() != plan.tune.objective.direction:
             raise RecipeError(

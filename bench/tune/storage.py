@@ -24,13 +24,10 @@ STALE_RETRIES = 2  # a trial whose worker died is re-queued at most this often (
 
 
 def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and tags."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        cred, host = rest.rsplit("@", 1)
-        user = cred.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    """The URL with its secrets hidden, for messages and tags (one rule for every URI bench shows)."""
+    from bench.tracking.uris import redact_uri
+
+    return redact_uri(url)
 
 
 @dataclass(frozen=True)
@@ -68,6 +65,9 @@ class StorageSpec:
                 )
         except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of many kinds
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            from bench.tracking.uris import redact_text
+
+            first = redact_text(first, self.url)
             raise TrackingError(f"cannot open the Optuna storage '{self.display}': {first}") from None
 
 

@@ -19,9 +19,14 @@ class Landing:
     lines: list[str]  # what the user is told about where it lands
 
 
-def server_command(uri: str, host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-            "--host", host, "--port", str(port), "--workers", "1"]  # fmt: skip
+def server_command(host: str, port: int) -> list[str]:
+    """The store is not on the command line (``ps`` shows it to every user of the machine, with its
+    credentials): the server reads it from ``MLFLOW_BACKEND_STORE_URI`` (``server_env``)."""
+    return [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def server_env(uri: str) -> dict[str, str]:
+    return {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_BACKEND_STORE_URI": uri}
 
 
 def _study_for(client, exp_id: str, loaded: Any | None) -> view.Study:
@@ -72,10 +77,8 @@ def serve(uri: str, host: str, port: int, found: Landing, open_browser: bool) ->
         print("  " + line, flush=True)
     print(f"  {found.url}", flush=True)
     print("press Ctrl-C to stop", flush=True)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    command = server_command(uri, host, port)
     return server.serve_process(
-        command,
-        env=env,
+        server_command(host, port),
+        env=server_env(uri),
         on_start=lambda alive: server.announce_when_up(found.url, f"{base}/health", alive, open_browser),
     )

@@ -15,6 +15,7 @@ from bench.components.models.torchvision_models import (
     torchvision_name,
 )
 from bench.components.models.weights import load_weights
+from bench.components.signature import allowed_kwargs
 from bench.errors import CheckpointError, RecipeError
 from bench.registry import Registry, UnknownComponentError, import_object, is_import_path
 
@@ -60,7 +61,14 @@ def _create(name: str, num_classes: int, pretrained: bool, kwargs: dict[str, Any
         return create_torchvision(tv_name, num_classes, pretrained, kwargs)
     name = MODELS.get(name) if name in MODELS else name
     if is_import_path(name):
-        return import_object(name)(num_classes=num_classes, pretrained=pretrained, **kwargs)
+        # only the arguments the factory takes: a user's factory need not know about pretrained=
+        factory = import_object(name)
+        allowed = allowed_kwargs(factory)
+        if allowed is None or "pretrained" in allowed:
+            kwargs = {**kwargs, "pretrained": pretrained}
+        elif pretrained:
+            raise RecipeError(f"model '{name}' does not take pretrained=", key="model.pretrained")
+        return factory(num_classes=num_classes, **kwargs)
     import timm
 
     return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)

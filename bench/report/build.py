@@ -198,8 +198,7 @@ def summary_lines(t: Tables) -> list[str]:
         for verdict in ("better", "worse", "leaning better", "leaning worse"):
             hit = b[b["verdict"] == verdict]
             if len(hit):
-                p_col = "p_t_holm" if verdict.startswith("leaning") else "p_holm"
-                names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs}, Holm p={getattr(r, p_col):.3g})"
+                names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs}, Holm p={r.p_holm:.3g})"
                                   for r in hit.itertuples())  # fmt: skip
                 lines.append(f"{verdict.capitalize()} than the baseline{_why(verdict)}: {names}.")
         same = b[b["verdict"] == "equivalent"]
@@ -246,8 +245,10 @@ def summary_lines(t: Tables) -> list[str]:
 
 def _why(verdict: str) -> str:
     if verdict.startswith("leaning"):
-        return " (Holm-adjusted t-test only; too few seeds for the sign-flip test to confirm)"
-    return " (Holm-adjusted: the t-test and the exact sign-flip test agree, ≥3 paired seeds)"
+        return (
+            " (Holm-adjusted t-test; the exact sign-flip test does not confirm: with under 6 seeds it cannot)"
+        )
+    return " (Holm-adjusted t-test, confirmed by the exact sign-flip test)"
 
 
 def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str:

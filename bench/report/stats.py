@@ -235,22 +235,19 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def family_verdict(d: PairedDiff, p_holm: float, p_t_holm: float, alpha: float,
-                   p_equiv_holm: float = math.nan) -> str:  # fmt: skip
-    """The verdict of one comparison inside a family: "better"/"worse" when the Holm-adjusted p of
-    both tests (t and exact sign-flip, the larger of the two) is at most ``alpha``; "equivalent"
-    when the Holm-adjusted TOST p is (the difference is shown to lie within ±min_effect); "leaning"
-    when only the Holm-adjusted t-test is (the sign-flip test cannot reach ``alpha`` with few
-    seeds); "too few seeds" under ``MIN_PAIRS``; else "within noise" (undecided)."""
+def family_verdict(d: PairedDiff, p_holm: float, alpha: float, p_equiv_holm: float = math.nan) -> str:
+    """The verdict of one comparison inside a family: "better"/"worse" when the Holm-adjusted paired
+    t-test p is at most ``alpha`` and the exact sign-flip test agrees (unadjusted, at ``alpha``);
+    "equivalent" when the Holm-adjusted TOST p is (the difference is shown to lie within
+    ±min_effect); "leaning" when only the Holm-adjusted t-test is (under 6 seeds the sign-flip test
+    cannot reach 0.05); "too few seeds" under ``MIN_PAIRS``; else "within noise" (undecided)."""
     if d.n < MIN_PAIRS:
         return "too few seeds" if d.n else "no pairs"
     direction = "better" if d.diff > 0 else "worse"
     if p_holm <= alpha:
-        return direction
+        return direction if d.p_value <= alpha else f"leaning {direction}"
     if p_equiv_holm <= alpha:
         return "equivalent"
-    if p_t_holm <= alpha:
-        return f"leaning {direction}"
     return "within noise"
 
 

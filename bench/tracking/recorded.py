@@ -71,6 +71,7 @@ def open_run(rec: Recording, variant: Variant, previous: Any = None) -> str:
         return run_id
     tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live, ATTEMPT_TAG: "1"}
     run_id = client.create_run(rec.experiment_id, run_name=variant.name, tags=tags).info.run_id
+    fault_point("run.open.created", variant.variant_id)
     store.log_params(client, run_id, {**flatten(variant.config), "seed": variant.seed})
     store.log_text(client, run_id, yaml.safe_dump(variant.config, sort_keys=False), "config.yaml")
     return run_id

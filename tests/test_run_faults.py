@@ -408,10 +408,20 @@ def test_finished_variant_takes_its_label_weights_back_from_another_config(tmp_p
 
     rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)  # the original again: nothing to train
     assert rc == 0, err
+    assert "seed=0: already finished, skipped; its weights exported again" in err
     assert trained_epochs(tmp_path) == [] and table(tmp_path).iloc[0]["run_key"] == own
     assert same_weights(weights, runs / own / "model.pt")
     assert json.loads(Path(f"{weights}.json").read_text())["run_key"] == own
     assert_csv_agrees_with_mlflow(tmp_path)
+
+    # the other config's export killed after its file was copied, before its key was written
+    rc, err = run_bench(tmp_path, recipe, "train.optimizer.lr=0.01", fault="run.export.copied:kill")
+    assert rc == 1, err
+    assert same_weights(weights, runs / other / "model.pt")
+    assert "run_key" not in json.loads(Path(f"{weights}.json").read_text())  # claimed by no run key
+    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)
+    assert rc == 0, err
+    assert trained_epochs(tmp_path) == [] and same_weights(weights, runs / own / "model.pt")
 
 
 # --- 10. a kill right after the run was created ---------------------------------------------------------

@@ -1,8 +1,9 @@
 """Faults caused for real on real ``bench run`` processes (issue 10): an owner killed under another
 hostname and taken over once its lease expires, two commands on one recipe and store, kills in
 the window after training, a lost or moved tracking store, store and file errors outside
-training, a variant that kills its own process, and a live ``bench tune`` run beside a stale
-``bench run``. Each fault is placed by a named fault point (bench/faults.py): no sleeps, no
+training, a variant that kills its own process, a live ``bench tune`` run beside a stale
+``bench run``, a label's weights taken by another config, a kill right after a run's creation,
+and a driver SIGKILLed alone. Each fault is placed by a named fault point (bench/faults.py): no sleeps, no
 polling races. Each test checks that nothing was lost, nothing ran twice and statuses are true.
 """
 

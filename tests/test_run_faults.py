@@ -1,23 +1,30 @@
 """Faults caused for real on real ``bench run`` processes (issue 10): an owner killed under another
 hostname and taken over once its lease expires, two commands on one recipe and store, kills in
 the window after training, a lost or moved tracking store, store and file errors outside
-training, a variant that kills its own process, and a live ``bench tune`` run beside a stale
-``bench run``. Each fault is placed by a named fault point (bench/faults.py): no sleeps, no
+training, a variant that kills its own process, a live ``bench tune`` run beside a stale
+``bench run``, a label's weights taken by another config, a kill right after a run's creation,
+and a driver SIGKILLed alone. Each fault is placed by a named fault point (bench/faults.py): no sleeps, no
 polling races. Each test checks that nothing was lost, nothing ran twice and statuses are true.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import signal
 import socket
 import sqlite3
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from bench.engine import checkpoint as ckpt
 from tests.recipes import tiny_recipe, write_recipe
@@ -374,3 +381,124 @@ def test_stale_run_closing_leaves_a_live_tune_run_alone(tmp_path, tiny_image_fol
     assert tuner.returncode == 0, err[-3000:]
     trial = client_for(tmp_path).get_run(trial.info.run_id)
     assert (trial.info.status, trial.data.tags["bench.status"]) == ("FINISHED", "finished")
+
+
+# --- 9. one label, two configs: the exported weights are the run key's own --------------------------------
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_finished_variant_takes_its_label_weights_back_from_another_config(tmp_path, tiny_image_folder):
+    """``weights/seed=0.pt`` is named by the label, which an override keeps: a finished variant
+    rerun after another config of the same label must not say finished over that config's model
+    (a downstream recipe loading the label path would fine-tune from the wrong weights)."""
+    recipe = recipe_for(tmp_path, tiny_image_folder, **{"train.epochs": 1})
+    weights, runs = tmp_path / WEIGHTS, tmp_path / "results/tiny/runs"
+    rc, err = run_bench(tmp_path, recipe)
+    assert rc == 0, err
+    own = table(tmp_path).iloc[0]["run_key"]
+    rc, err = run_bench(tmp_path, recipe, "train.optimizer.lr=0.01")  # same label, another run key
+    assert rc == 0, err
+    other = table(tmp_path).iloc[0]["run_key"]
+    assert other != own and table(tmp_path).iloc[0]["variant"] == "seed=0"
+    assert same_weights(weights, runs / other / "model.pt")  # the label follows the latest request
+    assert not same_weights(runs / own / "model.pt", runs / other / "model.pt")
+
+    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)  # the original again: nothing to train
+    assert rc == 0, err
+    assert "seed=0: already finished, skipped; its weights exported again" in err
+    assert trained_epochs(tmp_path) == [] and table(tmp_path).iloc[0]["run_key"] == own
+    assert same_weights(weights, runs / own / "model.pt")
+    assert json.loads(Path(f"{weights}.json").read_text())["run_key"] == own
+    assert_csv_agrees_with_mlflow(tmp_path)
+
+    # the other config's export killed after its file was copied, before its key was written
+    rc, err = run_bench(tmp_path, recipe, "train.optimizer.lr=0.01", fault="run.export.copied:kill")
+    assert rc == 1, err
+    assert same_weights(weights, runs / other / "model.pt")
+    assert "run_key" not in json.loads(Path(f"{weights}.json").read_text())  # claimed by no run key
+    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)
+    assert rc == 0, err
+    assert trained_epochs(tmp_path) == [] and same_weights(weights, runs / own / "model.pt")
+
+
+# --- 10. a kill right after the run was created ---------------------------------------------------------
+
+
+def test_run_killed_right_after_creation_gets_its_params_and_config_on_rerun(tmp_path, tiny_image_folder):
+    from bench.recipe.dotted import flatten
+    from bench.recipe.load import load_recipe
+    from bench.tracking.mlflow_store import param_items
+
+    recipe = recipe_for(tmp_path, tiny_image_folder, **{"train.epochs": 1})
+    rc, err = run_bench(tmp_path, recipe, fault="run.open.created:kill")  # before its params and config.yaml
+    assert rc == 1, err
+    [killed] = children(all_runs(tmp_path))
+    assert killed.data.params == {} and killed.data.tags["bench.status"] == "failed"
+
+    rc, err = run_bench(tmp_path, recipe)
+    assert rc == 0, err
+    [run] = children(all_runs(tmp_path))
+    assert run.info.run_id == killed.info.run_id
+    assert (run.info.status, run.data.tags["bench.status"]) == ("FINISHED", "finished")
+    [variant] = load_recipe(recipe).variants
+    expected = {p.key: p.value for p in param_items({**flatten(variant.config), "seed": variant.seed})}
+    assert run.data.params == expected
+    config = client_for(tmp_path).download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
+    assert yaml.safe_load(Path(config).read_text()) == variant.config
+
+
+# --- 11. the driver SIGKILLed alone: its variant's process dies with it ---------------------------------
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or a zombie nobody reaped yet (dead all the same)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_variant_process_dies_with_a_sigkilled_driver_and_the_rerun_finishes_the_matrix(
+    tmp_path, tiny_image_folder
+):
+    """Only the driver is killed (``kill -9 <pid>``, not its group): a variant process left
+    training would finish its run behind a runs.csv and a parent run nobody updates."""
+    recipe = recipe_for(tmp_path, tiny_image_folder, matrix={"train.optimizer.lr": [0.05, 0.02]})
+    ids = variant_ids(recipe)
+    vid = ids["lr=0.05,seed=0"]
+    proc = start_bench(tmp_path, recipe, fault=f"run.checkpoint.1@{vid}:block,{EPOCH_LOG}", **SHORT_LEASE)
+    [child] = reached(tmp_path, proc)
+    try:
+        assert child != proc.pid
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone
+        proc.wait(timeout=60)  # not communicate: a surviving child holds the pipes open
+        deadline = time.monotonic() + 10
+        while not process_gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_gone(child), "the variant's process outlived its driver"
+    finally:
+        (tmp_path / "release").touch()  # a survivor would go on training now: stop it below
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+
+    wait_lease_expired(tmp_path, 2)
+    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG, **SHORT_LEASE)
+    assert rc == 0, err
+    assert "resuming lr=0.05,seed=0 from its last checkpoint" in err
+    expected = [f"{e}@{v}" for v in ids.values() for e in range(EPOCHS)]
+    assert sorted(trained_epochs(tmp_path)) == sorted(expected)  # every epoch of every variant once
+    runs = all_runs(tmp_path)
+    keys = [r.data.tags["bench.run_key"] for r in children(runs)]
+    assert len(keys) == len(set(keys)) == len(ids)
+    assert {(r.info.status, r.data.tags["bench.status"]) for r in children(runs)} == {
+        ("FINISHED", "finished")
+    }
+    assert sorted(p.info.status for p in parents(runs)) == ["FINISHED", "KILLED"]
+    assert table(tmp_path)["status"].tolist() == ["finished", "finished"]
+    assert_csv_agrees_with_mlflow(tmp_path)

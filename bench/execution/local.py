@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import sys
+import threading
+import time
 import types
 from collections.abc import Iterator
 from multiprocessing.reduction import DupFd
@@ -24,17 +27,57 @@ from bench.execution.task import TaskSpec, record_crash, run_task
 from bench.recipe.load import Variant
 
 PRELOAD = ["bench.engine.loop", "bench.tracking.recorded", "bench.execution.task", "mlflow.tracking", "timm"]
+WATCH_INTERVAL_S = 0.5  # how often the driver is looked at where no pidfd can wait on it
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or one that exited and waits to be reaped (a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _die_with_driver(driver: int) -> None:
+    """SIGKILL this child as soon as its driver is gone, even by SIGKILL (which runs no handler):
+    else it would finish its variant behind a runs.csv and a parent run nobody updates. Not
+    PR_SET_PDEATHSIG: the child's parent is the forkserver, which outlives the driver (every child
+    holds the forkserver's "alive" pipe). A daemon thread waits on a pidfd of the driver (Linux
+    5.3+), else looks at /proc every WATCH_INTERVAL_S. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(driver)
+        except ProcessLookupError:
+            fd = -1  # gone already
+        except OSError:  # no pidfd here (an old kernel, a seccomp filter): look now and then
+            fd = None
+        if fd is None:
+            while not _gone(driver):
+                time.sleep(WATCH_INTERVAL_S)
+        elif fd >= 0 and not _gone(driver):
+            select.select([fd], [], [])  # readable once the driver has exited
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="bench-driver-watch", daemon=True).start()
 
 
 def _child(
     spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool, stdio: tuple, env: dict,
-    run_tags: dict[str, str] | None = None,
+    run_tags: dict[str, str] | None = None, driver: int | None = None,
 ) -> None:  # fmt: skip
     """Entry of a child process: train one variant, send its row back. Its stdout/stderr and
     environment are the driver's current ones (the forkserver's may be older), so progress lands
     where the user looks and settings (threads, BENCH_* variables) are the driver's. One child runs
     at a time: it gets every granted core as torch threads (fewer if OMP_NUM_THREADS says so;
-    torch read that variable when the forkserver imported it, so it is applied here again)."""
+    torch read that variable when the forkserver imported it, so it is applied here again). It
+    dies with the driver (``driver``, its pid)."""
+    if driver is not None:
+        _die_with_driver(driver)
     for fd, dup in zip((1, 2), stdio):
         os.dup2(dup.detach(), fd)
     os.environ.clear()
@@ -114,7 +157,7 @@ class LocalExecutor:
         tags = {} if position is None else {POSITION_TAG: str(position)}
         proc = ctx.Process(
             target=_child,
-            args=(spec, variant, splits, send, self.live, stdio, dict(os.environ), tags),
+            args=(spec, variant, splits, send, self.live, stdio, dict(os.environ), tags, os.getpid()),
             name=f"bench {variant.name}",
         )
         with _no_main_module():

@@ -1,7 +1,8 @@
 """One (variant, seed) task, run in a worker process (a local child process or a Ray worker):
 
     claim     under the recipe's claim lock: leased by a live owner -> busy (even with --force);
-              finished (tag, MLflow status and exported weights all agree) -> its row; gave up
+              finished (tag, MLflow status and exported weights all agree) -> its row, its
+              weights exported again when another config of its label took the file; gave up
               after too many crashes -> failed; else open (or reopen) the run with a lease
     train     run_recorded with the lease renewed by a heartbeat, resuming from the checkpoint
               (also into a new MLflow run when the store was lost: checkpoints are only ever
@@ -16,6 +17,7 @@ stops the matrix.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from typing import Any
 
 from bench.engine.hooks import VariantResult
 from bench.faults import fault_point
-from bench.fileio import atomic_copy, file_lock
+from bench.fileio import atomic_copy, atomic_write_text, file_lock
 from bench.recipe.load import Variant
 from bench.results import recipe_dir
 from bench.tracking import mlflow_store as store
@@ -102,16 +104,39 @@ class Claim:
     run_id: str | None = None
     resume: bool = False
     row: dict[str, Any] | None = None  # set when this task is not to train (finished, busy, given up)
+    reexported: bool = False  # finished, and its weights exported again (another config had the label)
 
 
-def is_final(run: Any, spec: TaskSpec, variant: Variant) -> bool:
+def is_final(run: Any, spec: TaskSpec, variant: Variant) -> bool | str:
     """Finished for good: the tag, MLflow's status and the exported weights agree. A run killed
-    between its status tag and its terminal status, or whose weights are gone, is resumed."""
-    return (
-        run.data.tags.get("bench.status") == "finished"
-        and run.info.status == "FINISHED"
-        and spec.export_path(variant).exists()
-    )
+    between its status tag and its terminal status, or whose weights are gone, is resumed.
+    ``"reexported"`` when the label's file held another run key's weights and now holds its own."""
+    if run.data.tags.get("bench.status") != "finished" or run.info.status != "FINISHED":
+        return False
+    export, own = spec.export_path(variant), spec.run_dir(variant) / "model.pt"
+    if not export.is_file():
+        return False
+    if exported_run_key(export) == variant.run_key:
+        return True
+    if not own.is_file():
+        return False
+    try:
+        export_model(spec, variant, own)
+    except OSError:  # the resume exports again, and fails the variant with the reason if it cannot
+        return False
+    return "reexported"
+
+
+def exported_run_key(export: Path) -> str | None:
+    """The run key whose weights ``export`` holds, as its sidecar says; None when there is no
+    file, no sidecar or no key in it (an export cut short, or one from before keys were recorded)."""
+    if not export.is_file():
+        return None
+    try:
+        key = json.loads(Path(f"{export}.json").read_text()).get("run_key")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) else None
 
 
 def claim(rec: Recording, spec: TaskSpec, variant: Variant, token: str | None = None) -> Claim:
@@ -132,8 +157,8 @@ def claim(rec: Recording, spec: TaskSpec, variant: Variant, token: str | None = 
             reason = f"being trained by another live process ({previous.data.tags.get('bench.host', '?')}); not touched"
             return Claim(row=variant_row(variant, "busy", reason, {}, previous.info.run_id))
         if previous is not None and (retried or not spec.force):
-            if is_final(previous, spec, variant):
-                return Claim(row=row_of_run(variant, previous))
+            if final := is_final(previous, spec, variant):
+                return Claim(row=row_of_run(variant, previous), reexported=final == "reexported")
             if crashes >= spec.max_attempts and not retried:
                 reason = (
                     f"gave up after {crashes} crashed attempts: {previous.data.tags.get('bench.reason', '')}"
@@ -153,15 +178,30 @@ def claim(rec: Recording, spec: TaskSpec, variant: Variant, token: str | None = 
 
 
 def export_weights(spec: TaskSpec, variant: Variant, result: VariantResult) -> None:
-    """``weights/<variant>.pt`` and the statistics it expects, atomically, before the run is
-    marked finished: a finished variant always has its weights."""
-    if not result.weights_path:
-        return
+    """``weights/<variant>.pt`` and the statistics it expects, before the run is marked finished:
+    a finished variant always has its weights."""
+    if result.weights_path:
+        export_model(spec, variant, Path(result.weights_path))
+
+
+def export_model(spec: TaskSpec, variant: Variant, model: Path) -> None:
+    """Copy the run's ``model`` to its label's path, with a sidecar (its statistics) naming the
+    run key. The label is the user's stable path, shared by every config of that name (an
+    override keeps it), so the key says whose weights the file holds. The sidecar is written
+    first without the key, then the file, then the key: a kill in between leaves a file no run
+    key claims (exported again), never another config's weights under this key. Under a lock, so
+    two commands exporting one label do not interleave."""
     export = spec.export_path(variant)
-    atomic_copy(Path(result.weights_path), export)
-    sidecar = Path(result.weights_path + ".json")
-    if sidecar.exists():
-        atomic_copy(sidecar, Path(str(export) + ".json"))
+    source_meta = Path(f"{model}.json")
+    meta = json.loads(source_meta.read_text()) if source_meta.is_file() else {}
+    meta.pop("run_key", None)
+    with file_lock(spec.out_dir / ".export.lock"):
+        atomic_write_text(Path(f"{export}.json"), json.dumps(meta, indent=2) + "\n")
+        atomic_copy(model, export)
+        fault_point("run.export.copied", variant.variant_id)
+        atomic_write_text(
+            Path(f"{export}.json"), json.dumps({**meta, "run_key": variant.run_key}, indent=2) + "\n"
+        )
 
 
 def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any = None, *,
@@ -179,7 +219,8 @@ def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any
         return store_failure(variant, "claiming the variant", exc, spec)
     if got.row is not None:
         if progress is not None and got.row["status"] == "finished":
-            progress.note(f"  {variant.name}: already finished, skipped")
+            again = f"; its weights exported again to {spec.export_path(variant)}" if got.reexported else ""
+            progress.note(f"  {variant.name}: already finished, skipped{again}")
         return got.row
     for key, value in (run_tags or {}).items():
         client.set_tag(got.run_id, key, value)

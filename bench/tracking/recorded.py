@@ -3,6 +3,7 @@ variant through ``run_recorded``, so a child run is opened, described, trained, 
 closed the same way everywhere.
 
     open      a new child run (tags, params, config.yaml) or the previous one reopened for resume
+              (given the params and config.yaml a kill right after its creation left out)
     train     run_variant with the MLflow epoch hook, the run summary and the caller's hooks
     classify  finished | skipped (cannot run here) | failed (diverged, error) | interrupted | the
               caller's own (e.g. pruned), with a reason; an error keeps its traceback as the
@@ -68,12 +69,25 @@ def open_run(rec: Recording, variant: Variant, previous: Any = None) -> str:
         for key in ATTEMPT_TAGS:
             if key in previous.data.tags:
                 client.delete_tag(run_id, key)
+        describe(client, run_id, variant, previous)
         return run_id
     tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live, ATTEMPT_TAG: "1"}
     run_id = client.create_run(rec.experiment_id, run_name=variant.name, tags=tags).info.run_id
-    store.log_params(client, run_id, {**flatten(variant.config), "seed": variant.seed})
-    store.log_text(client, run_id, yaml.safe_dump(variant.config, sort_keys=False), "config.yaml")
+    fault_point("run.open.created", variant.variant_id)
+    describe(client, run_id, variant)
     return run_id
+
+
+def describe(client: Any, run_id: str, variant: Variant, previous: Any = None) -> None:
+    """The run's params and ``config.yaml``. A reopened run (``previous``) gets what it lacks: a
+    kill between ``create_run`` and these calls must not leave it undescribed for good."""
+    params = {**flatten(variant.config), "seed": variant.seed}
+    have = previous.data.params if previous is not None else {}
+    missing = {k: v for k, v in params.items() if k not in have}
+    if missing:
+        store.log_params(client, run_id, missing)
+    if previous is None or not any(f.path == "config.yaml" for f in client.list_artifacts(run_id)):
+        store.log_text(client, run_id, yaml.safe_dump(variant.config, sort_keys=False), "config.yaml")
 
 
 def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_dir: Path | None,

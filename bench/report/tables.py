@@ -52,6 +52,7 @@ class Tables:
     provenance: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
     emulated_bf16: list[str] = field(default_factory=list)  # variants whose bf16 ran emulated
+    sequential: dict | None = None  # settings of a --until-decided run (report/sequential_column.py)
 
 
 def memory_key(runs: pd.DataFrame) -> str | None:

@@ -259,7 +259,7 @@ def sequential_section(doc: Doc, t: Tables) -> None:
         f"{s['alpha']:g}/{s['family']} (Bonferroni). 'better'/'worse': the interval excludes 0; "
         f"'equivalent': it lies inside ±{s['min_effect']:g}; 'undecided': neither (the cap was reached)."
     )
-    rows = [[f"`{r['variant']}`", r["seq_pairs"], signed(r["acc_diff"]),
+    rows = [[f"`{r['variant']}`", int(r["seq_pairs"]), signed(r["acc_diff"]),
              "–" if _nan(r["seq_lo"]) else f"[{r['seq_lo']:+.4f}, {r['seq_hi']:+.4f}]",
              r["sequential_verdict"], "–" if _nan(r.get("pair_corr")) else f"{r['pair_corr']:.2f}"]
             for _, r in t.baseline.iterrows() if r["verdict"] != "baseline"]  # fmt: skip

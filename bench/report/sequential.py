@@ -71,9 +71,8 @@ def decide(d: Sequence[float], alpha: float, margin: float) -> Sequential:
     if n < MIN_SEEDS:
         return Sequential(n, float(x.mean()) if n else math.nan, -math.inf, math.inf, alpha, "too few seeds")
     mean, sd = float(x.mean()), float(x.std(ddof=1))
-    half = cs_factor(n, alpha) * sd / math.sqrt(n) if sd > 0 else 0.0
-    if math.isnan(half):  # inf · 0: no spread and no reachable bound
-        half = math.inf
+    c = cs_factor(n, alpha)
+    half = math.inf if math.isinf(c) else c * sd / math.sqrt(n)  # too few seeds to bound it: never decide
     lo, hi = mean - half, mean + half
     if lo > 0:
         verdict = "better"

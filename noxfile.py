@@ -93,3 +93,11 @@ def benchmark(session: nox.Session) -> None:
     session.run(
         "python", "-m", "pytest", "-m", "benchmark", "-p", "no:cacheprovider", "benchmarks", *session.posargs
     )
+
+
+@nox.session(**VENV)
+def calibrate(session: nox.Session) -> None:
+    """Error rates, power and seeds per arm of bench's verdicts (fixed and --until-decided), by
+    simulating 2,000 studies per row through the same decision code (``bench calibrate``)."""
+    _install(session)
+    session.run("bench", "calibrate", *session.posargs)

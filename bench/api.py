@@ -60,12 +60,14 @@ def run(
     max_attempts: int = 3,
     order: str = "seed-blocks",
     order_seed: int | None = None,
+    until_decided: Any = None,
 ) -> pd.DataFrame:
     """``bench run``: train and record every variant of each recipe, in order (a later recipe may
     start from weights an earlier one saves). All recipes are validated before anything trains;
     each one's data and weights are checked before it records anything. Returns the rows of
     ``results/<recipe>/runs.csv`` of every recipe (column ``recipe`` says which). ``order``: the run
-    order (bench/execution/order.py), shuffled by ``order_seed`` (default: from the recipe name)."""
+    order (bench/execution/order.py), shuffled by ``order_seed`` (default: from the recipe name).
+    ``until_decided``: a ``bench.execution.until_decided.UntilDecided``: seeds added where undecided."""
     import pandas as pd
 
     from bench.preflight import preflight
@@ -73,12 +75,17 @@ def run(
 
     use_results_dir(results_dir)
     loaded = _loaded(recipes, overrides, overlays)
+    if until_decided is not None:
+        from bench.execution.until_decided import check
+
+        for recipe in loaded:
+            check(recipe, until_decided)
     frames, codes = [], []
     for recipe in loaded:
         preflight(recipe)
         runner = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,
                             live_progress=live_progress, executor=executor, max_attempts=max_attempts,
-                            order=order, order_seed=order_seed)  # fmt: skip
+                            order=order, order_seed=order_seed, until=until_decided)  # fmt: skip
         codes.append(runner.exit_code())
         if runner.frame is not None:
             frames.append(runner.frame.assign(recipe=recipe.name))

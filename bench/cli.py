@@ -18,6 +18,7 @@ COMMANDS = {
     "plan": "plot every variant's LR schedule without training, and flag known-bad combinations",
     "ui": "start the MLflow UI on a recipe's tracking store",
     "verify-resume": "train a variant straight and with a kill + resume, then compare the states",
+    "calibrate": "simulate A/A studies and planted effects through bench's decision code: error rates, power",
     "ls": "list registered components: schedulers, optimizers, models (by glob), data sets, losses, tricks",
 }
 

@@ -48,7 +48,10 @@ EXIT_FAILED, EXIT_STORE, EXIT_BUSY = 1, 3, 4
 class RecipeRunner:
     def __init__(self, loaded: LoadedRecipe, *, results_dir: str | Path = "results", tracking_uri: str | None = None,
                  force: bool = False, live_progress: bool | None = None, executor: Any = None,
-                 max_attempts: int = 3, order: str = DEFAULT_ORDER, order_seed: int | None = None):  # fmt: skip
+                 max_attempts: int = 3, order: str = DEFAULT_ORDER, order_seed: int | None = None,
+                 until: Any = None):  # fmt: skip
+        self.source = loaded  # without input fingerprints: what --until-decided derives new seeds from
+        self.until = until  # an until_decided.UntilDecided, or None: the recipe's seeds only
         # Identity includes the content of the inputs, fingerprinted now: an earlier recipe of
         # the same command may just have written the weights this one starts from.
         self.loaded, self.inputs = with_input_fingerprints(loaded)
@@ -86,7 +89,7 @@ class RecipeRunner:
                 tags={"bench.recipe": self.loaded.name, "bench.kind": "recipe", "bench.source": self.loaded.source,
                       "bench.variants": str(len(self.loaded.variants)), **owner_tags(),
                       ORDER_TAG: self.order, ORDER_SEED_TAG: str(self.order_seed),
-                      HEARTBEAT_TAG: f"{time.time():.3f}"},  # leased from the start: a kill now is seen
+                      HEARTBEAT_TAG: f"{time.time():.3f}", **self.until_tags()},  # leased from the start
             ).info.run_id  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - mlflow and its database raise many types
             raise TrackingError(
@@ -113,13 +116,15 @@ class RecipeRunner:
                     client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml"
                 )
                 ordered = run_order(self.loaded.variants, self.order, self.order_seed)
-                for row in self.executor_or_default().run(spec, ordered, progress):
-                    self.rows.append(row)
-                    self.tally[row["status"]] += 1
-                    self.tally["store_error"] += bool(row.get("store_error"))
-                    progress.variant_end(row["status"], row_summary(row))
-                    self.write_runs_csv(client, exp_id)
-                    fault_point("run.driver.between_variants")
+                while ordered:  # one round without --until-decided
+                    for row in self.executor_or_default().run(spec, ordered, progress):
+                        self.rows.append(row)
+                        self.tally[row["status"]] += 1
+                        self.tally["store_error"] += bool(row.get("store_error"))
+                        progress.variant_end(row["status"], row_summary(row))
+                        self.write_runs_csv(client, exp_id)
+                        fault_point("run.driver.between_variants")
+                    ordered = self.next_round(client, exp_id, progress)
         except BaseException as exc:  # Ctrl-C or SIGTERM (Terminated): KILLED; anything else: FAILED
             status = closing_status(exc)
             raise
@@ -134,6 +139,35 @@ class RecipeRunner:
                     self.tally["store_error"] += 1
             signal.signal(signal.SIGTERM, previous_handler)
         return frame
+
+    def until_tags(self) -> dict[str, str]:
+        if self.until is None:
+            return {}
+        from bench.execution.until_decided import TAG, tag_value
+
+        return {TAG: tag_value(self.until.settings(self.source))}
+
+    def next_round(self, client, exp_id: str, progress: Progress) -> list:
+        """``--until-decided``: the next round's variants (one seed more where undecided), decided
+        from the store's runs of the rounds so far; empty when every comparison is decided or capped."""
+        if self.until is None:
+            return []
+        import dataclasses
+
+        from bench.execution.until_decided import next_variants
+
+        new, verdicts = next_variants(self.source, self.loaded.variants, self.rows_from_store(client, exp_id),
+                                      self.until)  # fmt: skip
+        text = ", ".join(f"{g}: {s.verdict} ({s.n} pairs)" for g, s in verdicts.items())
+        if not new:
+            progress.note(f"until decided: done; {text}")
+            return []
+        keyed, inputs = with_input_fingerprints(dataclasses.replace(self.source, variants=new))
+        self.inputs.update(inputs)  # the TaskSpec holds this dict: the new runs get their input tags
+        self.loaded.variants.extend(keyed.variants)
+        progress.total += len(keyed.variants)
+        progress.note(f"until decided: {text}; adding {', '.join(v.name for v in keyed.variants)}")
+        return run_order(keyed.variants, self.order, self.order_seed)
 
     def executor_or_default(self):
         if self.executor is None:

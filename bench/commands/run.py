@@ -55,6 +55,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seed of the shuffle (default: derived from the recipe name; recorded as the parent run's "
         "tag bench.order_seed); the same seed gives the same order, so a rerun resumes in order",
     )  # fmt: skip
+    parser.add_argument(
+        "--until-decided", action="store_true",
+        help="after the recipe's seeds, add one seed per round to the variants (and the baseline) whose "
+        "comparison with the baseline is undecided, until each is better, worse or equivalent (anytime-valid "
+        "confidence sequence, Bonferroni over the variants) or has --max-seeds seeds; rerun to continue",
+    )  # fmt: skip
+    parser.add_argument("--max-seeds", type=positive_int, default=10, metavar="N",
+                        help="with --until-decided: at most N seeds per variant (default 10)")  # fmt: skip
+    parser.add_argument("--min-effect", type=positive_float, default=None, metavar="D",
+                        help="with --until-decided: the equivalence margin in accuracy units "
+                        "(default: the recipe's report.min_effect)")  # fmt: skip
     add_executor_arguments(parser)
 
 
@@ -89,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
         frame = api.run(
             loaded, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force,
             executor=ray_executor(on_ray), max_attempts=args.max_attempts, order=args.order,
-            order_seed=args.order_seed,
+            order_seed=args.order_seed, until_decided=until_decided(args),
         )  # fmt: skip
     except Terminated:
         print(
@@ -102,6 +113,22 @@ def main(args: argparse.Namespace) -> int:
         print("busy: another live process is training some variants; run the same command again later",
               file=sys.stderr)  # fmt: skip
     return code
+
+
+def until_decided(args: argparse.Namespace):
+    """The ``--until-decided`` settings, or None."""
+    if not args.until_decided:
+        return None
+    from bench.execution.until_decided import UntilDecided
+
+    return UntilDecided(max_seeds=args.max_seeds, min_effect=args.min_effect)
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:

@@ -98,6 +98,7 @@ def document(
     variants_section(doc, t)
     doc.blocks.extend(changes or [])
     baseline_section(doc, t)
+    sequential_section(doc, t)
     axes_section(doc, t)
     pareto_section(doc, t)
     doc.heading("Runs not in the statistics")
@@ -265,3 +266,24 @@ def pareto_section(doc: Doc, t: Tables) -> None:
                num(r["memory_mb_mean"], 0), "yes" if r["front_throughput"] else ""]  # fmt: skip
         rows.append(row + (["yes" if r["front_memory"] else ""] if t.memory_front else []))
     doc.table(header, rows)
+
+
+def sequential_section(doc: Doc, t: Tables) -> None:
+    """The verdicts of a ``bench run --until-decided`` run (bench/report/sequential.py)."""
+    if t.sequential is None or "sequential_verdict" not in t.baseline:
+        return
+    s = t.sequential
+    doc.heading("Sequential verdicts (--until-decided)")
+    doc.para(
+        f"These runs added seeds where undecided (at most {s['max_seeds']} per variant), so the seed count "
+        "depends on the results: the verdicts to read are these, from a confidence sequence valid at every "
+        "number of seeds (t-mixture, Lai 1976), each at α/family = "
+        f"{s['alpha']:g}/{s['family']} (Bonferroni). 'better'/'worse': the interval excludes 0; "
+        f"'equivalent': it lies inside ±{s['min_effect']:g}; 'undecided': neither (the cap was reached)."
+    )
+    rows = [[f"`{r['variant']}`", int(r["seq_pairs"]), signed(r["acc_diff"]),
+             "–" if _nan(r["seq_lo"]) else f"[{r['seq_lo']:+.4f}, {r['seq_hi']:+.4f}]",
+             r["sequential_verdict"], "–" if _nan(r.get("pair_corr")) else f"{r['pair_corr']:.2f}"]
+            for _, r in t.baseline.iterrows() if r["verdict"] != "baseline"]  # fmt: skip
+    doc.table(["variant", "paired seeds", "Δ test acc", "confidence sequence", "sequential verdict", "pairing r"],
+              rows)  # fmt: skip

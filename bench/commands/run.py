@@ -76,6 +76,8 @@ def main(args: argparse.Namespace) -> int:
             keyed = with_input_fingerprints(recipe)[0]
             print(variants_table(keyed, args.order, args.order_seed))
             print(changes_text(recipe, full=args.show_changes))
+            for line in dict.fromkeys(recipe.notes):
+                print(f"note: {line}")
             note = bf16_note(recipe)
             if note:
                 print(f"note: {note}")

@@ -1,0 +1,84 @@
+"""Traps of a new user's first hour (issue "The first hour of a new user"): each one used to be
+silently accepted, dropped, or to fail late with a traceback after runs were recorded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.errors import RecipeError
+from bench.recipe.load import load_recipe
+from bench.validate import load_validated
+from tests.recipes import tiny_recipe, write_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def store_args(tmp_path: Path) -> list[str]:
+    return [
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+
+
+def assert_nothing_recorded(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    assert not results.exists() or not any(p.is_dir() for p in results.iterdir()), list(results.iterdir())
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+# --- 1. an override of a key inside a matrix axis reaches every variant ---------------------------
+
+SCHEDULER_AXIS = {
+    "train.scheduler": [{"name": "cosine"}, {"name": "step", "step_size": 1}],
+    "include": [{"train.optimizer": {"name": "adamw", "lr": 1e-3}}, {"train.precision": "amp_bf16"}],
+}
+
+
+def test_override_inside_an_axis_value_applies_to_every_variant(tmp_path):
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path, matrix=SCHEDULER_AXIS))
+    loaded = load_recipe(path, ["train.scheduler.warmup_epochs=1", "train.optimizer.lr=0.01"])
+    assert len({v.group for v in loaded.variants}) == 4
+    for v in loaded.variants:
+        assert v.body.train.scheduler.warmup_epochs == 1, v.name
+        assert v.body.train.optimizer.lr == 0.01, v.name  # the include entry's adamw too
+    assert {v.body.train.scheduler.name for v in loaded.variants} == {"cosine", "step"}
+    assert any("matrix axis train.scheduler" in n for n in loaded.notes)
+
+
+def test_override_pinning_an_include_key_wins(tmp_path):
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path, matrix=SCHEDULER_AXIS))
+    loaded = load_recipe(path, ["train.precision=fp32"])
+    assert {v.body.train.precision for v in loaded.variants} == {"fp32"}
+
+
+def test_override_into_a_non_mapping_axis_value_is_refused_naming_the_axis(tmp_path):
+    matrix = {"train.ema": [None, {"decay": 0.9}]}
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path, matrix=matrix))
+    with pytest.raises(RecipeError, match=r"matrix axis train\.ema has the value None"):
+        load_recipe(path, ["train.ema.decay=0.5"])
+
+
+def test_dry_run_shows_the_override_merged_into_the_axis(tmp_path):
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path, matrix=SCHEDULER_AXIS))
+    proc = bench("run", str(path), "train.scheduler.warmup_epochs=1", "--dry-run", *store_args(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "override train.scheduler.warmup_epochs=1 applied to every value of matrix axis train.scheduler" \
+        in proc.stdout  # fmt: skip
+
+
+def test_smoke_warmup_override_is_not_dropped():
+    """The issue's own command: onecycle ramps up by itself, so the warm-up is refused, not ignored."""
+    with pytest.raises(RecipeError, match="warmup_epochs is not supported with scheduler 'onecycle'"):
+        load_validated(REPO / "recipes" / "smoke.yaml", ["train.scheduler.warmup_epochs=1"], full=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import main
 from bench.errors import RecipeError
 from bench.recipe.load import load_recipe
 from bench.validate import load_validated
@@ -82,3 +83,53 @@ def test_smoke_warmup_override_is_not_dropped():
     """The issue's own command: onecycle ramps up by itself, so the warm-up is refused, not ignored."""
     with pytest.raises(RecipeError, match="warmup_epochs is not supported with scheduler 'onecycle'"):
         load_validated(REPO / "recipes" / "smoke.yaml", ["train.scheduler.warmup_epochs=1"], full=False)
+
+
+# --- 2. overrides anywhere on the line, for every command -----------------------------------------
+
+
+def test_tune_accepts_overrides_after_options(tmp_path):
+    proc = bench("tune", "recipes/smoke_tune.yaml", "--n-trials", "4", "train.epochs=1", "--dry-run",
+                 *store_args(tmp_path), cwd=REPO)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "4 trials" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tune", "train.epochs=1", "recipes/smoke_tune.yaml", "--dry-run"],
+        ["tune", "--dry-run", "recipes/smoke_tune.yaml", "--n-trials", "3", "data.subset=500"],
+        ["run", "--dry-run", "recipes/smoke.yaml", "--order", "random", "train.epochs=2"],
+        ["run", "train.epochs=2", "--dry-run", "recipes/smoke.yaml"],
+    ],
+)
+def test_overrides_before_between_and_after(tmp_path, argv, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main([*argv, *store_args(tmp_path)]) == 0, capsys.readouterr().err
+
+
+def test_sorted_positionals_for_single_recipe_commands():
+    import argparse
+
+    from bench.commands import common, plan, report
+
+    for module, line in ((plan, ["--strict", "a.yaml", "x.y=1"]), (report, ["x.y=1", "--no-log", "a.yaml"])):
+        parser = argparse.ArgumentParser()
+        module.configure(parser)
+        args = parser.parse_intermixed_args(line)
+        common.sort_positionals(args, parser)
+        assert (args.recipe, args.overrides) == ("a.yaml", ["x.y=1"])
+
+
+# --- 15c. an override without '=' -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "tune", "plan"])
+def test_override_without_a_value_is_named_as_such(tmp_path, command, capsys):
+    recipe = "recipes/smoke_tune.yaml" if command == "tune" else "recipes/smoke.yaml"
+    extra = ["--dry-run"] if command != "plan" else []
+    assert main([command, str(REPO / recipe), "train.epochs", *extra, *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "train.epochs" in err and "override without a value" in err and "train.epochs=VALUE" in err
+    assert_nothing_recorded(tmp_path)

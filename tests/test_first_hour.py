@@ -133,3 +133,20 @@ def test_override_without_a_value_is_named_as_such(tmp_path, command, capsys):
     err = capsys.readouterr().err
     assert "train.epochs" in err and "override without a value" in err and "train.epochs=VALUE" in err
     assert_nothing_recorded(tmp_path)
+
+
+# --- 14. a study name is a single safe folder name ------------------------------------------------
+
+
+@pytest.mark.parametrize("study", ["..", "a/b", "../escape", ".hidden"])
+@pytest.mark.parametrize("command", ["tune", "ui"])
+def test_unsafe_study_name_is_refused(tmp_path, study, command, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["tune", str(REPO / "recipes" / "smoke_tune.yaml"), "--study", study, "--dry-run"]
+    if command == "ui":
+        argv = ["ui", "--tune", str(REPO / "recipes" / "smoke_tune.yaml"), "--study", study, "--no-browser"]
+    assert main([*argv, *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--study" in err and "a study name must start with a letter or digit" in err, err
+    assert_nothing_recorded(tmp_path)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "escape").exists()

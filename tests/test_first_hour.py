@@ -150,3 +150,43 @@ def test_unsafe_study_name_is_refused(tmp_path, study, command, capsys, monkeypa
     assert "--study" in err and "a study name must start with a letter or digit" in err, err
     assert_nothing_recorded(tmp_path)
     assert not (tmp_path / "a").exists() and not (tmp_path / "escape").exists()
+
+
+# --- 15a. a baseline that names no variant --------------------------------------------------------
+
+
+def test_baseline_naming_no_variant_is_refused_listing_the_variants(tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path, matrix={"train.freeze": [0, 1]})
+    recipe["baseline"] = "freeze=O"  # the letter O
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    assert main(["run", str(path), *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "baseline" in err and "'freeze=O'" in err
+    assert "freeze=0, freeze=1" in err
+    assert_nothing_recorded(tmp_path)
+
+
+def test_baseline_of_the_file_stands_when_an_override_pins_its_axis(tmp_path):
+    recipe = tiny_recipe(tmp_path, matrix={"train.freeze": [0, 1], "train.precision": ["fp32", "amp_bf16"]})
+    recipe["baseline"] = "freeze=0,precision=fp32"
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    assert len(load_recipe(path, ["train.freeze=1"]).variants) == 2
+    with pytest.raises(RecipeError, match="not one of the recipe's variants"):
+        load_recipe(path, ["baseline=freeze=1"])
+
+
+# --- 15b. an empty class folder -------------------------------------------------------------------
+
+
+def test_empty_class_folder_is_refused_naming_it(tmp_path, tiny_image_folder, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_image_folder, data)
+    (data / "train" / ".ipynb_checkpoints").mkdir()
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(data))
+    assert main(["run", str(path), *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(data / "train" / ".ipynb_checkpoints") in err and "holds no images" in err, err
+    assert "Traceback" not in err
+    assert_nothing_recorded(tmp_path)

@@ -258,9 +258,7 @@ def load_recipe(
     recipe = _validate(Recipe, raw, source)
     loaded = LoadedRecipe(recipe=recipe, source=source, raw=raw, notes=notes)
     base = {k: v for k, v in raw.items() if k not in RUN_KEYS}
-    combos = expand_axes(raw.get("matrix") or {}, source=source)
-    all_keys = list(dict.fromkeys(k for c in combos for k in c))
-    labels = {key: axis_value_labels([c[key] for c in combos if key in c]) for key in all_keys}
+    combos, all_keys, labels = _expand(raw, source)
     for axes in combos:
         merged = base
         for key, value in axes.items():
@@ -295,7 +293,37 @@ def load_recipe(
                     data_seed=data_seed,
                 )
             )
+    _check_baseline(loaded, path, overlays, overrides)
     return loaded
+
+
+def _expand(raw: dict[str, Any], source: str) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    """The matrix's axis assignments, every axis key, and each axis's value labels."""
+    combos = expand_axes(raw.get("matrix") or {}, source=source)
+    all_keys = list(dict.fromkeys(k for c in combos for k in c))
+    labels = {key: axis_value_labels([c[key] for c in combos if key in c]) for key in all_keys}
+    return combos, all_keys, labels
+
+
+def _check_baseline(loaded: LoadedRecipe, path: str | Path, overlays: Any, overrides: Any) -> None:
+    """A ``baseline`` naming no variant (a typo) would leave every comparison without its reference:
+    refuse it, listing the variants. When overrides reshape the matrix (pin an axis), a baseline
+    that the file's own matrix has stands: reports then compare against the first variant."""
+    wanted = loaded.recipe.baseline
+    groups = list(dict.fromkeys(v.group for v in loaded.variants))
+    if wanted is None or wanted in groups:
+        return
+    if overrides and all(parse_override(o)[0] != "baseline" for o in overrides):
+        file_raw = load_raw(path, overlays)
+        combos, all_keys, labels = _expand(file_raw, loaded.source)
+        if wanted in {variant_name(c, None, all_keys, labels) for c in combos}:
+            return
+    raise RecipeError(
+        f"{wanted!r} is not one of the recipe's variants (name them without the seed); variants: "
+        + ", ".join(groups),
+        source=loaded.source,
+        key="baseline",
+    )
 
 
 def seed_streams(recipe: Recipe) -> list[tuple[int, int | None, int | None]]:

@@ -190,3 +190,91 @@ def test_empty_class_folder_is_refused_naming_it(tmp_path, tiny_image_folder, ca
     assert str(data / "train" / ".ipynb_checkpoints") in err and "holds no images" in err, err
     assert "Traceback" not in err
     assert_nothing_recorded(tmp_path)
+
+
+# --- 8. a recipe whose every run would be skipped here for lack of a device ------------------------
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """This machine as one without CUDA, whatever it has (the check runs before any training)."""
+    monkeypatch.setenv("BENCH_FORCE_NO_CUDA", "1")
+
+
+def test_gpu_recipe_dry_run_says_it_would_be_refused(tmp_path, no_cuda):
+    proc = bench("run", "recipes/cifar10_speedrun.yaml", "--dry-run", *store_args(tmp_path), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "bench run will refuse this recipe (exit 2)" in proc.stdout
+    assert "amp_fp16 needs a CUDA device" in proc.stdout and "all 20 run(s)" in proc.stdout
+    assert "--record-skips" in proc.stdout
+
+
+def test_gpu_recipe_run_exits_2_before_recording(tmp_path, no_cuda, capsys):
+    path = REPO / "recipes" / "cifar10_speedrun.yaml"
+    assert main(["run", str(path), *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(path) in err and "train.precision: amp_fp16" in err, err
+    assert "--record-skips" in err
+    assert_nothing_recorded(tmp_path)
+
+
+def test_partly_skipped_recipe_notes_the_skips_and_still_runs(tmp_path, no_cuda, capsys):
+    path = REPO / "recipes" / "smoke.yaml"
+    assert main(["run", str(path), "--dry-run", *store_args(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 run(s) would be recorded as skipped: train.precision: amp_fp16" in out
+    assert "will refuse" not in out
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="records a real skip: needs a machine without CUDA"
+)
+def test_record_skips_records_them(tmp_path, tiny_image_folder, capsys):
+    path = write_recipe(
+        tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.device": "cuda", "train.epochs": 1})
+    )
+    assert main(["run", str(path), "--record-skips", *store_args(tmp_path)]) == 0
+    runs = (tmp_path / "results" / "tiny" / "runs.csv").read_text()
+    assert "skipped" in runs and "needs a CUDA GPU" in runs
+
+
+# --- 12. bad weights files and a CUDA device: exit 2 before anything is recorded ------------------
+
+
+def weights_recipe(tmp_path: Path, data: Path, weights: Path) -> Path:
+    return write_recipe(tmp_path / "r.yaml", tiny_recipe(data, **{"model.weights": str(weights)}))
+
+
+def expect_exit_2(tmp_path: Path, path: Path, fragments: list[str], capsys) -> None:
+    assert main(["run", str(path), *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert str(path) in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert_nothing_recorded(tmp_path)
+
+
+def test_empty_weights_file(tmp_path, tiny_image_folder, capsys):
+    weights = tmp_path / "empty.pt"
+    weights.write_bytes(b"")
+    path = weights_recipe(tmp_path, tiny_image_folder, weights)
+    expect_exit_2(tmp_path, path, ["model.weights", str(weights), "empty (0 bytes)"], capsys)
+
+
+def test_corrupt_weights_sidecar(tmp_path, tiny_image_folder, capsys):
+    import torch
+
+    from bench.components.models import build_model
+    from bench.recipe.schema import ModelConfig
+
+    weights = tmp_path / "good.pt"
+    torch.save(build_model(ModelConfig(name="test_resnet"), 4).state_dict(), weights)
+    (tmp_path / "good.pt.json").write_text("{not json")
+    path = weights_recipe(tmp_path, tiny_image_folder, weights)
+    expect_exit_2(tmp_path, path, ["model.weights", "good.pt.json"], capsys)
+
+
+def test_cuda_device_without_cuda(tmp_path, tiny_image_folder, no_cuda, capsys):
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.device": "cuda"}))
+    expect_exit_2(tmp_path, path, ["train.device: cuda needs a CUDA GPU"], capsys)

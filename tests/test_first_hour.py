@@ -278,3 +278,36 @@ def test_corrupt_weights_sidecar(tmp_path, tiny_image_folder, capsys):
 def test_cuda_device_without_cuda(tmp_path, tiny_image_folder, no_cuda, capsys):
     path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.device": "cuda"}))
     expect_exit_2(tmp_path, path, ["train.device: cuda needs a CUDA GPU"], capsys)
+
+
+# --- 15d. a full disk -----------------------------------------------------------------------------
+
+needs_dev_full = pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+
+
+@needs_dev_full
+@pytest.mark.parametrize("how", ["torch.save to a path", "torch.save to a file", "plain write"])
+def test_full_disk_says_so_naming_the_folder(tmp_path, how):
+    """/dev/full fails every write with ENOSPC: torch.save(obj, path) turns that into
+    ``[enforce fail at inline_container.cc:672] unexpected pos``, a file object into OSError 28."""
+    import torch
+
+    from bench import errors
+    from bench.fileio import atomic_write
+
+    blob = {"w": torch.zeros(1 << 18)}
+
+    def write(fh) -> None:
+        if how == "torch.save to a path":
+            torch.save(blob, "/dev/full")
+        else:
+            with open("/dev/full", "wb") as full:
+                torch.save(blob, full) if how == "torch.save to a file" else full.write(b"x" * (1 << 20))
+
+    target = tmp_path / "results" / "smoke" / "model.pt"
+    with pytest.raises(errors.BenchError) as caught:
+        atomic_write(target, write)
+    text = str(caught.value)
+    assert type(caught.value).__name__ == "DiskFullError" and "unexpected pos" not in text
+    assert f"no space left on the device holding {target.parent}" in text
+    assert not target.exists() and not list(target.parent.glob("*.tmp"))

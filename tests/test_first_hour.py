@@ -311,3 +311,24 @@ def test_full_disk_says_so_naming_the_folder(tmp_path, how):
     assert type(caught.value).__name__ == "DiskFullError" and "unexpected pos" not in text
     assert f"no space left on the device holding {target.parent}" in text
     assert not target.exists() and not list(target.parent.glob("*.tmp"))
+
+
+# --- 16. a report when no run logged training throughput -------------------------------------------
+
+
+def test_report_without_training_throughput(tmp_path, tiny_image_folder, capsys):
+    """Every step inside the timing warm-up (few images, a long warm-up): no run logs
+    throughput/train_img_s; the report still builds (it once raised KeyError 'train_img_s_delta')."""
+    recipe = tiny_recipe(
+        tiny_image_folder, **{"train.epochs": 1, "train.warmup_steps": 50, "data.subset": 64}
+    )
+    recipe["matrix"] = {"train.freeze": [0, 1]}
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    assert main(["run", str(path), *store_args(tmp_path)]) == 0
+    runs = (tmp_path / "results" / "tiny" / "runs.csv").read_text()
+    assert "throughput/train_img_s" not in runs.splitlines()[0]
+    capsys.readouterr()
+    assert main(["report", str(path), *store_args(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "Traceback" not in out
+    assert (tmp_path / "results" / "tiny" / "report.md").is_file()

@@ -61,16 +61,19 @@ def run(
     order: str = "seed-blocks",
     order_seed: int | None = None,
     until_decided: Any = None,
+    record_skips: bool = False,
 ) -> pd.DataFrame:
     """``bench run``: train and record every variant of each recipe, in order (a later recipe may
     start from weights an earlier one saves). All recipes are validated before anything trains;
     each one's data and weights are checked before it records anything. Returns the rows of
     ``results/<recipe>/runs.csv`` of every recipe (column ``recipe`` says which). ``order``: the run
     order (bench/execution/order.py), shuffled by ``order_seed`` (default: from the recipe name).
-    ``until_decided``: a ``bench.execution.until_decided.UntilDecided``: seeds added where undecided."""
+    ``until_decided``: a ``bench.execution.until_decided.UntilDecided``: seeds added where undecided.
+    A recipe whose every run would be skipped here for lack of a device (amp_fp16 without CUDA) is
+    refused (RecipeError) unless ``record_skips``; on Ray the cluster's devices decide, not this one's."""
     import pandas as pd
 
-    from bench.preflight import preflight
+    from bench.preflight import check_devices, preflight
     from bench.runner import exit_code, run_recipe
 
     use_results_dir(results_dir)
@@ -81,6 +84,9 @@ def run(
         for recipe in loaded:
             check(recipe, until_decided)
     frames, codes = [], []
+    if executor is None and not record_skips:
+        for recipe in loaded:  # every recipe, before the first one records anything
+            check_devices(recipe)
     for recipe in loaded:
         preflight(recipe)
         runner = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,

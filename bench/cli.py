@@ -44,12 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"bench.commands.{name.replace('-', '_')}")
     sub = argparse.ArgumentParser(prog=f"bench {name}", description=COMMANDS[name])
     module.configure(sub)
-    args = sub.parse_args(rest)
+    # Overrides may come anywhere on the line: `bench tune r.yaml --n-trials 4 train.epochs=1`.
+    args = sub.parse_intermixed_args(rest)
+    from bench.commands.common import sort_positionals
+    from bench.errors import BenchError, Terminated
+
+    try:
+        sort_positionals(args, sub)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     if getattr(args, "results_dir", None):
         # Recipes may name outputs of earlier runs as ${BENCH_RESULTS_DIR}/... (e.g. weights).
         os.environ["BENCH_RESULTS_DIR"] = os.path.abspath(args.results_dir)
-    from bench.errors import BenchError, Terminated
-
     try:
         return int(module.main(args) or 0)
     except BenchError as exc:

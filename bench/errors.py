@@ -35,6 +35,10 @@ class CheckpointError(BenchError):
     exit_code = 2
 
 
+class DiskFullError(BenchError):
+    """A write failed for lack of space (ENOSPC, or torch's ``unexpected pos`` that hides it)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so the current variant is closed as KILLED. A
     KeyboardInterrupt, so that nothing catching ``Exception`` swallows it."""

@@ -4,16 +4,50 @@ mid-write leaves the old file (or none), never a half-written one."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+# torch.save's messages when the disk fills under it (the OSError is lost inside its C++ writer).
+_TORCH_DISK_FULL = ("unexpected pos", "PytorchStreamWriter failed writing", "file write failed")
+
+
+@contextlib.contextmanager
+def disk_full_as_error(path: Path) -> Iterator[None]:
+    """Say "no space left on the device holding <folder>" where the OS says ENOSPC and where torch
+    says ``[enforce fail at inline_container.cc:672] unexpected pos``."""
+    from bench.errors import DiskFullError
+
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFullError(_disk_full_text(path)) from exc
+    except RuntimeError as exc:
+        if not any(text in str(exc) for text in _TORCH_DISK_FULL):
+            raise
+        raise DiskFullError(_disk_full_text(path)) from exc
+
+
+def _disk_full_text(path: Path) -> str:
+    return (
+        f"no space left on the device holding {Path(path).parent} (writing {Path(path).name}): free space "
+        "there, or move results with --results-dir (the data cache with BENCH_CACHE_DIR)"
+    )
+
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(fh)`` on a temp file beside ``path``, then move it into place durably."""
-    path = Path(path)
+    """Call ``write(fh)`` on a temp file beside ``path``, then move it into place durably; a full
+    disk is reported as one (``DiskFullError``), not as torch's ``unexpected pos``."""
+    with disk_full_as_error(path):
+        _atomic_write(Path(path), write)
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:

@@ -30,3 +30,44 @@ EMULATED_BF16_NOTE = (
     "this CPU has no native bf16 (no avx512_bf16/amx_bf16): amp_bf16 variants on CPU run emulated, 20-40x "
     "slower than fp32, and their throughput measures the emulation"
 )
+
+
+def cuda_available(*, exact: bool = True) -> bool:
+    """Whether CUDA can run here. ``exact``: ask torch (imports it); else a torch-free guess from
+    the driver's files, for ``--dry-run``. ``BENCH_FORCE_NO_CUDA=1`` pretends there is none (tests)."""
+    if os.environ.get("BENCH_FORCE_NO_CUDA") == "1":
+        return False
+    if exact:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return (
+        (gpus.is_dir() and any(gpus.iterdir())) or Path("/dev/nvidia0").exists() or Path("/dev/kfd").exists()
+    )
+
+
+def device_gap(train, cuda: bool) -> str | None:
+    """Why a variant (its ``train`` section) would be skipped on this machine for lack of a device,
+    or None; the same rules as the precision trick's, answered without torch."""
+    device, precision = train.device, train.precision
+    if device.startswith("cuda") and not cuda:
+        return f"train.device: {device} needs a CUDA GPU; this machine has none"
+    on_cuda = device.startswith("cuda") or (device == "auto" and cuda)
+    if precision == "amp_fp16" and not on_cuda:
+        return "train.precision: amp_fp16 needs a CUDA device (GradScaler + fp16 autocast)"
+    if precision == "tf32" and not on_cuda:
+        return "train.precision: tf32 is a CUDA (Ampere or newer) matmul mode"
+    return None
+
+
+def skipped_for_device(variants, cuda: bool) -> dict[str, list[str]]:
+    """Reason -> the names of the runs it would skip here."""
+    out: dict[str, list[str]] = {}
+    for v in variants:
+        reason = device_gap(v.body.train, cuda)
+        if reason:
+            out.setdefault(reason, []).append(v.name)
+    return out

@@ -3,15 +3,17 @@ loads and every ``model.weights`` file loads safely and fits its architecture.""
 
 from __future__ import annotations
 
-from bench.errors import BenchError
+from bench.errors import BenchError, RecipeError
 from bench.recipe.load import LoadedRecipe
 
 
 def preflight(loaded: LoadedRecipe) -> None:
     """Check what validation cannot see before anything is recorded or trained: every distinct data
     set loads (missing folder, unreadable or truncated images), and every ``model.weights`` file
-    loads safely and fits its architecture. Errors name the recipe file and the key."""
+    (and its ``.json`` sidecar) loads safely and fits its architecture. Errors name the recipe
+    file and the key."""
     from bench.components.models import build_model
+    from bench.components.models.weights import read_weights_meta
     from bench.data.cache import cached_splits
 
     seen: set[str] = set()
@@ -29,7 +31,30 @@ def preflight(loaded: LoadedRecipe) -> None:
             seen.add(model_key)
             try:
                 build_model(cfg.model.model_copy(update={"pretrained": False}), data.num_classes)
+                read_weights_meta(cfg.model.weights)
             except BenchError as exc:
                 text = str(exc)
                 prefix = "" if text.startswith("model.weights") else "model.weights: "
                 raise type(exc)(f"{loaded.source}: {prefix}{text}") from None
+
+
+def check_devices(loaded: LoadedRecipe, *, exact: bool = True) -> None:
+    """Every run of the recipe would be recorded as skipped on this machine (amp_fp16 or
+    ``train.device: cuda`` without CUDA): say so before minutes go into recording nothing."""
+    from bench.hardware import cuda_available, skipped_for_device
+
+    message = all_skipped_message(loaded, skipped_for_device(loaded.variants, cuda_available(exact=exact)))
+    if message:
+        raise RecipeError(message, source=loaded.source)
+
+
+def all_skipped_message(loaded: LoadedRecipe, skipped: dict[str, list[str]]) -> str | None:
+    """Why every run would be skipped (each reason names its key), or None when some would run."""
+    if sum(len(names) for names in skipped.values()) < len(loaded.variants):
+        return None
+    reasons = "; ".join(skipped)
+    return (
+        f"{reasons}: all {len(loaded.variants)} run(s) would be skipped on this machine, so nothing is "
+        "recorded; run it where CUDA is, override the key (e.g. train.precision=fp32 or "
+        "train.device=auto), or pass --record-skips to record them as skipped"
+    )

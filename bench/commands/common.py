@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+
+from bench.errors import RecipeError
+
+# What a dotted override key looks like (``train.epochs``); a recipe path has a '/' or a suffix.
+_KEY_LIKE = re.compile(r"~?[A-Za-z_]\w*(\.\w+)*")
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
@@ -37,4 +43,38 @@ def split_recipes_and_overrides(items: list[str]) -> tuple[list[str], list[str]]
     """``bench run a.yaml b.yaml train.epochs=1``: files first, then key=value overrides."""
     recipes = [i for i in items if "=" not in i and not i.startswith("~")]
     overrides = [i for i in items if "=" in i or i.startswith("~")]
+    for item in recipes:
+        check_recipe_path(item)
     return recipes, overrides
+
+
+def check_recipe_path(item: str) -> None:
+    """A missing recipe path that looks like a dotted key is an override without its ``=value``:
+    say that, rather than "file not found"."""
+    if not os.path.exists(item) and _KEY_LIKE.fullmatch(item) and not item.endswith((".yaml", ".yml")):
+        raise RecipeError(
+            f"no recipe file '{item}'; it looks like an override without a value: write {item}=VALUE "
+            "(or ~KEY to delete a key)",
+            source="command line",
+        )
+
+
+def sort_positionals(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Overrides may stand before, between or after recipe files: re-sort what argparse assigned by
+    position into ``recipe`` (files) and ``overrides`` (``key=value``, ``~key``)."""
+    if not hasattr(args, "recipe") or not hasattr(args, "overrides"):
+        return
+    many = isinstance(args.recipe, list)
+    given = (args.recipe if many else [args.recipe] if args.recipe else []) + list(args.overrides)
+    recipes, args.overrides = split_recipes_and_overrides(given)
+    if many:
+        args.recipe = recipes
+    elif len(recipes) > 1:
+        parser.error(
+            f"one recipe file, got {len(recipes)}: {' '.join(recipes)} (overrides look like key=value)"
+        )
+    else:
+        args.recipe = recipes[0] if recipes else None
+    required = next((a.nargs in (None, "+") for a in parser._actions if a.dest == "recipe"), False)
+    if required and not recipes:
+        parser.error("the recipe file is required (overrides alone were given)")

@@ -66,6 +66,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-effect", type=positive_float, default=None, metavar="D",
                         help="with --until-decided: the equivalence margin in accuracy units "
                         "(default: the recipe's report.min_effect)")  # fmt: skip
+    parser.add_argument(
+        "--record-skips", action="store_true",
+        help="record the runs as skipped even when every run of a recipe would be skipped on this machine "
+        "for lack of a device (amp_fp16 or train.device: cuda without CUDA); without it bench run exits 2",
+    )  # fmt: skip
     add_executor_arguments(parser)
 
 
@@ -87,9 +92,11 @@ def main(args: argparse.Namespace) -> int:
             keyed = with_input_fingerprints(recipe)[0]
             print(variants_table(keyed, args.order, args.order_seed))
             print(changes_text(recipe, full=args.show_changes))
-            note = bf16_note(recipe)
-            if note:
-                print(f"note: {note}")
+            for line in dict.fromkeys(recipe.notes):
+                print(f"note: {line}")
+            for note in (bf16_note(recipe), device_note(recipe, args.record_skips or on_ray is not None)):
+                if note:
+                    print(f"note: {note}")
             print(estimate_line(keyed, args.results_dir, force=args.force))
         return 0
     from bench.errors import Terminated
@@ -100,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
         frame = api.run(
             loaded, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force,
             executor=ray_executor(on_ray), max_attempts=args.max_attempts, order=args.order,
-            order_seed=args.order_seed, until_decided=until_decided(args),
+            order_seed=args.order_seed, until_decided=until_decided(args), record_skips=args.record_skips,
         )  # fmt: skip
     except Terminated:
         print(
@@ -156,6 +163,23 @@ def bf16_note(recipe) -> str | None:
     ]
     if bf16 and not cpu_has_native_bf16():
         return f"{EMULATED_BF16_NOTE} ({len(bf16)} run(s); --emulated-bf16 skip records them as skipped)"
+    return None
+
+
+def device_note(recipe, record_skips: bool) -> str | None:
+    """Runs this machine would skip for lack of a device (guessed without torch), and whether
+    ``bench run`` refuses the recipe for it."""
+    from bench.hardware import cuda_available, skipped_for_device
+    from bench.preflight import all_skipped_message
+
+    skipped = skipped_for_device(recipe.variants, cuda_available(exact=False))
+    message = all_skipped_message(recipe, skipped)
+    if message and not record_skips:
+        return f"bench run will refuse this recipe (exit 2): {message}"
+    if skipped:
+        return "; ".join(
+            f"{len(names)} run(s) would be recorded as skipped: {why}" for why, names in skipped.items()
+        )
     return None
 
 

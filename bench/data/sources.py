@@ -136,6 +136,15 @@ def load_image_folder(root: Path, train_dir: Path, test_dir: Path) -> RawData:
     test_classes, test_items, test_fp = list_split(test_dir)
     if not classes or not train_items:
         raise DataError(f"no class folders with images ({', '.join(IMAGE_EXTENSIONS)}) in {train_dir}")
+    # An empty folder (a leftover, .ipynb_checkpoints) would silently become a class never seen.
+    have = {c for c, _ in train_items}
+    empty = [name for name in classes if name not in have]
+    if empty:
+        raise DataError(
+            f"class folder {train_dir / empty[0]} holds no images ({', '.join(IMAGE_EXTENSIONS)}): it would "
+            "become an extra class with no training data; remove it or add images"
+            + (f" (also empty: {', '.join(empty[1:])})" if empty[1:] else "")
+        )
     extra = sorted(set(test_classes) - set(classes))
     if extra:
         raise DataError(f"{test_dir} has classes that {train_dir} lacks: {', '.join(extra)}")

@@ -155,6 +155,8 @@ def build_state(
 
     cfg = variant.body
     device = device or resolve_device(cfg.train.device)
+    if device.type == "cuda" and not torch.cuda.is_available():  # recorded as skipped, not a crash
+        raise VariantSkipped(f"train.device: {cfg.train.device} needs a CUDA GPU; this machine has none")
     reason = unavailable_reason(cfg.train.precision, device)
     if reason:
         raise VariantSkipped(reason)

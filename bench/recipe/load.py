@@ -4,6 +4,7 @@ Component names and arguments are checked by ``bench.validate`` (this package st
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import typing
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from bench.errors import RecipeError
 from bench.recipe.dotted import MATRIX_PREFIX, deep_merge, delete_dotted, get_dotted, set_dotted
 from bench.recipe.matrix import (
+    RESERVED,
     axis_label,
     axis_value_labels,
     canonical,
@@ -75,6 +77,7 @@ class LoadedRecipe:
     source: str
     raw: dict[str, Any]
     variants: list[Variant] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what overrides did to the matrix (for --dry-run)
 
     @property
     def name(self) -> str:
@@ -93,7 +96,12 @@ def parse_override(text: str) -> tuple[str, Any, bool]:
     return key.strip(), parse_scalar(value), False
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], notes: list[str] | None = None
+) -> dict[str, Any]:
+    """Apply ``key=value`` overrides to every variant. ``notes`` collects what an override did to
+    the matrix (``--dry-run`` prints them): an override is never dropped by a matrix value."""
+    notes = [] if notes is None else notes
     for text in overrides:
         key, value, delete = parse_override(text)
         if key.startswith(MATRIX_PREFIX):
@@ -107,10 +115,59 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             delete_dotted(raw, key, source="<override>")
         else:
             set_dotted(raw, key, value, source="<override>")
-            # Pinning a key that the matrix varies means "use this value": drop the axis.
             if isinstance(raw.get("matrix"), dict):
-                raw["matrix"].pop(key, None)
+                _override_matrix(raw["matrix"], key, value, text, notes)
     return raw
+
+
+def _override_matrix(matrix: dict[str, Any], key: str, value: Any, text: str, notes: list[str]) -> None:
+    """Make an override of ``key`` hold in every variant, whatever the matrix sets: pinning an axis
+    drops it (and that key from ``include`` entries); a key inside an axis's mapping values (an
+    override of ``train.scheduler.warmup_epochs`` with a ``train.scheduler`` axis) is merged into
+    each value. A value it cannot merge into (``null``, a string) is refused, naming the axis."""
+    if key in matrix and key not in RESERVED:
+        matrix.pop(key)
+        notes.append(f"override {text} pins matrix axis {key}: the axis is dropped")
+    includes = matrix.get("include")
+    if isinstance(includes, list):
+        kept = []
+        for entry in includes:
+            if isinstance(entry, dict) and key in entry:
+                entry = {k: v for k, v in entry.items() if k != key}
+                notes.append(f"override {text} replaces {key} in a matrix.include entry")
+                if not entry:
+                    continue
+            kept.append(entry)
+        matrix["include"] = kept
+    excludes = matrix.get("exclude")
+    if isinstance(excludes, list):  # a pinned key either matches a pattern's value or never will
+        matrix["exclude"] = [
+            {k: v for k, v in e.items() if k != key}
+            for e in excludes
+            if not (isinstance(e, dict) and key in e) or canonical(e[key]) == canonical(value)
+        ]
+    for axis in [k for k in matrix if k not in RESERVED and key.startswith(k + ".")]:
+        if isinstance(matrix[axis], list):
+            matrix[axis] = [_merge_into(v, axis, key, value, text) for v in matrix[axis]]
+            notes.append(f"override {text} applied to every value of matrix axis {axis}")
+    for entry in includes if isinstance(includes, list) else []:
+        for axis in [k for k in entry if isinstance(k, str) and key.startswith(k + ".")]:
+            entry[axis] = _merge_into(entry[axis], axis, key, value, text)
+            notes.append(f"override {text} applied to the matrix.include entry setting {axis}")
+
+
+def _merge_into(axis_value: Any, axis: str, key: str, value: Any, text: str) -> Any:
+    if not isinstance(axis_value, dict):
+        raise RecipeError(
+            f"matrix axis {axis} has the value {axis_value!r}, not a mapping, so the override cannot "
+            f"apply to every variant; give the axis's values with matrix.{axis}=[...] instead, or "
+            f"set {key} in the recipe's matrix",
+            source="<override>",
+            key=text,
+        )
+    merged = copy.deepcopy(axis_value)
+    set_dotted(merged, key[len(axis) + 1 :], value, source="<override>")
+    return merged
 
 
 def _model_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -173,7 +230,9 @@ def _validate(model: type[BaseModel], data: Any, source: str, where: str = "") -
         raise validation_to_recipe_error(exc, source, model, where) from None
 
 
-def load_raw(path: str | Path, overlays: list[str] | tuple[str, ...] = (), overrides=()) -> dict[str, Any]:
+def load_raw(
+    path: str | Path, overlays: list[str] | tuple[str, ...] = (), overrides=(), notes: list[str] | None = None
+) -> dict[str, Any]:
     raw = load_yaml_file(path)
     if not isinstance(raw, dict):
         raise RecipeError(
@@ -184,7 +243,7 @@ def load_raw(path: str | Path, overlays: list[str] | tuple[str, ...] = (), overr
         if not isinstance(extra, dict):
             raise RecipeError("an overlay must be a mapping", source=str(overlay))
         raw = deep_merge(raw, extra, source=str(overlay))
-    return apply_overrides(raw, list(overrides))
+    return apply_overrides(raw, list(overrides), notes)
 
 
 def load_recipe(
@@ -194,13 +253,12 @@ def load_recipe(
 ) -> LoadedRecipe:
     """Read, resolve and validate a recipe and every variant of its matrix."""
     source = str(path)
-    raw = load_raw(path, overlays, overrides)
+    notes: list[str] = []
+    raw = load_raw(path, overlays, overrides, notes)
     recipe = _validate(Recipe, raw, source)
-    loaded = LoadedRecipe(recipe=recipe, source=source, raw=raw)
+    loaded = LoadedRecipe(recipe=recipe, source=source, raw=raw, notes=notes)
     base = {k: v for k, v in raw.items() if k not in RUN_KEYS}
-    combos = expand_axes(raw.get("matrix") or {}, source=source)
-    all_keys = list(dict.fromkeys(k for c in combos for k in c))
-    labels = {key: axis_value_labels([c[key] for c in combos if key in c]) for key in all_keys}
+    combos, all_keys, labels = _expand(raw, source)
     for axes in combos:
         merged = base
         for key, value in axes.items():
@@ -235,7 +293,37 @@ def load_recipe(
                     data_seed=data_seed,
                 )
             )
+    _check_baseline(loaded, path, overlays, overrides)
     return loaded
+
+
+def _expand(raw: dict[str, Any], source: str) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    """The matrix's axis assignments, every axis key, and each axis's value labels."""
+    combos = expand_axes(raw.get("matrix") or {}, source=source)
+    all_keys = list(dict.fromkeys(k for c in combos for k in c))
+    labels = {key: axis_value_labels([c[key] for c in combos if key in c]) for key in all_keys}
+    return combos, all_keys, labels
+
+
+def _check_baseline(loaded: LoadedRecipe, path: str | Path, overlays: Any, overrides: Any) -> None:
+    """A ``baseline`` naming no variant (a typo) would leave every comparison without its reference:
+    refuse it, listing the variants. When overrides reshape the matrix (pin an axis), a baseline
+    that the file's own matrix has stands: reports then compare against the first variant."""
+    wanted = loaded.recipe.baseline
+    groups = list(dict.fromkeys(v.group for v in loaded.variants))
+    if wanted is None or wanted in groups:
+        return
+    if overrides and all(parse_override(o)[0] != "baseline" for o in overrides):
+        file_raw = load_raw(path, overlays)
+        combos, all_keys, labels = _expand(file_raw, loaded.source)
+        if wanted in {variant_name(c, None, all_keys, labels) for c in combos}:
+            return
+    raise RecipeError(
+        f"{wanted!r} is not one of the recipe's variants (name them without the seed); variants: "
+        + ", ".join(groups),
+        source=loaded.source,
+        key="baseline",
+    )
 
 
 def seed_streams(recipe: Recipe) -> list[tuple[int, int | None, int | None]]:

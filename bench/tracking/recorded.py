@@ -142,7 +142,12 @@ def close_run(
     if result.metrics:
         last = result.history[-1] if result.history else {}
         logged = client.get_run(run_id).data.metrics
-        final = {k: v for k, v in result.metrics.items() if last.get(k) != v and logged.get(k) != v}
+        # each final metric once, even when a kill makes a rerun close again (its time/* differ);
+        # a key the last epoch logged again only where the final value replaces it (a delivered *acc)
+        final = {
+            k: v for k, v in result.metrics.items()
+            if (k not in last and k not in logged) or (k in last and last[k] != v and logged.get(k) != v)
+        }  # fmt: skip
         # A delivered model's ``*/acc`` replaces the last epoch's (raw weights') value at the same
         # step: it must be later than that one, or MLflow could keep the raw value as the latest.
         after = max((m.timestamp for k in final if k in last for m in client.get_metric_history(run_id, k)),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RecipeError
+from bench.recipe.base import check_name
 from bench.recipe.load import RUN_KEYS, LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
 from bench.recipe.schema import RecipeBody
@@ -38,6 +39,17 @@ class TuneOptions:
     workers: int = 1
     study: str | None = None
     ray: Any = None  # bench.execution.cluster.RayOptions: the workers are Ray tasks
+
+    def __post_init__(self) -> None:
+        """The study names the folder of its storage (results/<study>/): the same safe-name rule as
+        ``tune.study``, so ``--study ..`` or ``--study a/b`` cannot put it outside results/."""
+        if self.study is not None:
+            try:
+                check_name(self.study, "a study name")
+            except ValueError as exc:
+                raise RecipeError(
+                    f"{exc}; got {self.study!r}", source="command line", key="--study"
+                ) from None
 
 
 @dataclass

@@ -30,6 +30,8 @@ def expand_path(path: str | Path) -> Path:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.stat().st_size == 0:  # torch's own message for it is a bare IndexError
+        raise CheckpointError(f"cannot load weights from {path}: the file is empty (0 bytes)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
@@ -37,7 +39,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         why = (
             "it holds pickled code or objects (refused for safety)"
             if "weights_only" in text.lower()
-            else text.splitlines()[0][:200]
+            else (text.splitlines() or [type(exc).__name__])[0][:200]
         )
         raise CheckpointError(f"cannot load weights from {path}: {why}") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):

@@ -57,10 +57,7 @@ def fixed(rng, s: Setting, effects: np.ndarray, seeds: int) -> list[str]:
     base, arms = _arms(rng, s, effects, seeds)
     b = dict(enumerate(base))
     diffs = [stats.paired_test(dict(enumerate(a)), b, min_effect=s.margin) for a in arms]
-    p_both = stats.holm([max(d.p_t, d.p_value) for d in diffs])
-    p_t = stats.holm([d.p_t for d in diffs])
-    p_eq = stats.holm([stats.tost_p(a - base, s.margin) for a in arms])
-    return [stats.family_verdict(d, pb, pt, ALPHA, pe) for d, pb, pt, pe in zip(diffs, p_both, p_t, p_eq)]
+    return stats.decide_family(diffs, [a - base for a in arms], s.margin, ALPHA).verdicts
 
 
 WRONG_DIRECTION = ("better", "worse")

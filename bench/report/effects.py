@@ -84,17 +84,16 @@ def baseline_table(
     # the family: every comparison that could get a verdict (at least MIN_PAIRS seeds in common)
     family = [g for g, d in diffs.items() if d.n >= stats.MIN_PAIRS]
     m = max(len(family), 1)
-    p_t = stats.holm([diffs[g].p_t for g in family])
     d_of = {g: [by_seed[g][s] - by_seed[base][s] for s in diffs[g].seeds] for g in family}
-    p_eq = {g: stats.tost_p(d_of[g], min_effect) for g in family}
-    p_eq_holm = dict(zip(family, stats.holm([p_eq[g] for g in family])))
-    adjusted = dict(zip(family, p_t))
+    decided = stats.decide_family([diffs[g] for g in family], [d_of[g] for g in family], min_effect, alpha)
+    at = {g: i for i, g in enumerate(family)}
     means = variants.set_index("variant")
     rows = []
     for group in scored:
         is_base = group == base
         d = diffs.get(group) or stats.paired_test(by_seed[base], by_seed[base], confidence=confidence)
-        p_holm = adjusted.get(group, math.nan)
+        i = at.get(group)
+        p_holm = decided.p_holm[i] if i is not None else math.nan
         wide = _simultaneous(d, alpha / m)
         pair = stats.pairing(by_seed.get(group, {}), by_seed.get(base, {}), confidence)
         # pairing that removes nothing (|r| < 0.2) and an unpaired interval that is tighter: shown instead
@@ -113,8 +112,8 @@ def baseline_table(
                 "p_t": math.nan if is_base else d.p_t,
                 "p_sign_flip": math.nan if is_base else d.p_value,
                 "p_holm": math.nan if is_base else p_holm,
-                "p_equivalent": p_eq.get(group, math.nan),
-                "p_equivalent_holm": p_eq_holm.get(group, math.nan),
+                "p_equivalent": decided.p_equivalent[i] if i is not None else math.nan,
+                "p_equivalent_holm": decided.p_equivalent_holm[i] if i is not None else math.nan,
                 "family": math.nan if is_base else len(family),
                 "pair_corr": math.nan if is_base else pair.corr,
                 "unpaired_lo": math.nan if is_base else pair.lo,
@@ -125,9 +124,7 @@ def baseline_table(
                 "seeds_needed": math.nan
                 if is_base
                 else stats.seeds_needed(d.sd, min_effect, alpha=alpha / m),
-                "verdict": "baseline"
-                if is_base
-                else stats.family_verdict(d, p_holm, alpha, p_eq_holm.get(group, math.nan)),
+                "verdict": "baseline" if is_base else decided.verdicts[i] if i is not None else d.verdict,
                 **_cost(group, base, per_seed_speed, per_seed_memory, left_out, confidence, speed_floor),
                 "wall_ratio": _ratio(means, group, base, "wall_s_mean"),
             }

@@ -252,6 +252,28 @@ def family_verdict(d: PairedDiff, p_holm: float, alpha: float, p_equiv_holm: flo
 
 
 @dataclass(frozen=True)
+class FamilyDecision:
+    """The decisions of one family of comparisons (see ``decide_family``), one entry per comparison."""
+
+    p_holm: list[float]
+    p_equivalent: list[float]
+    p_equivalent_holm: list[float]
+    verdicts: list[str]
+
+
+def decide_family(diffs: Sequence[PairedDiff], differences: Sequence[Sequence[float]], margin: float,
+                  alpha: float) -> FamilyDecision:  # fmt: skip
+    """The report's decision rule over one family: Holm over the paired t-tests, the sign-flip check,
+    Holm over the equivalence (TOST) tests with ``margin``; ``differences`` are each comparison's
+    per-seed differences. The report and ``bench calibrate`` both decide through here."""
+    p_holm = holm([d.p_t for d in diffs])
+    p_eq = [tost_p(x, margin) for x in differences]
+    p_eq_holm = holm(p_eq)
+    verdicts = [family_verdict(d, ph, alpha, pe) for d, ph, pe in zip(diffs, p_holm, p_eq_holm)]
+    return FamilyDecision(p_holm, p_eq, p_eq_holm, verdicts)
+
+
+@dataclass(frozen=True)
 class Spread:
     """Median over seeds and its range: throughput on a shared machine swings by tens of percent
     between identical runs, so a mean ± CI would pretend to a precision it does not have."""

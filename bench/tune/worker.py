@@ -153,7 +153,8 @@ def report(ctx: TrialContext, outcome: TrialOutcome, index: int) -> None:
     done = finished_count(ctx.study.get_trials(deepcopy=False))
     left = max(plan.tune.n_trials - done, 0)
     value = f"{plan.tune.objective.metric}={outcome.value:.4f}" if outcome.value is not None else "no value"
-    state = {"COMPLETE": "complete", "PRUNED": f"pruned after {outcome.epochs} epoch(s)", "FAIL": "FAILED",
+    pruned = outcome.reason if plan.tune.seeds_per_trial > 1 else f"pruned after {outcome.epochs} epoch(s)"
+    state = {"COMPLETE": "complete", "PRUNED": pruned, "FAIL": "FAILED",
              "LOST": "result discarded"}[outcome.state]  # fmt: skip
     extra = f" ({outcome.reason})" if outcome.state in ("FAIL", "LOST") and outcome.reason else ""
     who = f"[w{index}] " if plan.options.workers > 1 else ""

@@ -41,6 +41,8 @@ OPTUNA_CLASSES = {
         "median": "optuna.pruners:MedianPruner",
         "hyperband": "optuna.pruners:HyperbandPruner",
         "none": "optuna.pruners:NopPruner",
+        "auto": "bench.tune.pruners:AutoPruner",
+        "wilcoxon": "bench.tune.pruners:SeedPruner",
     },
 }
 OPTUNA_OWN_KEYS = {"sampler": ("seed", "search_space"), "pruner": ()}

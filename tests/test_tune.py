@@ -260,7 +260,8 @@ def test_study_end_to_end(tiny_image_folder, tmp_path, capsys):
     trials = pd.read_csv(out / "trials.csv")
     assert sorted(trials["state"]) == ["COMPLETE", "FAIL", "PRUNED"]
     best = yaml.safe_load((out / "best.yaml").read_text())
-    assert best == {"train.optimizer.lr": 0.05}
+    tuned = best.pop("tuned")  # how it was chosen: stripped by bench run --overlay
+    assert best == {"train.optimizer.lr": 0.05} and tuned["tuned_on_seeds"] == [0, 1, 2, 3]
     assert (out / "optimization_history.png").stat().st_size > 0
     assert not (out / "param_importances.png").exists()  # one param: skipped with a note
     assert "parameter importance skipped" in err

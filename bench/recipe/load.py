@@ -27,6 +27,7 @@ from bench.recipe.matrix import (
     variant_name,
 )
 from bench.recipe.schema import Recipe, RecipeBody
+from bench.recipe.tune import TUNED_KEY, shift_seeds
 from bench.recipe.yaml_loader import load_yaml_file, parse_scalar
 
 RUN_KEYS = ("matrix", "seeds", "init_seeds", "data_seeds")  # top-level keys that are not a variant's setup
@@ -238,12 +239,34 @@ def load_raw(
         raise RecipeError(
             f"a recipe must be a mapping of keys to values, got {type(raw).__name__}", source=str(path)
         )
+    tuned_on: list[int] = []
     for overlay in overlays:
         extra = load_yaml_file(overlay)
         if not isinstance(extra, dict):
             raise RecipeError("an overlay must be a mapping", source=str(overlay))
+        tuned_on += _tuned_on_seeds(extra.pop(TUNED_KEY, None), str(overlay))
         raw = deep_merge(raw, extra, source=str(overlay))
-    return apply_overrides(raw, list(overrides), notes)
+    raw = apply_overrides(raw, list(overrides), notes)
+    if tuned_on:
+        seeds = raw.get("seeds", [0])
+        moved = shift_seeds(seeds, tuned_on) if isinstance(seeds, list) else seeds
+        if moved != seeds:
+            import sys
+
+            print(f"note: seeds {seeds} -> {moved}: the overlay's configuration was tuned on seeds "
+                  f"{sorted(set(tuned_on))}, which never report it", file=sys.stderr, flush=True)  # fmt: skip
+            raw = {**raw, "seeds": moved}
+    return raw
+
+
+def _tuned_on_seeds(record: Any, source: str) -> list[int]:
+    """The seeds that chose an overlay's values (``tuned.tuned_on_seeds`` in bench tune's best.yaml)."""
+    if record is None:
+        return []
+    seeds = record.get("tuned_on_seeds") if isinstance(record, dict) else None
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise RecipeError("tuned.tuned_on_seeds must be a list of integer seeds", source=source, key="tuned")
+    return seeds
 
 
 def load_recipe(

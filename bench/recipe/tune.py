@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from bench.recipe.base import ComponentConfig, Strict, check_name
 
@@ -166,9 +166,11 @@ class SamplerConfig(ComponentConfig):
 
 
 class PrunerConfig(ComponentConfig):
-    """Pruner name; other keys go to the optuna pruner class (e.g. n_startup_trials, n_warmup_steps)."""
+    """Pruner name; other keys go to the pruner class (e.g. n_startup_trials, n_warmup_steps).
+    ``auto``: a pilot of unpruned trials, then Kendall tau per epoch picks hyperband, median or none
+    (bench/tune/fidelity.py). ``wilcoxon``: across the seeds of ``seeds_per_trial`` (bench/tune/pruners.py)."""
 
-    name: Literal["median", "hyperband", "none"] = "median"
+    name: Literal["median", "hyperband", "none", "auto", "wilcoxon"] = "median"
 
 
 class LivenessConfig(Strict):
@@ -202,6 +204,13 @@ class TuneConfig(Strict):
         0.1, gt=0.0, lt=1.0, description="validation fraction used when data.val_size is 0"
     )
     liveness: LivenessConfig = Field(default_factory=LivenessConfig)
+    seeds_per_trial: PositiveInt = Field(
+        1, description="seeds each trial's configuration trains on; the objective is their mean"
+    )
+    recheck_top: NonNegativeInt = Field(
+        3, description="configurations re-run on fresh seeds after the study (0: none)"
+    )
+    recheck_seeds: PositiveInt = Field(3, description="fresh seeds per re-checked configuration")
     space: dict[str, Any] = Field(description=f"dotted recipe key -> {SPACE_FORMS}")
 
     @field_validator("study")
@@ -229,5 +238,38 @@ class TuneConfig(Strict):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _pruner_fits_seeds(self) -> TuneConfig:
+        """Several seeds make a trial's steps its seeds, not its epochs: only a pruner over seeds fits."""
+        name = self.pruner.name
+        if self.seeds_per_trial > 1 and name in ("median", "hyperband", "auto"):
+            if "name" not in self.pruner.model_fields_set:
+                self.pruner = PrunerConfig(name="wilcoxon", **self.pruner.kwargs)
+            else:
+                raise ValueError(
+                    f"seeds_per_trial {self.seeds_per_trial} prunes across seeds, not epochs: "
+                    f"use pruner wilcoxon or none (not {name})"
+                )
+        if self.seeds_per_trial == 1 and name == "wilcoxon":
+            raise ValueError("the wilcoxon pruner compares seeds: set seeds_per_trial to 2 or more")
+        return self
+
     def params(self) -> list[ParamSpec]:
         return [parse_param(k, v) for k, v in self.space.items()]
+
+
+TUNED_KEY = "tuned"  # best.yaml's record of how its keys were chosen; stripped from an overlay
+
+
+def shift_seeds(seeds: list[int], tuned_on: list[int]) -> list[int]:
+    """``seeds`` with each one that tuned the configuration replaced by a fresh one (in order)."""
+    taken = set(seeds) | set(tuned_on)
+    nxt = max(taken) + 1
+    out = []
+    for s in seeds:
+        if s in tuned_on:
+            out.append(nxt)
+            nxt += 1
+        else:
+            out.append(s)
+    return out

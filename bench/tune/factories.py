@@ -58,4 +58,10 @@ def make_pruner(plan: TunePlan) -> Any:
         return optuna.pruners.MedianPruner(**cfg.kwargs)
     if cfg.name == "hyperband":
         return optuna.pruners.HyperbandPruner(**{"max_resource": plan.epochs, **cfg.kwargs})
+    if cfg.name in ("auto", "wilcoxon"):
+        from bench.tune.pruners import AutoPruner, SeedPruner
+
+        if cfg.name == "wilcoxon":
+            return SeedPruner(**cfg.kwargs)
+        return AutoPruner(**{"max_resource": plan.epochs, **cfg.kwargs})
     return optuna.pruners.NopPruner()

@@ -50,8 +50,10 @@ class TrialOutcome:
 
 
 class PruneHook(BaseHook):
-    """Reports the objective metric after every epoch and stops the trial when the pruner says so;
-    at the end computes the objective and adds it to the run's final metrics."""
+    """Records the objective metric after every epoch (``curve``: for the fidelity measurement),
+    reports it and stops the trial when the pruner says so (with ``trial``; None: one seed of a
+    multi-seed trial, or a re-check run, whose steps are not epochs); at the end computes the
+    objective and adds it to the run's final metrics."""
 
     def __init__(self, trial: Any, objective: Any):
         self.trial, self.objective = trial, objective
@@ -59,6 +61,7 @@ class PruneHook(BaseHook):
         self.epochs = 0
         self.last: float | None = None  # the last value reported: a pruned trial's value
         self.value: float | None = None
+        self.curve: list[float] = []
 
     def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
         import optuna
@@ -66,6 +69,10 @@ class PruneHook(BaseHook):
         self.epochs = epoch + 1
         value = record.get(self.metric)
         if value is None or not math.isfinite(value):
+            return
+        self.curve.append(float(value))
+        if self.trial is None:
+            self.last = float(value)
             return
         self.trial.report(float(value), epoch)
         self.last = float(value)
@@ -114,8 +121,51 @@ def objective_value(
 
 
 def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOutcome:
-    """Train trial ``trial`` with ``params`` as an MLflow child run; never raises for the trial's
-    own failure (an interrupt closes the run as KILLED and propagates)."""
+    """Train trial ``trial`` with ``params`` on each tuning seed, each seed an MLflow child run;
+    never raises for the trial's own failure (an interrupt closes the run as KILLED and propagates).
+    One seed: the pruner sees epochs. Several: the pruner sees seed ``i``'s objective as step ``i``
+    and may stop the trial between seeds; the objective is the mean over the seeds."""
+    from bench.tune.fidelity import CURVE_ATTR
+
+    seeds = ctx.plan.tuning_seeds
+    values: list[float] = []
+    curves: list[list[float]] = []
+    tests: list[float] = []
+    epochs = 0
+    for i, seed in enumerate(seeds):
+        hook = PruneHook(trial if len(seeds) == 1 else None, ctx.plan.tune.objective)
+        result = _run_seed(ctx, trial, params, seed, hook, i if len(seeds) > 1 else None)
+        epochs += hook.epochs
+        state = STATE.get(result.status, "FAIL")
+        if result.metrics.get("test/acc") is not None:
+            tests.append(result.metrics["test/acc"])
+        if state != "COMPLETE":
+            reason = f"VariantSkipped: {result.reason}" if result.status == "skipped" else result.reason
+            if len(seeds) > 1 and state != "FAIL":
+                state = "FAIL"  # a seed cannot be pruned on its own: only between seeds
+            value = hook.value if state != "FAIL" else None
+            test = tests[-1] if tests and len(seeds) == 1 else None
+            return TrialOutcome(trial.number, state, value, params, epochs, reason, test)
+        values.append(float(hook.value))
+        curves.append(hook.curve)
+        trial.set_user_attr(CURVE_ATTR, _mean_curve(curves))
+        if len(seeds) > 1:
+            trial.report(float(hook.value), i)
+            if i < len(seeds) - 1 and trial.should_prune():
+                mean = sum(values) / len(values)
+                why = f"pruned after seed {i + 1} of {len(seeds)}: mean {ctx.plan.tune.objective.metric}={mean:.4f}"
+                return TrialOutcome(trial.number, "PRUNED", mean, params, epochs, why, None)
+    test = sum(tests) / len(tests) if len(tests) == len(seeds) else None
+    return TrialOutcome(trial.number, "COMPLETE", sum(values) / len(values), params, epochs, "", test)
+
+
+def _mean_curve(curves: list[list[float]]) -> list[float]:
+    n = min(len(c) for c in curves)
+    return [sum(c[e] for c in curves) / len(curves) for e in range(n)]
+
+
+def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, hook: PruneHook,
+              index: int | None) -> Any:  # fmt: skip
     from bench.tracking.recorded import Recording, run_recorded
 
     plan, number = ctx.plan, trial.number
@@ -123,10 +173,11 @@ def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOut
                      if t.number == number), None)  # fmt: skip
     tags = {"bench.kind": "trial", "bench.study": plan.study_name, "bench.trial_number": str(number),
             "bench.worker": ctx.worker_id}  # fmt: skip
+    if index is not None:
+        tags["bench.seed_index"] = str(index)
     if retry_of is not None:
         tags["bench.retry_of"] = str(retry_of)
-    variant = plan.trial_variant(params, number)
-    hook = PruneHook(trial, plan.tune.objective)
+    variant = plan.trial_variant(params, number, seed)
     rec = Recording(
         ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify
     )
@@ -135,11 +186,5 @@ def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOut
         trial.set_user_attr(MLFLOW_ATTR, run_id)
         fault_point("tune.trial_run_opened")
 
-    run_id, result = run_recorded(rec, variant, hooks=(hook,), on_open=opened)
-    state = STATE.get(result.status, "FAIL")
-    reason = result.reason
-    if result.status == "skipped":
-        reason = f"VariantSkipped: {reason}"
-    test_acc = result.metrics.get("test/acc")
-    value = hook.value if state != "FAIL" else None
-    return TrialOutcome(number, state, value, params, hook.epochs, reason, test_acc)
+    _, result = run_recorded(rec, variant, hooks=(hook,), on_open=opened)
+    return result

@@ -13,8 +13,11 @@ import yaml
 from bench.fileio import atomic_write_text
 from bench.recipe.tune import OutsideSpace
 from bench.tracking import mlflow_store as store
+from bench.tune import fidelity
 from bench.tune.plan import TunePlan
-from bench.tune.trials import counts
+from bench.tune.recheck import Recheck, analyse
+from bench.tune.recheck import describe as describe_recheck
+from bench.tune.trials import counts, epochs_trained
 
 
 def write_trials_csv(study: Any, path: Path) -> Any:
@@ -25,15 +28,30 @@ def write_trials_csv(study: Any, path: Path) -> Any:
     return frame
 
 
-def best_overlay(plan: TunePlan, trial: Any, values: dict[str, Any]) -> str:
+def best_overlay(plan: TunePlan, trial: Any, values: dict[str, Any], rc: Recheck | None = None) -> str:
+    """The dotted keys, and under ``tuned:`` how they were chosen: ``bench run --overlay`` strips
+    that block and moves the run's seeds off ``tuned_on_seeds`` (bench/recipe/load.py)."""
     metric = plan.tune.objective.metric
     test = trial.user_attrs.get("test_acc")
     header = (
         f"# best trial of study {plan.study_name} (trial {trial.number}): {metric}={trial.value:.4f}"
         + (f", test/acc={test:.4f}" if test is not None else "")
-        + f"\n#   bench run {plan.loaded.source} --overlay {plan.out_dir / 'best.yaml'}\n"
-    )
-    return header + yaml.safe_dump(values, sort_keys=False)
+        + f" on tuning seeds {plan.tuning_seeds}"
+        + (f"\n# re-checked on fresh seeds {rc.seeds}: {rc.mean:.4f} [{rc.lo:.4f}, {rc.hi:.4f}], "
+           f"P(best of {len(rc.values)}) {rc.p_best:.2f}" if rc else "")
+        + f"\n#   bench run {plan.loaded.source} --overlay {plan.out_dir / 'best.yaml'}"
+        + "\n# (the run's seeds move off tuned.tuned_on_seeds: the seeds that chose it never report it)\n"
+    )  # fmt: skip
+    chosen = plan.tuning_seeds + (rc.seeds if rc else [])
+    tuned: dict[str, Any] = {"study": plan.study_name, "trial": trial.number, "objective": metric,
+                             "value": float(trial.value), "tuned_on_seeds": chosen}  # fmt: skip
+    if rc is not None:
+        tuned["recheck"] = {
+            "seeds": rc.seeds, "mean": rc.mean, "ci95": [rc.lo, rc.hi], "p_best": round(rc.p_best, 4),
+            "of_trials": list(rc.values), "indistinguishable_from": rc.indistinguishable,
+            **({"test_acc_mean": rc.tests[rc.winner]} if rc.winner in rc.tests else {}),
+        }  # fmt: skip
+    return header + yaml.safe_dump({**values, "tuned": tuned}, sort_keys=False)
 
 
 def save_plots(plan: TunePlan, study: Any, complete: list[Any]) -> tuple[list[Path], list[str]]:
@@ -86,6 +104,49 @@ def best_trial(plan: TunePlan, complete: list[Any]) -> tuple[Any, dict[str, Any]
     return best, values, notes
 
 
+def epochs_saved(
+    plan: TunePlan, finished: list[Any], c: dict[str, int], metrics: dict[str, float]
+) -> list[str]:
+    """Epochs trained against the budget without pruning (n_trials x seeds x epochs)."""
+    trained = sum(epochs_trained(t) for t in finished)
+    budget = plan.tune.n_trials * plan.tune.seeds_per_trial * plan.epochs
+    done = max(sum(c.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL")), 1)
+    pruned = c.get("PRUNED", 0) / done
+    metrics.update({"epochs/trained": trained, "epochs/budget": budget, "epochs/saved_fraction": 1 - trained / budget,
+                    "trials/pruned_fraction": pruned})  # fmt: skip
+    seeds = f" x {plan.tune.seeds_per_trial} seeds" if plan.tune.seeds_per_trial > 1 else ""
+    return [
+        f"epochs trained {trained} of {budget} (n_trials {plan.tune.n_trials}{seeds} x {plan.epochs} epochs): "
+        f"{1 - trained / budget:.0%} saved; {pruned:.0%} of finished trials pruned"
+    ]
+
+
+def fidelity_lines(plan: TunePlan, trials: list[Any], auto_choice: dict | None, client: Any,
+                   parent_id: str) -> list[str]:  # fmt: skip
+    """Kendall tau per epoch, logged as ``fidelity/tau`` (step = epoch), and the pruner it recommends."""
+    fid = fidelity.measure(trials, plan.epochs)
+    lines = [fidelity.describe(fid, plan.tune.objective.metric)]
+    for e, tau in enumerate(fid.taus):
+        if math.isfinite(tau):
+            store.log_metrics(client, parent_id, {"fidelity/tau": tau}, step=e + 1)
+    rec = fidelity.recommend(fid, plan.epochs)
+    if rec is not None:
+        store.log_metrics(client, parent_id, {"fidelity/trials": fid.n}, step=0)
+        client.set_tag(parent_id, "bench.pruner_recommended", rec.describe())
+        lines.append(f"pruner recommended (tau >= {fidelity.TAU_HIGH} rule): {rec.describe()}")
+    if plan.tune.pruner.name == "auto":
+        pilots = sum(bool(t.user_attrs.get(fidelity.PILOT_ATTR)) for t in trials)
+        choice = auto_choice
+        text = (
+            f"{choice['name']} {choice['kwargs']} after a pilot of {choice['pilot']} unpruned trials "
+            f"(tau per epoch {[round(t, 2) for t in choice['taus']]})"
+            if choice else f"nothing yet: {pilots} pilot trial(s) claimed, unpruned"
+        )  # fmt: skip
+        lines.append(f"pruner auto chose {text}")
+        client.set_tag(parent_id, "bench.pruner_auto", text[:4000])
+    return lines
+
+
 def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> str:
     """Write every output and the parent run's summary; returns the summary text."""
     from optuna.trial import TrialState
@@ -101,21 +162,27 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
     c = counts(trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     finished = [t for t in trials if t.state.is_finished()]
-    epochs_run = sum(len(t.intermediate_values) for t in finished)
-    full = len(finished) * plan.epochs
-    lines.append(
-        "trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(c.items()))
-        + f"; epochs trained {epochs_run} of {full} without pruning"
-    )  # fmt: skip
+    lines.append("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(c.items())))
     metrics: dict[str, float] = {
         "trials/complete": c.get("COMPLETE", 0), "trials/pruned": c.get("PRUNED", 0),
-        "trials/failed": c.get("FAIL", 0), "epochs/run": epochs_run, "epochs/no_pruning": full,
+        "trials/failed": c.get("FAIL", 0),
     }  # fmt: skip
+    lines += epochs_saved(plan, finished, c, metrics)
+    lines += fidelity_lines(plan, trials, study.user_attrs.get(fidelity.CHOICE_ATTR), client, parent_id)
+    rc = analyse(plan, study)
     best, values, ignored = best_trial(plan, complete)
     lines += [f"note: {n}" for n in ignored]
+    if rc is not None:
+        best = next(t for t in complete if t.number == rc.winner)
+        values = plan.space.from_optuna(best.params)
+        metrics.update({"recheck/mean": rc.mean, "recheck/lo": rc.lo, "recheck/hi": rc.hi,
+                        "recheck/p_best": rc.p_best, "recheck/trial": rc.winner,
+                        "recheck/indistinguishable": len(rc.indistinguishable)})  # fmt: skip
+    elif plan.tune.recheck_top:
+        lines.append("re-check: not run yet (it runs once the study has all its trials)")
     if best is not None:
         metric = plan.tune.objective.metric
-        text = best_overlay(plan, best, values)
+        text = best_overlay(plan, best, values, rc)
         atomic_write_text(out / "best.yaml", text)
         client.log_artifact(parent_id, str(out / "best.yaml"))
         test = best.user_attrs.get("test_acc")
@@ -128,8 +195,12 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 metrics[f"best/{key}"] = float(value)
         client.set_tag(parent_id, "bench.best_trial", str(best.number))
-        lines.append(f"best: trial {best.number}, {metric}={best.value:.4f}")
+        lines.append(
+            f"best: trial {best.number}, {metric}={best.value:.4f} on tuning seeds {plan.tuning_seeds}"
+        )
         lines += [f"  {k}: {v}" for k, v in values.items()]
+        if rc is not None:
+            lines += describe_recheck(rc, metric)
         lines.append(
             f"test/acc of the best trial (reported only, never tuned on): {test:.4f}"
             if test is not None

@@ -16,6 +16,7 @@ from bench.recipe.matrix import stable_hash
 from bench.recipe.schema import RecipeBody
 from bench.recipe.tune import TuneConfig
 from bench.tracking import mlflow_store as store
+from bench.tune.seeds import fresh_seeds, tuning_seeds
 from bench.tune.space import Space, trial_config, validate_space
 from bench.tune.storage import StorageSpec, resolve_storage
 from bench.validate import load_validated as load_recipe
@@ -88,19 +89,31 @@ class TunePlan:
     def epochs(self) -> int:
         return self.trial_body({}).train.epochs
 
+    @property
+    def tuning_seeds(self) -> list[int]:
+        """The seeds every trial trains on (``tune.seeds_per_trial`` of them, from the recipe's)."""
+        return tuning_seeds(self.loaded.recipe.seeds, self.tune.seeds_per_trial)
+
+    @property
+    def recheck_seeds(self) -> list[int]:
+        """Fresh seeds for the re-check of the top configurations: never a tuning seed."""
+        return fresh_seeds(self.tuning_seeds, self.tune.recheck_seeds)
+
     def storage_spec(self) -> StorageSpec:
         return resolve_storage(self.options.storage, self.out_dir, self.options.workers)
 
     def trial_body(self, values: dict[str, Any]) -> RecipeBody:
         return _validate(RecipeBody, trial_config(self.base, values, self.loaded.source), self.loaded.source)
 
-    def trial_variant(self, values: dict[str, Any], number: int) -> Variant:
+    def trial_variant(self, values: dict[str, Any], number: int, seed: int | None = None) -> Variant:
         body = self.trial_body(values)
         resolved = body.model_dump(mode="json")
-        name = f"trial={number}"
+        seed = self.seed if seed is None else seed
+        group = f"trial={number}"
+        name = group if seed == self.seed else f"{group},seed={seed}"
         return Variant(
-            body=body, seed=self.seed, axes=dict(values), name=name, group=name,
-            variant_id=stable_hash(values), run_key=stable_hash({"config": resolved, "seed": self.seed}, 16),
+            body=body, seed=seed, axes=dict(values), name=name, group=group,
+            variant_id=stable_hash(values), run_key=stable_hash({"config": resolved, "seed": seed}, 16),
             source=self.loaded.source,
         )  # fmt: skip
 
@@ -133,8 +146,9 @@ def build_plan(options: TuneOptions, *, quiet: bool = False) -> TunePlan:
             "validation split the study tunes on (set data.val_size to choose)"
         )
     seeds = loaded.recipe.seeds
-    if len(seeds) > 1:
-        notes.append(f"the recipe lists {len(seeds)} seeds; trials train with the first ({seeds[0]})")
+    if len(seeds) > tune.seeds_per_trial:
+        used = tuning_seeds(seeds, tune.seeds_per_trial)
+        notes.append(f"the recipe lists {len(seeds)} seeds; trials train with {used} (tune.seeds_per_trial)")
     if loaded.recipe.init_seeds or loaded.recipe.data_seeds:
         notes.append(f"init_seeds/data_seeds are not used by a study: seed {seeds[0]} drives every stream")
     space = Space(tune.params())

@@ -13,6 +13,7 @@ from bench.errors import Terminated  # SIGTERM as a KeyboardInterrupt, as bench 
 from bench.signals import closing_status
 from bench.tune.plan import TuneOptions, build_plan, say
 from bench.tune.prepare import open_worker, prepare
+from bench.tune.recheck import run_recheck
 from bench.tune.trials import finished_count
 from bench.tune.worker import worker_loop
 
@@ -32,8 +33,9 @@ def run_study(options: TuneOptions) -> int:
     client, parent_id = prepare(plan)
     ctx = open_worker(plan, 0, client)
     done = finished_count(ctx.study.get_trials(deepcopy=False))
+    seeds = f" x seeds {plan.tuning_seeds}" if plan.tune.seeds_per_trial > 1 else ""
     say(
-        f"study {plan.study_name}: {plan.tune.n_trials} trials ({done} done), sampler "
+        f"study {plan.study_name}: {plan.tune.n_trials} trials{seeds} ({done} done), sampler "
         f"{plan.tune.sampler.name}, pruner {plan.tune.pruner.name}, objective "
         f"{plan.tune.objective.direction} {plan.tune.objective.metric}; storage {spec.display}; "
         f"{options.workers} worker(s)"
@@ -45,6 +47,8 @@ def run_study(options: TuneOptions) -> int:
             worker_loop(ctx, 0)
         elif not fan_out(options):
             status, code = "FAILED", 1
+        if code == 0 and finished_count(ctx.study.get_trials(deepcopy=False)) >= plan.tune.n_trials:
+            run_recheck(ctx)
     except BaseException as exc:
         status = closing_status(exc)
         raise

@@ -6,6 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+EPOCHS_ATTR = "bench.epochs_trained"  # epochs a trial trained, over all its seeds
+
+
+def epochs_trained(trial: Any) -> int:
+    """Recorded by the worker; older trials: one epoch per reported value."""
+    return int(trial.user_attrs.get(EPOCHS_ATTR, len(trial.intermediate_values)))
+
 
 def superseded(trials: list[Any]) -> set[int]:
     """Trial numbers replaced by a retry (Optuna's retry callbacks record ``retry_history``)."""

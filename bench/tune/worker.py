@@ -13,11 +13,12 @@ from typing import Any
 
 from bench.faults import fault_point
 from bench.tune import liveness
+from bench.tune.fidelity import CHOICE_ATTR, PILOT_ATTR
 from bench.tune.locks import StudyLock
 from bench.tune.objective import TrialContext, TrialOutcome, run_trial
 from bench.tune.plan import say
 from bench.tune.space import Space
-from bench.tune.trials import active, by_number, finished_count
+from bench.tune.trials import EPOCHS_ATTR, active, by_number, finished_count
 
 
 def _stop_signals() -> None:
@@ -46,9 +47,12 @@ def claim(ctx: TrialContext, lock: StudyLock) -> Claim | None:
         waiting = any(t.state == TrialState.WAITING for t in trials)
         if not waiting and len(trials) >= plan.tune.n_trials:
             return None
+        pilot = _auto_decision(ctx)
         trial = study.ask()
         fault_point("tune.asked")
         try:
+            if pilot:
+                trial.set_user_attr(PILOT_ATTR, True)
             tid = liveness.trial_id(storage, plan.study_name, trial.number)
             lease = liveness.Lease(storage, ctx.storage_kind, tid, liv.heartbeat_interval)
             lease.beat()
@@ -64,6 +68,20 @@ def claim(ctx: TrialContext, lock: StudyLock) -> Claim | None:
             raise
     fault_point("tune.claimed")
     return Claim(trial, lease)
+
+
+def _auto_decision(ctx: TrialContext) -> bool:
+    """Under ``tune.pruner: auto``, decide the pruner once the pilot is done; True while it is not
+    (the next trial is a pilot: never pruned)."""
+    from bench.tune.pruners import AutoPruner
+
+    pruner = ctx.study.pruner
+    if not isinstance(pruner, AutoPruner):
+        return False
+    note = pruner.decide(ctx.study, ctx.plan.epochs)
+    if note:
+        say(note)
+    return CHOICE_ATTR not in ctx.study.user_attrs
 
 
 def run_claimed(ctx: TrialContext, claimed: Claim) -> TrialOutcome:
@@ -96,6 +114,7 @@ def run_claimed(ctx: TrialContext, claimed: Claim) -> TrialOutcome:
         )
         outcome.state = "LOST"
         return outcome
+    trial.set_user_attr(EPOCHS_ATTR, outcome.epochs)
     if outcome.test_acc is not None:
         trial.set_user_attr("test_acc", float(outcome.test_acc))
     if outcome.reason:
@@ -134,7 +153,8 @@ def report(ctx: TrialContext, outcome: TrialOutcome, index: int) -> None:
     done = finished_count(ctx.study.get_trials(deepcopy=False))
     left = max(plan.tune.n_trials - done, 0)
     value = f"{plan.tune.objective.metric}={outcome.value:.4f}" if outcome.value is not None else "no value"
-    state = {"COMPLETE": "complete", "PRUNED": f"pruned after {outcome.epochs} epoch(s)", "FAIL": "FAILED",
+    pruned = outcome.reason if plan.tune.seeds_per_trial > 1 else f"pruned after {outcome.epochs} epoch(s)"
+    state = {"COMPLETE": "complete", "PRUNED": pruned, "FAIL": "FAILED",
              "LOST": "result discarded"}[outcome.state]  # fmt: skip
     extra = f" ({outcome.reason})" if outcome.state in ("FAIL", "LOST") and outcome.reason else ""
     who = f"[w{index}] " if plan.options.workers > 1 else ""

@@ -173,8 +173,10 @@ def bench_env(tmp_path: Path, fault: str = "", **extra: str) -> dict[str, str]:
 def bench_args(tmp_path: Path, recipe: Path, *extra: str) -> list[str]:
     overrides = [e for e in extra if "=" in e and not e.startswith("-")]  # right after the recipe
     options = [e for e in extra if e not in overrides]
+    # variant order: these tests stop "the first variant" at a fault point (the default shuffles)
     return [sys.executable, "-m", "bench.cli", "run", str(recipe), *overrides, "--results-dir",
-            str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *options]  # fmt: skip
+            str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--order",
+            "variant", *options]  # fmt: skip
 
 
 def start_bench(tmp_path: Path, recipe: Path, *extra: str, fault: str = "", prefix: tuple = (),

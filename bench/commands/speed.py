@@ -57,8 +57,8 @@ def main(args: argparse.Namespace) -> int:
         )
         pd.DataFrame(rows).to_csv(out / "speed.csv", index=False)  # kept whole after every timing
         rate = result.get("throughput/train_img_s", float("nan"))
-        print(f"round {r + 1}/{args.rounds} {group}: {rate:.1f} img/s"
-              + (" (contaminated)" if result.get("contention/speed_contaminated") else ""), flush=True)  # fmt: skip
+        dirty = " (contaminated)" if result.get("contention/speed_contaminated") else ""
+        print(f"round {r + 1}/{args.rounds} {group}: {rate:.1f} img/s{dirty}", flush=True)
     table, floor = cost_table(pd.DataFrame(rows), changes.baseline, neutral)
     table.to_csv(out / "speed_table.csv", index=False)
     print(f"throughput ratio to {changes.baseline}, paired by round; {floor}")

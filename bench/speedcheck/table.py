@@ -26,6 +26,7 @@ def cost_table(
     per_round = {g: dict(zip(f["seed"], f[speed.THROUGHPUT])) for g, f in clean.groupby("group")}
     per_round_mem = {g: dict(zip(f["seed"], f[memory])) for g, f in clean.groupby("group")} if memory else {}
     rows = []
+    verdict = lambda r: speed.speed_verdict(r, floor).replace("seeds", "rounds")  # noqa: E731
     for group in dict.fromkeys(timings["group"]):
         fast = speed.paired_ratio(per_round.get(group, {}), per_round.get(base, {}), confidence)
         mem = speed.paired_ratio(per_round_mem.get(group, {}), per_round_mem.get(base, {}), confidence)
@@ -36,7 +37,7 @@ def cost_table(
             "left_out": left_out.get(group, 0) + (left_out.get(base, 0) if group != base else 0),
             "train_img_s": float(img_s.median()) if len(img_s) else float("nan"),
             "ratio": fast.ratio, "lo": fast.lo, "hi": fast.hi,
-            "verdict": "baseline" if group == base else speed.speed_verdict(fast, floor).replace("seeds", "rounds"),
+            "verdict": "baseline" if group == base else verdict(fast),
             "memory_ratio": mem.ratio,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS), f"noise floor x{floor:.3f} ({source})"

@@ -88,10 +88,20 @@ def gpu(session: nox.Session) -> None:
 
 @nox.session(**VENV)
 def benchmark(session: nox.Session) -> None:
-    """pytest-benchmark: the engine's step against a bare PyTorch loop, and other hot paths."""
+    """pytest-benchmark: the engine's step against a bare PyTorch loop, and other hot paths. ``-s``: the
+    benchmarks print their paired ratios with intervals, which pytest would otherwise swallow."""
     _install(session)
     session.run(
-        "python", "-m", "pytest", "-m", "benchmark", "-p", "no:cacheprovider", "benchmarks", *session.posargs
+        "python",
+        "-m",
+        "pytest",
+        "-s",
+        "-m",
+        "benchmark",
+        "-p",
+        "no:cacheprovider",
+        "benchmarks",
+        *session.posargs,
     )
 
 

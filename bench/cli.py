@@ -19,6 +19,7 @@ COMMANDS = {
     "ui": "start the MLflow UI on a recipe's tracking store",
     "verify-resume": "train a variant straight and with a kill + resume, then compare the states",
     "calibrate": "simulate A/A studies and planted effects through bench's decision code: error rates, power",
+    "speed": "re-time finished variants' training steps in fresh, interleaved processes: a clean cost card",
     "ls": "list registered components: schedulers, optimizers, models (by glob), data sets, losses, tricks",
 }
 

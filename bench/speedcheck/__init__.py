@@ -1,0 +1,1 @@
+"""``bench speed``: re-time finished variants' training steps in fresh, interleaved processes."""

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench.progress import Progress
+from tests import procs
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,10 +32,9 @@ def run_in_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
     """``bench`` with stdin/stdout/stderr on a real pseudo-terminal; returns (exit code, what it drew)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a size
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", *args], stdin=slave, stdout=slave, stderr=slave,
-        env=child_env(), start_new_session=True, close_fds=True,
-    )  # fmt: skip
+    proc = procs.popen(
+        [sys.executable, "-m", "bench.cli", *args], stdin=slave, stdout=slave, stderr=slave, env=child_env()
+    )
     os.close(slave)
     chunks, deadline = [], time.monotonic() + timeout
     try:
@@ -52,10 +52,7 @@ def run_in_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
                 break
         return proc.wait(timeout=30), b"".join(chunks).decode(errors="replace")
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        os.close(master)
+        os.close(master)  # the process group is killed after the test (tests/procs.py)
 
 
 def test_a_terminal_gets_a_per_batch_bar_with_images_per_second_and_loss(tmp_path, tiny_image_folder):

@@ -81,16 +81,49 @@ def estimate_line(loaded: Any, results_dir: str | Path, force: bool = False) -> 
     )
 
 
+def expected_times(loaded: Any, results_dir: str | Path, force: bool = False) -> dict[str, float]:
+    """Each variant's seconds by its earlier run in ``runs.csv`` (same run_key, else same name):
+    0 s for one that will be skipped as already finished. For the live time left, so a slow
+    variant counts at its own time, not at the mean of the fast ones trained before it."""
+    done = earlier_wall_times(results_dir, loaded.name)
+    if done is None:
+        return {}
+    by_key = dict(zip(done.get("run_key", []), done[WALL]))
+    by_name = dict(zip(done["variant"], done[WALL])) if "variant" in done else {}
+    out: dict[str, float] = {}
+    for variant in loaded.variants:
+        if variant.run_key in by_key:
+            out[variant.name] = float(by_key[variant.run_key]) if force else 0.0
+        elif variant.name in by_name:
+            out[variant.name] = float(by_name[variant.name])
+    return out
+
+
 class Eta:
-    """Time left in a matrix, from the variants this process trained (not the ones skipped)."""
+    """Time left in a matrix: each variant at its own earlier time where ``expected`` has one
+    (bench/estimate.py ``expected_times``), the others at the mean of the variants this process
+    trained (not the ones skipped), or at the median of the earlier times before any."""
 
     def __init__(self) -> None:
         self.durations: list[float] = []
+        self.expected: dict[str, float] = {}
 
     def add(self, seconds: float) -> None:
         self.durations.append(seconds)
 
-    def left(self, remaining: int) -> float | None:
-        if not self.durations or remaining <= 0:
+    def left(self, remaining: int, names: list[str] | tuple[str, ...] = ()) -> float | None:
+        if remaining <= 0:
             return None
-        return sum(self.durations) / len(self.durations) * remaining
+        if self.durations:
+            fallback: float | None = sum(self.durations) / len(self.durations)
+        else:
+            known = sorted(t for t in self.expected.values() if t > 0)
+            fallback = known[len(known) // 2] if known else None
+        names = list(names)[:remaining]
+        total = 0.0
+        for name in names + [""] * (remaining - len(names)):
+            seconds = self.expected.get(name, fallback)
+            if seconds is None:
+                return None
+            total += seconds
+        return total

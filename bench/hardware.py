@@ -20,9 +20,11 @@ def cpu_flags() -> set[str]:
 
 def cpu_has_native_bf16() -> bool:
     """avx512_bf16 or AMX: bf16 autocast runs natively; otherwise it is emulated, 20-40x slower.
-    ``BENCH_FORCE_EMULATED_BF16=1`` pretends it is emulated (tests, demonstrations)."""
-    if os.environ.get("BENCH_FORCE_EMULATED_BF16") == "1":
-        return False
+    ``BENCH_FORCE_EMULATED_BF16=1`` pretends it is emulated, ``=0`` that it is native (tests and
+    demonstrations: the same test passes on a CPU with and one without native bf16)."""
+    forced = os.environ.get("BENCH_FORCE_EMULATED_BF16")
+    if forced in ("0", "1"):
+        return forced == "0"
     return any(flag in cpu_flags() for flag in BF16_FLAGS)
 
 

@@ -104,7 +104,13 @@ def plan_variant(
         state.schedule, out.lrs, start, error, state.step, train.epochs * spe, spe
     )
     scales = {n: float(g.get("lr_scale", 1.0)) for n, g in zip(names, groups)}
-    out.warnings += plan_checks.swa_above_peak(train, out.lrs, scales)
+    swa_warning = plan_checks.swa_above_peak(train, out.lrs, scales)
+    out.warnings += swa_warning
+    swa_start = train.swa.start_epoch * spe if train.swa is not None else None
+    out.warnings += plan_checks.rises_above_peak(
+        out.lrs, round(train.scheduler.warmup_epochs * spe), spe, swa_start,
+        until=swa_start if swa_warning else None,  # the SWA warning said it for every group, with the fix
+    )  # fmt: skip
     return out
 
 
@@ -147,16 +153,69 @@ def write_plan(plans: list[VariantPlan], out_dir: Path) -> tuple[Path, Path, Pat
     return csv, png, warn_csv
 
 
-def plot_plan(plans: list[VariantPlan], path: Path) -> None:
-    from bench.report.plots import panel_grid, save_grid, style_lr_panel
+@dataclass
+class Panel:
+    """Variants whose planned LRs are identical (precision, say, does not change them): one panel."""
+
+    plans: list[VariantPlan]
+    title: str
+
+
+def _pairs(group: str) -> list[tuple[str, str]] | None:
+    """``a=1,b=2`` as [("a", "1"), ("b", "2")]; None for a name not of that form."""
+    parts = [part.partition("=") for part in group.split(",")]
+    return [(k, v) for k, _, v in parts] if all(sep for _, sep, _ in parts) else None
+
+
+def _title(plans: list[VariantPlan], width: int = 52) -> str:
+    """Every variant of the panel named in full, wrapped between ``key=value`` items: the keys all
+    share first, then each key that differs with all its values (``precision=fp32 | amp_bf16``)."""
+    import textwrap
+
+    pairs = [_pairs(p.group) for p in plans]
+    keys = [k for k, _ in pairs[0]] if pairs[0] else None
+    if keys and all(pp and [k for k, _ in pp] == keys for pp in pairs):
+        values = {k: list(dict.fromkeys(dict(pp)[k] for pp in pairs)) for k in keys}
+        same = [f"{k}={v[0]}" for k, v in values.items() if len(v) == 1]
+        differ = [f"{k}={' | '.join(v)}" for k, v in values.items() if len(v) > 1]
+        lines = textwrap.wrap(", ".join(same), width, break_long_words=False, break_on_hyphens=False)
+        for item in differ:
+            lines += textwrap.wrap(
+                f"same LR for {item}", width, break_long_words=False, break_on_hyphens=False
+            )
+    else:
+        lines = [line for p in plans for line in textwrap.wrap(p.group, width, break_long_words=False)]
+    count = len({w for p in plans for w in p.warnings})
+    if count:
+        lines.append(f"⚠ {count} warning(s): see the list printed and plan_warnings.csv")
+    return "\n".join(lines)
+
+
+def plan_panels(plans: list[VariantPlan]) -> list[Panel]:
+    """One panel per distinct LR schedule, in the order of the first variant that has it: the
+    36 variants of cifar10_resnet.yaml are 12 schedules, each readable with a full title."""
+    by_schedule: dict[tuple, list[VariantPlan]] = {}
+    for plan in plans:
+        key = (plan.epochs, plan.steps_per_epoch, plan.lrs.to_csv(index=False))
+        by_schedule.setdefault(key, []).append(plan)
+    return [Panel(members, _title(members)) for members in by_schedule.values()]
+
+
+def plot_plan(plans: list[VariantPlan], path: Path) -> list[str]:
+    """The plan's PNG: one panel per distinct schedule (``plan_panels``); returns their titles."""
+    from bench.report.plots import panel_grid, style_lr_panel
 
     if not plans:
         raise BenchError("the recipe has no variants to plan")
-    fig, axes = panel_grid(len(plans), width=5.2, height=3.4)
+    panels = plan_panels(plans)
+    lines = max(p.title.count("\n") + 1 for p in panels)
+    height = 3.0 + 0.16 * lines  # room for the full title
+    fig, axes = panel_grid(len(panels), width=5.6, height=height)  # the Agg backend: no display needed
     import matplotlib.pyplot as plt
 
     cmap = plt.get_cmap("tab20")
-    for ax, plan in zip(axes.flat, plans):
+    for ax, panel in zip(axes.flat, panels):
+        plan = panel.plans[0]
         for k, name in enumerate(dict.fromkeys(plan.lrs["param_group"])):
             c = plan.lrs[plan.lrs["param_group"] == name]
             ax.plot(c["step"], c["lr"], lw=1.4, color=cmap(k % 20), linestyle=("-", "--")[k % 2], label=name)
@@ -166,11 +225,18 @@ def plot_plan(plans: list[VariantPlan], path: Path) -> None:
         if plan.epochs <= 60:
             for e in range(1, plan.epochs):
                 ax.axvline(e * plan.steps_per_epoch, color="0.85", lw=0.6, zorder=0)
-        title = plan.group if len(plan.group) <= 50 else plan.group[:49] + "…"
-        if plan.warnings:
-            title += f"\n⚠ {len(plan.warnings)} warning(s): {plan.warnings[0][:60]}…"
+        warned = any(p.warnings for p in panel.plans)
         style_lr_panel(
-            ax, title, f"optimizer step ({plan.steps_per_epoch}/epoch, grey: epoch boundaries)",
-            title_color="tab:red" if plan.warnings else "black", legend=bool(len(plan.lrs)),
+            ax, panel.title, f"optimizer step ({plan.steps_per_epoch}/epoch, grey: epoch boundaries)",
+            title_color="tab:red" if warned else "black", legend=bool(len(plan.lrs)),
         )  # fmt: skip
-    save_grid(fig, axes, len(plans), "Planned LR per param group and step (no training)", path)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle(f"Planned LR per param group and step (no training): {len(plans)} variant(s), "
+                 f"{len(panels)} distinct schedule(s)")  # fmt: skip
+    fig.tight_layout(
+        rect=(0, 0, 1, 1 - 0.4 / (height * axes.shape[0]))
+    )  # the figure's title clear of the panels
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [p.title for p in panels]

@@ -87,6 +87,40 @@ def swa_above_peak(train, frame: pd.DataFrame, scales: dict[str, float]) -> list
             "the same for every optimizer"]  # fmt: skip
 
 
+def rises_above_peak(frame: pd.DataFrame, warmup_steps: int, spe: int, swa_start_step: int | None, *,
+                     until: int | None = None) -> list[str]:  # fmt: skip
+    """Param groups whose LR climbs above their own earlier peak once the warm-up is over: a
+    schedule that climbs (a step scheduler with gamma > 1, a restart to more than the start), SWA
+    started before the schedule reached its peak, an absolute swa.lr above a group's LR. The
+    warm-up is the configured one plus any rise the schedule itself starts with (OneCycle,
+    CyclicLR): a group is looked at from the first fall of its LR, from SWA's start, or once its
+    LR has stayed put for more than an epoch (a constant one). ``until``: steps from there on are
+    not looked at (another warning covers them). One warning for all the groups it finds."""
+    found = []
+    for name, rows in frame.groupby("param_group", sort=False):
+        rows = rows.sort_values("step")
+        lr, epochs, steps = rows["lr"].to_numpy(), rows["epoch"].to_numpy(), rows["step"].to_numpy()
+        peak, checking, flat = (lr[0] if len(lr) else 0.0), False, 0
+        for t in range(1, len(lr)):
+            if until is not None and steps[t] >= until:
+                break
+            if not checking and steps[t] >= warmup_steps:
+                flat = flat + 1 if lr[t] == lr[t - 1] else 0
+                swa = swa_start_step is not None and steps[t] >= swa_start_step
+                checking = lr[t] < lr[t - 1] or flat > spe or swa
+            if checking and lr[t] > peak * (1 + 1e-6):
+                found.append((name, lr[t], int(epochs[t]), int(steps[t]), peak))
+                break
+            peak = max(peak, lr[t])
+    if not found:
+        return []
+    name, lr, epoch, step, peak = found[0]
+    groups = ", ".join(f"'{f[0]}'" for f in found)
+    return [f"the LR of param group(s) {groups} rises above the group's earlier peak after the warm-up or "
+            f"SWA's start (first: '{name}' to {lr:.3g} at epoch {epoch}, step {step}, {lr / peak:.3g}x its "
+            f"peak {peak:.3g}): training is pushed back up instead of annealing"]  # fmt: skip
+
+
 def schedulers_in(obj, seen=None) -> list:
     """Every torch LR scheduler inside ``obj`` (SequentialLR/ChainedScheduler/user wrappers)."""
     seen = seen if seen is not None else set()

@@ -1,8 +1,13 @@
-"""Progress for long runs: variants done/left with the time left, epoch, loss, images/s. A live bar
-on a terminal; one line per epoch otherwise (CI logs stay readable)."""
+"""Progress for long runs: variants done/left with the time left, epoch, loss, images/s. A live
+per-batch bar on a terminal (stderr a tty, unless told otherwise); one line per epoch otherwise (CI
+logs stay readable). The time left counts each variant at its own earlier time where runs.csv has
+one; each epoch line says how long this variant has left, from its own epochs so far."""
 
 from __future__ import annotations
 
+import io
+import math
+import os
 import sys
 import time
 from typing import Any
@@ -15,6 +20,14 @@ def _fmt(record: dict[str, float], key: str, spec: str) -> str:
     return format(value, spec) if value is not None else "-"
 
 
+def _has_width(stream: Any) -> bool:
+    """Whether the terminal reports its width (a pty nobody sized, e.g. ``docker -t``, says 0)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return True  # not a terminal: tqdm's own defaults
+
+
 class Progress:
     def __init__(self, total: int, *, stream: Any = None, live: bool | None = None):
         self.total = total
@@ -25,7 +38,17 @@ class Progress:
         self._bar: Any = None
         self._epoch_start = 0.0
         self._variant_start = 0.0
+        self._epoch_times: list[float] = []
+        self._pending: list[str] = []
         self.eta = Eta()
+
+    def expect(self, seconds_by_name: dict[str, float]) -> None:
+        """Variants' earlier wall times (bench/estimate.py ``expected_times``)."""
+        self.eta.expected.update(seconds_by_name)
+
+    def pending(self, names: list[str]) -> None:
+        """The variants about to run, in order: the time left counts each at its own time."""
+        self._pending.extend(names)
 
     def note(self, text: str) -> None:
         """A line of its own, above the live bar if there is one."""
@@ -35,13 +58,16 @@ class Progress:
             print(text, file=self.stream, flush=True)
 
     def _time_left(self) -> str:
-        left = self.eta.left(self.total - self.done)
+        left = self.eta.left(self.total - self.done, self._pending)
         return f", ~{format_duration(left)} left" if left is not None else ""
 
     def variant_start(self, name: str) -> None:
         self.name = name
         self._variant_start = time.perf_counter()
+        self._epoch_times = []
         self.note(f"[{self.done}/{self.total} done, {self.total - self.done} left{self._time_left()}] {name}")
+        if name in self._pending:
+            self._pending.remove(name)
 
     def variant_end(self, status: str, summary: str = "") -> None:
         self.done += 1
@@ -58,7 +84,12 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=0, desc=f"  epoch {epoch + 1}/{epochs}", leave=False, file=self.stream, unit="batch"
+                total=0,
+                desc=f"  epoch {epoch + 1}/{epochs}",
+                leave=False,
+                file=self.stream,
+                unit="batch",
+                ncols=None if _has_width(self.stream) else 100,  # tqdm draws nothing on a 0-column tty
             )
 
     def batch(self, index: int, count: int, loss_sum: Any, seen: int) -> None:
@@ -67,16 +98,25 @@ class Progress:
         if index == 0:
             self._bar.reset(total=count)
         self._bar.update(1)
-        if index % 25 == 24:  # reading the loss synchronises the device: only now and then
-            self._bar.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.3f}")
+        if index % 25 == 24 or index == count - 1:  # reading the loss synchronises the device: now and then
+            rate = seen / max(time.perf_counter() - self._epoch_start, 1e-9)
+            self._bar.set_postfix({"img/s": f"{rate:.0f}", "loss": f"{float(loss_sum) / max(seen, 1):.3f}"})
 
     def epoch_end(self, epoch: int, epochs: int, record: dict[str, float]) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        took = time.perf_counter() - self._epoch_start
+        self._epoch_times.append(took)
         acc = "val/acc" if "val/acc" in record else "test/acc"
+        rate = record.get("throughput/train_img_s")
+        speed = f"{rate:.0f} img/s" if rate is not None and math.isfinite(rate) else "too few steps to time"
+        left = ""
+        if epoch + 1 < epochs:  # this variant's own epochs, not the mean of other variants
+            per_epoch = sum(self._epoch_times) / len(self._epoch_times)
+            left = f", ~{format_duration(per_epoch * (epochs - epoch - 1))} left in this variant"
         self.note(
             f"  {self.name} | epoch {epoch + 1}/{epochs} loss {_fmt(record, 'train/loss', '.4f')} "
             f"{acc} {_fmt(record, acc, '.4f')} lr {_fmt(record, 'train/lr', '.3g')} "
-            f"{_fmt(record, 'throughput/train_img_s', '.0f')} img/s ({time.perf_counter() - self._epoch_start:.1f}s)"
+            f"{speed} ({took:.1f}s{left})"
         )

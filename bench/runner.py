@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from bench.errors import TrackingError
+from bench.estimate import expected_times
 from bench.execution.identity import with_input_fingerprints
 from bench.execution.order import DEFAULT_ORDER, ORDER_SEED_TAG, ORDER_TAG, run_order
 from bench.execution.order import order_seed as order_seed_of
@@ -104,6 +105,7 @@ class RecipeRunner:
     def run(self) -> Any:
         client = self.open_store()
         progress = Progress(len(self.loaded.variants), live=self.live_progress)
+        progress.expect(expected_times(self.loaded, self.results_dir, self.force))
         exp_id, parent_id = self.start(client, progress)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         spec = TaskSpec(self.loaded.name, str(self.results_dir), self.uri, exp_id, parent_id, self.force,
@@ -117,6 +119,7 @@ class RecipeRunner:
                 )
                 ordered = run_order(self.loaded.variants, self.order, self.order_seed)
                 while ordered:  # one round without --until-decided
+                    progress.pending([v.name for v in ordered])
                     for row in self.executor_or_default().run(spec, ordered, progress):
                         self.rows.append(row)
                         self.tally[row["status"]] += 1
@@ -173,7 +176,8 @@ class RecipeRunner:
         if self.executor is None:
             from bench.execution.local import LocalExecutor
 
-            self.executor = LocalExecutor(live_progress=bool(self.live_progress))
+            # None: the child decides by its stderr (the driver's): a per-batch bar on a terminal
+            self.executor = LocalExecutor(live_progress=self.live_progress)
         return self.executor
 
     def write_runs_csv(self, client, exp_id: str, final: bool = False):
@@ -239,7 +243,9 @@ def row_summary(row: dict[str, Any]) -> str:
         return row["reason"]
     if acc is None or acc != acc:
         return ""
-    return f"test/acc {acc:.4f}, {row.get('throughput/train_img_s', 0):.0f} img/s"
+    rate = row.get("throughput/train_img_s")
+    speed = f"{rate:.0f} img/s" if rate is not None and rate == rate else "too few steps to time"
+    return f"test/acc {acc:.4f}, {speed}"
 
 
 def run_recipe(loaded: LoadedRecipe, **kwargs: Any) -> RecipeRunner:

@@ -7,6 +7,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,15 @@ def _isolated_cache(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     """Tests not marked ``cifar`` cache into a per-session tmp dir, never ~/.cache."""
     if request.node.get_closest_marker("cifar") is None:
         monkeypatch.setenv("BENCH_CACHE_DIR", str(request.getfixturevalue("_session_cache_dir")))
+
+
+@pytest.fixture(autouse=True)
+def _reap_started_processes() -> Iterator[None]:
+    """Whatever a test asserted, the processes it started with ``tests.procs.popen`` die with it."""
+    yield
+    from tests.procs import reap
+
+    reap()
 
 
 class CaptureHook:

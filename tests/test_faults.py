@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from tests import procs
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -182,10 +183,11 @@ def bench_args(tmp_path: Path, recipe: Path, *extra: str) -> list[str]:
 def start_bench(tmp_path: Path, recipe: Path, *extra: str, fault: str = "", prefix: tuple = (),
                 **env: str) -> subprocess.Popen:  # fmt: skip
     """``bench run`` in a session of its own (so a test can kill the whole process group, as a
-    dying container or the OOM killer would), stopped where ``fault`` says."""
-    return subprocess.Popen(
+    dying container or the OOM killer would), stopped where ``fault`` says; SIGINT at its default
+    and the group killed after the test (tests/procs.py)."""
+    return procs.popen(
         [*prefix, *bench_args(tmp_path, recipe, *extra)], cwd=REPO, env=bench_env(tmp_path, fault, **env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 

@@ -27,6 +27,7 @@ import torch
 import yaml
 
 from bench.engine import checkpoint as ckpt
+from tests import procs
 from tests.recipes import tiny_recipe, write_recipe
 from tests.test_faults import (
     REPO,
@@ -360,10 +361,10 @@ def test_stale_run_closing_leaves_a_live_tune_run_alone(tmp_path, tiny_image_fol
 
     tune = tune_recipe(tmp_path, tiny_image_folder, tune={"n_trials": 1, "sampler": {"name": "random", "seed": 0},
                        "pruner": {"name": "none"}}, **{"data.val_size": 32, "train.epochs": 1, "train.device": "cpu"})  # fmt: skip
-    tuner = subprocess.Popen(
+    tuner = procs.popen(
         [*bench_args(tmp_path, tune)[:3], "tune", *bench_args(tmp_path, tune)[4:]], cwd=REPO,
         env=bench_env(tmp_path, "tune.trial_run_opened:block"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        text=True,
     )  # fmt: skip
     try:
         reached(tmp_path, tuner)  # the trial's MLflow run is RUNNING; it carries no bench lease

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import procs
 from tests.test_tune import tune_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,9 +44,7 @@ def command(tmp_path: Path, recipe: Path, *extra: str, results: str = "res") -> 
 def start(tmp_path: Path, args: list[str], fault: str = "") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "BENCH_FAULT": fault,
            "BENCH_FAULT_RELEASE": str(tmp_path / "release")}  # fmt: skip
-    return subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return procs.popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:

@@ -67,7 +67,7 @@ def _die_with_driver(driver: int) -> None:
 
 
 def _child(
-    spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool, stdio: tuple, env: dict,
+    spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool | None, stdio: tuple, env: dict,
     run_tags: dict[str, str] | None = None, driver: int | None = None,
 ) -> None:  # fmt: skip
     """Entry of a child process: train one variant, send its row back. Its stdout/stderr and
@@ -125,7 +125,8 @@ def _noop_child(splits: dict) -> None:
 class LocalExecutor:
     """Runs tasks in child processes on this machine, one at a time."""
 
-    def __init__(self, live_progress: bool = False):
+    def __init__(self, live_progress: bool | None = False):
+        """``live_progress`` None: a per-batch bar when the child's stderr (the driver's) is a terminal."""
         self.live = live_progress
         self._ctx = None
 

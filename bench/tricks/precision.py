@@ -25,11 +25,13 @@ DTYPES = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
 
 def native_bf16_cpu() -> bool:
     """True when this CPU runs bf16 natively (avx512_bf16 / AMX); else autocast emulates it,
-    20-40x slower. ``BENCH_FORCE_EMULATED_BF16=1`` pretends it is emulated (for tests)."""
+    20-40x slower. ``BENCH_FORCE_EMULATED_BF16=1``/``=0`` pretends it is emulated/native (tests)."""
     from bench.hardware import cpu_has_native_bf16
 
     if not cpu_has_native_bf16():
         return False
+    if os.environ.get("BENCH_FORCE_EMULATED_BF16") == "0":
+        return True  # forced: not torch's own answer either
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -1,0 +1,10 @@
+#!/bin/bash
+# Run a command as on a CPU without native bf16 (e.g. an AMD EPYC without avx512_bf16/amx_bf16):
+# /proc/cpuinfo is bind-mounted, in a private mount namespace, with those flags removed. Needs
+# root (or unprivileged user namespaces: `unshare -rm`). Example:
+#   scripts/without_native_bf16.sh python -m pytest tests/test_confounds.py
+set -euo pipefail
+fake=$(mktemp)
+trap 'rm -f "$fake"' EXIT
+sed -E 's/ (avx512_bf16|amx_bf16)//g' /proc/cpuinfo >"$fake"
+unshare -m bash -c 'mount --bind "$0" /proc/cpuinfo && shift && exec "$@"' "$fake" x "$@"

@@ -1,0 +1,114 @@
+"""Trap 5 of "The first hour of a new user": no progress inside an epoch. ``bench run`` left the
+progress mode unset, which reached the training child as "off", so a terminal never saw the
+per-batch bar; the time left averaged fast and slow variants; tiny runs printed ``nan img/s``."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+from bench.progress import Progress
+from tests import procs
+from tests.recipes import tiny_recipe, write_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def child_env() -> dict[str, str]:
+    """The CLI child imports this tree's ``bench`` (the editable install may point elsewhere)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def run_in_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
+    """``bench`` with stdin/stdout/stderr on a real pseudo-terminal; returns (exit code, what it drew)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a size
+    proc = procs.popen(
+        [sys.executable, "-m", "bench.cli", *args], stdin=slave, stdout=slave, stderr=slave, env=child_env()
+    )
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every writer has closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        return proc.wait(timeout=30), b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(master)  # the process group is killed after the test (tests/procs.py)
+
+
+def test_a_terminal_gets_a_per_batch_bar_with_images_per_second_and_loss(tmp_path, tiny_image_folder):
+    recipe = tiny_recipe(tiny_image_folder, name="ttybar")
+    recipe["train"]["epochs"] = 1
+    path = write_recipe(tmp_path / "ttybar.yaml", recipe)
+    code, screen = run_in_terminal(
+        [
+            "run",
+            str(path),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ]  # fmt: skip
+    )
+    assert code == 0, screen
+    assert "epoch 1/1" in screen and "5/5" in screen, screen  # the tqdm bar: batches done of 5
+    assert "batch" in screen and "img/s" in screen and "loss=" in screen, screen
+
+
+def test_a_log_gets_one_line_per_epoch_and_says_when_too_few_steps_to_time(tmp_path, tiny_image_folder):
+    recipe = tiny_recipe(tiny_image_folder, name="logbar")
+    recipe["train"]["epochs"] = 1
+    recipe["train"]["warmup_steps"] = 50  # more than the 5 batches: every step is warm-up
+    path = write_recipe(tmp_path / "logbar.yaml", recipe)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp_path / "results"),
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+        capture_output=True, text=True, env=child_env(), timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    epoch_lines = [line for line in proc.stderr.splitlines() if "| epoch" in line]
+    assert len(epoch_lines) == 1, proc.stderr
+    assert "nan" not in epoch_lines[0] and "too few steps to time" in epoch_lines[0], epoch_lines
+    assert "\r" not in proc.stderr  # no bar drawn into a log
+
+
+def test_time_left_counts_each_variant_by_its_own_earlier_time():
+    """A slow variant timed before counts at its own time, not at the mean of the fast ones."""
+    out = io.StringIO()
+    progress = Progress(3, stream=out, live=False)
+    progress.expect({"fast": 1.0, "slow": 200.0})
+    progress.pending(["fast", "slow", "new"])
+    progress.variant_start("fast")
+    progress.variant_end("finished")  # took ~0 s here
+    lines = out.getvalue().splitlines()
+    # left: slow (200 s from its earlier run) + new (the mean of what is known)
+    assert "~3m" in lines[-1], lines
+
+
+def test_the_epoch_line_says_how_long_this_variant_has_left_from_its_own_first_epoch():
+    out = io.StringIO()
+    progress = Progress(1, stream=out, live=False)
+    progress.name = "v"
+    progress.epoch_start(0, 4)
+    time.sleep(0.3)
+    progress.epoch_end(0, 4, {"train/loss": 1.0, "throughput/train_img_s": 100.0})
+    assert "left in this variant" in out.getvalue(), out.getvalue()

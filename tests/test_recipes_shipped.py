@@ -127,13 +127,14 @@ def test_gpu_recipes_run_end_to_end_at_tiny_size_on_cpu(tmp_path, tiny_image_fol
     results, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
     small_resnet = ["model.name=test_resnet", "train.epochs=1"]
     paths = [
-        _runnable("cifar10_resnet18", tiny_image_folder, tmp_path, [*small_resnet, "train.precision=fp32", "train.compile=false"]),
+        _runnable("cifar10_resnet18", tiny_image_folder, tmp_path, [*small_resnet, "train.precision=fp32", "train.compile=false", "~baseline"]),
         _runnable("cifar10_finetune_pretrain", tiny_image_folder, tmp_path, [*small_resnet, "train.precision=fp32"]),
         _runnable(
             "cifar10_finetune", tiny_image_folder, tmp_path,
             ["model.name=test_resnet", "train.epochs=2", "train.precision=fp32", "~matrix.exclude",
              "matrix.train.freeze=[2]", "matrix.train.scheduler=[{name: cosine, warmup_epochs: 0.5, interval: step}]",
-             "matrix.train.swa=[null, {start_epoch: 1, lr_factor: 0.2, anneal_epochs: 1}]"],
+             "matrix.train.swa=[null, {start_epoch: 1, lr_factor: 0.2, anneal_epochs: 1}]",
+             "baseline=scheduler=cosine,freeze=2,optimizer=sgd,swa=none"],
         ),
         _runnable("cifar10_speedrun", tiny_image_folder, tmp_path,
                   ["model.kwargs.base_width=8", "train.epochs=2", "train.precision=fp32", "data.eval_batch_size=48"]),

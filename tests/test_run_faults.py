@@ -361,8 +361,9 @@ def test_stale_run_closing_leaves_a_live_tune_run_alone(tmp_path, tiny_image_fol
 
     tune = tune_recipe(tmp_path, tiny_image_folder, tune={"n_trials": 1, "sampler": {"name": "random", "seed": 0},
                        "pruner": {"name": "none"}}, **{"data.val_size": 32, "train.epochs": 1, "train.device": "cpu"})  # fmt: skip
+    args = bench_args(tmp_path, tune)[:-2]  # without --order variant: a bench run option
     tuner = procs.popen(
-        [*bench_args(tmp_path, tune)[:3], "tune", *bench_args(tmp_path, tune)[4:]], cwd=REPO,
+        [*args[:3], "tune", *args[4:]], cwd=REPO,
         env=bench_env(tmp_path, "tune.trial_run_opened:block"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip

@@ -259,9 +259,7 @@ def _log_ratio(pairs, values: dict, confidence: float) -> stats.Summary:
         return math.log(a / b) if a > 0 and b > 0 else math.nan
 
     logs = [x for x in _per_seed_mean(pairs, values, log_ratio) if not math.isnan(x)]
-    s = stats.mean_ci(logs, confidence)
-    exp = lambda v: math.nan if math.isnan(v) else math.exp(v)  # noqa: E731
-    return stats.Summary(s.n, exp(s.mean), math.nan, exp(s.lo), exp(s.hi))
+    return stats.log_scale_ci(logs, confidence)
 
 
 def _design(pairs, n_side: int, others: list[str], ref_row: pd.Series) -> str:

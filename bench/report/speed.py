@@ -31,7 +31,6 @@ class Ratio:
     ratio: float
     lo: float
     hi: float
-    log_sd: float
 
 
 def paired_ratio(variant: dict, baseline: dict, confidence: float = 0.95) -> Ratio:
@@ -40,9 +39,8 @@ def paired_ratio(variant: dict, baseline: dict, confidence: float = 0.95) -> Rat
         for s in variant
         if s in baseline and _positive(variant[s]) and _positive(baseline[s])
     ]
-    s = stats.mean_ci(logs, confidence)
-    exp = lambda v: math.nan if math.isnan(v) else math.exp(v)  # noqa: E731
-    return Ratio(s.n, exp(s.mean), exp(s.lo), exp(s.hi), s.std)
+    s = stats.log_scale_ci(logs, confidence)
+    return Ratio(s.n, s.mean, s.lo, s.hi)
 
 
 def contaminated(runs: pd.DataFrame) -> pd.Series:

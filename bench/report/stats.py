@@ -291,12 +291,6 @@ def median_spread(values: Sequence[float]) -> Spread:
     return Spread(len(x), float(np.median(x)), float(x.min()), float(x.max()))
 
 
-def ranges_overlap(a: Spread, b: Spread) -> bool:
-    """True when the seed ranges [min, max] of two variants overlap: their difference is then
-    within the run-to-run spread."""
-    return a.n > 0 and b.n > 0 and a.min <= b.max and b.min <= a.max
-
-
 def pareto_front(
     points: pd.DataFrame, x: str, y: str, *, maximize_x: bool = True, maximize_y: bool = True
 ) -> pd.Series:
@@ -329,14 +323,20 @@ def time_to_target(accuracies: Sequence[float], epoch_seconds: Sequence[float], 
     return math.nan
 
 
-def geometric_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
-    """Geometric mean of positive values with the t-interval computed on their logarithms and
-    mapped back: for times, which are skewed and can never go below zero (a t-interval on the
-    seconds themselves can). ``std`` is the geometric standard deviation factor."""
-    x = [float(v) for v in values if v is not None and not _isnan(v) and float(v) > 0]
-    s = mean_ci(np.log(x).tolist(), confidence) if x else mean_ci([], confidence)
+def log_scale_ci(logs: Sequence[float], confidence: float = 0.95) -> Summary:
+    """The t-interval of the mean of logarithms, mapped back: a geometric mean (or a geometric-mean
+    ratio, for log ratios) and its interval, never below zero. ``std`` is the geometric standard
+    deviation factor."""
+    s = mean_ci(logs, confidence)
     exp = lambda v: math.nan if _isnan(v) else math.exp(v)  # noqa: E731
     return Summary(s.n, exp(s.mean), exp(s.std), exp(s.lo), exp(s.hi))
+
+
+def geometric_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
+    """Geometric mean of positive values with its interval on the log scale: for times, which are
+    skewed and can never go below zero (a t-interval on the seconds themselves can)."""
+    x = [float(v) for v in values if v is not None and not _isnan(v) and float(v) > 0]
+    return log_scale_ci(np.log(x).tolist() if x else [], confidence)
 
 
 def _isnan(v) -> bool:

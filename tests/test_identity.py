@@ -34,7 +34,9 @@ def test_weights_content_changes_the_run_key_and_is_hashed_once(tmp_path, tiny_i
     [plain] = load_recipe(recipe).variants
     assert first != plain.run_key  # the recipe text alone is not the identity
 
-    cache = next((Path(os.environ["BENCH_CACHE_DIR"]) / "fingerprints").glob("*.json"))
+    # the cache folder is shared by the session's tests: find this file's entry by its path
+    entries = (Path(os.environ["BENCH_CACHE_DIR"]) / "fingerprints").glob("*.json")
+    [cache] = [e for e in entries if json.loads(e.read_text()).get("path") == str(weights.resolve())]
     saved = json.loads(cache.read_text())
     cache.write_text(json.dumps({**saved, "sha256": "from-the-cache"}))
     assert identity.file_sha256(weights) == "from-the-cache"  # same path, size, mtime: not read again

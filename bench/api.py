@@ -70,9 +70,13 @@ def run(
     order (bench/execution/order.py), shuffled by ``order_seed`` (default: from the recipe name).
     ``until_decided``: a ``bench.execution.until_decided.UntilDecided``: seeds added where undecided.
     A recipe whose every run would be skipped here for lack of a device (amp_fp16 without CUDA) is
-    refused (RecipeError) unless ``record_skips``; on Ray the cluster's devices decide, not this one's."""
+    refused (RecipeError) unless ``record_skips``; on Ray the cluster's devices decide, not this one's.
+    A recipe that another live command runs is refused at once (RecipeBusy, exit 4), nothing changed."""
+    import contextlib
+
     import pandas as pd
 
+    from bench.execution.owner import owning
     from bench.preflight import check_devices, preflight
     from bench.runner import exit_code, run_recipe
 
@@ -87,14 +91,17 @@ def run(
     if executor is None and not record_skips:
         for recipe in loaded:  # every recipe, before the first one records anything
             check_devices(recipe)
-    for recipe in loaded:
-        preflight(recipe)
-        runner = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,
-                            live_progress=live_progress, executor=executor, max_attempts=max_attempts,
-                            order=order, order_seed=order_seed, until=until_decided)  # fmt: skip
-        codes.append(runner.exit_code())
-        if runner.frame is not None:
-            frames.append(runner.frame.assign(recipe=recipe.name))
+    with contextlib.ExitStack() as owned:
+        for name in dict.fromkeys(r.name for r in loaded):  # every recipe owned for the whole command
+            owned.enter_context(owning(results_dir, name))  # or RecipeBusy (exit 4) before any change
+        for recipe in loaded:
+            preflight(recipe)
+            runner = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,
+                                live_progress=live_progress, executor=executor, max_attempts=max_attempts,
+                                order=order, order_seed=order_seed, until=until_decided)  # fmt: skip
+            codes.append(runner.exit_code())
+            if runner.frame is not None:
+                frames.append(runner.frame.assign(recipe=recipe.name))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     out.attrs["exit_code"] = exit_code(codes)  # what `bench run` exits with (see `bench run --help`)
     return out

@@ -1,12 +1,12 @@
 """``bench run``: every variant of a recipe, recorded in MLflow and in ``results/<recipe>/runs.csv``.
 
-The driver opens the store, closes runs whose lease expired, opens one parent run, and hands
-every (variant, seed) to an executor (local: a child process each; Ray: a task each), in the run
-order of bench/execution/order.py (seed blocks, shuffled within, by default). Tasks claim
-their variant themselves (bench/execution/task.py), so a finished variant is skipped, a dead
-owner's run resumes from its checkpoint, and two drivers on one recipe never train a variant
-twice. ``runs.csv`` is rewritten from the store after every variant, under a lock, so it always
-agrees with MLflow.
+The driver owns the recipe (bench/execution/owner.py: one command per recipe), so every run of
+the recipe it finds RUNNING was left by a dead owner: it closes them, opens one parent run, and
+hands every (variant, seed) to an executor (local: a child process each; Ray: a task each), in the
+run order of bench/execution/order.py (seed blocks, shuffled within, by default). Each task looks
+at its variant's run (bench/execution/task.py): a finished variant is skipped, a dead owner's run
+resumes from its checkpoint. ``runs.csv`` is rewritten from the store after every variant, so it
+always agrees with MLflow.
 
 Run identity is the variant's ``run_key`` (hash of its resolved config, seed, and the content of
 its inputs): an edited variant, or one whose start weights changed, gets a new key and runs fresh.
@@ -30,20 +30,19 @@ from bench.execution.order import DEFAULT_ORDER, ORDER_SEED_TAG, ORDER_TAG, run_
 from bench.execution.order import order_seed as order_seed_of
 from bench.execution.task import TaskSpec, first_line, row_of_run, variant_row
 from bench.faults import fault_point
-from bench.fileio import atomic_write_text, file_lock
+from bench.fileio import atomic_write_text
 from bench.progress import Progress
 from bench.recipe.load import LoadedRecipe
 from bench.results import recipe_dir, summary_text, table_frame
 from bench.signals import Terminated, closing_status, deferred_signals, install_sigterm
 from bench.tracking import mlflow_store as store
 from bench.tracking.experiment_view import describe_experiment
-from bench.tracking.lease import HEARTBEAT_TAG, Heartbeat
 from bench.tracking.uris import redact_text, redact_uri
-from bench.tracking.variant_runs import close_stale_runs, owner_tags
+from bench.tracking.variant_runs import close_dead_runs, owner_tags
 
-__all__ = ["EXIT_BUSY", "RecipeRunner", "Terminated", "exit_code", "run_recipe"]
+__all__ = ["RecipeRunner", "Terminated", "exit_code", "run_recipe"]
 
-EXIT_FAILED, EXIT_STORE, EXIT_BUSY = 1, 3, 4
+EXIT_FAILED, EXIT_STORE = 1, 3
 
 
 class RecipeRunner:
@@ -78,19 +77,18 @@ class RecipeRunner:
             ) from None
 
     def start(self, client: Any, progress: Progress) -> tuple[str, str]:
-        """The experiment, stale runs closed, this command's parent run. A store that cannot do
-        this is unusable: TrackingError (exit 3) before anything trains."""
+        """The experiment, the runs a dead owner left RUNNING closed, this command's parent run. A
+        store that cannot do this is unusable: TrackingError (exit 3) before anything trains."""
         experiment = self.loaded.recipe.tracking.experiment or self.loaded.name
         try:
             exp_id = store.ensure_experiment(client, self.uri, experiment)
             describe_experiment(client, exp_id, self.loaded, self.results_dir)  # what `bench ui` opens on
-            closed = close_stale_runs(client, exp_id)
+            closed = close_dead_runs(client, exp_id, self.loaded.name)
             parent_id = client.create_run(
                 exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 tags={"bench.recipe": self.loaded.name, "bench.kind": "recipe", "bench.source": self.loaded.source,
                       "bench.variants": str(len(self.loaded.variants)), **owner_tags(),
-                      ORDER_TAG: self.order, ORDER_SEED_TAG: str(self.order_seed),
-                      HEARTBEAT_TAG: f"{time.time():.3f}", **self.until_tags()},  # leased from the start
+                      ORDER_TAG: self.order, ORDER_SEED_TAG: str(self.order_seed), **self.until_tags()},
             ).info.run_id  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - mlflow and its database raise many types
             raise TrackingError(
@@ -98,7 +96,7 @@ class RecipeRunner:
             ) from None
         if closed:
             progress.note(
-                f"closed {len(closed)} MLflow run(s) whose owner stopped renewing its lease (killed)"
+                f"closed {len(closed)} MLflow run(s) that a killed bench run of this recipe left running"
             )
         return exp_id, parent_id
 
@@ -113,21 +111,18 @@ class RecipeRunner:
         previous_handler = install_sigterm()
         status = "FINISHED"
         try:
-            with Heartbeat(client, parent_id):
-                store.log_text(
-                    client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml"
-                )
-                ordered = run_order(self.loaded.variants, self.order, self.order_seed)
-                while ordered:  # one round without --until-decided
-                    progress.pending([v.name for v in ordered])
-                    for row in self.executor_or_default().run(spec, ordered, progress):
-                        self.rows.append(row)
-                        self.tally[row["status"]] += 1
-                        self.tally["store_error"] += bool(row.get("store_error"))
-                        progress.variant_end(row["status"], row_summary(row))
-                        self.write_runs_csv(client, exp_id)
-                        fault_point("run.driver.between_variants")
-                    ordered = self.next_round(client, exp_id, progress)
+            store.log_text(client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml")
+            ordered = run_order(self.loaded.variants, self.order, self.order_seed)
+            while ordered:  # one round without --until-decided
+                progress.pending([v.name for v in ordered])
+                for row in self.executor_or_default().run(spec, ordered, progress):
+                    self.rows.append(row)
+                    self.tally[row["status"]] += 1
+                    self.tally["store_error"] += bool(row.get("store_error"))
+                    progress.variant_end(row["status"], row_summary(row))
+                    self.write_runs_csv(client, exp_id)
+                    fault_point("run.driver.between_variants")
+                ordered = self.next_round(client, exp_id, progress)
         except BaseException as exc:  # Ctrl-C or SIGTERM (Terminated): KILLED; anything else: FAILED
             status = closing_status(exc)
             raise
@@ -137,7 +132,7 @@ class RecipeRunner:
                 try:
                     store.log_text(client, parent_id, frame.to_csv(index=False), "runs.csv")
                     client.set_terminated(parent_id, status)
-                except Exception as exc:  # noqa: BLE001 - its lease expires; the next run closes it
+                except Exception as exc:  # noqa: BLE001 - the next run of this recipe closes it
                     self.warn(f"could not close the parent MLflow run {parent_id}: {first_line(exc)}")
                     self.tally["store_error"] += 1
             signal.signal(signal.SIGTERM, previous_handler)
@@ -181,8 +176,8 @@ class RecipeRunner:
         return self.executor
 
     def write_runs_csv(self, client, exp_id: str, final: bool = False):
-        """``runs.csv`` from the store (the truth), one row per variant of the recipe, written under
-        the recipe's lock so concurrent drivers never interleave or regress it. When the store
+        """``runs.csv`` from the store (the truth), one row per variant of the recipe, written
+        atomically by the recipe's one owner (readers never see half a file). When the store
         cannot be read or the file cannot be written, say so and go on (the runs are recorded in
         MLflow; the next run writes the file): returns the table of what is known."""
         path = self.out_dir / "runs.csv"
@@ -200,8 +195,7 @@ class RecipeRunner:
             return table_frame(rows)
         frame = table_frame(rows)
         try:
-            with file_lock(self.out_dir / ".runs.lock"):
-                atomic_write_text(path, frame.to_csv(index=False))
+            atomic_write_text(path, frame.to_csv(index=False))
         except OSError as exc:
             self.warn(f"cannot write {path}: {exc}; the runs are recorded in MLflow ({self.uri})")
             self.tally["csv_error"] += final
@@ -224,17 +218,15 @@ class RecipeRunner:
 
     def exit_code(self) -> int:
         """0 all done; 3 the store failed to record something; 1 a variant failed (or runs.csv
-        could not be written); 4 a variant is being trained by another live process (busy)."""
+        could not be written). Busy (4) is decided before the runner starts (owner.py)."""
         if self.tally["store_error"]:
             return EXIT_STORE
-        if self.tally["failed"] or self.tally["csv_error"]:
-            return EXIT_FAILED
-        return EXIT_BUSY if self.tally["busy"] else 0
+        return EXIT_FAILED if self.tally["failed"] or self.tally["csv_error"] else 0
 
 
 def exit_code(codes: list[int]) -> int:
-    """Several recipes' codes as one: the most serious (3, then 1, then 4)."""
-    return next((c for c in (EXIT_STORE, EXIT_FAILED, EXIT_BUSY) if c in codes), 0)
+    """Several recipes' codes as one: the most serious (3, then 1)."""
+    return next((c for c in (EXIT_STORE, EXIT_FAILED) if c in codes), 0)
 
 
 def row_summary(row: dict[str, Any]) -> str:

@@ -52,7 +52,7 @@ def deferred_signals() -> Iterator[None]:
     """Hold SIGINT/SIGTERM back for the ``with`` block, then act on the first that came.
 
     A signal mask would not do: it covers one thread, and a process-directed signal is taken by
-    any thread that does not block it (the heartbeat, MLflow's logging threads), after which
+    any thread that does not block it (MLflow's logging threads), after which
     Python runs the handler in the main thread anyway. So the handlers are swapped for one
     that only remembers, and the remembered signal is raised again once the block is done."""
     global _deferring

@@ -11,14 +11,14 @@ from bench.commands.common import add_recipe_arguments, split_recipes_and_overri
 from bench.commands.executor_args import add_executor_arguments, ray_options
 from bench.execution.order import DEFAULT_ORDER, ORDERS
 
-EXIT_BUSY = 4
 EXIT_CODES = """exit codes:
   0    every variant finished (or was already finished)
   1    a variant failed (its reason is in runs.csv and MLflow), or runs.csv could not be written
   2    a bad recipe, data set or weights file: nothing was recorded
   3    the MLflow tracking store is unusable (cannot be opened, is damaged or locked, or failed
        to record a variant)
-  4    a variant is being trained by another live process (busy): run the command again later
+  4    busy: another live bench run owns one of the recipes (one command per recipe; more GPUs or
+       machines: --executor ray); nothing was changed: run the command again once it has ended
   130  interrupted (Ctrl-C), 143 terminated (SIGTERM): run the same command again to resume
 """
 
@@ -100,6 +100,7 @@ def main(args: argparse.Namespace) -> int:
             print(estimate_line(keyed, args.results_dir, force=args.force))
         return 0
     from bench.errors import Terminated
+    from bench.execution.owner import RecipeBusy
 
     try:
         # Data sets and weights files load per recipe before anything of it is recorded (an
@@ -109,17 +110,16 @@ def main(args: argparse.Namespace) -> int:
             executor=ray_executor(on_ray), max_attempts=args.max_attempts, order=args.order,
             order_seed=args.order_seed, until_decided=until_decided(args), record_skips=args.record_skips,
         )  # fmt: skip
+    except RecipeBusy as exc:  # not an error of this command: say it as it is
+        print(exc, file=sys.stderr)
+        return exc.exit_code
     except Terminated:
         print(
             "terminated (SIGTERM): finished variants are recorded; run the same command again to resume",
             file=sys.stderr,
         )
         return 128 + signal.SIGTERM
-    code = frame.attrs.get("exit_code", 0)
-    if code == EXIT_BUSY:
-        print("busy: another live process is training some variants; run the same command again later",
-              file=sys.stderr)  # fmt: skip
-    return code
+    return frame.attrs.get("exit_code", 0)
 
 
 def until_decided(args: argparse.Namespace):

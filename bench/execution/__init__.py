@@ -1,3 +1,4 @@
-"""Running a recipe's (variant, seed) tasks: each task claims its variant (a lease in the
-tracking store, under a lock), trains it through ``run_recorded`` and returns its row. The local
-executor runs each task in its own child process; the Ray executor runs each as a Ray task."""
+"""Running a recipe's (variant, seed) tasks under one owner (owner.py: a lock per recipe): each
+task looks at its variant's run, trains it through ``run_recorded`` (resuming what a dead owner
+left) and returns its row. The local executor runs each task in its own child process; the Ray
+executor runs each as a Ray task."""

@@ -2,15 +2,15 @@
 GPUs of this machine or of a cluster; ``bench tune --executor ray`` runs its workers the same way.
 
 Ray schedules (one GPU per task by default, fractions allowed), sets ``CUDA_VISIBLE_DEVICES`` and
-retries a task whose worker process died. Everything else stays bench's: each task claims its
-variant in the tracking store (``run_task``) under a token that survives Ray's retries, so a retry
-takes over the run its dead attempt left and resumes it from the checkpoint, and a variant is never
-recorded twice. Rows come back as tasks finish; the driver writes ``runs.csv`` from the store.
+retries a task whose worker process died (``max_retries``). The driver owns the recipe and is its
+only dispatcher (owner.py): each (variant, seed) is submitted once, so a retry that finds its run
+RUNNING knows it was its own dead attempt's and resumes it from the checkpoint (``run_task``); a
+variant is never recorded twice. Rows come back as tasks finish; the driver writes ``runs.csv``
+from the store.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -51,15 +51,15 @@ class RayExecutor:
             remote, board = submitter(
                 ray, self.options, train_variant, max(spec.max_attempts - 1, 0), progress
             )
-            tokens = {uuid.uuid4().hex: variant for variant in variants}  # submitted in the run order
-            tasks = {remote.remote(spec, v, token, board, position): (v.name, token)
-                     for position, (token, v) in enumerate(tokens.items(), 1)}  # fmt: skip
+            keys = {v.run_key: v for v in variants}  # submitted in the run order; a key names a task
+            tasks = {remote.remote(spec, v, key, board, position): (v.name, key)
+                     for position, (key, v) in enumerate(keys.items(), 1)}  # fmt: skip
 
-            def result(ref: Any, name: str, token: str) -> dict[str, Any]:
+            def result(ref: Any, name: str, key: str) -> dict[str, Any]:
                 try:
                     row, _ = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # every retry's worker died, or the task raised
-                    return record_crash(spec, tokens[token], None, how=f"Ray: {failure(exc)}")
+                    return record_crash(spec, keys[key], None, how=f"Ray: {failure(exc)}")
                 return row
 
             yield from Watch(ray, board, tasks, progress).results(result)

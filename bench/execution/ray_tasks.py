@@ -103,8 +103,8 @@ def cancellable() -> Iterator[None]:
 def train_variant(
     spec: Any, variant: Any, token: str, board: Any, position: int | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One (variant, seed) as a Ray task: claim it under ``token`` (stable across Ray's retries, so
-    a retry takes over the run its dead attempt left and resumes it), train, return (row, where).
+    """One (variant, seed) as a Ray task (``token`` names it on the board), trained through
+    ``run_task``, which resumes the run a dead attempt of this task left; returns (row, where).
     ``position``: its place in the submission order (tag ``bench.position``)."""
     from bench.components.user_code import sync_import_paths
     from bench.execution.task import run_task
@@ -122,7 +122,7 @@ def train_variant(
     if position is not None:
         tags[POSITION_TAG] = str(position)
     with cancellable():
-        row = run_task(spec, variant, progress=progress, claim_token=token, run_tags=tags)
+        row = run_task(spec, variant, progress=progress, run_tags=tags)
     return row, where
 
 

@@ -1,42 +1,42 @@
 """One (variant, seed) task, run in a worker process (a local child process or a Ray worker):
 
-    claim     under the recipe's claim lock: leased by a live owner -> busy (even with --force);
-              finished (tag, MLflow status and exported weights all agree) -> its row, its
-              weights exported again when another config of its label took the file; gave up
-              after too many crashes -> failed; else open (or reopen) the run with a lease
-    train     run_recorded with the lease renewed by a heartbeat, resuming from the checkpoint
-              (also into a new MLflow run when the store was lost: checkpoints are only ever
-              deleted by --force)
+    claim     finished (tag, MLflow status and exported weights all agree) -> its row, its
+              weights exported again when another config of its label took the file; its
+              process died ``max_attempts`` times -> given up (failed); else open the run, or
+              reopen the previous one to resume it
+    train     run_recorded, resuming from the checkpoint (also into a new MLflow run when the
+              store was lost: checkpoints are only ever deleted by --force)
     row       the variant's row for runs.csv, as recorded
 
-A claim is atomic (file lock + lease), so two processes, two shells or a retried Ray task never
-train one (variant, seed) at the same time, and a finished one is never trained again. An error
-of the tracking store or of the weights export fails this variant with a clear reason; it never
-stops the matrix.
+No lock and no lease: the command that dispatches the task owns the recipe (owner.py) and
+dispatches each (variant, seed) once, so a RUNNING run found here was left by a dead attempt of
+this very task (a Ray retry after its worker died) and is resumed at once. A finished variant is
+never trained again. An error of the tracking store or of the weights export fails this variant
+with a clear reason; it never stops the matrix.
+
+Crashes: the owner records each death of a variant's process (``record_crash``) as the artifact
+``errors/crash-<attempt>.txt`` of the variant's run; the claim counts those files to give up.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.engine.hooks import VariantResult
 from bench.faults import fault_point
-from bench.fileio import atomic_copy, atomic_write_text, file_lock
+from bench.fileio import atomic_copy, atomic_write_text
 from bench.recipe.load import Variant
 from bench.results import recipe_dir
 from bench.tracking import mlflow_store as store
-from bench.tracking.lease import HEARTBEAT_TAG, Heartbeat, lease_alive
-from bench.tracking.recorded import Recording, open_run, run_recorded
+from bench.tracking.recorded import ATTEMPT_TAG, Recording, open_run, run_recorded
 from bench.tracking.uris import redact_text
 from bench.tracking.variant_runs import find_previous
 
-CRASHES_TAG = "bench.crashes"
-TOKEN_TAG = "bench.claim_token"  # which task (across its retries) holds the run
+CRASH_PREFIX = "errors/crash-"  # errors/crash-<attempt>.txt: how the process of that attempt died
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def store_failure(variant: Variant, what: str, exc: BaseException, spec: TaskSpe
 class Claim:
     run_id: str | None = None
     resume: bool = False
-    row: dict[str, Any] | None = None  # set when this task is not to train (finished, busy, given up)
+    row: dict[str, Any] | None = None  # set when this task is not to train (finished, given up)
     reexported: bool = False  # finished, and its weights exported again (another config had the label)
 
 
@@ -139,40 +139,32 @@ def exported_run_key(export: Path) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def claim(rec: Recording, spec: TaskSpec, variant: Variant, token: str | None = None) -> Claim:
-    """Decide, under the claim lock, whether this task trains ``variant``; if so open its run.
+def crashes(client: Any, run: Any) -> int:
+    """How many times the owner recorded that ``run``'s process died (``record_crash``)."""
+    return sum(a.path.startswith(CRASH_PREFIX) for a in client.list_artifacts(run.info.run_id, "errors"))
 
-    ``token`` names the task across retries (a Ray task's retry after its worker died): a run
-    leased under the same token was this task's own earlier attempt, dead, so it is taken over at
-    once and resumed (counted as a crash), instead of waiting for its lease to expire."""
+
+def claim(rec: Recording, spec: TaskSpec, variant: Variant) -> Claim:
+    """Decide whether this task trains ``variant``; if so open (or reopen) its run."""
     run_dir = spec.run_dir(variant)
-    with file_lock(spec.out_dir / ".claims.lock"):
-        previous = find_previous(rec.client, rec.experiment_id, variant.run_key)
-        fault_point("run.claim.found", variant.variant_id)
-        retried = bool(token) and previous is not None and previous.data.tags.get(TOKEN_TAG) == token
-        crashes = int(previous.data.tags.get(CRASHES_TAG, "0") or 0) if previous is not None else 0
+    previous = find_previous(rec.client, rec.experiment_id, variant.run_key)
+    fault_point("run.claim.found", variant.variant_id)
+    # This command's own run (a Ray retry whose worker died): --force asked for a fresh run once.
+    own = previous is not None and previous.data.tags.get(store.PARENT_TAG) == spec.parent_id
+    if previous is not None and (own or not spec.force):
+        if final := is_final(previous, spec, variant):
+            return Claim(row=row_of_run(variant, previous), reexported=final == "reexported")
         if (
-            previous is not None and lease_alive(previous) and not retried
-        ):  # --force too: one trainer per run folder
-            reason = f"being trained by another live process ({previous.data.tags.get('bench.host', '?')}); not touched"
-            return Claim(row=variant_row(variant, "busy", reason, {}, previous.info.run_id))
-        if previous is not None and (retried or not spec.force):
-            if final := is_final(previous, spec, variant):
-                return Claim(row=row_of_run(variant, previous), reexported=final == "reexported")
-            if crashes >= spec.max_attempts and not retried:
-                reason = (
-                    f"gave up after {crashes} crashed attempts: {previous.data.tags.get('bench.reason', '')}"
-                )
-                return Claim(row=variant_row(variant, "failed", reason[:480], {}, previous.info.run_id))
-        if spec.force and not retried:
-            previous = None  # --force: the user asked for a fresh run, checkpoints included
-            shutil.rmtree(run_dir, ignore_errors=True)
-        run_id = open_run(rec, variant, previous)
-        if retried and previous.info.status == "RUNNING":  # its process died without closing it
-            rec.client.set_tag(run_id, CRASHES_TAG, str(crashes + 1))
-        if token:
-            rec.client.set_tag(run_id, TOKEN_TAG, token)
-        rec.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.3f}")  # leased from this moment
+            not own
+            and previous.info.status == "FAILED"
+            and (n := crashes(rec.client, previous)) >= spec.max_attempts
+        ):
+            reason = f"gave up after {n} crashed attempts: {previous.data.tags.get('bench.reason', '')}"
+            return Claim(row=variant_row(variant, "failed", reason[:480], {}, previous.info.run_id))
+    if spec.force and not own:
+        previous = None  # --force: the user asked for a fresh run, checkpoints included
+        shutil.rmtree(run_dir, ignore_errors=True)
+    run_id = open_run(rec, variant, previous)
     fault_point("run.claimed", variant.variant_id)
     return Claim(run_id=run_id, resume=previous is not None or (run_dir / "last.ckpt").exists())
 
@@ -189,32 +181,31 @@ def export_model(spec: TaskSpec, variant: Variant, model: Path) -> None:
     run key. The label is the user's stable path, shared by every config of that name (an
     override keeps it), so the key says whose weights the file holds. The sidecar is written
     first without the key, then the file, then the key: a kill in between leaves a file no run
-    key claims (exported again), never another config's weights under this key. Under a lock, so
-    two commands exporting one label do not interleave."""
+    key claims (exported again), never another config's weights under this key. No lock: labels
+    are unique within a recipe, and one command at a time runs it (owner.py)."""
     export = spec.export_path(variant)
     source_meta = Path(f"{model}.json")
     meta = json.loads(source_meta.read_text()) if source_meta.is_file() else {}
     meta.pop("run_key", None)
-    with file_lock(spec.out_dir / ".export.lock"):
-        atomic_write_text(Path(f"{export}.json"), json.dumps(meta, indent=2) + "\n")
-        atomic_copy(model, export)
-        fault_point("run.export.copied", variant.variant_id)
-        atomic_write_text(
-            Path(f"{export}.json"), json.dumps({**meta, "run_key": variant.run_key}, indent=2) + "\n"
-        )
+    atomic_write_text(Path(f"{export}.json"), json.dumps(meta, indent=2) + "\n")
+    atomic_copy(model, export)
+    fault_point("run.export.copied", variant.variant_id)
+    atomic_write_text(
+        Path(f"{export}.json"), json.dumps({**meta, "run_key": variant.run_key}, indent=2) + "\n"
+    )
 
 
 def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any = None, *,
-             claim_token: str | None = None, run_tags: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+             run_tags: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Claim and train one variant; returns its row (never raises for the variant's own failure,
     nor for an error of the tracking store or of the weights export: those fail this variant).
-    ``claim_token``: see ``claim``; ``run_tags``: set on the run once claimed (e.g. the GPU used)."""
+    ``run_tags``: set on the run once claimed (e.g. the GPU used)."""
     try:
         client = client or store.open_store(spec.tracking_uri)
         rec = Recording(
             client, spec.experiment_id, spec.recipe, spec.parent_id, tags=spec.inputs.get(variant.run_key, {})
         )
-        got = claim(rec, spec, variant, claim_token)
+        got = claim(rec, spec, variant)
     except Exception as exc:  # noqa: BLE001 - any store error: this variant fails, the matrix goes on
         return store_failure(variant, "claiming the variant", exc, spec)
     if got.row is not None:
@@ -229,11 +220,10 @@ def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any
         where = "its last checkpoint" if checkpoint else "the start"
         progress.note(f"  resuming {variant.name} from {where} into MLflow run {got.run_id}")
     try:
-        with Heartbeat(client, got.run_id):
-            run_id, result = run_recorded(
-                rec, variant, opened=(got.run_id, got.resume), run_dir=spec.run_dir(variant), progress=progress,
-                export=lambda r: export_weights(spec, variant, r),
-            )  # fmt: skip
+        run_id, result = run_recorded(
+            rec, variant, opened=(got.run_id, got.resume), run_dir=spec.run_dir(variant), progress=progress,
+            export=lambda r: export_weights(spec, variant, r),
+        )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - recording failed (the variant's own errors are results)
         row = store_failure(variant, "recording the run", exc, spec, got.run_id)
         _mark_failed(client, got.run_id, row["reason"])
@@ -243,7 +233,8 @@ def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any
 
 
 def _mark_failed(client: Any, run_id: str, reason: str) -> None:
-    """Best effort: the store just failed; if it cannot take this either, the lease expires."""
+    """Best effort: the store just failed; if it cannot take this either, the next run of the
+    recipe closes the run (close_dead_runs)."""
     try:
         store.set_tags(client, run_id, {"bench.status": "failed", "bench.reason": reason[:5000]})
         client.set_terminated(run_id, "FAILED")
@@ -260,8 +251,9 @@ def record_crash(
     how: str | None = None,
 ) -> dict[str, Any]:
     """The process training ``variant`` (``pid``, when known) died without closing its run (OOM
-    killer, segfault, CUDA fatal error): mark the run failed with why, count the crash, and
-    return its row. A run that process never opened (it died before its claim) is not touched."""
+    killer, segfault, CUDA fatal error): mark the run failed with why, keep how it died as
+    ``errors/crash-<attempt>.txt`` (what ``crashes`` counts), and return its row. A run that
+    process never opened (it died before its claim) is not touched."""
     import signal
 
     how = how or (
@@ -279,17 +271,18 @@ def record_crash(
         return variant_row(variant, "failed", f"its process died before recording ({how})", {}, "")
     if run.info.status != "RUNNING":  # it closed its run, then died: the store has the truth
         return row_of_run(variant, run)
-    crashes = int(run.data.tags.get(CRASHES_TAG, "0") or 0) + 1
-    reason = (f"the variant's process died ({how}); attempt {crashes} of {spec.max_attempts}: the next run resumes it "
-              "from its last checkpoint" if crashes < spec.max_attempts else
-              f"the variant's process died ({how}) {crashes} times: given up")  # fmt: skip
+    run_id = run.info.run_id
     try:
+        n = crashes(client, run) + 1
+        reason = (f"the variant's process died ({how}); attempt {n} of {spec.max_attempts}: the next run resumes it "
+                  "from its last checkpoint" if n < spec.max_attempts else
+                  f"the variant's process died ({how}) {n} times: given up")  # fmt: skip
+        name = f"{CRASH_PREFIX}{run.data.tags.get(ATTEMPT_TAG, '1')}.txt"
+        store.log_text(client, run_id, f"{reason}\n", name)
         store.set_tags(
-            client,
-            run.info.run_id,
-            {CRASHES_TAG: str(crashes), "bench.reason": reason, "bench.status": "failed"},
+            client, run_id, {"bench.reason": reason, "bench.status": "failed", "bench.error": name}
         )
-        client.set_terminated(run.info.run_id, "FAILED")
+        client.set_terminated(run_id, "FAILED")
     except Exception as exc:  # noqa: BLE001
         return store_failure(variant, f"recording that the variant's process died ({how})", exc, spec)
-    return variant_row(variant, "failed", reason, dict(run.data.metrics), run.info.run_id)
+    return variant_row(variant, "failed", reason, dict(run.data.metrics), run_id)

@@ -1,6 +1,6 @@
-"""One MLflow child run per variant: its tags, finding it again by ``run_key``, telling a live
-run from one a killed process left RUNNING, and logging each (metric, epoch) exactly once
-across a kill and resume."""
+"""One MLflow child run per variant: its tags, finding it again by ``run_key``, closing the runs
+a killed ``bench run`` left RUNNING, and logging each (metric, epoch) exactly once across a kill
+and resume."""
 
 from __future__ import annotations
 
@@ -43,27 +43,27 @@ HOST = socket.gethostname()
 
 
 def owner_tags() -> dict[str, str]:
-    """Which process and host run a run: information for people; ownership is the lease."""
+    """Which process and host run a run: for people, and for telling which run a dead variant
+    process had opened (task.record_crash); ownership is the recipe's lock (execution/owner.py)."""
     return {"bench.pid": str(os.getpid()), "bench.host": HOST}
 
 
-def close_stale_runs(client, experiment_id: str) -> list[str]:
-    """Close the runs a killed ``bench run`` left RUNNING: those whose lease expired. Runs that
-    carry no lease (``bench tune`` trials, which Optuna's heartbeat guards) are not touched."""
-    from bench.tracking.lease import HEARTBEAT_TAG, lease_alive
+RUN_KINDS = (None, "recipe")  # ``bench run``'s child runs (no kind) and parent runs; not tune's
 
+
+def close_dead_runs(client, experiment_id: str, recipe: str) -> list[str]:
+    """Close the runs of ``recipe`` a killed ``bench run`` left RUNNING. Called by the recipe's
+    owner before it dispatches anything, so every such run is dead: no lease to wait for. Runs of
+    ``bench tune`` (their own kinds, guarded by Optuna's heartbeats) are not touched."""
     closed = []
-    for run in store.search_all(client, experiment_id, "attributes.status = 'RUNNING'"):
-        if HEARTBEAT_TAG not in run.data.tags or lease_alive(run):
+    query = f"attributes.status = 'RUNNING' and tags.`bench.recipe` = '{recipe}'"
+    for run in store.search_all(client, experiment_id, query):
+        if run.data.tags.get("bench.kind") not in RUN_KINDS:
             continue
         run_id = run.info.run_id
         if run.data.tags.get("bench.kind") != "recipe":
-            client.set_tag(run_id, "bench.status", "interrupted")
-            client.set_tag(
-                run_id,
-                "bench.reason",
-                "the process running it stopped renewing its lease (killed); resumable",
-            )
+            reason = "the bench run training it was killed (SIGKILL, OOM killer, reboot); resumable"
+            store.set_tags(client, run_id, {"bench.status": "interrupted", "bench.reason": reason})
         client.set_terminated(run_id, "KILLED")
         closed.append(run_id)
     return closed

@@ -1,0 +1,65 @@
+"""One owner per recipe: ``bench run`` holds ``<results>/.<recipe>.lock`` for the whole command.
+
+The lock is an ``flock`` (``filelock``): the kernel, or the file server of a shared folder,
+releases it when its process dies however it dies (SIGKILL, the OOM killer, a reboot), on any
+host. So a second command on the recipe is refused at once (exit 4, nothing changed), and the
+same command run again after a kill owns the recipe at once and resumes it. The owner is the
+only dispatcher of the recipe's variants: a RUNNING run of the recipe it finds at its start was
+left by a dead owner (bench/tracking/variant_runs.py closes it). Several GPUs or machines work on
+one recipe through ``--executor ray`` under one owner, not through several commands.
+
+The file lies beside the recipe's folder, not in it: a command that stops before recording
+anything (bad data, an unreachable store) leaves no recipe folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.errors import BenchError
+
+
+class RecipeBusy(BenchError):
+    """Another live command owns the recipe."""
+
+    exit_code = 4
+
+
+def lock_path(results_dir: str | Path, recipe: str) -> Path:
+    return Path(results_dir) / f".{recipe}.lock"
+
+
+@contextlib.contextmanager
+def owning(results_dir: str | Path, recipe: str) -> Iterator[None]:
+    """Own ``recipe`` for the ``with`` block, or raise RecipeBusy at once, naming the owner."""
+    from filelock import FileLock, Timeout
+
+    path = lock_path(results_dir, recipe)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # No soft-lock fallback: a lock file that outlives a killed process is the lease problem again.
+    lock = FileLock(path, blocking=False, fallback_to_soft=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = _read(path) or "another process"
+        raise RecipeBusy(
+            f"busy: recipe '{recipe}' is being run by {holder} (it holds {path}); nothing was changed: "
+            "run the same command again once that one has ended (more GPUs or machines: --executor ray)"
+        ) from None
+    try:
+        with contextlib.suppress(OSError):  # for the message above: information, not ownership
+            path.write_text(f"bench run pid {os.getpid()} on {socket.gethostname()}\n")
+        yield
+    finally:
+        lock.release()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""

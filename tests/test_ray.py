@@ -138,9 +138,7 @@ def test_ray_runs_every_variant_once_like_the_local_executor(tmp_path, tiny_imag
 def test_each_task_sees_its_own_gpu_and_finished_variants_are_skipped(
     tmp_path, tiny_image_folder, local_ray, monkeypatch
 ):
-    # Four workers writing to one SQLite store at once, each renewing its lease 20 times a second:
-    # no "database is locked", no metric lost.
-    monkeypatch.setenv("BENCH_LEASE_INTERVAL", "0.05")
+    # Four workers writing to one SQLite store at once: no "database is locked", no metric lost.
     recipe = matrix_recipe(tmp_path, tiny_image_folder, epochs=3)
     assert bench(tmp_path, recipe, *RAY_FLAGS) == 0
     runs = children(all_runs(tmp_path))
@@ -181,8 +179,8 @@ def test_sigkilled_worker_is_retried_resumed_and_recorded_once(
     assert once.exists()  # a worker really was killed
     runs = children(all_runs(tmp_path))
     assert len(runs) == 4  # the killed variant was not recorded twice
-    crashed = [r for r in runs if r.data.tags.get("bench.crashes")]
-    assert len(crashed) == 1 and crashed[0].data.tags["bench.crashes"] == "1"
+    # Ray's own retry resumed the run its dead attempt left RUNNING: a second attempt of the same run
+    assert sorted(r.data.tags["bench.attempt"] for r in runs) == ["1", "1", "1", "2"]
     for run in runs:
         assert run.info.status == "FINISHED" and run.data.tags["bench.status"] == "finished"
         assert steps(tmp_path, run.info.run_id) == [0, 1, 2]  # no epoch lost or logged twice

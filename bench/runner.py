@@ -46,6 +46,8 @@ EXIT_FAILED, EXIT_STORE = 1, 3
 
 
 class RecipeRunner:
+    """Runs one recipe; its caller owns the recipe (``bench.api.run`` holds owner.py's lock)."""
+
     def __init__(self, loaded: LoadedRecipe, *, results_dir: str | Path = "results", tracking_uri: str | None = None,
                  force: bool = False, live_progress: bool | None = None, executor: Any = None,
                  max_attempts: int = 3, order: str = DEFAULT_ORDER, order_seed: int | None = None,

@@ -294,6 +294,37 @@ def test_kill_between_finished_tag_and_status_is_not_skipped(tmp_path, tiny_imag
     assert [c.info.run_id for c in children(all_runs(tmp_path))] == [stale.info.run_id]
 
 
+# --- the recipe's owner lock (issue 22): a second owner is refused at once; the lock dies with its owner ---
+
+HOLD = """import sys, time
+from bench.execution.owner import owning
+with owning(sys.argv[1], "tiny"):
+    print("owned", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_recipe_lock_refuses_a_second_owner_at_once_and_dies_with_a_sigkilled_owner(tmp_path):
+    from bench.execution.owner import RecipeBusy, owning
+
+    holder = procs.popen([sys.executable, "-c", HOLD, str(tmp_path)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                         stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "owned"
+    t0 = time.monotonic()
+    with pytest.raises(
+        RecipeBusy, match=f"busy: recipe 'tiny' is being run by bench run pid {holder.pid} on "
+    ):
+        with owning(tmp_path, "tiny"):
+            pass
+    assert time.monotonic() - t0 < 5  # refused at once, not after a wait
+    holder.kill()  # SIGKILL: no handler, no cleanup runs
+    holder.wait()
+    with owning(tmp_path, "tiny"):  # owned at once: nothing to expire
+        assert f"pid {os.getpid()} " in (tmp_path / ".tiny.lock").read_text()
+    with owning(tmp_path, "tiny"):  # released at the end of the block
+        pass
+
+
 # --- an unreachable tracking store: fails before training, naming the URI ------------------------------
 
 

@@ -1,15 +1,8 @@
-"""One owner per recipe: ``bench run`` holds ``<results>/.<recipe>.lock`` for the whole command.
-
-The lock is an ``flock`` (``filelock``): the kernel, or the file server of a shared folder,
-releases it when its process dies however it dies (SIGKILL, the OOM killer, a reboot), on any
-host. So a second command on the recipe is refused at once (exit 4, nothing changed), and the
-same command run again after a kill owns the recipe at once and resumes it. The owner is the
-only dispatcher of the recipe's variants: a RUNNING run of the recipe it finds at its start was
-left by a dead owner (bench/tracking/variant_runs.py closes it). Several GPUs or machines work on
-one recipe through ``--executor ray`` under one owner, not through several commands.
-
-The file lies beside the recipe's folder, not in it: a command that stops before recording
-anything (bad data, an unreachable store) leaves no recipe folder behind.
+"""One owner per recipe: ``bench run`` holds the ``flock`` ``<results>/.<recipe>.lock`` for the
+whole command. The kernel (or the file server of a shared folder) releases it when its process
+dies, however it dies, on any host: a second command is refused at once (exit 4, nothing
+changed), and the same command after a SIGKILL owns the recipe at once and resumes it. Beside
+the recipe's folder, not in it: a command that stops before recording leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -45,7 +38,7 @@ def owning(results_dir: str | Path, recipe: str) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        holder = _read(path) or "another process"
+        holder = path.read_text().strip() or "another bench run"
         raise RecipeBusy(
             f"busy: recipe '{recipe}' is being run by {holder} (it holds {path}); nothing was changed: "
             "run the same command again once that one has ended (more GPUs or machines: --executor ray)"
@@ -56,10 +49,3 @@ def owning(results_dir: str | Path, recipe: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""

@@ -1,21 +1,16 @@
 """One (variant, seed) task, run in a worker process (a local child process or a Ray worker):
 
-    claim     finished (tag, MLflow status and exported weights all agree) -> its row, its
-              weights exported again when another config of its label took the file; its
-              process died ``max_attempts`` times -> given up (failed); else open the run, or
-              reopen the previous one to resume it
-    train     run_recorded, resuming from the checkpoint (also into a new MLflow run when the
-              store was lost: checkpoints are only ever deleted by --force)
+    claim     finished (tag, MLflow status and exported weights agree) -> its row (its weights
+              exported again when another config of its label took the file); its process died
+              ``max_attempts`` times -> given up; else open its run, or reopen it to resume
+    train     run_recorded, resuming from the checkpoint (only --force deletes checkpoints)
     row       the variant's row for runs.csv, as recorded
 
-No lock and no lease: the command that dispatches the task owns the recipe (owner.py) and
-dispatches each (variant, seed) once, so a RUNNING run found here was left by a dead attempt of
-this very task (a Ray retry after its worker died) and is resumed at once. A finished variant is
-never trained again. An error of the tracking store or of the weights export fails this variant
-with a clear reason; it never stops the matrix.
-
-Crashes: the owner records each death of a variant's process (``record_crash``) as the artifact
-``errors/crash-<attempt>.txt`` of the variant's run; the claim counts those files to give up.
+No lock and no lease: the command dispatching the task owns the recipe (owner.py) and dispatches
+each (variant, seed) once, so a RUNNING run found here is a dead attempt's (a Ray retry) and is
+resumed at once. Each death of a variant's process is recorded by the owner as the artifact
+``errors/crash-<attempt>.txt``; those are what gives up. An error of the tracking store or of the
+export fails this variant with a clear reason; it never stops the matrix.
 """
 
 from __future__ import annotations
@@ -148,7 +143,6 @@ def claim(rec: Recording, spec: TaskSpec, variant: Variant) -> Claim:
     """Decide whether this task trains ``variant``; if so open (or reopen) its run."""
     run_dir = spec.run_dir(variant)
     previous = find_previous(rec.client, rec.experiment_id, variant.run_key)
-    fault_point("run.claim.found", variant.variant_id)
     # This command's own run (a Ray retry whose worker died): --force asked for a fresh run once.
     own = previous is not None and previous.data.tags.get(store.PARENT_TAG) == spec.parent_id
     if previous is not None and (own or not spec.force):
@@ -165,7 +159,6 @@ def claim(rec: Recording, spec: TaskSpec, variant: Variant) -> Claim:
         previous = None  # --force: the user asked for a fresh run, checkpoints included
         shutil.rmtree(run_dir, ignore_errors=True)
     run_id = open_run(rec, variant, previous)
-    fault_point("run.claimed", variant.variant_id)
     return Claim(run_id=run_id, resume=previous is not None or (run_dir / "last.ckpt").exists())
 
 

@@ -44,9 +44,12 @@ def add_sequential(
         return out
     by_seed = {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")}
     groups = [g for g in out["variant"] if g != base]
+    paired = [len(set(by_seed.get(g, {})) & set(by_seed.get(base, {}))) for g in groups]
+    # runs recorded before first_look was: every comparison's first look had the fewest pairs
+    first = int(settings.get("first_look") or min(paired, default=sequential.MIN_SEEDS))
     decided = sequential.decide_family(
-        {g: sequential.paired_diffs(by_seed.get(g, {}), by_seed.get(base, {})) for g in groups},
-        float(settings["alpha"]), float(settings["min_effect"]), family=int(settings.get("family") or len(groups)),
+        by_seed, base, groups, alpha=float(settings["alpha"]), margin=float(settings["min_effect"]),
+        first=first, last=int(settings["max_seeds"]), family=int(settings.get("family") or len(groups)),
     )  # fmt: skip
     for i, group in zip(out.index, out["variant"]):
         if group == base:

@@ -133,7 +133,7 @@ def calibrate(s: Setting = Setting(), seed: int = 0, fixed_design: bool = True) 
     v, k = until_decided(rng, s, planted)
     row(power, seq, (v[:, 0] == "better").mean(), np.median(k[:, 0]))
     row(
-        f"Δ {s.effect:g}, 1 comparison: P(equivalent within ±{s.margin:g})",
+        f"Δ {s.effect:g}, 1 comparison: P(equivalent within ±{s.margin:g}), also true",
         seq,
         (v[:, 0] == "equivalent").mean(),
     )

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MIN_SEEDS = 2  # one seed per arm says nothing about the spread
+MIN_SEEDS = 3  # the first look: as the report's stats.MIN_PAIRS, never settled from fewer paired seeds
 UNDECIDED = "undecided"
 TOO_FEW = "too few seeds"
 GRID = 401  # points of the numerical integration (odd: Simpson's rule); bounds accurate to ~1e-6

@@ -133,7 +133,8 @@ def test_added_seeds_are_the_variants_a_recipe_listing_them_would_have(tmp_path,
 
 def test_only_undecided_comparisons_and_the_baseline_get_a_seed(tmp_path, tiny_image_folder):
     """After 6 seeds ls=0.1 is clearly better (decided), ls=0.2 noisy around 0: the next round adds
-    seed 6 to ls=0.2 and the baseline only; at the cap nothing more is added."""
+    seed 6 to ls=0.2 and the baseline only; at the cap nothing more is added, and the decided
+    comparison keeps its verdict and interval."""
     loaded = _two_comparisons(tmp_path, tiny_image_folder)
     rng = np.random.default_rng(0)
     base = 0.80 + rng.normal(0, 0.01, 7)
@@ -154,8 +155,12 @@ def test_only_undecided_comparisons_and_the_baseline_get_a_seed(tmp_path, tiny_i
     assert verdicts["label_smoothing=0.1"].verdict == "better"
     assert verdicts["label_smoothing=0.2"].verdict == "undecided"
     assert sorted((v.group, v.seed) for v in new) == [("label_smoothing=0", 6), ("label_smoothing=0.2", 6)]
-    new, _ = round_after([v for v in many if v.seed < 6 or v.group != "label_smoothing=0.1"])
+    new, final = round_after([v for v in many if v.seed < 6 or v.group != "label_smoothing=0.1"])
     assert new == []  # ls=0.2 at the cap, ls=0.1 decided
+    # the report reads the finished study (baseline and ls=0.2 with a 7th seed, the pooled spread
+    # with them) and still gives ls=0.1 the interval the runner stopped on
+    decided, later = verdicts["label_smoothing=0.1"], final["label_smoothing=0.1"]
+    assert (later.verdict, later.n, later.lo, later.hi) == (decided.verdict, 6, decided.lo, decided.hi)
 
 
 @pytest.mark.slow

@@ -4,9 +4,10 @@ calibrate``, which feeds it arrays of simulated studies).
 
 Looking at a t-interval after every added seed and stopping once it excludes 0 inflates its error
 far beyond α. Here the looks are planned: one at every seed count n from the recipe's seeds
-(``first``) to ``--max-seeds`` (``last``), and α is spent over them by the Lan–DeMets Pocock-type
-function α(t) = α·ln(1 + (e−1)·t), t = n/last (Lan & DeMets 1983, Biometrika 70:659; Jennison &
-Turnbull 2000, "Group Sequential Methods with Applications to Clinical Trials", §7.2). The
+(``first``, at least ``MIN_SEEDS``) to ``--max-seeds`` (``last``), and α is spent over them by the
+Lan–DeMets Pocock-type function α(t) = α·ln(1 + (e−1)·t), t = n/last (Lan & DeMets 1983,
+Biometrika 70:659; Jennison & Turnbull 2000, "Group Sequential Methods with Applications to
+Clinical Trials", §7.2). The
 two-sided bounds c_k solve P(|Z_j| < c_j for j < k, |Z_k| ≥ c_k) = α(t_k) − α(t_{k−1}) for the
 look statistics of one Brownian motion (corr(Z_j, Z_k) = √(n_j/n_k)), by the recursive numerical
 integration of Jennison & Turnbull ch. 19 (``z_bounds``). Pocock-type spending keeps the bounds

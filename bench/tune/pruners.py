@@ -152,4 +152,3 @@ class AutoPruner(optuna.pruners.BasePruner):
             CHOICE_ATTR, {"name": rec.name, "kwargs": rec.kwargs, "taus": fid.taus, "pilot": fid.n}
         )
         return f"pruner auto: {describe(fid, 'objective')}; chose {rec.describe()}"
-

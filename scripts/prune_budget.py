@@ -74,7 +74,7 @@ def study_record(results: Path, study: str, epochs: int) -> dict:
     )  # fmt: skip
     values = {int(r.data.params["seed"]): r.data.metrics["objective"] for r in rechecks
               if r.data.tags.get("bench.trial_number") == str(winner)}  # fmt: skip
-    params = {k[len("best.") :]: v for k, v in tags.items() if k.startswith("best.")}
+    params = {k.rsplit(".", 1)[-1]: f"{float(v):.3g}" for k, v in tags.items() if k.startswith("best.")}
     return {
         "trained": int(m["epochs/trained"]), "budget": int(m["epochs/budget"]),
         "pruned": m.get("trials/pruned", 0), "taus": taus, "auto": tags.get("bench.pruner_auto"),

@@ -90,6 +90,7 @@ def main() -> int:
     ap.add_argument("--results-dir", default="results/prune_budget", type=Path)
     ap.add_argument("--one-at-a-time", action="store_true", help="run the two studies one after the other")
     ap.add_argument("--fresh", action="store_true", help="delete RESULTS_DIR/{auto,none} first")
+    ap.add_argument("--print-only", action="store_true", help="print the figures of studies already run")
     args = ap.parse_args()
 
     from bench.api import load_recipe
@@ -97,10 +98,11 @@ def main() -> int:
 
     loaded = load_recipe(args.recipe, full=False)
     study, min_effect = loaded.name, loaded.recipe.report.min_effect
-    if args.fresh:
+    if args.fresh and not args.print_only:
         for arm in ARMS:
             shutil.rmtree(args.results_dir / arm, ignore_errors=True)
-    took = run_arms(tune_commands(args.recipe, args.results_dir, study), not args.one_at_a_time)
+    commands = tune_commands(args.recipe, args.results_dir, study)
+    took = {a: math.nan for a in ARMS} if args.print_only else run_arms(commands, not args.one_at_a_time)
     epochs = loaded.variants[0].body.train.epochs
     rec = {arm: study_record(args.results_dir / arm, f"{study}_{arm}", epochs) for arm in ARMS}
 
@@ -126,7 +128,8 @@ def main() -> int:
     within = d.n >= 2 and not math.isnan(d.lo) and d.hi >= 0  # not shown worse
     budget_ok = auto["trained"] <= BUDGET_SHARE * auto["budget"]
     print(f"pruned best - unpruned best, paired over fresh seeds {list(d.seeds)}: {d.diff:+.4f} "
-          f"[95% CI {d.lo:+.4f}, {d.hi:+.4f}] ({d.verdict}); TOST p within +-{min_effect:g}: {tost:.3f}")  # fmt: skip
+          f"[95% CI {d.lo:+.4f}, {d.hi:+.4f}] ({d.verdict}); TOST p within +-{min_effect:g}: {tost:.3f}; "
+          f"these seeds detect a difference of {d.mdd:.4f} or more (80% power)")  # fmt: skip
     print(f"budget: auto trained {auto['trained'] / auto['budget']:.0%} of n_trials x epochs "
           f"(<= {BUDGET_SHARE:.0%}: {'yes' if budget_ok else 'NO'}); best within noise (interval covers 0 "
           f"or above it): {'yes' if within else 'NO'}")  # fmt: skip

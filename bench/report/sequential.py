@@ -36,6 +36,8 @@ import numpy as np
 PRIOR_SCALE = 1.0  # g: prior variance of the standardized effect (|δ| ~ 1 is what seeds resolve)
 MIN_SEEDS = 2  # the first difference carries no information on the spread (scale-invariant)
 UNDECIDED = "undecided"
+# On a ``--until-decided`` parent run: the settings it decided with, so the report decides the same way.
+SETTINGS_TAG = "bench.until_decided"
 
 
 def cs_factor(n: int, alpha: float, g: float | None = None) -> float:

@@ -21,4 +21,7 @@ def __getattr__(name: str):
         from bench import api
 
         return getattr(api, name)
-    raise AttributeError(f"module 'bench' has no attribute '{name}'")
+    hint = (
+        ": the report function is bench.report_recipe (bench.report is a package)" if name == "report" else ""
+    )
+    raise AttributeError(f"module 'bench' has no attribute '{name}'{hint}")

@@ -33,6 +33,9 @@ def test_bench_report_is_the_report_package_and_report_recipe_the_function():
 
     assert bench.report.build is build and bench.report_recipe.__module__ == "bench.api"
     assert type(bench) is type(bench.report)  # a plain module: no class swapped in to hide the package
+    code = "import bench\ntry:\n    bench.report\nexcept AttributeError as exc:\n    print(exc)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "bench.report_recipe" in out  # code written for the old name is told the new one
 
 
 def test_load_recipe_validates_like_the_cli(tmp_path):

@@ -25,18 +25,18 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 # Bottom first. A node may import any node of a lower layer, none of its own or a higher one.
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "version"),  # the exceptions every layer raises; bench.__version__
-    ("fileio", "registry", "signals", "hardware", "estimate", "state_diff"),  # leaf utilities
+    ("fileio", "registry", "signals", "hardware", "estimate", "state_diff", "catalog"),  # leaf utilities
     ("faults", "recipe", "progress", "results"),  # fault points; the recipe schema (no torch)
     ("components",),  # models, optimizers, losses, schedules
     ("data",),  # datasets and loaders
-    ("tricks",),  # the engine's plug-ins: services come in through the run state
-    ("engine", "tracking", "provenance", "catalog"),  # training; the pure MLflow adapter
-    ("validate", "preflight", "plan_checks", "report"),  # recipe checks; statistics on records
-    ("execution", "plan"),  # one recorded run per (variant, seed), locally or on Ray
+    ("tricks",),  # the engine's plug-ins: its services reach them through the run state
+    ("engine", "tracking", "provenance"),  # training; the MLflow adapter (neither imports the other)
+    ("validate", "preflight", "plan_checks", "report"),  # recipe checks; the report and its statistics
+    ("execution", "plan"),  # recorded runs, local or on Ray (--until-decided asks the report's statistics)
     ("runner", "tune", "speedcheck", "calibrate"),  # bench run's driver; Optuna studies
     ("ui",),  # MLflow UI and optuna-dashboard over what run and tune recorded
     ("api",),  # the Python API
-    ("bench", "commands"),  # ``import bench`` facade; the CLI's subcommands
+    ("bench", "commands"),  # the ``import bench`` facade over the API; the CLI's subcommands
     ("cli",),
 ]
 LAYER = {node: i for i, layer in enumerate(LAYERS) for node in layer}

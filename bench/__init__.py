@@ -3,17 +3,20 @@
     import bench
     loaded = bench.load_recipe("recipes/smoke.yaml")
     runs = bench.run(loaded)            # pandas DataFrame, one row per variant and seed
-    trials = bench.tune("recipes/smoke_tune.yaml")
+    trials = bench.tune_recipe("recipes/smoke_tune.yaml")
     tables = bench.report_recipe("recipes/smoke.yaml")
 
 ``import bench`` stays light (no torch, mlflow or optuna) so that ``bench --help`` is fast: the
-API functions (``bench.api``) load on first use. ``bench.report`` is the report package.
+API functions (``bench.api``) load on first use. ``bench.report`` and ``bench.tune`` are packages
+(the functions: ``report_recipe``, ``tune_recipe``).
 """
 
 from bench.version import __version__
 
-__all__ = ["load_recipe", "run", "tune", "report_recipe", "__version__"]
-_API = {"load_recipe", "run", "tune", "report_recipe"}
+__all__ = ["load_recipe", "run", "tune_recipe", "report_recipe", "__version__"]
+_API = {"load_recipe", "run", "tune_recipe", "report_recipe"}
+# Packages of these names would shadow functions of the same name once imported: the functions are renamed.
+_RENAMED = {"report": "report_recipe", "tune": "tune_recipe"}
 
 
 def __getattr__(name: str):
@@ -21,7 +24,5 @@ def __getattr__(name: str):
         from bench import api
 
         return getattr(api, name)
-    hint = (
-        ": the report function is bench.report_recipe (bench.report is a package)" if name == "report" else ""
-    )
+    hint = f": the function is bench.{_RENAMED[name]} (bench.{name} is a package)" if name in _RENAMED else ""
     raise AttributeError(f"module 'bench' has no attribute '{name}'{hint}")

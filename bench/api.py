@@ -117,7 +117,7 @@ def tune_options(recipe: str | Path, overrides: Sequence[str] = (), **kwargs: An
     return TuneOptions(recipe=str(recipe), overrides=overrides, **kwargs)
 
 
-def tune(
+def tune_recipe(
     recipe: str | Path,
     overrides: Sequence[str] = (),
     *,

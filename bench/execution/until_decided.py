@@ -22,7 +22,6 @@ from bench.errors import RecipeError
 from bench.recipe.load import LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
 
-TAG = "bench.until_decided"  # on the parent run: the settings, so the report decides the same way
 ALPHA = 0.05
 
 

@@ -45,6 +45,8 @@ MIN_SEEDS = 3  # the first look: as the report's stats.MIN_PAIRS, never settled 
 UNDECIDED = "undecided"
 TOO_FEW = "too few seeds"
 GRID = 401  # points of the numerical integration (odd: Simpson's rule); bounds accurate to ~1e-6
+# On a ``--until-decided`` parent run: the settings it decided with, so the report decides the same way.
+SETTINGS_TAG = "bench.until_decided"
 
 
 def spent(t, alpha: float):

@@ -18,17 +18,18 @@ SEQUENTIAL_COLUMNS = ["seq_pairs", "seq_lo", "seq_hi", "seq_alpha", "sequential_
 
 def recorded_settings(client, experiment_id: str) -> dict[str, Any] | None:
     """The settings of the latest ``--until-decided`` parent run of the experiment, or None."""
-    from bench.execution.until_decided import TAG
     from bench.report.fetch import search_all
 
     parents = [
-        r for r in search_all(client, experiment_id, "tags.`bench.kind` = 'recipe'") if TAG in r.data.tags
+        r
+        for r in search_all(client, experiment_id, "tags.`bench.kind` = 'recipe'")
+        if sequential.SETTINGS_TAG in r.data.tags
     ]
     if not parents:
         return None
     latest = max(parents, key=lambda r: r.info.start_time or 0)
     try:
-        return json.loads(latest.data.tags[TAG])
+        return json.loads(latest.data.tags[sequential.SETTINGS_TAG])
     except ValueError:
         return None
 

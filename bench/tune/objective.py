@@ -168,7 +168,7 @@ def _mean_curve(curves: list[list[float]]) -> list[float]:
 
 def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, hook: PruneHook,
               index: int | None) -> Any:  # fmt: skip
-    from bench.tracking.recorded import Recording, run_recorded
+    from bench.execution.recorded import Recording, run_recorded
 
     plan, number = ctx.plan, trial.number
     retry_of = next((t.system_attrs.get("failed_trial") for t in ctx.study.get_trials(deepcopy=False)

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.engine.hooks import VariantResult
+from bench.execution.recorded import ATTEMPT_TAG, Recording, open_run, run_recorded
 from bench.faults import fault_point
 from bench.fileio import atomic_copy, atomic_write_text
 from bench.recipe.load import Variant
 from bench.results import recipe_dir
 from bench.tracking import mlflow_store as store
-from bench.tracking.recorded import ATTEMPT_TAG, Recording, open_run, run_recorded
 from bench.tracking.uris import redact_text
 from bench.tracking.variant_runs import find_previous
 

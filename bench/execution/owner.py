@@ -32,10 +32,10 @@ def owning(results_dir: str | Path, recipe: str) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     path = lock_path(results_dir, recipe)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # No soft-lock fallback: a lock file that outlives a killed process is the lease problem again.
     lock = FileLock(path, blocking=False, fallback_to_soft=False)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout:
         holder = path.read_text().strip() or "another bench run"
@@ -43,6 +43,8 @@ def owning(results_dir: str | Path, recipe: str) -> Iterator[None]:
             f"busy: recipe '{recipe}' is being run by {holder} (it holds {path}); nothing was changed: "
             "run the same command again once that one has ended (more GPUs or machines: --executor ray)"
         ) from None
+    except OSError as exc:  # read-only, or no flock (an NFS without locking, Lustre without -o flock)
+        raise BenchError(f"cannot lock {path} to own recipe '{recipe}': {exc}") from None
     try:
         with contextlib.suppress(OSError):  # for the message above: information, not ownership
             path.write_text(f"bench run pid {os.getpid()} on {socket.gethostname()}\n")

@@ -188,8 +188,8 @@ def report(
     """``bench report``: variants over seeds against the baseline, per axis, Pareto fronts.
     Writes ``results/<recipe>/report.md`` and ``report.html`` as the CLI does; returns its tables
     as DataFrames (``variants``, ``baseline``, ``axes``, ``pareto``, ``excluded``, ``provenance``,
-    ``runs``, and ``compare:<study>`` per compared study). Keyword arguments: those of
-    ``build_report``."""
+    ``runs``, ``compare:<study>`` per compared study, and ``variance`` with ``variance=True``).
+    Keyword arguments: those of ``build_report``."""
     import dataclasses
 
     import pandas as pd
@@ -198,4 +198,9 @@ def report(
     tables = {f.name: getattr(built.tables, f.name) for f in dataclasses.fields(built.tables)}
     tables["runs"] = built.runs
     tables.update({f"compare:{name}": frame for name, frame in built.comparisons.items()})
+    if built.variance:  # variance=True: the table of results/<recipe>/report/variance.csv
+        from bench.report.build import VARIANCE_METRIC
+        from bench.report.variance import to_frame
+
+        tables["variance"] = to_frame(built.variance, VARIANCE_METRIC)
     return {name: value for name, value in tables.items() if isinstance(value, pd.DataFrame)}

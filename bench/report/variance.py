@@ -113,16 +113,17 @@ def decompose(y: np.ndarray, confidence: float = 0.95, draws: int = 20000, seed:
         rows.append({
             "component": name, "variance": value, "sd": float(np.sqrt(value)), "var_lo": lo, "var_hi": hi,
             "share": share, "share_lo": s_lo, "share_hi": s_hi,
-            "truncated": bool(name != "total" and raw[i] < 0), "moment_estimate": total if name == "total" else raw[i],
+            "truncated": bool(name != "total" and raw[i] < 0), "moment_estimate": raw.sum() if name == "total" else raw[i],
             "df": ss[name][1] if name != "total" else a * b - 1,
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def complete_grid(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The init × data table (``cells``: init_seed, data_seed, value) cut to a complete grid:
-    the init or data seed with the most missing runs is dropped until none is missing."""
-    grid = cells.pivot_table(index="init_seed", columns="data_seed", values="value", aggfunc="first")
+    """The init × data table (``cells``: init_seed, data_seed, value, oldest first; a cell run
+    twice, e.g. under an edited recipe, keeps its latest run) cut to a complete grid: the init or
+    data seed with the most missing runs is dropped until none is missing."""
+    grid = cells.pivot_table(index="init_seed", columns="data_seed", values="value", aggfunc="last")
     dropped = []
     while grid.isna().to_numpy().any():
         by_row, by_col = grid.isna().sum(axis=1), grid.isna().sum(axis=0)

@@ -178,6 +178,7 @@ def rows(split: Split) -> list[list[str]]:
     for r in split.table.itertuples():
         flag = " (negative estimate, set to 0)" if r.truncated else ""
         share = "–" if np.isnan(r.share) else f"{r.share:.0%} [{r.share_lo:.0%}, {r.share_hi:.0%}]"
+        share = "100%" if r.component == "total" and r.share == 1 else share
         out.append([
             LABELS[r.component] + flag, f"{r.sd:.4f}",
             f"{r.variance:.2e} [{r.var_lo:.2e}, {r.var_hi:.2e}]", share,

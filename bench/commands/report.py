@@ -81,8 +81,8 @@ def print_variance(report) -> None:
     from bench.report import variance
     from bench.report.build import VARIANCE_DRAWS, VARIANCE_METRIC
 
-    print("\nrun-to-run variance (" + variance.METHOD_NOTE.format(pct=report.tables.confidence * 100,
-          draws=VARIANCE_DRAWS) + ")")  # fmt: skip
+    print("\nRun-to-run variance. " + variance.METHOD_NOTE.format(pct=report.tables.confidence * 100,
+          draws=VARIANCE_DRAWS))  # fmt: skip
     for group, split in report.variance.items():
         print("\n" + variance.heading(group, split, VARIANCE_METRIC).replace("`", ""))
         table = pd.DataFrame(variance.rows(split), columns=variance.HEADER).to_string(index=False)

@@ -38,8 +38,12 @@ def _batch(state):
     return next(iter(state.train_loader))
 
 
-def check_precision(tmp_path, folder, hook):
-    w = _train(tmp_path, folder, hook, {"train.precision": "amp_bf16"})
+@pytest.mark.slow
+def test_precision_is_loop_state_and_runs_the_forward_in_bf16(tmp_path, tiny_image_folder, capture_hook):
+    """Precision is not a trick (autocast and the GradScaler belong to the loop), but the
+    precision axis must take effect all the same."""
+    w = _train(tmp_path, tiny_image_folder, capture_hook, {"train.precision": "amp_bf16"})
+    assert "precision" not in {t.name for t in w.state.tricks}
     x, _ = _batch(w.state)
     with w.state.precision.autocast():
         assert w.state.model(x).dtype == torch.bfloat16  # the forward really ran in bf16

@@ -28,6 +28,21 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in cpu_flags() for flag in BF16_FLAGS)
 
 
+def native_bf16_cpu() -> bool:
+    """True when this CPU runs bf16 natively (avx512_bf16 / AMX); else autocast emulates it,
+    20-40x slower. ``BENCH_FORCE_EMULATED_BF16=1``/``=0`` pretends it is emulated/native (tests)."""
+    if not cpu_has_native_bf16():
+        return False
+    if os.environ.get("BENCH_FORCE_EMULATED_BF16") == "0":
+        return True  # forced: not torch's own answer either
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
 EMULATED_BF16_NOTE = (
     "this CPU has no native bf16 (no avx512_bf16/amx_bf16): amp_bf16 variants on CPU run emulated, 20-40x "
     "slower than fp32, and their throughput measures the emulation"

@@ -23,8 +23,7 @@ def restarts_end_mid_cycle(epochs: int, t0: int, t_mult: int) -> bool:
 
 def before(train, cuda: bool) -> list[str]:
     out = []
-    from bench.engine.precision import native_bf16_cpu
-    from bench.hardware import device_gap
+    from bench.hardware import device_gap, native_bf16_cpu
 
     gap = device_gap(train, cuda)  # the engine's rule (bench.hardware.precision_gap), without a device
     if gap:

@@ -55,7 +55,9 @@ def check_freeze(tmp_path, folder, hook):
     frozen = [k for k, p in params.items() if not p.requires_grad]
     assert frozen and all(torch.equal(params[k].detach(), w.initial[k]) for k in frozen)
     assert any(not torch.equal(p.detach(), w.initial[k]) for k, p in params.items() if p.requires_grad)
-    stats = [f"{n}.running_mean" for n in w.state.frozen_norms]
+    from bench.components.freeze import frozen_norm_names
+
+    stats = [f"{n}.running_mean" for n in frozen_norm_names(w.state.model)]
     live = w.state.model.state_dict()
     assert stats and all(torch.equal(live[k], w.initial[k]) for k in stats)  # frozen BN keeps its statistics
 

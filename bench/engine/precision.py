@@ -13,7 +13,6 @@ The step has no host-device sync of its own: whether the scaler skipped the opti
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any
 
 import torch
@@ -21,25 +20,10 @@ import torch
 DTYPES = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
 
 
-def native_bf16_cpu() -> bool:
-    """True when this CPU runs bf16 natively (avx512_bf16 / AMX); else autocast emulates it,
-    20-40x slower. ``BENCH_FORCE_EMULATED_BF16=1``/``=0`` pretends it is emulated/native (tests)."""
-    from bench.hardware import cpu_has_native_bf16
-
-    if not cpu_has_native_bf16():
-        return False
-    if os.environ.get("BENCH_FORCE_EMULATED_BF16") == "0":
-        return True  # forced: not torch's own answer either
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return True
-
-
 def unavailable_reason(precision: str, device: torch.device) -> str | None:
     """Why ``precision`` cannot run on ``device`` (torch's facts through the one rule,
     ``bench.hardware.precision_gap``), or None."""
-    from bench.hardware import precision_gap
+    from bench.hardware import native_bf16_cpu, precision_gap
 
     if device.type == "cuda":
         return precision_gap(

@@ -65,7 +65,6 @@ class RunState:
     eval_loaders: dict[str, Any] = field(default_factory=dict)
     normalize: str = "train"  # which statistics normalise the inputs (recorded)
     input_stats: tuple = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # (mean, std) the loaders apply
-    frozen_norms: set[str] = field(default_factory=set)  # module names of frozen norm layers
     export_model: nn.Module | None = None  # what the variant exports (SWA: the averaged model)
     run_dir: Path | None = None
     epoch: int = 0  # next epoch to train

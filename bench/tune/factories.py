@@ -13,7 +13,7 @@ def quiet_optuna() -> None:
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # bench reports each trial itself
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 

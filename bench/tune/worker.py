@@ -50,10 +50,10 @@ def objective(ctx: TrialContext, trial: Any) -> float:
     ctx.current = trial.number
     liveness.claim(ctx.storage, ctx.plan.study_name, trial, ctx.worker_id)
     fault_point("tune.claimed")
-    if _auto_decision(ctx):
-        trial.set_user_attr(PILOT_ATTR, True)
-    fault_point("tune.trial_leased")
     try:
+        if _auto_decision(ctx):
+            trial.set_user_attr(PILOT_ATTR, True)
+        fault_point("tune.trial_leased")
         try:
             params = ctx.plan.space.suggest(trial)
         except ValueError as exc:  # a retried trial with values outside this recipe's space

@@ -114,8 +114,8 @@ def migrate_journal(spec: StorageSpec, out_dir: Path, study_name: str) -> str | 
     journal = out_dir / JOURNAL_NAME
     if spec.path != (out_dir / DB_NAME).resolve() or spec.path.exists() or not journal.exists():
         return None
-    old = StorageSpec("journal", f"journal:{journal}", journal).open(1, 2)
     try:
+        old = StorageSpec("journal", f"journal:{journal}", journal).open(1, 2)
         if study_name not in optuna.get_all_study_names(old):
             return None
         partial = spec.path.with_name(f"{DB_NAME}.partial")  # a kill mid-copy leaves no half study

@@ -37,6 +37,10 @@ def retry(study: Any, storage: Any, frozen: Any, reason: str, max_retry: int | N
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
+    from bench.tune.trials import superseded
+
+    if frozen.number in superseded(study.get_trials(deepcopy=False)):
+        return  # another worker retried it already
     tid = trial_id(storage, study.study_name, frozen.number)
     if frozen.state == TrialState.RUNNING:
         try:

@@ -95,7 +95,6 @@ def _auto_decision(ctx: TrialContext) -> bool:
 
 def worker_loop(ctx: TrialContext, index: int) -> int:
     """Run trials until the study is full (or this command's timeout passes); how many ran."""
-
     plan, ran = ctx.plan, [0]
 
     def after(study: Any, frozen: Any) -> None:
@@ -131,6 +130,10 @@ def worker_loop(ctx: TrialContext, index: int) -> int:
             frozen = by_number(ctx.study.get_trials(deepcopy=False), ctx.current)
             liveness.retry(ctx.study, ctx.storage, frozen, "interrupted", max_retry=None)
         raise
+    finally:
+        held, ctx.held = ctx.held, None
+        if held is not None:  # an error inside Optuna's tell: give Ctrl-C back its handler
+            held.close()
     return ran[0]
 
 

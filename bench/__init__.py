@@ -3,20 +3,20 @@
     import bench
     loaded = bench.load_recipe("recipes/smoke.yaml")
     runs = bench.run(loaded)            # pandas DataFrame, one row per variant and seed
-    trials = bench.tune("recipes/smoke_tune.yaml")
-    tables = bench.report("recipes/smoke.yaml")
+    trials = bench.tune_recipe("recipes/smoke_tune.yaml")
+    tables = bench.report_recipe("recipes/smoke.yaml")
 
 ``import bench`` stays light (no torch, mlflow or optuna) so that ``bench --help`` is fast: the
-API functions (``bench.api``) load on first use. ``bench.report`` is the function; the package
-of the same name is still imported as usual (``from bench.report import build``).
+API functions (``bench.api``) load on first use. ``bench.report`` and ``bench.tune`` are packages
+(the functions: ``report_recipe``, ``tune_recipe``).
 """
 
-import sys
-import types
+from bench.version import __version__
 
-__version__ = "0.1.0"
-__all__ = ["load_recipe", "run", "tune", "report", "__version__"]
-_API = {"load_recipe", "run", "tune", "report"}
+__all__ = ["load_recipe", "run", "tune_recipe", "report_recipe", "__version__"]
+_API = {"load_recipe", "run", "tune_recipe", "report_recipe"}
+# Packages of these names would shadow functions of the same name once imported: the functions are renamed.
+_RENAMED = {"report": "report_recipe", "tune": "tune_recipe"}
 
 
 def __getattr__(name: str):
@@ -24,17 +24,5 @@ def __getattr__(name: str):
         from bench import api
 
         return getattr(api, name)
-    raise AttributeError(f"module 'bench' has no attribute '{name}'")
-
-
-class _Package(types.ModuleType):
-    """Keeps ``bench.report`` the API function: importing the ``bench.report`` package would
-    otherwise bind the package over it (it stays in ``sys.modules`` for ``from ... import``)."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _API and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+    hint = f": the function is bench.{_RENAMED[name]} (bench.{name} is a package)" if name in _RENAMED else ""
+    raise AttributeError(f"module 'bench' has no attribute '{name}'{hint}")

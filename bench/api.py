@@ -3,7 +3,7 @@ command line (the CLI calls these functions), with results as pandas DataFrames.
 
     import bench
     runs = bench.run("recipes/smoke.yaml", ["train.epochs=1"])   # one row per variant and seed
-    tables = bench.report("recipes/smoke.yaml")                   # {"variants": DataFrame, ...}
+    tables = bench.report_recipe("recipes/smoke.yaml")            # {"variants": DataFrame, ...}
 
 Heavy libraries load on first call, not at ``import bench``.
 """
@@ -117,7 +117,7 @@ def tune_options(recipe: str | Path, overrides: Sequence[str] = (), **kwargs: An
     return TuneOptions(recipe=str(recipe), overrides=overrides, **kwargs)
 
 
-def tune(
+def tune_recipe(
     recipe: str | Path,
     overrides: Sequence[str] = (),
     *,
@@ -180,7 +180,7 @@ def build_report(
     return built
 
 
-def report(
+def report_recipe(
     recipe: str | Path | None = None, overrides: Sequence[str] = (), **kwargs: Any
 ) -> dict[str, pd.DataFrame]:
     """``bench report``: variants over seeds against the baseline, per axis, Pareto fronts.

@@ -1,8 +1,10 @@
 """``bench calibrate``: simulated studies run through bench's own decision code (the report's
-family verdicts and TOST from bench/report/stats.py, and the ``--until-decided`` loop of
-bench/report/sequential.py), so the error rates and seed counts the README quotes are measured,
-not assumed. Model: each (arm, seed) accuracy is normal with a common spread ``sd``, arms
-independent given the seed (pairing removes nothing, as is typical of runs that decorrelate)."""
+family verdicts and TOST from bench/report/stats.py, and the ``--until-decided`` rounds deciding
+with bench/report/sequential.py's ``decide_stats``), so the error rates and seed counts the README
+quotes are measured, not assumed. Model: each (arm, seed) accuracy is normal with a common spread
+``sd`` (or, to check the pooled spread's homogeneity assumption, one drawn per arm), arms
+independent given the seed (pairing removes nothing, as is typical of runs that decorrelate).
+The sequential studies are simulated all at once (numpy arrays: study × arm × seed)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 from bench.report import sequential, stats
 
 ALPHA = 0.05
+UNEQUAL = 2.0  # the unequal-spread check: each arm's sd drawn log-uniformly in sd/2 .. sd·2
 
 
 @dataclass(frozen=True)
@@ -27,90 +30,122 @@ class Setting:
     studies: int = 2000
 
 
-def _arms(rng, s: Setting, effects: np.ndarray, seeds: int) -> tuple[np.ndarray, np.ndarray]:
-    """(baseline[seeds], variants[len(effects), seeds]) accuracies around 0.9."""
-    base = 0.9 + rng.normal(0, s.sd, seeds)
-    return base, 0.9 + effects[:, None] + rng.normal(0, s.sd, (len(effects), seeds))
+def _arms(rng, s: Setting, effects: np.ndarray, seeds: int, studies: int, spread: float = 1.0) -> np.ndarray:
+    """Accuracies (study, arm, seed) centred on 0 (the decisions are shift-invariant); arm 0 is the
+    baseline, arm i+1 has ``effects[i]``. ``spread`` > 1: each arm's sd is s.sd·spread^U(−1, 1)."""
+    arms = len(effects) + 1
+    sd = s.sd * spread ** rng.uniform(-1, 1, (studies, arms, 1)) if spread != 1.0 else s.sd
+    return np.r_[0.0, effects][None, :, None] + rng.normal(0.0, 1.0, (studies, arms, seeds)) * sd
 
 
-def until_decided(rng, s: Setting, effects: np.ndarray) -> tuple[list[str], list[int]]:
-    """One study run as ``--until-decided`` runs it: start seeds for all, then one seed more per
-    round for every undecided comparison (and the baseline) up to ``max_seeds``. Returns each
-    comparison's final verdict and its seeds."""
-    base, arms = _arms(rng, s, effects, s.max_seeds)
-    names = [f"v{i}" for i in range(len(effects))]
-    attempted = dict.fromkeys(names, s.start_seeds)
-    while True:
-        by_seed = {g: dict(enumerate(arms[i, : attempted[g]])) for i, g in enumerate(names)}
-        by_seed["base"] = dict(enumerate(base[: max(attempted.values())]))
-        grow, verdicts = sequential.next_round(
-            by_seed, "base", names, attempted, s.max_seeds, ALPHA, s.margin
-        )
-        if not grow:
-            return [verdicts[g].verdict for g in names], [attempted[g] for g in names]
-        for g in grow:
-            attempted[g] += 1
+def until_decided(rng, s: Setting, effects: np.ndarray, studies: int | None = None, spread: float = 1.0):
+    """``studies`` studies run as ``--until-decided`` runs them: ``start_seeds`` for every arm, then
+    one seed more per round for every undecided comparison (and the baseline) up to ``max_seeds``;
+    each round decided by ``sequential.decide_stats`` on the data that round has. Returns the final
+    verdicts and seed counts, both (study, comparison) arrays."""
+    n_studies = s.studies if studies is None else studies
+    x = _arms(rng, s, np.asarray(effects, dtype=float), s.max_seeds, n_studies, spread)
+    csum = np.concatenate([np.zeros(x.shape[:2] + (1,)), np.cumsum(x, axis=2)], axis=2)
+    csq = np.concatenate([np.zeros(x.shape[:2] + (1,)), np.cumsum(x * x, axis=2)], axis=2)
+    m = len(effects)
+    count = np.full((n_studies, m), s.start_seeds)
+    verdict = np.full((n_studies, m), sequential.UNDECIDED, dtype=object)
+    live = np.ones((n_studies, m), dtype=bool)
+    study = np.arange(n_studies)[:, None]
+    while live.any():
+        # every arm's seeds so far: a comparison's own count, the baseline's the largest of them
+        have = np.concatenate([count.max(axis=1, keepdims=True), count], axis=1)
+        k = np.minimum(have[:, None, :], count[:, :, None])  # (study, comparison, arm) seeds at its look
+        arm = np.arange(m + 1)[None, None, :]
+        total, squares = csum[study[..., None], arm, k], csq[study[..., None], arm, k]
+        ss = np.where(k >= 2, squares - total**2 / np.maximum(k, 1), 0.0)  # each arm's, own mean out
+        df = np.clip(k - 1, 0, None)
+        own = np.arange(1, m + 1)[None, :, None]  # the comparison's variant; the baseline is arm 0
+        ss_pair = ss[..., 0] + np.take_along_axis(ss, np.broadcast_to(own, ss.shape[:2] + (1,)), 2)[..., 0]
+        var = sequential.spread(ss.sum(axis=2), df.sum(axis=2), ss_pair, 2 * (count - 1))
+        diff = (csum[study, np.arange(1, m + 1)[None, :], count] - csum[study, 0, count]) / count
+        _, _, v = sequential.decide_stats(diff, count, var, df.sum(axis=2), first=s.start_seeds,
+                                          last=s.max_seeds, alpha=ALPHA / m, margin=s.margin)  # fmt: skip
+        verdict[live] = v[live]
+        live &= np.isin(v, (sequential.UNDECIDED, sequential.TOO_FEW)) & (count < s.max_seeds)
+        count = count + live
+    return verdict, count
 
 
-def fixed(rng, s: Setting, effects: np.ndarray, seeds: int) -> list[str]:
-    """The report's family verdicts (Holm over the family) at a fixed number of seeds."""
-    base, arms = _arms(rng, s, effects, seeds)
-    b = dict(enumerate(base))
-    diffs = [stats.paired_test(dict(enumerate(a)), b, min_effect=s.margin) for a in arms]
-    return stats.decide_family(diffs, [a - base for a in arms], s.margin, ALPHA).verdicts
+def fixed(rng, s: Setting, effects: np.ndarray, seeds: int, studies: int | None = None) -> list[list[str]]:
+    """The report's family verdicts (Holm over the family) at a fixed number of seeds, per study."""
+    out = []
+    for x in _arms(
+        rng, s, np.asarray(effects, dtype=float), seeds, s.studies if studies is None else studies
+    ):
+        b = dict(enumerate(x[0]))
+        diffs = [stats.paired_test(dict(enumerate(a)), b, min_effect=s.margin) for a in x[1:]]
+        out.append(stats.decide_family(diffs, [a - x[0] for a in x[1:]], s.margin, ALPHA).verdicts)
+    return out
 
 
 WRONG_DIRECTION = ("better", "worse")
 
 
-def calibrate(s: Setting = Setting(), seed: int = 0) -> list[dict]:
-    """The calibration table: one row per measured quantity, sequential and fixed side by side."""
+def calibrate(s: Setting = Setting(), seed: int = 0, fixed_design: bool = True) -> list[dict]:
+    """The calibration table: one row per measured quantity, sequential and fixed side by side.
+    Power is for one comparison (a family of 1, α = 0.05) and for one planted among ``variants``
+    (α/variants each); the family-wise error rates are for ``variants`` comparisons."""
     rng = np.random.default_rng(seed)
-    n = s.studies
-    null = np.zeros(s.variants)
-    aa = [until_decided(rng, s, null) for _ in range(n)]
-    aa_fixed = [fixed(rng, s, null, s.fixed_seeds) for _ in range(n)]
-    at_margin = np.array([s.margin])
-    tost_seq = [until_decided(rng, s, at_margin)[0][0] for _ in range(n)]
-    tost_fixed = [fixed(rng, s, at_margin, s.fixed_seeds)[0] for _ in range(n)]
-    planted = np.array([s.effect])
-    one = [until_decided(rng, s, planted) for _ in range(n)]
-    one_fixed = [fixed(rng, s, planted, s.fixed_seeds)[0] for _ in range(n)]
-    in_family = np.r_[s.effect, np.zeros(s.variants - 1)]
-    fam = [until_decided(rng, s, in_family) for _ in range(n)]
-    zero = [until_decided(rng, s, np.zeros(1)) for _ in range(n)]
+    m = s.variants
+    seq = f"until-decided ({s.start_seeds}..{s.max_seeds} seeds)"
+    fix = f"fixed {s.fixed_seeds} seeds (report)"
+    rows: list[dict] = []
 
-    def rate(flags) -> float:
-        return float(np.mean(flags))
+    def row(quantity, design, value, seeds=float("nan")):
+        rows.append(
+            {"quantity": quantity, "design": design, "value": float(value), "seeds_median": float(seeds)}
+        )
 
-    seq, fix = (
-        f"until-decided ({s.start_seeds}..{s.max_seeds} seeds)",
-        f"fixed {s.fixed_seeds} seeds (report)",
+    def fixed_row(quantity, effects, hit):
+        if fixed_design:
+            row(
+                quantity, fix, np.mean([hit(v) for v in fixed(rng, s, effects, s.fixed_seeds)]), s.fixed_seeds
+            )
+
+    null = np.zeros(m)
+    v, k = until_decided(rng, s, null)
+    aa = f"A/A, {m} variants: P(any false better/worse)"
+    row(aa, seq, np.isin(v, WRONG_DIRECTION).any(axis=1).mean(), np.median(k))
+    fixed_row(aa, null, lambda vs: any(x in WRONG_DIRECTION for x in vs))
+    row(f"A/A, {m} variants: share ending equivalent", seq, (v == "equivalent").mean(), np.median(k))
+    row(f"A/A, {m} variants: share at the cap undecided", seq, (v == sequential.UNDECIDED).mean())
+    v, k = until_decided(rng, s, null, spread=UNEQUAL)
+    row(f"A/A, {m} variants, unequal sd (×½..×2 per arm): P(any false better/worse)", seq,
+        np.isin(v, WRONG_DIRECTION).any(axis=1).mean(), np.median(k))  # fmt: skip
+    edge = np.array([s.margin])
+    tost = f"true Δ = margin {s.margin:g}, 1 comparison: P(equivalent) (TOST type I)"
+    row(tost, seq, (until_decided(rng, s, edge)[0] == "equivalent").mean())
+    fixed_row(tost, edge, lambda vs: vs[0] == "equivalent")
+    v, _ = until_decided(rng, s, np.full(m, s.margin))
+    row(
+        f"true Δ = margin for all {m}: P(any equivalent) (TOST type I)",
+        seq,
+        (v == "equivalent").any(axis=1).mean(),
     )
-    return [
-        {"quantity": f"A/A, {s.variants} variants: P(any false better/worse)", "design": seq,
-         "value": rate([any(v in WRONG_DIRECTION for v in vs) for vs, _ in aa]),
-         "seeds_median": float(np.median([k for _, ks in aa for k in ks]))},
-        {"quantity": f"A/A, {s.variants} variants: P(any false better/worse)", "design": fix,
-         "value": rate([any(v in WRONG_DIRECTION for v in vs) for vs in aa_fixed]), "seeds_median": s.fixed_seeds},
-        {"quantity": f"A/A, {s.variants} variants: share ending equivalent", "design": seq,
-         "value": rate([v == "equivalent" for vs, _ in aa for v in vs]), "seeds_median": float("nan")},
-        {"quantity": f"true Δ = margin {s.margin:g}: P(equivalent) (TOST type I)", "design": seq,
-         "value": rate([v == "equivalent" for v in tost_seq]), "seeds_median": float("nan")},
-        {"quantity": f"true Δ = margin {s.margin:g}: P(equivalent) (TOST type I)", "design": fix,
-         "value": rate([v == "equivalent" for v in tost_fixed]), "seeds_median": s.fixed_seeds},
-        {"quantity": f"power at Δ {s.effect:g}, sd {s.sd:g}, 1 comparison", "design": seq,
-         "value": rate([vs[0] == "better" for vs, _ in one]),
-         "seeds_median": float(np.median([ks[0] for _, ks in one]))},
-        {"quantity": f"power at Δ {s.effect:g}, sd {s.sd:g}, 1 comparison", "design": fix,
-         "value": rate([v == "better" for v in one_fixed]), "seeds_median": s.fixed_seeds},
-        {"quantity": f"power at Δ {s.effect:g}, 1 planted among {s.variants}", "design": seq,
-         "value": rate([vs[0] == "better" for vs, _ in fam]),
-         "seeds_median": float(np.median([ks[0] for _, ks in fam]))},
-        {"quantity": "true Δ 0, 1 comparison: P(equivalent)", "design": seq,
-         "value": rate([vs[0] == "equivalent" for vs, _ in zero]),
-         "seeds_median": float(np.median([ks[0] for _, ks in zero]))},
-    ]  # fmt: skip
+    planted = np.array([s.effect])
+    power = f"power at Δ {s.effect:g}, sd {s.sd:g}, 1 comparison (family of 1)"
+    v, k = until_decided(rng, s, planted)
+    row(power, seq, (v[:, 0] == "better").mean(), np.median(k[:, 0]))
+    row(
+        f"Δ {s.effect:g}, 1 comparison: P(equivalent within ±{s.margin:g}), also true",
+        seq,
+        (v[:, 0] == "equivalent").mean(),
+    )
+    fixed_row(power, planted, lambda vs: vs[0] == "better")
+    in_family = np.r_[s.effect, np.zeros(m - 1)]
+    power_m = f"power at Δ {s.effect:g}, 1 planted among {m} (α/{m} each)"
+    v, k = until_decided(rng, s, in_family)
+    row(power_m, seq, (v[:, 0] == "better").mean(), np.median(k[:, 0]))
+    fixed_row(power_m, in_family, lambda vs: vs[0] == "better")
+    v, k = until_decided(rng, s, np.zeros(1))
+    row("true Δ 0, 1 comparison: P(equivalent)", seq, (v[:, 0] == "equivalent").mean(), np.median(k[:, 0]))
+    return rows
 
 
 def table_text(rows: list[dict]) -> str:

@@ -84,10 +84,10 @@ def native_bf16() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _static() -> dict[str, str]:
-    import bench
+    from bench.version import __version__
 
-    info = {"env.bench_version": bench.__version__}
-    where = Path(bench.__file__).resolve().parent
+    info = {"env.bench_version": __version__}
+    where = Path(__file__).resolve().parent  # bench/
     commit, dirty = _git(where)
     info["env.git_commit"], info["env.git_dirty"] = commit, dirty
     info["env.git_diff"] = diff_hash(where) if commit != UNKNOWN else UNKNOWN

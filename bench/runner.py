@@ -146,9 +146,10 @@ class RecipeRunner:
     def until_tags(self) -> dict[str, str]:
         if self.until is None:
             return {}
-        from bench.execution.until_decided import TAG, tag_value
+        from bench.execution.until_decided import tag_value
+        from bench.report.sequential import SETTINGS_TAG
 
-        return {TAG: tag_value(self.until.settings(self.source))}
+        return {SETTINGS_TAG: tag_value(self.until.settings(self.source))}
 
     def next_round(self, client, exp_id: str, progress: Progress) -> list:
         """``--until-decided``: the next round's variants (one seed more where undecided), decided

@@ -20,18 +20,26 @@ from tests.recipes import tiny_recipe, write_recipe
 def test_import_bench_is_light_and_names_the_api():
     code = (
         "import sys, bench\n"
-        "names = [bench.load_recipe.__name__, bench.run.__name__, bench.tune.__name__, bench.report.__name__]\n"
+        "names = [bench.load_recipe.__name__, bench.run.__name__, bench.tune_recipe.__name__, bench.report_recipe.__name__]\n"
         "print(names, sorted(m for m in ('torch', 'mlflow', 'optuna', 'pandas') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['load_recipe', 'run', 'tune', 'report'] []"
+    assert out.strip() == "['load_recipe', 'run', 'tune_recipe', 'report_recipe'] []"
 
 
-def test_bench_report_stays_the_function_after_the_report_package_is_imported():
-    from bench.report import build  # the package of the same name, imported as usual
+def test_bench_report_and_tune_are_the_packages_and_the_functions_have_names_of_their_own():
+    import bench.report
+    import bench.tune.study
+    from bench.report import build
 
-    assert callable(bench.report) and bench.report.__module__ == "bench.api"
-    assert build.make_report is not None
+    assert bench.report.build is build and bench.tune.study.run_study is not None
+    assert bench.report_recipe.__module__ == bench.tune_recipe.__module__ == "bench.api"
+    assert type(bench) is type(bench.report)  # a plain module: no class swapped in to hide the packages
+    code = "import bench\nfor name in ('report', 'tune'):\n    try:\n        getattr(bench, name)\n    except AttributeError as exc:\n        print(exc)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert (
+        "bench.report_recipe" in out and "bench.tune_recipe" in out
+    )  # code using the old names is told the new
 
 
 def test_load_recipe_validates_like_the_cli(tmp_path):
@@ -74,7 +82,7 @@ def test_run_report_and_dry_run_estimate_through_the_api(tmp_path, tiny_image_fo
     err = capsys.readouterr().err
     assert "[1/2 done, 1 left, ~" in err  # the second variant starts with the time left
 
-    tables = bench.report(path, results_dir=results, tracking_uri=uri)
+    tables = bench.report_recipe(path, results_dir=results, tracking_uri=uri)
     assert {"variants", "baseline", "runs"} <= set(tables)
     assert sorted(tables["variants"]["variant"]) == ["freeze=0", "freeze=2"]
     assert (results / "apitest" / "report.md").is_file()
@@ -102,7 +110,7 @@ def test_tune_through_the_api_returns_the_trials(tmp_path, tiny_image_folder):
     recipe["train"]["epochs"] = 1
     recipe["tune"] = {"n_trials": 2, "space": {"train.optimizer.lr": {"float": [1e-3, 0.1], "log": True}}}
     path = write_recipe(tmp_path / "apitune.yaml", recipe)
-    trials = bench.tune(path, results_dir=tmp_path / "results", n_trials=1,
+    trials = bench.tune_recipe(path, results_dir=tmp_path / "results", n_trials=1,
                         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # fmt: skip
     assert isinstance(trials, pd.DataFrame) and len(trials) == 1
     assert (tmp_path / "results" / "apitune" / "best.yaml").is_file()

@@ -10,10 +10,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.cli import main
+from bench.execution.recorded import Recording, open_run
 from bench.recipe.changes import UNSET, config_changes, recipe_changes
 from bench.recipe.load import load_recipe
 from bench.report import changes, fetch
-from bench.tracking.recorded import Recording, open_run
 from tests.recipes import tiny_recipe, write_recipe
 
 

@@ -41,7 +41,7 @@ def test_busy_loops_beside_a_training_run_mark_it_contaminated(tmp_path, tiny_im
     from mlflow.tracking import MlflowClient
 
     from bench.engine.loop import run_variant
-    from bench.tracking.recorded import Recording, run_recorded
+    from bench.execution.recorded import Recording, run_recorded
 
     recipe = tiny_recipe(
         tiny_image_folder, name="busy", **{"train.epochs": 2, "data.batch_size": 16, "data.subset": 96}

@@ -76,8 +76,7 @@ def test_compile_runs_on_cpu_and_is_measured_apart(tmp_path, tiny_image_folder):
 
 
 def test_compile_failure_fails_the_variant_with_the_reason():
-    from bench.engine.errors import CompileFailed
-    from bench.tricks.compile import _Compiled
+    from bench.tricks.compile import CompileFailed, _Compiled
 
     class Broken(torch.nn.Module):
         def forward(self, x):

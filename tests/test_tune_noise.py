@@ -42,21 +42,20 @@ def test_fidelity_rule_picks_pruner_and_warmup():
     fid = measure(_study_with_curves(ranked, finals).get_trials(), 2)
     assert fid.n == 6 and fid.taus[0] == pytest.approx(1.0)
     rec = recommend(fid, 2)
-    assert rec.name == "hyperband" and rec.kwargs == {"min_resource": 1, "max_resource": 2}
+    assert rec.name == "successive_halving" and rec.kwargs == {"min_resource": 1, "reduction_factor": 3}
     fid = measure(_study_with_curves(scrambled, finals).get_trials(), 3)
     assert fid.taus[0] < 0.7 <= fid.taus[1]
     rec = recommend(fid, 3)
-    assert rec.name == "median" and rec.kwargs == {"n_warmup_steps": 1}  # first decision after epoch 2
+    assert rec.name == "median" and rec.kwargs == {"n_warmup_steps": 2}  # first decision after epoch 2
     noise = [[finals[(i * 5) % 6], finals[(i * 5 + 1) % 6], f] for i, f in enumerate(finals)]
     assert recommend(measure(_study_with_curves(noise, finals).get_trials(), 3), 3).name == "none"
     assert not measure(_study_with_curves(ranked[:4], finals[:4]).get_trials(), 2).taus  # too few
 
 
 def test_auto_pruner_decides_after_its_pilot():
-    import optuna
 
     from bench.tune.fidelity import CHOICE_ATTR, CURVE_ATTR, PILOT_ATTR
-    from bench.tune.pruners import AutoPruner
+    from bench.tune.pruners import AutoPruner, Halving
 
     finals = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     pruner = AutoPruner(pilot_trials=6, max_resource=4)
@@ -64,19 +63,58 @@ def test_auto_pruner_decides_after_its_pilot():
     assert pruner.decide(study, 4) is None  # 5 of 6 pilot trials: undecided, nothing pruned
     pilot = study.ask()
     pilot.set_user_attr(PILOT_ATTR, True)
-    pilot.report(0.0, 0)
+    pilot.report(0.0, 1)
     assert not pilot.should_prune()
     pilot.set_user_attr(CURVE_ATTR, [0.55, 0.6, 0.6, 0.6])
     study.tell(pilot, 0.6)
     note = pruner.decide(study, 4)
-    assert note and "hyperband" in note
-    assert study.user_attrs[CHOICE_ATTR]["name"] == "hyperband"
+    assert note and "successive_halving" in note
+    assert study.user_attrs[CHOICE_ATTR]["name"] == "successive_halving"
     assert pruner.decide(study, 4) is None  # decided once, for every worker and later command
     later = study.ask()
-    later.report(0.0, 0)
+    later.report(0.0, 1)
     later.should_prune()
-    assert isinstance(pruner.inner, optuna.pruners.HyperbandPruner)  # trials after the pilot: hyperband
-    assert pruner.inner._min_resource == 1
+    assert isinstance(pruner.inner, Halving)  # after the pilot
+    assert pruner.inner.min_resource == 1
+
+
+def test_auto_prunes_after_the_epoch_it_measured_against_its_pilot(tmp_path):
+    """tau says epoch 1 ranks like the end: a trial clearly worse than the whole pilot after epoch 1
+    stops there (not after epoch 2, not let through because the pilot was never ranked), and
+    one better than the pilot goes on. Driven through the hook that reports a trial's epochs."""
+    import optuna
+
+    from bench.tune.fidelity import CURVE_ATTR, PILOT_ATTR
+    from bench.tune.objective import PruneHook
+    from bench.tune.pruners import AutoPruner
+    from tests.test_tune import plan_for
+
+    plan = plan_for(tune_recipe(tmp_path, **{"train.epochs": 4}))
+    state = type("State", (), {"cfg": plan.trial_body({})})()  # the engine state's recipe only
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = AutoPruner(pilot_trials=5, max_resource=4)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+
+    def train(curve: list[float], pilot: bool = False) -> PruneHook:
+        trial = study.ask()
+        if pilot:
+            trial.set_user_attr(PILOT_ATTR, True)
+        hook = PruneHook(trial, plan.tune.objective)
+        try:
+            for epoch, value in enumerate(curve):
+                hook.on_epoch_end(state, epoch, {"val/acc": value})
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return hook
+        trial.set_user_attr(CURVE_ATTR, hook.curve)
+        study.tell(trial, curve[-1])
+        return hook
+
+    for final in (0.5, 0.6, 0.7, 0.8, 0.9):
+        assert train([final - 0.3, final - 0.2, final - 0.1, final], pilot=True).epochs == 4
+    assert "min_resource=1" in pruner.decide(study, 4)  # tau: rank from epoch 1
+    assert train([0.1, 0.2, 0.3, 0.35]).epochs == 1  # worse than every pilot trial after epoch 1
+    assert train([0.65, 0.75, 0.85, 0.95]).epochs == 4  # better than all of them: trains to the end
 
 
 def test_recheck_comparison_and_probability_best():

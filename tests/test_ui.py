@@ -20,7 +20,7 @@ import pytest
 
 from bench.cli import main as cli
 from bench.tracking.uris import redact_uri
-from bench.ui.dashboard import dashboard_command
+from bench.tune.study import dashboard_command
 from bench.ui.server import free_port
 from tests.recipes import tiny_recipe, write_recipe
 

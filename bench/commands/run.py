@@ -58,11 +58,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--until-decided", action="store_true",
         help="after the recipe's seeds, add one seed per round to the variants (and the baseline) whose "
-        "comparison with the baseline is undecided, until each is better, worse or equivalent (anytime-valid "
-        "confidence sequence, Bonferroni over the variants) or has --max-seeds seeds; rerun to continue",
+        "comparison with the baseline is undecided, until each is better, worse or equivalent (group-sequential: "
+        "a look per seed count, Lan-DeMets alpha-spending, Bonferroni over the variants) or has --max-seeds "
+        "seeds; rerun the same command to continue",
     )  # fmt: skip
     parser.add_argument("--max-seeds", type=positive_int, default=10, metavar="N",
-                        help="with --until-decided: at most N seeds per variant (default 10)")  # fmt: skip
+                        help="with --until-decided: at most N seeds per variant (default 10); the looks are planned "
+                        "up to N, so keep it when rerunning")  # fmt: skip
     parser.add_argument("--min-effect", type=positive_float, default=None, metavar="D",
                         help="with --until-decided: the equivalence margin in accuracy units "
                         "(default: the recipe's report.min_effect)")  # fmt: skip

@@ -130,9 +130,9 @@ def deterministic() -> None:
 def worker(spec: dict[str, Any]) -> int:
     """One training process, recorded like ``bench run`` records (its own MLflow store in the work
     folder), so what is verified is the path users run."""
+    from bench.execution.recorded import Recording, run_recorded
     from bench.recipe.load import load_recipe
     from bench.tracking import mlflow_store as store
-    from bench.tracking.recorded import Recording, run_recorded
     from bench.tracking.variant_runs import find_previous
 
     deterministic()

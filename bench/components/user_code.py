@@ -22,8 +22,6 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-import bench
-
 PATHS_VAR = "BENCH_IMPORT_PATHS"
 MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -59,7 +57,7 @@ def sync_import_paths() -> None:
 def _library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    roots.add(str(Path(bench.__file__).resolve().parent))
+    roots.add(str(Path(__file__).resolve().parents[1]))  # bench itself
     return tuple(str(Path(r).resolve()) + os.sep for r in roots)
 
 

@@ -15,7 +15,3 @@ class Diverged(BenchError):
     def __init__(self, epoch: int, loss: float):
         self.epoch = epoch
         super().__init__(f"loss became {loss} in epoch {epoch}")
-
-
-class CompileFailed(BenchError):
-    """``torch.compile`` could not compile the model: the variant fails, it never runs eager instead."""

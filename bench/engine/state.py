@@ -28,6 +28,8 @@ from bench.components.models import build_model
 from bench.components.optimizers import build_optimizer
 from bench.components.schedulers import build_scheduler
 from bench.engine.errors import VariantSkipped
+from bench.engine.evaluation import evaluate
+from bench.engine.measure import synchronize
 from bench.recipe.load import Variant
 from bench.tricks import active_tricks
 from bench.tricks.precision import Precision, unavailable_reason
@@ -79,6 +81,16 @@ class RunState:
     @property
     def cfg(self):
         return self.variant.body
+
+    # The engine's services for tricks, which get them through the state: a trick may not import
+    # the engine (the engine imports the tricks).
+    def evaluate(self, model: nn.Module, loader: Any) -> tuple[float, float]:
+        """(accuracy, warm images/s) of ``model`` (e.g. averaged weights) under the run's precision and TTA."""
+        return evaluate(model, loader, self.precision, tta=self.cfg.train.tta)
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (timing)."""
+        synchronize(self.device)
 
     def loaders(self) -> list[Any]:
         return [x for x in (self.train_loader, *self.eval_loaders.values()) if x is not None]

@@ -26,7 +26,7 @@ from bench.execution.order import POSITION_TAG
 from bench.execution.task import TaskSpec, record_crash, run_task
 from bench.recipe.load import Variant
 
-PRELOAD = ["bench.engine.loop", "bench.tracking.recorded", "bench.execution.task", "mlflow.tracking", "timm"]
+PRELOAD = ["bench.engine.loop", "bench.execution.recorded", "bench.execution.task", "mlflow.tracking", "timm"]
 WATCH_INTERVAL_S = 0.5  # how often the driver is looked at where no pidfd can wait on it
 
 

@@ -24,7 +24,7 @@ from bench.execution.cluster import (
     gpus_per_task,
     task_env,
 )
-from bench.execution.ray_tasks import Board, describe, train_variant, tune_worker
+from bench.execution.ray_tasks import Board, describe, train_variant
 from bench.execution.task import TaskSpec, record_crash
 from bench.recipe.load import Variant
 
@@ -142,47 +142,3 @@ class Watch:
             self.ray.cancel(ref)
         if refs:
             self.ray.wait(refs, num_returns=len(refs), timeout=STOP_WAIT)
-
-
-class Say:
-    """``say`` (a print function) as the one Progress method Watch uses."""
-
-    def __init__(self, say: Any):
-        self.note = say
-        self.name = ""
-
-
-def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:
-    """``bench tune --executor ray``: ``options.workers`` tuning workers as Ray tasks on the
-    study's shared storage (the same worker loop, so the same exact trial count; a worker whose
-    process died is retried, and its trial re-queued once its lease goes stale). False when a
-    worker failed (the study keeps what it recorded)."""
-    from bench.tune.plan import build_plan
-
-    with connected(ray_options) as ray:
-        options = replace(options, results_dir=str(Path(options.results_dir).resolve()))
-        plan = build_plan(options, quiet=True)
-        paths = {"the results folder": Path(options.results_dir)}
-        storage = plan.storage_spec()
-        if storage.path is not None:
-            paths["the Optuna storage"] = storage.path
-        check_reachable(alive_nodes(ray), plan.tracking_uri, paths, ray_options)
-        remote, board = submitter(ray, ray_options, tune_worker, 2, Say(say))
-        tasks = {
-            remote.remote(options, i, board): (f"tuning worker {i}", str(i)) for i in range(options.workers)
-        }
-        failed: list[str] = []
-
-        def result(ref: Any, name: str, token: str) -> None:
-            try:
-                ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                failed.append(f"{name}: {failure(exc)}")
-
-        for _ in Watch(ray, board, tasks, Say(say)).results(result):
-            pass
-    if failed:
-        say(
-            f"error: {len(failed)} worker task(s) failed ({'; '.join(failed)}); the study keeps what they recorded"
-        )
-    return not failed

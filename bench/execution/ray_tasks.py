@@ -124,17 +124,3 @@ def train_variant(
     with cancellable():
         row = run_task(spec, variant, progress=progress, claim_token=token, run_tags=tags)
     return row, where
-
-
-def tune_worker(options: Any, index: int, board: Any) -> int:
-    """One tuning worker as a Ray task: the same loop as a spawned ``--workers`` process, on the
-    same shared storage, so the study keeps its exact trial count; returns the trials it ran."""
-    from bench.tune.plan import build_plan
-    from bench.tune.prepare import open_worker
-    from bench.tune.worker import worker_loop
-
-    where = placement()
-    if board is not None:
-        board.start.remote(str(index), where)
-    with cancellable():
-        return worker_loop(open_worker(build_plan(options, quiet=True), index), index)

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.engine.hooks import VariantResult
+from bench.execution.recorded import Recording, open_run, run_recorded
 from bench.faults import fault_point
 from bench.fileio import atomic_copy, atomic_write_text, file_lock
 from bench.recipe.load import Variant
 from bench.results import recipe_dir
 from bench.tracking import mlflow_store as store
 from bench.tracking.lease import HEARTBEAT_TAG, Heartbeat, lease_alive
-from bench.tracking.recorded import Recording, open_run, run_recorded
 from bench.tracking.uris import redact_text
 from bench.tracking.variant_runs import find_previous
 

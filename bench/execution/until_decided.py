@@ -1,7 +1,8 @@
 """``bench run --until-decided``: after the recipe's seeds, one seed more per round for every
 variant whose comparison with the baseline is still undecided (and for the baseline, which every
 comparison needs), until each is decided or has ``max_seeds`` seeds. The decision is
-bench/report/sequential.py's (anytime-valid, Bonferroni over the recipe's comparisons).
+bench/report/sequential.py's (group-sequential: a look at every seed count from the recipe's seeds
+to ``max_seeds``, α spent over them; Bonferroni over the recipe's comparisons).
 
 Added seeds continue after the recipe's largest seed and are ordinary variants: the same run key
 a recipe listing that seed would give, so they are claimed, resumed and recorded like any other.
@@ -21,7 +22,6 @@ from bench.errors import RecipeError
 from bench.recipe.load import LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
 
-TAG = "bench.until_decided"  # on the parent run: the settings, so the report decides the same way
 ALPHA = 0.05
 
 
@@ -36,7 +36,8 @@ class UntilDecided:
         margin = self.min_effect if self.min_effect is not None else loaded.recipe.report.min_effect
         groups = list(dict.fromkeys(v.group for v in loaded.variants))
         return {"alpha": self.alpha, "min_effect": margin, "max_seeds": self.max_seeds,
-                "family": len(groups) - 1, "baseline": baseline_of(loaded)}  # fmt: skip
+                "family": len(groups) - 1, "baseline": baseline_of(loaded),
+                "first_look": len(loaded.recipe.seeds)}  # fmt: skip
 
 
 def tag_value(settings: dict[str, Any]) -> str:
@@ -107,7 +108,7 @@ def next_variants(
             by_seed.setdefault(row["group"], {})[row["seed"]] = accuracy(row)
     attempted = Counter(v.group for v in known)
     grow, verdicts = sequential.next_round(by_seed, base, comparisons, attempted, until.max_seeds,
-                                           until.alpha, settings["min_effect"])  # fmt: skip
+                                           until.alpha, settings["min_effect"], settings["first_look"])  # fmt: skip
     template = {v.group: v for v in source.variants}
     sequence = seed_sequence(source, until.max_seeds)
     have = {(v.group, v.seed) for v in known}

@@ -167,7 +167,7 @@ class SamplerConfig(ComponentConfig):
 
 class PrunerConfig(ComponentConfig):
     """Pruner name; other keys go to the pruner class (e.g. n_startup_trials, n_warmup_steps).
-    ``auto``: a pilot of unpruned trials, then Kendall tau per epoch picks hyperband, median or none
+    ``auto``: a pilot of unpruned trials, then Kendall tau per epoch picks successive halving, median or none
     (bench/tune/fidelity.py). ``wilcoxon``: across the seeds of ``seeds_per_trial`` (bench/tune/pruners.py)."""
 
     name: Literal["median", "hyperband", "none", "auto", "wilcoxon"] = "median"

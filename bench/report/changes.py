@@ -1,5 +1,5 @@
 """What each variant changes against the baseline, read back from the store alone: every child run
-logs its resolved config as MLflow params (``bench.tracking.recorded.open_run``), so a report can
+logs its resolved config as MLflow params (``bench.execution.recorded.open_run``), so a report can
 show that ``optimizer=adamw`` also changed the learning rate, weight decay and momentum, and mark
 the axis values that are bundles (``bench.recipe.changes`` holds the rule, shared with dry runs)."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.tracking.mlflow_store import PARENT_TAG
+from bench.tracking.mlflow_store import PARENT_TAG, search_all
 
 # best test accuracy over epochs: chosen on the test set, so an oracle figure, never a result
 ORACLE, ORACLE_OLD = "test/acc_oracle", "test/acc_best"
@@ -34,22 +34,6 @@ class Fetched:
     axes: list[str]  # axis labels (without "axis."), in first-seen order
     parent_id: str | None  # the latest recipe (parent) run, for artifacts
     params: dict[str, dict[str, str]]  # run_id -> params
-
-
-def search_all(client, experiment_id: str, filter_string: str = "") -> list[Any]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string=filter_string,
-            max_results=1000,
-            order_by=["attributes.start_time DESC"],
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def _int(text: str | None) -> int | None:

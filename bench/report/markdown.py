@@ -276,14 +276,16 @@ def sequential_section(doc: Doc, t: Tables) -> None:
     doc.heading("Sequential verdicts (--until-decided)")
     doc.para(
         f"These runs added seeds where undecided (at most {s['max_seeds']} per variant), so the seed count "
-        "depends on the results: the verdicts to read are these, from a confidence sequence valid at every "
-        "number of seeds (t-mixture, Lai 1976), each at α/family = "
-        f"{s['alpha']:g}/{s['family']} (Bonferroni). 'better'/'worse': the interval excludes 0; "
-        f"'equivalent': it lies inside ±{s['min_effect']:g}; 'undecided': neither (the cap was reached)."
+        "depends on the results: the verdicts to read are these, from a group-sequential design with a look at "
+        "every seed count up to the cap (Lan–DeMets Pocock-type α-spending; repeated confidence intervals, "
+        "valid at every look at once; per-run spread pooled over the study's arms, never below the pair's), "
+        f"each at α/family = {s['alpha']:g}/{s['family']} (Bonferroni). 'better'/'worse': the interval "
+        f"excludes 0; 'equivalent': it lies inside ±{s['min_effect']:g}; 'undecided': neither (the cap was "
+        "reached)."
     )
     rows = [[f"`{r['variant']}`", int(r["seq_pairs"]), signed(r["acc_diff"]),
              "–" if _nan(r["seq_lo"]) else f"[{r['seq_lo']:+.4f}, {r['seq_hi']:+.4f}]",
              r["sequential_verdict"], "–" if _nan(r.get("pair_corr")) else f"{r['pair_corr']:.2f}"]
             for _, r in t.baseline.iterrows() if r["verdict"] != "baseline"]  # fmt: skip
-    doc.table(["variant", "paired seeds", "Δ test acc", "confidence sequence", "sequential verdict", "pairing r"],
+    doc.table(["variant", "paired seeds", "Δ test acc", "repeated confidence interval", "sequential verdict", "pairing r"],
               rows)  # fmt: skip

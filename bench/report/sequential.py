@@ -1,59 +1,137 @@
-"""Anytime-valid decisions on paired seed differences: the verdicts ``bench run --until-decided``
-stops on, and the report's "sequential verdict" column (one code path for both).
+"""Group-sequential decisions on seed comparisons: the verdicts ``bench run --until-decided`` stops
+on, and the report's "sequential verdict" column (one code path for both, and for ``bench
+calibrate``, which feeds it arrays of simulated studies).
 
-Looking at a t-interval after every added seed and stopping once it excludes 0 inflates its
-error far beyond α. The confidence sequence used here is instead valid at every number of seeds
-at once, so bench may look after each seed and stop whenever it likes:
+Looking at a t-interval after every added seed and stopping once it excludes 0 inflates its error
+far beyond α. Here the looks are planned: one at every seed count n from the recipe's seeds
+(``first``, at least ``MIN_SEEDS``) to ``--max-seeds`` (``last``), and α is spent over them by the
+Lan–DeMets Pocock-type function α(t) = α·ln(1 + (e−1)·t), t = n/last (Lan & DeMets 1983,
+Biometrika 70:659; Jennison & Turnbull 2000, "Group Sequential Methods with Applications to
+Clinical Trials", §7.2). The
+two-sided bounds c_k solve P(|Z_j| < c_j for j < k, |Z_k| ≥ c_k) = α(t_k) − α(t_{k−1}) for the
+look statistics of one Brownian motion (corr(Z_j, Z_k) = √(n_j/n_k)), by the recursive numerical
+integration of Jennison & Turnbull ch. 19 (``z_bounds``). Pocock-type spending keeps the bounds
+nearly flat, so the early looks, where a large effect is seen, get a fair share of α: a smaller
+expected seed count under an effect than O'Brien–Fleming's.
 
-    CS_n = { μ : BF_n(μ) < 1/α },
-    BF_n(μ) = (1+n·g)^(-1/2) · [ (1 + t²/ν) / (1 + t²/(ν·(1+n·g))) ]^(n/2),  t = (mean−μ)/(sd/√n), ν = n−1,
+The spread is unknown, so each look uses its nominal level 2·(1−Φ(c_k)) as a t quantile with the
+degrees of freedom of the look ("significance level approach", Jennison & Turnbull §3.8), and the
+spread is pooled over *every arm of the study* (baseline and all variants; each arm's own mean
+removed): with 11 arms at 4 seeds that is 33 df instead of the paired t's 3. That assumes the arms
+share one per-run spread; an arm twice as noisy as the rest would then get too narrow an interval
+(``bench calibrate``: family-wise error 0.10 with per-arm sds spread ×½..×2). So the spread used is
+never below the comparison's own two arms' pooled spread (``max(s²_all, s²_pair)``, df of the
+pool): at equal spreads it costs a little power, at unequal ones it keeps the error under α. The
+difference is ``mean(variant) − mean(baseline)`` over the seeds both have, standard error
+s·√(2/n) (unpaired: runs that decorrelate gain nothing from pairing, and it doubles the df).
 
-the Bayes factor of the one-sample t-test with a N(0, g) prior on the standardized effect and the
-right-Haar prior 1/σ on the spread (Rouder et al. 2009, eq. 1). Under μ it is a nonnegative
-martingale (in the scale-invariant filtration) starting at 1, so by Ville's inequality
-P(∃n: BF_n(μ) ≥ 1/α) ≤ α: the true mean difference stays inside CS_n at every n with
-probability ≥ 1 − α, whatever the stopping rule (Lai 1976, "On confidence sequences", Ann. Statist.
-4:265; Pérez-Ortiz, Lardy, de Heide & Grünwald 2024, "E-statistics, group invariance and
-anytime-valid testing", Ann. Statist. 52:1410). It needs no bound on the range (a betting
-test on differences in [−1, 1] would need thousands of seeds to resolve 0.002) and no known
-spread, at the price of assuming per-seed differences are roughly normal. BF_n is increasing in
-|t|, so CS_n is ``mean ± c_n·sd/√n`` with c_n in closed form (``cs_factor``).
-
-Verdicts: "better" (CS above 0), "worse" (below 0), "equivalent" (inside ±margin), else
-"undecided". A wrong one of any kind needs the CS to miss the true difference: at most α per
-comparison. A family of m comparisons uses α/m each (Bonferroni: the union bound holds at any
-stopping times and any dependence through the shared baseline), fixed by the recipe before any
-result is seen: m = every variant but the baseline."""
+The interval ``diff ± t_{df}(c_k)·s·√(2/n)`` is a repeated confidence interval (Jennison &
+Turnbull ch. 9): it holds the true difference at every look at once with probability ≥ 1 − α, so
+whichever verdict the looks stop on — "better" (above 0), "worse" (below 0), "equivalent" (inside
+±margin) — is wrong with probability at most α, and "equivalent" (a one-sided miss) at most α/2.
+A family of m comparisons uses α/m each (Bonferroni: holds at any stopping times and through the
+shared baseline), m fixed by the recipe before any result is seen."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-PRIOR_SCALE = 1.0  # g: prior variance of the standardized effect (|δ| ~ 1 is what seeds resolve)
-MIN_SEEDS = 2  # the first difference carries no information on the spread (scale-invariant)
+MIN_SEEDS = 3  # the first look: as the report's stats.MIN_PAIRS, never settled from fewer paired seeds
 UNDECIDED = "undecided"
+TOO_FEW = "too few seeds"
+GRID = 401  # points of the numerical integration (odd: Simpson's rule); bounds accurate to ~1e-6
+# On a ``--until-decided`` parent run: the settings it decided with, so the report decides the same way.
+SETTINGS_TAG = "bench.until_decided"
 
 
-def cs_factor(n: int, alpha: float, g: float | None = None) -> float:
-    """c_n: CS_n is mean ± c_n·sd/√n. Solves BF_n(t) = 1/α for t: with u = t²/ν, k = 1 + n·g and
-    r = (√k/α)^(2/n), (1+u)/(1+u/k) = r gives u = (r−1)/(1−r/k). inf when even t → ∞ cannot
-    reach 1/α with n seeds (r ≥ k)."""
-    if n < MIN_SEEDS:
-        return math.inf
-    k = 1.0 + n * (PRIOR_SCALE if g is None else g)
-    r = (math.sqrt(k) / alpha) ** (2.0 / n)
-    if r >= k:
-        return math.inf
-    return math.sqrt((n - 1) * (r - 1.0) / (1.0 - r / k))
+def spent(t, alpha: float):
+    """Lan–DeMets Pocock-type spending: the share of α used by information fraction ``t``."""
+    return alpha * np.log1p((math.e - 1.0) * np.minimum(t, 1.0))
+
+
+@functools.lru_cache(maxsize=512)
+def z_bounds(first: int, last: int, alpha: float) -> tuple[float, ...]:
+    """Two-sided z bounds c_k of the looks at n = first, first+1, …, last seeds (information ∝ n),
+    spending α(n/last) by look n. Integrates the density of the score S_k = Z_k·√n_k over the
+    continuation region |S| < c_k·√n_k look by look (Jennison & Turnbull 2000, ch. 19)."""
+    from scipy import optimize
+    from scipy import stats as st
+
+    info = np.arange(first, last + 1, dtype=float)
+    step = np.diff(spent(info / info[-1], alpha), prepend=0.0)
+    c = [float(st.norm.isf(step[0] / 2))]
+    simpson = np.ones(GRID)
+    simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
+    x = np.linspace(-c[0] * math.sqrt(info[0]), c[0] * math.sqrt(info[0]), GRID)
+    density = st.norm.pdf(x, scale=math.sqrt(info[0]))
+    for k in range(1, len(info)):
+        sd, root = math.sqrt(info[k] - info[k - 1]), math.sqrt(info[k])
+        mass = density * simpson * (x[1] - x[0]) / 3.0  # the paths still running, at grid points
+        ck = optimize.brentq(_exit_gap, 1e-3, 50.0, args=(mass, x, sd, root, step[k]), xtol=1e-12)
+        c.append(float(ck))
+        new = np.linspace(-ck * root, ck * root, GRID)
+        density = mass @ st.norm.pdf((new[None, :] - x[:, None]) / sd) / sd
+        x = new
+    return tuple(c)
+
+
+def _exit_gap(ck: float, mass, x, sd: float, root: float, target: float) -> float:
+    """P(still running, then |Z_k| ≥ ck) − the α this look may spend."""
+    from scipy import stats as st
+
+    b = ck * root
+    return float(mass @ (st.norm.sf((b - x) / sd) + st.norm.cdf((-b - x) / sd))) - target
+
+
+def nominal_alpha(n, first: int, last: int, alpha: float) -> np.ndarray:
+    """The two-sided nominal level of look ``n`` (array). Counts outside first..last (a failed run
+    left fewer seeds; a later run raised the cap) use the nearest planned look."""
+    from scipy import stats as st
+
+    first = max(first, MIN_SEEDS)
+    last = max(last, first)
+    levels = 2.0 * st.norm.sf(np.asarray(z_bounds(first, last, float(alpha))))
+    return levels[np.clip(np.asarray(n, dtype=int), first, last) - first]
+
+
+def spread(ss_all, df_all, ss_pair, df_pair):
+    """The per-run variance a comparison uses: the study's pooled one, but never below its own two
+    arms' (see the module's docstring). NaN without degrees of freedom."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled = np.where(np.asarray(df_all) > 0, np.asarray(ss_all) / np.asarray(df_all), np.nan)
+        pair = np.where(np.asarray(df_pair) > 0, np.asarray(ss_pair) / np.asarray(df_pair), 0.0)
+    return np.maximum(pooled, pair)
+
+
+def decide_stats(diff, n, var, df, *, first: int, last: int, alpha: float, margin: float):
+    """Vectorised verdicts from each comparison's statistics at its look: ``diff`` (mean difference
+    over ``n`` paired seeds), ``var`` (per-run variance, ``spread``) with ``df`` degrees of
+    freedom. ``alpha`` is per comparison. Returns (lo, hi, verdict) arrays."""
+    from scipy import stats as st
+
+    diff, n, var, df = (np.asarray(a, dtype=float) for a in (diff, n, var, df))
+    ok = (n >= MIN_SEEDS) & (df >= 1)
+    safe_n, safe_df = np.where(ok, n, MIN_SEEDS), np.where(ok, df, 1.0)
+    level = nominal_alpha(safe_n, first, last, alpha)
+    half = st.t.isf(level / 2.0, safe_df) * np.sqrt(var * 2.0 / safe_n)
+    half = np.where(ok, half, np.inf)
+    lo, hi = diff - half, diff + half
+    verdict = np.select(
+        [~ok, lo > 0, hi < 0, (lo > -margin) & (hi < margin)],
+        [TOO_FEW, "better", "worse", "equivalent"],
+        UNDECIDED,
+    )
+    return lo, hi, verdict
 
 
 @dataclass(frozen=True)
 class Sequential:
-    """One comparison's confidence sequence at its level and the verdict it gives."""
+    """One comparison's repeated confidence interval at its look and the verdict it gives."""
 
     n: int
     diff: float
@@ -61,43 +139,7 @@ class Sequential:
     hi: float
     alpha: float
     verdict: str
-
-
-def decide(d: Sequence[float], alpha: float, margin: float) -> Sequential:
-    """The verdict on per-seed differences ``d`` (variant − baseline) at level ``alpha`` (already
-    divided by the family size) with equivalence margin ``margin``."""
-    x = np.asarray([v for v in d if v is not None and not math.isnan(v)], dtype=float)
-    n = len(x)
-    if n < MIN_SEEDS:
-        return Sequential(n, float(x.mean()) if n else math.nan, -math.inf, math.inf, alpha, "too few seeds")
-    mean, sd = float(x.mean()), float(x.std(ddof=1))
-    c = cs_factor(n, alpha)
-    half = math.inf if math.isinf(c) else c * sd / math.sqrt(n)  # too few seeds to bound it: never decide
-    lo, hi = mean - half, mean + half
-    if lo > 0:
-        verdict = "better"
-    elif hi < 0:
-        verdict = "worse"
-    elif -margin < lo and hi < margin:
-        verdict = "equivalent"
-    else:
-        verdict = UNDECIDED
-    return Sequential(n, mean, lo, hi, alpha, verdict)
-
-
-def decide_family(
-    diffs: dict[str, Sequence[float]], alpha: float, margin: float, family: int | None = None
-) -> dict[str, Sequential]:
-    """Every comparison of one family at ``alpha / family`` (Bonferroni; ``family`` defaults to
-    the number of comparisons given and must be fixed in advance, not by which are decided)."""
-    m = max(family if family is not None else len(diffs), 1)
-    return {g: decide(d, alpha / m, margin) for g, d in diffs.items()}
-
-
-def paired_diffs(variant: dict, baseline: dict) -> list[float]:
-    """``variant − baseline`` over the seeds both have (``{seed: value}``), in seed order."""
-    ok = [s for s in variant if s in baseline and _finite(variant[s]) and _finite(baseline[s])]
-    return [float(variant[s]) - float(baseline[s]) for s in sorted(ok)]
+    df: float = math.nan
 
 
 def _finite(v) -> bool:
@@ -107,17 +149,64 @@ def _finite(v) -> bool:
         return False
 
 
+def _clean(arm: dict) -> dict:
+    return {s: float(v) for s, v in arm.items() if _finite(v)}
+
+
+def look_stats(by_seed: dict[str, dict], base: str, group: str) -> tuple[int, float, float, float]:
+    """(n, diff, var, df) of ``group`` against ``base`` at its look: the seeds both have, and the
+    spread pooled over every arm's seeds up to the last of those (what the runner saw then, so the
+    report, reading the finished study, reproduces the runner's verdict)."""
+    arms = {g: _clean(v) for g, v in by_seed.items()}
+    b, v = arms.get(base, {}), arms.get(group, {})
+    paired = sorted(s for s in v if s in b)
+    if not paired:
+        return 0, math.nan, math.nan, 0.0
+    diff = float(np.mean([v[s] for s in paired]) - np.mean([b[s] for s in paired]))
+    cut = paired[-1]
+    ss = df = ss_pair = df_pair = 0.0
+    for g, arm in arms.items():
+        x = np.asarray([val for s, val in arm.items() if s <= cut])
+        if len(x) >= 2:
+            ss += float(((x - x.mean()) ** 2).sum())
+            df += len(x) - 1
+        if g in (base, group):
+            y = np.asarray([arm[s] for s in paired])
+            ss_pair, df_pair = ss_pair + float(((y - y.mean()) ** 2).sum()), df_pair + len(y) - 1
+    return len(paired), diff, float(spread(ss, df, ss_pair, df_pair)), df
+
+
+def decide_family(
+    by_seed: dict[str, dict], base: str, comparisons: Sequence[str], *, alpha: float, margin: float,
+    first: int, last: int, family: int | None = None,
+) -> dict[str, Sequential]:  # fmt: skip
+    """Every comparison with ``base`` at ``alpha / family`` (Bonferroni; ``family`` defaults to the
+    number of comparisons and must be fixed in advance, not by which are decided). ``by_seed``:
+    ``{group: {seed: accuracy}}`` for every arm of the study (all of them pool the spread)."""
+    m = max(family if family is not None else len(comparisons), 1)
+    stats = [look_stats(by_seed, base, g) for g in comparisons]
+    if not stats:
+        return {}
+    n, diff, var, df = (np.asarray(col, dtype=float) for col in zip(*stats))
+    lo, hi, verdict = decide_stats(diff, n, var, df, first=first, last=last, alpha=alpha / m, margin=margin)
+    return {
+        g: Sequential(int(n[i]), float(diff[i]), float(lo[i]), float(hi[i]), alpha / m, str(verdict[i]), float(df[i]))
+        for i, g in enumerate(comparisons)
+    }  # fmt: skip
+
+
 def next_round(
     by_seed: dict[str, dict], base: str, comparisons: Sequence[str], attempted: dict[str, int],
-    max_seeds: int, alpha: float, margin: float,
+    max_seeds: int, alpha: float, margin: float, first: int,
 ) -> tuple[list[str], dict[str, Sequential]]:  # fmt: skip
     """What ``--until-decided`` does after a round: the comparisons still undecided (or with too
     few seeds) and under ``max_seeds`` attempted seeds get one seed more, and so does the baseline
     wherever it lacks one of theirs (the caller adds it). Returns those groups and every verdict."""
-    verdicts = decide_family(
-        {g: paired_diffs(by_seed.get(g, {}), by_seed.get(base, {})) for g in comparisons},
-        alpha, margin, family=len(comparisons),
-    )  # fmt: skip
-    grow = [g for g, s in verdicts.items() if s.verdict in (UNDECIDED, "too few seeds")
-            and attempted.get(g, 0) < max_seeds]  # fmt: skip
+    verdicts = decide_family(by_seed, base, comparisons, alpha=alpha, margin=margin, first=first,
+                             last=max_seeds, family=len(comparisons))  # fmt: skip
+    grow = [
+        g
+        for g, s in verdicts.items()
+        if s.verdict in (UNDECIDED, TOO_FEW) and attempted.get(g, 0) < max_seeds
+    ]
     return grow, verdicts

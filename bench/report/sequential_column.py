@@ -18,17 +18,18 @@ SEQUENTIAL_COLUMNS = ["seq_pairs", "seq_lo", "seq_hi", "seq_alpha", "sequential_
 
 def recorded_settings(client, experiment_id: str) -> dict[str, Any] | None:
     """The settings of the latest ``--until-decided`` parent run of the experiment, or None."""
-    from bench.execution.until_decided import TAG
     from bench.report.fetch import search_all
 
     parents = [
-        r for r in search_all(client, experiment_id, "tags.`bench.kind` = 'recipe'") if TAG in r.data.tags
+        r
+        for r in search_all(client, experiment_id, "tags.`bench.kind` = 'recipe'")
+        if sequential.SETTINGS_TAG in r.data.tags
     ]
     if not parents:
         return None
     latest = max(parents, key=lambda r: r.info.start_time or 0)
     try:
-        return json.loads(latest.data.tags[TAG])
+        return json.loads(latest.data.tags[sequential.SETTINGS_TAG])
     except ValueError:
         return None
 
@@ -44,9 +45,12 @@ def add_sequential(
         return out
     by_seed = {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")}
     groups = [g for g in out["variant"] if g != base]
+    paired = [len(set(by_seed.get(g, {})) & set(by_seed.get(base, {}))) for g in groups]
+    # runs recorded before first_look was: every comparison's first look had the fewest pairs
+    first = int(settings.get("first_look") or min(paired, default=sequential.MIN_SEEDS))
     decided = sequential.decide_family(
-        {g: sequential.paired_diffs(by_seed.get(g, {}), by_seed.get(base, {})) for g in groups},
-        float(settings["alpha"]), float(settings["min_effect"]), family=int(settings.get("family") or len(groups)),
+        by_seed, base, groups, alpha=float(settings["alpha"]), margin=float(settings["min_effect"]),
+        first=first, last=int(settings["max_seeds"]), family=int(settings.get("family") or len(groups)),
     )  # fmt: skip
     for i, group in zip(out.index, out["variant"]):
         if group == base:

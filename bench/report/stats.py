@@ -110,12 +110,19 @@ def seeds_needed(sd: float, effect: float, *, alpha: float = 0.05, power: float 
     ``MAX_SEEDS_NEEDED``, NaN when the spread is unknown."""
     if _isnan(sd) or _isnan(effect) or effect <= 0:
         return math.nan
+    n, factor = _detectable_factor(alpha, power)
+    ok = np.flatnonzero(factor * sd <= effect)
+    return float(n[ok[0]]) if len(ok) else math.inf
+
+
+@functools.lru_cache(maxsize=16)
+def _detectable_factor(alpha: float, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """n and (t_{1−α/2, n−1} + t_{power, n−1})/√n for every n at once (cached: the quantiles cost
+    most of a paired test, and the report and ``bench calibrate`` ask for the same ones)."""
     from scipy import stats as st
 
-    n = np.arange(MIN_PAIRS, MAX_SEEDS_NEEDED + 1)  # all at once: the report asks this per comparison
-    mdd = (st.t.ppf(1 - alpha / 2, n - 1) + st.t.ppf(power, n - 1)) * sd / np.sqrt(n)
-    ok = np.flatnonzero(mdd <= effect)
-    return float(n[ok[0]]) if len(ok) else math.inf
+    n = np.arange(MIN_PAIRS, MAX_SEEDS_NEEDED + 1)
+    return n, (st.t.ppf(1 - alpha / 2, n - 1) + st.t.ppf(power, n - 1)) / np.sqrt(n)
 
 
 def paired_test(

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import bench
 from bench.errors import BenchError
 from bench.speedcheck.child import MARK
 
@@ -22,7 +21,7 @@ def interleaved(groups: list[str], rounds: int) -> list[tuple[int, str]]:
 def child_env() -> dict[str, str]:
     """The child imports this same ``bench`` (a checkout or worktree), whatever is installed."""
     env = dict(os.environ)
-    root = str(Path(bench.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding bench/
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     return env
 

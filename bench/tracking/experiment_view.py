@@ -120,7 +120,7 @@ def latest_study(client, experiment_id: str, recipe: str | None, run_keys: list[
     the latest ``bench run`` recorded: its parent's children, and the runs it skipped as already
     finished (they keep their first parent) when it has no children at all. Without ``recipe``,
     the recipe of the experiment's latest ``bench run``."""
-    from bench.report.fetch import search_all
+    from bench.tracking.mlflow_store import search_all
 
     if recipe is None:
         parents = search_all(client, experiment_id, "tags.`bench.kind` = 'recipe'")

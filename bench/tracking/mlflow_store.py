@@ -171,12 +171,13 @@ def ensure_experiment(client, uri: str, name: str) -> str:
 
 
 def search_all(client, experiment_id: str, filter_string: str = "") -> list[Any]:
-    """Every run of the experiment matching ``filter_string`` (all pages)."""
+    """Every run of the experiment matching ``filter_string`` (all pages), newest first."""
     runs, token = [], None
     while True:
         page = client.search_runs(
-            [experiment_id], filter_string=filter_string, max_results=1000, page_token=token
-        )
+            [experiment_id], filter_string=filter_string, max_results=1000,
+            order_by=["attributes.start_time DESC"], page_token=token,
+        )  # fmt: skip
         runs.extend(page)
         token = page.token
         if not token:

@@ -8,8 +8,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.engine.evaluation import evaluate
-
 
 @torch.no_grad()
 def update_bn(loader: Any, model: nn.Module, frozen: set[str], precision: Any) -> None:
@@ -46,6 +44,6 @@ def evaluate_averaged(state: Any, model: nn.Module, suffix: str) -> dict[str, fl
     """``<split>/acc_<suffix>`` for every evaluated split (val first, then test)."""
     out = {}
     for split, loader in state.eval_loaders.items():
-        acc, _ = evaluate(model, loader, state.precision, tta=state.cfg.train.tta)
+        acc, _ = state.evaluate(model, loader)
         out[f"{split}/acc_{suffix}"] = acc
     return out

@@ -13,10 +13,13 @@ from typing import Any
 
 import torch
 
-from bench.engine.errors import CompileFailed
-from bench.engine.measure import synchronize
+from bench.errors import BenchError
 from bench.tricks import TRICKS
 from bench.tricks.base import Trick
+
+
+class CompileFailed(BenchError):
+    """``torch.compile`` could not compile the model: the variant fails, it never runs eager instead."""
 
 
 class _Compiled:
@@ -58,7 +61,7 @@ class Compile(Trick):
 
     def after_step(self, state: Any, stepped: bool) -> bool:
         if self.compile_s is None and self._t0 is not None:
-            synchronize(state.device)
+            state.synchronize()
             self.compile_s = time.perf_counter() - self._t0
         return True
 

@@ -6,10 +6,13 @@ on early epochs throws away the right trials, and which pruner and warm-up fit.
 Only completed trials have a final value, so under pruning tau is measured on the survivors (a
 narrower range, usually a lower tau); ``tune.pruner: auto`` measures it on a pilot run unpruned.
 
-The rule (``recommend``), with ``e*`` the first epoch before the last whose tau >= ``TAU_HIGH``:
-  * e* <= epochs/2 (an early epoch already ranks like the end): hyperband, min_resource = e*
-    (successive halving from epoch e*);
-  * a later e*: median pruning with its warm-up up to e* (n_warmup_steps = e* - 1, the first
+The rule (``recommend``), with ``e*`` the first epoch before the last whose tau >= ``TAU_HIGH``
+(a trial reports its value at step = epochs trained, so a pruner's step e is "after epoch e"):
+  * e* <= epochs/2 (an early epoch already ranks like the end): successive halving from epoch e*
+    (min_resource = e*, reduction factor 3: a third goes on at each rung). Not Hyperband: its
+    other brackets hedge against not knowing from which epoch rankings can be trusted, which
+    the pilot measured; they would train ~40% of the trials to 3 x e* epochs or more for nothing;
+  * a later e*: median pruning with its warm-up up to e* (n_warmup_steps = e*, the first
     decision after epoch e*);
   * no such epoch (early rankings do not predict the final one): no pruning.
 With fewer than ``MIN_TRIALS`` completed trials tau is not computed."""
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TAU_HIGH = 0.7
+REDUCTION = 3  # successive halving's reduction factor (Optuna's Hyperband default)
 MIN_TRIALS = 5
 CURVE_ATTR = "bench.curve"  # a trial's objective metric per epoch (mean over its seeds)
 CHOICE_ATTR = "bench.auto_pruner"  # the study's decision under tune.pruner: auto
@@ -36,7 +40,7 @@ class Fidelity:
 
 @dataclass
 class Recommendation:
-    name: str  # hyperband | median | none
+    name: str  # successive_halving | median | none (hyperband: chosen by an older bench)
     kwargs: dict[str, Any]
     reason: str
 
@@ -80,11 +84,11 @@ def recommend(fid: Fidelity, epochs: int, threshold: float = TAU_HIGH) -> Recomm
     tau = fid.taus[e - 1]
     if e <= epochs / 2:
         return Recommendation(
-            "hyperband", {"min_resource": e, "max_resource": epochs},
+            "successive_halving", {"min_resource": e, "reduction_factor": REDUCTION},
             f"tau at epoch {e} is {tau:.2f} >= {threshold}: an early epoch already ranks like the end",
         )  # fmt: skip
     return Recommendation(
-        "median", {"n_warmup_steps": e - 1},
+        "median", {"n_warmup_steps": e},
         f"tau first reaches {threshold} at epoch {e} ({tau:.2f}): prune only after it",
     )  # fmt: skip
 

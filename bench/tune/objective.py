@@ -94,7 +94,9 @@ class PruneHook(BaseHook):
         if self.trial is None:
             self.last = float(value)
             return
-        self.trial.report(float(value), epoch)
+        # step = epochs trained (1-based): a pruner's resource, so min_resource / n_warmup_steps e
+        # mean "decide after epoch e" (0-based steps made hyperband's first rung wait an epoch more)
+        self.trial.report(float(value), self.epochs)
         self.last = float(value)
         if self.epochs < state.cfg.train.epochs and self.trial.should_prune():  # the last epoch completes
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {self.metric}={value:.4f}")
@@ -186,7 +188,7 @@ def _mean_curve(curves: list[list[float]]) -> list[float]:
 
 def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, hook: PruneHook,
               index: int | None) -> Any:  # fmt: skip
-    from bench.tracking.recorded import Recording, run_recorded
+    from bench.execution.recorded import Recording, run_recorded
 
     ctx.release()  # the previous seed's result is in: an interrupt held since then acts now
     plan, number = ctx.plan, trial.number

@@ -60,7 +60,48 @@ def clearly_worse(study: Any, trial: Any, noise_factor: float, min_gap: float) -
     return min(gaps) > 0 and sum(gaps) / len(gaps) > max(noise_factor * sd, min_gap)
 
 
+class Halving(optuna.pruners.BasePruner):
+    """Successive halving from epoch ``min_resource``: at each rung (step ``min_resource`` x
+    ``reduction_factor``^k) a trial goes on only if it is in the best 1/``reduction_factor`` of every
+    trial that trained that far (itself included; the best one while there are fewer than
+    ``reduction_factor``, as Optuna's rule has it). Not Optuna's ``SuccessiveHalvingPruner``: that
+    ranks a trial only against values it recorded while asked about other trials, and no one asks
+    about the pilot's unpruned trials (nor can anything be recorded on a finished trial), so right
+    after the pilot a trial worse than all of it would pass every rung. Here the rung's values are
+    the trials' own reports at that step, the pilot's included."""
+
+    def __init__(self, min_resource: int = 1, reduction_factor: int = 3):
+        if min_resource < 1 or reduction_factor < 2:
+            raise ValueError("min_resource must be >= 1 and reduction_factor >= 2")
+        self.min_resource, self.reduction_factor = min_resource, reduction_factor
+
+    def is_rung(self, step: int) -> bool:
+        rung = self.min_resource
+        while rung < step:
+            rung *= self.reduction_factor
+        return rung == step
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        from optuna.trial import TrialState
+
+        step = trial.last_step
+        if step is None or not self.is_rung(step):
+            return False
+        value = trial.intermediate_values[step]
+        if not math.isfinite(value):
+            return True
+        reached = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=reached)
+                  if t.number != trial.number and step in t.intermediate_values]  # fmt: skip
+        sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
+        ranked = sorted((sign * v for v in [*others, value] if math.isfinite(v)), reverse=True)
+        keep = max(len(ranked) // self.reduction_factor, 1)
+        return sign * value < ranked[keep - 1]
+
+
 def build(name: str, kwargs: dict[str, Any], epochs: int) -> Any:
+    if name == "successive_halving":
+        return Halving(**kwargs)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(**{"max_resource": epochs, **kwargs})
     if name == "median":

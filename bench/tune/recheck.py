@@ -83,7 +83,7 @@ def run_recheck(ctx: Any) -> None:
     """Re-run the top configurations on the fresh seeds that have no stored value yet."""
     from optuna.trial import TrialState
 
-    from bench.tracking.recorded import Recording, run_recorded
+    from bench.execution.recorded import Recording, run_recorded
     from bench.tune.objective import PruneHook
 
     plan, study = ctx.plan, ctx.study

@@ -5,12 +5,14 @@ the truth: FINISHED, KILLED (Ctrl-C or SIGTERM: exit 130 / 143) or FAILED."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 from typing import Any
 
 from bench.errors import Terminated  # SIGTERM as a KeyboardInterrupt, as bench run has it
 from bench.signals import closing_status
+from bench.tracking.uris import redact_uri
 from bench.tune.liveness import sweep
 from bench.tune.plan import TuneOptions, build_plan, say
 from bench.tune.prepare import close_orphan_runs, open_worker, prepare
@@ -64,8 +66,6 @@ def run_study(options: TuneOptions) -> int:
             signal.signal(signal.SIGTERM, previous[0])
             signal.signal(signal.SIGINT, previous[1])
     say(summary)
-    from bench.ui.dashboard import dashboard_command
-
     say(f"see the study in optuna-dashboard: {dashboard_command(options)}")
     return code
 
@@ -73,11 +73,11 @@ def run_study(options: TuneOptions) -> int:
 def fan_out(options: TuneOptions) -> bool:
     """Run ``options.workers`` spawned worker processes; a stop (Ctrl-C, SIGTERM) is passed on to
     them and they re-queue their trials. False when a worker failed. With ``--executor ray`` the
-    workers are Ray tasks instead (bench/execution/ray_executor.py)."""
+    workers are Ray tasks instead (bench/tune/ray_workers.py)."""
     import multiprocessing as mp
 
     if options.ray is not None:
-        from bench.execution.ray_executor import run_tune_workers
+        from bench.tune.ray_workers import run_tune_workers
 
         return run_tune_workers(options, options.ray, say)
 
@@ -129,3 +129,19 @@ def worker_entry(options: TuneOptions, index: int, parent_pid: int) -> None:
         worker_loop(open_worker(build_plan(options, quiet=True), index), index)
     except KeyboardInterrupt:
         sys.exit(128 + signal.SIGTERM if isinstance(sys.exc_info()[1], Terminated) else 130)
+
+
+def dashboard_command(options: Any) -> str:
+    """The command ``bench tune`` prints when it finishes: the same study in optuna-dashboard.
+    A password in ``--storage`` is shown as ``***`` (type it, or set it in ~/.pgpass)."""
+    parts = ["bench", "ui", "--tune", shlex.quote(str(options.recipe))]
+    parts += [shlex.quote(o) for o in getattr(options, "overrides", [])]
+    for overlay in getattr(options, "overlays", []):
+        parts += ["--overlay", shlex.quote(overlay)]
+    if str(options.results_dir) != "results":
+        parts += ["--results-dir", shlex.quote(str(options.results_dir))]
+    if options.storage:
+        parts += ["--storage", shlex.quote(redact_uri(options.storage))]
+    if options.study:
+        parts += ["--study", shlex.quote(options.study)]
+    return " ".join(parts)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shlex
 import signal
 import socket
 from socketserver import ThreadingMixIn
@@ -11,7 +10,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from bench.errors import BenchError
-from bench.tracking.uris import redact_uri
 from bench.ui import server
 
 
@@ -76,19 +74,3 @@ def serve(options: Any, host: str, port: int, open_browser: bool) -> int:
         signal.signal(signal.SIGTERM, previous)
         httpd.server_close()
     return 0
-
-
-def dashboard_command(options: Any) -> str:
-    """The command ``bench tune`` prints when it finishes: the same study in optuna-dashboard.
-    A password in ``--storage`` is shown as ``***`` (type it, or set it in ~/.pgpass)."""
-    parts = ["bench", "ui", "--tune", shlex.quote(str(options.recipe))]
-    parts += [shlex.quote(o) for o in getattr(options, "overrides", [])]
-    for overlay in getattr(options, "overlays", []):
-        parts += ["--overlay", shlex.quote(overlay)]
-    if str(options.results_dir) != "results":
-        parts += ["--results-dir", shlex.quote(str(options.results_dir))]
-    if options.storage:
-        parts += ["--storage", shlex.quote(redact_uri(options.storage))]
-    if options.study:
-        parts += ["--study", shlex.quote(options.study)]
-    return " ".join(parts)

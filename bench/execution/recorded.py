@@ -15,6 +15,9 @@ Attempts: every (re)opening of a run is an attempt (tag ``bench.attempt``). Tags
 one attempt (``bench.failed_epoch``, ``bench.error``) are removed when the run is reopened, so a
 run that failed once and then finished does not carry the old failure; the earlier attempts'
 ``errors/attempt-<n>.txt`` stay as history (MLflow cannot delete an artifact in every store).
+
+It lives in execution, not tracking: it trains (the engine) and defers signals around the close,
+while bench/tracking stays the MLflow adapter that neither needs.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from bench.recipe.load import Variant
 from bench.signals import deferred_signals
 from bench.tracking import mlflow_store as store
 from bench.tracking.system_metrics import system_metrics
-from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, SummaryHook, owner_tags, variant_tags
+from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, owner_tags, variant_tags
 
 MLFLOW_STATUS = {"finished": "FINISHED", "skipped": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}
 # Tags that describe one attempt: cleared when a run is reopened, so a later success does not
@@ -171,6 +174,48 @@ def close_run(
     fault_point("run.close.before_status", scope)
     client.set_terminated(run_id, MLFLOW_STATUS.get(result.status, "FAILED"))
     return result
+
+
+class SummaryHook:
+    """Records what a run is made of once it is built: parameter counts, param groups, the model,
+    the backend flags its tricks set and the input normalisation it uses (tags, so the report can
+    show and compare them)."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def on_start(self, state: Any) -> None:
+        from bench.components.models import count_parameters
+
+        trainable, total = count_parameters(state.model)
+        groups = "\n".join(f"{g.get('name')}: lr={g['lr']:.3g} wd={g['weight_decay']:.3g} params={sum(p.numel() for p in g['params'])}"
+                           for g in state.optimizer.param_groups)  # fmt: skip
+        text = f"trainable params: {trainable}\ntotal params: {total}\n\nparam groups:\n{groups}\n\n{state.model}\n"
+        store.log_text(self.client, self.run_id, text, "model_summary.txt")
+        mean, std = state.input_stats
+        tags = {f"bench.{k}": v for t in state.tricks for k, v in t.params().items()}
+        tags["bench.normalize"] = (
+            f"{state.normalize} mean={[round(m, 4) for m in mean]} std={[round(s, 4) for s in std]}"
+        )
+        tags["bench.device"] = str(state.device)
+        from bench.provenance import collect
+
+        tags.update(collect(state.device))  # after the tricks set their backend flags
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
+        pass
+
+    def on_end(self, state: Any, result: Any) -> None:
+        """Whether the run's speed is contaminated by other processes (bench/engine/contention.py),
+        as a tag too, so runs can be filtered on it."""
+        from bench.engine.contention import CONTAMINATED
+
+        if CONTAMINATED in result.metrics:
+            self.client.set_tag(
+                self.run_id, "bench.speed_contaminated", str(bool(result.metrics[CONTAMINATED])).lower()
+            )
 
 
 class FaultHook:

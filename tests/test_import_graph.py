@@ -1,0 +1,166 @@
+"""bench's import graph between its packages: no cycles, and every import points down the layers
+below. A cycle makes each side unreadable and untestable without the other (and pulls the engine,
+torch included, into the MLflow adapter); the table makes a new upward import a review question
+rather than an accident.
+
+Nodes: each subpackage (``bench/engine/``) and each top-level module (``bench/errors.py``) is a
+node of its own; ``bench/__init__.py`` is the node ``bench`` (the Python API facade). Top-level
+modules are not grouped: they sit at very different heights (``errors`` under everything, ``api``
+over nearly everything), so any group would be a cycle of its own. Every import counts, at any
+depth: function-local lazy imports (kept lazy so ``bench --help`` stays fast) and
+``TYPE_CHECKING`` imports are dependencies all the same, and so is ``importlib.import_module`` of
+a literal ``bench.`` name."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from collections import defaultdict
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+# Bottom first. A node may import any node of a lower layer, none of its own or a higher one.
+LAYERS: list[tuple[str, ...]] = [
+    ("errors", "version"),  # the exceptions every layer raises; bench.__version__
+    ("fileio", "registry", "signals", "hardware", "estimate", "state_diff", "catalog"),  # leaf utilities
+    ("faults", "recipe", "progress", "results"),  # fault points; the recipe schema (no torch)
+    ("components",),  # models, optimizers, losses, schedules
+    ("data",),  # datasets and loaders
+    ("tricks",),  # the engine's plug-ins: its services reach them through the run state
+    ("engine", "tracking", "provenance"),  # training; the MLflow adapter (neither imports the other)
+    ("validate", "preflight", "plan_checks", "report"),  # recipe checks; the report and its statistics
+    ("execution", "plan"),  # recorded runs, local or on Ray (--until-decided asks the report's statistics)
+    ("runner", "tune", "speedcheck", "calibrate"),  # bench run's driver; Optuna studies
+    ("ui",),  # MLflow UI and optuna-dashboard over what run and tune recorded
+    ("api",),  # the Python API
+    ("bench", "commands"),  # the ``import bench`` facade over the API; the CLI's subcommands
+    ("cli",),
+]
+LAYER = {node: i for i, layer in enumerate(LAYERS) for node in layer}
+# The MLflow adapter knows runs, tags and metrics, not how a variant trains or how signals are handled.
+TRACKING_MUST_NOT_REACH = ("engine", "signals")
+
+
+def node_of(path: Path) -> str:
+    parts = path.relative_to(BENCH).parts
+    if parts == ("__init__.py",):
+        return "bench"
+    return parts[0].removesuffix(".py")
+
+
+def target_node(dotted: str) -> str | None:
+    """The node a ``bench...`` module name belongs to; None outside bench."""
+    parts = dotted.split(".")
+    if parts[0] != "bench":
+        return None
+    return parts[1] if len(parts) > 1 else "bench"
+
+
+def is_module(name: str) -> bool:
+    return (BENCH / f"{name}.py").is_file() or (BENCH / name / "__init__.py").is_file()
+
+
+def imported(tree: ast.AST, module: str) -> list[tuple[str, int]]:
+    """(bench module name, line) of every import in ``tree``, nested ones included."""
+    out = []
+    for stmt in ast.walk(tree):
+        if isinstance(stmt, ast.Import):
+            out += [(alias.name, stmt.lineno) for alias in stmt.names]
+        elif isinstance(stmt, ast.ImportFrom):
+            base = stmt.module or ""
+            if stmt.level:  # relative: resolved against this module's package
+                package = module.split(".")[: -stmt.level]
+                base = ".".join(package + ([base] if base else []))
+            if base == "bench":  # ``from bench import errors`` imports the module bench/errors.py
+                out += [
+                    (f"bench.{a.name}" if is_module(a.name) else "bench", stmt.lineno) for a in stmt.names
+                ]
+            else:
+                out.append((base, stmt.lineno))
+        elif (
+            isinstance(stmt, ast.Call)
+            and getattr(stmt.func, "attr", getattr(stmt.func, "id", "")) == "import_module"
+        ):
+            arg = stmt.args[0] if stmt.args else None
+            if isinstance(arg, ast.JoinedStr) and arg.values:
+                arg = arg.values[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                out.append((arg.value.rstrip("."), stmt.lineno))
+    return out
+
+
+def import_graph() -> dict[tuple[str, str], list[str]]:
+    """(importer, imported) node pairs, each with the ``file:line`` of every import behind it."""
+    edges: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for path in sorted(BENCH.rglob("*.py")):
+        rel = path.relative_to(BENCH.parent)
+        module = ".".join(rel.with_suffix("").parts)  # bench/x/__init__ is the package bench.x.__init__:
+        if path.name == "__init__.py":  # its relative imports resolve against bench.x, as Python's do
+            module = module.removesuffix(".__init__") + ".__init__"
+        source = node_of(path)
+        for name, line in imported(ast.parse(path.read_text(), str(path)), module):
+            target = target_node(name)
+            if target is not None and target != source:
+                edges[(source, target)].append(f"{rel}:{line} imports {name}")
+    return edges
+
+
+def cycles(edges: dict[tuple[str, str], list[str]]) -> list[list[tuple[str, str]]]:
+    """Cycles as lists of (importer, imported) edges: graphlib names one, its first edge is set
+    aside and the search goes on, so each cycle is reported, not only the first."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for source, target in edges:
+        graph[source].add(target)
+    found = []
+    while True:
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+            return found
+        except graphlib.CycleError as exc:
+            cycle = exc.args[1]  # [a, b, ..., a]: each imported by the one after it
+            steps = [(cycle[i + 1], cycle[i]) for i in range(len(cycle) - 1)][::-1]
+            found.append(steps)
+            graph[steps[0][0]].discard(steps[0][1])
+
+
+def test_the_packages_import_no_cycle():
+    edges = import_graph()
+    found = cycles(edges)
+    text = [
+        " -> ".join([steps[0][0]] + [b for _, b in steps]) + "".join(f"\n    {edges[s][0]}" for s in steps)
+        for steps in found
+    ]
+    assert not found, f"{len(found)} import cycle(s):\n  " + "\n  ".join(text)
+
+
+def test_every_import_points_down_the_layers():
+    edges = import_graph()
+    nodes = {n for edge in edges for n in edge} | {node_of(p) for p in BENCH.rglob("*.py")}
+    unplaced = sorted(nodes - LAYER.keys())
+    assert not unplaced, f"place these in LAYERS (tests/test_import_graph.py): {unplaced}"
+    upward = [
+        f"{site} ({source}, layer {LAYER[source]} -> {target}, layer {LAYER[target]})"
+        for (source, target), sites in sorted(edges.items())
+        if LAYER[target] >= LAYER[source]
+        for site in sites
+    ]
+    assert not upward, "imports against the layers (tests/test_import_graph.py LAYERS):\n" + "\n".join(upward)
+
+
+def test_tracking_is_a_pure_mlflow_adapter():
+    """Not even through another node: importing tracking must not load the training loop (torch)
+    or install signal handling."""
+    edges = import_graph()
+    path: dict[str, list[str]] = {"tracking": []}  # node -> the imports that reach it from tracking
+    todo = ["tracking"]
+    while todo:
+        source = todo.pop()
+        for (a, b), sites in edges.items():
+            if a == source and b not in path:
+                path[b] = path[source] + [sites[0]]
+                todo.append(b)
+    reached = {n: path[n] for n in TRACKING_MUST_NOT_REACH if n in path}
+    assert not reached, "tracking reaches " + "; ".join(
+        f"{n} via {' -> '.join(p)}" for n, p in reached.items()
+    )

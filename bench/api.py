@@ -163,9 +163,11 @@ def build_report(
     memory_front: bool | None = None,
     compare: Sequence[str | Path] = (),
     log_artifacts: bool = True,
+    variance: bool = False,
 ) -> Any:
     """``bench report``: writes ``report.md``/``report.html`` (plots logged to MLflow) and returns
-    the report object; ``requested_baseline`` on it is the baseline asked for."""
+    the report object; ``requested_baseline`` on it is the baseline asked for. ``variance``: add
+    the init / data / residual variance split (needs a recipe with init_seeds × data_seeds)."""
     from bench.report.api import load_other, resolve
     from bench.report.build import make_report
     from bench.results import recipe_dir
@@ -174,14 +176,14 @@ def build_report(
     use_results_dir(results_dir)
     target = resolve(
         recipe, overrides=list(overrides), overlays=[str(o) for o in overlays], experiment=experiment,
-        results_dir=results_dir, tracking_uri=tracking_uri,
+        results_dir=results_dir, tracking_uri=tracking_uri, variance=variance,
     )  # fmt: skip
     others = [load_other(o, results_dir=results_dir, tracking_uri=tracking_uri) for o in compare]
     built = make_report(
         store.open_store(target.uri), experiment=target.experiment, out_dir=recipe_dir(results_dir, target.name),
         tracking_uri=target.uri, recipe_name=target.name, group_order=target.order,
         baseline=baseline or target.baseline, target_acc=target.target_acc, min_effect=target.min_effect,
-        memory_front=memory_front, others=others, log_artifacts=log_artifacts,
+        memory_front=memory_front, others=others, log_artifacts=log_artifacts, variance=variance,
     )  # fmt: skip
     built.requested_baseline = baseline or target.baseline
     return built
@@ -193,8 +195,8 @@ def report_recipe(
     """``bench report``: variants over seeds against the baseline, per axis, Pareto fronts.
     Writes ``results/<recipe>/report.md`` and ``report.html`` as the CLI does; returns its tables
     as DataFrames (``variants``, ``baseline``, ``axes``, ``pareto``, ``excluded``, ``provenance``,
-    ``runs``, and ``compare:<study>`` per compared study). Keyword arguments: those of
-    ``build_report``."""
+    ``runs``, ``compare:<study>`` per compared study, and ``variance`` with ``variance=True``).
+    Keyword arguments: those of ``build_report``."""
     import dataclasses
 
     import pandas as pd
@@ -203,4 +205,9 @@ def report_recipe(
     tables = {f.name: getattr(built.tables, f.name) for f in dataclasses.fields(built.tables)}
     tables["runs"] = built.runs
     tables.update({f"compare:{name}": frame for name, frame in built.comparisons.items()})
+    if built.variance:  # variance=True: the table of results/<recipe>/report/variance.csv
+        from bench.report.build import VARIANCE_METRIC
+        from bench.report.variance import to_frame
+
+        tables["variance"] = to_frame(built.variance, VARIANCE_METRIC)
     return {name: value for name, value in tables.items() if isinstance(value, pd.DataFrame)}

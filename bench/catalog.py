@@ -72,6 +72,5 @@ TRICKS: tuple[str, ...] = (
     "freeze",
     "grad_clip",
     "label_smoothing",
-    "precision",
     "swa",
 )

@@ -28,6 +28,21 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in cpu_flags() for flag in BF16_FLAGS)
 
 
+def native_bf16_cpu() -> bool:
+    """True when this CPU runs bf16 natively (avx512_bf16 / AMX); else autocast emulates it,
+    20-40x slower. ``BENCH_FORCE_EMULATED_BF16=1``/``=0`` pretends it is emulated/native (tests)."""
+    if not cpu_has_native_bf16():
+        return False
+    if os.environ.get("BENCH_FORCE_EMULATED_BF16") == "0":
+        return True  # forced: not torch's own answer either
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
 EMULATED_BF16_NOTE = (
     "this CPU has no native bf16 (no avx512_bf16/amx_bf16): amp_bf16 variants on CPU run emulated, 20-40x "
     "slower than fp32, and their throughput measures the emulation"
@@ -51,18 +66,48 @@ def cuda_available(*, exact: bool = True) -> bool:
     )
 
 
+def precision_gap(
+    precision: str,
+    device_type: str,
+    *,
+    capability: tuple[int, int] | None = None,
+    gpu_bf16: bool = True,
+    cpu_bf16_native: bool | None = None,
+) -> str | None:
+    """The one rule for which precisions a device can run: why ``precision`` cannot run on a
+    ``device_type`` device, or None. The engine passes torch's facts about the device;
+    ``--dry-run`` and ``bench plan`` pass what they know without torch (None: not checked)."""
+    if precision == "amp_fp16" and device_type != "cuda":
+        return f"amp_fp16 needs a CUDA device (GradScaler + fp16 autocast); this run is on {device_type}"
+    if precision == "tf32":
+        if device_type != "cuda":
+            return f"tf32 is a CUDA (Ampere or newer) matmul mode; this run is on {device_type}"
+        if capability is not None and capability[0] < 8:
+            return "tf32 needs an Ampere or newer GPU (compute capability >= 8.0)"
+    if precision == "amp_bf16" and device_type == "cuda" and not gpu_bf16:
+        return "amp_bf16 is not supported by this GPU"
+    if (
+        precision == "amp_bf16"
+        and device_type == "cpu"
+        and cpu_bf16_native is False
+        and os.environ.get("BENCH_EMULATED_BF16", "run") == "skip"
+    ):
+        return (
+            "amp_bf16 is emulated on this CPU (no avx512_bf16/AMX), 20-40x slower: skipped on request "
+            "(--emulated-bf16 skip); a machine with native bf16 runs it"
+        )
+    return None
+
+
 def device_gap(train, cuda: bool) -> str | None:
     """Why a variant (its ``train`` section) would be skipped on this machine for lack of a device,
-    or None; the same rules as the precision trick's, answered without torch."""
-    device, precision = train.device, train.precision
+    or None: ``precision_gap`` on what is known without torch."""
+    device = train.device
     if device.startswith("cuda") and not cuda:
         return f"train.device: {device} needs a CUDA GPU; this machine has none"
     on_cuda = device.startswith("cuda") or (device == "auto" and cuda)
-    if precision == "amp_fp16" and not on_cuda:
-        return "train.precision: amp_fp16 needs a CUDA device (GradScaler + fp16 autocast)"
-    if precision == "tf32" and not on_cuda:
-        return "train.precision: tf32 is a CUDA (Ampere or newer) matmul mode"
-    return None
+    gap = precision_gap(train.precision, "cuda" if on_cuda else "cpu", cpu_bf16_native=cpu_has_native_bf16())
+    return f"train.precision: {gap}" if gap else None
 
 
 def skipped_for_device(variants, cuda: bool) -> dict[str, list[str]]:

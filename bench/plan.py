@@ -5,7 +5,7 @@ For each variant (one per group: the seed does not change the schedule) the engi
 builders make the model (no weights: the param-group structure is what matters), its tricks,
 optimizer and schedule (``bench/engine/state.py``); then the optimizer is stepped with no
 gradients (parameters do not move) through the engine's own stepping rule
-(``bench/engine/stepping.py``), warm-up, SWA and all. The LR and momentum each step uses are
+(``bench/engine/loop.py``), warm-up, SWA and all. The LR and momentum each step uses are
 recorded. ReduceLROnPlateau is fed a flat metric: the worst case, every reduction fires.
 """
 
@@ -58,8 +58,8 @@ def plan_variant(
     variant: Variant, spe: int, *, num_classes: int = 10, cuda: bool | None = None
 ) -> VariantPlan:
     from bench.components.models import model_stages
+    from bench.engine.loop import after_optimizer_step, end_of_epoch
     from bench.engine.state import build_training, group_momentum, setup_training
-    from bench.engine.stepping import after_optimizer_step, end_of_epoch
 
     train = variant.body.train
     cuda = torch.cuda.is_available() if cuda is None else cuda

@@ -23,21 +23,15 @@ def restarts_end_mid_cycle(epochs: int, t0: int, t_mult: int) -> bool:
 
 def before(train, cuda: bool) -> list[str]:
     out = []
-    device_cuda = cuda and train.device in ("auto", "cuda") or train.device.startswith("cuda")
-    if train.precision == "amp_fp16" and not device_cuda:
-        out.append(
-            "precision amp_fp16 needs a CUDA device: without one `bench run` records this variant as skipped"
-        )
-    if train.precision == "tf32" and not device_cuda:
-        out.append(
-            "precision tf32 is a CUDA (Ampere+) mode: without one `bench run` records this variant as skipped"
-        )
-    if train.precision == "amp_bf16" and not device_cuda:
-        from bench.tricks.precision import native_bf16_cpu
+    from bench.hardware import device_gap, native_bf16_cpu
 
-        if not native_bf16_cpu():
-            out.append("amp_bf16 on this CPU is emulated (no avx512_bf16/AMX): 20-40x slower than fp32, and its "
-                       "throughput measures the emulation")  # fmt: skip
+    gap = device_gap(train, cuda)  # the engine's rule (bench.hardware.precision_gap), without a device
+    if gap:
+        out.append(f"`bench run` records this variant as skipped here: {gap}")
+    on_cuda = cuda and train.device in ("auto", "cuda") or train.device.startswith("cuda")
+    if train.precision == "amp_bf16" and not on_cuda and not native_bf16_cpu():
+        out.append("amp_bf16 on this CPU is emulated (no avx512_bf16/AMX): 20-40x slower than fp32, and its "
+                   "throughput measures the emulation")  # fmt: skip
     sched = train.scheduler
     if sched.warmup_epochs >= train.epochs:
         out.append(f"warm-up ({sched.warmup_epochs:g} epochs) is as long as or longer than training "

@@ -77,7 +77,7 @@ def threads() -> dict[str, str]:
 def native_bf16() -> bool:
     """True when the CPU runs bf16 natively; False means amp_bf16 on this CPU is emulated and
     typically 20-40x slower than fp32."""
-    from bench.tricks.precision import native_bf16_cpu
+    from bench.hardware import native_bf16_cpu
 
     return native_bf16_cpu()
 

@@ -1,12 +1,12 @@
 """Comparing two training states part by part (``bench verify-resume``): the largest absolute
-difference per section (model, optimizer, scheduler, each trick, metrics), NaN equal to NaN."""
+difference per section (model, optimizer, scheduler, precision (the GradScaler), each trick, metrics), NaN equal to NaN."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-SECTIONS = ("model", "optimizer", "scheduler", "tricks", "metrics")
+SECTIONS = ("model", "optimizer", "scheduler", "precision", "tricks", "metrics")
 
 
 def max_abs_diff(a: Any, b: Any) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import optuna
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
@@ -56,6 +57,15 @@ def check_tune(results: Path) -> None:
     assert states.get("PRUNED", 0) >= 1, f"no trial was pruned: {states}"
     trial_runs = [r for r in children(results, "smoke_tune") if r.data.tags.get("bench.kind") == "trial"]
     assert len(trial_runs) == len(trials), "one MLflow child run per trial (the re-check's runs apart)"
+    study = optuna.load_study(
+        study_name="smoke_tune", storage=f"sqlite:///{(results / 'smoke_tune' / 'optuna.db').resolve()}"
+    )
+    states = {t.number: t.state.name for t in study.get_trials()}
+    agree = {"COMPLETE": {"finished"}, "PRUNED": {"pruned"}, "FAIL": {"failed", "skipped"}}
+    for run in trial_runs:  # the two stores agree on every trial
+        number = int(run.data.tags["bench.trial_number"])
+        assert run.info.status != "RUNNING", f"trial {number}: its MLflow run was left RUNNING"
+        assert run.data.tags["bench.status"] in agree[states[number]], (number, states[number], run.data.tags)
     assert (results / "smoke_tune" / "best.yaml").exists()
     print(f"tune ok: {states}")
 

@@ -138,20 +138,15 @@ def test_warm_restarts_default_ends_at_the_bottom_of_a_cycle(epochs):
 
 
 def test_fp32_turns_tf32_off_explicitly_and_records_it():
-    from bench.tricks.precision import Precision
+    from bench.engine.precision import Precision
 
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = (
         True  # what a GPU may default to
     )
-    trick = Precision("fp32")
-
-    class State:
-        device = torch.device("cpu")
-
-    trick.on_model(State())
+    precision = Precision("fp32", torch.device("cpu"))
     assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
-    assert trick.params()["backend.cudnn_allow_tf32"] == "False"
-    assert trick.params()["backend.float32_matmul_precision"] == "highest"
+    assert precision.params()["backend.cudnn_allow_tf32"] == "False"
+    assert precision.params()["backend.float32_matmul_precision"] == "highest"
 
 
 def test_tf32_on_cpu_is_skipped_with_a_reason(tmp_path, tiny_image_folder):
@@ -243,7 +238,7 @@ def test_emulated_bf16_is_said_in_dry_run_and_plan_and_skippable(tmp_path, tiny_
     [v] = load_recipe(path).variants
     assert any("emulated" in w for w in plan_variant(v, SPE, num_classes=4, cuda=False).warnings)
     monkeypatch.setenv("BENCH_EMULATED_BF16", "skip")
-    from bench.tricks.precision import unavailable_reason
+    from bench.engine.precision import unavailable_reason
 
     assert "emulated" in unavailable_reason("amp_bf16", torch.device("cpu"))
     # "0" pretends native bf16, whatever this CPU has (an AMD EPYC without avx512_bf16 too)

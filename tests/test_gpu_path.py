@@ -28,7 +28,7 @@ def test_training_steps_never_sync_with_the_host(tmp_path, tiny_image_folder, pr
     variant = one_variant(tmp_path, tiny_image_folder, **{"train.device": "cuda", "train.precision": precision,
                           "train.grad_clip": 1.0, "train.scheduler": {"name": "onecycle"}, "data.batch_size": 8})  # fmt: skip
     state = build_state(variant)
-    from bench.engine.stepping import after_optimizer_step
+    from bench.engine.loop import after_optimizer_step
 
     batches = [b for _, b in zip(range(20), state.train_loader)]  # loading may sync; stepping must not
     torch.cuda.synchronize()

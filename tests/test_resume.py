@@ -154,7 +154,8 @@ def test_in_process_resume_is_exact(tmp_path, tiny_image_folder, averaging):
     def snapshot(cap):
         s = cap.state
         return {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
-                "scheduler": s.schedule.state_dict(), "tricks": {t.name: t.state_dict() for t in s.tricks},
+                "scheduler": s.schedule.state_dict(), "precision": s.precision.state_dict(),
+                "tricks": {t.name: t.state_dict() for t in s.tricks},
                 "metrics": [{k: v for k, v in r.items() if not k.startswith(("throughput", "time/", "contention/"))}
                             for r in s.history]}  # fmt: skip
 
@@ -167,7 +168,7 @@ def test_in_process_resume_is_exact(tmp_path, tiny_image_folder, averaging):
     resumed = Capture()
     result = run_variant(variant, hooks=[resumed], run_dir=tmp_path / "b")
     assert resumed.state.resumed_from_epoch == 2
-    assert {averaging, "grad_clip", "precision"} <= {t.name for t in resumed.state.tricks}
+    assert {averaging, "grad_clip"} <= {t.name for t in resumed.state.tricks}
     diffs = compare_states(snapshot(straight), snapshot(resumed))
     assert diffs == dict.fromkeys(diffs, 0.0)
     for key in (
@@ -337,7 +338,7 @@ def test_verify_resume_command_passes(tmp_path, tiny_image_folder):
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "PASS" in out.stdout and "killed (exit -9)" in out.stdout
-    for part in ("model", "optimizer", "scheduler", "trick:precision", "trick:swa", "metrics"):
+    for part in ("model", "optimizer", "scheduler", "precision", "trick:swa", "metrics"):
         assert any(line.split()[:2] == [part, "0"] for line in out.stdout.splitlines()), part
 
 

@@ -9,8 +9,8 @@ import torch
 from torch.optim import lr_scheduler as lrs
 
 from bench.components.schedulers import SCHEDULERS, build_scheduler, check_scheduler
+from bench.engine.precision import Precision
 from bench.recipe.schema import SchedulerConfig
-from bench.tricks.precision import Precision
 
 EPOCHS, STEPS = 6, 4
 TEN_KINDS = ["lambda", "multiplicative", "step", "multistep", "exponential", "cosine", "plateau", "cyclic", "onecycle",

@@ -98,8 +98,11 @@ def test_swa_phase_keeps_per_layer_lr_ratios(tmp_path, tiny_image_folder):
 @pytest.mark.slow
 def test_swa_batchnorm_update_keeps_frozen_norms(tmp_path, tiny_image_folder):
     cap, _ = run_swa(tmp_path, tiny_image_folder, **{"train.freeze": 1})
+    from bench.components.freeze import frozen_norm_names
+
     averaged = trick(cap.state, "swa").model.module.state_dict()
-    frozen = [k for k in averaged if k.split(".running_")[0] in cap.state.frozen_norms and "running_" in k]
+    frozen_norms = frozen_norm_names(cap.state.model)
+    frozen = [k for k in averaged if k.split(".running_")[0] in frozen_norms and "running_" in k]
     trained = [k for k in averaged if "running_mean" in k and k not in frozen]
     assert frozen and trained
     for key in frozen:  # the pretrained statistics, untouched by the fine-tuning data

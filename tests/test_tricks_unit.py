@@ -38,8 +38,12 @@ def _batch(state):
     return next(iter(state.train_loader))
 
 
-def check_precision(tmp_path, folder, hook):
-    w = _train(tmp_path, folder, hook, {"train.precision": "amp_bf16"})
+@pytest.mark.slow
+def test_precision_is_loop_state_and_runs_the_forward_in_bf16(tmp_path, tiny_image_folder, capture_hook):
+    """Precision is not a trick (autocast and the GradScaler belong to the loop), but the
+    precision axis must take effect all the same."""
+    w = _train(tmp_path, tiny_image_folder, capture_hook, {"train.precision": "amp_bf16"})
+    assert "precision" not in {t.name for t in w.state.tricks}
     x, _ = _batch(w.state)
     with w.state.precision.autocast():
         assert w.state.model(x).dtype == torch.bfloat16  # the forward really ran in bf16
@@ -51,7 +55,9 @@ def check_freeze(tmp_path, folder, hook):
     frozen = [k for k, p in params.items() if not p.requires_grad]
     assert frozen and all(torch.equal(params[k].detach(), w.initial[k]) for k in frozen)
     assert any(not torch.equal(p.detach(), w.initial[k]) for k, p in params.items() if p.requires_grad)
-    stats = [f"{n}.running_mean" for n in w.state.frozen_norms]
+    from bench.components.freeze import frozen_norm_names
+
+    stats = [f"{n}.running_mean" for n in frozen_norm_names(w.state.model)]
     live = w.state.model.state_dict()
     assert stats and all(torch.equal(live[k], w.initial[k]) for k in stats)  # frozen BN keeps its statistics
 

@@ -1,9 +1,8 @@
-"""bench tune: search-space validation, storage handling, journal repair and stale-trial sweep
-(fast), and real studies on the tiny image folder (slow)."""
+"""bench tune: search-space validation, storage handling, an older bench's journal (fast), and
+real studies on the tiny image folder (slow)."""
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from bench.cli import main as cli
-from bench.errors import RecipeError, TrackingError
+from bench.errors import RecipeError
 from tests.recipes import tiny_recipe, write_recipe
 
 SPACE = {"train.optimizer.lr": {"float": [1.0e-3, 0.5], "log": True}}
@@ -134,95 +133,78 @@ def test_no_tune_section_and_matrix_refused(tmp_path):
         plan_for(path)
 
 
-def test_sqlite_with_several_workers_refused(tmp_path, capsys):
+def test_journal_with_several_workers_refused(tmp_path, capsys):
     path = tune_recipe(tmp_path)
-    code = cli(["tune", str(path), "--workers", "2", "--storage", f"sqlite:///{tmp_path}/o.db",
+    code = cli(["tune", str(path), "--workers", "2", "--storage", f"journal:{tmp_path}/o.journal",
                 "--results-dir", str(tmp_path / "res")])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
-    assert "SQLite serves one worker" in err and "PostgreSQL" in err and "journal" in err
+    assert "journal file serves one worker" in err and "PostgreSQL" in err and "SQLite" in err
     assert not (tmp_path / "res").exists()  # refused before anything was created
 
 
 def test_storage_urls(tmp_path):
     from bench.tune.storage import redact, resolve_storage
 
-    assert resolve_storage(None, tmp_path, 4).path == tmp_path / "optuna.journal"
-    assert resolve_storage(str(tmp_path / "x.log"), tmp_path, 2).kind == "journal"
-    assert resolve_storage("sqlite:///" + str(tmp_path / "a.db"), tmp_path, 1).kind == "rdb"
+    default = resolve_storage(None, tmp_path, 4)  # several local workers share the SQLite file
+    assert default.path == (tmp_path / "optuna.db").resolve() and default.dialect == "sqlite"
+    assert resolve_storage(str(tmp_path / "x.log"), tmp_path, 1).kind == "journal"
+    assert resolve_storage("sqlite:///" + str(tmp_path / "a.db"), tmp_path, 2).kind == "rdb"
     assert resolve_storage("postgresql+psycopg2://u:secret@h/db", tmp_path, 8).dialect == "postgresql"
+    assert resolve_storage("mysql+pymysql://u:pw@db/optuna", tmp_path, 2).dialect == "mysql"
     assert "secret" not in redact("postgresql+psycopg2://u:secret@h/db")
 
 
-# --- journal crash safety ------------------------------------------------------------------------
+# --- a study in an older bench's journal ----------------------------------------------------------
 
 
-def _journal_study(path: Path, n: int, name: str = "s"):
+def _journal_study(path: Path, n: int, name: str = "tinytune"):
+    """A study as an older bench left it: Optuna's journal file, ``n`` completed trials."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path.parent.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(path)))
-    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
-    study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=n)
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    study.optimize(lambda t: 1 - t.suggest_float("train.optimizer.lr", 1e-3, 0.5, log=True), n_trials=n)
     return study
 
 
-def _load(path: Path, name: str = "s"):
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+def test_older_journal_study_is_copied_into_the_database(tmp_path, capsys):
+    """results/<study>/optuna.journal from an older bench: the study continues in optuna.db."""
+    import pandas as pd
 
-    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
-
-
-def _tear(path: Path) -> int:
-    """Cut the last line in half, as a worker killed mid-write leaves it."""
-    data = path.read_bytes()
-    start = data.rstrip(b"\n").rfind(b"\n") + 1
-    cut = start + (len(data) - start) // 2
-    path.write_bytes(data[:cut])
-    return start
-
-
-def test_torn_journal_tail_repaired_and_study_loads(tmp_path):
-    from bench.tune.journal import repair_journal
-
-    path = tmp_path / "optuna.journal"
-    _journal_study(path, 3)
-    good_end = _tear(path)
-    # What Optuna 5 does next: a later append glues onto the torn line and the study is unloadable.
-    broken = tmp_path / "broken.journal"
-    broken.write_bytes(path.read_bytes())
-    with pytest.raises((json.JSONDecodeError, ValueError)):
-        _journal_study(broken, 1)
-    with pytest.raises((json.JSONDecodeError, ValueError)):
-        _load(broken).get_trials()
-    # bench repairs the torn tail (keeping a backup) and the study loads and continues.
-    note = repair_journal(path)
-    assert note and "torn last line" in note
-    assert path.stat().st_size == good_end
-    assert list(tmp_path.glob("optuna.journal.torn-*.bak"))
-    assert repair_journal(path) is None  # sound now
-    study = _journal_study(path, 2)
-    assert len(study.get_trials()) >= 4
-    # ... and the glued journal is salvaged too: the complete entry after the torn bytes is kept.
-    note = repair_journal(broken)
-    assert note and "torn bytes" in note
-    assert len(_load(broken).get_trials()) >= 3
+    res = tmp_path / "res"
+    journal = res / "tinytune" / "optuna.journal"
+    _journal_study(journal, 2)
+    path = tune_recipe(tmp_path, tune={"n_trials": 2, "recheck_top": 0})
+    args = ["tune", str(path), "--results-dir", str(res), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    assert cli(args) == 0
+    err = capsys.readouterr().err
+    assert "copied study tinytune" in err and "[2/2 done" not in err  # nothing left to train
+    assert (res / "tinytune" / "optuna.db").exists() and journal.exists()  # the journal is kept
+    assert sorted(pd.read_csv(res / "tinytune" / "trials.csv")["state"]) == ["COMPLETE", "COMPLETE"]
+    assert cli(args) == 0 and "copied" not in capsys.readouterr().err  # once
 
 
-def test_journal_corrupt_in_the_middle_refused(tmp_path):
-    from bench.tune.journal import repair_journal
-
-    path = tmp_path / "optuna.journal"
-    _journal_study(path, 2)
-    lines = path.read_bytes().split(b"\n")
+def test_older_journal_corrupt_in_the_middle_is_one_line(tmp_path, capsys):
+    res = tmp_path / "res"
+    journal = res / "tinytune" / "optuna.journal"
+    _journal_study(journal, 2)
+    lines = journal.read_bytes().split(b"\n")
     lines[2] = b"garbage" + lines[2][7:].replace(b"{", b"(")
-    path.write_bytes(b"\n".join(lines))
-    with pytest.raises(TrackingError, match="corrupt at line 3"):
-        repair_journal(path)
+    journal.write_bytes(b"\n".join(lines))
+    path = tune_recipe(tmp_path)
+    code = cli(
+        ["tune", str(path), "--results-dir", str(res), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and any(
+        "cannot read the older journal" in line and "move it away" in line for line in err
+    )
+    assert not (res / "tinytune" / "optuna.db").exists()
 
 
 # --- real studies (slow) ------------------------------------------------------------------------------
@@ -307,9 +289,10 @@ def _two_workers(tmp_path: Path, data_root: Path, storage: str | None, study: st
             "--tracking-uri", uri] + (["--storage", storage] if storage else [])  # fmt: skip
     assert cli(args) == 0
     trials = pd.read_csv(tmp_path / "res" / study / "trials.csv")
-    assert sorted(trials["number"]) == [0, 1, 2, 3, 4]  # exactly n_trials, none lost or duplicated
+    # n_trials, or one more when both workers asked for the last slot at once (README: workers - 1)
+    assert sorted(trials["number"]) in ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5])
     assert set(trials["state"]) == {"COMPLETE"}
-    assert trials["params_train.optimizer.lr"].nunique() == 5
+    assert trials["params_train.optimizer.lr"].nunique() == len(trials)  # none trained twice
     assert trials["worker"].nunique() == 2  # both workers ran trials
     _, runs = _runs(uri, "tinytune")
     parent = next(r for r in runs if r.data.tags.get("bench.kind") == "study")
@@ -319,15 +302,16 @@ def _two_workers(tmp_path: Path, data_root: Path, storage: str | None, study: st
         if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
         and r.data.tags.get("bench.kind") == "trial"
     ]  # fmt: skip  (the re-check's runs are apart)
-    assert sorted(int(r.data.tags["bench.trial_number"]) for r in children) == [0, 1, 2, 3, 4]
+    assert sorted(int(r.data.tags["bench.trial_number"]) for r in children) == sorted(trials["number"])
+    assert {r.info.status for r in children} == {"FINISHED"}
     # the same command again with a larger budget continues the study
     assert cli(args[:1] + args[1:] + ["--n-trials", "6"]) == 0
     assert sorted(pd.read_csv(tmp_path / "res" / study / "trials.csv")["number"]) == list(range(6))
 
 
 @pytest.mark.slow
-def test_two_workers_share_a_journal(tiny_image_folder, tmp_path):
-    _two_workers(tmp_path, tiny_image_folder, None, "twojournal")
+def test_two_workers_share_the_default_sqlite(tiny_image_folder, tmp_path):
+    _two_workers(tmp_path, tiny_image_folder, None, "twosqlite")
 
 
 @pytest.mark.slow

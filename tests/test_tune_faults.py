@@ -1,11 +1,10 @@
 """Faults caused for real on real ``bench tune`` processes: a SIGKILL at a named point of a claim,
-two commands sharing a journal, a writer killed mid-line, Ctrl-C / SIGTERM with and without
-spawned workers, crashing workers. Points are armed with BENCH_FAULT (bench/faults.py), so the
+two commands sharing a study, Ctrl-C / SIGTERM with and without spawned workers, crashing
+workers, and the MLflow runs and Optuna trials agreeing after each. Points are armed with BENCH_FAULT (bench/faults.py), so the
 fault lands exactly where the test says (slow: the trials train for real)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -64,11 +63,10 @@ def reached(tmp_path: Path, proc: subprocess.Popen, n: int = 1, timeout: float =
 
 def study_trials(storage: str, name: str = "tinytune"):
     import optuna
+    from optuna.storages.journal import JournalFileBackend
 
-    from bench.tune.journal import RepairingJournalBackend
-
-    if "://" not in storage:
-        storage = optuna.storages.JournalStorage(RepairingJournalBackend(Path(storage)))
+    if "://" not in storage:  # an older bench's journal (a test run on the old code)
+        storage = optuna.storages.JournalStorage(JournalFileBackend(storage))
     return optuna.load_study(study_name=name, storage=storage).get_trials()
 
 
@@ -115,57 +113,31 @@ def test_worker_killed_while_claiming_on_a_database(tmp_path, recipe, point, bac
     code, err = finish(start(tmp_path, args))
     assert code == 0, err
     trials = study_trials(storage, study)
-    assert trials[0].state.name == "FAIL" and "re-queued" in err
+    assert trials[0].state.name == "FAIL" and "retried" in err
     assert_complete(trials)
 
 
-# --- item 10: two commands, one journal, different results folders --------------------------------
+# --- item 10: two commands, one study, different results folders ------------------------------------
 
 
-def test_two_commands_on_one_journal_respect_each_others_trials(tmp_path, recipe):
-    journal = str(tmp_path / "shared.journal")
+def test_two_commands_on_one_study_respect_each_others_trials(tmp_path, recipe):
+    storage = f"sqlite:///{tmp_path}/shared.db"
     first = start(
-        tmp_path, command(tmp_path, recipe, "--storage", journal, results="a"), "tune.trial_leased:block"
+        tmp_path, command(tmp_path, recipe, "--storage", storage, results="a"), "tune.trial_leased:block"
     )
     reached(tmp_path, first)
     time.sleep(
         LIVENESS["grace_period"] + 2
     )  # long enough for its trial to look dead, were its beats not seen
-    code, err = finish(start(tmp_path, command(tmp_path, recipe, "--storage", journal, results="b")))
+    code, err = finish(start(tmp_path, command(tmp_path, recipe, "--storage", storage, results="b")))
     assert code == 0, err
-    assert "heartbeat" not in err and "re-queued" not in err
+    assert "heartbeat" not in err and "retried" not in err
     (tmp_path / "release").touch()
     code, err = finish(first)
     assert code == 0, err
-    trials = study_trials(journal)
+    trials = study_trials(storage)
     assert_complete(trials)
     assert len(trials) == 2  # nothing failed, nothing retried
-
-
-# --- item 11: a writer killed mid-line while another command is running ---------------------------
-
-
-def test_torn_line_is_cut_before_the_next_append(tmp_path, recipe):
-    journal = tmp_path / "shared.journal"
-    live = start(
-        tmp_path, command(tmp_path, recipe, "--storage", str(journal), results="a"), "tune.trial_leased:block"
-    )
-    reached(tmp_path, live)
-    code, err = finish(start(tmp_path, command(tmp_path, recipe, "--storage", str(journal), results="b"),
-                             "tune.journal.mid_append:kill"))  # fmt: skip
-    assert code == -signal.SIGKILL, err
-    assert not journal.read_bytes().endswith(b"\n")  # torn
-    deadline = time.monotonic() + 120  # the live worker's next heartbeat waits for Optuna's stale lock (30 s)
-    while not journal.read_bytes().endswith(b"\n"):
-        assert time.monotonic() < deadline and live.poll() is None
-        time.sleep(0.2)
-    (tmp_path / "release").touch()
-    code, err = finish(live)
-    assert code == 0, err
-    assert "cut a torn last line" in err
-    assert all(json.loads(line) for line in journal.read_bytes().splitlines())
-    assert list(tmp_path.glob("shared.journal.torn-*.bak"))
-    assert_complete(study_trials(str(journal)))
 
 
 # --- item 12: Ctrl-C and SIGTERM re-queue; workers die with the command ------------------------------
@@ -173,25 +145,24 @@ def test_torn_line_is_cut_before_the_next_append(tmp_path, recipe):
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_trial_is_requeued(tmp_path, recipe, sig, code):
-    journal = str(tmp_path / "res" / "tinytune" / "optuna.journal")
     proc = start(tmp_path, command(tmp_path, recipe), "tune.trial_leased:block")
     reached(tmp_path, proc)
     os.kill(proc.pid, sig)
     got, err = finish(proc, 120)
     assert got == code, err
-    trials = study_trials(journal)
+    storage = default_storage(tmp_path)
+    trials = study_trials(storage)
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
     assert trials[0].user_attrs["bench.fail_reason"] == "interrupted"
     assert parent_status(tmp_path) == "KILLED"
     got, err = finish(start(tmp_path, command(tmp_path, recipe)))
     assert got == 0, err
-    assert_complete(study_trials(journal))  # the interrupted trial does not take a slot
+    assert_complete(study_trials(storage))  # the interrupted trial does not take a slot
     assert parent_status(tmp_path) == "FINISHED"
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGKILL, -9)])
 def test_spawned_workers_stop_with_the_command(tmp_path, recipe, sig, code):
-    journal = str(tmp_path / "res" / "tinytune" / "optuna.journal")
     proc = start(tmp_path, command(tmp_path, recipe, "--workers", "2"), "tune.trial_leased:block")
     workers = reached(tmp_path, proc, 2)
     os.kill(proc.pid, sig)
@@ -201,11 +172,12 @@ def test_spawned_workers_stop_with_the_command(tmp_path, recipe, sig, code):
     while not all(gone(pid) for pid in workers):
         assert time.monotonic() < deadline, "a worker outlived its command"
         time.sleep(0.1)
-    states = sorted(t.state.name for t in study_trials(journal))
+    storage = default_storage(tmp_path)
+    states = sorted(t.state.name for t in study_trials(storage))
     assert states == ["FAIL", "FAIL", "WAITING", "WAITING"]  # both trials re-queued
     got, err = finish(start(tmp_path, command(tmp_path, recipe, "--workers", "2")))
     assert got == 0, err
-    assert_complete(study_trials(journal))
+    assert_complete(study_trials(storage))
 
 
 def test_crashed_workers_fail_the_study(tmp_path, recipe):
@@ -213,3 +185,58 @@ def test_crashed_workers_fail_the_study(tmp_path, recipe):
     got, err = finish(proc)
     assert got == 1 and "exited with codes [99, 99]" in err, err
     assert parent_status(tmp_path) == "FAILED"
+
+
+# --- issue 22: the two stores agree (MLflow runs and Optuna trials) ----------------------------------
+
+
+def default_storage(tmp_path: Path, results: str = "res") -> str:
+    """The study's default storage under the results folder (an older bench: the journal file)."""
+    folder = tmp_path / results / "tinytune"
+    db = folder / "optuna.db"
+    return f"sqlite:///{db}" if db.exists() else str(folder / "optuna.journal")
+
+
+def trial_runs(tmp_path: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("tinytune")
+    return client.search_runs([exp.experiment_id], "tags.`bench.kind` = 'trial'")
+
+
+def test_sigkilled_workers_run_is_closed_when_the_study_completes(tmp_path, recipe):
+    """One of two workers is SIGKILLed inside its trial's MLflow run; the other retries that trial
+    once its heartbeat is stale and completes the study: the killed run ends FAILED with a reason."""
+    proc = start(tmp_path, command(tmp_path, recipe, "--workers", "2", "tune.recheck_top=0"),
+                 "tune.trial_run_opened:block")  # fmt: skip
+    victim, _ = sorted(reached(tmp_path, proc, 2))
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(LIVENESS["grace_period"] + 2)  # its heartbeat is stale before the survivor asks again
+    (tmp_path / "release").touch()
+    code, err = finish(proc)
+    assert code == 1 and "exited with codes [-9]" in err, err  # the study completes; the crash is reported
+    trials = study_trials(default_storage(tmp_path))
+    assert_complete(trials)
+    runs = trial_runs(tmp_path)
+    assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"], err
+    killed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(killed) == 1 and "heartbeat" in killed[0].data.tags["bench.reason"]
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED", "FINISHED"]
+
+
+def test_ctrl_c_while_a_run_closes_keeps_the_stores_agreeing(tmp_path, recipe):
+    """Ctrl-C lands while trial 0's MLflow run is being closed: the trial keeps its result in
+    Optuna too (COMPLETE, as MLflow says FINISHED), and its parameters never train again."""
+    args = command(tmp_path, recipe, "tune.recheck_top=0")
+    code, err = finish(start(tmp_path, args, "run.close.before_status:int"))
+    assert code == 130, err
+    assert [t.state.name for t in study_trials(default_storage(tmp_path))] == ["COMPLETE"]
+    code, err = finish(start(tmp_path, args))
+    assert code == 0, err
+    trials = study_trials(default_storage(tmp_path))
+    assert_complete(trials)
+    assert len(trials) == 2  # nothing failed, nothing retried
+    runs = trial_runs(tmp_path)
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+    assert len({r.data.params["train.optimizer.lr"] for r in runs}) == 2  # no parameters trained twice

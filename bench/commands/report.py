@@ -35,6 +35,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="put peak memory on a Pareto front even when it is a CPU's process RSS (default: GPU memory only)",
     )
+    parser.add_argument(
+        "--variance",
+        action="store_true",
+        help="split run-to-run variance into initialisation, data order + augmentation and the rest, "
+        "with intervals (needs a crossed design: init_seeds and data_seeds in the recipe); "
+        "also written to report.md and report/variance.csv",
+    )
     add_store_arguments(parser)
     parser.add_argument(
         "--no-log", action="store_true", help="do not log the report as artifacts of the recipe's parent run"
@@ -47,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
     report = build_report(
         args.recipe, args.overrides, overlays=args.overlay, experiment=args.experiment, baseline=args.baseline,
         results_dir=args.results_dir, tracking_uri=args.tracking_uri, memory_front=args.memory_front,
-        compare=args.compare, log_artifacts=not args.no_log,
+        compare=args.compare, log_artifacts=not args.no_log, variance=args.variance,
     )  # fmt: skip
     asked = report.requested_baseline
     if asked and report.tables.baseline_name != asked:
@@ -63,4 +70,22 @@ def main(args: argparse.Namespace) -> int:
 
     for line in summary_lines(report.tables):
         print("  " + line.replace("`", ""))
+    if report.variance:
+        print_variance(report)
     return 0
+
+
+def print_variance(report) -> None:
+    import pandas as pd
+
+    from bench.report import variance
+    from bench.report.build import VARIANCE_DRAWS, VARIANCE_METRIC
+
+    print("\nRun-to-run variance. " + variance.METHOD_NOTE.format(pct=report.tables.confidence * 100,
+          draws=VARIANCE_DRAWS))  # fmt: skip
+    for group, split in report.variance.items():
+        print("\n" + variance.heading(group, split, VARIANCE_METRIC).replace("`", ""))
+        table = pd.DataFrame(variance.rows(split), columns=variance.HEADER).to_string(index=False)
+        print("\n".join("  " + line for line in table.splitlines()))
+    print("\n" + variance.RESIDUAL_NOTE)
+    print(f"wrote {report.path.parent / 'report' / 'variance.csv'}")

@@ -18,8 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--storage", default=None,
-        help="Optuna storage: a journal file path (default results/<study>/optuna.journal), "
-             "postgresql+psycopg2://user:pw@host/db for many machines, sqlite:///file.db for one worker",
+        help="Optuna storage (default sqlite under results/<study>/optuna.db, shared by local workers): "
+             "postgresql+psycopg2://user:pw@host/db for many machines; journal:PATH reads an older bench's study",
     )  # fmt: skip
     parser.add_argument("--study", default=None, help="study name (default tune.study, else the recipe name)")
     parser.add_argument("--n-trials", type=int, default=None, help="same as tune.n_trials=N")

@@ -93,6 +93,7 @@ class _Dump:
                 "model": state.model.state_dict(),
                 "optimizer": state.optimizer.state_dict(),
                 "scheduler": state.schedule.state_dict(),
+                "precision": state.precision.state_dict(),
                 "tricks": {t.name: t.state_dict() for t in state.tricks},
                 "metrics": {"final": stable(result.metrics), "history": [stable(r) for r in state.history]},
             },

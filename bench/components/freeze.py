@@ -34,6 +34,18 @@ def freeze_stages(model: nn.Module, n: int) -> list[nn.Module]:
     return norms
 
 
+def frozen_norm_names(model: nn.Module) -> set[str]:
+    """Names of the norm layers whose parameters are all frozen: read from the model itself, so
+    SWA's BN update needs no word from the freeze trick."""
+    return {
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._NormBase)
+        and (params := list(module.parameters(recurse=False)))
+        and not any(p.requires_grad for p in params)
+    }
+
+
 def set_train_mode(model: nn.Module, frozen_norms: list[nn.Module]) -> None:
     """``model.train()``, except frozen norm layers, which keep their running statistics."""
     model.train()

@@ -1,11 +1,15 @@
-"""Checkpoints that resume a variant exactly: model, optimizer, scheduler, scaler, SWA state,
-counters, history and every RNG state. Written atomically (temp file, fsync, ``os.replace``)
-so a kill mid-write never leaves a corrupt file; read with ``weights_only=True`` so a file
-carrying pickled code is refused."""
+"""Checkpoints that resume a variant exactly, and the variant's exported weights.
+
+A checkpoint holds the model, optimizer, schedule, the GradScaler, every trick's state, counters,
+history, the throughput meter, evaluation rates, peak memory so far and every RNG state, so a run
+killed at any point after it ends with the same weights *and* the same final metrics as one never
+killed. Written atomically (temp file, fsync, ``os.replace``) so a kill mid-write never leaves a
+corrupt file; read with ``weights_only=True`` so a file carrying pickled code is refused."""
 
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,7 @@ import numpy as np
 import torch
 
 from bench.errors import CheckpointError
+from bench.faults import fault_point
 from bench.fileio import atomic_save  # noqa: F401 - re-exported for the loop
 
 LAST = "last.ckpt"
@@ -112,3 +117,85 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: Any, wall_start: float, memory: Any, name: str = LAST) -> None:
+    if state.run_dir is None:
+        return
+    payload = {
+        "format": FORMAT,
+        "run_key": state.variant.run_key,
+        "epoch": state.epoch,
+        "step": state.step,
+        "best_val": state.best_val,
+        "history": state.history,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.schedule.state_dict(),
+        "precision": state.precision.state_dict(),  # the GradScaler's scale and growth tracker
+        "tricks": {t.name: t.state_dict() for t in state.tricks},
+        "meter": state.meter.state_dict(),
+        "eval_rates": state.eval_rates,
+        "peak_mb": max(memory.peak_mb(), state.peak_mb_before),
+        "wall_s": state.wall_before + (time.perf_counter() - wall_start),
+        "rng": rng_state(),
+    }
+    atomic_save(payload, state.run_dir / name)
+    if name == LAST:  # tests stop a real process here (bench/faults.py): after epoch N's checkpoint
+        fault_point(f"run.checkpoint.{state.epoch}", state.variant.variant_id)
+
+
+def load_into(state: Any) -> bool:
+    """Restore the last checkpoint of ``state.run_dir`` into ``state``; False when there is none.
+    A truncated, corrupt, code-carrying or foreign checkpoint raises ``CheckpointError``: it is
+    never loaded, and never silently replaced by a fresh start."""
+    if state.run_dir is None:
+        return False
+    remove_stale_temp_files(state.run_dir)  # left by a process killed mid-write
+    path = state.run_dir / LAST
+    if not path.exists():
+        return False
+    saved = safe_load(path)
+    check_payload(saved, path, state.variant.run_key, tricks=[t.name for t in state.tricks])
+    try:
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.schedule.load_state_dict(saved["scheduler"])
+        # checkpoints written while precision was a trick keep the scaler under "tricks"
+        state.precision.load_state_dict(saved.get("precision", saved["tricks"].get("precision", {})))
+        for trick in state.tricks:
+            trick.load_state_dict(saved["tricks"][trick.name])
+        state.meter.load_state_dict(saved["meter"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot resume from {path}: it does not fit this variant ({first}). Delete it or run with --force."
+        ) from None
+    state.epoch, state.step, state.best_val = (
+        int(saved["epoch"]),
+        int(saved["step"]),
+        float(saved["best_val"]),
+    )
+    state.history = [dict(r) for r in saved["history"]]
+    state.eval_rates.update({k: list(v) for k, v in saved["eval_rates"].items()})
+    state.peak_mb_before, state.wall_before = float(saved["peak_mb"]), float(saved["wall_s"])
+    state.resumed_from_epoch = state.epoch
+    set_rng_state(saved["rng"])
+    return True
+
+
+def save_weights(state: Any) -> str | None:
+    """The variant's weights (the averaged model for SWA, with the raw ones beside it as
+    ``model_raw.pt``) and the input statistics they expect (``model.pt.json``)."""
+    if state.run_dir is None:
+        return None
+    from bench.components.models.weights import write_weights_meta
+
+    path = state.run_dir / "model.pt"
+    export = state.export_model if state.export_model is not None else state.model
+    if export is not state.model:
+        atomic_save(state.model.state_dict(), state.run_dir / "model_raw.pt")
+    atomic_save(export.state_dict(), path)
+    mean, std = state.input_stats
+    write_weights_meta(path, mean, std, state.normalize)
+    return str(path)

@@ -1,17 +1,19 @@
-"""The one training loop. ``run_variant`` is the single entry for running one variant: the
-runner, the tuner and the resume check all reach it through ``run_recorded``.
+"""The one training loop, in reading order. ``run_variant`` is the single entry for running one
+variant: the runner, the tuner and the resume check all reach it through ``run_recorded``.
 
-    build     tricks -> seed -> data -> model (tricks.on_model) -> loaders -> optimizer
-              -> schedule -> loss -> tricks.on_setup                       (engine/state.py)
-    resume    restore the last checkpoint of this run directory, if any     (engine/resume.py)
+    build     precision -> tricks -> seed -> data -> model (tricks.on_model) -> loaders
+              -> optimizer -> schedule -> loss -> tricks.on_setup            (engine/state.py)
+    resume    restore the last checkpoint of this run directory, if any; start the hooks
     epoch     tricks.on_epoch_start
               per batch: autocast forward -> backward -> tricks.after_backward (clip)
                          -> optimizer step -> tricks.after_step -> per-batch schedule
-                                                                           (engine/stepping.py)
               evaluate val and test -> tricks.on_epoch_end (SWA) -> per-epoch schedule
               -> hooks.on_epoch_end -> checkpoint (and best.ckpt by validation)
     finish    final metrics -> tricks.finish (SWA/EMA evaluation) -> deliver (score and export the
               model a trick delivers; the trained weights' accuracy as */acc_raw) -> weights
+
+Checkpoint storage (what a checkpoint holds, atomic writes, safe loading) is engine/checkpoint.py;
+precision (autocast, GradScaler) is loop state, engine/precision.py.
 """
 
 from __future__ import annotations
@@ -25,16 +27,46 @@ import numpy as np
 import torch
 
 from bench.components.models import count_parameters
-from bench.engine import resume
+from bench.engine import checkpoint as ckpt
 from bench.engine.contention import ContentionMonitor
 from bench.engine.errors import Diverged
 from bench.engine.evaluation import evaluate
 from bench.engine.hooks import Hook, VariantResult
 from bench.engine.measure import PeakMemory, Throughput
 from bench.engine.state import RunState, build_state
-from bench.engine.stepping import after_optimizer_step, end_of_epoch
 from bench.faults import fault_point
 from bench.recipe.load import Variant
+
+
+def restore(state: RunState, hooks: list[Hook] | tuple[Hook, ...]) -> bool:
+    """Restore the last checkpoint (if any), then start the hooks without letting them shift the
+    restored RNG streams (MLflow and friends may draw random numbers when they start)."""
+    resumed = ckpt.load_into(state)
+    rng_at_resume = ckpt.rng_state() if resumed else None
+    for hook in hooks:
+        hook.on_start(state)
+    if rng_at_resume is not None:
+        ckpt.set_rng_state(rng_at_resume)
+    return resumed
+
+
+# The stepping rule, shared with ``bench plan`` (bench/plan.py) so the plan is what runs:
+#   schedule.begin_step()        warm-up factor on the LRs, for this step only
+#   optimizer step               (the plan: no gradients, parameters do not move)
+#   tricks.after_step(stepped)   EMA update; SWA holds the per-batch schedule (returns False)
+#   schedule.end_step(...)       restore LRs; per-batch scheduler steps only after a real step
+#   tricks.on_epoch_end(record)  SWA averages and steps SWALR, holding the per-epoch schedule
+#   schedule.after_epoch(val)    per-epoch and plateau schedulers (plateau on validation only)
+def after_optimizer_step(state: Any, stepped: bool, batch_index: int) -> None:
+    results = [trick.after_step(state, stepped) for trick in state.tricks]  # every trick, always
+    state.schedule.end_step(stepped, state.epoch, batch_index, hold=not all(results))
+    state.step += 1
+
+
+def end_of_epoch(state: Any, record: dict[str, float]) -> None:
+    results = [trick.on_epoch_end(state, record) for trick in state.tricks]
+    if all(results):
+        state.schedule.after_epoch(record.get("val/acc"))
 
 
 def train_one_epoch(state: RunState, meter: Throughput, progress: Any = None) -> tuple[float, float]:
@@ -93,7 +125,7 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
     memory = PeakMemory(state.device)
     memory.reset()
     state.meter = meter = Throughput(state.device, train.warmup_steps)
-    resume.restore(state, hooks)  # also the meter, rates and peak memory of a killed process
+    restore(state, hooks)  # also the meter, rates and peak memory of a killed process
     eval_rates = state.eval_rates
     contention = ContentionMonitor(state.device, variant.body.report.contention_threshold)
     while state.epoch < train.epochs:
@@ -121,7 +153,7 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
             hook.on_epoch_end(state, epoch, record)
         if progress is not None:
             progress.epoch_end(epoch, train.epochs, record)
-        resume.checkpoint_epoch(state, record, wall_start, memory)
+        checkpoint_epoch(state, record, wall_start, memory)
         fault_point("run.after_checkpoint")
     result = finish(state, meter, eval_rates, memory, wall_start)
     result.metrics["time/setup_s"] = setup_s
@@ -129,6 +161,22 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
     for hook in hooks:
         hook.on_end(state, result)
     return result
+
+
+def checkpoint_epoch(
+    state: RunState, record: dict[str, float], wall_start: float, memory: PeakMemory
+) -> None:
+    """After an epoch: ``last.ckpt`` every ``checkpoint.every`` epochs and at the end; ``best.ckpt``
+    when validation accuracy improves (never chosen on test: the schema requires a val split)."""
+    every = state.cfg.train.checkpoint
+    if not every.every:
+        return
+    if state.epoch % every.every == 0 or state.epoch == state.cfg.train.epochs:
+        ckpt.save_checkpoint(state, wall_start, memory)
+    score = record.get("val/acc")
+    if every.keep_best and score is not None and score > state.best_val:
+        state.best_val = score
+        ckpt.save_checkpoint(state, wall_start, memory, ckpt.BEST)
 
 
 def final_accuracies(history: list[dict[str, float]]) -> dict[str, float]:
@@ -177,7 +225,7 @@ def finish(state: RunState, meter: Throughput, eval_rates: dict[str, list[float]
         if "time/data_wait_frac" in r
     ]
     metrics["time/data_wait_frac"] = float(sum(waits)) / max(metrics["time/train_s"], 1e-9)
-    weights = resume.save_weights(state)
+    weights = ckpt.save_weights(state)
     return VariantResult("finished", metrics=metrics, history=state.history, weights_path=weights,
                          delivered=delivered)  # fmt: skip
 

@@ -30,9 +30,9 @@ from bench.components.schedulers import build_scheduler
 from bench.engine.errors import VariantSkipped
 from bench.engine.evaluation import evaluate
 from bench.engine.measure import synchronize
+from bench.engine.precision import Precision, unavailable_reason
 from bench.recipe.load import Variant
 from bench.tricks import active_tricks
-from bench.tricks.precision import Precision, unavailable_reason
 
 
 def resolve_device(name: str) -> torch.device:
@@ -65,7 +65,6 @@ class RunState:
     eval_loaders: dict[str, Any] = field(default_factory=dict)
     normalize: str = "train"  # which statistics normalise the inputs (recorded)
     input_stats: tuple = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # (mean, std) the loaders apply
-    frozen_norms: set[str] = field(default_factory=set)  # module names of frozen norm layers
     export_model: nn.Module | None = None  # what the variant exports (SWA: the averaged model)
     run_dir: Path | None = None
     epoch: int = 0  # next epoch to train
@@ -133,12 +132,14 @@ def build_training(
 ) -> RunState:
     """Model, tricks, optimizer, schedule and loss, without data (``bench plan`` stops here)."""
     cfg = variant.body
+    # precision first: it sets the backend flags (TF32, cuDNN) before anything runs
+    precision = Precision(cfg.train.precision, device, cfg.train.cudnn_benchmark)
     tricks = active_tricks(cfg.train)
     model_cfg = (
         cfg.model if with_weights else cfg.model.model_copy(update={"weights": None, "pretrained": False})
     )
     model = build_model(model_cfg, num_classes).to(device)
-    state = RunState(variant=variant, device=device, model=model, tricks=tricks, precision=tricks[0])
+    state = RunState(variant=variant, device=device, model=model, tricks=tricks, precision=precision)
     state.forward = model
     for trick in tricks:
         trick.on_model(state)
@@ -153,6 +154,7 @@ def setup_training(state: RunState, steps_per_epoch: int) -> None:
         state.optimizer, train.scheduler, epochs=train.epochs, steps_per_epoch=steps_per_epoch
     )
     state.criterion = build_loss(train.loss, train.label_smoothing)
+    state.precision.attach(state.optimizer)
     for trick in state.tricks:
         trick.on_setup(state)
 

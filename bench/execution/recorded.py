@@ -193,7 +193,7 @@ class SummaryHook:
         text = f"trainable params: {trainable}\ntotal params: {total}\n\nparam groups:\n{groups}\n\n{state.model}\n"
         store.log_text(self.client, self.run_id, text, "model_summary.txt")
         mean, std = state.input_stats
-        tags = {f"bench.{k}": v for t in state.tricks for k, v in t.params().items()}
+        tags = {f"bench.{k}": v for t in (state.precision, *state.tricks) for k, v in t.params().items()}
         tags["bench.normalize"] = (
             f"{state.normalize} mean={[round(m, 4) for m in mean]} std={[round(s, 4) for s in std]}"
         )

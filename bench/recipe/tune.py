@@ -174,13 +174,13 @@ class PrunerConfig(ComponentConfig):
 
 
 class LivenessConfig(Strict):
-    """How workers prove they are alive, in the study's own storage (so every command and machine
-    sharing it agrees): a heartbeat while a trial runs; a trial without one for ``grace_period``
-    seconds is failed and re-queued. Clocks of machines sharing a journal must agree within that."""
+    """How workers prove they are alive: Optuna's heartbeat in the study's storage (so every command
+    and machine sharing it agrees); a trial without one for ``grace_period`` seconds is failed and
+    retried with the same parameters."""
 
     heartbeat_interval: PositiveInt = Field(30, description="seconds between a running trial's heartbeats")
     grace_period: PositiveInt = Field(120, description="seconds without a heartbeat before a trial is dead")
-    lock_timeout: PositiveFloat = Field(300, description="seconds to wait for the study-wide claim lock")
+    lock_timeout: PositiveFloat = Field(300, description="ignored (bench tune no longer takes a claim lock)")
 
     @model_validator(mode="after")
     def _grace_covers_beats(self) -> LivenessConfig:

@@ -33,8 +33,10 @@ def resolve(
     experiment: str | None = None,
     results_dir: str | Path = "results",
     tracking_uri: str | None = None,
+    variance: bool = False,
 ) -> Target:
-    """``recipe``: a path, a ``LoadedRecipe``, or None with ``experiment`` given."""
+    """``recipe``: a path, a ``LoadedRecipe``, or None with ``experiment`` given. ``variance``:
+    refuse (exit 2) a recipe without a crossed init × data design, before any run is read."""
     from bench.tracking import mlflow_store as store
 
     if recipe is None:
@@ -45,6 +47,10 @@ def resolve(
         from bench.recipe.load import load_recipe
 
         recipe = load_recipe(recipe, list(overrides), list(overlays))
+    if variance:
+        from bench.report.variance import require_crossed
+
+        require_crossed(recipe)
     r = recipe.recipe
     return Target(
         name=recipe.name,

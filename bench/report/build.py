@@ -11,10 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report import changes, compare, fetch, forest, markdown, plots, sequential_column
+from bench.report import variance as variance_mod
 from bench.report.document import to_html, to_markdown
 from bench.report.tables import Tables, add_time_to_target, add_val_selected, build_tables
 
 HISTORY_KEYS = ("test/acc", "val/acc", "train/loss", "time/train_epoch_s")
+VARIANCE_METRIC, VARIANCE_DRAWS = "test/acc", 20000
 CSV_TABLES = ("variants", "baseline", "axes", "pareto", "excluded", "provenance")
 
 
@@ -41,6 +43,7 @@ class Report:
     files: list[Path]  # CSVs and PNGs beside it
     runs: pd.DataFrame
     comparisons: dict[str, pd.DataFrame] = field(default_factory=dict)
+    variance: dict = field(default_factory=dict)  # variant -> variance.Split (with --variance)
 
 
 def build_report(
@@ -123,12 +126,14 @@ def make_report(
     memory_front: bool | None = None,
     others: list[compare.Study] = (),
     log_artifacts: bool = True,
+    variance: bool = False,
 ) -> Report:
     built = build_report(
         client, experiment=experiment, group_order=group_order, baseline=baseline, target_acc=target_acc,
         min_effect=min_effect, memory_front=memory_front,
     )  # fmt: skip
     tables, history, runs = built.tables, built.history, built.runs
+    splits = variance_split(built, experiment) if variance else {}  # before writing: it may refuse
     out_dir = Path(out_dir)
     files_dir = out_dir / "report"
     files_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +151,10 @@ def make_report(
         files.append(files_dir / f"compare_{other.name}.csv")
         side.to_csv(files[-1], index=False)
         extra += compare.blocks(this, other, side)
+    if variance:
+        files.append(files_dir / "variance.csv")
+        variance_mod.to_frame(splits, VARIANCE_METRIC).to_csv(files[-1], index=False)
+        extra = variance_mod.blocks(splits, VARIANCE_METRIC, tables.confidence, VARIANCE_DRAWS) + extra
     order = list(tables.variants["variant"])
     drawn = {
         "Cost card: accuracy difference, throughput and memory against the baseline": forest.cost_card(
@@ -172,7 +181,21 @@ def make_report(
     if log_artifacts and built.parent_id:
         for path in [report_path, html_path, *files]:
             client.log_artifact(built.parent_id, str(path), artifact_path="report")
-    return Report(report_path, html_path, tables, files, runs, comparisons)
+    return Report(report_path, html_path, tables, files, runs, comparisons, splits)
+
+
+def variance_split(built: Built, experiment: str) -> dict:
+    """Per variant with a crossed init × data design, its variance split; exit 2 when none has one."""
+    splits = variance_mod.split_runs(
+        built.runs, VARIANCE_METRIC, list(built.tables.variants["variant"]),
+        confidence=built.tables.confidence, draws=VARIANCE_DRAWS,
+    )  # fmt: skip
+    if not splits:
+        raise variance_mod.DesignError(
+            f"experiment '{experiment}': --variance found no variant with finished runs on at least "
+            "2 init x 2 data seeds; set init_seeds and data_seeds in the recipe and run it"
+        )
+    return splits
 
 
 def summary_lines(t: Tables) -> list[str]:

@@ -51,6 +51,11 @@ def replicate(tags: dict[str, str]) -> int | str | None:
     return f"{seed} init={seed if init is None else init} data={seed if data is None else data}"
 
 
+def _stream(tags: dict[str, str], tag: str) -> int | None:
+    value = _int(tags.get(tag))
+    return _int(tags.get("bench.seed")) if value is None else value
+
+
 def fetch_runs(client, experiment: str) -> Fetched:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -77,6 +82,10 @@ def fetch_runs(client, experiment: str) -> Fetched:
             "variant": tags.get("bench.variant", run.info.run_name),
             "group": tags.get("bench.group", tags.get("bench.variant", run.info.run_name)),
             "seed": replicate(tags),
+            # the streams each run drew from (its seed where the recipe did not split them): the
+            # rows and columns of a crossed design (bench.report.variance)
+            "init_seed": _stream(tags, "bench.init_seed"),
+            "data_seed": _stream(tags, "bench.data_seed"),
             "status": status,
             "reason": tags.get("bench.reason", ""),
             "run_key": key,

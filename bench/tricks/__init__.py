@@ -24,10 +24,9 @@ from bench.registry import Registry
 
 TRICKS: Registry[type] = Registry("trick")
 
-# Registration (and call) order: precision first (autocast/scaler), freezing before anything
-# that reads parameters, averaging last.
+# Registration (and call) order: freezing before anything that reads parameters, averaging last.
+# Precision is not a trick: autocast and the GradScaler are loop state (bench/engine/precision.py).
 _MODULES = (
-    "precision",
     "freeze",
     "channels_last",
     "compile",

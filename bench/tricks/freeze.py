@@ -17,17 +17,15 @@ class Freeze(Trick):
 
     def __init__(self, stages: int):
         self.stages = stages
+        self.frozen_norms: list = []  # the norm modules kept in eval mode
 
     @classmethod
     def from_config(cls, train_cfg: Any) -> Freeze | None:
         return cls(train_cfg.freeze) if train_cfg.freeze else None
 
     def on_model(self, state: Any) -> None:
-        norms = freeze_stages(state.model, self.stages)
-        ids = {id(m) for m in norms}
-        state.frozen_norms = {name for name, m in state.model.named_modules() if id(m) in ids}
+        self.frozen_norms = freeze_stages(state.model, self.stages)
 
     def on_epoch_start(self, state: Any) -> None:
-        for name, module in state.model.named_modules():
-            if name in state.frozen_norms:
-                module.eval()
+        for module in self.frozen_norms:
+            module.eval()

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch.optim.swa_utils import SWALR, AveragedModel
 
+from bench.components.freeze import frozen_norm_names
 from bench.tricks import TRICKS
 from bench.tricks.averaging import evaluate_averaged, update_bn
 from bench.tricks.base import Trick
@@ -65,7 +66,7 @@ class SWA(Trick):
         return False
 
     def finish(self, state: Any, metrics: dict[str, float]) -> None:
-        update_bn(state.train_loader, self.model, state.frozen_norms, state.precision)
+        update_bn(state.train_loader, self.model, frozen_norm_names(state.model), state.precision)
         metrics.update(evaluate_averaged(state, self.model, self.delivers))
 
     def delivered_model(self) -> Any:

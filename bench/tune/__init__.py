@@ -4,18 +4,17 @@ dotted key, with per-epoch pruning on the validation split and every trial recor
     schema     the ``tune:`` section of a recipe (imported by the recipe schema: no optuna here)
     space      search-space parsing, validation at the bounds, ``suggest``, strict read-back
     plan       TuneOptions (the command line) -> TunePlan (recipe + space, validated)
-    storage    storage URLs -> StorageSpec, opening the Optuna storage
-    journal    the journal file: torn-tail repair before every append, whole-file repair
-    locks      the study-wide claim lock (flock beside the file, PostgreSQL advisory lock)
-    liveness   heartbeats in the storage, sweeping dead trials, re-queueing
+    storage    storage URLs -> StorageSpec, opening the Optuna RDB storage (heartbeats, retries);
+               an older bench's journal copied in
+    liveness   Optuna's stale-trial sweep, plus the trial asked for but never claimed; retrying
     trials     which trials count towards n_trials
     factories  sampler and pruner
     prepare    create the study and MLflow parent once; open a worker's view of them
-    worker     the claim loop: claim -> run under a lease -> tell Optuna
+    worker     Optuna's optimize loop with bench's stop rule, claim mark and interrupt rule
     objective  one trial's training as an MLflow child run (no Optuna state)
     study      ``run_study``: fan-out, signals, the parent run's final status
     outputs    trials.csv, best.yaml (a recipe overlay), plots, the MLflow parent's summary
 
-Imports point down this list's dependencies: study -> worker/prepare -> objective/liveness/locks
+Imports point down this list's dependencies: study -> worker/prepare -> objective/liveness
 -> storage/plan -> space/schema; outputs -> plan/trials. Nothing imports study or outputs.
 """

@@ -13,7 +13,7 @@ def quiet_optuna() -> None:
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # bench reports each trial itself
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -31,23 +31,10 @@ def make_sampler(plan: TunePlan, worker_index: int, n_existing: int) -> Any:
     if cfg.name == "random":
         return optuna.samplers.RandomSampler(seed=seed, **kwargs)
     if cfg.name == "grid":
-        return _ask_tell_grid()(plan.space.grid(), seed=seed, **kwargs)
+        return optuna.samplers.GridSampler(
+            plan.space.grid(), seed=seed, **kwargs
+        )  # stops optimize when used up
     return optuna.samplers.CmaEsSampler(seed=seed, **kwargs)
-
-
-def _ask_tell_grid() -> type:
-    """GridSampler calls ``study.stop()`` when the grid is used up, which raises outside
-    ``optimize``; the claim loop stops on its own count, so that call is dropped."""
-    import optuna
-
-    class AskTellGridSampler(optuna.samplers.GridSampler):
-        def after_trial(self, *args: Any, **kwargs: Any) -> None:
-            try:
-                super().after_trial(*args, **kwargs)
-            except RuntimeError:
-                pass
-
-    return AskTellGridSampler
 
 
 def make_pruner(plan: TunePlan) -> Any:

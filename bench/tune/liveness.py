@@ -1,29 +1,17 @@
-"""Is the worker running a trial still alive? Recorded in the study's storage, so every command,
-results folder and machine sharing the storage gives the same answer.
-
-* RDB storages: Optuna's heartbeat (``record_heartbeat``), ``fail_stale_trials`` and the storage's
-  ``RetryHeartbeatStaleTrialCallback``.
-* Journal: Optuna has no heartbeat for it, so ``Lease`` writes the time into the trial's system
-  attribute ``bench.heartbeat``; ``sweep`` fails a trial whose last beat is older than the grace
-  period and re-queues it with Optuna's ``RetryHeartbeatStaleTrialCallback``.
-* Both: the first heartbeat is recorded inside the claim, and a claim ends by writing the trial's
-  own number into ``bench.claimed``. Claims happen under the study lock, so a sweeper holding it
-  knows that a RUNNING trial without that mark was asked for by a worker that died mid-claim
-  (Optuna's sweep alone would leave it RUNNING forever: it has no heartbeat row).
-"""
+"""The one case Optuna's heartbeat cannot see: a worker killed between ``study.ask()`` and its
+first heartbeat leaves a RUNNING trial with no heartbeat row, which ``fail_stale_trials`` skips
+(optuna/storages/_rdb/storage.py: ``if len(trial.heartbeats) == 0: continue``), so it would stay
+RUNNING and hold a slot of the study for ever. A worker therefore records the first beat itself
+and then marks the trial claimed; a RUNNING trial without that mark, started longer ago than the
+grace period, is failed and retried like a stale one. Everything else is Optuna's."""
 
 from __future__ import annotations
 
-import threading
-import time
+import datetime
 import warnings
 from typing import Any
 
-from bench.tune.storage import STALE_RETRIES
-from bench.tune.trials import superseded
-
-CLAIM_ATTR = "bench.claimed"
-BEAT_ATTR = "bench.heartbeat"
+CLAIM_ATTR = "bench.claimed"  # system attribute: the trial's own number (a retry inherits its original's)
 WORKER_ATTR = "bench.worker"
 REASON_ATTR = "bench.fail_reason"
 
@@ -33,93 +21,70 @@ def trial_id(storage: Any, study_name: str, number: int) -> int:
     return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
 
 
-class Lease:
-    """One claimed trial's heartbeat: ``beat()`` once at the claim, then a thread while it runs."""
-
-    def __init__(self, storage: Any, kind: str, tid: int, interval: float):
-        self.storage, self.kind, self.tid, self.interval = storage, kind, tid, interval
-        self.lost = False  # another worker declared this trial dead (we were silent too long)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-heartbeat")
-
-    def beat(self) -> None:
-        if self.kind == "rdb":
-            self.storage.record_heartbeat(self.tid)
-        else:
-            self.storage.set_trial_system_attr(self.tid, BEAT_ATTR, time.time())
-
-    def _run(self) -> None:
-        from optuna.exceptions import UpdateFinishedTrialError
-
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except UpdateFinishedTrialError:
-                self.lost = True
-                return
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the grace period covers it
-                pass
-
-    def __enter__(self) -> Lease:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+def claim(storage: Any, study_name: str, trial: Any, worker_id: str) -> None:
+    """First heartbeat, then the mark: a marked trial always has a heartbeat row."""
+    tid = trial_id(storage, study_name, trial.number)
+    if hasattr(storage, "record_heartbeat"):  # an RDB storage (a journal keeps none)
+        storage.record_heartbeat(tid)
+    trial.set_user_attr(WORKER_ATTR, worker_id)
+    storage.set_trial_system_attr(tid, CLAIM_ATTR, trial.number)
 
 
-def requeue(study: Any, storage: Any, frozen: Any, reason: str, max_retry: int | None) -> bool:
-    """Fail a RUNNING trial that will not finish and queue a retry with the same parameters
-    (its retry takes its place in the count). The retry is queued first: a kill in between
-    leaves a RUNNING trial already superseded, which the next sweep only fails. True if queued."""
+def retry(study: Any, storage: Any, frozen: Any, reason: str, max_retry: int | None) -> None:
+    """Fail a trial that will not finish (if still RUNNING) and queue its parameters again with
+    Optuna's ``RetryHeartbeatStaleTrialCallback`` (its retry takes its place in the count)."""
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
-    history = frozen.system_attrs.get("retry_history", [])
-    queued = frozen.number not in superseded(study.get_trials(deepcopy=False)) and (
-        max_retry is None or len(history) < max_retry
-    )
-    if queued:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "experimental" since Optuna 2.8
-            RetryHeartbeatStaleTrialCallback(max_retry=None)(study, frozen)
+    from bench.tune.trials import superseded
+
+    if frozen.number in superseded(study.get_trials(deepcopy=False)):
+        return  # another worker retried it already
     tid = trial_id(storage, study.study_name, frozen.number)
-    try:
-        storage.set_trial_user_attr(tid, REASON_ATTR, reason)
-        storage.set_trial_state_values(tid, TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass  # someone finished it meanwhile
-    return queued
+    if frozen.state == TrialState.RUNNING:
+        try:
+            storage.set_trial_user_attr(tid, REASON_ATTR, reason)
+            if not storage.set_trial_state_values(tid, TrialState.FAIL):
+                return
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # another worker finished or failed it meanwhile: it retries it
+        frozen = storage.get_trial(tid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" since Optuna 2.8
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
 
 
-def sweep(study: Any, storage: Any, kind: str, grace: float) -> list[str]:
-    """Fail trials whose worker is gone and re-queue each (at most ``STALE_RETRIES`` times).
-    Call it holding the study lock. Returns one note per swept trial."""
+def sweep_unclaimed(study: Any, storage: Any, grace: float) -> list[str]:
+    """Fail and retry RUNNING trials whose worker died before marking them claimed."""
+    from optuna.trial import TrialState
+
+    from bench.tune.storage import STALE_RETRIES
+
+    now = datetime.datetime.now()
+    notes = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = t.datetime_start or now
+        if t.system_attrs.get(CLAIM_ATTR) == t.number or (now - started).total_seconds() <= grace:
+            continue
+        retry(study, storage, t, "its worker died while claiming it", STALE_RETRIES)
+        notes.append(f"trial {t.number}: its worker died while claiming it; failed and retried")
+    return notes
+
+
+def sweep(study: Any, storage: Any, grace: float) -> list[str]:
+    """Optuna's sweep of stale trials (each retried by the storage's ``RetryHeartbeatStaleTrialCallback``)
+    and bench's of unclaimed ones; one note per trial failed."""
     import optuna
     from optuna.trial import TrialState
 
-    notes: list[str] = []
-    if kind == "rdb":
-        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        optuna.storages.fail_stale_trials(study)  # Optuna's heartbeat sweep + retry callback
-        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        notes += [
-            f"trial {n}: its worker stopped sending heartbeats; failed and re-queued"
-            for n in sorted(before - after)
-        ]
-    now = time.time()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.system_attrs.get(CLAIM_ATTR) != t.number:
-            why = "its worker died while claiming it"
-        elif kind == "journal" and now - t.system_attrs.get(BEAT_ATTR, 0.0) > grace:
-            why = f"no heartbeat for {now - t.system_attrs.get(BEAT_ATTR, 0.0):.0f}s (worker {t.user_attrs.get(WORKER_ATTR, '?')} is gone)"
-        else:
-            continue
-        queued = requeue(study, storage, t, f"stale: {why}", STALE_RETRIES)
-        notes.append(
-            f"trial {t.number}: {why}; failed"
-            + (", re-queued with the same parameters" if queued else " (not re-queued)")
-        )
-    return notes
+    def running() -> set[int]:
+        return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+    before = running()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" since Optuna 2.9
+        optuna.storages.fail_stale_trials(study)  # a no-op on a journal (no heartbeats there)
+    gone = sorted(before - running())
+    notes = [f"trial {n}: its worker stopped sending heartbeats; failed and retried" for n in gone]
+    return notes + sweep_unclaimed(study, storage, grace)

@@ -1,10 +1,13 @@
 """One trial's training, recorded as a nested MLflow run through ``run_recorded`` (the path
 ``bench run`` and ``bench verify-resume`` use too), with a hook that reports to the pruner and
-computes the objective. It does not touch Optuna's state: the worker tells Optuna how the trial
-ended."""
+computes the objective. It does not tell Optuna how the trial ended (the worker does), but it
+makes sure Optuna hears what MLflow recorded: once a run is closed, Ctrl-C and SIGTERM are held
+(``TrialContext.hold``) until Optuna has the trial's result, and a signal that lands while the
+run is being closed is kept for then instead of discarding a result MLflow already has."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +35,27 @@ class TrialContext:
     study: Any  # optuna.Study
     storage: Any  # the raw Optuna storage (heartbeats are recorded on it)
     worker_id: str
+    current: int | None = None  # the trial this worker runs (retried if interrupted)
+    pending: BaseException | None = None  # an interrupt that came after the run was closed
+    held: contextlib.ExitStack | None = None
+    outcome: Any = None  # the last trial's TrialOutcome, for the progress line
 
-    @property
-    def storage_kind(self) -> str:
-        return self.spec.kind
+    def hold(self) -> None:
+        """Hold Ctrl-C/SIGTERM back until ``release``: a closed run's result must reach Optuna."""
+        from bench.signals import deferred_signals
+
+        if self.held is None:
+            self.held = contextlib.ExitStack()
+            self.held.enter_context(deferred_signals())
+
+    def release(self) -> None:
+        """Let held signals through; an interrupt kept for after Optuna's tell is raised now."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.close()
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            raise pending
 
 
 @dataclass
@@ -170,6 +190,7 @@ def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, 
               index: int | None) -> Any:  # fmt: skip
     from bench.execution.recorded import Recording, run_recorded
 
+    ctx.release()  # the previous seed's result is in: an interrupt held since then acts now
     plan, number = ctx.plan, trial.number
     retry_of = next((t.system_attrs.get("failed_trial") for t in ctx.study.get_trials(deepcopy=False)
                      if t.number == number), None)  # fmt: skip
@@ -184,9 +205,31 @@ def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, 
         ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify
     )
 
+    opened_ids: list[str] = []
+
     def opened(run_id: str) -> None:
+        opened_ids.append(run_id)
         trial.set_user_attr(MLFLOW_ATTR, run_id)
         fault_point("tune.trial_run_opened")
 
-    _, result = run_recorded(rec, variant, hooks=(hook,), on_open=opened)
+    try:
+        _, result = run_recorded(rec, variant, hooks=(hook,), on_open=opened)
+        ctx.hold()
+    except KeyboardInterrupt as exc:
+        result = closed_result(ctx.client, opened_ids[-1]) if opened_ids else None
+        if result is None:
+            raise  # interrupted while training: the run is KILLED and the trial is retried
+        ctx.hold()
+        ctx.pending = exc  # it came while the run was being closed: Optuna gets the result first
     return result
+
+
+def closed_result(client: Any, run_id: str) -> Any:
+    """What a closed run recorded (None while it runs, or when it was closed as interrupted)."""
+    from bench.engine.hooks import VariantResult
+
+    run = client.get_run(run_id)
+    status = run.data.tags.get("bench.status", "")
+    if run.info.status not in ("FINISHED", "FAILED") or status in ("", "running", "interrupted"):
+        return None
+    return VariantResult(status, reason=run.data.tags.get("bench.reason", ""), metrics=dict(run.data.metrics))

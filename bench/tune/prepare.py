@@ -1,6 +1,8 @@
 """Creating a study's stores once, in the parent, before any worker starts: the MLflow experiment
-and the study's parent run, the Optuna study (a journal repaired first, dead trials swept), and
-``open_worker``, which each worker (the parent itself, or a spawned process) uses to load them."""
+and the study's parent run, the Optuna study (an older bench's journal copied in, dead workers'
+trials failed and retried), and ``open_worker``, which each worker (the parent itself, or a
+spawned process) uses to load them. ``close_orphan_runs`` closes the MLflow runs that killed
+workers left RUNNING, at the start and at the end of every command."""
 
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from bench.tracking import mlflow_store as store
 from bench.tracking.uris import redact_text
 from bench.tune import liveness
 from bench.tune.factories import make_pruner, make_sampler, quiet_optuna
-from bench.tune.locks import StudyLock
 from bench.tune.objective import MLFLOW_ATTR, TrialContext
 from bench.tune.plan import TunePlan, say
+from bench.tune.storage import migrate_journal
 
 PARENT_ATTR = "bench.mlflow_parent_run_id"
 EXPERIMENT_ATTR = "bench.mlflow_experiment_id"
@@ -36,33 +38,26 @@ def prepare(plan: TunePlan) -> tuple[Any, str]:
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     client = store.open_store(plan.tracking_uri)
     exp_id = store.ensure_experiment(client, plan.tracking_uri, plan.experiment)
-    notes = []
-    if spec.kind == "journal":
-        from bench.tune.journal import repair_journal
-
-        notes.append(repair_journal(spec.path))
-    if spec.dialect == "mysql":
-        notes.append("MySQL: run one bench tune at a time on this study (no cross-machine claim lock)")
+    notes = [migrate_journal(spec, plan.out_dir, plan.study_name)]
     storage = open_storage(plan)
-    with StudyLock(spec, plan.study_name, plan.out_dir, plan.tune.liveness.lock_timeout)():
-        try:
-            study = optuna.create_study(
-                storage=storage, study_name=plan.study_name, direction=plan.tune.objective.direction,
-                load_if_exists=True, pruner=make_pruner(plan),
-            )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - storage back ends raise many kinds
-            raise TrackingError(
-                f"cannot create or load study '{plan.study_name}' in {spec.display}: {redact_text(str(exc), spec.url)}"
-            ) from None
-        if study.direction.name.lower() != plan.tune.objective.direction:
-            raise RecipeError(
-                f"study '{plan.study_name}' in {spec.display} was created to {study.direction.name.lower()}, "
-                f"but the recipe says {plan.tune.objective.direction}; use another study name (tune.study or --study)",
-                source=plan.loaded.source,
-                key="tune.objective.direction",
-            )
-        notes += liveness.sweep(study, storage, spec.kind, plan.tune.liveness.grace_period)
-        parent_id = _parent_run(plan, study, client, exp_id)
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=plan.study_name, direction=plan.tune.objective.direction,
+            load_if_exists=True, pruner=make_pruner(plan),
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - storage back ends raise many kinds
+        raise TrackingError(
+            f"cannot create or load study '{plan.study_name}' in {spec.display}: {redact_text(str(exc), spec.url)}"
+        ) from None
+    if study.direction.name.lower() != plan.tune.objective.direction:
+        raise RecipeError(
+            f"study '{plan.study_name}' in {spec.display} was created to {study.direction.name.lower()}, "
+            f"but the recipe says {plan.tune.objective.direction}; use another study name (tune.study or --study)",
+            source=plan.loaded.source,
+            key="tune.objective.direction",
+        )
+    notes += liveness.sweep(study, storage, plan.tune.liveness.grace_period)
+    parent_id = _parent_run(plan, study, client, exp_id)
     close_orphan_runs(client, study)
     for note in filter(None, notes):
         say(f"note: {note}")
@@ -98,20 +93,27 @@ def _parent_run(plan: TunePlan, study: Any, client: Any, exp_id: str) -> str:
 
 
 def close_orphan_runs(client: Any, study: Any) -> None:
-    """MLflow runs of finished trials that their worker did not close (it was killed)."""
-    for t in study.get_trials(deepcopy=False):
+    """Close as FAILED the MLflow runs of failed trials that are still RUNNING: their worker died
+    (a trial that stops any other way closes its run before Optuna hears of it). The trial's retry
+    trains the same parameters in a run of its own (``bench.retry_of`` names the original)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried_as = {n: t.number for t in trials for n in t.system_attrs.get("retry_history", [])}
+    for t in trials:
         run_id = t.user_attrs.get(MLFLOW_ATTR)
-        if not run_id or not t.state.is_finished() or t.system_attrs.get(liveness.CLAIM_ATTR) != t.number:
-            continue  # unfinished, or an attribute copied into a retry from the trial it replaces
-        try:
-            if client.get_run(run_id).info.status != "RUNNING":
-                continue
-        except Exception:  # noqa: BLE001
+        if not run_id or t.state != TrialState.FAIL:
             continue
-        reason = t.user_attrs.get(liveness.REASON_ATTR, "its worker died while running it")
-        client.set_tag(run_id, "bench.status", "failed" if t.state.name == "FAIL" else t.state.name.lower())
-        client.set_tag(run_id, "bench.reason", reason)
-        client.set_terminated(run_id, "FAILED" if t.state.name == "FAIL" else "FINISHED")
+        try:
+            run = client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - a run in another tracking store
+            continue
+        if run.info.status != "RUNNING" or run.data.tags.get("bench.trial_number") != str(t.number):
+            continue  # closed, or a retry's copy of its original's attribute
+        then = f"; trial {retried_as[t.number]} retries its parameters" if t.number in retried_as else ""
+        client.set_tag(run_id, "bench.status", "failed")
+        client.set_tag(run_id, "bench.reason", f"its worker stopped sending heartbeats (killed){then}")
+        client.set_terminated(run_id, "FAILED")
 
 
 def open_worker(plan: TunePlan, index: int, client: Any | None = None) -> TrialContext:

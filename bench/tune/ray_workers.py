@@ -26,7 +26,8 @@ class Say:
 
 def tune_worker(options: Any, index: int, board: Any) -> int:
     """One tuning worker as a Ray task: the same loop as a spawned ``--workers`` process, on the
-    same shared storage, so the study keeps its exact trial count; returns the trials it ran."""
+    same shared storage and the same stop rule (README: at most ``workers - 1`` trials over
+    ``n_trials``); returns the trials it ran."""
     where = placement()
     if board is not None:
         board.start.remote(str(index), where)
@@ -36,9 +37,9 @@ def tune_worker(options: Any, index: int, board: Any) -> int:
 
 def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:
     """``bench tune --executor ray``: ``options.workers`` tuning workers as Ray tasks on the
-    study's shared storage (the same worker loop, so the same exact trial count; a worker whose
-    process died is retried, and its trial re-queued once its lease goes stale). False when a
-    worker failed (the study keeps what it recorded)."""
+    study's shared storage (the same worker loop and stop rule; a worker whose process died is
+    retried, and its trial retried once its Optuna heartbeat goes stale). False when a worker
+    failed (the study keeps what it recorded)."""
     with connected(ray_options) as ray:
         options = replace(options, results_dir=str(Path(options.results_dir).resolve()))
         plan = build_plan(options, quiet=True)

@@ -1,13 +1,12 @@
-"""Where a study lives.
+"""Where a study lives: an Optuna RDB storage, so Optuna itself keeps the trials and their
+liveness (heartbeats, ``fail_stale_trials``, ``RetryHeartbeatStaleTrialCallback``).
 
-* Default: Optuna's journal file ``results/<study>/optuna.journal`` (many local worker processes),
-  through ``journal.RepairingJournalBackend``.
-* ``--storage URL``: any Optuna storage URL: ``postgresql+psycopg2://...`` for workers on many
-  machines, ``sqlite:///...`` for a single worker; a path (or ``journal:PATH``) is a journal file.
-  MySQL serves one worker: bench has no cross-machine claim lock for it.
-
-RDB storages get Optuna's heartbeat with ``RetryHeartbeatStaleTrialCallback``; the journal
-storage has no heartbeat in Optuna, so ``liveness`` writes one into the journal itself.
+* Default: SQLite ``results/<study>/optuna.db``, for one or several worker processes on this
+  machine (a busy timeout lets them take turns on the file; measured in the tune README section).
+* ``--storage URL``: any SQLAlchemy URL; ``postgresql+psycopg2://...`` for workers on many machines.
+* ``journal:PATH`` (or a bare path): a journal file of an older bench, opened with Optuna's own
+  ``JournalStorage``; it has no heartbeats, so a killed worker's trial is not retried there. An old
+  ``results/<study>/optuna.journal`` is copied into ``optuna.db`` once (``migrate_journal``).
 """
 
 from __future__ import annotations
@@ -19,8 +18,10 @@ from typing import Any
 
 from bench.errors import RecipeError, TrackingError
 
-JOURNAL_NAME = "optuna.journal"
-STALE_RETRIES = 2  # a trial whose worker died is re-queued at most this often (then it counts as failed)
+DB_NAME = "optuna.db"
+JOURNAL_NAME = "optuna.journal"  # an older bench's default
+STALE_RETRIES = 2  # a trial whose worker died is retried at most this often (then it counts as failed)
+SQLITE_BUSY_TIMEOUT = 60  # seconds a process waits for another's write on the SQLite file
 
 
 def redact(url: str) -> str:
@@ -30,78 +31,100 @@ def redact(url: str) -> str:
     return redact_uri(url)
 
 
+def _first_line(exc: BaseException, url: str) -> str:
+    from bench.tracking.uris import redact_text
+
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return redact_text(first, url)
+
+
 @dataclass(frozen=True)
 class StorageSpec:
-    kind: str  # journal | rdb
+    kind: str  # rdb | journal
     url: str
-    path: Path | None = None  # the journal file, or the SQLite database file
+    path: Path | None = None  # the SQLite database file, or the journal file
 
     @property
     def display(self) -> str:
-        return str(self.path) if self.kind == "journal" else redact(self.url)
+        return str(self.path) if self.path is not None else redact(self.url)
 
     @property
     def dialect(self) -> str:
         return "journal" if self.kind == "journal" else self.url.split(":", 1)[0].split("+", 1)[0]
 
     def open(self, heartbeat_interval: int, grace_period: int) -> Any:
-        """The Optuna storage object (the raw one: heartbeats are recorded on it)."""
+        """The Optuna storage; an RDB one beats while a trial runs and retries a dead worker's trial."""
         if self.kind == "journal":
             from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
 
-            from bench.tune.journal import RepairingJournalBackend
-
-            return JournalStorage(RepairingJournalBackend(self.path))
+            return JournalStorage(JournalFileBackend(str(self.path)))
         from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+        engine = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}} if self.dialect == "sqlite" else {}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # experimental-API warnings
                 return RDBStorage(
-                    self.url,
-                    heartbeat_interval=heartbeat_interval,
+                    self.url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=STALE_RETRIES),
-                )
+                )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of many kinds
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            from bench.tracking.uris import redact_text
-
-            first = redact_text(first, self.url)
-            raise TrackingError(f"cannot open the Optuna storage '{self.display}': {first}") from None
+            raise TrackingError(
+                f"cannot open the Optuna storage '{self.display}': {_first_line(exc, self.url)}"
+            ) from None
 
 
 def resolve_storage(url: str | None, out_dir: Path, workers: int) -> StorageSpec:
     if not url:
-        return StorageSpec("journal", f"journal:{out_dir / JOURNAL_NAME}", out_dir / JOURNAL_NAME)
+        path = (out_dir / DB_NAME).resolve()
+        return StorageSpec("rdb", f"sqlite:///{path}", path)
     if url.startswith("journal:") or "://" not in url:
         path = Path(url.removeprefix("journal:")).expanduser()
+        if workers > 1:
+            raise RecipeError(
+                f"a journal file serves one worker (--workers {workers}): Optuna keeps no heartbeats "
+                "there, so a killed worker's trial would never be retried; drop --storage for the "
+                "SQLite default under results/<study>/, or use a PostgreSQL URL",
+                source="--storage",
+            )
         return StorageSpec("journal", f"journal:{path}", path)
     if url.startswith(("redis", "grpc")):
         raise RecipeError(
-            "only journal files and SQLAlchemy URLs (postgresql+psycopg2://, mysql://, sqlite:///) "
-            "are supported",
+            "only SQLAlchemy URLs (sqlite:///, postgresql+psycopg2://, mysql://) and journal files are "
+            "supported",
             source="--storage",
         )
     if url.startswith("sqlite:"):
-        if workers > 1:
-            raise RecipeError(
-                f"SQLite serves one worker only (--workers {workers} would contend for its lock and "
-                "lose trials); drop --storage to use the journal file under results/<study>/ for "
-                "several local workers, or use a PostgreSQL URL (postgresql+psycopg2://user:pw@host/db) "
-                "for workers on one or many machines",
-                source="--storage",
-            )
         db = url.split(":///", 1)[-1]
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
             return StorageSpec("rdb", url, Path(db).resolve())
-    if url.startswith("mysql") and workers > 1:
-        raise RecipeError(
-            f"MySQL serves one worker only (--workers {workers}): bench has no cross-machine lock "
-            "to claim trials on MySQL, so workers could run more than n_trials; use a PostgreSQL URL "
-            "(postgresql+psycopg2://user:pw@host/db) for several workers, or a journal file for "
-            "workers on this machine",
-            source="--storage",
-        )
     return StorageSpec("rdb", url)
+
+
+def migrate_journal(spec: StorageSpec, out_dir: Path, study_name: str) -> str | None:
+    """Copy a study from an older bench's ``optuna.journal`` into the new default ``optuna.db``,
+    once (the journal is kept). A note, or None when there is nothing to copy."""
+    import os
+
+    import optuna
+
+    journal = out_dir / JOURNAL_NAME
+    if spec.path != (out_dir / DB_NAME).resolve() or spec.path.exists() or not journal.exists():
+        return None
+    try:
+        old = StorageSpec("journal", f"journal:{journal}", journal).open(1, 2)
+        if study_name not in optuna.get_all_study_names(old):
+            return None
+        partial = spec.path.with_name(f"{DB_NAME}.partial")  # a kill mid-copy leaves no half study
+        partial.unlink(missing_ok=True)
+        optuna.copy_study(from_study_name=study_name, from_storage=old, to_storage=f"sqlite:///{partial}")
+        os.replace(partial, spec.path)
+    except Exception as exc:  # noqa: BLE001 - a journal corrupt in the middle, a newer format
+        raise TrackingError(
+            f"cannot read the older journal {journal} ({_first_line(exc, '')}); move it away to start "
+            "the study afresh in optuna.db, or open it with --storage journal:PATH"
+        ) from None
+    return f"copied study {study_name} from {journal} (an older bench's journal, kept) into {spec.path}"

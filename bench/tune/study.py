@@ -13,8 +13,9 @@ from typing import Any
 from bench.errors import Terminated  # SIGTERM as a KeyboardInterrupt, as bench run has it
 from bench.signals import closing_status
 from bench.tracking.uris import redact_uri
+from bench.tune.liveness import sweep
 from bench.tune.plan import TuneOptions, build_plan, say
-from bench.tune.prepare import open_worker, prepare
+from bench.tune.prepare import close_orphan_runs, open_worker, prepare
 from bench.tune.recheck import run_recheck
 from bench.tune.trials import finished_count
 from bench.tune.worker import worker_loop
@@ -57,6 +58,8 @@ def run_study(options: TuneOptions) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the bookkeeping below runs to its end
         try:
+            sweep(ctx.study, ctx.storage, plan.tune.liveness.grace_period)
+            close_orphan_runs(client, ctx.study)  # a killed worker's run: FAILED, with the reason
             summary = write_outputs(plan, ctx.study, client, parent_id)
         finally:
             client.set_terminated(parent_id, status)

@@ -1,24 +1,27 @@
-"""A worker: claim a trial under the study lock, run it while its lease beats, tell Optuna how it
-ended; repeat until the study holds ``n_trials`` (or this command's timeout passes). Everything
-after a claim sits inside the error handling: a trial ends COMPLETE, PRUNED, FAIL with a reason,
-or, when this process is interrupted, re-queued so that its retry takes its place."""
+"""A worker: Optuna's own loop (``study.optimize``) runs the trials, with its heartbeat thread and
+its sweep of stale trials (``fail_stale_trials``, then ``RetryHeartbeatStaleTrialCallback``) before each
+``ask``. bench adds the stop rule (``full``: the study holds ``n_trials``, retried trials not
+counted), the claim mark (liveness.py), and the interrupt rule: a trial interrupted while it
+trains is failed and queued again with the same parameters, so its retry takes its place."""
 
 from __future__ import annotations
 
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from bench.faults import fault_point
 from bench.tune import liveness
 from bench.tune.fidelity import CHOICE_ATTR, PILOT_ATTR
-from bench.tune.locks import StudyLock
 from bench.tune.objective import TrialContext, TrialOutcome, run_trial
 from bench.tune.plan import say
 from bench.tune.space import Space
 from bench.tune.trials import EPOCHS_ATTR, active, by_number, finished_count
+
+
+class TrialFailed(Exception):
+    """The trial's own failure (diverged, an error): Optuna records FAIL and the loop goes on."""
 
 
 def _stop_signals() -> None:
@@ -28,51 +31,57 @@ def _stop_signals() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-@dataclass
-class Claim:
-    trial: Any  # optuna.Trial
-    lease: liveness.Lease
-
-
-def claim(ctx: TrialContext, lock: StudyLock) -> Claim | None:
-    """Atomically: sweep dead trials, count, ask for the next trial and record its first heartbeat."""
+def full(ctx: TrialContext) -> bool:
+    """The study holds ``n_trials`` (finished, running or queued; a retry replaces its original)
+    and none is waiting. Workers that check at the same instant may each start one more, so a
+    study can end with up to ``workers - 1`` trials over ``n_trials`` (README, tune section)."""
     from optuna.trial import TrialState
 
-    plan, study, storage = ctx.plan, ctx.study, ctx.storage
-    liv = plan.tune.liveness
-    with lock():
-        for note in liveness.sweep(study, storage, ctx.storage_kind, liv.grace_period):
-            say(f"note: {note}")
-        trials = active(study.get_trials(deepcopy=False))
-        waiting = any(t.state == TrialState.WAITING for t in trials)
-        if not waiting and len(trials) >= plan.tune.n_trials:
-            return None
-        pilot = _auto_decision(ctx)
-        trial = study.ask()
-        fault_point("tune.asked")
-        try:
-            if pilot:
-                trial.set_user_attr(PILOT_ATTR, True)
-            tid = liveness.trial_id(storage, plan.study_name, trial.number)
-            lease = liveness.Lease(storage, ctx.storage_kind, tid, liv.heartbeat_interval)
-            lease.beat()
-            trial.set_user_attr(liveness.WORKER_ATTR, ctx.worker_id)
-            storage.set_trial_system_attr(tid, liveness.CLAIM_ATTR, trial.number)
-        except KeyboardInterrupt:
-            _stop_signals()
-            frozen = by_number(study.get_trials(deepcopy=False), trial.number)
-            liveness.requeue(study, storage, frozen, "interrupted while claiming", max_retry=None)
-            raise
-        except Exception:
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            raise
+    trials = active(ctx.study.get_trials(deepcopy=False))
+    waiting = any(t.state == TrialState.WAITING for t in trials)
+    return not waiting and len(trials) >= ctx.plan.tune.n_trials
+
+
+def objective(ctx: TrialContext, trial: Any) -> float:
+    """Optuna's objective: claim, train, record; COMPLETE returns the value, PRUNED and FAIL raise."""
+    import optuna
+
+    fault_point("tune.asked")
+    ctx.current = trial.number
+    liveness.claim(ctx.storage, ctx.plan.study_name, trial, ctx.worker_id)
     fault_point("tune.claimed")
-    return Claim(trial, lease)
+    try:
+        if _auto_decision(ctx):
+            trial.set_user_attr(PILOT_ATTR, True)
+        fault_point("tune.trial_leased")
+        try:
+            params = ctx.plan.space.suggest(trial)
+        except ValueError as exc:  # a retried trial with values outside this recipe's space
+            outcome = TrialOutcome(trial.number, "FAIL", None, {}, 0, f"parameters: {exc}")
+        else:
+            outcome = run_trial(ctx, trial, params)
+    except KeyboardInterrupt:
+        trial.set_user_attr(liveness.REASON_ATTR, "interrupted")
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. the tracking store failed: this trial fails
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        outcome = TrialOutcome(trial.number, "FAIL", None, {}, 0, f"{type(exc).__name__}: {first}"[:500])
+    ctx.hold()  # from here until Optuna has the result (released in ``after``)
+    ctx.outcome = outcome
+    trial.set_user_attr(EPOCHS_ATTR, outcome.epochs)
+    if outcome.test_acc is not None:
+        trial.set_user_attr("test_acc", float(outcome.test_acc))
+    trial.set_user_attr(liveness.REASON_ATTR, outcome.reason)  # a retry's inherited reason goes
+    if outcome.state == "PRUNED":
+        raise optuna.TrialPruned(outcome.reason)
+    if outcome.state != "COMPLETE":
+        raise TrialFailed(outcome.reason)
+    return outcome.value
 
 
 def _auto_decision(ctx: TrialContext) -> bool:
     """Under ``tune.pruner: auto``, decide the pruner once the pilot is done; True while it is not
-    (the next trial is a pilot: never pruned)."""
+    (this trial is a pilot: never pruned). Workers deciding at once write the same choice."""
     from bench.tune.pruners import AutoPruner
 
     pruner = ctx.study.pruner
@@ -84,81 +93,65 @@ def _auto_decision(ctx: TrialContext) -> bool:
     return CHOICE_ATTR not in ctx.study.user_attrs
 
 
-def run_claimed(ctx: TrialContext, claimed: Claim) -> TrialOutcome:
-    """Run a claimed trial and tell Optuna its end; an interrupt re-queues it and propagates."""
-    import optuna
-    from optuna.trial import TrialState
-
-    trial, number = claimed.trial, claimed.trial.number
-    try:
-        with claimed.lease:
-            fault_point("tune.trial_leased")
-            try:
-                params = ctx.plan.space.suggest(trial)
-            except ValueError as exc:  # a re-queued trial with values outside this recipe's space
-                outcome = TrialOutcome(number, "FAIL", None, {}, 0, f"parameters: {exc}")
-            else:
-                outcome = run_trial(ctx, trial, params)
-    except (KeyboardInterrupt, SystemExit):
-        _stop_signals()
-        frozen = by_number(ctx.study.get_trials(deepcopy=False), number)
-        liveness.requeue(ctx.study, ctx.storage, frozen, "interrupted", max_retry=None)
-        raise
-    except Exception as exc:  # noqa: BLE001 - e.g. the tracking store failed: this trial fails
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        outcome = TrialOutcome(number, "FAIL", None, {}, 0, f"{type(exc).__name__}: {first}"[:500])
-    frozen = by_number(ctx.study.get_trials(deepcopy=False), number)
-    if claimed.lease.lost or frozen.state.is_finished():
-        outcome.reason = (
-            "declared dead by another worker (no heartbeat within the grace period); its retry runs it"
-        )
-        outcome.state = "LOST"
-        return outcome
-    trial.set_user_attr(EPOCHS_ATTR, outcome.epochs)
-    if outcome.test_acc is not None:
-        trial.set_user_attr("test_acc", float(outcome.test_acc))
-    if outcome.reason:
-        trial.set_user_attr(liveness.REASON_ATTR, outcome.reason)
-    try:
-        if outcome.state == "COMPLETE":
-            ctx.study.tell(trial, outcome.value)
-        else:
-            ctx.study.tell(trial, state=TrialState[outcome.state], skip_if_finished=True)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        outcome.state = "LOST"
-    return outcome
-
-
 def worker_loop(ctx: TrialContext, index: int) -> int:
-    """Claim and run trials until the study is full; returns how many this worker ran."""
-    plan = ctx.plan
-    lock = StudyLock(ctx.spec, plan.study_name, plan.out_dir, plan.tune.liveness.lock_timeout)
+    """Run trials until the study is full (or this command's timeout passes); how many ran."""
+    plan, ran = ctx.plan, [0]
+
+    def after(study: Any, frozen: Any) -> None:
+        ctx.current = None
+        ran[0] += 1
+        report(ctx, frozen, index)
+        ctx.release()  # an interrupt that came after the run was closed acts now
+        for note in liveness.sweep(study, ctx.storage, plan.tune.liveness.grace_period):
+            say(f"note: {note}")
+        if full(ctx):
+            study.stop()
+
     started = time.monotonic()
-    ran = 0
-    while True:
-        if plan.tune.timeout and time.monotonic() - started > plan.tune.timeout:
-            say(f"worker {index}: timeout of {plan.tune.timeout:.0f}s reached; re-run to continue")
-            break
-        claimed = claim(ctx, lock)
-        if claimed is None:
-            break
-        outcome = run_claimed(ctx, claimed)
-        ran += 1
-        report(ctx, outcome, index)
-    return ran
+    try:
+        while not full(ctx):
+            left = plan.tune.timeout - (time.monotonic() - started) if plan.tune.timeout else None
+            if left is not None and left <= 0:
+                say(f"worker {index}: timeout of {plan.tune.timeout:.0f}s reached; re-run to continue")
+                break
+            try:
+                ctx.study.optimize(lambda t: objective(ctx, t), callbacks=[after], catch=(TrialFailed,),
+                                   timeout=left, gc_after_trial=False)  # fmt: skip
+            except ValueError as exc:  # Optuna's tell: another worker declared the trial dead
+                if "Cannot tell" not in str(exc) or ctx.current is None:
+                    raise
+                ctx.release()
+                say(f"trial {ctx.current}: declared dead by another worker (no heartbeat within the "
+                    "grace period); its retry runs it, this result is discarded")  # fmt: skip
+                ctx.current = None
+    except KeyboardInterrupt:
+        _stop_signals()
+        if ctx.current is not None:
+            frozen = by_number(ctx.study.get_trials(deepcopy=False), ctx.current)
+            liveness.retry(ctx.study, ctx.storage, frozen, "interrupted", max_retry=None)
+        raise
+    finally:
+        held, ctx.held = ctx.held, None
+        if held is not None:  # an error inside Optuna's tell: give Ctrl-C back its handler
+            held.close()
+    return ran[0]
 
 
-def report(ctx: TrialContext, outcome: TrialOutcome, index: int) -> None:
+def report(ctx: TrialContext, frozen: Any, index: int) -> None:
     plan = ctx.plan
+    outcome: TrialOutcome | None = ctx.outcome
     done = finished_count(ctx.study.get_trials(deepcopy=False))
     left = max(plan.tune.n_trials - done, 0)
-    value = f"{plan.tune.objective.metric}={outcome.value:.4f}" if outcome.value is not None else "no value"
-    pruned = outcome.reason if plan.tune.seeds_per_trial > 1 else f"pruned after {outcome.epochs} epoch(s)"
-    state = {"COMPLETE": "complete", "PRUNED": pruned, "FAIL": "FAILED",
-             "LOST": "result discarded"}[outcome.state]  # fmt: skip
-    extra = f" ({outcome.reason})" if outcome.state in ("FAIL", "LOST") and outcome.reason else ""
+    state = frozen.state.name
+    value = frozen.value if frozen.value is not None else (outcome.value if outcome else None)
+    shown = f"{plan.tune.objective.metric}={value:.4f}" if value is not None else "no value"
+    reason = frozen.user_attrs.get(liveness.REASON_ATTR, "")
+    epochs = frozen.user_attrs.get(EPOCHS_ATTR, 0)
+    pruned = reason if plan.tune.seeds_per_trial > 1 else f"pruned after {epochs} epoch(s)"
+    label = {"COMPLETE": "complete", "PRUNED": pruned, "FAIL": "FAILED"}.get(state, state)
+    extra = f" ({reason})" if state == "FAIL" and reason else ""
     who = f"[w{index}] " if plan.options.workers > 1 else ""
+    params = Space.describe(outcome.params) if outcome and outcome.number == frozen.number else ""
     say(
-        f"{who}trial {outcome.number} {Space.describe(outcome.params)}: {state}, {value}{extra} "
-        f"[{done}/{plan.tune.n_trials} done, {left} left]"
+        f"{who}trial {frozen.number} {params}: {label}, {shown}{extra} [{done}/{plan.tune.n_trials} done, {left} left]"
     )

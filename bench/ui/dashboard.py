@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import socket
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -32,7 +31,6 @@ def open_study(options: Any) -> tuple[Any, Any, str]:
     study does not exist yet (nothing is created: the dashboard only looks)."""
     import optuna
 
-    from bench.tune.journal import repair_journal
     from bench.tune.study import build_plan
 
     plan = build_plan(options, quiet=True)
@@ -40,11 +38,7 @@ def open_study(options: Any) -> tuple[Any, Any, str]:
     missing = (
         f"no study '{plan.study_name}' in {spec.display} yet; start it with `bench tune {plan.loaded.source}`"
     )
-    if spec.kind == "journal":
-        if not spec.path.exists():
-            raise BenchError(missing)
-        repair_journal(spec.path)  # a torn tail from a killed worker would fail every reader
-    elif spec.url.startswith("sqlite:///") and not Path(spec.url[len("sqlite:///") :]).exists():
+    if spec.path is not None and not spec.path.exists():
         raise BenchError(missing)
     live = plan.tune.liveness
     storage = spec.open(live.heartbeat_interval, live.grace_period)

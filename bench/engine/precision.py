@@ -1,4 +1,5 @@
-"""Precision: fp32, tf32, AMP fp16 with a GradScaler (CUDA only) and AMP bf16.
+"""Precision is loop state, not a trick: fp32, tf32, AMP fp16 with a GradScaler (CUDA only) and
+AMP bf16. The loop runs every forward under ``autocast()`` and steps through ``step()``.
 
 A variant named fp32 runs fp32: TF32 is switched off explicitly (PyTorch leaves cuDNN's on by
 default), so the precision axis never compares AMP against TF32 labelled fp32. A mode the device
@@ -12,53 +13,26 @@ The step has no host-device sync of its own: whether the scaler skipped the opti
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any
 
 import torch
 
-from bench.tricks import TRICKS
-from bench.tricks.base import Trick
-
 DTYPES = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
 
 
-def native_bf16_cpu() -> bool:
-    """True when this CPU runs bf16 natively (avx512_bf16 / AMX); else autocast emulates it,
-    20-40x slower. ``BENCH_FORCE_EMULATED_BF16=1``/``=0`` pretends it is emulated/native (tests)."""
-    from bench.hardware import cpu_has_native_bf16
-
-    if not cpu_has_native_bf16():
-        return False
-    if os.environ.get("BENCH_FORCE_EMULATED_BF16") == "0":
-        return True  # forced: not torch's own answer either
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return True
-
-
 def unavailable_reason(precision: str, device: torch.device) -> str | None:
-    if precision == "amp_fp16" and device.type != "cuda":
-        return f"amp_fp16 needs a CUDA device (GradScaler + fp16 autocast); this run is on {device.type}"
-    if precision == "tf32":
-        if device.type != "cuda":
-            return f"tf32 is a CUDA (Ampere or newer) matmul mode; this run is on {device.type}"
-        if torch.cuda.get_device_capability(device)[0] < 8:
-            return "tf32 needs an Ampere or newer GPU (compute capability >= 8.0)"
-    if precision == "amp_bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return "amp_bf16 is not supported by this GPU"
-    if (
-        precision == "amp_bf16"
-        and device.type == "cpu"
-        and os.environ.get("BENCH_EMULATED_BF16", "run") == "skip"
-        and not native_bf16_cpu()
-    ):
-        return (
-            "amp_bf16 is emulated on this CPU (no avx512_bf16/AMX), 20-40x slower: skipped on request "
-            "(--emulated-bf16 skip); a machine with native bf16 runs it"
+    """Why ``precision`` cannot run on ``device`` (torch's facts through the one rule,
+    ``bench.hardware.precision_gap``), or None."""
+    from bench.hardware import native_bf16_cpu, precision_gap
+
+    if device.type == "cuda":
+        return precision_gap(
+            precision,
+            "cuda",
+            capability=torch.cuda.get_device_capability(device),
+            gpu_bf16=torch.cuda.is_bf16_supported(),
         )
-    return None
+    return precision_gap(precision, device.type, cpu_bf16_native=native_bf16_cpu())
 
 
 def set_backend_flags(precision: str, cudnn_benchmark: bool) -> dict[str, str]:
@@ -76,33 +50,20 @@ def set_backend_flags(precision: str, cudnn_benchmark: bool) -> dict[str, str]:
     }
 
 
-@TRICKS.register("precision")
-class Precision(Trick):
-    """Autocast context and the optimizer step, with loss scaling where fp16 needs it."""
+class Precision:
+    """Autocast context and the optimizer step, with loss scaling where fp16 needs it. Built
+    before the model (it sets the backend flags); ``attach`` hooks the optimizer once it exists."""
 
-    name = "precision"
-
-    def __init__(self, precision: str, cudnn_benchmark: bool = True):
+    def __init__(self, precision: str, device: torch.device, cudnn_benchmark: bool = True):
         self.precision = precision
-        self.cudnn_benchmark = cudnn_benchmark
         self.dtype = DTYPES.get(precision)
-        self.device = torch.device("cpu")
-        self.scaler: torch.amp.GradScaler | None = None
-        self.flags: dict[str, str] = {}
+        self.device = device  # availability was checked (unavailable_reason) before anything was built
+        self.flags = set_backend_flags(precision, cudnn_benchmark)
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "amp_fp16" else None
         self._stepped = False
 
-    @classmethod
-    def from_config(cls, train_cfg: Any) -> Precision:
-        return cls(train_cfg.precision, train_cfg.cudnn_benchmark)
-
-    def on_model(self, state: Any) -> None:
-        self.device = state.device  # availability was checked before anything was built
-        self.flags = set_backend_flags(self.precision, self.cudnn_benchmark)
-        if self.precision == "amp_fp16":
-            self.scaler = torch.amp.GradScaler(self.device.type)
-
-    def on_setup(self, state: Any) -> None:
-        state.optimizer.register_step_post_hook(self._mark_stepped)
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.register_step_post_hook(self._mark_stepped)
 
     def _mark_stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._stepped = True
@@ -139,4 +100,5 @@ class Precision(Trick):
             self.scaler.load_state_dict(state)
 
     def params(self) -> dict[str, str]:
+        """The backend flags this variant ran with (recorded as run tags)."""
         return dict(self.flags)

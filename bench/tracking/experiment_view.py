@@ -154,8 +154,16 @@ def compare_state(study: Study) -> dict[str, Any]:
     against the first metric), so this is the runs page's chart view with a saved scatter chart,
     in its own section ahead of the charts MLflow adds for every metric."""
     finished = [r for r in study.runs if r.data.tags.get("bench.status") == "finished"]
-    section = {"uuid": "bench-compare", "name": COMPARE_SECTION, "display": True, "isReordered": False,
-               "deleted": False, "isGenerated": False}  # fmt: skip
+    section = {
+        "uuid": "bench-compare",
+        "name": COMPARE_SECTION,
+        "display": True,
+        "isReordered": False,
+        "deleted": False,
+        "isGenerated": False,
+        "columns": 1,  # the chart across the section (default: 3 cards a row, 360 px high)
+        "cardHeight": 480,
+    }
     scatter = {
         "uuid": "bench-acc-vs-throughput",
         "type": "SCATTER",
@@ -165,7 +173,6 @@ def compare_state(study: Study) -> dict[str, Any]:
         "metricSectionId": section["uuid"],
         "deleted": False,
         "isGenerated": False,
-        "displayName": f"{COMPARE_Y} vs {COMPARE_X}",
     }
     return {
         **_base_state(study, finished),

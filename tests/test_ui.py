@@ -337,6 +337,7 @@ def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
     assert [s["study_name"] for s in studies] == ["uitune"]
     detail = _get_json(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}")
     assert len(detail["trials"]) == 2 and all(t["state"] == "Complete" for t in detail["trials"])
+    assert detail["objective_names"] == ["val/acc (last epoch)"]  # set_metric_names, as served
     with _browser() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -345,5 +346,7 @@ def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
             page.get_by_text("uitune").first.wait_for(timeout=60_000)
             page.get_by_text("train.optimizer.lr").first.wait_for(timeout=60_000)
             page.screenshot(path=str(_screenshot_path(tmp_path, "bench-ui-tune.png")))
+            body = page.inner_text("body")
         finally:
             browser.close()
+    assert "val/acc (last epoch)" in body and "Objective 0" not in body

@@ -1,5 +1,5 @@
 """What the MLflow UI shows first: the experiment's description, its model-training kind, and a
-saved view of the latest study's variants side by side with the columns a user came for.
+saved view of the latest study: one row per variant, the metrics a user came for first.
 
 MLflow 3's UI opens an experiment in its GenAI mode on a runs table with one collapsed parent
 and the columns Source / Models / Dataset. It reads (from its JS bundle, ``server/js/build``):
@@ -70,10 +70,6 @@ class Study:
     runs: list[Any]  # mlflow Run objects
 
     @property
-    def run_ids(self) -> list[str]:
-        return [r.info.run_id for r in self.runs]
-
-    @property
     def finished_ids(self) -> list[str]:
         return [r.info.run_id for r in self.runs if r.data.tags.get("bench.status") == "finished"]
 
@@ -118,8 +114,7 @@ def _base_state(study: Study, runs: list[Any]) -> dict[str, Any]:
     if all(run.data.metrics.get("test/acc_raw") == run.data.metrics.get("test/acc") for run in runs):
         metrics.discard("test/acc_raw")  # the same number twice (no SWA/EMA variant): one column
     metric_columns = [_column("metrics", m) for m in METRIC_COLUMNS if m in metrics]
-    columns = [*metric_columns]
-    columns += [_column("tags", f"axis.{axis}") for axis in study.axes]
+    columns = metric_columns + [_column("tags", f"axis.{axis}") for axis in study.axes]
     columns += [_column("tags", "bench.status"), _column("attributes", "Duration")]
     return {
         "searchFilter": _run_filter(runs, study.recipe),

@@ -39,6 +39,17 @@ def tiny_image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def timing_image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like ``tiny_image_folder`` with 5x the training images: runs long enough (~1-2 s of
+    training steps) for a throughput measurement to mean something."""
+    root = tmp_path_factory.mktemp("timing_image_folder")
+    rng = np.random.default_rng(1)
+    _write_split(root / "train", 200, rng)
+    _write_split(root / "test", 12, rng)
+    return root
+
+
 def _cache_base() -> Path:
     env = os.environ.get("BENCH_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bench"

@@ -95,10 +95,11 @@ def test_dashboard_command_is_what_bench_tune_prints():
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, tiny_image_folder) -> dict:
-    """A real ``bench run`` of two variants (one epoch each) into a fresh store."""
+    """A real ``bench run`` of two variants, two seeds each (one epoch), into a fresh store."""
     tmp = tmp_path_factory.mktemp("ui_study")
     recipe = tiny_recipe(tiny_image_folder, name="uitest", matrix={"train.freeze": [0, 2]})
     recipe["train"]["epochs"] = 1
+    recipe["seeds"] = [0, 1]
     recipe["description"] = "two freezing depths on the tiny folder"
     path = write_recipe(tmp / "uitest.yaml", recipe)
     results = tmp / "results"
@@ -107,7 +108,7 @@ def study(tmp_path_factory, tiny_image_folder) -> dict:
                           capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = pd.read_csv(results / "uitest" / "runs.csv")
-    assert list(runs["status"]) == ["finished", "finished"]
+    assert list(runs["status"]) == ["finished"] * 4 and runs["group"].nunique() == 2
     return {"recipe": path, "results": results, "runs": runs}
 
 
@@ -173,21 +174,28 @@ def _browser():
     return sync_api.sync_playwright()
 
 
-def _accuracy_cells(page) -> dict[str, str]:
-    """Run name -> the text of its test/acc cell, row by row as AG Grid renders them."""
+def _table_rows(page) -> list[tuple[str, str | None]]:
+    """(name, test/acc cell text) of each row AG Grid renders, top to bottom; a variant's group
+    row is named "Group: <bench.group>"."""
     return page.evaluate(
-        """(acc) => {
-        const out = {};
-        for (const row of document.querySelectorAll('.ag-pinned-left-cols-container .ag-row')) {
-          const name = row.querySelector('[col-id="attributes.`Run Name`"] a');
-          const index = row.getAttribute('row-index');
-          const cell = document.querySelector(
-            `.ag-center-cols-container .ag-row[row-index="${index}"] [col-id="${acc}"]`);
-          if (name) out[name.innerText.trim()] = cell ? cell.innerText.trim() : null;
-        }
-        return out;
-      }""",
+        """(acc) => [...document.querySelectorAll('.ag-pinned-left-cols-container .ag-row')]
+          .sort((a, b) => a.getAttribute('row-index') - b.getAttribute('row-index'))
+          .map(row => {
+            const name = row.querySelector('[col-id="attributes.`Run Name`"]');
+            const cell = document.querySelector(`.ag-center-cols-container .ag-row[row-index="${
+              row.getAttribute('row-index')}"] [col-id="${acc}"]`);
+            const line = name ? name.innerText.split('\\n').find(l => /[a-z]/i.test(l) && !l.startsWith('#')) : '';
+            return [line.trim(), cell ? cell.innerText.trim() : null];
+          })""",
         ACC,
+    )
+
+
+def _header_x(page) -> dict[str, int]:
+    """Column id -> its header's left edge (only the columns AG Grid renders: those on screen)."""
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('.ag-header-cell[col-id]')]
+          .map(e => [e.getAttribute('col-id'), Math.round(e.getBoundingClientRect().x)]))"""
     )
 
 
@@ -228,57 +236,85 @@ def test_ui_records_the_landing_view_in_the_experiment(study, served):
     assert {"tags.`axis.freeze`", ACC, "metrics.`throughput/train_img_s`", "metrics.`time/wall_s`",
             "tags.`bench.status`"} <= set(state["selectedColumns"])  # fmt: skip
     assert state["orderByKey"] == ACC and state["orderByAsc"] is False
+    # one row per variant, its seeds averaged and folded; the metrics before the axis columns
+    assert state["groupBy"] == {
+        "aggregateFunction": "average",
+        "groupByKeys": [{"mode": "tag", "groupByData": "bench.group"}],
+    }
+    assert state["groupsExpanded"] == {f"tag.bench.group.{g}": False for g in study["runs"]["group"]}
+    columns = state["selectedColumns"]
+    assert columns.index(ACC) < columns.index("tags.`axis.freeze`")
 
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_browser_lands_on_the_variants_test_accuracy(study, served, tmp_path):
+def test_browser_lands_on_one_row_per_variant_with_its_mean_accuracy_first(study, served, tmp_path):
     ui = served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", "0")
     url = ui.wait_for("ready:")
     runs = study["runs"]
-    expected = {variant: _js_number(acc) for variant, acc in zip(runs["variant"], runs["test/acc"])}
+    means = runs.groupby("group")["test/acc"].mean()
+    expected = {f"Group: {group}": f"{_js_number(acc)} (average)" for group, acc in means.items()}
     with _browser() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(url)
-            page.locator(f'.ag-center-cols-container [col-id="{ACC}"]').first.wait_for(timeout=120_000)
-            page.wait_for_function(
-                "(n) => document.querySelectorAll('.ag-pinned-left-cols-container .ag-row').length >= n",
-                arg=len(expected),
-                timeout=60_000,
-            )
+            page.get_by_text("Group: ").first.wait_for(timeout=120_000)
+            page.locator(f'.ag-center-cols-container [col-id="{ACC}"]').first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)  # the saved column order is applied after the first render
             page.screenshot(path=str(_screenshot_path(tmp_path, "bench-ui-runs.png")))
-            cells = _accuracy_cells(page)
+            rows = _table_rows(page)
+            headers = _header_x(page)
             body = page.inner_text("body")
         finally:
             browser.close()
-    assert cells == expected  # exactly this study's variants, each with its test accuracy
+    # one row per variant (its two seeds folded into it), its seeds' mean test accuracy, best first
+    assert dict(rows) == expected, rows
+    accuracies = [float(text.split()[0]) for _, text in rows]
+    assert accuracies == sorted(accuracies, reverse=True)
+    # test accuracy on screen, before the axis columns (they used to push it off to the right)
+    assert ACC in headers and headers[ACC] < 1600
+    assert all(x > headers[ACC] for col, x in headers.items() if col.startswith("tags.`axis."))
+    assert "Group by: bench.group" in body
     assert "two freezing depths on the tiny folder" in body  # the experiment's description
     assert "Judges" not in body and "Model training" in body  # the model-training view, not GenAI
 
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_browser_compare_page_shows_the_finished_variants(study, served, tmp_path):
+def test_browser_compare_charts_accuracy_against_throughput_per_variant(study, served, tmp_path):
     ui = served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", "0", "--compare")
     url = ui.wait_for("ready:")
-    assert "/#/compare-runs?runs=" in url
+    assert "compareRunsMode=CHART" in url and "viewStateShareKey=bench-compare" in url
+    groups = sorted(study["runs"]["group"].unique())
     with _browser() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(url)
-            page.get_by_text("Comparing 2 Runs").first.wait_for(timeout=120_000)
-            page.get_by_text(study["runs"]["variant"][0]).first.wait_for(timeout=60_000)
-            page.locator("svg.main-svg").first.wait_for(timeout=60_000)  # the parallel-coordinates plot
-            page.screenshot(path=str(_screenshot_path(tmp_path, "bench-ui-compare.png")), full_page=True)
-            body = page.inner_text("body")
+            card = page.locator('[data-testid="experiment-view-compare-runs-card"]').first
+            card.locator(".g-xtitle").wait_for(timeout=120_000)
+            page.wait_for_function(
+                "(n) => document.querySelector('[data-testid=\"experiment-view-compare-runs-card\"]')"
+                "?.querySelectorAll('.scatterlayer .point').length >= n",
+                arg=len(groups),
+                timeout=60_000,
+            )
+            page.screenshot(path=str(_screenshot_path(tmp_path, "bench-ui-compare.png")))
+            section = page.locator(
+                '[data-testid="experiment-view-compare-runs-section-header"]'
+            ).first.inner_text()
+            x_title = card.locator(".g-xtitle").text_content()
+            y_title = card.locator(".g-ytitle").text_content()
+            points = card.locator(".scatterlayer .point").count()
+            legend = card.inner_text()
         finally:
             browser.close()
-    for variant in study["runs"]["variant"]:
-        assert variant in body
-    assert "test/acc" in body
+    # the first chart: test accuracy against throughput, one point per finished variant
+    assert "bench: finished variants" in section
+    assert (x_title, y_title) == ("throughput/train_img_s", "test/acc")
+    assert points == len(groups)
+    assert all(group in legend for group in groups)
 
 
 @pytest.mark.slow
@@ -301,6 +337,7 @@ def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
     assert [s["study_name"] for s in studies] == ["uitune"]
     detail = _get_json(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}")
     assert len(detail["trials"]) == 2 and all(t["state"] == "Complete" for t in detail["trials"])
+    assert detail["objective_names"] == ["val/acc (last epoch)"]  # set_metric_names, as served
     with _browser() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -309,5 +346,7 @@ def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
             page.get_by_text("uitune").first.wait_for(timeout=60_000)
             page.get_by_text("train.optimizer.lr").first.wait_for(timeout=60_000)
             page.screenshot(path=str(_screenshot_path(tmp_path, "bench-ui-tune.png")))
+            body = page.inner_text("body")
         finally:
             browser.close()
+    assert "val/acc (last epoch)" in body and "Objective 0" not in body

@@ -1,5 +1,5 @@
 """``bench ui [RECIPE]``: the MLflow UI on a recipe's tracking store, landing on the latest study's
-variants side by side; ``--compare`` opens MLflow's compare page for its finished runs;
+variants one row each (mean over seeds); ``--compare`` charts its finished variants' test accuracy against throughput;
 ``--tune`` serves the recipe's Optuna study in optuna-dashboard instead. Bound to 127.0.0.1."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="open MLflow's compare page for the latest study's finished runs",
+        help="open on a chart of the finished variants' test accuracy against throughput",
     )
     parser.add_argument(
         "--tune", action="store_true", help="serve the recipe's Optuna study (bench tune) in optuna-dashboard"

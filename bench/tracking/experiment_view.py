@@ -1,5 +1,5 @@
 """What the MLflow UI shows first: the experiment's description, its model-training kind, and a
-saved view of the latest study's variants side by side with the columns a user came for.
+saved view of the latest study: one row per variant, the metrics a user came for first.
 
 MLflow 3's UI opens an experiment in its GenAI mode on a runs table with one collapsed parent
 and the columns Source / Models / Dataset. It reads (from its JS bundle, ``server/js/build``):
@@ -10,8 +10,15 @@ and the columns Source / Models / Dataset. It reads (from its JS bundle, ``serve
   ``mlflow.sharedViewState.<key>`` = ``{"name", "createdAt", "updatedAt", "state"}`` (listed
   under "Views"); ``state`` is JSON with the search facets (``searchFilter``, ``orderByKey``,
   ``orderByAsc``, ...) and the table state (``selectedColumns`` as ``metrics.`test/acc``` etc.,
-  ``columnOrder``, ``columnWidths``, ``runsHiddenMode``, ``groupBy``);
+  ``columnOrder``, ``columnWidths``, ``runsHiddenMode``, ``groupBy`` as ``RunsGroupByConfig``,
+  ``groupsExpanded``) and the chart view's (``compareRunCharts``, ``compareRunSections``);
+* ``compareRunsMode=CHART``: the runs page's chart view;
 * the experiment tag ``mlflow.note.content``: the description shown above the runs.
+
+What it does not offer: number rounding in the runs table (3.17 shows the logged value; the
+column-wide formatting in upstream ``metricColumnFormat.ts`` is newer), and closing the Assistant
+panel (browser localStorage only: ``AssistantFloatingButton.tsx`` opens it once per browser on a
+localhost server, ``AssistantContext.tsx`` keeps ``mlflow.assistant.panelOpen``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 NOTE_TAG = "mlflow.note.content"
 KIND_TAG = "mlflow.experimentKind"
@@ -30,6 +37,10 @@ MODEL_TRAINING = "custom_model_development"
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 VIEW_KEY = "bench-latest-study"
 VIEW_NAME = "bench: latest study"  # listed under the UI's "Views"
+COMPARE_KEY = "bench-compare"
+COMPARE_NAME = "bench: accuracy vs throughput"
+COMPARE_SECTION = "bench: finished variants"
+GROUP_TAG = "bench.group"  # the variant, the same for each of its seeds
 WORKFLOW = {"workflowType": "machine_learning"}
 
 # What a user compares, in this order (those no run has are left out of the view).
@@ -44,7 +55,9 @@ METRIC_COLUMNS = [
     "time/wall_s",
 ]
 SORT_METRIC = "test/acc"
+COMPARE_Y, COMPARE_X = "test/acc", "throughput/train_img_s"
 RUN_NAME_COLUMN = "attributes.`Run Name`"  # the variant's name
+CREATED_COLUMN = "runDateAndNestInfo"
 MAX_FILTER_RUNS = 400  # beyond this the run-id filter is too long; filter by recipe instead
 
 
@@ -55,10 +68,6 @@ class Study:
     recipe: str
     experiment_id: str
     runs: list[Any]  # mlflow Run objects
-
-    @property
-    def run_ids(self) -> list[str]:
-        return [r.info.run_id for r in self.runs]
 
     @property
     def finished_ids(self) -> list[str]:
@@ -76,20 +85,39 @@ def _column(kind: str, key: str) -> str:
     return f"{kind}.`{key}`"  # the UI's canonical column id
 
 
-def view_state(study: Study) -> dict[str, Any]:
-    """The saved view: only this study's variants, best test accuracy first, the useful columns."""
-    metrics = {k for run in study.runs for k in run.data.metrics}
-    if 0 < len(study.runs) <= MAX_FILTER_RUNS:
-        ids = ", ".join(f"'{run_id}'" for run_id in study.run_ids)
-        search = f"attributes.run_id IN ({ids})"
-    else:
-        search = f"tags.`bench.recipe` = '{study.recipe}'"
-    columns = [_column("tags", f"axis.{axis}") for axis in study.axes]
-    columns += [_column("metrics", m) for m in METRIC_COLUMNS if m in metrics]
+def _run_filter(runs: list[Any], recipe: str) -> str:
+    if 0 < len(runs) <= MAX_FILTER_RUNS:
+        ids = ", ".join(f"'{run.info.run_id}'" for run in runs)
+        return f"attributes.run_id IN ({ids})"
+    return f"tags.`bench.recipe` = '{recipe}'"
+
+
+def _group_by(runs: list[Any]) -> dict[str, Any] | None:
+    """One row per variant (its seeds averaged), as the UI's "Group by" menu stores it
+    (``RunsGroupByConfig``); ungrouped when no run carries the tag (runs from older bench)."""
+    if not any(GROUP_TAG in run.data.tags for run in runs):
+        return None
+    return {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}]}
+
+
+def _collapsed(runs: list[Any]) -> dict[str, bool]:
+    """Every variant's group folded (the UI unfolds a group unless it is listed as False): one
+    row per variant, its seeds a click away. Ids as the UI makes them: ``tag.<tag>.<value>``."""
+    groups = {run.data.tags[GROUP_TAG] for run in runs if GROUP_TAG in run.data.tags}
+    return {f"tag.{GROUP_TAG}.{group}": False for group in sorted(groups)}
+
+
+def _base_state(study: Study, runs: list[Any]) -> dict[str, Any]:
+    """What both views share: these runs, grouped by variant, the metrics a user came for first
+    (the axis columns after them: with six axes they pushed the metrics off-screen)."""
+    metrics = {k for run in runs for k in run.data.metrics}
+    if all(run.data.metrics.get("test/acc_raw") == run.data.metrics.get("test/acc") for run in runs):
+        metrics.discard("test/acc_raw")  # the same number twice (no SWA/EMA variant): one column
+    metric_columns = [_column("metrics", m) for m in METRIC_COLUMNS if m in metrics]
+    columns = metric_columns + [_column("tags", f"axis.{axis}") for axis in study.axes]
     columns += [_column("tags", "bench.status"), _column("attributes", "Duration")]
-    order = [RUN_NAME_COLUMN, *columns[:-1], "duration"]
     return {
-        "searchFilter": search,
+        "searchFilter": _run_filter(runs, study.recipe),
         "orderByKey": _column("metrics", SORT_METRIC if SORT_METRIC in metrics else "time/wall_s"),
         "orderByAsc": False,
         "startTime": "ALL",
@@ -97,22 +125,75 @@ def view_state(study: Study) -> dict[str, Any]:
         "modelVersionFilter": "All Runs",
         "datasetsFilter": [],
         "selectedColumns": columns,
-        "columnOrder": order,
-        "columnWidths": {RUN_NAME_COLUMN: 280},
+        # the grid applies this order (ag-grid applyColumnState); "duration" and "runDateAndNestInfo"
+        # (Created, pinned left beside the name: narrowed, it tells nothing here) are those columns' ids
+        "columnOrder": [RUN_NAME_COLUMN, *columns[:-1], "duration"],
+        "columnWidths": {RUN_NAME_COLUMN: 300, CREATED_COLUMN: 110, **{c: 150 for c in metric_columns}},
         "runsHiddenMode": "SHOW_ALL",
-        "groupBy": None,
+        "groupBy": _group_by(runs),
+        "groupsExpanded": _collapsed(runs),
+        "useGroupedValuesInCharts": True,
         "viewMaximized": False,
         "runListHidden": False,
     }
 
 
-def save_view(client, study: Study) -> str:
-    """Store the comparison as the experiment's shared view; returns its key for the URL."""
+def view_state(study: Study) -> dict[str, Any]:
+    """The landing view: this study's variants, one row each, best test accuracy first."""
+    return _base_state(study, study.runs)
+
+
+def compare_state(study: Study) -> dict[str, Any]:
+    """The ``--compare`` view: the finished variants' test accuracy against throughput, one point
+    per variant. MLflow's own compare page cannot be told its axes (it plots the first param
+    against the first metric), so this is the runs page's chart view with a saved scatter chart,
+    in its own section ahead of the charts MLflow adds for every metric."""
+    finished = [r for r in study.runs if r.data.tags.get("bench.status") == "finished"]
+    section = {
+        "uuid": "bench-compare",
+        "name": COMPARE_SECTION,
+        "display": True,
+        "isReordered": False,
+        "deleted": False,
+        "isGenerated": False,
+        "columns": 1,  # the chart across the section (default: 3 cards a row, 360 px high)
+        "cardHeight": 480,
+    }
+    scatter = {
+        "uuid": "bench-acc-vs-throughput",
+        "type": "SCATTER",
+        "xaxis": {"key": COMPARE_X, "type": "METRIC"},
+        "yaxis": {"key": COMPARE_Y, "type": "METRIC"},
+        "runsCountToCompare": 100,
+        "metricSectionId": section["uuid"],
+        "deleted": False,
+        "isGenerated": False,
+    }
+    return {
+        **_base_state(study, finished),
+        "compareRunCharts": [scatter],
+        "compareRunSections": [section],
+        "isAccordionReordered": True,  # keep this section first (else MLflow sorts sections by name)
+        "hideEmptyCharts": True,
+    }
+
+
+def _save(client, study: Study, key: str, name: str, state: dict[str, Any]) -> str:
     client.set_experiment_tag(study.experiment_id, KIND_TAG, MODEL_TRAINING)
     now = int(time.time() * 1000)
-    envelope = {"name": VIEW_NAME, "createdAt": now, "updatedAt": now, "state": json.dumps(view_state(study))}
-    client.set_experiment_tag(study.experiment_id, SHARED_VIEW_PREFIX + VIEW_KEY, json.dumps(envelope))
-    return VIEW_KEY
+    envelope = {"name": name, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+    client.set_experiment_tag(study.experiment_id, SHARED_VIEW_PREFIX + key, json.dumps(envelope))
+    return key
+
+
+def save_view(client, study: Study) -> str:
+    """Store the comparison as the experiment's shared view; returns its key for the URL."""
+    return _save(client, study, VIEW_KEY, VIEW_NAME, view_state(study))
+
+
+def save_compare_view(client, study: Study) -> str:
+    """Store the accuracy-vs-throughput chart view of the finished variants; returns its key."""
+    return _save(client, study, COMPARE_KEY, COMPARE_NAME, compare_state(study))
 
 
 def latest_study(client, experiment_id: str, recipe: str | None, run_keys: list[str] | None = None) -> Study:
@@ -141,17 +222,13 @@ def latest_study(client, experiment_id: str, recipe: str | None, run_keys: list[
     return Study(recipe, experiment_id, [newest[k] for k in run_keys if k in newest])
 
 
-def experiment_url(base: str, experiment_id: str, view_key: str | None = None) -> str:
+def experiment_url(base: str, experiment_id: str, view_key: str | None = None, charts: bool = False) -> str:
     params = dict(WORKFLOW)
+    if charts:
+        params["compareRunsMode"] = "CHART"  # the runs page's chart view (default "TABLE")
     if view_key:
         params["viewStateShareKey"] = view_key
     return f"{base}/#/experiments/{experiment_id}/runs?{urlencode(params)}"
-
-
-def compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
-    runs = quote(json.dumps(run_ids, separators=(",", ":")))
-    experiments = quote(json.dumps([experiment_id], separators=(",", ":")))
-    return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}&{urlencode(WORKFLOW)}"
 
 
 def home_url(base: str) -> str:

@@ -56,6 +56,9 @@ def prepare(plan: TunePlan) -> tuple[Any, str]:
             source=plan.loaded.source,
             key="tune.objective.direction",
         )
+    objective = plan.tune.objective  # named in optuna-dashboard, not "Objective 0"
+    if study.metric_names != [name := f"{objective.metric} ({objective.reduce} epoch)"]:
+        study.set_metric_names([name])
     notes += liveness.sweep(study, storage, plan.tune.liveness.grace_period)
     parent_id = _parent_run(plan, study, client, exp_id)
     close_orphan_runs(client, study)

@@ -1,5 +1,5 @@
 """``bench ui [RECIPE]``: the MLflow UI on the recipe's store, landing on the latest study's
-variants side by side (or, with ``--compare``, MLflow's compare page for its finished ones)."""
+variants one row each (or, with ``--compare``, its finished ones' accuracy against throughput)."""
 
 from __future__ import annotations
 
@@ -61,12 +61,19 @@ def landing(client, base: str, experiment: str | None, loaded: Any | None, resul
     finished = study.finished_ids
     summary = f"experiment '{experiment}': latest study of '{study.recipe}', {len(study.runs)} run(s), {len(finished)} finished"
     if compare and finished:
-        return Landing(view.compare_url(base, exp_id, finished), [summary, "comparing the finished runs:"])
+        key = view.save_compare_view(client, study)
+        what = f"{view.COMPARE_Y} against {view.COMPARE_X}, one point per finished variant (mean over seeds)"
+        return Landing(
+            view.experiment_url(base, exp_id, key, charts=True),
+            [summary, f"{what} (saved view '{view.COMPARE_NAME}'):"],
+        )
     key = view.save_view(client, study)
     lines = [summary]
     if compare:
         lines.append("no finished run to compare yet; showing the runs table instead")
-    lines.append(f"runs side by side (saved view '{view.VIEW_NAME}', best test accuracy first):")
+    lines.append(
+        f"one row per variant, mean over seeds, best test accuracy first (saved view '{view.VIEW_NAME}'):"
+    )
     return Landing(view.experiment_url(base, exp_id, key), lines)
 
 

@@ -1,0 +1,92 @@
+"""The speed measurement protocol on a busy machine (issue: speed you can trust): a 4-variant ×
+3-seed study whose three non-baseline variants change no per-step computation (only the LR), run
+in seed blocks. With a CPU hog competing during part of the study, no variant may be reported
+faster or slower: its paired ratio interval contains 1.00 or its contaminated runs are left out.
+Without the hog the ratio intervals stay within ±5% of 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.recipes import tiny_recipe, write_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+LRS = [0.05, 0.04, 0.03, 0.02]  # the LR changes no per-step compute: every ratio is truly 1.00
+
+
+def study(tmp_path: Path, folder: Path, name: str, hog_window: tuple[float, float] | None = None):
+    """Run the study through the CLI (with busy-loop processes from ``hog_window[0]`` to
+    ``hog_window[1]`` seconds after the start), then report it; returns (baseline table, wall s)."""
+    from bench.api import report_recipe
+
+    recipe = tiny_recipe(folder, name=name, matrix={"train.optimizer.lr": LRS}, baseline="lr=0.05",
+                         seeds=[0, 1, 2], **{"train.epochs": 2, "train.warmup_steps": 3})  # fmt: skip
+    path = write_recipe(tmp_path / f"{name}.yaml", recipe)
+    results = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    hogs: list[subprocess.Popen] = []
+    stop = threading.Event()
+
+    def hog() -> None:
+        if stop.wait(hog_window[0]):
+            return
+        hogs.extend(
+            subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)
+        )
+        stop.wait(hog_window[1] - hog_window[0])
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+    thread = threading.Thread(target=hog) if hog_window else None
+    started = time.perf_counter()
+    if thread:
+        thread.start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(results), "--order", "seed-blocks"],
+            capture_output=True, text=True, env=env, timeout=1200,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+    wall = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    tables = report_recipe(path, results_dir=results)
+    return tables["baseline"].set_index("variant"), tables["runs"], wall
+
+
+@pytest.mark.slow
+def test_a_cpu_hog_never_makes_a_compute_neutral_variant_faster_or_slower(tmp_path, timing_image_folder):
+    quiet, quiet_runs, wall = study(tmp_path / "quiet", timing_image_folder, "quiet")
+    cols = ["train_img_s_ratio", "train_img_s_lo", "train_img_s_hi", "speed_left_out", "speed_verdict"]
+    print("without the hog:\n", quiet[cols].to_string())  # the A/A figures, with -s
+    others = [v for v in quiet.index if v != "lr=0.05"]
+    assert len(others) == 3
+    for v in others:
+        row = quiet.loc[v]
+        assert row["speed_verdict"] not in ("faster", "slower"), (v, row.to_dict())
+    clean = (quiet_runs.get("contention/speed_contaminated", 0) == 0).all()
+    if clean:  # nobody else competed for the cores: the paired A/A ratios must be tight
+        for v in others:
+            lo, hi = quiet.loc[v, "train_img_s_lo"], quiet.loc[v, "train_img_s_hi"]
+            assert 0.95 <= lo and hi <= 1.05, (v, lo, hi)
+
+    # the same study with busy loops on every core for its middle third
+    busy, busy_runs, _ = study(tmp_path / "busy", timing_image_folder, "busy", (wall / 3, 2 * wall / 3))
+    print("with the hog:\n", busy[cols].to_string())
+    assert (busy_runs["contention/speed_contaminated"] > 0.5).any()  # the monitor saw the hog
+    for v in others:
+        row = busy.loc[v]
+        assert row["speed_verdict"] not in ("faster", "slower"), (v, row.to_dict())
+        contains_one = row["train_img_s_lo"] <= 1.0 <= row["train_img_s_hi"]
+        left_out = row["speed_left_out"] > 0
+        assert contains_one or left_out, (v, row.to_dict())

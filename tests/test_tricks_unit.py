@@ -39,6 +39,9 @@ def _batch(state):
 
 
 def check_precision(tmp_path, folder, hook):
+    import os
+
+    os.environ["BENCH_EMULATED_BF16"] = "run"  # a CPU without native bf16 would skip it by default
     w = _train(tmp_path, folder, hook, {"train.precision": "amp_bf16"})
     x, _ = _batch(w.state)
     with w.state.precision.autocast():
@@ -131,7 +134,8 @@ def test_every_registered_trick_has_a_unit_test():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_trick_takes_effect(name, tmp_path, tiny_image_folder, capture_hook):
+def test_trick_takes_effect(name, tmp_path, tiny_image_folder, capture_hook, monkeypatch):
+    monkeypatch.delenv("BENCH_EMULATED_BF16", raising=False)  # restored after the case sets it
     load_all()
     assert name in TRICKS.names()
     CASES[name](tmp_path, tiny_image_folder, capture_hook)

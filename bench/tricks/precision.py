@@ -48,16 +48,10 @@ def unavailable_reason(precision: str, device: torch.device) -> str | None:
             return "tf32 needs an Ampere or newer GPU (compute capability >= 8.0)"
     if precision == "amp_bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "amp_bf16 is not supported by this GPU"
-    if (
-        precision == "amp_bf16"
-        and device.type == "cpu"
-        and os.environ.get("BENCH_EMULATED_BF16", "run") == "skip"
-        and not native_bf16_cpu()
-    ):
-        return (
-            "amp_bf16 is emulated on this CPU (no avx512_bf16/AMX), 20-40x slower: skipped on request "
-            "(--emulated-bf16 skip); a machine with native bf16 runs it"
-        )
+    if precision == "amp_bf16" and device.type == "cpu":
+        from bench.hardware import emulated_bf16_reason
+
+        return emulated_bf16_reason(native_bf16_cpu())
     return None
 
 

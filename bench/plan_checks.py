@@ -36,8 +36,12 @@ def before(train, cuda: bool) -> list[str]:
         from bench.tricks.precision import native_bf16_cpu
 
         if not native_bf16_cpu():
+            from bench.hardware import emulated_bf16_policy
+
+            then = ("`bench run` trains it emulated (--emulated-bf16 run)" if emulated_bf16_policy() == "run"
+                    else "`bench run` records it as skipped unless --emulated-bf16 run")  # fmt: skip
             out.append("amp_bf16 on this CPU is emulated (no avx512_bf16/AMX): 20-40x slower than fp32, and its "
-                       "throughput measures the emulation")  # fmt: skip
+                       f"throughput measures the emulation; {then}")  # fmt: skip
     sched = train.scheduler
     if sched.warmup_epochs >= train.epochs:
         out.append(f"warm-up ({sched.warmup_epochs:g} epochs) is as long as or longer than training "

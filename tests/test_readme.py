@@ -293,7 +293,11 @@ def test_readme_quickstart_runs_the_smoke_study(quickstart):
 def test_readme_command_reads_the_quickstart_results(command, quickstart):
     work, proc = quickstart
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = run(bench_cli(shlex.split(command)), cwd=work, env=clean_env())
+    words = shlex.split(command)
+    words += (
+        SIZE if words[0] == "bench" else []
+    )  # the study the quickstart ran: same overrides, as bench run got
+    out = run(bench_cli(words), cwd=work, env=clean_env())
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     if command.startswith("cat"):
         assert "test/acc" in out.stdout.splitlines()[0]
@@ -312,12 +316,16 @@ def test_readme_ui_serves_the_quickstart_study(command, quickstart, monkeypatch)
     monkeypatch.chdir(work)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     # --port 0: port 5000 may be taken on a shared machine; --no-browser is added by Served
-    ui = Served(*shlex.split(command)[2:], "--port", "0")
+    # the overrides the quickstart ran with name its study (bench ui takes them as bench run does)
+    ui = Served(*shlex.split(command)[2:], *SIZE, "--port", "0")
     try:
         url = ui.wait_for("ready:")
         with urllib.request.urlopen(url.split("#")[0], timeout=30) as resp:
             assert resp.status == 200
-        assert ("compare-runs" in url) == ("--compare" in command), url
+        if "--compare" in command:
+            assert "/#/compare-runs?runs=" in url, "".join(ui.lines)
+        else:
+            assert "viewStateShareKey=" in url, "".join(ui.lines)  # the saved side-by-side view
     finally:
         ui.stop()
 

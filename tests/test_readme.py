@@ -36,8 +36,9 @@ GPU_SIZE = ["train.epochs=8", "data.subset=1024", "data.test_subset=512", "seeds
 
 # How each command of the README's shell blocks is run (kinds: see ``run_command``).
 COMMANDS = {
+    "export BENCH_DATA_DIR=../shared/data": "export",
     "pip install -e .": "pip",
-    "BENCH_DATA_DIR=../shared/data bench run recipes/smoke_pretrain.yaml recipes/smoke.yaml": "quickstart",
+    "bench run recipes/smoke_pretrain.yaml recipes/smoke.yaml": "quickstart",
     "pip install nox": "pip",
     "nox -s tests": "nox",
     "cat results/smoke/runs.csv": "after-quickstart",
@@ -45,7 +46,8 @@ COMMANDS = {
     "bench ui recipes/smoke.yaml": "ui-after-quickstart",
     "bench ui recipes/smoke.yaml --compare": "ui-after-quickstart",
     "bench run recipes/cifar10_resnet.yaml --dry-run": "as-written",
-    "BENCH_DATA_DIR=/path/to/data bench run recipes/cifar10_resnet.yaml": "dry-run",
+    "export BENCH_DATA_DIR=/path/to/data": "export",
+    "bench run recipes/cifar10_resnet.yaml": "dry-run",
     "bench report recipes/cifar10_resnet.yaml": "gpu-study",
     "bench ui recipes/cifar10_resnet.yaml": "gpu-study",
     "bench tune recipes/cifar10_resnet_tune.yaml --workers 2": "dry-run",
@@ -68,7 +70,7 @@ COMMANDS = {
     "/shared/bench/results --tracking-uri http://HEAD:5000 --storage "
     "postgresql+psycopg2://bench:PASSWORD@HEAD:5432/optuna": "dry-run",
 }
-FAST = {"as-written", "dry-run"}
+FAST = {"as-written", "dry-run", "export"}
 SLOW = {"pip", "nox", "help"}
 QUICKSTART = {"quickstart", "after-quickstart", "ui-after-quickstart"}
 
@@ -100,8 +102,10 @@ README_COMMANDS = [c for b in BLOCKS if b.lang == "bash" for c in shell_commands
 
 
 def split_env(command: str) -> tuple[dict[str, str], list[str]]:
-    """``A=1 bench run x`` -> ({"A": "1"}, ["bench", "run", "x"])."""
+    """``A=1 bench run x`` -> ({"A": "1"}, ["bench", "run", "x"]); ``export A=1`` -> ({"A": "1"}, [])."""
     words = shlex.split(command)
+    if words[0] == "export":
+        words.pop(0)
     env = {}
     while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
         key, _, value = words.pop(0).partition("=")
@@ -110,6 +114,7 @@ def split_env(command: str) -> tuple[dict[str, str], list[str]]:
 
 
 def test_the_readme_has_the_blocks_this_module_runs():
+    assert quickstart_env() == {"BENCH_DATA_DIR": "../shared/data"}  # later commands find the same data
     langs = [b.lang for b in BLOCKS]
     assert langs.count("python") == 1 and langs.count("yaml") == 1, langs
     assert set(langs) <= {"bash", "python", "yaml"}, f"a fenced block of a language no test runs: {langs}"
@@ -169,11 +174,29 @@ def write_tuned_overlay(work: Path) -> None:
     )
 
 
+def quickstart_env() -> dict[str, str]:
+    """What the README's quickstart block exports for the commands after it (``../shared/data``)."""
+    [first] = [b for b in BLOCKS if b.lang == "bash"][:1]
+    return {
+        k: v
+        for c in shell_commands(first.body)
+        if c.startswith("export ")
+        for k, v in split_env(c)[0].items()
+    }
+
+
 @pytest.mark.parametrize("command", [c for c, kind in COMMANDS.items() if kind in FAST])
 def test_readme_command_runs(command, sandbox, monkeypatch, capsys):
     env, words = split_env(command)
-    if env.get("BENCH_DATA_DIR") == "/path/to/data":  # the README's placeholder
-        env["BENCH_DATA_DIR"] = str(sandbox.parent / "shared" / "data")
+    if COMMANDS[command] == "export":  # a variable the README's later commands read: it names a folder
+        assert env and all(v for v in env.values()), command
+        if "/path/to/" not in command:
+            assert (
+                sandbox / env["BENCH_DATA_DIR"] / "cifar10-jpeg.tar.gz"
+            ).exists() or not SHARED_DATA.is_dir()
+        return
+    if "cifar10_resnet" in command:  # the GPU block exports BENCH_DATA_DIR=/path/to/data, a placeholder
+        env = {"BENCH_DATA_DIR": str(sandbox.parent / "shared" / "data"), **env}
     if "--overlay" in words:
         write_tuned_overlay(sandbox)
     if COMMANDS[command] == "dry-run":
@@ -255,7 +278,9 @@ def quickstart(tmp_path_factory):
     work = make_sandbox(tmp_path_factory.mktemp("readme"))
     [command] = [c for c, kind in COMMANDS.items() if kind == "quickstart"]
     env, words = split_env(command)
-    proc = run(bench_cli(words) + SIZE, cwd=work, env={**env, **clean_env()}, timeout=1800)
+    proc = run(
+        bench_cli(words) + SIZE, cwd=work, env={**clean_env(), **quickstart_env(), **env}, timeout=1800
+    )
     return work, proc
 
 
@@ -297,7 +322,7 @@ def test_readme_command_reads_the_quickstart_results(command, quickstart):
     words += (
         SIZE if words[0] == "bench" else []
     )  # the study the quickstart ran: same overrides, as bench run got
-    out = run(bench_cli(words), cwd=work, env=clean_env())
+    out = run(bench_cli(words), cwd=work, env={**clean_env(), **quickstart_env()})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     if command.startswith("cat"):
         assert "test/acc" in out.stdout.splitlines()[0]
@@ -315,6 +340,8 @@ def test_readme_ui_serves_the_quickstart_study(command, quickstart, monkeypatch)
     assert proc.returncode == 0, proc.stderr[-3000:]
     monkeypatch.chdir(work)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
+    for key, value in quickstart_env().items():  # exported by the quickstart: the study's data
+        monkeypatch.setenv(key, value)
     # --port 0: port 5000 may be taken on a shared machine; --no-browser is added by Served
     # the overrides the quickstart ran with name its study (bench ui takes them as bench run does)
     ui = Served(*shlex.split(command)[2:], *SIZE, "--port", "0")
@@ -349,7 +376,7 @@ def test_readme_python_api_example_runs(quickstart):
     script = "\n".join(
         f"print({ln})" if ln and not re.match(r"^(\w+ = |import |#)", ln) else ln for ln in lines
     )
-    out = run([sys.executable, "-c", script], cwd=work, env={**clean_env(), "BENCH_DATA_DIR": str(SHARED_DATA)},
+    out = run([sys.executable, "-c", script], cwd=work, env={**clean_env(), **quickstart_env()},
               timeout=1800)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "acc_diff" in out.stdout and (work / "results" / "smoke_tune" / "trials.csv").is_file()

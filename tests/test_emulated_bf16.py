@@ -19,8 +19,8 @@ SAPPHIRE_RAPIDS_FLAGS = EPYC_FLAGS | {"avx512_bf16", "amx_bf16", "amx_tile"}
 @pytest.fixture
 def real_flags(monkeypatch):
     """The decision from the flags given, not from a test's pretence."""
-    monkeypatch.delenv("BENCH_FORCE_EMULATED_BF16", raising=False)
-    monkeypatch.delenv("BENCH_EMULATED_BF16", raising=False)
+    monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "")
+    monkeypatch.setenv("BENCH_EMULATED_BF16", "")  # unset here and after the test (bench sets it)
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(real_flags):
@@ -40,7 +40,7 @@ def test_emulated_bf16_is_skipped_by_default_naming_the_flag_that_runs_it(real_f
 
 def test_the_skip_is_a_device_gap_on_the_cpu_only(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "1")
-    monkeypatch.delenv("BENCH_EMULATED_BF16", raising=False)
+    monkeypatch.setenv("BENCH_EMULATED_BF16", "")  # unset here and after the test (bench sets it)
     path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path, **{"train.precision": "amp_bf16"}))
     [v] = load_recipe(path).variants
     assert "emulated" in device_gap(v.body.train, cuda=False)
@@ -59,7 +59,7 @@ def test_a_recipe_of_only_emulated_bf16_is_refused_before_recording(
     tmp_path, tiny_image_folder, monkeypatch, capsys
 ):
     monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "1")
-    monkeypatch.delenv("BENCH_EMULATED_BF16", raising=False)
+    monkeypatch.setenv("BENCH_EMULATED_BF16", "")  # unset here and after the test (bench sets it)
     path = write_recipe(
         tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.precision": "amp_bf16"})
     )
@@ -75,7 +75,7 @@ def test_a_study_records_emulated_bf16_as_skipped_and_trains_it_when_forced(
 ):
     # as on a CPU without native bf16 (torch's kernels still run natively here, so it stays quick)
     monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "1")
-    monkeypatch.delenv("BENCH_EMULATED_BF16", raising=False)
+    monkeypatch.setenv("BENCH_EMULATED_BF16", "")  # unset here and after the test (bench sets it)
     recipe = tiny_recipe(tiny_image_folder, **{"train.epochs": 1, "data.subset": 64, "train.device": "cpu"})
     recipe["matrix"] = {"train.precision": ["fp32", "amp_bf16"]}
     path = write_recipe(tmp_path / "r.yaml", recipe)

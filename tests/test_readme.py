@@ -151,9 +151,16 @@ def make_sandbox(root: Path) -> Path:
 def sandbox(tmp_path, monkeypatch):
     work = make_sandbox(tmp_path)
     monkeypatch.chdir(work)
-    for key in ("BENCH_RESULTS_DIR", "BENCH_EMULATED_BF16", "BENCH_DATA_DIR", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(key, raising=False)  # set by the CLI in-process: restored after the test
+    unset_env(monkeypatch)
     return work
+
+
+def unset_env(monkeypatch) -> None:
+    """Unset what the CLI sets in its own process, and have it unset again after the test (a bare
+    ``delenv`` of an absent key records nothing, so a value the test's bench set would stay)."""
+    for key in ("BENCH_RESULTS_DIR", "BENCH_EMULATED_BF16", "BENCH_DATA_DIR", "MLFLOW_TRACKING_URI"):
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
 
 
 def bench_in_process(env: dict[str, str], words: list[str], monkeypatch, capsys) -> tuple[int, str]:
@@ -339,6 +346,7 @@ def test_readme_ui_serves_the_quickstart_study(command, quickstart, monkeypatch)
     work, proc = quickstart
     assert proc.returncode == 0, proc.stderr[-3000:]
     monkeypatch.chdir(work)
+    unset_env(monkeypatch)  # a user's shell: results/ here, the store in it
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     for key, value in quickstart_env().items():  # exported by the quickstart: the study's data
         monkeypatch.setenv(key, value)

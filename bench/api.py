@@ -26,6 +26,15 @@ def use_results_dir(results_dir: str | Path) -> None:
     os.environ["BENCH_RESULTS_DIR"] = os.path.abspath(results_dir)
 
 
+def use_emulated_bf16(policy: str | None) -> None:
+    """amp_bf16 on a CPU without native bf16: ``skip`` or ``run``; the variable reaches every child."""
+    from bench.hardware import EMULATED_BF16_ENV, emulated_bf16_policy
+
+    if policy is not None:
+        os.environ[EMULATED_BF16_ENV] = policy
+    emulated_bf16_policy()  # RecipeError naming the allowed values
+
+
 def load_recipe(
     path: str | Path, overrides: Sequence[str] = (), overlays: Sequence[str | Path] = (), *,
     results_dir: str | Path | None = None, full: bool = True,
@@ -62,6 +71,7 @@ def run(
     order_seed: int | None = None,
     until_decided: Any = None,
     record_skips: bool = False,
+    emulated_bf16: str | None = None,
 ) -> pd.DataFrame:
     """``bench run``: train and record every variant of each recipe, in order (a later recipe may
     start from weights an earlier one saves). All recipes are validated before anything trains;
@@ -71,6 +81,7 @@ def run(
     ``until_decided``: a ``bench.execution.until_decided.UntilDecided``: seeds added where undecided.
     A recipe whose every run would be skipped here for lack of a device (amp_fp16 without CUDA) is
     refused (RecipeError) unless ``record_skips``; on Ray the cluster's devices decide, not this one's.
+    ``emulated_bf16``: ``"skip"`` or ``"run"``, as ``bench run --emulated-bf16`` (default: skip).
     A recipe that another live command runs is refused at once (RecipeBusy, exit 4), nothing changed."""
     import contextlib
 
@@ -81,6 +92,7 @@ def run(
     from bench.runner import exit_code, run_recipe
 
     use_results_dir(results_dir)
+    use_emulated_bf16(emulated_bf16)
     loaded = _loaded(recipes, overrides, overlays)
     if until_decided is not None:
         from bench.execution.until_decided import check

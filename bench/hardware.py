@@ -18,14 +18,43 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def cpu_has_native_bf16() -> bool:
-    """avx512_bf16 or AMX: bf16 autocast runs natively; otherwise it is emulated, 20-40x slower.
-    ``BENCH_FORCE_EMULATED_BF16=1`` pretends it is emulated, ``=0`` that it is native (tests and
-    demonstrations: the same test passes on a CPU with and one without native bf16)."""
+def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
+    """avx512_bf16 or AMX among ``flags`` (default: this CPU's): bf16 autocast runs natively;
+    otherwise it is emulated, 20-40x slower. ``BENCH_FORCE_EMULATED_BF16=1`` pretends it is
+    emulated, ``=0`` that it is native (tests and demonstrations: the same test passes on a CPU
+    with and one without native bf16)."""
     forced = os.environ.get("BENCH_FORCE_EMULATED_BF16")
     if forced in ("0", "1"):
         return forced == "0"
-    return any(flag in cpu_flags() for flag in BF16_FLAGS)
+    return any(flag in (cpu_flags() if flags is None else flags) for flag in BF16_FLAGS)
+
+
+# Emulated bf16 is skipped unless asked for: on such a CPU the two amp_bf16 runs of the smoke study
+# took most of its time, and their throughput measures the emulation, not bf16.
+EMULATED_BF16_ENV = "BENCH_EMULATED_BF16"  # set by `bench run --emulated-bf16`, read in every child
+EMULATED_BF16_POLICIES = ("skip", "run")
+
+
+def emulated_bf16_policy() -> str:
+    """``skip`` (default) or ``run``: what a study does with amp_bf16 on a CPU without native bf16."""
+    from bench.errors import RecipeError
+
+    value = os.environ.get(EMULATED_BF16_ENV, "") or "skip"
+    if value not in EMULATED_BF16_POLICIES:
+        raise RecipeError(f"is {value!r}; allowed: skip (default) or run", source=EMULATED_BF16_ENV)
+    return value
+
+
+def emulated_bf16_reason(native: bool, policy: str | None = None) -> str | None:
+    """Why an amp_bf16 run on the CPU is skipped (it names the flag that runs it), or None when it
+    runs: the CPU has native bf16, or the emulation was asked for."""
+    if native or (policy or emulated_bf16_policy()) == "run":
+        return None
+    return (
+        "train.precision: amp_bf16 on this CPU is emulated (no avx512_bf16/amx_bf16), 20-40x slower than fp32, "
+        "so it is skipped by default; `bench run --emulated-bf16 run` (or BENCH_EMULATED_BF16=run) trains it "
+        "anyway, and a machine with native bf16 or a GPU trains it when the same command runs there"
+    )
 
 
 def native_bf16_cpu() -> bool:
@@ -86,16 +115,9 @@ def precision_gap(
             return "tf32 needs an Ampere or newer GPU (compute capability >= 8.0)"
     if precision == "amp_bf16" and device_type == "cuda" and not gpu_bf16:
         return "amp_bf16 is not supported by this GPU"
-    if (
-        precision == "amp_bf16"
-        and device_type == "cpu"
-        and cpu_bf16_native is False
-        and os.environ.get("BENCH_EMULATED_BF16", "run") == "skip"
-    ):
-        return (
-            "amp_bf16 is emulated on this CPU (no avx512_bf16/AMX), 20-40x slower: skipped on request "
-            "(--emulated-bf16 skip); a machine with native bf16 runs it"
-        )
+    if precision == "amp_bf16" and device_type == "cpu" and cpu_bf16_native is not None:
+        reason = emulated_bf16_reason(cpu_bf16_native)  # skipped unless --emulated-bf16 run
+        return reason.removeprefix("train.precision: ") if reason else None
     return None
 
 

@@ -26,12 +26,17 @@ def before(train, cuda: bool) -> list[str]:
     from bench.hardware import device_gap, native_bf16_cpu
 
     gap = device_gap(train, cuda)  # the engine's rule (bench.hardware.precision_gap), without a device
-    if gap:
-        out.append(f"`bench run` records this variant as skipped here: {gap}")
     on_cuda = cuda and train.device in ("auto", "cuda") or train.device.startswith("cuda")
-    if train.precision == "amp_bf16" and not on_cuda and not native_bf16_cpu():
+    bf16_on_cpu = train.precision == "amp_bf16" and not on_cuda
+    if gap and not bf16_on_cpu:
+        out.append(f"`bench run` records this variant as skipped here: {gap}")
+    if bf16_on_cpu and not native_bf16_cpu():
+        from bench.hardware import emulated_bf16_policy
+
+        then = ("`bench run` trains it emulated (--emulated-bf16 run)" if emulated_bf16_policy() == "run"
+                else "`bench run` records it as skipped unless --emulated-bf16 run")  # fmt: skip
         out.append("amp_bf16 on this CPU is emulated (no avx512_bf16/AMX): 20-40x slower than fp32, and its "
-                   "throughput measures the emulation")  # fmt: skip
+                   f"throughput measures the emulation; {then}")  # fmt: skip
     sched = train.scheduler
     if sched.warmup_epochs >= train.epochs:
         out.append(f"warm-up ({sched.warmup_epochs:g} epochs) is as long as or longer than training "

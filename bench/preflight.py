@@ -40,7 +40,7 @@ def preflight(loaded: LoadedRecipe) -> None:
 
 def check_devices(loaded: LoadedRecipe, *, exact: bool = True) -> None:
     """Every run of the recipe would be recorded as skipped on this machine (amp_fp16 or
-    ``train.device: cuda`` without CUDA): say so before minutes go into recording nothing."""
+    ``train.device: cuda`` without CUDA, emulated amp_bf16 by default): say so before minutes go into recording nothing."""
     from bench.hardware import cuda_available, skipped_for_device
 
     message = all_skipped_message(loaded, skipped_for_device(loaded.variants, cuda_available(exact=exact)))
@@ -55,6 +55,6 @@ def all_skipped_message(loaded: LoadedRecipe, skipped: dict[str, list[str]]) -> 
     reasons = "; ".join(skipped)
     return (
         f"{reasons}: all {len(loaded.variants)} run(s) would be skipped on this machine, so nothing is "
-        "recorded; run it where CUDA is, override the key (e.g. train.precision=fp32 or "
+        "recorded; run it where CUDA (or native bf16) is, override the key (e.g. train.precision=fp32 or "
         "train.device=auto), or pass --record-skips to record them as skipped"
     )

@@ -3,6 +3,8 @@
 # /proc/cpuinfo is bind-mounted, in a private mount namespace, with those flags removed. Needs
 # root (or unprivileged user namespaces: `unshare -rm`). Example:
 #   scripts/without_native_bf16.sh python -m pytest tests/test_confounds.py
+# torch and oneDNN still use the CPU's bf16 instructions; to make bf16 really emulated (slow), add
+#   ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 before it (an AVX2-only CPU, e.g. an older AMD EPYC).
 set -euo pipefail
 fake=$(mktemp)
 trap 'rm -f "$fake"' EXIT

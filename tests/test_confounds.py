@@ -223,25 +223,33 @@ def test_final_accuracies_name_the_oracle_and_select_on_validation():
     assert "test/acc_best" not in out
 
 
-# 13. emulated bf16 is said, and can be skipped -------------------------------------------------------
+# 13. emulated bf16 is said, and skipped unless asked for ---------------------------------------------
 
 
-def test_emulated_bf16_is_said_in_dry_run_and_plan_and_skippable(tmp_path, tiny_image_folder, monkeypatch):
+def test_emulated_bf16_is_said_in_dry_run_and_plan_and_skipped_by_default(
+    tmp_path, tiny_image_folder, monkeypatch
+):
     monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "1")
+    monkeypatch.setenv("BENCH_EMULATED_BF16", "")  # unset here and after the test (bench sets it)
     path = write_recipe(
         tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.precision": "amp_bf16"})
     )
     proc = bench("run", str(path), "--dry-run")
-    assert proc.returncode == 0 and "no native bf16" in proc.stdout
+    assert proc.returncode == 0 and "emulated (no avx512_bf16/amx_bf16)" in proc.stdout, proc.stdout
+    assert "--emulated-bf16 run" in proc.stdout  # the way to train it anyway
+    proc = bench("run", str(path), "--dry-run", "--emulated-bf16", "run")
+    assert proc.returncode == 0 and "trained emulated" in proc.stdout, proc.stdout
     from bench.plan import plan_variant
 
     [v] = load_recipe(path).variants
     assert any("emulated" in w for w in plan_variant(v, SPE, num_classes=4, cuda=False).warnings)
-    monkeypatch.setenv("BENCH_EMULATED_BF16", "skip")
     from bench.engine.precision import unavailable_reason
 
-    assert "emulated" in unavailable_reason("amp_bf16", torch.device("cpu"))
+    assert "--emulated-bf16 run" in unavailable_reason("amp_bf16", torch.device("cpu"))  # the default: skip
+    monkeypatch.setenv("BENCH_EMULATED_BF16", "run")
+    assert unavailable_reason("amp_bf16", torch.device("cpu")) is None
     # "0" pretends native bf16, whatever this CPU has (an AMD EPYC without avx512_bf16 too)
+    monkeypatch.setenv("BENCH_EMULATED_BF16", "skip")
     monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "0")
     assert unavailable_reason("amp_bf16", torch.device("cpu")) is None
     assert not any("emulated" in w for w in plan_variant(v, SPE, num_classes=4, cuda=False).warnings)

@@ -48,7 +48,8 @@ def test_fp16_without_cuda_is_skipped_with_a_reason(tmp_path, tiny_image_folder)
         run_variant(variant(tmp_path, tiny_image_folder, **{"train.precision": "amp_fp16"}))
 
 
-def test_bf16_autocast_trains(tmp_path, tiny_image_folder):
+def test_bf16_autocast_trains(tmp_path, tiny_image_folder, monkeypatch):
+    monkeypatch.setenv("BENCH_EMULATED_BF16", "run")  # trained even where the CPU emulates bf16
     result = run_variant(
         variant(tmp_path, tiny_image_folder, **{"train.precision": "amp_bf16", "train.epochs": 2})
     )

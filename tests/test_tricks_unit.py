@@ -39,9 +39,12 @@ def _batch(state):
 
 
 @pytest.mark.slow
-def test_precision_is_loop_state_and_runs_the_forward_in_bf16(tmp_path, tiny_image_folder, capture_hook):
+def test_precision_is_loop_state_and_runs_the_forward_in_bf16(
+    tmp_path, tiny_image_folder, capture_hook, monkeypatch
+):
     """Precision is not a trick (autocast and the GradScaler belong to the loop), but the
     precision axis must take effect all the same."""
+    monkeypatch.setenv("BENCH_EMULATED_BF16", "run")  # a CPU without native bf16 would skip it by default
     w = _train(tmp_path, tiny_image_folder, capture_hook, {"train.precision": "amp_bf16"})
     assert "precision" not in {t.name for t in w.state.tricks}
     x, _ = _batch(w.state)
@@ -137,7 +140,8 @@ def test_every_registered_trick_has_a_unit_test():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_trick_takes_effect(name, tmp_path, tiny_image_folder, capture_hook):
+def test_trick_takes_effect(name, tmp_path, tiny_image_folder, capture_hook, monkeypatch):
+    monkeypatch.delenv("BENCH_EMULATED_BF16", raising=False)  # restored after the case sets it
     load_all()
     assert name in TRICKS.names()
     CASES[name](tmp_path, tiny_image_folder, capture_hook)

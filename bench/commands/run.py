@@ -10,6 +10,7 @@ import sys
 from bench.commands.common import add_recipe_arguments, split_recipes_and_overrides
 from bench.commands.executor_args import add_executor_arguments, ray_options
 from bench.execution.order import DEFAULT_ORDER, ORDERS
+from bench.hardware import EMULATED_BF16_ENV, emulated_bf16_policy
 
 EXIT_CODES = """exit codes:
   0    every variant finished (or was already finished)
@@ -40,9 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXIT_CODES
     parser.add_argument(
-        "--emulated-bf16", choices=("run", "skip"), default="run",
-        help="amp_bf16 variants on a CPU without native bf16 (20-40x slower): run them, or record them as "
-        "skipped with the reason (a machine with native bf16 runs them later)",
+        "--emulated-bf16", choices=("skip", "run"), default=None,
+        help="amp_bf16 variants on a CPU without native bf16 (no avx512_bf16/amx_bf16; 20-40x slower): skip "
+        "(default; recorded as skipped with the reason, and trained when the same command runs on a machine "
+        "with native bf16 or a GPU) or run them emulated; default from $BENCH_EMULATED_BF16, else skip",
     )  # fmt: skip
     parser.add_argument(
         "--order", choices=ORDERS, default=DEFAULT_ORDER,
@@ -84,7 +86,9 @@ def main(args: argparse.Namespace) -> int:
     # torch (bench.catalog), so it answers at once; the full check builds models on `meta`.
     loaded = [api.load_recipe(path, overrides, args.overlay, full=not args.dry_run) for path in recipes]
     on_ray = ray_options(args)
-    os.environ["BENCH_EMULATED_BF16"] = args.emulated_bf16  # read by the precision trick, in children too
+    if args.emulated_bf16:  # read by the precision trick, in children and Ray tasks too
+        os.environ[EMULATED_BF16_ENV] = args.emulated_bf16
+    emulated_bf16_policy()  # a bad $BENCH_EMULATED_BF16 exits 2 before anything runs
     if args.dry_run:
         from bench.estimate import estimate_line
         from bench.execution.identity import with_input_fingerprints
@@ -157,14 +161,15 @@ def ray_executor(options):
 
 
 def bf16_note(recipe) -> str | None:
-    """Say so when amp_bf16 variants would run emulated on this CPU (checked without torch)."""
+    """Say so when amp_bf16 variants will run emulated on this CPU (``--emulated-bf16 run``;
+    skipped ones are in the device note). Checked without torch."""
     from bench.hardware import EMULATED_BF16_NOTE, cpu_has_native_bf16
 
     bf16 = [
         v for v in recipe.variants if v.body.train.precision == "amp_bf16" and v.body.train.device != "cuda"
     ]
-    if bf16 and not cpu_has_native_bf16():
-        return f"{EMULATED_BF16_NOTE} ({len(bf16)} run(s); --emulated-bf16 skip records them as skipped)"
+    if bf16 and not cpu_has_native_bf16() and emulated_bf16_policy() == "run":
+        return f"{EMULATED_BF16_NOTE} ({len(bf16)} run(s), trained emulated: --emulated-bf16 run)"
     return None
 
 

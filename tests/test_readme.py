@@ -32,6 +32,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # The size knobs the README documents ("Overrides use dotted keys ... train.epochs=1 data.subset=500"):
 # the smoke study at test size. Two epochs: smoke.yaml's SWA starts at epoch 1.
 SIZE = ["train.epochs=2", "data.subset=500", "data.test_subset=200", "seeds=[0]"]
+# the crossed init x data design at test size (2 x 2 instead of 4 x 4)
+VARIANCE_SIZE = [
+    "train.epochs=1",
+    "data.subset=500",
+    "data.test_subset=200",
+    "init_seeds=[0,1]",
+    "data_seeds=[0,1]",
+]
 GPU_SIZE = ["train.epochs=8", "data.subset=1024", "data.test_subset=512", "seeds=[0]"]  # SWA starts at 7
 
 # How each command of the README's shell blocks is run (kinds: see ``run_command``).
@@ -45,6 +53,8 @@ COMMANDS = {
     "bench report recipes/smoke.yaml": "after-quickstart",
     "bench ui recipes/smoke.yaml": "ui-after-quickstart",
     "bench ui recipes/smoke.yaml --compare": "ui-after-quickstart",
+    "BENCH_DATA_DIR=../shared/data bench run recipes/smoke_pretrain.yaml recipes/smoke_variance.yaml": "variance",
+    "bench report --variance recipes/smoke_variance.yaml": "variance",
     "bench run recipes/cifar10_resnet.yaml --dry-run": "as-written",
     "export BENCH_DATA_DIR=/path/to/data": "export",
     "bench run recipes/cifar10_resnet.yaml": "dry-run",
@@ -335,6 +345,31 @@ def test_readme_command_reads_the_quickstart_results(command, quickstart):
         assert "test/acc" in out.stdout.splitlines()[0]
     else:
         assert (work / "results" / "smoke" / "report.md").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.cifar
+def test_readme_variance_commands_split_the_seed_noise(quickstart):
+    """The variance block after the quickstart: smoke_pretrain is already done (skipped as finished,
+    at the quickstart's size), smoke_variance runs its crossed seeds at test size, then the report."""
+    work, proc = quickstart
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_cmd, report_cmd = [c for c, kind in COMMANDS.items() if kind == "variance"]
+    env, words = split_env(run_cmd)
+    pretrain, variance = words[2], words[3]
+    for recipe, size in ((pretrain, SIZE), (variance, VARIANCE_SIZE)):  # each recipe at its test size
+        out = run(
+            bench_cli([*words[:2], recipe]) + size, cwd=work, env={**clean_env(), **quickstart_env(), **env}
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    out = run(
+        bench_cli(shlex.split(report_cmd)) + VARIANCE_SIZE, cwd=work, env={**clean_env(), **quickstart_env()}
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (
+        "initialisation" in out.stdout
+        and (work / "results" / "smoke_variance" / "report" / "variance.csv").is_file()
+    )
 
 
 @pytest.mark.slow

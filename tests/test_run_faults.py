@@ -144,20 +144,7 @@ def test_sigkill_of_the_whole_command_then_the_same_command_resumes_at_once(tmp_
     reached(tmp_path, proc)  # epoch 0 of the first variant done and checkpointed, inside epoch 1
     kill_group(proc)
 
-    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)  # the same command, at once
-    assert rc == 0, err
-    assert "resuming lr=0.05,seed=0 from its last checkpoint" in err
-    expected = [f"{e}@{v}" for v in ids.values() for e in range(EPOCHS)]
-    assert sorted(trained_epochs(tmp_path)) == sorted(expected)  # every epoch of every variant once
-    runs = all_runs(tmp_path)
-    keys = [r.data.tags["bench.run_key"] for r in children(runs)]
-    assert len(keys) == len(set(keys)) == len(ids)  # one MLflow run per run key
-    assert {(r.info.status, r.data.tags["bench.status"]) for r in children(runs)} == {
-        ("FINISHED", "finished")
-    }
-    assert sorted(p.info.status for p in parents(runs)) == ["FINISHED", "KILLED"]
-    assert table(tmp_path)["status"].tolist() == ["finished", "finished"]
-    assert_csv_agrees_with_mlflow(tmp_path)
+    assert_rerun_resumes_at_once(tmp_path, recipe, ids)
 
 
 # --- 2. two commands on one recipe: the second exits 4 at once and changes nothing ---------------------
@@ -514,14 +501,20 @@ def test_variant_process_dies_with_a_sigkilled_driver_and_the_rerun_finishes_the
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
 
-    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)  # at once
+    assert_rerun_resumes_at_once(tmp_path, recipe, ids)
+
+
+def assert_rerun_resumes_at_once(tmp_path, recipe, ids) -> None:
+    """The same command, run at once after a kill: it resumes the killed variant, trains every
+    epoch of every variant exactly once, and every status (MLflow, runs.csv) tells the truth."""
+    rc, err = run_bench(tmp_path, recipe, fault=EPOCH_LOG)
     assert rc == 0, err
     assert "resuming lr=0.05,seed=0 from its last checkpoint" in err
     expected = [f"{e}@{v}" for v in ids.values() for e in range(EPOCHS)]
     assert sorted(trained_epochs(tmp_path)) == sorted(expected)  # every epoch of every variant once
     runs = all_runs(tmp_path)
     keys = [r.data.tags["bench.run_key"] for r in children(runs)]
-    assert len(keys) == len(set(keys)) == len(ids)
+    assert len(keys) == len(set(keys)) == len(ids)  # one MLflow run per run key
     assert {(r.info.status, r.data.tags["bench.status"]) for r in children(runs)} == {
         ("FINISHED", "finished")
     }

@@ -5,13 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests.helpers import bench_cli as bench
 from tests.recipes import tiny_recipe, write_recipe
-
-
-def bench(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
 
 
 def test_help_is_fast_and_imports_no_heavy_library():

@@ -16,8 +16,8 @@ from bench.components.schedulers import build_scheduler
 from bench.errors import RecipeError
 from bench.recipe.load import load_recipe
 from bench.recipe.schema import SchedulerConfig
+from tests.helpers import bench_cli as bench
 from tests.recipes import tiny_recipe, write_recipe
-from tests.test_cli import bench
 
 SPE = 4
 

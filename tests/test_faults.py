@@ -12,15 +12,26 @@ import time
 import types
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from bench.cli import main
 from tests import procs
+from tests.helpers import (
+    REPO,
+    all_runs,
+    children,
+    client_for,
+    fault_log,
+    kill_group,
+    parents,
+    reached,
+    run_bench,
+    start_bench,
+    steps,
+    table,
+)
+from tests.helpers import bench_in_process as bench
 from tests.recipes import tiny_recipe, write_recipe
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 # --- a model factory that misbehaves on request (used as model.name "tests.test_faults:faulty") ---
 
@@ -53,39 +64,6 @@ def faulty(num_classes: int, pretrained: bool = False, mode: str = "none", after
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def client_for(tmp_path: Path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-
-
-def all_runs(tmp_path: Path, experiment: str = "tiny"):
-    client = client_for(tmp_path)
-    exp = client.get_experiment_by_name(experiment)
-    return [] if exp is None else client.search_runs([exp.experiment_id], max_results=1000)
-
-
-def children(runs):
-    return [r for r in runs if r.data.tags.get("bench.kind") != "recipe"]
-
-
-def parents(runs):
-    return [r for r in runs if r.data.tags.get("bench.kind") == "recipe"]
-
-
-def steps(tmp_path: Path, run_id: str, key: str = "train/loss") -> list[int]:
-    return [m.step for m in client_for(tmp_path).get_metric_history(run_id, key)]
-
-
-def bench(tmp_path: Path, recipe: Path, *extra: str) -> int:
-    return main(["run", str(recipe), "--results-dir", str(tmp_path / "results"),
-                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *extra])  # fmt: skip
-
-
-def table(tmp_path: Path, name: str = "tiny") -> pd.DataFrame:
-    return pd.read_csv(tmp_path / "results" / name / "runs.csv")
 
 
 def faulty_model(mode: str, after: int, flag: str = "") -> dict:
@@ -162,61 +140,6 @@ def test_ctrl_c_marks_killed_and_next_run_resumes(tmp_path, tiny_image_folder, c
 
 
 # --- real ``bench run`` processes stopped at named fault points (bench/faults.py) -------------------
-
-
-def bench_env(tmp_path: Path, fault: str = "", **extra: str) -> dict[str, str]:
-    """The environment of a real ``bench`` process: this checkout, one thread, ``fault`` armed."""
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "BENCH_FAULT": fault,
-            "BENCH_FAULT_RELEASE": str(tmp_path / "release"), "BENCH_FAULT_LOG": str(tmp_path / "fault.log"),
-            **extra}  # fmt: skip
-
-
-def bench_args(tmp_path: Path, recipe: Path, *extra: str) -> list[str]:
-    overrides = [e for e in extra if "=" in e and not e.startswith("-")]  # right after the recipe
-    options = [e for e in extra if e not in overrides]
-    # variant order: these tests stop "the first variant" at a fault point (the default shuffles)
-    return [sys.executable, "-m", "bench.cli", "run", str(recipe), *overrides, "--results-dir",
-            str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--order",
-            "variant", *options]  # fmt: skip
-
-
-def start_bench(tmp_path: Path, recipe: Path, *extra: str, fault: str = "", prefix: tuple = (),
-                **env: str) -> subprocess.Popen:  # fmt: skip
-    """``bench run`` in a session of its own (so a test can kill the whole process group, as a
-    dying container or the OOM killer would), stopped where ``fault`` says; SIGINT at its default
-    and the group killed after the test (tests/procs.py)."""
-    return procs.popen(
-        [*prefix, *bench_args(tmp_path, recipe, *extra)], cwd=REPO, env=bench_env(tmp_path, fault, **env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def run_bench(tmp_path: Path, recipe: Path, *extra: str, fault: str = "", **env: str) -> tuple[int, str]:
-    proc = start_bench(tmp_path, recipe, *extra, fault=fault, **env)
-    _, err = proc.communicate(timeout=600)
-    return proc.returncode, err
-
-
-def reached(tmp_path: Path, proc: subprocess.Popen, n: int = 1, timeout: float = 300) -> list[int]:
-    """The pids blocked at the armed ``block`` point, once ``n`` processes have reached it."""
-    deadline = time.monotonic() + timeout
-    while len(found := list(tmp_path.glob("release.reached.*"))) < n:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"the fault point was not reached: {proc.communicate()[1][-3000:]}")
-        time.sleep(0.05)
-    return [int(p.name.rsplit(".", 1)[1]) for p in found]
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL ``bench run`` and every process it started (driver, forkserver, variant child)."""
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-
-
-def fault_log(tmp_path: Path) -> list[str]:
-    path = tmp_path / "fault.log"
-    return path.read_text().splitlines() if path.exists() else []
 
 
 @pytest.mark.slow

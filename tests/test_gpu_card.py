@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from bench.recipe.load import load_raw
+from tests.helpers import REPO, this_schema
 from tests.recipes import write_recipe
-from tests.test_recipes_shipped import REPO, this_schema
 
 SCRIPT = REPO / "scripts" / "gpu_card.py"
 

@@ -92,7 +92,7 @@ def test_compile_failure_fails_the_variant_with_the_reason():
 def test_system_metrics_are_logged_per_run(tmp_path, tiny_image_folder):
     from mlflow.tracking import MlflowClient
 
-    from tests.test_cli import bench
+    from tests.helpers import bench_cli as bench
 
     recipe = tiny_recipe(tiny_image_folder, **{"train.device": "cpu", "train.epochs": 8, "data.batch_size": 8,
                                                 "tracking.system_metrics": True})  # fmt: skip

@@ -14,8 +14,8 @@ import pytest
 
 from bench.execution import identity
 from bench.recipe.load import load_recipe
+from tests.helpers import all_runs, children, fault_log, run_bench, table
 from tests.recipes import tiny_recipe, write_recipe
-from tests.test_faults import all_runs, children, fault_log, run_bench, table
 
 
 def keys(recipe: Path) -> list[str]:

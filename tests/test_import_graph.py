@@ -164,3 +164,14 @@ def test_tracking_is_a_pure_mlflow_adapter():
     assert not reached, "tracking reaches " + "; ".join(
         f"{n} via {' -> '.join(p)}" for n, p in reached.items()
     )
+
+
+def test_test_modules_share_helpers_not_each_other():
+    """Shared test helpers live in tests/helpers.py (and conftest, recipes, procs): a test module
+    importing another test module runs that module's import-time code and couples the two."""
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
+                offenders.append(f"tests/{path.name}:{node.lineno} imports {node.module}")
+    assert not offenders, "\n".join(offenders)

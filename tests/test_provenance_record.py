@@ -17,7 +17,7 @@ import torch
 from bench import provenance
 from bench.cli import main as cli
 from bench.execution import identity
-from tests.test_report_provenance import CPU, log_study
+from tests.helpers import CPU, log_study
 
 
 def test_collect_records_threads_versions_build_and_os():

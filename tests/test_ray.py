@@ -20,8 +20,9 @@ import pytest
 from bench.cli import main
 from bench.errors import ClusterError
 from bench.execution.cluster import RayOptions, check_reachable, filesystem_type
+from tests.helpers import all_runs, children, parents, steps, table
+from tests.helpers import bench_in_process as bench
 from tests.recipes import tiny_recipe, write_recipe
-from tests.test_faults import all_runs, bench, children, parents, steps, table
 
 REPO = Path(__file__).resolve().parent.parent
 RAY_FLAGS = ["--executor", "ray", "--cpus-per-variant", "0.5"]  # 4 tasks at once on 2 cores
@@ -294,7 +295,7 @@ def test_mlflow_server_on_postgres(tmp_path, tiny_image_folder, local_ray, mlflo
 @pytest.mark.slow
 @pytest.mark.ray
 def test_tune_workers_as_ray_tasks_keep_the_exact_trial_count(tmp_path, tiny_image_folder, local_ray):
-    from tests.test_tune import tune_recipe
+    from tests.helpers import tune_recipe
 
     tune = {"n_trials": 5, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}}
     path = tune_recipe(tmp_path, tiny_image_folder, tune=tune, **{"data.val_size": 32, "train.epochs": 1})

@@ -376,7 +376,7 @@ def test_readme_variance_commands_split_the_seed_noise(quickstart):
 @pytest.mark.cifar
 @pytest.mark.parametrize("command", [c for c, kind in COMMANDS.items() if kind == "ui-after-quickstart"])
 def test_readme_ui_serves_the_quickstart_study(command, quickstart, monkeypatch):
-    from tests.test_ui import Served
+    from tests.helpers import Served
 
     work, proc = quickstart
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -445,7 +445,7 @@ def test_readme_gpu_study_command(command, tmp_path):
         ["bench", "run", "recipes/cifar10_resnet.yaml", *GPU_SIZE]  # fmt: skip
     assert run(bench_cli(first), cwd=work, env=env, timeout=3600).returncode == 0
     if command.startswith("bench ui"):
-        from tests.test_ui import Served
+        from tests.helpers import Served
 
         os.chdir(work)
         ui = Served(*shlex.split(command)[2:], "--port", "0")

@@ -9,72 +9,20 @@ else in the recipes is still checked; once the schema has them nothing is stripp
 
 from __future__ import annotations
 
-import copy
-import typing
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
 
-from bench.recipe.dotted import delete_dotted, get_dotted
 from bench.recipe.load import load_raw, load_recipe
-from bench.recipe.schema import DataConfig, SchedulerConfig, TrainConfig
+from tests.helpers import HAS_INTERVAL, NEW_KEYS, this_schema
 from tests.recipes import write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 GPU_RECIPES = ["cifar10_resnet18", "cifar10_finetune_pretrain", "cifar10_finetune", "cifar10_speedrun"]
-NEW_KEYS = {
-    "data.normalize": "normalize" in DataConfig.model_fields,
-    "train.compile": "compile" in TrainConfig.model_fields,
-    "train.tta": "tta" in TrainConfig.model_fields,
-    "train.ema": "ema" in TrainConfig.model_fields,
-}
-HAS_INTERVAL = "interval" in SchedulerConfig.model_fields
-PRECISIONS = set(typing.get_args(TrainConfig.model_fields["precision"].annotation))
 MISSING = [k for k, known in NEW_KEYS.items() if not known] + ([] if HAS_INTERVAL else ["scheduler.interval"])
-
-
-def _strip_value(key: str, value: Any) -> tuple[bool, Any]:
-    """(keep, value) for one matrix value of axis ``key`` under this checkout's schema."""
-    if key == "train.precision" and value not in PRECISIONS:
-        return False, None
-    if key == "train.scheduler" and isinstance(value, dict) and not HAS_INTERVAL:
-        return True, {k: v for k, v in value.items() if k != "interval"}
-    return True, value
-
-
-def this_schema(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` without the keys and values the schema of this checkout does not know."""
-    raw = copy.deepcopy(raw)
-    for key, known in NEW_KEYS.items():
-        if not known and get_dotted(raw, key) is not None:
-            delete_dotted(raw, key)
-    if not HAS_INTERVAL and isinstance(get_dotted(raw, "train.scheduler"), dict):
-        raw["train"]["scheduler"].pop("interval", None)
-    if get_dotted(raw, "train.precision") not in (None, *PRECISIONS):
-        delete_dotted(raw, "train.precision")
-    matrix = raw.get("matrix") or {}
-    for axis in list(matrix):
-        if axis in ("include", "exclude"):
-            entries = []
-            for entry in matrix[axis]:
-                kept = {}
-                for k, v in entry.items():
-                    keep, v = _strip_value(k, v)
-                    if keep and NEW_KEYS.get(k, True):
-                        kept[k] = v
-                if kept:
-                    entries.append(kept)
-            matrix[axis] = entries
-        elif not NEW_KEYS.get(axis, True):
-            del matrix[axis]
-        else:
-            values = [v for keep, v in (_strip_value(axis, v) for v in matrix[axis]) if keep]
-            matrix[axis] = values
-    return raw
 
 
 def _uses_missing_keys(path: Path) -> bool:
@@ -122,7 +70,7 @@ def _finished(results: Path, name: str) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_gpu_recipes_run_end_to_end_at_tiny_size_on_cpu(tmp_path, tiny_image_folder):
-    from tests.test_cli import bench
+    from tests.helpers import bench_cli as bench
 
     results, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
     small_resnet = ["model.name=test_resnet", "train.epochs=1"]

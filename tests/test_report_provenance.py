@@ -11,48 +11,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from bench import provenance
 from bench.cli import main as cli
 from bench.report.api import report_tables
 from bench.results import summary_text
+from tests.helpers import CPU, log_study
 from tests.recipes import write_recipe
 
-CPU = {"env.device_type": "cpu", "env.device_name": "AMD EPYC", "env.cpu_native_bf16": "false",
-       "env.torch": "2.14.1", "env.git_commit": "a" * 40, "env.git_dirty": "false", "bench.normalize": "train"}  # fmt: skip
 GPU = {
     **CPU,
     "env.device_type": "cuda",
     "env.device_name": "NVIDIA H100 80GB HBM3",
     "env.cpu_native_bf16": "true",
 }
-
-
-def log_study(uri: str, experiment: str, groups: dict[str, dict]) -> None:
-    """One parent run and, per group, one finished child run per seed: ``groups[name]`` holds
-    ``acc`` (per seed), optional ``speed``, ``env`` (tags), ``precision`` and ``metrics``."""
-    client = MlflowClient(uri)
-    exp = client.create_experiment(experiment)
-    parent = client.create_run(exp, tags={"bench.kind": "recipe"}).info.run_id
-    for group, spec in groups.items():
-        for seed, acc in enumerate(spec["acc"]):
-            tags = {"mlflow.parentRunId": parent, "bench.run_key": f"{group}-{seed}", "bench.group": group,
-                    "bench.variant": f"{group},seed={seed}", "bench.seed": str(seed), "bench.status": "finished",
-                    "axis.x": group, **spec.get("env", CPU)}  # fmt: skip
-            run = client.create_run(exp, tags=tags).info.run_id
-            client.log_param(run, "train.precision", spec.get("precision", "fp32"))
-            speed = spec.get("speed", [1000.0] * len(spec["acc"]))[seed]
-            for step, value in enumerate((acc - 0.1, acc)):
-                client.log_metric(run, "test/acc", value, step=step)
-            metrics = {"throughput/train_img_s": speed, "memory/peak_rss_mb": 900.0, "time/wall_s": 5.0,
-                       **spec.get("metrics", {})}  # fmt: skip
-            for key, value in metrics.items():
-                client.log_metric(run, key, value, step=1)
-            for step, value in enumerate(spec.get("val", ())):
-                client.log_metric(run, "val/acc", value, step=step)
-            client.set_terminated(run)
-    client.set_terminated(parent)
 
 
 @pytest.fixture(scope="module")

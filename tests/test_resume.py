@@ -20,10 +20,8 @@ import torch
 from bench.cli import main
 from bench.engine import checkpoint as ckpt
 from bench.errors import CheckpointError
-from tests.recipes import tiny_recipe, write_recipe
-from tests.test_faults import (
+from tests.helpers import (
     all_runs,
-    bench,
     children,
     kill_group,
     parents,
@@ -33,6 +31,8 @@ from tests.test_faults import (
     steps,
     table,
 )
+from tests.helpers import bench_in_process as bench
+from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import bench_cli as bench
 from tests.recipes import tiny_recipe, write_recipe
-from tests.test_cli import bench
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,7 @@ import yaml
 
 from bench.engine import checkpoint as ckpt
 from tests import procs
-from tests.recipes import tiny_recipe, write_recipe
-from tests.test_faults import (
+from tests.helpers import (
     REPO,
     all_runs,
     bench_args,
@@ -43,6 +42,7 @@ from tests.test_faults import (
     steps,
     table,
 )
+from tests.recipes import tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
@@ -369,7 +369,7 @@ def test_crashing_variant_is_recorded_resumed_and_given_up(tmp_path, tiny_image_
 
 
 def test_closing_dead_runs_leaves_a_live_tune_run_alone(tmp_path, tiny_image_folder):
-    from tests.test_tune import tune_recipe
+    from tests.helpers import tune_recipe
 
     tune = tune_recipe(tmp_path, tiny_image_folder, tune={"n_trials": 1, "sampler": {"name": "random", "seed": 0},
                        "pruner": {"name": "none"}}, **{"data.val_size": 32, "train.epochs": 1, "train.device": "cpu"})  # fmt: skip

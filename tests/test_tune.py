@@ -12,22 +12,9 @@ import yaml
 
 from bench.cli import main as cli
 from bench.errors import RecipeError
+from tests.helpers import SPACE, plan_for, tune_recipe
+from tests.helpers import mlflow_runs as _runs
 from tests.recipes import tiny_recipe, write_recipe
-
-SPACE = {"train.optimizer.lr": {"float": [1.0e-3, 0.5], "log": True}}
-
-
-def tune_recipe(tmp_path: Path, data_root: Path | None = None, tune: dict | None = None, **dotted) -> Path:
-    recipe = tiny_recipe(data_root or tmp_path / "data", name="tinytune", **dotted)
-    recipe["tune"] = {"n_trials": 2, "space": dict(SPACE), **(tune or {})}
-    return write_recipe(tmp_path / "tune.yaml", recipe)
-
-
-def plan_for(path: Path, *overrides: str, **kw):
-    from bench.tune.plan import TuneOptions, build_plan
-
-    return build_plan(TuneOptions(recipe=str(path), overrides=list(overrides), **kw), quiet=True)
-
 
 # --- search space and settings validation ---------------------------------------------------------
 
@@ -208,14 +195,6 @@ def test_older_journal_corrupt_in_the_middle_is_one_line(tmp_path, capsys):
 
 
 # --- real studies (slow) ------------------------------------------------------------------------------
-
-
-def _runs(uri: str, experiment: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([exp.experiment_id], max_results=1000)
 
 
 @pytest.mark.slow

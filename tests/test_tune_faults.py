@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import procs
-from tests.test_tune import tune_recipe
+from tests.helpers import tune_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 LIVENESS = {"heartbeat_interval": 1, "grace_period": 3}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_tune import plan_for, tune_recipe
+from tests.helpers import plan_for, tune_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from bench.cli import main as cli
+from tests.helpers import mlflow_runs as _runs
+from tests.helpers import tune_recipe
 from tests.recipes import tiny_recipe, write_recipe
-from tests.test_tune import _runs, tune_recipe
 
 
 def _study_with_curves(curves: list[list[float]], finals: list[float], pruner=None):
@@ -87,7 +88,7 @@ def test_auto_prunes_after_the_epoch_it_measured_against_its_pilot(tmp_path):
     from bench.tune.fidelity import CURVE_ATTR, PILOT_ATTR
     from bench.tune.objective import PruneHook
     from bench.tune.pruners import AutoPruner
-    from tests.test_tune import plan_for
+    from tests.helpers import plan_for
 
     plan = plan_for(tune_recipe(tmp_path, **{"train.epochs": 4}))
     state = type("State", (), {"cfg": plan.trial_body({})})()  # the engine state's recipe only
@@ -150,7 +151,7 @@ def test_overlay_tuned_on_seeds_moves_the_run_seeds(tmp_path, capsys):
 
 def test_multi_seed_needs_a_pruner_over_seeds(tmp_path):
     from bench.errors import RecipeError
-    from tests.test_tune import plan_for
+    from tests.helpers import plan_for
 
     plan = plan_for(tune_recipe(tmp_path, tune={"seeds_per_trial": 3}))
     assert plan.tune.pruner.name == "wilcoxon" and plan.tuning_seeds == [0, 1, 2]

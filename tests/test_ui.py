@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +20,7 @@ from bench.cli import main as cli
 from bench.tracking.uris import redact_uri
 from bench.tune.study import dashboard_command
 from bench.ui.server import free_port
+from tests.helpers import Served
 from tests.recipes import tiny_recipe, write_recipe
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -110,37 +109,6 @@ def study(tmp_path_factory, tiny_image_folder) -> dict:
     runs = pd.read_csv(results / "uitest" / "runs.csv")
     assert list(runs["status"]) == ["finished"] * 4 and runs["group"].nunique() == 2
     return {"recipe": path, "results": results, "runs": runs}
-
-
-class Served:
-    """``bench ui ...`` in its own process group: its printed lines, stopped at the end."""
-
-    def __init__(self, *args: str):
-        env = {**os.environ, "MLFLOW_TRACKING_URI": "", "DISPLAY": ""}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "ui", *args, "--no-browser"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                     start_new_session=True)  # fmt: skip
-        self.lines: list[str] = []
-
-    def wait_for(self, prefix: str, timeout: float = 180) -> str:
-        """The first printed line starting with ``prefix`` (the server answers once 'ready:' is out)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError("bench ui exited:\n" + "".join(self.lines))
-            self.lines.append(line)
-            if line.strip().startswith(prefix):
-                return line.strip()[len(prefix) :].strip()
-        raise AssertionError(f"no '{prefix}' line within {timeout} s:\n" + "".join(self.lines))
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)  # bench ui and the server it started
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import procs
 from tests.helpers import plan_for, tune_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +31,8 @@ def _fault_proc(tmp_path: Path, spec: str, code: str = "") -> subprocess.Popen:
     script = (
         f"from bench.faults import fault_point\nfault_point('a.b')\nfault_point('here')\n{code}print('after')"
     )
-    return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    # SIGINT at its default (tests/procs.py): the suite may run in the background with SIGINT ignored
+    return procs.popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize(("action", "code"), [("kill", -9), ("term", -15), ("int", -2), ("exit", 99)])

@@ -12,7 +12,7 @@ import yaml
 
 from bench.cli import main as cli
 from bench.errors import RecipeError
-from tests.helpers import SPACE, plan_for, tune_recipe
+from tests.helpers import SPACE, assert_trial_numbers, plan_for, tune_recipe
 from tests.helpers import mlflow_runs as _runs
 from tests.recipes import tiny_recipe, write_recipe
 
@@ -128,6 +128,23 @@ def test_journal_with_several_workers_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "journal file serves one worker" in err and "PostgreSQL" in err and "SQLite" in err
     assert not (tmp_path / "res").exists()  # refused before anything was created
+
+
+def test_no_more_workers_start_than_trials_are_left():
+    """A study continued with one slot left starts one worker, not two that would both take it."""
+    import optuna
+
+    from bench.tune.study import useful_workers
+
+    study = optuna.create_study()
+    assert useful_workers(4, study, n_trials=3) == 3
+    for _ in range(5):
+        study.tell(study.ask(), 1.0)
+    assert useful_workers(2, study, n_trials=6) == 1
+    study.ask()  # a trial a dead command left RUNNING: its retry needs a worker too
+    assert useful_workers(3, study, n_trials=6) == 1
+    assert useful_workers(3, study, n_trials=7) == 2
+    assert useful_workers(3, study, n_trials=5) == 1  # a full study still runs its one in-process pass
 
 
 def test_storage_urls(tmp_path):
@@ -268,8 +285,7 @@ def _two_workers(tmp_path: Path, data_root: Path, storage: str | None, study: st
             "--tracking-uri", uri] + (["--storage", storage] if storage else [])  # fmt: skip
     assert cli(args) == 0
     trials = pd.read_csv(tmp_path / "res" / study / "trials.csv")
-    # n_trials, or one more when both workers asked for the last slot at once (README: workers - 1)
-    assert sorted(trials["number"]) in ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5])
+    assert_trial_numbers(trials["number"], n_trials=5, workers=2)
     assert set(trials["state"]) == {"COMPLETE"}
     assert trials["params_train.optimizer.lr"].nunique() == len(trials)  # none trained twice
     assert trials["worker"].nunique() == 2  # both workers ran trials
@@ -285,7 +301,8 @@ def _two_workers(tmp_path: Path, data_root: Path, storage: str | None, study: st
     assert {r.info.status for r in children} == {"FINISHED"}
     # the same command again with a larger budget continues the study
     assert cli(args[:1] + args[1:] + ["--n-trials", "6"]) == 0
-    assert sorted(pd.read_csv(tmp_path / "res" / study / "trials.csv")["number"]) == list(range(6))
+    more = pd.read_csv(tmp_path / "res" / study / "trials.csv")["number"]
+    assert_trial_numbers(more, n_trials=6, workers=2, before=len(trials))
 
 
 @pytest.mark.slow

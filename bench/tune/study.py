@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import sys
+from dataclasses import replace
 from typing import Any
 
 from bench.errors import Terminated  # SIGTERM as a KeyboardInterrupt, as bench run has it
@@ -17,7 +18,7 @@ from bench.tune.liveness import sweep
 from bench.tune.plan import TuneOptions, build_plan, say
 from bench.tune.prepare import close_orphan_runs, open_worker, prepare
 from bench.tune.recheck import run_recheck
-from bench.tune.trials import finished_count
+from bench.tune.trials import active, finished_count
 from bench.tune.worker import worker_loop
 
 STOP_WAIT = 60  # seconds spawned workers get to re-queue their trials after a stop
@@ -36,6 +37,7 @@ def run_study(options: TuneOptions) -> int:
     client, parent_id = prepare(plan)
     ctx = open_worker(plan, 0, client)
     done = finished_count(ctx.study.get_trials(deepcopy=False))
+    options = replace(options, workers=useful_workers(options.workers, ctx.study, plan.tune.n_trials))
     seeds = f" x seeds {plan.tuning_seeds}" if plan.tune.seeds_per_trial > 1 else ""
     say(
         f"study {plan.study_name}: {plan.tune.n_trials} trials{seeds} ({done} done), sampler "
@@ -68,6 +70,15 @@ def run_study(options: TuneOptions) -> int:
     say(summary)
     say(f"see the study in optuna-dashboard: {dashboard_command(options)}")
     return code
+
+
+def useful_workers(workers: int, study: Any, n_trials: int) -> int:
+    """No more workers than trials left to run: a continued study with one slot left and two
+    workers would otherwise start two trials at once and end one over ``n_trials``."""
+    trials = active(study.get_trials(deepcopy=False))
+    unfinished = sum(t.state.name in ("WAITING", "RUNNING") for t in trials)  # queued, or a dead command's
+    todo = max(n_trials - len(trials), 0) + unfinished
+    return max(1, min(workers, todo))
 
 
 def fan_out(options: TuneOptions) -> bool:

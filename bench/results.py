@@ -41,14 +41,6 @@ def table_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame[ordered]
 
 
-def write_table(rows: list[dict[str, Any]], path: Path) -> pd.DataFrame:
-    from bench.fileio import atomic_write_text
-
-    frame = table_frame(rows)
-    atomic_write_text(Path(path), frame.to_csv(index=False))
-    return frame
-
-
 def summary_text(frame: pd.DataFrame) -> str:
     """A compact table for the terminal: final test accuracy, never the test-selected oracle."""
     cols = ["variant", "status"] + [c for c in SUMMARY_METRICS[:7] if c in frame and frame[c].notna().any()]

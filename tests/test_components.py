@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import timm
 import torch
 import torchvision
 from torch import nn
 
-from bench.components.freeze import freeze_stages, set_train_mode
+from bench.components.freeze import freeze_stages
 from bench.components.models import build_model, check_model_name, load_weights, model_stages
 from bench.components.optimizers import build_optimizer, build_param_groups, check_optimizer
 from bench.errors import CheckpointError, RecipeError
 from bench.recipe.schema import ModelConfig, OptimizerConfig
+from bench.tricks.freeze import Freeze
 
 
 def tiny(num_classes: int = 3) -> nn.Module:
@@ -30,7 +33,8 @@ def test_stages_run_stem_first_and_head_last(factory):
 def test_frozen_stages_leave_the_optimizer_and_their_batchnorm_stays_put():
     torch.manual_seed(0)
     model = tiny()
-    frozen_norms = freeze_stages(model, 2)
+    freeze = Freeze(2)
+    freeze.on_model(SimpleNamespace(model=model))  # the trick reads only the model
     stages = model_stages(model)
     frozen = set(stages[0] + stages[1])
     params = dict(model.named_parameters())
@@ -43,7 +47,8 @@ def test_frozen_stages_leave_the_optimizer_and_their_batchnorm_stays_put():
     bn = model.conv1[1]  # stem BatchNorm (frozen)
     live_bn = model.layer3[0].bn1  # not frozen
     before, live_before = bn.running_mean.clone(), live_bn.running_mean.clone()
-    set_train_mode(model, frozen_norms)
+    model.train()  # as the loop does, before the tricks' epoch start
+    freeze.on_epoch_start(None)
     assert model.training and not bn.training and live_bn.training
     model(torch.randn(8, 3, 32, 32) * 3 + 1).sum().backward()
     opt.step()

@@ -4,6 +4,7 @@ statistics starting weights expect, and bench's own CIFAR networks (airbench94, 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import timm
@@ -11,7 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
-from bench.components.freeze import freeze_stages, set_train_mode
+from bench.components.freeze import freeze_stages
 from bench.components.models import (
     build_model,
     check_model_name,
@@ -24,6 +25,7 @@ from bench.components.models.torchvision_models import replace_head
 from bench.components.optimizers import build_param_groups
 from bench.errors import CheckpointError, RecipeError
 from bench.recipe.schema import ModelConfig, OptimizerConfig
+from bench.tricks.freeze import Freeze
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -53,13 +55,16 @@ def test_torchvision_resnet18_freezes_stem_and_layer1_and_gets_per_stage_lrs():
     tops = [sorted({n.split(".")[0] for n in s}) for s in stages]
     assert tops == [["bn1", "conv1"], ["layer1"], ["layer2"], ["layer3"], ["layer4"], ["fc"]]
 
-    frozen_norms = freeze_stages(model, 2)
+    freeze = Freeze(2)
+    freeze.on_model(SimpleNamespace(model=model))  # the trick reads only the model
+    frozen_norms = freeze.frozen_norms
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert not any(n.startswith(("conv1", "bn1", "layer1.")) for n in trainable)
     assert {n.split(".")[0] for n in trainable} == {"layer2", "layer3", "layer4", "fc"}
     assert model.bn1 in frozen_norms and model.layer1[1].bn2 in frozen_norms
     assert model.layer2[0].bn1 not in frozen_norms
-    set_train_mode(model, frozen_norms)
+    model.train()  # as the loop does, before the tricks' epoch start
+    freeze.on_epoch_start(None)
     assert not model.bn1.training and model.layer2[0].bn1.training
 
     ratios = lr_ratios(model, layer_decay=0.5, head_mult=10.0)  # frozen stem/stage1 have no group

@@ -44,10 +44,3 @@ def frozen_norm_names(model: nn.Module) -> set[str]:
         and (params := list(module.parameters(recurse=False)))
         and not any(p.requires_grad for p in params)
     }
-
-
-def set_train_mode(model: nn.Module, frozen_norms: list[nn.Module]) -> None:
-    """``model.train()``, except frozen norm layers, which keep their running statistics."""
-    model.train()
-    for module in frozen_norms:
-        module.eval()

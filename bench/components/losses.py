@@ -89,20 +89,18 @@ def check_loss(loss: Any, label_smoothing: float) -> Any:
     if "label_smoothing" in kwargs:
         raise ValueError("set label smoothing as train.label_smoothing (the trick), not as a loss argument")
     check_kwargs(component, kwargs, what=f"loss '{name}'", skip=("label_smoothing",))
+    no_smoothing = (
+        f"train.label_smoothing: loss '{name}' does not take label_smoothing; a loss used with label "
+        "smoothing must accept label_smoothing= in its constructor (or set train.label_smoothing: 0)"
+    )
     if label_smoothing and not takes_label_smoothing(component):
-        raise ValueError(
-            f"train.label_smoothing: loss '{name}' does not take label_smoothing; a loss used with label "
-            "smoothing must accept label_smoothing= in its constructor (or set train.label_smoothing: 0)"
-        )
+        raise ValueError(no_smoothing)
     try:
         built = build_loss(loss, label_smoothing)
     except Exception as exc:  # noqa: BLE001 - a user's loss may raise anything
         if label_smoothing and isinstance(exc, TypeError) and "label_smoothing" in str(exc):
             # a constructor taking **kwargs it does not accept (nn.Module's own) hides it from the signature
-            raise ValueError(
-                f"train.label_smoothing: loss '{name}' does not take label_smoothing; a loss used with label "
-                "smoothing must accept label_smoothing= in its constructor (or set train.label_smoothing: 0)"
-            ) from None
+            raise ValueError(no_smoothing) from None
         raise ValueError(f"cannot build loss '{name}' with {kwargs}: {type(exc).__name__}: {exc}") from None
     try:  # the contract: loss(logits [batch, classes], targets [batch] of class indices) -> scalar
         out = built(torch.zeros(2, 3), torch.tensor([0, 2]))

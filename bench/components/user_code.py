@@ -120,7 +120,7 @@ def check_model_factory(name: str, pretrained: bool, kwargs: dict[str, Any]) -> 
     contract in the message (without this, a mismatch fails inside the first recorded run)."""
     import inspect
 
-    from bench.components.signature import allowed_kwargs
+    from bench.components.signature import allowed_kwargs, check_kwargs
     from bench.registry import import_object
 
     factory = import_object(name)
@@ -145,11 +145,7 @@ def check_model_factory(name: str, pretrained: bool, kwargs: dict[str, Any]) -> 
             f"model.pretrained: model '{name}' does not take pretrained=; load your own weights with "
             f"model.weights: PATH, or accept pretrained= in the factory; {MODEL_CONTRACT}"
         )
-    unknown = [k for k in kwargs if k not in allowed]
-    if unknown:
-        raise ValueError(
-            f"model.kwargs: model '{name}' does not take argument '{unknown[0]}'; allowed: {', '.join(allowed)}"
-        )
+    check_kwargs(factory, kwargs, what=f"model.kwargs: model '{name}'")
     params = inspect.signature(factory).parameters.values()
     missing = [p.name for p in params if p.default is p.empty and p.name not in ("self", "num_classes", *kwargs)
                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]  # fmt: skip

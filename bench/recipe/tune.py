@@ -180,7 +180,6 @@ class LivenessConfig(Strict):
 
     heartbeat_interval: PositiveInt = Field(30, description="seconds between a running trial's heartbeats")
     grace_period: PositiveInt = Field(120, description="seconds without a heartbeat before a trial is dead")
-    lock_timeout: PositiveFloat = Field(300, description="ignored (bench tune no longer takes a claim lock)")
 
     @model_validator(mode="after")
     def _grace_covers_beats(self) -> LivenessConfig:

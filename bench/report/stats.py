@@ -31,10 +31,6 @@ class Summary:
     lo: float
     hi: float
 
-    @property
-    def half_width(self) -> float:
-        return (self.hi - self.lo) / 2
-
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
     """``mean ± t_{(1+c)/2, n-1} · s/√n``; NaNs are dropped. One value: std and CI are NaN."""

@@ -45,7 +45,6 @@ class Tables:
     baseline_name: str | None
     memory_key: str | None
     target_acc: float | None
-    axis_labels: list[str] = field(default_factory=list)
     confidence: float = 0.95
     min_effect: float = 0.005
     memory_front: bool = True
@@ -149,7 +148,7 @@ def build_tables(
     ]
     return Tables(
         variants, base_table, axes_table, pareto, excluded.reset_index(drop=True), base, mem, target_acc,
-        list(axis_labels), confidence, min_effect, front, environment.provenance_table(runs),
+        confidence, min_effect, front, environment.provenance_table(runs),
         environment.warnings(runs), environment.emulated_bf16(runs), floor, floor_source,
     )  # fmt: skip
 

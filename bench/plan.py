@@ -67,11 +67,11 @@ def plan_variant(
     out.warnings += plan_checks.before(train, cuda)
     cpu = torch.device("cpu")
     try:
-        state = build_training(variant, cpu, num_classes, spe, with_weights=False)
+        state = build_training(variant, cpu, num_classes, with_weights=False)
     except RecipeError as exc:
         out.warnings.append(f"train.freeze={train.freeze} is deeper than the model: {exc.detail}; planned without "
                             "freezing")  # fmt: skip
-        state = build_training(variant.with_train(freeze=0), cpu, num_classes, spe, with_weights=False)
+        state = build_training(variant.with_train(freeze=0), cpu, num_classes, with_weights=False)
     try:
         setup_training(state, spe)
     except (ValueError, TypeError) as exc:

@@ -126,7 +126,6 @@ def build_training(
     variant: Variant,
     device: torch.device,
     num_classes: int,
-    steps_per_epoch: int,
     *,
     with_weights: bool = True,
 ) -> RunState:
@@ -178,8 +177,7 @@ def build_state(
     data = cached_splits(cfg.data)
     train = data.train
     batch = cfg.data.batch_size
-    steps = len(train) // batch if len(train) > batch else 1  # drop the last partial batch
-    state = build_training(variant, device, data.num_classes, steps)
+    state = build_training(variant, device, data.num_classes)
     state.input_stats, state.normalize = resolve(cfg.data, cfg.model, state.model, (data.mean, data.std))
     mean, std = state.input_stats
     common = dict(device=device, mean=mean, std=std, image_size=cfg.data.image_size, seed=variant.data_stream)

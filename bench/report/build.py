@@ -158,7 +158,7 @@ def make_report(
     order = list(tables.variants["variant"])
     drawn = {
         "Cost card: accuracy difference, throughput and memory against the baseline": forest.cost_card(
-            tables.baseline, tables.variants, files_dir / "cost_card.png", baseline_name=tables.baseline_name,
+            tables.baseline, files_dir / "cost_card.png", baseline_name=tables.baseline_name,
             memory_key=tables.memory_key, min_effect=tables.min_effect, emulated_bf16=tables.emulated_bf16,
         ),
         "Accuracy vs cost (Pareto fronts)": plots.tradeoff_plot(

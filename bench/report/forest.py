@@ -17,7 +17,6 @@ VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:
 
 def cost_card(
     baseline: pd.DataFrame,
-    variants: pd.DataFrame,
     path: Path,
     *,
     baseline_name: str | None,

@@ -84,8 +84,9 @@ def with_seed(variant: Variant, seed: int) -> Variant:
 def accuracy(row: dict[str, Any]) -> float:
     """The accuracy of the model the run delivers (SWA's, EMA's, or the weights), as the report."""
     from bench.report.fetch import delivered_metrics
+    from bench.report.stats import missing
 
-    row = {k: v for k, v in row.items() if not _missing(v)}
+    row = {k: v for k, v in row.items() if not missing(v)}
     delivered_metrics(row, row.get("delivered"))
     return float(row.get("test/acc", math.nan))
 
@@ -120,10 +121,3 @@ def next_variants(
                 have.add((g, seed))
                 new.append(with_seed(template[g], seed))
     return new, verdicts
-
-
-def _missing(v: Any) -> bool:
-    try:
-        return v is None or math.isnan(float(v))
-    except (TypeError, ValueError):
-        return False

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.plots import _pyplot, _short, memory_label
+from bench.report.plots import _pyplot, _short, memory_label, save_figure
 
 VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "leaning better": "yellowgreen",
                   "leaning worse": "salmon"}  # fmt: skip
@@ -44,11 +44,8 @@ def cost_card(
                            ha="center", color="0.4")  # fmt: skip
     _ratio_panel(mem, y, rows["memory_ratio"], rows["memory_lo"].tolist(), rows["memory_hi"].tolist(),
                  f"{memory_label(memory_key)} ratio (paired, interval)")  # fmt: skip
-    fig.suptitle(f"Cost card: each variant against the baseline `{_short(baseline_name, 60)}`", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    title = f"Cost card: each variant against the baseline `{_short(baseline_name, 60)}`"
+    return save_figure(fig, title, path, fontsize=10)
 
 
 def _accuracy_panel(ax, rows: pd.DataFrame, y: list[int], min_effect: float) -> None:

@@ -11,29 +11,23 @@ import pandas as pd
 from bench.report import environment
 from bench.report.document import Doc, to_markdown
 from bench.report.plots import memory_label
+from bench.report.stats import missing
 from bench.report.tables import Tables
 
 
-def _nan(v) -> bool:
-    try:
-        return v is None or math.isnan(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
 def num(v, digits: int = 4) -> str:
-    return "–" if _nan(v) else f"{float(v):.{digits}f}"
+    return "–" if missing(v) else f"{float(v):.{digits}f}"
 
 
 def mean_std_ci(row: pd.Series, short: str, digits: int) -> str:
     """``mean ± std [lo, hi]``; std/CI are left out when there is one seed."""
     m = row.get(f"{short}_mean")
-    if _nan(m):
+    if missing(m):
         return "–"
     text = f"{float(m):.{digits}f}"
-    if not _nan(row.get(f"{short}_std")):
+    if not missing(row.get(f"{short}_std")):
         text += f" ± {float(row[f'{short}_std']):.{digits}f}"
-    if not _nan(row.get(f"{short}_lo")):
+    if not missing(row.get(f"{short}_lo")):
         text += f" [{float(row[f'{short}_lo']):.{digits}f}, {float(row[f'{short}_hi']):.{digits}f}]"
     return text
 
@@ -41,36 +35,36 @@ def mean_std_ci(row: pd.Series, short: str, digits: int) -> str:
 def median_range(row: pd.Series, short: str, digits: int = 0) -> str:
     """``median [min–max]``; the range is left out with one seed."""
     m = row.get(f"{short}_median")
-    if _nan(m):
+    if missing(m):
         return "–"
     lo, hi = row.get(f"{short}_min"), row.get(f"{short}_max")
-    rng = "" if _nan(lo) or lo == hi else f" [{float(lo):.{digits}f}–{float(hi):.{digits}f}]"
+    rng = "" if missing(lo) or lo == hi else f" [{float(lo):.{digits}f}–{float(hi):.{digits}f}]"
     return f"{float(m):.{digits}f}{rng}"
 
 
 def ratio(v) -> str:
-    return "–" if _nan(v) else f"{float(v):.2f}×"
+    return "–" if missing(v) else f"{float(v):.2f}×"
 
 
 def ratio_ci(v, lo, hi) -> str:
     """``1.23× [1.10, 1.37]``; the interval is left out where it cannot be computed."""
-    if _nan(v):
+    if missing(v):
         return "–"
-    return f"{float(v):.2f}×" + ("" if _nan(lo) or _nan(hi) else f" [{float(lo):.2f}, {float(hi):.2f}]")
+    return f"{float(v):.2f}×" + ("" if missing(lo) or missing(hi) else f" [{float(lo):.2f}, {float(hi):.2f}]")
 
 
 def noise_floor_text(t: Tables) -> str:
-    if _nan(t.speed_floor):
+    if missing(t.speed_floor):
         return f"(not measurable here: {t.speed_floor_source})"
     return f"±{(t.speed_floor - 1) * 100:.1f}% (from {t.speed_floor_source})"
 
 
 def signed(v, digits: int = 4) -> str:
-    return "–" if _nan(v) else f"{float(v):+.{digits}f}"
+    return "–" if missing(v) else f"{float(v):+.{digits}f}"
 
 
 def seeds_text(v) -> str:
-    if _nan(v):
+    if missing(v):
         return "–"
     return f"> {1000}" if math.isinf(float(v)) else str(int(v))
 
@@ -196,13 +190,13 @@ def baseline_section(doc: Doc, t: Tables) -> None:
     )
     rows = []
     for _, r in b.iterrows():
-        ci = "–" if _nan(r["acc_diff_lo"]) else f"[{r['acc_diff_lo']:+.4f}, {r['acc_diff_hi']:+.4f}]"
+        ci = "–" if missing(r["acc_diff_lo"]) else f"[{r['acc_diff_lo']:+.4f}, {r['acc_diff_hi']:+.4f}]"
         if r.get("interval_used") == "unpaired":
             ci = f"[{r['unpaired_lo']:+.4f}, {r['unpaired_hi']:+.4f}] unpaired"
         pairing = (
-            "–" if _nan(r.get("pair_corr")) else f"r={r['pair_corr']:.2f}, ×{r['pairing_efficiency']:.2g}"
+            "–" if missing(r.get("pair_corr")) else f"r={r['pair_corr']:.2f}, ×{r['pairing_efficiency']:.2g}"
         )
-        wide = "–" if _nan(r["acc_diff_lo_family"]) else \
+        wide = "–" if missing(r["acc_diff_lo_family"]) else \
             f"[{r['acc_diff_lo_family']:+.4f}, {r['acc_diff_hi_family']:+.4f}]"  # fmt: skip
         speed = ratio_ci(r["train_img_s_ratio"], r["train_img_s_lo"], r["train_img_s_hi"])
         if r["verdict"] != "baseline":
@@ -237,7 +231,7 @@ def axes_section(doc: Doc, t: Tables) -> None:
         return
     rows = []
     for _, r in t.axes.iterrows():
-        ci = "–" if _nan(r["acc_delta_lo"]) else f"[{r['acc_delta_lo']:+.4f}, {r['acc_delta_hi']:+.4f}]"
+        ci = "–" if missing(r["acc_delta_lo"]) else f"[{r['acc_delta_lo']:+.4f}, {r['acc_delta_hi']:+.4f}]"
         value = f"`{r['value']}` vs `{r['reference']}`"
         if r.get("bundle") is not None and not pd.isna(r.get("bundle")) and bool(r.get("bundle")):
             keys = [part.split(" ")[0].split(".")[-1] for part in str(r["beyond"]).split("; ") if part]
@@ -260,7 +254,7 @@ def pareto_section(doc: Doc, t: Tables) -> None:
     header += ["front: acc vs memory"] if t.memory_front else []
     rows = []
     for _, r in t.pareto.iterrows():
-        if _nan(r["acc_mean"]):
+        if missing(r["acc_mean"]):
             continue
         row = [f"`{r['variant']}`", num(r["acc_mean"]), num(r["train_img_s_median"], 0),
                num(r["memory_mb_mean"], 0), "yes" if r["front_throughput"] else ""]  # fmt: skip
@@ -284,8 +278,8 @@ def sequential_section(doc: Doc, t: Tables) -> None:
         "reached)."
     )
     rows = [[f"`{r['variant']}`", int(r["seq_pairs"]), signed(r["acc_diff"]),
-             "–" if _nan(r["seq_lo"]) else f"[{r['seq_lo']:+.4f}, {r['seq_hi']:+.4f}]",
-             r["sequential_verdict"], "–" if _nan(r.get("pair_corr")) else f"{r['pair_corr']:.2f}"]
+             "–" if missing(r["seq_lo"]) else f"[{r['seq_lo']:+.4f}, {r['seq_hi']:+.4f}]",
+             r["sequential_verdict"], "–" if missing(r.get("pair_corr")) else f"{r['pair_corr']:.2f}"]
             for _, r in t.baseline.iterrows() if r["verdict"] != "baseline"]  # fmt: skip
     doc.table(["variant", "paired seeds", "Δ test acc", "repeated confidence interval", "sequential verdict", "pairing r"],
               rows)  # fmt: skip

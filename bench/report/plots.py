@@ -40,14 +40,20 @@ def style_lr_panel(ax, title: str, xlabel: str, *, title_color: str = "black", l
         ax.legend(fontsize=6)
 
 
+def save_figure(fig, title: str, path: Path, dpi: int = 110, **title_kw) -> Path:
+    """Title the figure, write the PNG and free it (pyplot keeps every figure until closed)."""
+    fig.suptitle(title, **title_kw)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return path
+
+
 def save_grid(fig, axes, used: int, title: str, path: Path) -> None:
-    """Blank the unused panels, title the figure, write the PNG and free it."""
+    """Blank the unused panels, then save as ``save_figure``."""
     for ax in list(axes.flat)[used:]:
         ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    save_figure(fig, title, path, dpi=100)
 
 
 def memory_label(memory_key: str | None) -> str:
@@ -102,11 +108,7 @@ def tradeoff_plot(
         ax.set_ylabel("test accuracy (mean over seeds, 95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle("Accuracy vs cost per variant")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, "Accuracy vs cost per variant", path)
 
 
 def _mean_curves(history: pd.DataFrame, runs: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -147,11 +149,7 @@ def curves_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], pat
         ax.grid(alpha=0.3)
     if axes[1].get_legend_handles_labels()[0]:
         axes[1].legend(fontsize=7, loc="upper right")
-    fig.suptitle("Learning curves per variant")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, "Learning curves per variant", path)
 
 
 def lr_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], path: Path) -> Path | None:

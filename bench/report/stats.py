@@ -342,6 +342,14 @@ def geometric_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
     return log_scale_ci(np.log(x).tolist() if x else [], confidence)
 
 
+def missing(v) -> bool:
+    """None or NaN; a value that is no number (a string tag) is not missing."""
+    try:
+        return v is None or math.isnan(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
 def _isnan(v) -> bool:
     try:
         return math.isnan(float(v))

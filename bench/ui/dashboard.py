@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -61,16 +60,9 @@ def serve(options: Any, host: str, port: int, open_browser: bool) -> int:
     print(f"  {url}", flush=True)
     print("press Ctrl-C to stop", flush=True)
     server.announce_when_up(url, f"{base}/api/meta", lambda: True, open_browser)
-
-    def stop(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        with server.until_stopped():
+            httpd.serve_forever()
     finally:
-        signal.signal(signal.SIGTERM, previous)
         httpd.server_close()
     return 0

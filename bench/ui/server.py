@@ -4,6 +4,7 @@ server answers before saying it is ready, and a browser only where there is a sc
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import signal
@@ -15,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from bench.errors import BenchError
 
@@ -108,6 +109,22 @@ def announce_when_up(url: str, probe: str, alive: Callable[[], bool], open_brows
     return thread
 
 
+@contextlib.contextmanager
+def until_stopped() -> Iterator[None]:
+    """Ctrl-C or SIGTERM ends the block quietly (exit 0): a server's normal way to stop."""
+
+    def stop(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def serve_process(command: list[str], env: dict[str, str] | None = None,
                   on_start: Callable[[Callable[[], bool]], object] | None = None) -> int:  # fmt: skip
     """Run a server process until it exits, Ctrl-C or SIGTERM; stop it cleanly either way.
@@ -115,17 +132,12 @@ def serve_process(command: list[str], env: dict[str, str] | None = None,
     proc = subprocess.Popen(command, env=env)
     if on_start is not None:
         on_start(lambda: proc.poll() is None)
-
-    def stop(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
+    code = 0
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
+        with until_stopped():
+            code = proc.wait()
+        return code
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if proc.poll() is None:
             proc.terminate()
             try:

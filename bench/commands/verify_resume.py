@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.commands.common import add_recipe_arguments
+from bench.engine.hooks import BaseHook
 from bench.errors import BenchError, RecipeError
 from bench.state_diff import compare_states, verdict_text  # noqa: F401 - re-exported
 
@@ -68,17 +69,11 @@ def pick_variant(loaded, name: str | None):
 # --- the worker (one training process) ---------------------------------------------------------
 
 
-class _Dump:
+class _Dump(BaseHook):
     """Hook: at the very end (after SWA's BatchNorm update) save every state that must match."""
 
     def __init__(self, path: Path):
         self.path = path
-
-    def on_start(self, state: Any) -> None:
-        pass
-
-    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
-        pass
 
     def on_end(self, state: Any, result: Any) -> None:
         from bench.engine import checkpoint as ckpt

@@ -38,17 +38,11 @@ def make_sampler(plan: TunePlan, worker_index: int, n_existing: int) -> Any:
 
 
 def make_pruner(plan: TunePlan) -> Any:
-    import optuna
+    from bench.tune.pruners import AutoPruner, SeedPruner, build
 
     cfg = plan.tune.pruner
-    if cfg.name == "median":
-        return optuna.pruners.MedianPruner(**cfg.kwargs)
-    if cfg.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(**{"max_resource": plan.epochs, **cfg.kwargs})
-    if cfg.name in ("auto", "wilcoxon"):
-        from bench.tune.pruners import AutoPruner, SeedPruner
-
-        if cfg.name == "wilcoxon":
-            return SeedPruner(**cfg.kwargs)
+    if cfg.name == "wilcoxon":
+        return SeedPruner(**cfg.kwargs)
+    if cfg.name == "auto":
         return AutoPruner(**{"max_resource": plan.epochs, **cfg.kwargs})
-    return optuna.pruners.NopPruner()
+    return build(cfg.name, dict(cfg.kwargs), plan.epochs)  # median, hyperband, none

@@ -4,6 +4,12 @@ message and a non-zero exit code, without a traceback."""
 from __future__ import annotations
 
 
+def message_line(exc: BaseException, limit: int | None = 300) -> str:
+    """An exception's first line (libraries put tracebacks or SQL in messages), else its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class BenchError(Exception):
     """A user-facing error: the message says what is wrong and what is allowed."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ClusterError
+from bench.errors import ClusterError, message_line
 
 LOGICAL_GPUS_ENV = "BENCH_RAY_LOGICAL_GPUS"  # a local Ray declares this many GPUs (tests on CPU boxes)
 # File systems every node of a cluster can mount; a results folder elsewhere is this machine's own.
@@ -60,8 +60,7 @@ def connected(options: RayOptions) -> Iterator[Any]:
                      logging_level="WARNING")  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at '{options.address}'" if options.address else "a local Ray"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ClusterError(f"cannot start or reach {where}: {first}") from None
+        raise ClusterError(f"cannot start or reach {where}: {message_line(exc, None)}") from None
     try:
         yield ray
     finally:

@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.errors import TrackingError
+from bench.errors import TrackingError, message_line
 from bench.tracking.uris import has_secret, redact_text, redact_uri
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -50,7 +50,7 @@ def open_store(uri: str):
             client.search_experiments(max_results=1)
             relocate_artifacts(uri)
     except Exception as exc:  # noqa: BLE001 - mlflow raises many types for bad stores
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first = message_line(exc)
         hint = ""
         if "database is locked" in first:
             hint = (" (another process held the SQLite file locked for over 20 s; SQLite suits one machine "

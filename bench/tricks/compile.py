@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from bench.errors import BenchError
+from bench.errors import BenchError, message_line
 from bench.tricks import TRICKS
 from bench.tricks.base import Trick
 
@@ -32,8 +32,7 @@ class _Compiled:
         try:
             return self.fn(x)
         except torch._dynamo.exc.TorchDynamoException as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise CompileFailed(f"torch.compile failed ({type(exc).__name__}: {first})") from exc
+            raise CompileFailed(f"torch.compile failed ({type(exc).__name__}: {message_line(exc)})") from exc
 
 
 @TRICKS.register("compile")

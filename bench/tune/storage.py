@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import RecipeError, TrackingError
+from bench.errors import RecipeError, TrackingError, message_line
 
 DB_NAME = "optuna.db"
 JOURNAL_NAME = "optuna.journal"  # an older bench's default
@@ -34,8 +34,7 @@ def redact(url: str) -> str:
 def _first_line(exc: BaseException, url: str) -> str:
     from bench.tracking.uris import redact_text
 
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-    return redact_text(first, url)
+    return redact_text(message_line(exc), url)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from bench.components.models.torchvision_models import (
 )
 from bench.components.models.weights import load_weights
 from bench.components.signature import allowed_kwargs
-from bench.errors import CheckpointError, RecipeError
+from bench.errors import CheckpointError, RecipeError, message_line
 from bench.registry import Registry, UnknownComponentError, import_object, is_import_path
 
 # Bench's own short names -> a timm model name or the import path of a bench factory
@@ -85,7 +85,7 @@ def build_model(cfg, num_classes: int) -> nn.Module:
         if cfg.pretrained and _looks_offline(exc):
             raise CheckpointError(
                 f"model.pretrained: could not download pretrained weights for '{cfg.name}' ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200]}). Offline? Save a state dict to a file and set "
+                f"{message_line(exc, 200)}). Offline? Save a state dict to a file and set "
                 "'model.pretrained: false' and 'model.weights: PATH' (e.g. the model.pt a previous bench run wrote), "
                 "or set HF_HUB_OFFLINE=1 with a populated Hugging Face cache."
             ) from None

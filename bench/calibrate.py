@@ -72,12 +72,10 @@ def until_decided(rng, s: Setting, effects: np.ndarray, studies: int | None = No
     return verdict, count
 
 
-def fixed(rng, s: Setting, effects: np.ndarray, seeds: int, studies: int | None = None) -> list[list[str]]:
+def fixed(rng, s: Setting, effects: np.ndarray, seeds: int) -> list[list[str]]:
     """The report's family verdicts (Holm over the family) at a fixed number of seeds, per study."""
     out = []
-    for x in _arms(
-        rng, s, np.asarray(effects, dtype=float), seeds, s.studies if studies is None else studies
-    ):
+    for x in _arms(rng, s, np.asarray(effects, dtype=float), seeds, s.studies):
         b = dict(enumerate(x[0]))
         diffs = [stats.paired_test(dict(enumerate(a)), b, min_effect=s.margin) for a in x[1:]]
         out.append(stats.decide_family(diffs, [a - x[0] for a in x[1:]], s.margin, ALPHA).verdicts)

@@ -217,17 +217,16 @@ def text_table(rows: list[dict]) -> str:
     return "\n".join(" ".join(line) for line in lines)
 
 
-def changes_text(recipe, full: bool = False, width: int | None = None) -> str:
+def changes_text(recipe, full: bool = False) -> str:
     """Every resolved config key each variant (once per group) changes against the baseline, and
     which axis values are bundles: a short label can stand for many changed keys. ``full``: one key
-    per line with both values; else one line per variant, cut to ``width`` (a terminal's; output to
-    a file or a pipe is not cut, so it can be searched)."""
+    per line with both values; else one line per variant, cut to a terminal's width (output to a file
+    or a pipe is not cut, so it can be searched)."""
     import shutil
 
     from bench.recipe.changes import change_text, compact, keys_text, recipe_changes
 
-    if width is None and not full and sys.stdout.isatty():
-        width = max(100, shutil.get_terminal_size().columns)
+    width = max(100, shutil.get_terminal_size().columns) if not full and sys.stdout.isatty() else None
     found = recipe_changes(recipe)
     hint = "" if full else "; --show-changes: every key with both values"
     lines = [f"changes against the baseline {found.baseline} (resolved configs{hint}):"]

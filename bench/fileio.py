@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,8 +84,7 @@ def atomic_copy(src: Path, dst: Path) -> None:
 
     def copy(fh: IO[bytes]) -> None:
         with open(src, "rb") as source:
-            while chunk := source.read(1 << 20):
-                fh.write(chunk)
+            shutil.copyfileobj(source, fh)
 
     atomic_write(dst, copy)
 

@@ -61,23 +61,18 @@ def file_sha256(path: Path) -> str:
             return saved["sha256"]
     except (OSError, ValueError, AttributeError):
         pass
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
     try:
-        atomic_write_text(cache, json.dumps({**stamp, "sha256": digest.hexdigest()}))
+        atomic_write_text(cache, json.dumps({**stamp, "sha256": digest}))
     except OSError:
         pass  # a read-only cache folder: hash again next time
-    return digest.hexdigest()
+    return digest
 
 
 def _hash_file(path: str) -> str:
-    digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
 def folder_content(folder: Path) -> str:

@@ -63,14 +63,3 @@ MODELS: dict[str, str] = {
     "resnet18_cifar": "bench.components.models.cifar_resnet:resnet18_cifar",
     "tiny": "test_resnet",
 }
-
-# The training tricks (bench/tricks/), for ``bench ls``.
-TRICKS: tuple[str, ...] = (
-    "channels_last",
-    "compile",
-    "ema",
-    "freeze",
-    "grad_clip",
-    "label_smoothing",
-    "swa",
-)

@@ -3,8 +3,6 @@ registries and the installed torch's signatures, so the two never drift apart.""
 
 from __future__ import annotations
 
-import pytest
-
 from bench import catalog
 from bench.components.losses import LOSSES
 from bench.components.models import MODELS
@@ -40,13 +38,3 @@ def test_losses_datasets_and_models():
     assert sorted(catalog.DATASETS) == DATASETS.names(), HINT
     assert catalog.MODELS == {n: MODELS.get(n) for n in MODELS.names()}, HINT
     assert all(timm.is_model(target) or ":" in target for target in catalog.MODELS.values())
-
-
-def test_tricks():
-    try:
-        from bench.tricks import load_all
-
-        registry = load_all()
-    except ImportError:
-        pytest.skip("no trick registry in this version")
-    assert sorted(catalog.TRICKS) == registry.names(), HINT

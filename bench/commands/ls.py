@@ -117,14 +117,9 @@ def _lr_lambdas(pattern: str) -> list[tuple[str, str]]:
 
 
 def _tricks(pattern: str) -> list[tuple[str, str]]:
-    try:
-        from bench.tricks import load_all
+    from bench.tricks import load_all
 
-        tricks = load_all()
-    except ImportError:  # a version without the tricks package: the catalog's names
-        from bench import catalog
-
-        return [(n, "") for n in _matching(catalog.TRICKS, pattern)]
+    tricks = load_all()
     return [(n, _doc(tricks.get(n))) for n in _matching(tricks.names(), pattern)]
 
 

@@ -203,7 +203,7 @@ def plan_panels(plans: list[VariantPlan]) -> list[Panel]:
 
 def plot_plan(plans: list[VariantPlan], path: Path) -> list[str]:
     """The plan's PNG: one panel per distinct schedule (``plan_panels``); returns their titles."""
-    from bench.report.plots import panel_grid, style_lr_panel
+    from bench.report.plots import panel_grid, save_grid, style_lr_panel
 
     if not plans:
         raise BenchError("the recipe has no variants to plan")
@@ -230,13 +230,7 @@ def plot_plan(plans: list[VariantPlan], path: Path) -> list[str]:
             ax, panel.title, f"optimizer step ({plan.steps_per_epoch}/epoch, grey: epoch boundaries)",
             title_color="tab:red" if warned else "black", legend=bool(len(plan.lrs)),
         )  # fmt: skip
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    fig.suptitle(f"Planned LR per param group and step (no training): {len(plans)} variant(s), "
-                 f"{len(panels)} distinct schedule(s)")  # fmt: skip
-    fig.tight_layout(
-        rect=(0, 0, 1, 1 - 0.4 / (height * axes.shape[0]))
-    )  # the figure's title clear of the panels
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    title = (f"Planned LR per param group and step (no training): {len(plans)} variant(s), "
+             f"{len(panels)} distinct schedule(s)")  # fmt: skip
+    save_grid(fig, axes, len(panels), title, path, top=1 - 0.4 / (height * axes.shape[0]))
     return [p.title for p in panels]

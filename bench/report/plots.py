@@ -40,20 +40,21 @@ def style_lr_panel(ax, title: str, xlabel: str, *, title_color: str = "black", l
         ax.legend(fontsize=6)
 
 
-def save_figure(fig, title: str, path: Path, dpi: int = 110, **title_kw) -> Path:
-    """Title the figure, write the PNG and free it (pyplot keeps every figure until closed)."""
+def save_figure(fig, title: str, path: Path, dpi: int = 110, top: float = 1.0, **title_kw) -> Path:
+    """Title the figure, write the PNG and free it (pyplot keeps every figure until closed).
+    ``top`` < 1 keeps a tall title clear of the panels."""
     fig.suptitle(title, **title_kw)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, top))
     fig.savefig(path, dpi=dpi)
     _pyplot().close(fig)
     return path
 
 
-def save_grid(fig, axes, used: int, title: str, path: Path) -> None:
+def save_grid(fig, axes, used: int, title: str, path: Path, top: float = 1.0) -> None:
     """Blank the unused panels, then save as ``save_figure``."""
     for ax in list(axes.flat)[used:]:
         ax.axis("off")
-    save_figure(fig, title, path, dpi=100)
+    save_figure(fig, title, path, dpi=100, top=top)
 
 
 def memory_label(memory_key: str | None) -> str:

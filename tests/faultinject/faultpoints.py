@@ -222,8 +222,14 @@ WHERE: dict[str, dict[str, Callable[[Callable, Any], Callable]]] = {
 def _patch(module: Any) -> None:
     for dotted, wrap in WHERE[module.__name__].items():
         *owner_path, attr = dotted.split(".")
-        owner = functools.reduce(getattr, owner_path, module)
-        setattr(owner, attr, wrap(getattr(owner, attr), module))
+        try:
+            owner = functools.reduce(getattr, owner_path, module)
+            fn = getattr(owner, attr)
+        except AttributeError:  # bench moved the moment: say where to follow it
+            raise AttributeError(
+                f"fault points: {module.__name__}.{dotted} is gone; update WHERE in {__file__}"
+            ) from None
+        setattr(owner, attr, wrap(fn, module))
 
 
 class _Finder(importlib.abc.MetaPathFinder):

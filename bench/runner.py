@@ -29,7 +29,6 @@ from bench.execution.identity import with_input_fingerprints
 from bench.execution.order import DEFAULT_ORDER, ORDER_SEED_TAG, ORDER_TAG, run_order
 from bench.execution.order import order_seed as order_seed_of
 from bench.execution.task import TaskSpec, first_line, row_of_run, variant_row
-from bench.faults import fault_point
 from bench.fileio import atomic_write_text
 from bench.progress import Progress
 from bench.recipe.load import LoadedRecipe
@@ -123,7 +122,6 @@ class RecipeRunner:
                     self.tally["store_error"] += bool(row.get("store_error"))
                     progress.variant_end(row["status"], row_summary(row))
                     self.write_runs_csv(client, exp_id)
-                    fault_point("run.driver.between_variants")
                 ordered = self.next_round(client, exp_id, progress)
         except BaseException as exc:  # Ctrl-C or SIGTERM (Terminated): KILLED; anything else: FAILED
             status = closing_status(exc)

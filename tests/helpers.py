@@ -23,6 +23,8 @@ from tests import procs
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
+# first on PYTHONPATH: arms BENCH_FAULT in every process (tests/faultinject/sitecustomize.py)
+FAULTS = REPO / "tests" / "faultinject"
 
 
 def client_for(tmp_path: Path):
@@ -59,8 +61,10 @@ def table(tmp_path: Path, name: str = "tiny") -> pd.DataFrame:
 
 
 def bench_env(tmp_path: Path, fault: str = "", **extra: str) -> dict[str, str]:
-    """The environment of a real ``bench`` process: this checkout, one thread, ``fault`` armed."""
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "BENCH_FAULT": fault,
+    """The environment of a real ``bench`` process: this checkout, one thread, ``fault`` armed
+    (tests/faultinject/faultpoints.py) in it and every process it starts."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join((str(FAULTS), str(REPO))), "OMP_NUM_THREADS": "1",
+            "BENCH_FAULT": fault,
             "BENCH_FAULT_RELEASE": str(tmp_path / "release"), "BENCH_FAULT_LOG": str(tmp_path / "fault.log"),
             **extra}  # fmt: skip
 

@@ -139,7 +139,7 @@ def test_ctrl_c_marks_killed_and_next_run_resumes(tmp_path, tiny_image_folder, c
     assert steps(tmp_path, again.info.run_id, "test/acc") == [0, 1, 2]  # final metrics not re-logged
 
 
-# --- real ``bench run`` processes stopped at named fault points (bench/faults.py) -------------------
+# --- real ``bench run`` processes stopped at named fault points (tests/faultinject/) -----------------
 
 
 @pytest.mark.slow

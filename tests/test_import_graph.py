@@ -24,7 +24,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "version"),  # the exceptions every layer raises; bench.__version__
     ("fileio", "registry", "signals", "hardware", "estimate", "state_diff", "catalog"),  # leaf utilities
-    ("faults", "recipe", "progress", "results"),  # fault points; the recipe schema (no torch)
+    ("recipe", "progress", "results"),  # the recipe schema (no torch)
     ("components",),  # models, optimizers, losses, schedules
     ("data",),  # datasets and loaders
     ("tricks",),  # the engine's plug-ins: its services reach them through the run state
@@ -175,3 +175,12 @@ def test_test_modules_share_helpers_not_each_other():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
                 offenders.append(f"tests/{path.name}:{node.lineno} imports {node.module}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_fault_injection_lives_in_the_tests():
+    """bench has no test harness inside it: the tests reach its moments from outside
+    (tests/faultinject/), by wrapping its functions in the processes a test starts."""
+    words = ("fault_point", "FaultHook", "BENCH_FAULT", "bench.faults")
+    found = [f"{path.relative_to(BENCH.parent)}:{n} {word}" for path in sorted(BENCH.rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) for word in words if word in line]  # fmt: skip
+    assert not found, "fault injection in production code:\n" + "\n".join(found)

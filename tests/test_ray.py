@@ -20,7 +20,7 @@ import pytest
 from bench.cli import main
 from bench.errors import ClusterError
 from bench.execution.cluster import RayOptions, check_reachable, filesystem_type
-from tests.helpers import all_runs, children, parents, steps, table
+from tests.helpers import FAULTS, all_runs, children, parents, steps, table
 from tests.helpers import bench_in_process as bench
 from tests.recipes import tiny_recipe, write_recipe
 
@@ -44,7 +44,9 @@ def by_variant(runs) -> dict:
 def local_ray():
     """One local Ray for the module: 2 CPUs and 4 logical GPUs (CUDA_VISIBLE_DEVICES set per task)."""
     ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, num_gpus=4, include_dashboard=False, logging_level="WARNING")
+    with pytest.MonkeyPatch.context() as env:  # Ray's workers start with the fault points (helpers.FAULTS)
+        env.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(FAULTS), os.environ.get("PYTHONPATH")))))
+        ray.init(address="local", num_cpus=2, num_gpus=4, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 

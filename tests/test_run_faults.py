@@ -3,8 +3,8 @@ another hostname) and the same command resumed at once, two commands on one reci
 the window after training, a lost or moved tracking store, store and file errors outside
 training, a variant that kills its own process, a live ``bench tune`` run beside a stale
 ``bench run``, a label's weights taken by another config, a kill right after a run's creation,
-and a driver SIGKILLed alone. Each fault is placed by a named fault point (bench/faults.py): no sleeps, no
-polling races. Each test checks that nothing was lost, nothing ran twice and statuses are true.
+and a driver SIGKILLed alone. Each fault is placed by a named fault point
+(tests/faultinject/faultpoints.py): no sleeps, no polling races. Each test checks that nothing was lost, nothing ran twice and statuses are true.
 """
 
 from __future__ import annotations

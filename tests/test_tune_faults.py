@@ -1,7 +1,7 @@
 """Faults caused for real on real ``bench tune`` processes: a SIGKILL at a named point of a claim,
 two commands sharing a study, Ctrl-C / SIGTERM with and without spawned workers, crashing
-workers, and the MLflow runs and Optuna trials agreeing after each. Points are armed with BENCH_FAULT (bench/faults.py), so the
-fault lands exactly where the test says (slow: the trials train for real)."""
+workers, and the MLflow runs and Optuna trials agreeing after each. Points are armed with BENCH_FAULT
+(tests/faultinject/faultpoints.py), so the fault lands exactly where the test says (slow: the trials train for real)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import procs
-from tests.helpers import tune_recipe
+from tests.helpers import bench_env, tune_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 LIVENESS = {"heartbeat_interval": 1, "grace_period": 3}
@@ -41,9 +41,14 @@ def command(tmp_path: Path, recipe: Path, *extra: str, results: str = "res") -> 
 
 
 def start(tmp_path: Path, args: list[str], fault: str = "") -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "BENCH_FAULT": fault,
-           "BENCH_FAULT_RELEASE": str(tmp_path / "release")}  # fmt: skip
-    return procs.popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return procs.popen(
+        args,
+        cwd=REPO,
+        env=bench_env(tmp_path, fault),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:

@@ -1,5 +1,5 @@
 """bench tune's reliability parts on real Optuna storages and real processes, without training:
-fault points, the one liveness case Optuna's heartbeat misses, SQLite shared by worker processes,
+the one liveness case Optuna's heartbeat misses, SQLite shared by worker processes,
 and values read back from a shared storage (fast)."""
 
 from __future__ import annotations
@@ -12,60 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import procs
 from tests.helpers import plan_for, tune_recipe
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-# --- fault points -----------------------------------------------------------------------------------
-
-
-def _fault_proc(tmp_path: Path, spec: str, code: str = "") -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "BENCH_FAULT": spec,
-        "BENCH_FAULT_RELEASE": str(tmp_path / "go"),
-        "PYTHONPATH": str(REPO),
-    }
-    script = (
-        f"from bench.faults import fault_point\nfault_point('a.b')\nfault_point('here')\n{code}print('after')"
-    )
-    # SIGINT at its default (tests/procs.py): the suite may run in the background with SIGINT ignored
-    return procs.popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
-
-
-@pytest.mark.parametrize(("action", "code"), [("kill", -9), ("term", -15), ("int", -2), ("exit", 99)])
-def test_fault_point_signals_and_exits(tmp_path, action, code):
-    proc = _fault_proc(tmp_path, f"here:{action}")
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == code and "after" not in out
-
-
-def test_fault_point_blocks_until_released(tmp_path):
-    proc = _fault_proc(tmp_path, "here:block")
-    reached = tmp_path / f"go.reached.{proc.pid}"
-    deadline = time.monotonic() + 60
-    while not reached.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    assert proc.poll() is None  # still waiting at the named point
-    (tmp_path / "go").touch()
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and out == "after\n"
-
-
-def test_fault_point_unarmed_and_bad_spec(monkeypatch):
-    import bench.faults as faults
-
-    monkeypatch.setattr(faults, "_armed", None)
-    monkeypatch.delenv("BENCH_FAULT", raising=False)
-    faults.fault_point("anything")  # no-op
-    monkeypatch.setattr(faults, "_armed", None)
-    monkeypatch.setenv("BENCH_FAULT", "x:explode")
-    with pytest.raises(ValueError, match="action one of"):
-        faults.fault_point("x")
-    monkeypatch.setattr(faults, "_armed", None)
 
 
 # --- liveness: Optuna's heartbeat, plus the trial asked for but never claimed -------------------------

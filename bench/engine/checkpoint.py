@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from bench.errors import CheckpointError
-from bench.faults import fault_point
 from bench.fileio import atomic_save  # noqa: F401 - re-exported for the loop
 
 LAST = "last.ckpt"
@@ -141,8 +140,6 @@ def save_checkpoint(state: Any, wall_start: float, memory: Any, name: str = LAST
         "rng": rng_state(),
     }
     atomic_save(payload, state.run_dir / name)
-    if name == LAST:  # tests stop a real process here (bench/faults.py): after epoch N's checkpoint
-        fault_point(f"run.checkpoint.{state.epoch}", state.variant.variant_id)
 
 
 def load_into(state: Any) -> bool:

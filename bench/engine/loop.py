@@ -34,7 +34,6 @@ from bench.engine.evaluation import evaluate
 from bench.engine.hooks import Hook, VariantResult
 from bench.engine.measure import PeakMemory, Throughput
 from bench.engine.state import RunState, build_state
-from bench.faults import fault_point
 from bench.recipe.load import Variant
 
 
@@ -154,7 +153,6 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
         if progress is not None:
             progress.epoch_end(epoch, train.epochs, record)
         checkpoint_epoch(state, record, wall_start, memory)
-        fault_point("run.after_checkpoint")
     result = finish(state, meter, eval_rates, memory, wall_start)
     result.metrics["time/setup_s"] = setup_s
     result.metrics.update(contention.summary(state.history))

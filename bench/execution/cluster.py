@@ -69,7 +69,7 @@ def connected(options: RayOptions) -> Iterator[Any]:
 
 def task_env() -> dict[str, str]:
     """What a task's process needs from the driver's environment: bench's own variables (cache
-    dir, emulated bf16, faults). ``MLFLOW_RUN_ID`` is never sent (the task drops
+    dir, emulated bf16, a test's fault injection). ``MLFLOW_RUN_ID`` is never sent (the task drops
     it too): it would make MLflow log into one run instead of the variant's."""
     return {k: v for k, v in os.environ.items() if k.startswith("BENCH_")}
 

@@ -32,7 +32,6 @@ import yaml
 
 from bench.engine.errors import Diverged, VariantSkipped
 from bench.engine.hooks import VariantResult
-from bench.faults import fault_point
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
 from bench.signals import deferred_signals
@@ -76,7 +75,6 @@ def open_run(rec: Recording, variant: Variant, previous: Any = None) -> str:
         return run_id
     tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live, ATTEMPT_TAG: "1"}
     run_id = client.create_run(rec.experiment_id, run_name=variant.name, tags=tags).info.run_id
-    fault_point("run.open.created", variant.variant_id)
     describe(client, run_id, variant)
     return run_id
 
@@ -100,10 +98,9 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
 
     client = rec.client
     epoch_hook = EpochMetricsHook(client, run_id, MetricLog(client, run_id, resume=resume))
-    faults = FaultHook(variant.variant_id)
     try:
         with system_metrics(client, run_id, variant, resume=resume):
-            return run_variant(variant, hooks=[epoch_hook, SummaryHook(client, run_id), *hooks, faults],
+            return run_variant(variant, hooks=[epoch_hook, SummaryHook(client, run_id), *hooks],
                                run_dir=run_dir, progress=progress)  # fmt: skip
     except VariantSkipped as exc:
         return VariantResult("skipped", reason=str(exc))
@@ -134,14 +131,21 @@ def log_error(client: Any, run_id: str, exc: BaseException) -> None:
 
 
 def close_run(
-    rec: Recording, run_id: str, result: VariantResult, export: Callable | None = None, scope: str = ""
+    rec: Recording, run_id: str, result: VariantResult, export: Callable | None = None
 ) -> VariantResult:
     """Final metrics, then the export, then the status: a kill in between leaves a run that is
-    not yet ``finished`` (and resumes), never a finished one without its weights. A final metric
-    a killed earlier close already logged is not logged twice. A failed export makes the run
-    ``failed`` (the checkpoint stays: the next run resumes and exports again). Returns the result
-    as recorded."""
-    client = rec.client
+    not yet ``finished`` (and resumes), never a finished one without its weights. Returns the
+    result as recorded. (Each step is a function of its own: tests stop a process between them.)"""
+    log_final_metrics(rec.client, run_id, result)
+    result = export_result(result, export)
+    tag_outcome(rec.client, run_id, result)
+    rec.client.set_terminated(run_id, MLFLOW_STATUS.get(result.status, "FAILED"))
+    return result
+
+
+def log_final_metrics(client: Any, run_id: str, result: VariantResult) -> None:
+    """The final metrics, flushed. A final metric a killed earlier close already logged is not
+    logged twice."""
     if result.metrics:
         last = result.history[-1] if result.history else {}
         logged = client.get_run(run_id).data.metrics
@@ -158,22 +162,28 @@ def close_run(
         store.log_metrics(client, run_id, final, step=max(len(result.history) - 1, 0), synchronous=True,
                           not_before_ms=after + 1)  # fmt: skip
     store.flush()
-    fault_point("run.close.after_metrics", scope)
-    if export is not None and result.status == "finished":
-        try:
-            export(result)
-        except Exception as exc:  # noqa: BLE001 - a full disk or a folder in the way: this variant fails
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            reason = f"cannot export the weights: {type(exc).__name__}: {first}; the next run resumes and exports again"
-            result = dataclasses.replace(result, status="failed", reason=reason)
-    fault_point("run.close.after_export", scope)
+
+
+def export_result(result: VariantResult, export: Callable | None) -> VariantResult:
+    """A finished result exported; a failed export makes it ``failed`` (the checkpoint stays: the
+    next run resumes and exports again)."""
+    if export is None or result.status != "finished":
+        return result
+    try:
+        export(result)
+    except Exception as exc:  # noqa: BLE001 - a full disk or a folder in the way: this variant fails
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        reason = f"cannot export the weights: {type(exc).__name__}: {first}; the next run resumes and exports again"
+        return dataclasses.replace(result, status="failed", reason=reason)
+    return result
+
+
+def tag_outcome(client: Any, run_id: str, result: VariantResult) -> None:
+    """The status tags, set before MLflow's terminal status."""
     closing = {"bench.reason": result.reason[:5000], "bench.status": result.status}
     if result.status == "finished":
         closing["bench.delivered"] = result.delivered  # which model ``*/acc`` scores (and the export)
     store.set_tags(client, run_id, closing)
-    fault_point("run.close.before_status", scope)
-    client.set_terminated(run_id, MLFLOW_STATUS.get(result.status, "FAILED"))
-    return result
 
 
 class SummaryHook:
@@ -218,22 +228,6 @@ class SummaryHook:
             )
 
 
-class FaultHook:
-    """Named fault points inside training (bench/faults.py), scoped to the variant."""
-
-    def __init__(self, scope: str):
-        self.scope = scope
-
-    def on_start(self, state: Any) -> None:
-        fault_point("run.train_start", self.scope)
-
-    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
-        fault_point(f"run.epoch_end.{epoch}", self.scope)
-
-    def on_end(self, state: Any, result: Any) -> None:
-        pass
-
-
 def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_dir: Path | None = None,
                  hooks: tuple = (), progress: Any = None, export: Callable | None = None,
                  opened: tuple[str, bool] | None = None,
@@ -252,8 +246,8 @@ def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_
         reason = f"{type(exc).__name__}: interrupted; the next run resumes from the last checkpoint"
         with deferred_signals():  # a second signal waits until the run's status is written
             store.flush()
-            close_run(rec, run_id, VariantResult("interrupted", reason=reason), scope=variant.variant_id)
+            close_run(rec, run_id, VariantResult("interrupted", reason=reason))
         raise
     with deferred_signals():
-        result = close_run(rec, run_id, result, export, scope=variant.variant_id)
+        result = close_run(rec, run_id, result, export)
     return run_id, result

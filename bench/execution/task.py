@@ -23,7 +23,6 @@ from typing import Any
 
 from bench.engine.hooks import VariantResult
 from bench.execution.recorded import ATTEMPT_TAG, Recording, open_run, run_recorded
-from bench.faults import fault_point
 from bench.fileio import atomic_copy, atomic_write_text
 from bench.recipe.load import Variant
 from bench.results import recipe_dir
@@ -182,7 +181,11 @@ def export_model(spec: TaskSpec, variant: Variant, model: Path) -> None:
     meta.pop("run_key", None)
     atomic_write_text(Path(f"{export}.json"), json.dumps(meta, indent=2) + "\n")
     atomic_copy(model, export)
-    fault_point("run.export.copied", variant.variant_id)
+    label_export(export, meta, variant)
+
+
+def label_export(export: Path, meta: dict[str, Any], variant: Variant) -> None:
+    """The last step of an export: only now does the sidecar say whose weights the file holds."""
     atomic_write_text(
         Path(f"{export}.json"), json.dumps({**meta, "run_key": variant.run_key}, indent=2) + "\n"
     )

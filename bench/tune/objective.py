@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.engine.hooks import BaseHook
-from bench.faults import fault_point
 
 MLFLOW_ATTR = "bench.mlflow_run_id"
 STATE = {"finished": "COMPLETE", "pruned": "PRUNED"}  # recorded status -> Optuna state (else FAIL)
@@ -210,7 +209,6 @@ def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, 
     def opened(run_id: str) -> None:
         opened_ids.append(run_id)
         trial.set_user_attr(MLFLOW_ATTR, run_id)
-        fault_point("tune.trial_run_opened")
 
     try:
         _, result = run_recorded(rec, variant, hooks=(hook,), on_open=opened)

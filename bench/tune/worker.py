@@ -11,7 +11,6 @@ import threading
 import time
 from typing import Any
 
-from bench.faults import fault_point
 from bench.tune import liveness
 from bench.tune.fidelity import CHOICE_ATTR, PILOT_ATTR
 from bench.tune.objective import TrialContext, TrialOutcome, run_trial
@@ -46,14 +45,11 @@ def objective(ctx: TrialContext, trial: Any) -> float:
     """Optuna's objective: claim, train, record; COMPLETE returns the value, PRUNED and FAIL raise."""
     import optuna
 
-    fault_point("tune.asked")
     ctx.current = trial.number
     liveness.claim(ctx.storage, ctx.plan.study_name, trial, ctx.worker_id)
-    fault_point("tune.claimed")
     try:
         if _auto_decision(ctx):
             trial.set_user_attr(PILOT_ATTR, True)
-        fault_point("tune.trial_leased")
         try:
             params = ctx.plan.space.suggest(trial)
         except ValueError as exc:  # a retried trial with values outside this recipe's space

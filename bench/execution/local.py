@@ -139,13 +139,14 @@ class LocalExecutor:
         return self._ctx
 
     def warm(self) -> None:
-        """Start the forkserver now, in a thread: its import of torch, MLflow and timm (~5 s on a
-        2-core box) then overlaps the driver's opening of the store instead of delaying the first
-        variant. The first child waits for it (``ensure_running`` holds a lock)."""
+        """Start the forkserver now: it imports torch, MLflow and timm (~5 s on a 2-core box) while
+        the driver opens the store, instead of after it, before the first variant. Starting it only
+        spawns the process; the first child's start waits until the server has imported them."""
         from multiprocessing import forkserver
 
-        self.context()  # the preload list, before the server starts
-        threading.Thread(target=forkserver.ensure_running, name="bench-forkserver-start", daemon=True).start()
+        self.context()  # sets the preload list, which the server reads when it starts
+        with _no_main_module():  # as for a child: the server must not import the caller's script
+            forkserver.ensure_running()
 
     def run(self, spec: TaskSpec, variants: list[Variant], progress: Any) -> Iterator[dict[str, Any]]:
         from bench.data import cache

@@ -125,7 +125,7 @@ def bench_main(*args: str, cwd=None) -> subprocess.CompletedProcess:
     """``bench ARGS`` through ``bench.cli.main`` in this process, answered like ``bench_cli``: the same
     parsing, output and exit code without a new interpreter's torch + MLflow import and forkserver
     start (~5-10 s on a 2-core box; this process's forkserver serves every test). Not for what
-    needs a process of its own: signals, ``BENCH_FAULT`` (read once per process), a clean env.
+    needs a process of its own: signals, ``BENCH_FAULT`` (armed as a process starts), a clean env.
 
     Output is caught at file descriptors 1 and 2, as a subprocess's would be: the variants' child
     processes write their progress there, not to ``sys.stderr``."""

@@ -102,6 +102,9 @@ class RecipeRunner:
         return exp_id, parent_id
 
     def run(self) -> Any:
+        executor = self.executor_or_default()
+        if hasattr(executor, "warm"):  # the local executor's forkserver starts while the store opens
+            executor.warm()
         client = self.open_store()
         progress = Progress(len(self.loaded.variants), live=self.live_progress)
         progress.expect(expected_times(self.loaded, self.results_dir, self.force))

@@ -3,11 +3,13 @@ recipes, a served ``bench ui``. (Test modules import helpers from here, never fr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import typing
 from pathlib import Path
@@ -121,6 +123,43 @@ def bench_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
     )
+
+
+def bench_main(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """``bench ARGS`` through ``bench.cli.main`` in this process, answered like ``bench_cli``: the same
+    parsing, output and exit code without a new interpreter's torch + MLflow import and forkserver
+    start (~5-10 s on a 2-core box; this process's forkserver serves every test). Not for what
+    needs a process of its own: signals, ``BENCH_FAULT`` (armed as a process starts), a clean env.
+
+    Output is caught at file descriptors 1 and 2, as a subprocess's would be: the variants' child
+    processes write their progress there, not to ``sys.stderr``."""
+    files = [tempfile.TemporaryFile("w+", encoding="utf-8") for _ in range(2)]
+    saved_fds = [os.dup(1), os.dup(2)]
+    saved_dir = os.environ.get("BENCH_RESULTS_DIR")  # main sets it from --results-dir
+    sys.stdout.flush(), sys.stderr.flush()
+    try:
+        for file, fd in zip(files, (1, 2)):
+            os.dup2(file.fileno(), fd)
+        with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(files[0]), \
+                contextlib.redirect_stderr(files[1]):  # fmt: skip
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse: --help, a usage error
+                code = exc.code if isinstance(exc.code, int) else 2
+            finally:
+                files[0].flush(), files[1].flush()
+    finally:
+        for fd, saved in zip((1, 2), saved_fds):
+            os.dup2(saved, fd)
+            os.close(saved)
+        if saved_dir is None:
+            os.environ.pop("BENCH_RESULTS_DIR", None)
+        else:
+            os.environ["BENCH_RESULTS_DIR"] = saved_dir
+    out, err = (file.seek(0) or file.read() for file in files)
+    for file in files:
+        file.close()
+    return subprocess.CompletedProcess(["bench", *args], code, out, err)
 
 
 SPACE = {"train.optimizer.lr": {"float": [1.0e-3, 0.5], "log": True}}

@@ -108,7 +108,11 @@ def test_run_report_and_dry_run_estimate_through_the_api(tmp_path, tiny_image_fo
 def test_tune_through_the_api_returns_the_trials(tmp_path, tiny_image_folder):
     recipe = tiny_recipe(tiny_image_folder, name="apitune")
     recipe["train"]["epochs"] = 1
-    recipe["tune"] = {"n_trials": 2, "space": {"train.optimizer.lr": {"float": [1e-3, 0.1], "log": True}}}
+    recipe["tune"] = {
+        "n_trials": 2,
+        "space": {"train.optimizer.lr": {"float": [1e-3, 0.1], "log": True}},
+        "recheck_top": 0,
+    }  # re-checks: test_tune_noise
     path = write_recipe(tmp_path / "apitune.yaml", recipe)
     trials = bench.tune_recipe(path, results_dir=tmp_path / "results", n_trials=1,
                         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # fmt: skip

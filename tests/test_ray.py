@@ -299,7 +299,13 @@ def test_mlflow_server_on_postgres(tmp_path, tiny_image_folder, local_ray, mlflo
 def test_tune_workers_as_ray_tasks_keep_the_trial_count(tmp_path, tiny_image_folder, local_ray):
     from tests.helpers import assert_trial_numbers, tune_recipe
 
-    tune = {"n_trials": 5, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}}
+    # no re-check (9 more runs per call): the trial count is under test, test_tune re-checks
+    tune = {
+        "n_trials": 5,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "recheck_top": 0,
+    }
     path = tune_recipe(tmp_path, tiny_image_folder, tune=tune, **{"data.val_size": 32, "train.epochs": 1})
     args = ["tune", str(path), "--workers", "2", "--results-dir", str(tmp_path / "res"),
             "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--executor", "ray", "--cpus-per-worker", "0.5"]  # fmt: skip

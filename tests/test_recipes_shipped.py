@@ -70,7 +70,7 @@ def _finished(results: Path, name: str) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_gpu_recipes_run_end_to_end_at_tiny_size_on_cpu(tmp_path, tiny_image_folder):
-    from tests.helpers import bench_cli as bench
+    from tests.helpers import bench_main as bench  # in process: the subprocess start is not under test
 
     results, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
     small_resnet = ["model.name=test_resnet", "train.epochs=1"]

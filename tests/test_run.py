@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import bench_cli as bench
+from tests.helpers import bench_main as bench  # in process: the interpreter start is not under test
 from tests.recipes import tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.slow

@@ -372,7 +372,7 @@ def test_closing_dead_runs_leaves_a_live_tune_run_alone(tmp_path, tiny_image_fol
     from tests.helpers import tune_recipe
 
     tune = tune_recipe(tmp_path, tiny_image_folder, tune={"n_trials": 1, "sampler": {"name": "random", "seed": 0},
-                       "pruner": {"name": "none"}}, **{"data.val_size": 32, "train.epochs": 1, "train.device": "cpu"})  # fmt: skip
+                       "pruner": {"name": "none"}, "recheck_top": 0}, **{"data.val_size": 32, "train.epochs": 1, "train.device": "cpu"})  # fmt: skip
     args = bench_args(tmp_path, tune)[:-2]  # without --order variant: a bench run option
     tuner = procs.popen(
         [*args[:3], "tune", *args[4:]], cwd=REPO,

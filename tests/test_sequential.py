@@ -168,7 +168,7 @@ def test_bench_run_until_decided_adds_seeds_and_resumes(tmp_path, tiny_image_fol
     """Real training: 2 seeds cannot decide anything (the first look is at 3 paired seeds), so
     both arms get seed 2 and stop at --max-seeds 3; the runs are ordinary MLflow children, the
     report shows the sequential verdict, and rerunning the command trains nothing new."""
-    from tests.helpers import bench_cli as bench
+    from tests.helpers import bench_main as bench  # in process: the interpreter start is not under test
 
     recipe = tiny_recipe(tiny_image_folder, name="until", matrix={"train.label_smoothing": [0.0, 0.1]})
     recipe["seeds"] = [0, 1]

@@ -278,7 +278,13 @@ def test_study_end_to_end(tiny_image_folder, tmp_path, capsys):
 def _two_workers(tmp_path: Path, data_root: Path, storage: str | None, study: str) -> None:
     import pandas as pd
 
-    tune = {"n_trials": 5, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": "none"}}
+    # no re-check (9 more runs per call): these tests are about the shared study, test_study_end_to_end re-checks
+    tune = {
+        "n_trials": 5,
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": {"name": "none"},
+        "recheck_top": 0,
+    }
     path = tune_recipe(tmp_path, data_root, tune=tune, **{"data.val_size": 32, "train.epochs": 1})
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     args = ["tune", str(path), "--workers", "2", "--study", study, "--results-dir", str(tmp_path / "res"),

@@ -290,7 +290,11 @@ def test_browser_compare_charts_accuracy_against_throughput_per_variant(study, s
 def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
     recipe = tiny_recipe(tiny_image_folder, name="uitune")
     recipe["train"]["epochs"] = 1
-    recipe["tune"] = {"n_trials": 2, "space": {"train.optimizer.lr": {"float": [1e-3, 0.1], "log": True}}}
+    recipe["tune"] = {
+        "n_trials": 2,
+        "space": {"train.optimizer.lr": {"float": [1e-3, 0.1], "log": True}},
+        "recheck_top": 0,
+    }  # the dashboard shows trials; a re-check would add 6 runs
     path = write_recipe(tmp_path / "uitune.yaml", recipe)
     results = tmp_path / "results"
     env = {**os.environ, "MLFLOW_TRACKING_URI": "", "OMP_NUM_THREADS": "1"}

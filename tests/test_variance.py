@@ -4,14 +4,12 @@ coverage, truncation), then end to end on a real tiny 3 × 3 crossed run through
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from bench.report.variance import complete_grid, decompose, split_runs
+from tests.helpers import bench_main as bench  # the CLI's parsing and output, in this process
 from tests.recipes import tiny_recipe, write_recipe
 
 PLANTED = {"init": 0.02**2, "data": 0.01**2, "residual": 0.005**2}
@@ -22,12 +20,6 @@ def crossed(rng: np.random.Generator, n_init: int = 6, n_data: int = 6, sd=(0.02
     a = rng.normal(0, sd[0], (n_init, 1))
     b = rng.normal(0, sd[1], (1, n_data))
     return 0.6 + a + b + rng.normal(0, sd[2], (n_init, n_data))
-
-
-def bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=900
-    )
 
 
 def test_planted_components_lie_in_their_intervals_and_shares_add_up():

@@ -7,7 +7,7 @@
     tables = bench.report_recipe("recipes/smoke.yaml")
 
 ``import bench`` stays light (no torch, mlflow or optuna) so that ``bench --help`` is fast: the
-API functions (``bench.api``) load on first use. ``bench.report`` and ``bench.tune`` are packages
+API functions (``bench.commands.api``) load on first use. ``bench.report`` and ``bench.tune`` are packages
 (the functions: ``report_recipe``, ``tune_recipe``).
 """
 
@@ -21,7 +21,7 @@ _RENAMED = {"report": "report_recipe", "tune": "tune_recipe"}
 
 def __getattr__(name: str):
     if name in _API:
-        from bench import api
+        from bench.commands import api
 
         return getattr(api, name)
     hint = f": the function is bench.{_RENAMED[name]} (bench.{name} is a package)" if name in _RENAMED else ""

@@ -19,9 +19,9 @@ import pytest
 
 from bench.data.cache import cached_splits, shared
 from bench.execution.local import LocalExecutor, _noop_child
+from bench.execution.runner import RecipeRunner
 from bench.execution.task import run_task
 from bench.recipe.load import load_recipe
-from bench.runner import RecipeRunner
 from tests.recipes import tiny_recipe, write_recipe
 
 ROUNDS = 6
@@ -49,7 +49,7 @@ def test_child_process_overhead_per_variant(tmp_path, tiny_image_folder, monkeyp
         loaded, results_dir=tmp_path / "results", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"
     )
     client = runner.open_store()
-    from bench.progress import Progress
+    from bench.execution.progress import Progress
 
     exp_id, parent_id = runner.start(client, Progress(0, live=False))
     from bench.execution.task import TaskSpec

@@ -1,6 +1,6 @@
 """``bench run --dry-run`` on every shipped recipe: the wall time of the whole command (a fresh
 interpreter, as a user runs it), median of a few runs. Target: well under a second, which the
-torch-free recipe leaf and ``bench.catalog`` make possible (it took 5-11 s when validating a
+torch-free recipe leaf and ``bench.components.catalog`` make possible (it took 5-11 s when validating a
 recipe imported torch, timm and torchvision)."""
 
 from __future__ import annotations

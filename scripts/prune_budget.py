@@ -93,7 +93,7 @@ def main() -> int:
     ap.add_argument("--print-only", action="store_true", help="print the figures of studies already run")
     args = ap.parse_args()
 
-    from bench.api import load_recipe
+    from bench.commands.api import load_recipe
     from bench.report.stats import paired_test, tost_p
 
     loaded = load_recipe(args.recipe, full=False)

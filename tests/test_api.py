@@ -13,7 +13,7 @@ import pytest
 
 import bench
 from bench.errors import RecipeError
-from bench.progress import Progress
+from bench.execution.progress import Progress
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -33,7 +33,7 @@ def test_bench_report_and_tune_are_the_packages_and_the_functions_have_names_of_
     from bench.report import build
 
     assert bench.report.build is build and bench.tune.study.run_study is not None
-    assert bench.report_recipe.__module__ == bench.tune_recipe.__module__ == "bench.api"
+    assert bench.report_recipe.__module__ == bench.tune_recipe.__module__ == "bench.commands.api"
     assert type(bench) is type(bench.report)  # a plain module: no class swapped in to hide the packages
     code = "import bench\nfor name in ('report', 'tune'):\n    try:\n        getattr(bench, name)\n    except AttributeError as exc:\n        print(exc)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -99,7 +99,7 @@ def test_run_report_and_dry_run_estimate_through_the_api(tmp_path, tiny_image_fo
     assert "nothing to train: all 2 run(s) finished" in out and "heavy: []" in out
     walls = on_disk["time/wall_s"]
     out = dry_run("train.epochs=2")
-    from bench.estimate import format_duration
+    from bench.execution.estimate import format_duration
 
     assert f"~{format_duration(walls.sum())} for 2 run(s)" in out and "timed with other settings" in out
 

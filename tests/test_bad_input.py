@@ -15,7 +15,7 @@ import torch
 from bench.cli import main
 from bench.errors import BenchError, RecipeError
 from bench.recipe.yaml_loader import MAX_ALIASES, MAX_DOCUMENT_BYTES
-from bench.validate import load_validated
+from bench.validate.recipe import load_validated
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent

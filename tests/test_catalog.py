@@ -1,9 +1,9 @@
-"""``bench.catalog`` (torch-free names and arguments for quick validation) equals the real
+"""``bench.components.catalog`` (torch-free names and arguments for quick validation) equals the real
 registries and the installed torch's signatures, so the two never drift apart."""
 
 from __future__ import annotations
 
-from bench import catalog
+from bench.components import catalog
 from bench.components.losses import LOSSES
 from bench.components.models import MODELS
 from bench.components.optimizers import OPTIMIZERS, OWN_KEYS
@@ -11,7 +11,7 @@ from bench.components.schedulers import LR_LAMBDAS, SCHEDULERS
 from bench.components.signature import allowed_kwargs
 from bench.data.registry import DATASETS
 
-HINT = "update bench/catalog.py to match the registry (it is what `bench run --dry-run` checks against)"
+HINT = "update bench/components/catalog.py to match the registry (it is what `bench run --dry-run` checks against)"
 
 
 def test_optimizers_and_their_arguments():

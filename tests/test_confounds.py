@@ -239,7 +239,7 @@ def test_emulated_bf16_is_said_in_dry_run_and_plan_and_skipped_by_default(
     assert "--emulated-bf16 run" in proc.stdout  # the way to train it anyway
     proc = bench("run", str(path), "--dry-run", "--emulated-bf16", "run")
     assert proc.returncode == 0 and "trained emulated" in proc.stdout, proc.stdout
-    from bench.plan import plan_variant
+    from bench.plan.schedule import plan_variant
 
     [v] = load_recipe(path).variants
     assert any("emulated" in w for w in plan_variant(v, SPE, num_classes=4, cuda=False).warnings)

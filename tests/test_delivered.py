@@ -38,7 +38,7 @@ def test_averaging_trick_is_scored_and_exported_as_its_averaged_model(tmp_path, 
 
 @pytest.mark.slow
 def test_runs_csv_and_mlflow_carry_the_delivered_accuracy(tmp_path, tiny_image_folder):
-    from bench.runner import RecipeRunner
+    from bench.execution.runner import RecipeRunner
 
     recipe = tiny_recipe(tiny_image_folder, name="delivered", matrix={
         "train.ema": [None, {"decay": 0.995, "every": 1}]})  # the EMA stays near the start  # fmt: skip

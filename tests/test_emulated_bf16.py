@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.hardware import cpu_has_native_bf16, device_gap, emulated_bf16_reason
+from bench.measure.hardware import cpu_has_native_bf16, device_gap, emulated_bf16_reason
 from bench.recipe.load import load_recipe
 from tests.recipes import tiny_recipe, write_recipe
 

@@ -267,7 +267,7 @@ def test_deferred_signals_hold_a_signal_another_thread_takes():
     import threading
 
     from bench.errors import Terminated
-    from bench.signals import deferred_signals, install_sigterm
+    from bench.util.signals import deferred_signals, install_sigterm
 
     previous = install_sigterm()
     stop = threading.Event()

@@ -12,7 +12,7 @@ import pytest
 from bench.cli import main
 from bench.errors import RecipeError
 from bench.recipe.load import load_recipe
-from bench.validate import load_validated
+from bench.validate.recipe import load_validated
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -293,7 +293,7 @@ def test_full_disk_says_so_naming_the_folder(tmp_path, how):
     import torch
 
     from bench import errors
-    from bench.fileio import atomic_write
+    from bench.util.fileio import atomic_write
 
     blob = {"w": torch.zeros(1 << 18)}
 

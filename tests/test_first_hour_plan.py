@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.plan import VariantPlan, plan_variant, plot_plan
+from bench.plan.schedule import VariantPlan, plan_variant, plot_plan
 from bench.recipe.load import load_recipe
 from tests.recipes import tiny_recipe, write_recipe
 

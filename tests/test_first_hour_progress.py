@@ -16,7 +16,7 @@ import termios
 import time
 from pathlib import Path
 
-from bench.progress import Progress
+from bench.execution.progress import Progress
 from tests import procs
 from tests.recipes import tiny_recipe, write_recipe
 

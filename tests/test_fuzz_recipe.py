@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bench.errors import BenchError
 from bench.recipe.load import LoadedRecipe
-from bench.validate import load_validated
+from bench.validate.recipe import load_validated
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 KEYS = ["name", "data", "model", "train", "matrix", "seeds", "epochs", "optimizer", "scheduler", "lr",

@@ -4,10 +4,11 @@ torch included, into the MLflow adapter); the table makes a new upward import a 
 rather than an accident.
 
 Nodes: each subpackage (``bench/engine/``) and each top-level module (``bench/errors.py``) is a
-node of its own; ``bench/__init__.py`` is the node ``bench`` (the Python API facade). Top-level
-modules are not grouped: they sit at very different heights (``errors`` under everything, ``api``
-over nearly everything), so any group would be a cycle of its own. Every import counts, at any
-depth: function-local lazy imports (kept lazy so ``bench --help`` stays fast) and
+node of its own; ``bench/__init__.py`` is the node ``bench`` (the Python API facade). The
+modules of ``bench/util/`` are nodes of their own too (``util.signals``): unrelated leaf
+helpers, grouped for tidiness, not for a shared job, and the MLflow adapter may use one (atomic
+writes) but not the other (signal handling). Every import counts, at any depth:
+function-local lazy imports (kept lazy so ``bench --help`` stays fast) and
 ``TYPE_CHECKING`` imports are dependencies all the same, and so is ``importlib.import_module`` of
 a literal ``bench.`` name."""
 
@@ -22,31 +23,35 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 # Bottom first. A node may import any node of a lower layer, none of its own or a higher one.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "version"),  # the exceptions every layer raises; bench.__version__
-    ("fileio", "registry", "signals", "hardware", "estimate", "state_diff", "catalog"),  # leaf utilities
-    ("recipe", "progress", "results"),  # the recipe schema (no torch)
-    ("components",),  # models, optimizers, losses, schedules
+    ("errors", "version", "util"),  # the exceptions every layer raises; bench.__version__; util's __init__
+    ("util.fileio", "util.signals", "measure"),  # atomic writes; signal-safe sections; hardware, provenance
+    ("recipe",),  # the recipe schema (no torch)
+    ("components",),  # models, optimizers, losses, schedules; the name registry, its torch-free catalog
     ("data",),  # datasets and loaders
     ("tricks",),  # the engine's plug-ins: its services reach them through the run state
-    ("engine", "tracking", "provenance"),  # training; the MLflow adapter (neither imports the other)
-    ("validate", "preflight", "plan_checks", "report"),  # recipe checks; the report and its statistics
-    ("execution", "plan"),  # recorded runs, local or on Ray (--until-decided asks the report's statistics)
-    ("runner", "tune", "speedcheck", "calibrate"),  # bench run's driver; Optuna studies
+    ("engine", "tracking"),  # training; the MLflow adapter (neither imports the other)
+    ("validate", "report"),  # recipe checks and preflight; the report, its statistics and calibration
+    ("execution", "plan"),  # bench run: driver, recorded runs (local or Ray), progress, runs.csv; bench plan
+    ("tune", "speedcheck"),  # Optuna studies; re-timing finished variants
     ("ui",),  # MLflow UI and optuna-dashboard over what run and tune recorded
-    ("api",),  # the Python API
-    ("bench", "commands"),  # the ``import bench`` facade over the API; the CLI's subcommands
+    ("commands",),  # the CLI's subcommands and the Python API they call (commands/api.py)
+    ("bench",),  # the ``import bench`` facade over the API
     ("cli",),
 ]
 LAYER = {node: i for i, layer in enumerate(LAYERS) for node in layer}
+# Packages of unrelated leaf modules: each module is a node ("util.signals"), not the package.
+SPLIT = ("util",)
 # The MLflow adapter knows runs, tags and metrics, not how a variant trains or how signals are handled.
-TRACKING_MUST_NOT_REACH = ("engine", "signals")
+TRACKING_MUST_NOT_REACH = ("engine", "util.signals")
 
 
 def node_of(path: Path) -> str:
-    parts = path.relative_to(BENCH).parts
-    if parts == ("__init__.py",):
+    parts = path.relative_to(BENCH).with_suffix("").parts
+    if parts == ("__init__",):
         return "bench"
-    return parts[0].removesuffix(".py")
+    if parts[0] in SPLIT and len(parts) > 1 and parts[1] != "__init__":
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0]
 
 
 def target_node(dotted: str) -> str | None:
@@ -54,11 +59,15 @@ def target_node(dotted: str) -> str | None:
     parts = dotted.split(".")
     if parts[0] != "bench":
         return None
+    if len(parts) > 2 and parts[1] in SPLIT:
+        return f"{parts[1]}.{parts[2]}"
     return parts[1] if len(parts) > 1 else "bench"
 
 
-def is_module(name: str) -> bool:
-    return (BENCH / f"{name}.py").is_file() or (BENCH / name / "__init__.py").is_file()
+def is_module(dotted: str) -> bool:
+    """``bench.x.y`` is a module or package (not a name defined in one)."""
+    path = BENCH.parent.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def imported(tree: ast.AST, module: str) -> list[tuple[str, int]]:
@@ -72,9 +81,10 @@ def imported(tree: ast.AST, module: str) -> list[tuple[str, int]]:
             if stmt.level:  # relative: resolved against this module's package
                 package = module.split(".")[: -stmt.level]
                 base = ".".join(package + ([base] if base else []))
-            if base == "bench":  # ``from bench import errors`` imports the module bench/errors.py
+            if base.split(".")[0] == "bench":  # ``from bench.util import signals`` imports that module
                 out += [
-                    (f"bench.{a.name}" if is_module(a.name) else "bench", stmt.lineno) for a in stmt.names
+                    (f"{base}.{a.name}" if is_module(f"{base}.{a.name}") else base, stmt.lineno)
+                    for a in stmt.names
                 ]
             else:
                 out.append((base, stmt.lineno))
@@ -184,3 +194,11 @@ def test_fault_injection_lives_in_the_tests():
     found = [f"{path.relative_to(BENCH.parent)}:{n} {word}" for path in sorted(BENCH.rglob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1) for word in words if word in line]  # fmt: skip
     assert not found, "fault injection in production code:\n" + "\n".join(found)
+
+
+def test_bench_top_level_holds_only_its_entry_points():
+    """Every other module lives in a package named for its job (issue 22): the top level is the
+    map (the CLI, the errors every layer raises, the version), not a drawer of loose modules."""
+    allowed = {"__init__", "__main__", "cli", "errors", "version"}
+    loose = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in allowed)
+    assert not loose, f"move these into a package by job (and place it in LAYERS): {loose}"

@@ -14,7 +14,7 @@ from torch.optim import lr_scheduler as lrs
 
 from bench.cli import main as cli
 from bench.components.schedulers import SCHEDULERS
-from bench.plan import plan_recipe, plan_variant, steps_per_epoch
+from bench.plan.schedule import plan_recipe, plan_variant, steps_per_epoch
 from bench.recipe.load import load_recipe
 from tests.recipes import tiny_recipe, write_recipe
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import provenance
 from bench.cli import main as cli
 from bench.execution import identity
+from bench.measure import provenance
 from tests.helpers import CPU, log_study
 
 

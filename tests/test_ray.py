@@ -79,7 +79,7 @@ def test_a_ray_cancel_waits_while_a_runs_final_status_is_written():
     import _thread
 
     from bench.execution.ray_tasks import cancellable
-    from bench.signals import deferred_signals
+    from bench.util.signals import deferred_signals
 
     steps_done = []
     with pytest.raises(KeyboardInterrupt), cancellable():

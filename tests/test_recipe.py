@@ -10,7 +10,7 @@ import pytest
 from bench.errors import RecipeError
 from bench.recipe.load import load_recipe
 from bench.recipe.yaml_loader import load_yaml_text
-from bench.validate import load_validated
+from bench.validate.recipe import load_validated
 from tests.recipes import tiny_recipe, write_recipe
 
 

@@ -35,7 +35,7 @@ def test_loading_and_expanding_a_recipe_imports_no_heavy_library():
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_quick_validation_of_every_shipped_recipe_imports_no_heavy_library(path):
     code = (
-        "from bench.validate import load_validated\n"
+        "from bench.validate.recipe import load_validated\n"
         f"loaded = load_validated({str(path)!r}, full=False)\n"
         "assert loaded.variants"
     )

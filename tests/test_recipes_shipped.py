@@ -102,7 +102,7 @@ def test_gpu_recipes_run_end_to_end_at_tiny_size_on_cpu(tmp_path, tiny_image_fol
 def test_shipped_swa_lowers_the_lr_of_every_optimizer_it_is_crossed_with(path, request):
     """An SWA axis crossed with SGD and AdamW must mean a cut for both: in the engine's own plan,
     no param group's SWA LR is above the peak it had before SWA took over."""
-    from bench.plan import plan_variant
+    from bench.plan.schedule import plan_variant
 
     if MISSING and _uses_missing_keys(path):
         pytest.skip(f"schema lacks {MISSING}")

@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from scipy import stats as st
 
 from bench.cli import main as cli
+from bench.execution.runner import RecipeRunner
 from bench.recipe.load import load_recipe
-from bench.runner import RecipeRunner
 from tests.recipes import tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.slow

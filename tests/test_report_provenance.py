@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import provenance
 from bench.cli import main as cli
+from bench.execution.results import summary_text
+from bench.measure import provenance
 from bench.report.api import report_tables
-from bench.results import summary_text
 from tests.helpers import CPU, log_study
 from tests.recipes import write_recipe
 
@@ -38,7 +38,7 @@ def test_collect_records_versions_git_device_and_flags(tmp_path):
 
     info = provenance.collect(torch.device("cpu"))
     assert all(k.startswith("env.") and isinstance(v, str) for k, v in info.items())
-    root = Path(provenance.__file__).resolve().parent.parent
+    root = Path(provenance.__file__).resolve().parents[2]
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
     assert info["env.git_commit"] == head.stdout.strip() and info["env.git_dirty"] in ("true", "false")
     assert info["env.torch"] == torch.__version__.split("+")[0] and info["env.python"].count(".") == 2

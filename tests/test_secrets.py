@@ -49,7 +49,7 @@ def test_tune_storage_line_uses_the_same_rule():
 
 
 def test_failed_reason_warning_and_recorded_tags_are_redacted(tmp_path, capsys):
-    from bench.runner import RecipeRunner
+    from bench.execution.runner import RecipeRunner
 
     uri = "http://bob:hunter2pw@mlflow.example"
     recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path))

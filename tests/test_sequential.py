@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import calibrate
 from bench.execution.until_decided import UntilDecided, next_variants, with_seed
 from bench.recipe.load import load_recipe
-from bench.report import sequential, stats
+from bench.report import calibrate, sequential, stats
 from tests.recipes import tiny_recipe, write_recipe
 
 

@@ -27,7 +27,7 @@ LRS = [0.05, 0.04, 0.03, 0.02]  # the LR changes no per-step compute: every rati
 def study(tmp_path: Path, folder: Path, name: str, hog_window: tuple[float, float] | None = None):
     """Run the study through the CLI (with busy-loop processes from ``hog_window[0]`` to
     ``hog_window[1]`` seconds after the start), then report it; returns (baseline table, wall s)."""
-    from bench.api import report_recipe
+    from bench.commands.api import report_recipe
 
     recipe = tiny_recipe(folder, name=name, matrix={"train.optimizer.lr": LRS}, baseline="lr=0.05",
                          seeds=[0, 1, 2], **{"train.epochs": 4, "train.warmup_steps": 5})  # fmt: skip

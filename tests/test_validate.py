@@ -1,4 +1,4 @@
-"""The validation layer (bench/validate.py): component names, arguments bound to the torch and
+"""The validation layer (bench/validate/recipe.py): component names, arguments bound to the torch and
 optuna signatures, and the freeze depth, all checked before anything is recorded."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from bench.cli import main
 from bench.errors import RecipeError
 from bench.recipe.load import load_recipe
-from bench.validate import load_validated, validate_recipe
+from bench.validate.recipe import load_validated, validate_recipe
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -75,7 +75,7 @@ def test_too_deep_freeze_exits_2_naming_the_key_and_range_before_anything_is_rec
 
 
 def test_freeze_within_the_model_passes_and_the_model_is_built_without_memory(tmp_path, tiny_image_folder):
-    from bench.validate import _model_without_weights
+    from bench.validate.recipe import _model_without_weights
 
     recipe = tiny_recipe(tiny_image_folder, matrix={"train.freeze": [0, 3, 5]}, **{"model.name": "resnet18"})
     loaded = load_validated(write_recipe(tmp_path / "r.yaml", recipe))

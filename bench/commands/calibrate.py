@@ -1,5 +1,5 @@
 """``bench calibrate``: the error rates, power and seed counts of bench's verdicts, measured by
-simulation (bench/calibrate.py), for the spread and effect sizes of your own runs."""
+simulation (bench/report/calibrate.py), for the spread and effect sizes of your own runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from bench.calibrate import Setting
+    from bench.report.calibrate import Setting
 
     d = Setting()
     parser.add_argument("--sd", type=float, default=d.sd, help=f"per-run accuracy spread (default {d.sd})")
@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.calibrate import Setting, calibrate, table_text
+    from bench.report.calibrate import Setting, calibrate, table_text
 
     setting = Setting(args.sd, args.effect, args.margin, args.variants, args.start_seeds, args.max_seeds,
                       args.fixed_seeds, args.studies)  # fmt: skip

@@ -16,9 +16,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.plan import plan_recipe, write_plan
-    from bench.results import recipe_dir
-    from bench.validate import load_validated
+    from bench.execution.results import recipe_dir
+    from bench.plan.schedule import plan_recipe, write_plan
+    from bench.validate.recipe import load_validated
 
     loaded = load_validated(args.recipe, args.overrides, args.overlay)
     plans = plan_recipe(loaded, override_steps=args.steps_per_epoch)

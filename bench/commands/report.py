@@ -49,7 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.api import build_report
+    from bench.commands.api import build_report
 
     report = build_report(
         args.recipe, args.overrides, overlays=args.overlay, experiment=args.experiment, baseline=args.baseline,

@@ -10,7 +10,7 @@ import sys
 from bench.commands.common import add_recipe_arguments, split_recipes_and_overrides
 from bench.commands.executor_args import add_executor_arguments, ray_options
 from bench.execution.order import DEFAULT_ORDER, ORDERS
-from bench.hardware import EMULATED_BF16_ENV, emulated_bf16_policy
+from bench.measure.hardware import EMULATED_BF16_ENV, emulated_bf16_policy
 
 EXIT_CODES = """exit codes:
   0    every variant finished (or was already finished)
@@ -79,18 +79,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench import api
+    from bench.commands import api
 
     recipes, overrides = split_recipes_and_overrides(list(args.recipe) + list(args.overrides))
     # Validate every recipe and every variant before anything trains. A dry run checks without
-    # torch (bench.catalog), so it answers at once; the full check builds models on `meta`.
+    # torch (bench.components.catalog), so it answers at once; the full check builds models on `meta`.
     loaded = [api.load_recipe(path, overrides, args.overlay, full=not args.dry_run) for path in recipes]
     on_ray = ray_options(args)
     if args.emulated_bf16:  # read by the precision trick, in children and Ray tasks too
         os.environ[EMULATED_BF16_ENV] = args.emulated_bf16
     emulated_bf16_policy()  # a bad $BENCH_EMULATED_BF16 exits 2 before anything runs
     if args.dry_run:
-        from bench.estimate import estimate_line
+        from bench.execution.estimate import estimate_line
         from bench.execution.identity import with_input_fingerprints
 
         for recipe in loaded:
@@ -163,7 +163,7 @@ def ray_executor(options):
 def bf16_note(recipe) -> str | None:
     """Say so when amp_bf16 variants will run emulated on this CPU (``--emulated-bf16 run``;
     skipped ones are in the device note). Checked without torch."""
-    from bench.hardware import EMULATED_BF16_NOTE, cpu_has_native_bf16
+    from bench.measure.hardware import EMULATED_BF16_NOTE, cpu_has_native_bf16
 
     bf16 = [
         v for v in recipe.variants if v.body.train.precision == "amp_bf16" and v.body.train.device != "cuda"
@@ -176,8 +176,8 @@ def bf16_note(recipe) -> str | None:
 def device_note(recipe, record_skips: bool) -> str | None:
     """Runs this machine would skip for lack of a device (guessed without torch), and whether
     ``bench run`` refuses the recipe for it."""
-    from bench.hardware import cuda_available, skipped_for_device
-    from bench.preflight import all_skipped_message
+    from bench.measure.hardware import cuda_available, skipped_for_device
+    from bench.validate.preflight import all_skipped_message
 
     skipped = skipped_for_device(recipe.variants, cuda_available(exact=False))
     message = all_skipped_message(recipe, skipped)

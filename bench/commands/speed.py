@@ -27,12 +27,12 @@ def main(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bench.errors import BenchError
+    from bench.execution.results import recipe_dir
     from bench.recipe.changes import recipe_changes
     from bench.report.speed import COMPUTE_NEUTRAL_PREFIXES
-    from bench.results import recipe_dir
     from bench.speedcheck.session import interleaved, time_once
     from bench.speedcheck.table import cost_table, table_text
-    from bench.validate import load_validated
+    from bench.validate.recipe import load_validated
 
     if args.steps < 1 or args.rounds < 1 or args.warmup < 0:
         raise BenchError("--steps and --rounds must be at least 1, --warmup at least 0")

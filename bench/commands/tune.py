@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.api import tune_options
+    from bench.commands.api import tune_options
     from bench.tune.study import build_plan, run_study
 
     options = tune_options(

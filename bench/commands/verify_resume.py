@@ -27,8 +27,8 @@ from typing import Any
 
 from bench.commands.common import add_recipe_arguments
 from bench.engine.hooks import BaseHook
+from bench.engine.state_diff import compare_states, verdict_text  # noqa: F401 - re-exported
 from bench.errors import BenchError, RecipeError
-from bench.state_diff import compare_states, verdict_text  # noqa: F401 - re-exported
 
 # Per-epoch record keys that measure the machine, not the training: never compared.
 UNSTABLE_PREFIXES = ("throughput/", "time/", "memory/", "contention/")  # the machine, not the run
@@ -182,7 +182,7 @@ def _finish(proc: subprocess.Popen, what: str, timeout: float) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from bench.engine import checkpoint as ckpt
-    from bench.validate import load_validated
+    from bench.validate.recipe import load_validated
 
     loaded = load_validated(args.recipe, args.overrides, args.overlay)
     variant = pick_variant(loaded, args.variant)

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.components.registry import Registry
 from bench.components.signature import allowed_kwargs
-from bench.registry import Registry
 
 LOSSES: Registry[Any] = Registry("loss")
 LOSSES.register("cross_entropy", nn.CrossEntropyLoss)

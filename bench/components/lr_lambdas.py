@@ -8,7 +8,7 @@ import functools
 import math
 from collections.abc import Callable
 
-from bench.registry import Registry
+from bench.components.registry import Registry
 
 LR_LAMBDAS: Registry[Callable[..., Callable[[int], float]]] = Registry("lr_lambda")
 

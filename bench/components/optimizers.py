@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from bench.components.models import model_stages
+from bench.components.registry import Registry
 from bench.components.signature import check_kwargs
-from bench.registry import Registry
 
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
 OPTIMIZERS.register("sgd", torch.optim.SGD)

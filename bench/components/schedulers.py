@@ -23,8 +23,8 @@ from torch.optim import lr_scheduler as lrs
 
 from bench.components.lr_lambdas import LR_LAMBDAS, per_step
 from bench.components.lr_schedule import LRSchedule
+from bench.components.registry import Registry
 from bench.components.signature import check_kwargs
-from bench.registry import Registry
 
 Policy = Literal["epoch", "batch", "batch_fractional", "plateau"]
 

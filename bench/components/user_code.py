@@ -120,8 +120,8 @@ def check_model_factory(name: str, pretrained: bool, kwargs: dict[str, Any]) -> 
     contract in the message (without this, a mismatch fails inside the first recorded run)."""
     import inspect
 
+    from bench.components.registry import import_object
     from bench.components.signature import allowed_kwargs, check_kwargs
-    from bench.registry import import_object
 
     factory = import_object(name)
     if not callable(factory):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.registry import Registry
+from bench.components.registry import Registry
 
 if TYPE_CHECKING:
     from bench.data.sources import RawData

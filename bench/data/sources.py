@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from bench.errors import DataError
-from bench.fileio import atomic_save
+from bench.util.fileio import atomic_save
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.errors import CheckpointError
-from bench.fileio import atomic_save  # noqa: F401 - re-exported for the loop
+from bench.util.fileio import atomic_save  # noqa: F401 - re-exported for the loop
 
 LAST = "last.ckpt"
 BEST = "best.ckpt"

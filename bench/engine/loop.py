@@ -49,7 +49,7 @@ def restore(state: RunState, hooks: list[Hook] | tuple[Hook, ...]) -> bool:
     return resumed
 
 
-# The stepping rule, shared with ``bench plan`` (bench/plan.py) so the plan is what runs:
+# The stepping rule, shared with ``bench plan`` (bench/plan/schedule.py) so the plan is what runs:
 #   schedule.begin_step()        warm-up factor on the LRs, for this step only
 #   optimizer step               (the plan: no gradients, parameters do not move)
 #   tricks.after_step(stepped)   EMA update; SWA holds the per-batch schedule (returns False)

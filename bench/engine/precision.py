@@ -22,8 +22,8 @@ DTYPES = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
 
 def unavailable_reason(precision: str, device: torch.device) -> str | None:
     """Why ``precision`` cannot run on ``device`` (torch's facts through the one rule,
-    ``bench.hardware.precision_gap``), or None."""
-    from bench.hardware import native_bf16_cpu, precision_gap
+    ``bench.measure.hardware.precision_gap``), or None."""
+    from bench.measure.hardware import native_bf16_cpu, precision_gap
 
     if device.type == "cuda":
         return precision_gap(

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.components.user_code import add_import_paths, code_fingerprint
-from bench.fileio import atomic_write_text
 from bench.recipe.load import LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
+from bench.util.fileio import atomic_write_text
 
 WEIGHTS_TAG, DATA_TAG, CODE_TAG = "bench.input.weights", "bench.input.data", "bench.input.code"
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"

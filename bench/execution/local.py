@@ -88,8 +88,8 @@ def _child(
     sync_import_paths()  # the recipe's folder: the forkserver may predate it
     set_torch_threads(workers=1)
     from bench.data import cache
-    from bench.progress import Progress
-    from bench.signals import install_first_only
+    from bench.execution.progress import Progress
+    from bench.util.signals import install_first_only
 
     install_first_only()
     cache.prime(splits)

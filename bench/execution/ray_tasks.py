@@ -107,8 +107,8 @@ def train_variant(
     ``run_task``, which resumes the run a dead attempt of this task left; returns (row, where).
     ``position``: its place in the submission order (tag ``bench.position``)."""
     from bench.components.user_code import sync_import_paths
+    from bench.execution.progress import Progress
     from bench.execution.task import run_task
-    from bench.progress import Progress
 
     sync_import_paths()  # user modules beside the recipe (model.name: mymodels:Net)
     where = placement()

@@ -34,10 +34,10 @@ from bench.engine.errors import Diverged, VariantSkipped
 from bench.engine.hooks import VariantResult
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
-from bench.signals import deferred_signals
 from bench.tracking import mlflow_store as store
 from bench.tracking.system_metrics import system_metrics
 from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, owner_tags, variant_tags
+from bench.util.signals import deferred_signals
 
 MLFLOW_STATUS = {"finished": "FINISHED", "skipped": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}
 # Tags that describe one attempt: cleared when a run is reopened, so a later success does not
@@ -208,7 +208,7 @@ class SummaryHook:
             f"{state.normalize} mean={[round(m, 4) for m in mean]} std={[round(s, 4) for s in std]}"
         )
         tags["bench.device"] = str(state.device)
-        from bench.provenance import collect
+        from bench.measure.provenance import collect
 
         tags.update(collect(state.device))  # after the tricks set their backend flags
         for key, value in tags.items():

@@ -23,12 +23,12 @@ from typing import Any
 
 from bench.engine.hooks import VariantResult
 from bench.execution.recorded import ATTEMPT_TAG, Recording, open_run, run_recorded
-from bench.fileio import atomic_copy, atomic_write_text
+from bench.execution.results import recipe_dir
 from bench.recipe.load import Variant
-from bench.results import recipe_dir
 from bench.tracking import mlflow_store as store
 from bench.tracking.uris import redact_text
 from bench.tracking.variant_runs import find_previous
+from bench.util.fileio import atomic_copy, atomic_write_text
 
 CRASH_PREFIX = "errors/crash-"  # errors/crash-<attempt>.txt: how the process of that attempt died
 

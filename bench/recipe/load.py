@@ -1,6 +1,6 @@
 """Load a recipe file, apply overlays and ``key=value`` overrides, expand the matrix, and
 validate every variant's shape up front: a bad variant fails before any variant trains.
-Component names and arguments are checked by ``bench.validate`` (this package stays torch-free)."""
+Component names and arguments are checked by ``bench.validate.recipe`` (this package stays torch-free)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The typed recipe schema: the shape of a recipe. Every key is consumed or rejected
 (``extra="forbid"``). This module is part of the torch-free recipe leaf: component names and
-their arguments are checked against the registries by ``bench.validate``, a layer above both."""
+their arguments are checked against the registries by ``bench.validate.recipe``, a layer above both."""
 
 from __future__ import annotations
 

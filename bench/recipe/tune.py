@@ -1,5 +1,5 @@
 """The ``tune:`` section of a recipe: its shape only. Part of the torch- and optuna-free recipe
-leaf; sampler and pruner options are bound to the optuna classes by ``bench.validate``."""
+leaf; sampler and pruner options are bound to the optuna classes by ``bench.validate.recipe``."""
 
 from __future__ import annotations
 

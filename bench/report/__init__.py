@@ -3,7 +3,10 @@ baseline, on the accuracy / speed / memory trade-off, with the provenance of eve
 ``fetch`` reads MLflow, ``stats`` holds the pure statistics, ``tables`` and ``effects`` build the
 DataFrames, ``environment`` reads the runs' ``env.*`` tags, ``plots`` and ``forest`` draw,
 ``markdown`` and ``document`` write report.md and report.html, ``compare`` sets studies side by
-side, ``build`` ties them together and ``api.report_tables`` gives the tables to Python."""
+side, ``build`` ties them together and ``api.report_tables`` gives the tables to Python.
+
+``calibrate`` runs simulated studies through the same decision code (``bench calibrate``).
+"""
 
 
 def report_tables(*args, **kwargs):

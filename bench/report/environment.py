@@ -1,4 +1,4 @@
-"""Provenance of the compared runs, read from their ``env.*`` tags (``bench.provenance``): the
+"""Provenance of the compared runs, read from their ``env.*`` tags (``bench.measure.provenance``): the
 report's header, the warnings when runs were made on different devices or library versions, and
 the variants whose bf16 figures were measured under emulation."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.provenance import COMPARABLE, UNKNOWN
+from bench.measure.provenance import COMPARABLE, UNKNOWN
 
 NORMALIZE = "bench.normalize"
 PRECISION = "precision"  # column fetch adds from the run's train.precision param

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from bench.engine.errors import VariantSkipped
     from bench.speedcheck.timing import time_steps
-    from bench.validate import load_validated
+    from bench.validate.recipe import load_validated
 
     loaded = load_validated(args.recipe, args.override, args.overlay)
     variant = next(v for v in loaded.variants if v.group == args.group)

@@ -97,7 +97,7 @@ def creation_lock(uri: str) -> Any:
     migrated; nothing for other stores (a server migrates once, under its own lock)."""
     import contextlib
 
-    from bench.fileio import file_lock
+    from bench.util.fileio import file_lock
 
     if not uri.startswith("sqlite:///"):
         return contextlib.nullcontext()

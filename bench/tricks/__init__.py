@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 
-from bench.registry import Registry
+from bench.components.registry import Registry
 
 TRICKS: Registry[type] = Registry("trick")
 

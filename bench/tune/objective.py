@@ -41,7 +41,7 @@ class TrialContext:
 
     def hold(self) -> None:
         """Hold Ctrl-C/SIGTERM back until ``release``: a closed run's result must reach Optuna."""
-        from bench.signals import deferred_signals
+        from bench.util.signals import deferred_signals
 
         if self.held is None:
             self.held = contextlib.ExitStack()

@@ -10,7 +10,6 @@ from typing import Any
 
 import yaml
 
-from bench.fileio import atomic_write_text
 from bench.recipe.tune import OutsideSpace
 from bench.tracking import mlflow_store as store
 from bench.tune import fidelity
@@ -18,6 +17,7 @@ from bench.tune.plan import TunePlan
 from bench.tune.recheck import Recheck, analyse
 from bench.tune.recheck import describe as describe_recheck
 from bench.tune.trials import counts, epochs_trained
+from bench.util.fileio import atomic_write_text
 
 
 def write_trials_csv(study: Any, path: Path) -> Any:

@@ -19,8 +19,8 @@ from bench.tracking import mlflow_store as store
 from bench.tune.seeds import fresh_seeds, tuning_seeds
 from bench.tune.space import Space, trial_config, validate_space
 from bench.tune.storage import StorageSpec, resolve_storage
-from bench.validate import load_validated as load_recipe
-from bench.validate import validate_config as _validate
+from bench.validate.recipe import load_validated as load_recipe
+from bench.validate.recipe import validate_config as _validate
 
 
 def say(text: str) -> None:

@@ -9,7 +9,7 @@ from bench.errors import RecipeError
 from bench.recipe.dotted import deep_merge
 from bench.recipe.schema import RecipeBody
 from bench.recipe.tune import OutsideSpace, ParamSpec, choice_label
-from bench.validate import validate_config as _validate
+from bench.validate.recipe import validate_config as _validate
 
 
 def _fmt(value: Any) -> str:

@@ -12,7 +12,6 @@ from dataclasses import replace
 from typing import Any
 
 from bench.errors import Terminated  # SIGTERM as a KeyboardInterrupt, as bench run has it
-from bench.signals import closing_status
 from bench.tracking.uris import redact_uri
 from bench.tune.liveness import sweep
 from bench.tune.plan import TuneOptions, build_plan, say
@@ -20,6 +19,7 @@ from bench.tune.prepare import close_orphan_runs, open_worker, prepare
 from bench.tune.recheck import run_recheck
 from bench.tune.trials import active, finished_count
 from bench.tune.worker import worker_loop
+from bench.util.signals import closing_status
 
 STOP_WAIT = 60  # seconds spawned workers get to re-queue their trials after a stop
 

@@ -97,7 +97,7 @@ def _act(name: str, action: str, scope: str) -> None:
     else:
         sig = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}[action]
         os.kill(os.getpid(), sig)
-        if "bench.signals" in sys.modules and sys.modules["bench.signals"].deferring():
+        if "bench.util.signals" in sys.modules and sys.modules["bench.util.signals"].deferring():
             return  # held back by deferred_signals and acted on when that ends
         time.sleep(5)  # the signal is delivered at once; its handler runs here
 

@@ -15,9 +15,9 @@ from bench.components.models.torchvision_models import (
     torchvision_name,
 )
 from bench.components.models.weights import load_weights
+from bench.components.registry import Registry, UnknownComponentError, import_object, is_import_path
 from bench.components.signature import allowed_kwargs
 from bench.errors import CheckpointError, RecipeError, message_line
-from bench.registry import Registry, UnknownComponentError, import_object, is_import_path
 
 # Bench's own short names -> a timm model name or the import path of a bench factory
 # (``factory(num_classes=, pretrained=, **kwargs)``); any timm model name works as well.

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bench.errors import CheckpointError
-from bench.fileio import atomic_write_text
+from bench.util.fileio import atomic_write_text
 
 META_SUFFIX = ".json"
 

@@ -23,15 +23,15 @@ def restarts_end_mid_cycle(epochs: int, t0: int, t_mult: int) -> bool:
 
 def before(train, cuda: bool) -> list[str]:
     out = []
-    from bench.hardware import device_gap, native_bf16_cpu
+    from bench.measure.hardware import device_gap, native_bf16_cpu
 
-    gap = device_gap(train, cuda)  # the engine's rule (bench.hardware.precision_gap), without a device
+    gap = device_gap(train, cuda)  # the engine's rule (hardware.precision_gap), without a device
     on_cuda = cuda and train.device in ("auto", "cuda") or train.device.startswith("cuda")
     bf16_on_cpu = train.precision == "amp_bf16" and not on_cuda
     if gap and not bf16_on_cpu:
         out.append(f"`bench run` records this variant as skipped here: {gap}")
     if bf16_on_cpu and not native_bf16_cpu():
-        from bench.hardware import emulated_bf16_policy
+        from bench.measure.hardware import emulated_bf16_policy
 
         then = ("`bench run` trains it emulated (--emulated-bf16 run)" if emulated_bf16_policy() == "run"
                 else "`bench run` records it as skipped unless --emulated-bf16 run")  # fmt: skip

@@ -1,7 +1,7 @@
 """The built-in component names, and the arguments of the built-in torch classes, as plain data.
 
 Why: ``bench run --dry-run`` checks a recipe in well under a second, and importing torch alone
-takes longer than that. The quick validation in ``bench.validate`` answers from this catalog and
+takes longer than that. The quick validation in ``bench.validate.recipe`` answers from this catalog and
 falls back to the real registries (importing torch) only for a name or argument it does not list,
 so a miss costs time, never a false error. ``tests/test_catalog.py`` asserts that this catalog
 equals the real registries and signatures, so the two cannot drift apart.

@@ -81,6 +81,6 @@ class Registry(Generic[T]):
         raise UnknownComponentError(f"unknown {self.kind} '{name}'{hint}; allowed: {self.allowed()}")
 
     def check(self, name: str) -> str:
-        """Validate a name without importing user code beyond the module (for ``bench.validate``)."""
+        """Validate a name without importing user code beyond the module (for ``bench.validate.recipe``)."""
         self.get(name)
         return name

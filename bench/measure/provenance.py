@@ -17,7 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from bench.hardware import cpu_flags
+from bench.measure.hardware import cpu_flags
 
 PREFIX = "env."
 UNKNOWN = "n/a"
@@ -77,7 +77,7 @@ def threads() -> dict[str, str]:
 def native_bf16() -> bool:
     """True when the CPU runs bf16 natively; False means amp_bf16 on this CPU is emulated and
     typically 20-40x slower than fp32."""
-    from bench.hardware import native_bf16_cpu
+    from bench.measure.hardware import native_bf16_cpu
 
     return native_bf16_cpu()
 
@@ -87,7 +87,7 @@ def _static() -> dict[str, str]:
     from bench.version import __version__
 
     info = {"env.bench_version": __version__}
-    where = Path(__file__).resolve().parent  # bench/
+    where = Path(__file__).resolve().parents[1]  # bench/
     commit, dirty = _git(where)
     info["env.git_commit"], info["env.git_dirty"] = commit, dirty
     info["env.git_diff"] = diff_hash(where) if commit != UNKNOWN else UNKNOWN
@@ -230,6 +230,6 @@ def differing(tag_sets: list[dict[str, str]], keys: tuple[str, ...] = COMPARABLE
     return out
 
 
-if __name__ == "__main__":  # python -m bench.provenance: what a run here would record
+if __name__ == "__main__":  # python -m bench.measure.provenance: what a run here would record
     for k, v in collect().items():
         print(f"{k}: {v}", file=sys.stdout)

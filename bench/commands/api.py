@@ -28,7 +28,7 @@ def use_results_dir(results_dir: str | Path) -> None:
 
 def use_emulated_bf16(policy: str | None) -> None:
     """amp_bf16 on a CPU without native bf16: ``skip`` or ``run``; the variable reaches every child."""
-    from bench.hardware import EMULATED_BF16_ENV, emulated_bf16_policy
+    from bench.measure.hardware import EMULATED_BF16_ENV, emulated_bf16_policy
 
     if policy is not None:
         os.environ[EMULATED_BF16_ENV] = policy
@@ -42,7 +42,7 @@ def load_recipe(
     """Load, override and validate a recipe; every variant is expanded and checked (components
     bound to their signatures; ``full=False``: without torch, as ``--dry-run``). Raises
     ``bench.errors.RecipeError`` naming the file and key, as ``bench run`` exits 2 with it."""
-    from bench.validate import load_validated
+    from bench.validate.recipe import load_validated
 
     if results_dir is not None:
         use_results_dir(results_dir)
@@ -88,8 +88,8 @@ def run(
     import pandas as pd
 
     from bench.execution.owner import owning
-    from bench.preflight import check_devices, preflight
-    from bench.runner import exit_code, run_recipe
+    from bench.execution.runner import exit_code, run_recipe
+    from bench.validate.preflight import check_devices, preflight
 
     use_results_dir(results_dir)
     use_emulated_bf16(emulated_bf16)
@@ -180,9 +180,9 @@ def build_report(
     """``bench report``: writes ``report.md``/``report.html`` (plots logged to MLflow) and returns
     the report object; ``requested_baseline`` on it is the baseline asked for. ``variance``: add
     the init / data / residual variance split (needs a recipe with init_seeds × data_seeds)."""
+    from bench.execution.results import recipe_dir
     from bench.report.api import load_other, resolve
     from bench.report.build import make_report
-    from bench.results import recipe_dir
     from bench.tracking import mlflow_store as store
 
     use_results_dir(results_dir)

@@ -24,20 +24,20 @@ from typing import Any
 import yaml
 
 from bench.errors import TrackingError
-from bench.estimate import expected_times
+from bench.execution.estimate import expected_times
 from bench.execution.identity import with_input_fingerprints
 from bench.execution.order import DEFAULT_ORDER, ORDER_SEED_TAG, ORDER_TAG, run_order
 from bench.execution.order import order_seed as order_seed_of
+from bench.execution.progress import Progress
+from bench.execution.results import recipe_dir, summary_text, table_frame
 from bench.execution.task import TaskSpec, first_line, row_of_run, variant_row
-from bench.fileio import atomic_write_text
-from bench.progress import Progress
 from bench.recipe.load import LoadedRecipe
-from bench.results import recipe_dir, summary_text, table_frame
-from bench.signals import Terminated, closing_status, deferred_signals, install_sigterm
 from bench.tracking import mlflow_store as store
 from bench.tracking.experiment_view import describe_experiment
 from bench.tracking.uris import redact_text, redact_uri
 from bench.tracking.variant_runs import close_dead_runs, owner_tags
+from bench.util.fileio import atomic_write_text
+from bench.util.signals import Terminated, closing_status, deferred_signals, install_sigterm
 
 __all__ = ["RecipeRunner", "Terminated", "exit_code", "run_recipe"]
 
@@ -45,7 +45,7 @@ EXIT_FAILED, EXIT_STORE = 1, 3
 
 
 class RecipeRunner:
-    """Runs one recipe; its caller owns the recipe (``bench.api.run`` holds owner.py's lock)."""
+    """Runs one recipe; its caller owns the recipe (``bench.commands.api.run`` holds owner.py's lock)."""
 
     def __init__(self, loaded: LoadedRecipe, *, results_dir: str | Path = "results", tracking_uri: str | None = None,
                  force: bool = False, live_progress: bool | None = None, executor: Any = None,

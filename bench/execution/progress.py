@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from bench.estimate import Eta, format_duration
+from bench.execution.estimate import Eta, format_duration
 
 
 def _fmt(record: dict[str, float], key: str, spec: str) -> str:
@@ -43,7 +43,7 @@ class Progress:
         self.eta = Eta()
 
     def expect(self, seconds_by_name: dict[str, float]) -> None:
-        """Variants' earlier wall times (bench/estimate.py ``expected_times``)."""
+        """Variants' earlier wall times (bench/execution/estimate.py ``expected_times``)."""
         self.eta.expected.update(seconds_by_name)
 
     def pending(self, names: list[str]) -> None:

@@ -41,7 +41,7 @@ def preflight(loaded: LoadedRecipe) -> None:
 def check_devices(loaded: LoadedRecipe) -> None:
     """Every run of the recipe would be recorded as skipped on this machine (amp_fp16 or
     ``train.device: cuda`` without CUDA, emulated amp_bf16 by default): say so before minutes go into recording nothing."""
-    from bench.hardware import cuda_available, skipped_for_device
+    from bench.measure.hardware import cuda_available, skipped_for_device
 
     message = all_skipped_message(loaded, skipped_for_device(loaded.variants, cuda_available()))
     if message:

@@ -101,7 +101,7 @@ def expected_times(loaded: Any, results_dir: str | Path, force: bool = False) ->
 
 class Eta:
     """Time left in a matrix: each variant at its own earlier time where ``expected`` has one
-    (bench/estimate.py ``expected_times``), the others at the mean of the variants this process
+    (bench/execution/estimate.py ``expected_times``), the others at the mean of the variants this process
     trained (not the ones skipped), or at the median of the earlier times before any."""
 
     def __init__(self) -> None:

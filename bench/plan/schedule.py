@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import plan_checks
 from bench.errors import BenchError, RecipeError
+from bench.plan import checks as plan_checks
 from bench.recipe.load import LoadedRecipe, Variant
 
 PLATEAU_METRIC = 0.0

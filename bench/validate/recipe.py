@@ -7,7 +7,7 @@ Why a layer of its own: ``bench.recipe`` is a leaf (no torch, timm, torchvision 
 the components should not know about recipe files. This module sits above both and imports
 them lazily. Every command calls it (``load_validated``) before it records anything.
 
-Two depths. ``full=False`` (``bench run --dry-run``) answers from ``bench.catalog`` without
+Two depths. ``full=False`` (``bench run --dry-run``) answers from ``bench.components.catalog`` without
 importing torch, and falls back to the real registries for anything the catalog does not list;
 timm/torchvision model names and the freeze depth are checked by ``full=True`` only.
 """
@@ -22,12 +22,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bench import catalog
+from bench.components import catalog
+from bench.components.registry import import_object, is_import_path
 from bench.errors import RecipeError
 from bench.recipe.load import LoadedRecipe, _validate, load_recipe
 from bench.recipe.schema import ModelConfig, OptimizerConfig, RecipeBody, SchedulerConfig
 from bench.recipe.tune import TuneConfig
-from bench.registry import import_object, is_import_path
 
 # The optuna class behind each sampler and pruner name, and the options bench sets itself.
 OPTUNA_CLASSES = {

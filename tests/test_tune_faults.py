@@ -180,7 +180,7 @@ def test_spawned_workers_stop_with_the_command(tmp_path, recipe, sig, code):
         time.sleep(0.1)
     storage = default_storage(tmp_path)
     states = sorted(t.state.name for t in study_trials(storage))
-    assert states == ["FAIL", "FAIL", "WAITING", "WAITING"]  # both trials re-queued
+    assert states == ["FAIL", "FAIL", "WAITING", "WAITING"], err[-3000:]  # both trials re-queued
     got, err = finish(start(tmp_path, command(tmp_path, recipe, "--workers", "2")))
     assert got == 0, err
     assert_complete(study_trials(storage))

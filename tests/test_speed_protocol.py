@@ -78,10 +78,12 @@ def test_a_cpu_hog_never_makes_a_compute_neutral_variant_faster_or_slower(tmp_pa
         row = quiet.loc[v]
         assert row["speed_verdict"] not in ("faster", "slower"), (v, row.to_dict())
     clean = (quiet_runs.get("contention/speed_contaminated", 0) == 0).all()
-    if clean:  # nobody else competed for the cores: every A/A interval covers the true ratio, 1
-        for v in others:
-            lo, hi = quiet.loc[v, "train_img_s_lo"], quiet.loc[v, "train_img_s_hi"]
-            assert lo <= 1.0 <= hi, (v, lo, hi)
+    if clean:  # nobody else competed for the cores: the A/A intervals cover the true ratio, 1
+        # Each is a 95% interval, so one of three misses 1 in ~14% of correct studies (CI saw
+        # lr=0.03 at 0.91 [0.86, 0.96]); two misses in ~1-2%, and would point at a biased ratio.
+        missed = [(v, lo, hi) for v in others
+                  if not (lo := quiet.loc[v, "train_img_s_lo"]) <= 1.0 <= (hi := quiet.loc[v, "train_img_s_hi"])]  # fmt: skip
+        assert len(missed) <= 1, missed
 
     # the same study with busy loops on every core for its middle third
     busy, busy_runs, _ = study(tmp_path / "busy", timing_image_folder, "busy", (wall / 3, 2 * wall / 3))

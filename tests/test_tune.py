@@ -137,14 +137,15 @@ def test_no_more_workers_start_than_trials_are_left():
     from bench.tune.study import useful_workers
 
     study = optuna.create_study()
-    assert useful_workers(4, study, n_trials=3) == 3
+    assert useful_workers(4, study.get_trials(), n_trials=3) == 3
     for _ in range(5):
         study.tell(study.ask(), 1.0)
-    assert useful_workers(2, study, n_trials=6) == 1
+    assert useful_workers(2, study.get_trials(), n_trials=6) == 1
     study.ask()  # a trial a dead command left RUNNING: its retry needs a worker too
-    assert useful_workers(3, study, n_trials=6) == 1
-    assert useful_workers(3, study, n_trials=7) == 2
-    assert useful_workers(3, study, n_trials=5) == 1  # a full study still runs its one in-process pass
+    assert useful_workers(3, study.get_trials(), n_trials=6) == 1
+    assert useful_workers(3, study.get_trials(), n_trials=7) == 2
+    # a full study still runs its one in-process pass
+    assert useful_workers(3, study.get_trials(), n_trials=5) == 1
 
 
 def test_storage_urls(tmp_path):

@@ -36,8 +36,9 @@ def run_study(options: TuneOptions) -> int:
     spec = plan.storage_spec()
     client, parent_id = prepare(plan)
     ctx = open_worker(plan, 0, client)
-    done = finished_count(ctx.study.get_trials(deepcopy=False))
-    options = replace(options, workers=useful_workers(options.workers, ctx.study, plan.tune.n_trials))
+    trials = ctx.study.get_trials(deepcopy=False)
+    done = finished_count(trials)
+    options = replace(options, workers=useful_workers(options.workers, trials, plan.tune.n_trials))
     seeds = f" x seeds {plan.tuning_seeds}" if plan.tune.seeds_per_trial > 1 else ""
     say(
         f"study {plan.study_name}: {plan.tune.n_trials} trials{seeds} ({done} done), sampler "
@@ -72,10 +73,11 @@ def run_study(options: TuneOptions) -> int:
     return code
 
 
-def useful_workers(workers: int, study: Any, n_trials: int) -> int:
-    """No more workers than trials left to run: a continued study with one slot left and two
-    workers would otherwise start two trials at once and end one over ``n_trials``."""
-    trials = active(study.get_trials(deepcopy=False))
+def useful_workers(workers: int, trials: list[Any], n_trials: int) -> int:
+    """No more workers than trials left to run (``trials``: the study's, as read at start): a
+    continued study with one slot left and two workers would otherwise start two trials at once
+    and end one over ``n_trials``."""
+    trials = active(trials)
     unfinished = sum(t.state.name in ("WAITING", "RUNNING") for t in trials)  # queued, or a dead command's
     todo = max(n_trials - len(trials), 0) + unfinished
     return max(1, min(workers, todo))

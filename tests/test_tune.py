@@ -163,6 +163,39 @@ def test_storage_urls(tmp_path):
 # --- a study in an older bench's journal ----------------------------------------------------------
 
 
+def test_a_second_signal_inside_optunas_bookkeeping_still_requeues_the_trial(
+    tiny_image_folder, tmp_path, monkeypatch
+):
+    """Ctrl-C while a trial trains, then a second one while Optuna records that failure (Optuna's
+    ``_run_trial`` then fails with its own UnboundLocalError): the command still stops as
+    interrupted and the trial is failed and queued again at once, not left RUNNING for a sweep."""
+    import optuna
+    import optuna.study._optimize as optimize
+
+    from bench.tune import worker
+
+    def interrupted_training(ctx, trial, params):
+        raise KeyboardInterrupt
+
+    tell, calls = optimize._tell_with_warning, []
+
+    def second_signal_in_tell(**kwargs):  # the place a second SIGTERM/Ctrl-C landed in CI
+        calls.append(kwargs["state"])
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return tell(**kwargs)
+
+    monkeypatch.setattr(worker, "run_trial", interrupted_training)
+    monkeypatch.setattr(optimize, "_tell_with_warning", second_signal_in_tell)
+    path = tune_recipe(tmp_path, tiny_image_folder, tune={"recheck_top": 0})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert cli(["tune", str(path), "--results-dir", str(tmp_path / "res"), "--tracking-uri", uri]) == 130
+    db = tmp_path / "res" / "tinytune" / "optuna.db"
+    trials = optuna.load_study(study_name="tinytune", storage=f"sqlite:///{db}").get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+    assert trials[0].user_attrs["bench.fail_reason"] == "interrupted"
+
+
 def _journal_study(path: Path, n: int, name: str = "tinytune"):
     """A study as an older bench left it: Optuna's journal file, ``n`` completed trials."""
     import optuna

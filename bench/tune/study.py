@@ -19,7 +19,7 @@ from bench.tune.prepare import close_orphan_runs, open_worker, prepare
 from bench.tune.recheck import run_recheck
 from bench.tune.trials import active, finished_count
 from bench.tune.worker import worker_loop
-from bench.util.signals import closing_status
+from bench.util.signals import closing_status, install_first_only
 
 STOP_WAIT = 60  # seconds spawned workers get to re-queue their trials after a stop
 
@@ -135,8 +135,8 @@ def worker_entry(options: TuneOptions, index: int, parent_pid: int) -> None:
     """A spawned worker process: the stores already exist; open them and claim trials."""
     import torch
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+    install_first_only()  # the parent's death, a terminal's Ctrl-C and the parent's forwarded
+    try:  # SIGTERM can all arrive: only the first may interrupt, the rest would cut the re-queueing
         _die_with_parent(parent_pid)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(options.workers, 1)))
         worker_loop(open_worker(build_plan(options, quiet=True), index), index)

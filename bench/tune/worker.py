@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from bench.errors import message_line
 from bench.tune import liveness
 from bench.tune.fidelity import CHOICE_ATTR, PILOT_ATTR
 from bench.tune.objective import TrialContext, TrialOutcome, run_trial
@@ -120,17 +121,33 @@ def worker_loop(ctx: TrialContext, index: int) -> int:
                 say(f"trial {ctx.current}: declared dead by another worker (no heartbeat within the "
                     "grace period); its retry runs it, this result is discarded")  # fmt: skip
                 ctx.current = None
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        # Not only KeyboardInterrupt: a signal that lands inside Optuna's own bookkeeping of the
+        # first one surfaces as Optuna's error (UnboundLocalError in ``_run_trial``), and the
+        # trial must be queued again all the same, not left RUNNING until the heartbeat sweep.
         _stop_signals()
-        if ctx.current is not None:
-            frozen = by_number(ctx.study.get_trials(deepcopy=False), ctx.current)
-            liveness.retry(ctx.study, ctx.storage, frozen, "interrupted", max_retry=None)
+        interrupt = _interrupt_in(exc)
+        frozen = (
+            by_number(ctx.study.get_trials(deepcopy=False), ctx.current) if ctx.current is not None else None
+        )
+        if frozen is not None and frozen.state.name in ("RUNNING", "FAIL"):  # not one Optuna has told done
+            reason = "interrupted" if interrupt else f"worker error: {message_line(exc)}"
+            liveness.retry(ctx.study, ctx.storage, frozen, reason, max_retry=None)
+        if interrupt is not None and interrupt is not exc:
+            raise interrupt from None  # the command stops as interrupted (130 / 143), not failed
         raise
     finally:
         held, ctx.held = ctx.held, None
         if held is not None:  # an error inside Optuna's tell: give Ctrl-C back its handler
             held.close()
     return ran[0]
+
+
+def _interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that ``exc`` is, or was raised while handling; None if none."""
+    while exc is not None and not isinstance(exc, KeyboardInterrupt):
+        exc = exc.__context__
+    return exc
 
 
 def report(ctx: TrialContext, frozen: Any, index: int) -> None:

@@ -96,4 +96,4 @@ def test_a_study_records_emulated_bf16_as_skipped_and_trains_it_when_forced(
     )  # forced: trained, into the same study
     runs = pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv").set_index("variant")
     assert runs.loc["precision=amp_bf16,seed=0", "status"] == "finished"
-    assert 0 <= runs.loc["precision=amp_bf16,seed=0", "test/acc"] <= 1
+    assert pd.notna(runs.loc["precision=amp_bf16,seed=0", "test/acc"])  # scored, not only started

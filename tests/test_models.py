@@ -4,6 +4,7 @@ statistics starting weights expect, and bench's own CIFAR networks (airbench94, 
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -207,7 +208,7 @@ def test_one_epoch_of_torchvision_resnet18_through_the_engine(tmp_path, tiny_ima
     variant = load_recipe(write_recipe(tmp_path / "tv.yaml", recipe)).variants[0]
     result = run_variant(variant, run_dir=tmp_path / "run")
     assert result.status == "finished"
-    assert 0.0 <= result.metrics["test/acc"] <= 1.0 and result.metrics["train/loss"] > 0
+    assert math.isfinite(result.metrics["train/loss"]) and "test/acc" in result.metrics
     lrs = result.history[0]
     assert "train/lr/stem" not in lrs  # frozen: no param group
     assert lrs["train/lr/head"] / lrs["train/lr/stage4"] == pytest.approx(2.0 / 0.7)

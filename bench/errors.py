@@ -10,6 +10,12 @@ def message_line(exc: BaseException, limit: int | None = 300) -> str:
     return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
+def described(exc: BaseException, limit: int | None = 300) -> str:
+    """``Type: first line`` of an exception (the type alone when it has no message)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:limit]}" if text else type(exc).__name__
+
+
 class BenchError(Exception):
     """A user-facing error: the message says what is wrong and what is allowed."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.errors import CheckpointError
+from bench.errors import CheckpointError, described, message_line
 from bench.util.fileio import atomic_save  # noqa: F401 - re-exported for the loop
 
 LAST = "last.ckpt"
@@ -52,8 +52,7 @@ def safe_load(path: Path) -> dict[str, Any]:
         if "weights_only" in text or "Unsupported global" in text:
             why = "it carries pickled Python objects or code, which bench refuses to load (weights_only=True)"
         else:
-            first = text.strip().splitlines()[0][:160] if text.strip() else ""
-            why = f"it is truncated or corrupt ({type(exc).__name__}: {first})"
+            why = f"it is truncated or corrupt ({described(exc, 160)})"
         raise CheckpointError(
             f"cannot load checkpoint {path}: {why}. Delete it or run with --force."
         ) from None
@@ -164,7 +163,7 @@ def load_into(state: Any) -> bool:
             trick.load_state_dict(saved["tricks"][trick.name])
         state.meter.load_state_dict(saved["meter"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = message_line(exc, 200)
         raise CheckpointError(
             f"cannot resume from {path}: it does not fit this variant ({first}). Delete it or run with --force."
         ) from None

@@ -32,6 +32,7 @@ import yaml
 
 from bench.engine.errors import Diverged, VariantSkipped
 from bench.engine.hooks import VariantResult
+from bench.errors import described
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
 from bench.tracking import mlflow_store as store
@@ -114,12 +115,11 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
         if mapped is not None:
             return mapped
         log_error(client, run_id, exc)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         where = ""
         if epoch_hook.state is not None:
             client.set_tag(run_id, "bench.failed_epoch", str(epoch_hook.state.epoch))
             where = f" (in epoch {epoch_hook.state.epoch})"
-        return VariantResult("failed", reason=f"{type(exc).__name__}: {first}"[:480] + where)
+        return VariantResult("failed", reason=described(exc, 460)[:480] + where)
 
 
 def log_error(client: Any, run_id: str, exc: BaseException) -> None:
@@ -172,8 +172,7 @@ def export_result(result: VariantResult, export: Callable | None) -> VariantResu
     try:
         export(result)
     except Exception as exc:  # noqa: BLE001 - a full disk or a folder in the way: this variant fails
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        reason = f"cannot export the weights: {type(exc).__name__}: {first}; the next run resumes and exports again"
+        reason = f"cannot export the weights: {described(exc)}; the next run resumes and exports again"
         return dataclasses.replace(result, status="failed", reason=reason)
     return result
 

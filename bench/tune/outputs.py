@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from bench.errors import described
 from bench.recipe.tune import OutsideSpace
 from bench.tracking import mlflow_store as store
 from bench.tune import fidelity
@@ -81,9 +82,7 @@ def save_plots(plan: TunePlan, study: Any, complete: list[Any]) -> tuple[list[Pa
             plt.close(fig)
             paths.append(path)
         except Exception as exc:  # noqa: BLE001 - a plot must not fail the study
-            notes.append(
-                f"{name} skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            )
+            notes.append(f"{name} skipped: {described(exc)}")
     return paths, notes
 
 

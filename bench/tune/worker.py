@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from bench.errors import message_line
+from bench.errors import described, message_line
 from bench.tune import liveness
 from bench.tune.fidelity import CHOICE_ATTR, PILOT_ATTR
 from bench.tune.objective import TrialContext, TrialOutcome, run_trial
@@ -61,8 +61,7 @@ def objective(ctx: TrialContext, trial: Any) -> float:
         trial.set_user_attr(liveness.REASON_ATTR, "interrupted")
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. the tracking store failed: this trial fails
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        outcome = TrialOutcome(trial.number, "FAIL", None, {}, 0, f"{type(exc).__name__}: {first}"[:500])
+        outcome = TrialOutcome(trial.number, "FAIL", None, {}, 0, described(exc, 480))
     ctx.hold()  # from here until Optuna has the result (released in ``after``)
     ctx.outcome = outcome
     trial.set_user_attr(EPOCHS_ATTR, outcome.epochs)

@@ -240,27 +240,10 @@ def measure_commands(before: Path, n: int, repeats: int, tmp: Path) -> dict[str,
     return slopes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=8, help="interleaved rounds of the arms (>= 2)")
-    parser.add_argument("--out", type=Path, default=None, help="write the raw times as JSON here")
-    parser.add_argument("--before", type=Path, default=None, help="a checkout whose `bench run` to compare")
-    parser.add_argument("--variants", type=int, default=5, help="N of the N-variant `bench run` (>= 2)")
-    parser.add_argument("--cli-repeats", type=int, default=2, help="rounds of the `bench run` comparison")
-    args = parser.parse_args()
-    if args.repeats < 2 or args.variants < 2:
-        parser.error("--repeats and --variants must be at least 2")
-    sys.path.insert(0, str(REPO))  # tests.conftest, tests.recipes
-    start_load = load_average()
-    print(f"load average at start: {start_load} ({os.cpu_count()} CPUs)", flush=True)
-    with tempfile.TemporaryDirectory(prefix="child-overhead-") as name:
-        tmp = Path(name)
-        times = measure_arms(args.repeats, tmp)
-        carries = pool_carries(tmp)
-        slopes = measure_commands(args.before, args.variants, args.cli_repeats, tmp) if args.before else {}
+def print_arms(times: dict[str, list[float]], carries: list[str]) -> None:
     import numpy as np
 
-    print(f"\nper-variant wall time, tiny 1-epoch CPU variant, {args.repeats} interleaved repeats:")
+    print(f"\nper-variant wall time, tiny 1-epoch CPU variant, {len(times['inproc'])} interleaved repeats:")
     for arm in ARMS:
         print(f"  {arm:9s} median {np.median(times[arm]):6.2f} s")
     print("overhead over in-process (paired, median [95% bootstrap CI]):")
@@ -269,15 +252,52 @@ def main() -> None:
         print(f"  {arm:9s} {med:+6.2f} s  [{low:+.2f}, {high:+.2f}]")
     med, low, high = interval([p - c for p, c in zip(times["pool"], times["child"])])
     print(f"  pool - child (paired):  {med:+6.2f} s  [{low:+.2f}, {high:+.2f}]")
-    print(
-        f"  child: row received -> child reaped (in run_one's time): median {np.median(times['child-exit']):.2f} s"
-    )
+    exit_s = np.median(times["child-exit"])
+    print(f"  child: row received -> child reaped (in run_one's time): median {exit_s:.2f} s")
     print("what the pool carries:")
     for line in carries:
         print(f"  {line}")
+
+
+def print_commands(slopes: dict[str, list[float]], before: Path) -> None:
+    import numpy as np
+
     for name, values in slopes.items():
-        print(f"bench run, wall per extra variant ({name}: {args.before if name == 'before' else REPO}): "
-              f"median {np.median(values):.2f} s of {values}")  # fmt: skip
+        print(f"bench run, wall per extra variant ({name}: {before if name == 'before' else REPO}): "
+              f"median {np.median(values):.2f} s of {[round(v, 2) for v in values]}")  # fmt: skip
+    if len(slopes["after"]) >= 3:
+        med, low, high = interval([a - b for a, b in zip(slopes["after"], slopes["before"])])
+        print(f"  after - before (paired): {med:+.2f} s  [{low:+.2f}, {high:+.2f}]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=8, help="interleaved rounds of the arms (>= 2)")
+    parser.add_argument("--out", type=Path, default=None, help="write the raw times as JSON here")
+    parser.add_argument("--before", type=Path, default=None, help="a checkout whose `bench run` to compare")
+    parser.add_argument("--variants", type=int, default=5, help="N of the N-variant `bench run` (>= 2)")
+    parser.add_argument("--cli-repeats", type=int, default=2, help="rounds of the `bench run` comparison")
+    parser.add_argument("--commands-only", action="store_true", help="only the `bench run` comparison")
+    args = parser.parse_args()
+    if args.repeats < 2 or args.variants < 2:
+        parser.error("--repeats and --variants must be at least 2")
+    if args.commands_only and not args.before:
+        parser.error("--commands-only needs --before TREE")
+    sys.path.insert(0, str(REPO))  # tests.conftest, tests.recipes
+    start_load = load_average()
+    print(f"load average at start: {start_load} ({os.cpu_count()} CPUs)", flush=True)
+    times, carries, slopes = {}, [], {}
+    with tempfile.TemporaryDirectory(prefix="child-overhead-") as name:
+        tmp = Path(name)
+        if not args.commands_only:
+            times = measure_arms(args.repeats, tmp)
+            carries = pool_carries(tmp)
+        if args.before:
+            slopes = measure_commands(args.before, args.variants, args.cli_repeats, tmp)
+    if times:
+        print_arms(times, carries)
+    if slopes:
+        print_commands(slopes, args.before)
     end_load = load_average()
     print(f"load average at end: {end_load}")
     if args.out:

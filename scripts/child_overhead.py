@@ -213,8 +213,11 @@ def pool_carries(tmp: Path) -> list[str]:
     return lines
 
 
-def bench_run_wall(tree: Path, recipe: Path, seeds: int, tmp: Path) -> float:
-    """Wall time of ``bench run`` with ``tree``'s bench on the first ``seeds`` seeds, own store."""
+def bench_run_wall(tree: Path, recipe: Path, seeds: int, tmp: Path) -> tuple[float, float]:
+    """Wall time of ``bench run`` with ``tree``'s bench on the first ``seeds`` seeds (own store),
+    and the sum of its runs' own recorded ``time/wall_s`` (training and evaluation)."""
+    import pandas as pd
+
     out = Path(tempfile.mkdtemp(dir=tmp, prefix=f"{tree.name}-{seeds}-"))
     env = {**os.environ, "PYTHONPATH": str(tree), "BENCH_CACHE_DIR": str(out / "cache")}
     cmd = [sys.executable, "-m", "bench.cli", "run", str(recipe), f"seeds={list(range(seeds))}",
@@ -224,19 +227,27 @@ def bench_run_wall(tree: Path, recipe: Path, seeds: int, tmp: Path) -> float:
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"bench run at {tree} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return wall
+    (runs_csv,) = (out / "results").glob("*/runs.csv")
+    return wall, float(pd.read_csv(runs_csv)["time/wall_s"].sum())
 
 
 def measure_commands(before: Path, n: int, repeats: int, tmp: Path) -> dict[str, list[float]]:
+    """Per extra variant, the slope between a 1- and an n-variant command: of the whole wall time
+    (``<tree>``) and of the wall time outside the runs' recorded time (``<tree> outside runs``)."""
     recipe = tiny_recipe_file(tmp / "cli", n)
     trees = {"before": before, "after": REPO}
-    slopes: dict[str, list[float]] = {name: [] for name in trees}
+    slopes: dict[str, list[float]] = {}
     for i in range(repeats):
         for name, tree in trees.items():
-            one, many = bench_run_wall(tree, recipe, 1, tmp), bench_run_wall(tree, recipe, n, tmp)
-            slopes[name].append((many - one) / (n - 1))
-            print(f"  bench run repeat {i + 1}/{repeats} {name}: 1 variant {one:.2f}s, {n} variants "
-                  f"{many:.2f}s -> {slopes[name][-1]:.2f}s per extra variant", flush=True)  # fmt: skip
+            (one, rec_one), (many, rec_many) = (
+                bench_run_wall(tree, recipe, 1, tmp),
+                bench_run_wall(tree, recipe, n, tmp),
+            )
+            whole, outside = (many - one) / (n - 1), ((many - rec_many) - (one - rec_one)) / (n - 1)
+            slopes.setdefault(name, []).append(whole)
+            slopes.setdefault(f"{name} outside runs", []).append(outside)
+            print(f"  bench run repeat {i + 1}/{repeats} {name}: 1 variant {one:.2f}s, {n} variants {many:.2f}s "
+                  f"-> {whole:.2f}s per extra variant, {outside:.2f}s of it outside the runs' time/wall_s", flush=True)  # fmt: skip
     return slopes
 
 
@@ -262,12 +273,14 @@ def print_arms(times: dict[str, list[float]], carries: list[str]) -> None:
 def print_commands(slopes: dict[str, list[float]], before: Path) -> None:
     import numpy as np
 
+    print(f"bench run, wall per extra variant; before: {before}, after: {REPO}")
     for name, values in slopes.items():
-        print(f"bench run, wall per extra variant ({name}: {before if name == 'before' else REPO}): "
-              f"median {np.median(values):.2f} s of {[round(v, 2) for v in values]}")  # fmt: skip
-    if len(slopes["after"]) >= 3:
-        med, low, high = interval([a - b for a, b in zip(slopes["after"], slopes["before"])])
-        print(f"  after - before (paired): {med:+.2f} s  [{low:+.2f}, {high:+.2f}]")
+        print(f"  {name:20s} median {np.median(values):.2f} s of {[round(v, 2) for v in values]}")
+    for what in ("", " outside runs"):
+        after, prior = slopes[f"after{what}"], slopes[f"before{what}"]
+        if len(after) >= 3:
+            med, low, high = interval([a - b for a, b in zip(after, prior)])
+            print(f"  after - before{what} (paired): median {med:+.2f} s  [{low:+.2f}, {high:+.2f}]")
 
 
 def main() -> None:

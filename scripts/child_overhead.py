@@ -6,8 +6,8 @@ training a different seed of it:
   inproc     ``run_task`` called in this process: no child (the reference)
   child      ``LocalExecutor.run_one``: today's forkserver ``Process`` (forkserver warm)
   pool       one ``ProcessPoolExecutor(max_tasks_per_child=1)`` per command on the same forkserver
-             (same preload) running the same ``_child``; its next worker is forked as soon as the
-             previous one exits, i.e. while the other arms run, so that fork is not timed
+             (same preload) running the same ``_child``; the row arrives before its worker exits,
+             and the next worker is forked then, while the other arms run: neither is timed
   pool-new   a new such pool per variant (the fork is timed, as for ``child``)
 
 Overhead = the arm's wall time minus ``inproc``'s in the same repeat (paired); printed: the median

@@ -202,3 +202,32 @@ def test_bench_top_level_holds_only_its_entry_points():
     allowed = {"__init__", "__main__", "cli", "errors", "version"}
     loose = sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in allowed)
     assert not loose, f"move these into a package by job (and place it in LAYERS): {loose}"
+
+
+def test_a_variants_child_opens_the_mlflow_store_without_importing_it(tmp_path):
+    """Each variant trains in a child forked from a server that imported ``PRELOAD``. MLflow's SQL
+    store (SQLAlchemy, Alembic) must be among them: imported on a child's first store open, it cost
+    every variant 0.85 s on 2 cores (README: "What the child costs")."""
+    import subprocess
+    import sys
+    import textwrap
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    opens = (
+        f"from mlflow.tracking import MlflowClient; MlflowClient(tracking_uri='{uri}').search_experiments()"
+    )
+    subprocess.run(
+        [sys.executable, "-c", opens], check=True, capture_output=True
+    )  # the store exists, as for a child
+    child = textwrap.dedent(f"""
+        import importlib, sys
+        from bench.execution.local import PRELOAD
+        for name in PRELOAD:
+            importlib.import_module(name)
+        before = set(sys.modules)
+        {opens}
+        print(sorted(m for m in set(sys.modules) - before if m.split(".")[0] in ("sqlalchemy", "alembic")))
+    """)
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", child], check=True, capture_output=True, text=True, cwd=repo)
+    assert out.stdout.strip() == "[]", out.stdout[:2000]

@@ -26,7 +26,18 @@ from bench.execution.order import POSITION_TAG
 from bench.execution.task import TaskSpec, record_crash, run_task
 from bench.recipe.load import Variant
 
-PRELOAD = ["bench.engine.loop", "bench.execution.recorded", "bench.execution.task", "mlflow.tracking", "timm"]
+PRELOAD = [
+    "bench.engine.loop",
+    "bench.execution.recorded",
+    "bench.execution.task",
+    "mlflow.tracking",
+    "timm",
+    # what a child's first open of a local MLflow store imports: 0.85 s per variant, unless preloaded
+    "mlflow.store.tracking.sqlalchemy_store",
+    "sqlalchemy.dialects.sqlite",
+    "alembic.command",
+    "alembic.config",
+]  # its first open in a child: 0.85 s to import, 0.04 s preloaded
 WATCH_INTERVAL_S = 0.5  # how often the driver is looked at where no pidfd can wait on it
 
 
@@ -126,10 +137,10 @@ class LocalExecutor:
     """Runs tasks in child processes on this machine, one at a time.
 
     Why a forkserver ``Process`` per task and not ``ProcessPoolExecutor(max_tasks_per_child=1)``:
-    by ``scripts/child_overhead.py`` (2 cores, load 0.6) a tiny variant costs +1.16 s over in-process
-    here, +1.02 s in a pool kept per command, +1.27 s in a pool per variant (pool - child -0.04 s, 95%
-    CI [-0.15, +0.03]: not cheaper); and the pool hides the worker's pid (signal forwarding), gives
-    no exit code on a SIGKILL (record_crash) and is unusable after one (a new pool: +1.27 s)."""
+    by ``scripts/child_overhead.py`` (2 cores, load ~1) a tiny variant costs +0.33 s over in-process
+    here, +0.24 s in a pool kept per command (it forks the next worker ahead), +0.43 s in a pool per
+    variant; and the pool hides the worker's pid (signal forwarding), gives no exit code on a SIGKILL
+    (record_crash) and is unusable after one (a new pool per crash). README: "What the child costs"."""
 
     def __init__(self, live_progress: bool | None = False):
         """``live_progress`` None: a per-batch bar when the child's stderr (the driver's) is a terminal."""

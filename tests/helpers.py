@@ -81,13 +81,13 @@ def bench_args(tmp_path: Path, recipe: Path, *extra: str) -> list[str]:
 
 
 def start_bench(tmp_path: Path, recipe: Path, *extra: str, fault: str = "", prefix: tuple = (),
-                **env: str) -> subprocess.Popen:  # fmt: skip
+                ctrl_c_ignored: bool = False, **env: str) -> subprocess.Popen:  # fmt: skip
     """``bench run`` in a session of its own (so a test can kill the whole process group, as a
     dying container or the OOM killer would), stopped where ``fault`` says; SIGINT at its default
     and the group killed after the test (tests/procs.py)."""
     return procs.popen(
         [*prefix, *bench_args(tmp_path, recipe, *extra)], cwd=REPO, env=bench_env(tmp_path, fault, **env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, ctrl_c_ignored=ctrl_c_ignored,
     )  # fmt: skip
 
 

@@ -19,9 +19,15 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def popen(args: list[str], **kwargs: Any) -> subprocess.Popen:
-    """``subprocess.Popen`` in a new session with SIGINT at its default; reaped after the test."""
-    proc = subprocess.Popen(args, start_new_session=True, preexec_fn=default_sigint, **kwargs)
+def ignored_sigint() -> None:
+    """``preexec_fn``: SIGINT ignored, as for a command a script started in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def popen(args: list[str], ctrl_c_ignored: bool = False, **kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen`` in a new session with SIGINT at its default (or ignored); reaped after the test."""
+    preexec = ignored_sigint if ctrl_c_ignored else default_sigint
+    proc = subprocess.Popen(args, start_new_session=True, preexec_fn=preexec, **kwargs)
     STARTED.append(proc)
     return proc
 

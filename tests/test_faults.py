@@ -161,6 +161,22 @@ def test_signal_marks_run_killed(tmp_path, tiny_image_folder, sig, code):
 
 
 @pytest.mark.slow
+def test_ctrl_c_inherited_as_ignored_stops_no_variant(tmp_path, tiny_image_folder):
+    """Started in the background from a script, bench inherits SIGINT as ignored and keeps it so
+    (README): the script's Ctrl-C reaches every process of the group, the variant's child included,
+    and the variant still finishes."""
+    recipe = cpu_recipe(tmp_path, tiny_image_folder)
+    proc = start_bench(tmp_path, recipe, fault="run.train_start:block", ctrl_c_ignored=True)
+    reached(tmp_path, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: to the whole process group
+    time.sleep(1)
+    (tmp_path / "release").touch()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert table(tmp_path)["status"].tolist() == ["finished"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["run.close.after_export", "run.close.before_status"])
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_final_bookkeeping_exits_with_true_statuses(

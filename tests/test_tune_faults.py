@@ -41,7 +41,7 @@ def command(tmp_path: Path, recipe: Path, *extra: str, results: str = "res") -> 
             "--tracking-uri", uri, *extra]  # fmt: skip
 
 
-def start(tmp_path: Path, args: list[str], fault: str = "") -> subprocess.Popen:
+def start(tmp_path: Path, args: list[str], fault: str = "", ctrl_c_ignored: bool = False) -> subprocess.Popen:
     return procs.popen(
         args,
         cwd=REPO,
@@ -49,6 +49,7 @@ def start(tmp_path: Path, args: list[str], fault: str = "") -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        ctrl_c_ignored=ctrl_c_ignored,
     )
 
 
@@ -184,6 +185,21 @@ def test_spawned_workers_stop_with_the_command(tmp_path, recipe, sig, code):
     got, err = finish(start(tmp_path, command(tmp_path, recipe, "--workers", "2")))
     assert got == 0, err
     assert_complete(study_trials(storage))
+
+
+def test_spawned_workers_keep_ctrl_c_ignored_when_the_command_does(tmp_path, recipe):
+    """A study started in the background from a script ignores SIGINT; so do its spawned workers,
+    although they act on the first SIGINT or SIGTERM otherwise: the script's Ctrl-C stops no trial."""
+    proc = start(
+        tmp_path, command(tmp_path, recipe, "--workers", "2"), "tune.trial_leased:block", ctrl_c_ignored=True
+    )
+    reached(tmp_path, proc, 2)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: to the whole process group
+    time.sleep(1)
+    (tmp_path / "release").touch()
+    got, err = finish(proc)
+    assert got == 0, err
+    assert_complete(study_trials(default_storage(tmp_path)))
 
 
 def test_crashed_workers_fail_the_study(tmp_path, recipe):

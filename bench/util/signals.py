@@ -34,9 +34,12 @@ def _first_only(signum, frame):  # noqa: ARG001
 
 
 def install_first_only() -> None:
-    """In a variant's child process: the first SIGINT or SIGTERM interrupts, the rest are ignored."""
+    """In a variant's child or a tune worker: the first SIGINT or SIGTERM interrupts, the rest are
+    ignored. A SIGINT inherited as ignored stays ignored: started in the background from a script,
+    the command ignores the script's Ctrl-C, which reaches every process of its group (README)."""
     for sig in DEFERRED:
-        signal.signal(sig, _first_only)
+        if not (sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN):
+            signal.signal(sig, _first_only)
 
 
 _deferring = False

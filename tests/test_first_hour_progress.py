@@ -104,6 +104,23 @@ def test_time_left_counts_each_variant_by_its_own_earlier_time():
     assert "~3m" in lines[-1], lines
 
 
+def test_an_ema_variants_epoch_lines_label_the_trained_weights_accuracy_raw(tmp_path, tiny_image_folder):
+    """EMA (like SWA) delivers its own model, scored once at the end: the epoch lines show the trained
+    weights' accuracy and must say so, or the finish line's different test/acc reads as a mistake."""
+    from bench.engine.loop import run_variant
+    from bench.recipe.load import load_recipe
+
+    recipe = tiny_recipe(tiny_image_folder, **{"train.epochs": 2, "train.ema": {"decay": 0.9}})
+    [variant] = load_recipe(write_recipe(tmp_path / "ema.yaml", recipe)).variants
+    out = io.StringIO()
+    progress = Progress(1, stream=out, live=False)
+    progress.name = variant.name
+    result = run_variant(variant, progress=progress)
+    epochs = [line for line in out.getvalue().splitlines() if "| epoch" in line]
+    assert len(epochs) == 2 and all(" test/acc_raw " in line for line in epochs), epochs
+    assert result.metrics["test/acc"] == result.metrics["test/acc_ema"]
+
+
 def test_the_epoch_line_says_how_long_this_variant_has_left_from_its_own_first_epoch():
     out = io.StringIO()
     progress = Progress(1, stream=out, live=False)

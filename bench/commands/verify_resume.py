@@ -111,7 +111,7 @@ class _PauseInEpoch:
             while True:  # the parent sends SIGKILL now
                 time.sleep(1)
 
-    def epoch_end(self, epoch: int, epochs: int, record: dict[str, float]) -> None:
+    def epoch_end(self, epoch: int, epochs: int, record: dict[str, float], raw: bool = False) -> None:
         pass
 
 

@@ -151,7 +151,7 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
         for hook in hooks:
             hook.on_epoch_end(state, epoch, record)
         if progress is not None:
-            progress.epoch_end(epoch, train.epochs, record)
+            progress.epoch_end(epoch, train.epochs, record, raw=any(t.delivers for t in state.tricks))
         checkpoint_epoch(state, record, wall_start, memory)
     result = finish(state, meter, eval_rates, memory, wall_start)
     result.metrics["time/setup_s"] = setup_s

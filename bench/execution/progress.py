@@ -102,7 +102,9 @@ class Progress:
             rate = seen / max(time.perf_counter() - self._epoch_start, 1e-9)
             self._bar.set_postfix({"img/s": f"{rate:.0f}", "loss": f"{float(loss_sum) / max(seen, 1):.3f}"})
 
-    def epoch_end(self, epoch: int, epochs: int, record: dict[str, float]) -> None:
+    def epoch_end(self, epoch: int, epochs: int, record: dict[str, float], raw: bool = False) -> None:
+        """``raw``: a trick delivers its own model (SWA, EMA), scored only at the end: the epoch's
+        accuracy is the trained weights', labelled ``_raw`` as in runs.csv, not the variant's result."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -117,6 +119,6 @@ class Progress:
             left = f", ~{format_duration(per_epoch * (epochs - epoch - 1))} left in this variant"
         self.note(
             f"  {self.name} | epoch {epoch + 1}/{epochs} loss {_fmt(record, 'train/loss', '.4f')} "
-            f"{acc} {_fmt(record, acc, '.4f')} lr {_fmt(record, 'train/lr', '.3g')} "
+            f"{acc}{'_raw' if raw else ''} {_fmt(record, acc, '.4f')} lr {_fmt(record, 'train/lr', '.3g')} "
             f"{speed} ({took:.1f}s{left})"
         )

@@ -127,6 +127,7 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
     restore(state, hooks)  # also the meter, rates and peak memory of a killed process
     eval_rates = state.eval_rates
     contention = ContentionMonitor(state.device, variant.body.report.contention_threshold)
+    raw = any(t.delivers for t in state.tricks)  # epoch accuracy: the trained weights', not the delivered
     while state.epoch < train.epochs:
         epoch = state.epoch
         record = {"epoch": float(epoch), **state.lrs()}  # LRs in effect at the start of the epoch
@@ -151,7 +152,7 @@ def run_variant(variant: Variant, *, hooks: list[Hook] | tuple[Hook, ...] = (), 
         for hook in hooks:
             hook.on_epoch_end(state, epoch, record)
         if progress is not None:
-            progress.epoch_end(epoch, train.epochs, record, raw=any(t.delivers for t in state.tricks))
+            progress.epoch_end(epoch, train.epochs, record, raw=raw)
         checkpoint_epoch(state, record, wall_start, memory)
     result = finish(state, meter, eval_rates, memory, wall_start)
     result.metrics["time/setup_s"] = setup_s

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import re
 import typing
 from dataclasses import dataclass, field
@@ -192,7 +193,6 @@ def validation_to_recipe_error(
 ) -> RecipeError:
     """Turn pydantic's error into one message naming the dotted key and what is allowed."""
     lines = []
-    first_key = None
     for err in exc.errors():
         loc = tuple(
             p
@@ -200,11 +200,10 @@ def validation_to_recipe_error(
             if not (isinstance(p, str) and p.startswith(("function-", "list[", "int", "str")))
         )
         key = ".".join(str(p) for p in loc) or "<recipe>"
-        first_key = first_key or key
         msg = err["msg"].removeprefix("Value error, ")
         named = re.match(r"([a-z_]+(?:\.[a-z_]+)+): ", msg)
         if named and not loc:  # a cross-field check names its key itself
-            key, msg = (key if key != "<recipe>" else named.group(1)), msg[named.end() :]
+            key, msg = named.group(1), msg[named.end() :]
         if err["type"] == "extra_forbidden":
             parent = _model_at(model, loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "see the schema"
@@ -212,19 +211,14 @@ def validation_to_recipe_error(
         elif err["type"] in {"model_type", "dict_type"} and not loc:
             msg = "a recipe must be a mapping of keys to values"
         lines.append(f"{key}: {msg}")
-    detail = lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines)
     prefix = f"{where}: " if where else ""
     if len(lines) == 1:
         key, _, msg = lines[0].partition(": ")
         return RecipeError(prefix + msg, source=source, key=key)
-    return RecipeError(prefix + f"{len(lines)} problems:{detail}", source=source, key=None)
+    return RecipeError(prefix + f"{len(lines)} problems:\n  " + "\n  ".join(lines), source=source)
 
 
-def _validate(model: type[BaseModel], data: Any, source: str, where: str = "") -> Any:
-    if not isinstance(data, dict):
-        raise RecipeError(
-            f"a recipe must be a mapping of keys to values, got {type(data).__name__}", source=source
-        )
+def _validate(model: type[BaseModel], data: dict[str, Any], source: str, where: str = "") -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -283,9 +277,7 @@ def load_recipe(
     base = {k: v for k, v in raw.items() if k not in RUN_KEYS}
     combos, all_keys, labels = _expand(raw, source)
     for axes in combos:
-        merged = base
-        for key, value in axes.items():
-            merged = deep_merge(merged, {key: value}, source=source)
+        merged = deep_merge(base, axes, source=source)
         group = variant_name(axes, None, all_keys, labels)
         body = _validate(RecipeBody, merged, source, where=f"variant {group}")
         variant_id = stable_hash(axes)
@@ -352,9 +344,5 @@ def _check_baseline(loaded: LoadedRecipe, path: str | Path, overlays: Any, overr
 def seed_streams(recipe: Recipe) -> list[tuple[int, int | None, int | None]]:
     """``seeds × init_seeds × data_seeds`` as (seed, init_seed, data_seed); a stream equal to its
     seed is None (it follows the seed), so a run is named and keyed by what it actually does."""
-    out = []
-    for seed in recipe.seeds:
-        for init in recipe.init_seeds or [None]:
-            for data in recipe.data_seeds or [None]:
-                out.append((seed, None if init == seed else init, None if data == seed else data))
-    return out
+    streams = itertools.product(recipe.seeds, recipe.init_seeds or [None], recipe.data_seeds or [None])
+    return [(seed, None if i == seed else i, None if d == seed else d) for seed, i, d in streams]

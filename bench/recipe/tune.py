@@ -4,6 +4,8 @@ leaf; sampler and pruner options are bound to the optuna classes by ``bench.vali
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -68,11 +70,9 @@ class ParamSpec:
 
 
 def _is_number(value: Any, integer: bool = False) -> bool:
-    if isinstance(value, bool):
+    if isinstance(value, bool):  # a bool is an int to Python, never a number in a recipe
         return False
-    if integer:
-        return isinstance(value, int)
-    return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, int) if integer else isinstance(value, int | float) and math.isfinite(value)
 
 
 def parse_param(key: str, entry: Any) -> ParamSpec:
@@ -107,8 +107,7 @@ def parse_param(key: str, entry: Any) -> ParamSpec:
     integer = kind == "int"
     pair = entry[kind]
     if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(_is_number(v, integer) for v in pair)):
-        what = "integers" if integer else "numbers"
-        raise bad(f"{kind} needs [low, high] with two {what}, got {pair!r}")
+        raise bad(f"{kind} needs [low, high] with two {'integers' if integer else 'numbers'}, got {pair!r}")
     low, high = pair if integer else (float(pair[0]), float(pair[1]))
     if low > high:
         raise bad(f"low ({low}) must be <= high ({high})")
@@ -129,8 +128,6 @@ def parse_param(key: str, entry: Any) -> ParamSpec:
 def choice_label(choice: Any) -> Any:
     """What Optuna records for a categorical choice: the value itself when it is a scalar,
     else its ``name`` (a component mapping like ``{name: cosine, ...}``) or its JSON."""
-    import json
-
     if choice is None or isinstance(choice, bool | int | float | str):
         return choice
     if isinstance(choice, dict) and isinstance(choice.get("name"), str) and len(choice) == 1:
@@ -262,13 +259,5 @@ TUNED_KEY = "tuned"  # best.yaml's record of how its keys were chosen; stripped 
 
 def shift_seeds(seeds: list[int], tuned_on: list[int]) -> list[int]:
     """``seeds`` with each one that tuned the configuration replaced by a fresh one (in order)."""
-    taken = set(seeds) | set(tuned_on)
-    nxt = max(taken) + 1
-    out = []
-    for s in seeds:
-        if s in tuned_on:
-            out.append(nxt)
-            nxt += 1
-        else:
-            out.append(s)
-    return out
+    fresh = itertools.count(max([*seeds, *tuned_on]) + 1)
+    return [next(fresh) if s in tuned_on else s for s in seeds]

@@ -188,12 +188,15 @@ def _model_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> type[BaseM
     return model
 
 
-def validation_to_recipe_error(
-    exc: ValidationError, source: str, model: type[BaseModel], where: str = ""
-) -> RecipeError:
-    """Turn pydantic's error into one message naming the dotted key and what is allowed."""
+def _validate(model: type[BaseModel], data: dict[str, Any], source: str, where: str = "") -> Any:
+    """``model.model_validate``, its errors turned into one message naming the dotted key and what
+    is allowed."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
     lines = []
-    for err in exc.errors():
+    for err in errors:
         loc = tuple(
             p
             for p in err["loc"]
@@ -208,21 +211,12 @@ def validation_to_recipe_error(
             parent = _model_at(model, loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "see the schema"
             msg = f"unknown key; allowed keys here: {allowed}"
-        elif err["type"] in {"model_type", "dict_type"} and not loc:
-            msg = "a recipe must be a mapping of keys to values"
         lines.append(f"{key}: {msg}")
     prefix = f"{where}: " if where else ""
     if len(lines) == 1:
         key, _, msg = lines[0].partition(": ")
-        return RecipeError(prefix + msg, source=source, key=key)
-    return RecipeError(prefix + f"{len(lines)} problems:\n  " + "\n  ".join(lines), source=source)
-
-
-def _validate(model: type[BaseModel], data: dict[str, Any], source: str, where: str = "") -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise validation_to_recipe_error(exc, source, model, where) from None
+        raise RecipeError(prefix + msg, source=source, key=key)
+    raise RecipeError(prefix + f"{len(lines)} problems:\n  " + "\n  ".join(lines), source=source)
 
 
 def load_raw(
@@ -238,7 +232,14 @@ def load_raw(
         extra = load_yaml_file(overlay)
         if not isinstance(extra, dict):
             raise RecipeError("an overlay must be a mapping", source=str(overlay))
-        tuned_on += _tuned_on_seeds(extra.pop(TUNED_KEY, None), str(overlay))
+        record = extra.pop(TUNED_KEY, None)  # which seeds chose the overlay's values (bench tune's best.yaml)
+        if record is not None:
+            seeds = record.get("tuned_on_seeds") if isinstance(record, dict) else None
+            if not isinstance(seeds, list) or not all(type(s) is int for s in seeds):
+                raise RecipeError(
+                    "tuned.tuned_on_seeds must be a list of integer seeds", source=str(overlay), key="tuned"
+                )
+            tuned_on += seeds
         raw = deep_merge(raw, extra, source=str(overlay))
     raw = apply_overrides(raw, list(overrides), notes)
     if tuned_on:
@@ -251,16 +252,6 @@ def load_raw(
                   f"{sorted(set(tuned_on))}, which never report it", file=sys.stderr, flush=True)  # fmt: skip
             raw = {**raw, "seeds": moved}
     return raw
-
-
-def _tuned_on_seeds(record: Any, source: str) -> list[int]:
-    """The seeds that chose an overlay's values (``tuned.tuned_on_seeds`` in bench tune's best.yaml)."""
-    if record is None:
-        return []
-    seeds = record.get("tuned_on_seeds") if isinstance(record, dict) else None
-    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise RecipeError("tuned.tuned_on_seeds must be a list of integer seeds", source=source, key="tuned")
-    return seeds
 
 
 def load_recipe(

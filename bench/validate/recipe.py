@@ -15,7 +15,6 @@ timm/torchvision model names and the freeze depth are checked by ``full=True`` o
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -115,8 +114,7 @@ class Checks:
         try:
             check(value)
         except (ValueError, RecipeError) as exc:  # UnknownComponentError is a ValueError
-            detail = exc.detail if isinstance(exc, RecipeError) else str(exc)
-            key = (exc.key if isinstance(exc, RecipeError) else None) or key
+            detail, key = (exc.detail, exc.key or key) if isinstance(exc, RecipeError) else (str(exc), key)
             raise RecipeError(
                 f"{where}: {detail}" if where else detail, source=self.source, key=key
             ) from None
@@ -180,10 +178,6 @@ class Checks:
 
     def _optuna_options(self, value: tuple[str, Any]) -> None:
         kind, cfg = value
-        if cfg.name == "cmaes" and importlib.util.find_spec("cmaes") is None:
-            raise ValueError(
-                "the cmaes sampler needs the 'cmaes' package (pip install cmaes); or use tpe/random"
-            )
         if self.full:
             from bench.components.signature import check_kwargs
 
@@ -226,19 +220,16 @@ def _model_without_weights(model_json: str) -> Any:
     cfg = ModelConfig.model_validate_json(model_json).model_copy(
         update={"pretrained": False, "weights": None}
     )
-    num_classes = cfg.num_classes or 10
-    try:
-        with torch.device("meta"):
-            return build_model(cfg, num_classes)
-    except RecipeError:
-        raise
-    except Exception:  # noqa: BLE001 - some factories do work that meta tensors cannot; try the CPU
-        pass
-    try:
-        return build_model(cfg, num_classes)
-    except RecipeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a user factory may raise anything
-        raise RecipeError(
-            f"cannot build model '{cfg.name}' to count its stages: {type(exc).__name__}: {exc}", key="model"
-        ) from None
+    failure: Exception | None = None
+    for device in ("meta", "cpu"):  # some factories do work that meta tensors cannot: then the CPU
+        try:
+            with torch.device(device):
+                return build_model(cfg, cfg.num_classes or 10)
+        except RecipeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a user factory may raise anything
+            failure = exc
+    raise RecipeError(
+        f"cannot build model '{cfg.name}' to count its stages: {type(failure).__name__}: {failure}",
+        key="model",
+    ) from None

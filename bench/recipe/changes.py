@@ -115,7 +115,7 @@ class AxisValueChange:
     value: str  # its value label, e.g. "adamw"
     reference: str  # the baseline's value on this axis, e.g. "sgd"
     key: str | None  # the dotted axis key, e.g. "train.optimizer" (None: not found)
-    named: tuple[str, ...]  # the keys the label names (see ``is_named``)
+    named: tuple[str, ...]  # the keys the label names (see ``named_keys``)
     changes: Changes | None
     compared: tuple[str, str] | None  # (variant, reference variant) the changes come from
 
@@ -127,21 +127,17 @@ class AxisValueChange:
     def beyond(self) -> Changes:
         """The changed keys outside the one key the label names (a lone change counts as named
         when the axis key could not be found)."""
-        if self.key is None and len(self.changes or {}) == 1:
-            return {}
-        return {k: v for k, v in (self.changes or {}).items() if not is_named(k, self.key, self.named)}
+        changes, key = self.changes or {}, self.key
+        if key is None:
+            return {} if len(changes) == 1 else dict(changes)
+        if self.named:  # a component block: only what the label names
+            return {k: v for k, v in changes.items() if k not in self.named}
+        # a scalar, or a block without a name switched on or off: the whole axis key
+        return {k: v for k, v in changes.items() if k != key and not k.startswith(key + ".")}
 
     @property
     def bundle(self) -> bool | None:
         return None if self.changes is None else bool(self.beyond)
-
-
-def is_named(key: str, axis_key: str | None, named: tuple[str, ...]) -> bool:
-    if axis_key is None:
-        return False
-    if named:  # a component block: only what the label names
-        return key in named
-    return key == axis_key or key.startswith(axis_key + ".")  # a scalar, or a block switched on/off
 
 
 def named_keys(axis_key: str, value_label: str, *configs: Mapping[str, Any]) -> tuple[str, ...]:
@@ -163,14 +159,9 @@ def infer_axis_key(label: str, changes: Changes) -> str | None:
     the prefixes of the changed keys with ``bench.recipe.matrix.axis_label``'s rule; the shortest
     wins. For records that keep only labels (MLflow's ``axis.*`` tags)."""
     n = label.count(".") + 1
-    hits = []
-    for key in changes:
-        parts = key.split(".")
-        for i in range(1, len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            if ".".join(label_parts(prefix)[-n:]) == label:
-                hits.append(prefix)
-    return min(hits, key=lambda k: (k.count("."), k)) if hits else None
+    prefixes = {".".join(key.split(".")[:i]) for key in changes for i in range(1, key.count(".") + 2)}
+    hits = [prefix for prefix in prefixes if ".".join(label_parts(prefix)[-n:]) == label]
+    return min(hits, key=lambda k: (k.count("."), k), default=None)
 
 
 def axis_value_changes(

@@ -28,10 +28,8 @@ from bench.recipe.matrix import (
     variant_name,
 )
 from bench.recipe.schema import Recipe, RecipeBody
-from bench.recipe.tune import TUNED_KEY, shift_seeds
+from bench.recipe.tune import RUN_KEYS, TUNED_KEY, shift_seeds
 from bench.recipe.yaml_loader import load_yaml_file, parse_scalar
-
-RUN_KEYS = ("matrix", "seeds", "init_seeds", "data_seeds")  # top-level keys that are not a variant's setup
 
 
 @dataclass(frozen=True)

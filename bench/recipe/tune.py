@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,23 +12,14 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from bench.recipe.base import ComponentConfig, Strict, check_name
+from bench.recipe.matrix import canonical
 
 SPACE_FORMS = (
     "{float: [low, high], log: bool, step: number}, {int: [low, high], log: bool, step: int} "
     "or {categorical: [choice, ...]}"
 )
-RESERVED_KEYS = (
-    "name",
-    "tune",
-    "matrix",
-    "seeds",
-    "init_seeds",
-    "data_seeds",
-    "description",
-    "baseline",
-    "target_acc",
-    "tracking",
-)
+RUN_KEYS = ("matrix", "seeds", "init_seeds", "data_seeds")  # top-level keys that are not a variant's setup
+RESERVED_KEYS = (*RUN_KEYS, "name", "tune", "description", "baseline", "target_acc", "tracking")
 
 
 class OutsideSpace(ValueError):
@@ -81,7 +71,7 @@ def parse_param(key: str, entry: Any) -> ParamSpec:
     def bad(problem: str) -> ValueError:
         return ValueError(f"'{key}': {problem}; allowed forms: {SPACE_FORMS}")
 
-    if not isinstance(key, str) or not key or not all(key.split(".")):
+    if not all(key.split(".")):
         raise ValueError(f"'{key}': a search-space key must be a dotted recipe key like train.optimizer.lr")
     if key.split(".")[0] in RESERVED_KEYS or key.startswith("data.name"):
         raise ValueError(f"'{key}': this key cannot be tuned (it names or describes the study)")
@@ -132,7 +122,7 @@ def choice_label(choice: Any) -> Any:
         return choice
     if isinstance(choice, dict) and isinstance(choice.get("name"), str) and len(choice) == 1:
         return choice["name"]
-    return json.dumps(choice, sort_keys=True, separators=(",", ":"))
+    return canonical(choice)
 
 
 class ObjectiveConfig(Strict):
@@ -225,13 +215,11 @@ class TuneConfig(Strict):
 
     @model_validator(mode="after")
     def _grid_fits(self) -> TuneConfig:
-        if self.sampler.name == "grid":
-            for spec in self.params():
-                if spec.kind == "float" and spec.step is None:
-                    raise ValueError(
-                        f"the grid sampler needs discrete values: give '{spec.key}' a step, "
-                        "or make it int or categorical"
-                    )
+        loose = [spec.key for spec in self.params() if spec.kind == "float" and spec.step is None]
+        if self.sampler.name == "grid" and loose:
+            raise ValueError(
+                f"the grid sampler needs discrete values: give '{loose[0]}' a step, or make it int or categorical"
+            )
         return self
 
     @model_validator(mode="after")

@@ -8,8 +8,6 @@ from typing import Any
 
 from bench.errors import RecipeError
 
-MATRIX_PREFIX = "matrix."
-
 
 def get_dotted(tree: dict[str, Any], key: str, default: Any = None) -> Any:
     node: Any = tree

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from bench.errors import RecipeError
-from bench.recipe.dotted import MATRIX_PREFIX, deep_merge, delete_dotted, get_dotted, set_dotted
+from bench.recipe.dotted import deep_merge, delete_dotted, get_dotted, set_dotted
 from bench.recipe.matrix import (
     RESERVED,
     axis_label,
@@ -104,9 +104,9 @@ def apply_overrides(
     notes = [] if notes is None else notes
     for text in overrides:
         key, value, delete = parse_override(text)
-        if key.startswith(MATRIX_PREFIX):
+        if key.startswith("matrix."):
             matrix = raw.setdefault("matrix", {})
-            axis = key[len(MATRIX_PREFIX) :]
+            axis = key.removeprefix("matrix.")
             if delete:
                 matrix.pop(axis, None)
             else:

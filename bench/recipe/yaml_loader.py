@@ -65,8 +65,7 @@ class StrictLoader(yaml.SafeLoader):
 def _check_own_keys(loader: StrictLoader, node: yaml.MappingNode) -> None:
     """Refuse a key written twice in one mapping, and two YAML keys that Python would fold into
     one (``1`` and ``true``: equal in Python, so one value would be lost silently)."""
-    seen: dict[tuple[str, Any], int] = {}
-    python_keys: dict[Any, tuple[str, int]] = {}
+    seen: dict[Any, tuple[str, str, int]] = {}  # loaded key -> its tag, text and line
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
@@ -75,20 +74,17 @@ def _check_own_keys(loader: StrictLoader, node: yaml.MappingNode) -> None:
             hash(key)
         except TypeError:
             continue  # SafeLoader raises its own error for unhashable keys
-        line = key_node.start_mark.line
-        if (key_node.tag, key) in seen:
-            problem = f"duplicate key '{key}' (first at line {seen[key_node.tag, key] + 1})"
-        elif key in python_keys:
-            first, first_line = python_keys[key]
-            problem = (
-                f"keys '{first}' (line {first_line + 1}) and '{key_node.value}' are different in YAML "
-                "but the same key once loaded; quote them to make them strings"
-            )
-        else:
-            seen[key_node.tag, key] = line
-            python_keys[key] = (key_node.value, line)
+        if key not in seen:
+            seen[key] = (key_node.tag, key_node.value, key_node.start_mark.line)
             continue
-        raise _error(problem, key_node)
+        tag, first, line = seen[key]
+        if tag == key_node.tag:
+            raise _error(f"duplicate key '{key}' (first at line {line + 1})", key_node)
+        raise _error(
+            f"keys '{first}' (line {line + 1}) and '{key_node.value}' are different in YAML "
+            "but the same key once loaded; quote them to make them strings",
+            key_node,
+        )
 
 
 def _expanded_size(node, sizes: dict[int, int], active: set[int]) -> int:

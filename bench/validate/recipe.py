@@ -15,6 +15,7 @@ timm/torchvision model names and the freeze depth are checked by ``full=True`` o
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ class Checks:
             self._check(f"tune.{kind}", (kind, getattr(tune, kind)), self._optuna_options, "")
 
     def _check(self, key: str, value: Any, check: Callable[[Any], None], where: str) -> None:
-        token = f"{key}={_token(value)}"
+        token = f"{key}={json.dumps(value, sort_keys=True, default=lambda m: m.model_dump(mode='json'))}"
         if token in self._done:
             return
         try:
@@ -200,12 +201,6 @@ def _check_lambda_kwargs(cfg: SchedulerConfig) -> None:
         LR_LAMBDAS.get(name)(1, **kwargs)(0)
     except TypeError as exc:
         raise ValueError(f"lambda_kwargs do not fit lr_lambda '{name}': {exc}") from None
-
-
-def _token(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(_token(v) for v in value)
-    return value.model_dump_json() if isinstance(value, BaseModel) else repr(value)
 
 
 @functools.lru_cache(maxsize=16)

@@ -293,8 +293,7 @@ def load_recipe(
                     run_key=stable_hash({"config": resolved_tree, "seed": seed, **streams}, 16),
                     source=source,
                     axis_values=axis_values,
-                    init_seed=init_seed,
-                    data_seed=data_seed,
+                    **streams,
                 )
             )
     _check_baseline(loaded, path, overlays, overrides)

@@ -1,16 +1,12 @@
-"""The validation layer: what a recipe's shape cannot tell by itself, checked before anything is
-recorded. Component names against the registries, optimizer and scheduler arguments bound to the
-torch class's signature, ``train.freeze`` against the model's real depth, and the tune section's
-sampler and pruner options bound to the optuna classes.
+"""What a recipe's shape cannot tell by itself, checked before anything is recorded: component
+names and arguments against the registries and the torch/optuna signatures, ``train.freeze``
+against the model's real depth.
 
-Why a layer of its own: ``bench.recipe`` is a leaf (no torch, timm, torchvision or optuna), and
-the components should not know about recipe files. This module sits above both and imports
-them lazily. Every command calls it (``load_validated``) before it records anything.
-
-Two depths. ``full=False`` (``bench run --dry-run``) answers from ``bench.components.catalog`` without
-importing torch, and falls back to the real registries for anything the catalog does not list;
-timm/torchvision model names and the freeze depth are checked by ``full=True`` only.
-"""
+Why a layer of its own: ``bench.recipe`` is a leaf (no torch, timm, torchvision or optuna) and the
+components know nothing of recipe files; this sits above both and imports them lazily.
+``full=False`` (``bench run --dry-run``) answers from ``bench.components.catalog`` without torch,
+falling back to the registries for what it does not list; timm/torchvision model names and the
+freeze depth need ``full=True``."""
 
 from __future__ import annotations
 

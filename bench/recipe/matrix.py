@@ -71,10 +71,6 @@ def axis_value_labels(values: list[Any]) -> dict[str, str]:
     return labels
 
 
-def _matches(combo: dict[str, Any], pattern: dict[str, Any]) -> bool:
-    return all(canonical(combo.get(k)) == canonical(v) for k, v in pattern.items())
-
-
 def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
     """Return the list of axis assignments ``{dotted_key: value}``; ``[{}]`` for no matrix."""
     if not isinstance(matrix, dict):
@@ -95,16 +91,15 @@ def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
                 source=source,
                 key=f"matrix.{name}",
             )
-        for i, entry in enumerate(entries if name == "exclude" else []):
-            unknown = [k for k in entry if k not in axes]
-            if unknown:
-                raise RecipeError(
-                    f"key {unknown[0]!r} is not a matrix axis; axes: {', '.join(keys)}",
-                    source=source,
-                    key=f"matrix.{name}[{i}]",
-                )
-    for pattern in matrix.get("exclude", []):
-        combos = [c for c in combos if not _matches(c, pattern)]
+    for i, pattern in enumerate(matrix.get("exclude", [])):
+        unknown = [k for k in pattern if k not in axes]
+        if unknown:
+            raise RecipeError(
+                f"key {unknown[0]!r} is not a matrix axis; axes: {', '.join(keys)}",
+                source=source,
+                key=f"matrix.exclude[{i}]",
+            )
+        combos = [c for c in combos if any(canonical(c.get(k)) != canonical(v) for k, v in pattern.items())]
     for extra in matrix.get("include", []):
         if not any(canonical(c) == canonical(extra) for c in combos):
             combos.append(dict(extra))

@@ -9,7 +9,8 @@ from bench.recipe.load import LoadedRecipe
 
 def preflight(loaded: LoadedRecipe) -> None:
     """Load every distinct data set (missing folder, unreadable or truncated images) and every
-    ``model.weights`` file with its ``.json`` sidecar; errors name the recipe file and the key."""
+    ``model.weights`` file with its ``.json`` sidecar (safely, and fitting its architecture);
+    errors name the recipe file and the key."""
     from bench.components.models import build_model
     from bench.components.models.weights import read_weights_meta
     from bench.data.cache import cached_splits

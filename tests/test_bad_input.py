@@ -46,6 +46,10 @@ CASES = {
         GOOD.replace("epochs: 1", "epochs: 1\n  epochs: 2"),
         ["duplicate key 'epochs'", "line"],
     ),
+    "keys_equal_once_loaded": (
+        GOOD.replace("{name: test_resnet}", "{name: test_resnet, kwargs: {1: a, true: b}}"),
+        ["keys '1'", "and 'true' are different in YAML", "quote them"],
+    ),
     "python_tag": ("name: !!python/object/apply:os.system ['echo pwned']\n", ["Python tags are not allowed"]),
     "python_name": ("name: tiny\nmodel: !!python/name:os.system\n", ["Python tags are not allowed"]),
     "lambda_lr": (GOOD.replace("lr: 1e-3", 'lr: "lambda x: x"'), ["train.optimizer.lr", "number"]),

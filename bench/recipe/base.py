@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict
 # Recipe and study names: they become folder names and MLflow experiment names. Always used
 # with ``fullmatch``: ``match`` with ``$`` lets a trailing newline through.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-# Characters that must not reach a path component: separators and control characters.
-_PATH_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def check_name(name: str, what: str) -> str:
@@ -19,17 +17,6 @@ def check_name(name: str, what: str) -> str:
     if not NAME_RE.fullmatch(name):
         raise ValueError(
             f"{what} must start with a letter or digit and use only letters, digits, '_', '.', '-'"
-        )
-    return name
-
-
-def check_experiment(name: str) -> str:
-    """An MLflow experiment name, which also names a folder of artifacts: free text, but no path
-    separators, no '..', no control characters, so it cannot point outside the store."""
-    if not name.strip() or _PATH_UNSAFE.search(name) or ".." in name or name != name.strip():
-        raise ValueError(
-            "experiment must be a non-empty name without '/', '\\', '..', control characters or "
-            "leading/trailing spaces"
         )
     return name
 

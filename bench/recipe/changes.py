@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.recipe.dotted import get_dotted
-from bench.recipe.matrix import canonical, label_parts
+from bench.recipe.matrix import axis_label, canonical, label_parts
 
 
 class _Unset:
@@ -79,28 +79,23 @@ def compact(changes: Changes, width: int | None = None, detail: str = "values") 
     ``detail="fit"`` the most detailed form that fits is used; what still does not fit is dropped
     from the end, whole parents at a time, and counted."""
     if detail == "fit":
-        forms = [compact(changes, None, d) for d in ("values", "names", "counts")]
-        fits = [d for d, text in zip(("values", "names"), forms) if width is None or len(text) <= width]
-        return compact(changes, width, fits[0] if fits else "counts")
+        fits = [d for d in ("values", "names") if width is None or len(compact(changes, None, d)) <= width]
+        return compact(changes, width, (fits or ["counts"])[0])
     groups: dict[str, list[str]] = {}
     for key, (old, new) in changes.items():
         parent, _, leaf = key.rpartition(".")
         text = change_text(leaf, old, new, 40 if width else None) if detail == "values" else leaf
         groups.setdefault(parent, []).append(text)
-    parts, sizes = [], [len(items) for items in groups.values()]
+    text, shown = "", 0
     for parent, items in groups.items():
         if len(items) == 1:
-            parts.append(f"{parent}.{items[0]}" if parent else items[0])
+            part = f"{parent}.{items[0]}" if parent else items[0]
         else:
-            inner = keys_text(len(items)) if detail == "counts" else ", ".join(items)
-            parts.append(f"{parent}.{{{inner}}}")
-    text, shown = "", 0
-    for i, part in enumerate(parts):
-        candidate = part if not text else f"{text}, {part}"
-        left = sum(sizes[i + 1 :])
-        if width is not None and len(candidate) + (len(f", … +{left} more") if left else 0) > width and text:
+            part = f"{parent}.{{{keys_text(len(items)) if detail == 'counts' else ', '.join(items)}}}"
+        candidate, left = f"{text}, {part}" if text else part, len(changes) - shown - len(items)
+        if text and width is not None and len(candidate) + (len(f", … +{left} more") if left else 0) > width:
             break
-        text, shown = candidate, shown + sizes[i]
+        text, shown = candidate, shown + len(items)
     hidden = len(changes) - shown
     return text + (f", … +{hidden} more" if hidden else "")
 
@@ -120,7 +115,7 @@ class AxisValueChange:
     value: str  # its value label, e.g. "adamw"
     reference: str  # the baseline's value on this axis, e.g. "sgd"
     key: str | None  # the dotted axis key, e.g. "train.optimizer" (None: not found)
-    named: tuple[str, ...]  # the keys the label names (see ``is_named``)
+    named: tuple[str, ...]  # the keys the label names (see ``named_keys``)
     changes: Changes | None
     compared: tuple[str, str] | None  # (variant, reference variant) the changes come from
 
@@ -132,21 +127,17 @@ class AxisValueChange:
     def beyond(self) -> Changes:
         """The changed keys outside the one key the label names (a lone change counts as named
         when the axis key could not be found)."""
-        if self.key is None and len(self.changes or {}) == 1:
-            return {}
-        return {k: v for k, v in (self.changes or {}).items() if not is_named(k, self.key, self.named)}
+        changes, key = self.changes or {}, self.key
+        if key is None:
+            return {} if len(changes) == 1 else dict(changes)
+        if self.named:  # a component block: only what the label names
+            return {k: v for k, v in changes.items() if k not in self.named}
+        # a scalar, or a block without a name switched on or off: the whole axis key
+        return {k: v for k, v in changes.items() if k != key and not k.startswith(key + ".")}
 
     @property
     def bundle(self) -> bool | None:
         return None if self.changes is None else bool(self.beyond)
-
-
-def is_named(key: str, axis_key: str | None, named: tuple[str, ...]) -> bool:
-    if axis_key is None:
-        return False
-    if named:  # a component block: only what the label names
-        return key in named
-    return key == axis_key or key.startswith(axis_key + ".")  # a scalar, or a block switched on/off
 
 
 def named_keys(axis_key: str, value_label: str, *configs: Mapping[str, Any]) -> tuple[str, ...]:
@@ -168,14 +159,9 @@ def infer_axis_key(label: str, changes: Changes) -> str | None:
     the prefixes of the changed keys with ``bench.recipe.matrix.axis_label``'s rule; the shortest
     wins. For records that keep only labels (MLflow's ``axis.*`` tags)."""
     n = label.count(".") + 1
-    hits = []
-    for key in changes:
-        parts = key.split(".")
-        for i in range(1, len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            if ".".join(label_parts(prefix)[-n:]) == label:
-                hits.append(prefix)
-    return min(hits, key=lambda k: (k.count("."), k)) if hits else None
+    prefixes = {".".join(key.split(".")[:i]) for key in changes for i in range(1, key.count(".") + 2)}
+    hits = [prefix for prefix in prefixes if ".".join(label_parts(prefix)[-n:]) == label]
+    return min(hits, key=lambda k: (k.count("."), k), default=None)
 
 
 def axis_value_changes(
@@ -189,7 +175,7 @@ def axis_value_changes(
     label -> value label (``Variant.axis_values``, or the runs' ``axis.*`` tags); ``axis_keys``: axis
     label -> dotted key when known (a recipe), else inferred from the changed keys."""
     base_axes = axis_values.get(baseline, {})
-    by_axes = {canonical(dict(sorted(a.items()))): g for g, a in axis_values.items() if g in configs}
+    by_axes = {canonical(a): g for g, a in axis_values.items() if g in configs}
     out = []
     for axis, reference in base_axes.items():
         values = list(
@@ -198,7 +184,7 @@ def axis_value_changes(
         for value in values:
             pairs = []
             for group, axes in axis_values.items():
-                partner = by_axes.get(canonical(dict(sorted({**axes, axis: reference}.items()))))
+                partner = by_axes.get(canonical({**axes, axis: reference}))
                 if axes.get(axis) == value and group in configs and partner is not None:
                     distance = sum(axes.get(a) != v for a, v in base_axes.items() if a != axis)
                     pairs.append((distance, group, partner))
@@ -227,8 +213,6 @@ class RecipeChanges:
 def recipe_changes(loaded: Any) -> RecipeChanges:
     """``loaded``: a ``bench.recipe.load.LoadedRecipe``. The baseline is the recipe's ``baseline:``
     variant, else the first variant (said in ``note``)."""
-    from bench.recipe.matrix import axis_label
-
     first = {}
     for variant in loaded.variants:
         first.setdefault(variant.group, variant)

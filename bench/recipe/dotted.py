@@ -8,8 +8,6 @@ from typing import Any
 
 from bench.errors import RecipeError
 
-MATRIX_PREFIX = "matrix."
-
 
 def get_dotted(tree: dict[str, Any], key: str, default: Any = None) -> Any:
     node: Any = tree
@@ -41,13 +39,11 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any, *, source: str | None
 
 
 def delete_dotted(tree: dict[str, Any], key: str, *, source: str | None = None) -> None:
-    parts = key.split(".")
-    node: Any = tree
-    for part in parts[:-1]:
-        node = node.get(part) if isinstance(node, dict) else None
-    if not isinstance(node, dict) or parts[-1] not in node:
+    parent, _, leaf = key.rpartition(".")
+    node = get_dotted(tree, parent) if parent else tree
+    if not isinstance(node, dict) or leaf not in node:
         raise RecipeError("cannot delete: key not present", source=source, key=key)
-    del node[parts[-1]]
+    del node[leaf]
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any], *, source: str | None = None) -> dict[str, Any]:

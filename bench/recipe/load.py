@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import re
 import typing
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from bench.errors import RecipeError
-from bench.recipe.dotted import MATRIX_PREFIX, deep_merge, delete_dotted, get_dotted, set_dotted
+from bench.recipe.dotted import deep_merge, delete_dotted, get_dotted, set_dotted
 from bench.recipe.matrix import (
     RESERVED,
     axis_label,
@@ -27,10 +28,8 @@ from bench.recipe.matrix import (
     variant_name,
 )
 from bench.recipe.schema import Recipe, RecipeBody
-from bench.recipe.tune import TUNED_KEY, shift_seeds
+from bench.recipe.tune import RUN_KEYS, TUNED_KEY, shift_seeds
 from bench.recipe.yaml_loader import load_yaml_file, parse_scalar
-
-RUN_KEYS = ("matrix", "seeds", "init_seeds", "data_seeds")  # top-level keys that are not a variant's setup
 
 
 @dataclass(frozen=True)
@@ -105,9 +104,9 @@ def apply_overrides(
     notes = [] if notes is None else notes
     for text in overrides:
         key, value, delete = parse_override(text)
-        if key.startswith(MATRIX_PREFIX):
+        if key.startswith("matrix."):
             matrix = raw.setdefault("matrix", {})
-            axis = key[len(MATRIX_PREFIX) :]
+            axis = key.removeprefix("matrix.")
             if delete:
                 matrix.pop(axis, None)
             else:
@@ -187,48 +186,35 @@ def _model_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> type[BaseM
     return model
 
 
-def validation_to_recipe_error(
-    exc: ValidationError, source: str, model: type[BaseModel], where: str = ""
-) -> RecipeError:
-    """Turn pydantic's error into one message naming the dotted key and what is allowed."""
+def _validate(model: type[BaseModel], data: dict[str, Any], source: str, where: str = "") -> Any:
+    """``model.model_validate``, its errors turned into one message naming the dotted key and what
+    is allowed."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
     lines = []
-    first_key = None
-    for err in exc.errors():
+    for err in errors:
         loc = tuple(
             p
             for p in err["loc"]
             if not (isinstance(p, str) and p.startswith(("function-", "list[", "int", "str")))
         )
         key = ".".join(str(p) for p in loc) or "<recipe>"
-        first_key = first_key or key
         msg = err["msg"].removeprefix("Value error, ")
         named = re.match(r"([a-z_]+(?:\.[a-z_]+)+): ", msg)
         if named and not loc:  # a cross-field check names its key itself
-            key, msg = (key if key != "<recipe>" else named.group(1)), msg[named.end() :]
+            key, msg = named.group(1), msg[named.end() :]
         if err["type"] == "extra_forbidden":
             parent = _model_at(model, loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "see the schema"
             msg = f"unknown key; allowed keys here: {allowed}"
-        elif err["type"] in {"model_type", "dict_type"} and not loc:
-            msg = "a recipe must be a mapping of keys to values"
         lines.append(f"{key}: {msg}")
-    detail = lines[0] if len(lines) == 1 else "\n  " + "\n  ".join(lines)
     prefix = f"{where}: " if where else ""
     if len(lines) == 1:
         key, _, msg = lines[0].partition(": ")
-        return RecipeError(prefix + msg, source=source, key=key)
-    return RecipeError(prefix + f"{len(lines)} problems:{detail}", source=source, key=None)
-
-
-def _validate(model: type[BaseModel], data: Any, source: str, where: str = "") -> Any:
-    if not isinstance(data, dict):
-        raise RecipeError(
-            f"a recipe must be a mapping of keys to values, got {type(data).__name__}", source=source
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise validation_to_recipe_error(exc, source, model, where) from None
+        raise RecipeError(prefix + msg, source=source, key=key)
+    raise RecipeError(prefix + f"{len(lines)} problems:\n  " + "\n  ".join(lines), source=source)
 
 
 def load_raw(
@@ -244,7 +230,14 @@ def load_raw(
         extra = load_yaml_file(overlay)
         if not isinstance(extra, dict):
             raise RecipeError("an overlay must be a mapping", source=str(overlay))
-        tuned_on += _tuned_on_seeds(extra.pop(TUNED_KEY, None), str(overlay))
+        record = extra.pop(TUNED_KEY, None)  # which seeds chose the overlay's values (bench tune's best.yaml)
+        if record is not None:
+            seeds = record.get("tuned_on_seeds") if isinstance(record, dict) else None
+            if not isinstance(seeds, list) or not all(type(s) is int for s in seeds):
+                raise RecipeError(
+                    "tuned.tuned_on_seeds must be a list of integer seeds", source=str(overlay), key="tuned"
+                )
+            tuned_on += seeds
         raw = deep_merge(raw, extra, source=str(overlay))
     raw = apply_overrides(raw, list(overrides), notes)
     if tuned_on:
@@ -257,16 +250,6 @@ def load_raw(
                   f"{sorted(set(tuned_on))}, which never report it", file=sys.stderr, flush=True)  # fmt: skip
             raw = {**raw, "seeds": moved}
     return raw
-
-
-def _tuned_on_seeds(record: Any, source: str) -> list[int]:
-    """The seeds that chose an overlay's values (``tuned.tuned_on_seeds`` in bench tune's best.yaml)."""
-    if record is None:
-        return []
-    seeds = record.get("tuned_on_seeds") if isinstance(record, dict) else None
-    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise RecipeError("tuned.tuned_on_seeds must be a list of integer seeds", source=source, key="tuned")
-    return seeds
 
 
 def load_recipe(
@@ -283,9 +266,7 @@ def load_recipe(
     base = {k: v for k, v in raw.items() if k not in RUN_KEYS}
     combos, all_keys, labels = _expand(raw, source)
     for axes in combos:
-        merged = base
-        for key, value in axes.items():
-            merged = deep_merge(merged, {key: value}, source=source)
+        merged = deep_merge(base, axes, source=source)
         group = variant_name(axes, None, all_keys, labels)
         body = _validate(RecipeBody, merged, source, where=f"variant {group}")
         variant_id = stable_hash(axes)
@@ -312,8 +293,7 @@ def load_recipe(
                     run_key=stable_hash({"config": resolved_tree, "seed": seed, **streams}, 16),
                     source=source,
                     axis_values=axis_values,
-                    init_seed=init_seed,
-                    data_seed=data_seed,
+                    **streams,
                 )
             )
     _check_baseline(loaded, path, overlays, overrides)
@@ -352,9 +332,5 @@ def _check_baseline(loaded: LoadedRecipe, path: str | Path, overlays: Any, overr
 def seed_streams(recipe: Recipe) -> list[tuple[int, int | None, int | None]]:
     """``seeds × init_seeds × data_seeds`` as (seed, init_seed, data_seed); a stream equal to its
     seed is None (it follows the seed), so a run is named and keyed by what it actually does."""
-    out = []
-    for seed in recipe.seeds:
-        for init in recipe.init_seeds or [None]:
-            for data in recipe.data_seeds or [None]:
-                out.append((seed, None if init == seed else init, None if data == seed else data))
-    return out
+    streams = itertools.product(recipe.seeds, recipe.init_seeds or [None], recipe.data_seeds or [None])
+    return [(seed, None if i == seed else i, None if d == seed else d) for seed, i, d in streams]

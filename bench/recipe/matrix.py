@@ -60,26 +60,15 @@ def axis_value_labels(values: list[Any]) -> dict[str, str]:
     clash get the keys that tell them apart (``adamw(lr:0.001)`` vs ``adamw(lr:0.01)``)."""
     unique = list({canonical(v): v for v in values}.values())
     labels = {canonical(v): value_label(v) for v in unique}
-    by_label: dict[str, list[Any]] = {}
     for v in unique:
-        by_label.setdefault(labels[canonical(v)], []).append(v)
-    for label, clashing in by_label.items():
-        if len(clashing) < 2:
-            continue
-        for v in clashing:
-            if isinstance(v, dict):
-                keys = sorted({k for c in clashing if isinstance(c, dict) for k in c if k != "name"})
-                differing = [
-                    k for k in keys if len({canonical(c.get(k)) for c in clashing if isinstance(c, dict)}) > 1
-                ]
-                labels[canonical(v)] = (
-                    f"{label}(" + ";".join(f"{k}:{value_label(v.get(k))}" for k in differing) + ")"
-                )
+        clashing = [c for c in unique if value_label(c) == value_label(v)]
+        if isinstance(v, dict) and len(clashing) > 1:
+            dicts = [c for c in clashing if isinstance(c, dict)]
+            keys = sorted({k for c in dicts for k in c if k != "name"})
+            differing = [k for k in keys if len({canonical(c.get(k)) for c in dicts}) > 1]
+            spelled = ";".join(f"{k}:{value_label(v.get(k))}" for k in differing)
+            labels[canonical(v)] = f"{value_label(v)}({spelled})"
     return labels
-
-
-def _matches(combo: dict[str, Any], pattern: dict[str, Any]) -> bool:
-    return all(canonical(combo.get(k)) == canonical(v) for k, v in pattern.items())
 
 
 def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
@@ -102,16 +91,15 @@ def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
                 source=source,
                 key=f"matrix.{name}",
             )
-        for i, entry in enumerate(entries):
-            unknown = [k for k in entry if k not in axes] if name == "exclude" else []
-            if unknown:
-                raise RecipeError(
-                    f"key {unknown[0]!r} is not a matrix axis; axes: {', '.join(keys)}",
-                    source=source,
-                    key=f"matrix.{name}[{i}]",
-                )
-    for pattern in matrix.get("exclude", []):
-        combos = [c for c in combos if not _matches(c, pattern)]
+    for i, pattern in enumerate(matrix.get("exclude", [])):
+        unknown = [k for k in pattern if k not in axes]
+        if unknown:
+            raise RecipeError(
+                f"key {unknown[0]!r} is not a matrix axis; axes: {', '.join(keys)}",
+                source=source,
+                key=f"matrix.exclude[{i}]",
+            )
+        combos = [c for c in combos if any(canonical(c.get(k)) != canonical(v) for k, v in pattern.items())]
     for extra in matrix.get("include", []):
         if not any(canonical(c) == canonical(extra) for c in combos):
             combos.append(dict(extra))
@@ -120,17 +108,11 @@ def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
     return combos
 
 
-def variant_name(
-    axes: dict[str, Any],
-    seed: int | None,
-    all_keys: list[str],
-    labels: dict[str, dict[str, str]] | None = None,
-) -> str:
-    labels = labels or {}
-    parts = []
-    for key, value in axes.items():
-        label = labels.get(key, {}).get(canonical(value)) or value_label(value)
-        parts.append(f"{axis_label(key, all_keys)}={label}")
+def variant_name(axes: dict[str, Any], seed: int | None, all_keys: list[str], labels: dict[str, Any]) -> str:
+    parts = [
+        f"{axis_label(key, all_keys)}={labels[key].get(canonical(value)) or value_label(value)}"
+        for key, value in axes.items()
+    ]
     if seed is not None:
         parts.append(f"seed={seed}")
     return ",".join(parts) if parts else "base"

@@ -17,12 +17,14 @@ from pydantic import (
     model_validator,
 )
 
-from bench.recipe.base import ComponentConfig, Strict, check_experiment, check_name
+from bench.recipe.base import ComponentConfig, Strict, check_name
 from bench.recipe.tune import TuneConfig
 
 # What runs, exactly: fp32 turns TF32 off, tf32 turns it on (CUDA Ampere or newer), the AMP modes
 # autocast to fp16 (with a GradScaler) or bf16 with TF32 off for what stays in fp32.
 Precision = Literal["fp32", "tf32", "amp_fp16", "amp_bf16"]
+# Characters that must not reach a path component: separators and control characters.
+_PATH_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -237,7 +239,15 @@ class TrackingConfig(Strict):
     @field_validator("experiment")
     @classmethod
     def _safe(cls, name: str | None) -> str | None:
-        return None if name is None else check_experiment(name)
+        """The experiment also names a folder of artifacts: it must not point outside the store."""
+        if name is not None and (
+            not name or name != name.strip() or ".." in name or _PATH_UNSAFE.search(name)
+        ):
+            raise ValueError(
+                "experiment must be a non-empty name without '/', '\\', '..', control characters or "
+                "leading/trailing spaces"
+            )
+        return name
 
 
 class ReportConfig(Strict):

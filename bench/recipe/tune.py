@@ -4,6 +4,7 @@ leaf; sampler and pruner options are bound to the optuna classes by ``bench.vali
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -11,23 +12,14 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from bench.recipe.base import ComponentConfig, Strict, check_name
+from bench.recipe.matrix import canonical
 
 SPACE_FORMS = (
     "{float: [low, high], log: bool, step: number}, {int: [low, high], log: bool, step: int} "
     "or {categorical: [choice, ...]}"
 )
-RESERVED_KEYS = (
-    "name",
-    "tune",
-    "matrix",
-    "seeds",
-    "init_seeds",
-    "data_seeds",
-    "description",
-    "baseline",
-    "target_acc",
-    "tracking",
-)
+RUN_KEYS = ("matrix", "seeds", "init_seeds", "data_seeds")  # top-level keys that are not a variant's setup
+RESERVED_KEYS = (*RUN_KEYS, "name", "tune", "description", "baseline", "target_acc", "tracking")
 
 
 class OutsideSpace(ValueError):
@@ -68,11 +60,9 @@ class ParamSpec:
 
 
 def _is_number(value: Any, integer: bool = False) -> bool:
-    if isinstance(value, bool):
+    if isinstance(value, bool):  # a bool is an int to Python, never a number in a recipe
         return False
-    if integer:
-        return isinstance(value, int)
-    return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, int) if integer else isinstance(value, int | float) and math.isfinite(value)
 
 
 def parse_param(key: str, entry: Any) -> ParamSpec:
@@ -81,7 +71,7 @@ def parse_param(key: str, entry: Any) -> ParamSpec:
     def bad(problem: str) -> ValueError:
         return ValueError(f"'{key}': {problem}; allowed forms: {SPACE_FORMS}")
 
-    if not isinstance(key, str) or not key or not all(key.split(".")):
+    if not all(key.split(".")):
         raise ValueError(f"'{key}': a search-space key must be a dotted recipe key like train.optimizer.lr")
     if key.split(".")[0] in RESERVED_KEYS or key.startswith("data.name"):
         raise ValueError(f"'{key}': this key cannot be tuned (it names or describes the study)")
@@ -107,8 +97,7 @@ def parse_param(key: str, entry: Any) -> ParamSpec:
     integer = kind == "int"
     pair = entry[kind]
     if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(_is_number(v, integer) for v in pair)):
-        what = "integers" if integer else "numbers"
-        raise bad(f"{kind} needs [low, high] with two {what}, got {pair!r}")
+        raise bad(f"{kind} needs [low, high] with two {'integers' if integer else 'numbers'}, got {pair!r}")
     low, high = pair if integer else (float(pair[0]), float(pair[1]))
     if low > high:
         raise bad(f"low ({low}) must be <= high ({high})")
@@ -129,13 +118,11 @@ def parse_param(key: str, entry: Any) -> ParamSpec:
 def choice_label(choice: Any) -> Any:
     """What Optuna records for a categorical choice: the value itself when it is a scalar,
     else its ``name`` (a component mapping like ``{name: cosine, ...}``) or its JSON."""
-    import json
-
     if choice is None or isinstance(choice, bool | int | float | str):
         return choice
     if isinstance(choice, dict) and isinstance(choice.get("name"), str) and len(choice) == 1:
         return choice["name"]
-    return json.dumps(choice, sort_keys=True, separators=(",", ":"))
+    return canonical(choice)
 
 
 class ObjectiveConfig(Strict):
@@ -228,13 +215,11 @@ class TuneConfig(Strict):
 
     @model_validator(mode="after")
     def _grid_fits(self) -> TuneConfig:
-        if self.sampler.name == "grid":
-            for spec in self.params():
-                if spec.kind == "float" and spec.step is None:
-                    raise ValueError(
-                        f"the grid sampler needs discrete values: give '{spec.key}' a step, "
-                        "or make it int or categorical"
-                    )
+        loose = [spec.key for spec in self.params() if spec.kind == "float" and spec.step is None]
+        if self.sampler.name == "grid" and loose:
+            raise ValueError(
+                f"the grid sampler needs discrete values: give '{loose[0]}' a step, or make it int or categorical"
+            )
         return self
 
     @model_validator(mode="after")
@@ -262,13 +247,5 @@ TUNED_KEY = "tuned"  # best.yaml's record of how its keys were chosen; stripped 
 
 def shift_seeds(seeds: list[int], tuned_on: list[int]) -> list[int]:
     """``seeds`` with each one that tuned the configuration replaced by a fresh one (in order)."""
-    taken = set(seeds) | set(tuned_on)
-    nxt = max(taken) + 1
-    out = []
-    for s in seeds:
-        if s in tuned_on:
-            out.append(nxt)
-            nxt += 1
-        else:
-            out.append(s)
-    return out
+    fresh = itertools.count(max([*seeds, *tuned_on]) + 1)
+    return [next(fresh) if s in tuned_on else s for s in seeds]

@@ -39,18 +39,13 @@ _FLOAT_RE = re.compile(
 class StrictLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 floats, duplicate-key errors and an alias budget."""
 
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._aliases_seen = 0
+    aliases_seen = 0  # per document: each load makes a new loader
 
     def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
         if self.check_event(yaml.AliasEvent):
-            self._aliases_seen += 1
-            if self._aliases_seen > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"more than {MAX_ALIASES} aliases (possible alias bomb)", mark
-                )
+            self.aliases_seen += 1
+            if self.aliases_seen > MAX_ALIASES:
+                raise _error(f"more than {MAX_ALIASES} aliases (possible alias bomb)", self.peek_event())
         return super().compose_node(parent, index)
 
     def get_single_node(self):
@@ -70,8 +65,7 @@ class StrictLoader(yaml.SafeLoader):
 def _check_own_keys(loader: StrictLoader, node: yaml.MappingNode) -> None:
     """Refuse a key written twice in one mapping, and two YAML keys that Python would fold into
     one (``1`` and ``true``: equal in Python, so one value would be lost silently)."""
-    seen: dict[tuple[str, Any], int] = {}
-    python_keys: dict[Any, tuple[str, int]] = {}
+    seen: dict[Any, tuple[str, str, int]] = {}  # loaded key -> its tag, text and line
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
@@ -80,53 +74,43 @@ def _check_own_keys(loader: StrictLoader, node: yaml.MappingNode) -> None:
             hash(key)
         except TypeError:
             continue  # SafeLoader raises its own error for unhashable keys
-        line = key_node.start_mark.line
-        if (key_node.tag, key) in seen:
-            problem = f"duplicate key '{key}' (first at line {seen[key_node.tag, key] + 1})"
-        elif key in python_keys:
-            first, first_line = python_keys[key]
-            problem = (
-                f"keys '{first}' (line {first_line + 1}) and '{key_node.value}' are different in YAML "
-                "but the same key once loaded; quote them to make them strings"
-            )
-        else:
-            seen[key_node.tag, key] = line
-            python_keys[key] = (key_node.value, line)
+        if key not in seen:
+            seen[key] = (key_node.tag, key_node.value, key_node.start_mark.line)
             continue
-        raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+        tag, first, line = seen[key]
+        if tag == key_node.tag:
+            raise _error(f"duplicate key '{key}' (first at line {line + 1})", key_node)
+        raise _error(
+            f"keys '{first}' (line {line + 1}) and '{key_node.value}' are different in YAML "
+            "but the same key once loaded; quote them to make them strings",
+            key_node,
+        )
 
 
 def _expanded_size(node, sizes: dict[int, int], active: set[int]) -> int:
     """Number of nodes ``node`` stands for with every alias expanded (memoised per node)."""
     key = id(node)
-    if key in sizes:
-        return sizes[key]
-    if key in active:
-        raise yaml.constructor.ConstructorError(
-            None,
-            None,
-            "an alias refers to the collection that contains it (recursive alias)",
-            node.start_mark,
-        )
-    active.add(key)
-    size = 1
-    if isinstance(node, yaml.SequenceNode):
-        size += sum(_expanded_size(child, sizes, active) for child in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size += sum(
-            _expanded_size(k, sizes, active) + _expanded_size(v, sizes, active) for k, v in node.value
-        )
-    active.discard(key)
-    if size > MAX_EXPANDED_NODES:
-        raise yaml.constructor.ConstructorError(
-            None,
-            None,
-            f"the document expands to more than {MAX_EXPANDED_NODES} values through its aliases "
-            "(possible alias bomb)",
-            node.start_mark,
-        )
-    sizes[key] = size
-    return size
+    if key not in sizes:
+        if key in active:
+            raise _error("an alias refers to the collection that contains it (recursive alias)", node)
+        active.add(key)
+        children = node.value if isinstance(node, yaml.SequenceNode) else []
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        sizes[key] = 1 + sum(_expanded_size(child, sizes, active) for child in children)
+        active.discard(key)
+        if sizes[key] > MAX_EXPANDED_NODES:
+            raise _error(
+                f"the document expands to more than {MAX_EXPANDED_NODES} values through its aliases "
+                "(possible alias bomb)",
+                node,
+            )
+    return sizes[key]
+
+
+def _error(problem: str, at: Any) -> yaml.constructor.ConstructorError:
+    """A YAML error at a node or event, reported with its line like PyYAML's own."""
+    return yaml.constructor.ConstructorError(None, None, problem, at.start_mark)
 
 
 StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
@@ -169,7 +153,4 @@ def load_yaml_file(path: str | Path) -> Any:
 
 def parse_scalar(text: str) -> Any:
     """Parse a CLI override value (``train.epochs=2``) with the same rules as recipe files."""
-    if text == "":
-        return ""
-    value = load_yaml_text(text, source="<override>")
-    return value
+    return "" if text == "" else load_yaml_text(text, source="<override>")

@@ -8,10 +8,9 @@ from bench.recipe.load import LoadedRecipe
 
 
 def preflight(loaded: LoadedRecipe) -> None:
-    """Check what validation cannot see before anything is recorded or trained: every distinct data
-    set loads (missing folder, unreadable or truncated images), and every ``model.weights`` file
-    (and its ``.json`` sidecar) loads safely and fits its architecture. Errors name the recipe
-    file and the key."""
+    """Load every distinct data set (missing folder, unreadable or truncated images) and every
+    ``model.weights`` file with its ``.json`` sidecar (safely, and fitting its architecture);
+    errors name the recipe file and the key."""
     from bench.components.models import build_model
     from bench.components.models.weights import read_weights_meta
     from bench.data.cache import cached_splits

@@ -1,21 +1,17 @@
-"""The validation layer: what a recipe's shape cannot tell by itself, checked before anything is
-recorded. Component names against the registries, optimizer and scheduler arguments bound to the
-torch class's signature, ``train.freeze`` against the model's real depth, and the tune section's
-sampler and pruner options bound to the optuna classes.
+"""What a recipe's shape cannot tell by itself, checked before anything is recorded: component
+names and arguments against the registries and the torch/optuna signatures, ``train.freeze``
+against the model's real depth.
 
-Why a layer of its own: ``bench.recipe`` is a leaf (no torch, timm, torchvision or optuna), and
-the components should not know about recipe files. This module sits above both and imports
-them lazily. Every command calls it (``load_validated``) before it records anything.
-
-Two depths. ``full=False`` (``bench run --dry-run``) answers from ``bench.components.catalog`` without
-importing torch, and falls back to the real registries for anything the catalog does not list;
-timm/torchvision model names and the freeze depth are checked by ``full=True`` only.
-"""
+Why a layer of its own: ``bench.recipe`` is a leaf (no torch, timm, torchvision or optuna) and the
+components know nothing of recipe files; this sits above both and imports them lazily.
+``full=False`` (``bench run --dry-run``) answers from ``bench.components.catalog`` without torch,
+falling back to the registries for what it does not list; timm/torchvision model names and the
+freeze depth need ``full=True``."""
 
 from __future__ import annotations
 
 import functools
-import importlib.util
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,14 +105,13 @@ class Checks:
             self._check(f"tune.{kind}", (kind, getattr(tune, kind)), self._optuna_options, "")
 
     def _check(self, key: str, value: Any, check: Callable[[Any], None], where: str) -> None:
-        token = f"{key}={_token(value)}"
+        token = f"{key}={json.dumps(value, sort_keys=True, default=lambda m: m.model_dump(mode='json'))}"
         if token in self._done:
             return
         try:
             check(value)
         except (ValueError, RecipeError) as exc:  # UnknownComponentError is a ValueError
-            detail = exc.detail if isinstance(exc, RecipeError) else str(exc)
-            key = (exc.key if isinstance(exc, RecipeError) else None) or key
+            detail, key = (exc.detail, exc.key or key) if isinstance(exc, RecipeError) else (str(exc), key)
             raise RecipeError(
                 f"{where}: {detail}" if where else detail, source=self.source, key=key
             ) from None
@@ -180,10 +175,6 @@ class Checks:
 
     def _optuna_options(self, value: tuple[str, Any]) -> None:
         kind, cfg = value
-        if cfg.name == "cmaes" and importlib.util.find_spec("cmaes") is None:
-            raise ValueError(
-                "the cmaes sampler needs the 'cmaes' package (pip install cmaes); or use tpe/random"
-            )
         if self.full:
             from bench.components.signature import check_kwargs
 
@@ -208,12 +199,6 @@ def _check_lambda_kwargs(cfg: SchedulerConfig) -> None:
         raise ValueError(f"lambda_kwargs do not fit lr_lambda '{name}': {exc}") from None
 
 
-def _token(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(_token(v) for v in value)
-    return value.model_dump_json() if isinstance(value, BaseModel) else repr(value)
-
-
 @functools.lru_cache(maxsize=16)
 def _model_without_weights(model_json: str) -> Any:
     """The model a ModelConfig describes, built once per config on the ``meta`` device (no memory,
@@ -226,19 +211,16 @@ def _model_without_weights(model_json: str) -> Any:
     cfg = ModelConfig.model_validate_json(model_json).model_copy(
         update={"pretrained": False, "weights": None}
     )
-    num_classes = cfg.num_classes or 10
-    try:
-        with torch.device("meta"):
-            return build_model(cfg, num_classes)
-    except RecipeError:
-        raise
-    except Exception:  # noqa: BLE001 - some factories do work that meta tensors cannot; try the CPU
-        pass
-    try:
-        return build_model(cfg, num_classes)
-    except RecipeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a user factory may raise anything
-        raise RecipeError(
-            f"cannot build model '{cfg.name}' to count its stages: {type(exc).__name__}: {exc}", key="model"
-        ) from None
+    failure: Exception | None = None
+    for device in ("meta", "cpu"):  # some factories do work that meta tensors cannot: then the CPU
+        try:
+            with torch.device(device):
+                return build_model(cfg, cfg.num_classes or 10)
+        except RecipeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a user factory may raise anything
+            failure = exc
+    raise RecipeError(
+        f"cannot build model '{cfg.name}' to count its stages: {type(failure).__name__}: {failure}",
+        key="model",
+    ) from None

@@ -16,7 +16,6 @@ from bench.recipe.matrix import stable_hash
 from bench.recipe.schema import RecipeBody
 from bench.recipe.tune import TuneConfig
 from bench.tracking import mlflow_store as store
-from bench.tune.seeds import fresh_seeds, tuning_seeds
 from bench.tune.space import Space, trial_config, validate_space
 from bench.tune.storage import StorageSpec, resolve_storage
 from bench.validate.recipe import load_validated as load_recipe
@@ -25,6 +24,12 @@ from bench.validate.recipe import validate_config as _validate
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def tuning_seeds(first: list[int], k: int) -> list[int]:
+    """The recipe's first ``k`` seeds, continued with the integers after the largest."""
+    seeds = list(first[:k])
+    return seeds + list(range(max(seeds) + 1, max(seeds) + 1 + k - len(seeds)))
 
 
 @dataclass
@@ -91,13 +96,16 @@ class TunePlan:
 
     @property
     def tuning_seeds(self) -> list[int]:
-        """The seeds every trial trains on (``tune.seeds_per_trial`` of them, from the recipe's)."""
+        """The seeds that choose a configuration: every trial trains on the same ones in the same
+        order, so trials pair up seed by seed."""
         return tuning_seeds(self.loaded.recipe.seeds, self.tune.seeds_per_trial)
 
     @property
     def recheck_seeds(self) -> list[int]:
-        """Fresh seeds for the re-check of the top configurations: never a tuning seed."""
-        return fresh_seeds(self.tuning_seeds, self.tune.recheck_seeds)
+        """The seeds that report it: fresh ones after every tuning seed, for the re-check of the top
+        configurations (best.yaml records both, so ``bench run --overlay`` moves off them too)."""
+        start = max(self.tuning_seeds) + 1
+        return list(range(start, start + self.tune.recheck_seeds))
 
     def storage_spec(self) -> StorageSpec:
         return resolve_storage(self.options.storage, self.out_dir, self.options.workers)

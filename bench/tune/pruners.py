@@ -100,6 +100,11 @@ class Halving(optuna.pruners.BasePruner):
 
 
 def build(name: str, kwargs: dict[str, Any], epochs: int) -> Any:
+    """The pruner a recipe's ``tune.pruner`` names (``epochs``: a trial's full resource)."""
+    if name == "wilcoxon":
+        return SeedPruner(**kwargs)
+    if name == "auto":
+        return AutoPruner(**{"max_resource": epochs, **kwargs})
     if name == "successive_halving":
         return Halving(**kwargs)
     if name == "hyperband":

@@ -4,6 +4,7 @@ takes its place), so N workers, kills and Ctrl-C still end with exactly ``n_tria
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 EPOCHS_ATTR = "bench.epochs_trained"  # epochs a trial trained, over all its seeds
@@ -24,18 +25,11 @@ def active(trials: list[Any]) -> list[Any]:
     return [t for t in trials if t.number not in gone]
 
 
-def counts(trials: list[Any]) -> dict[str, int]:
+def counts(trials: list[Any]) -> Counter[str]:
     """Trials per state name, not counting those replaced by a retry."""
-    out: dict[str, int] = {}
-    for t in active(trials):
-        out[t.state.name] = out.get(t.state.name, 0) + 1
-    return out
+    return Counter(t.state.name for t in active(trials))
 
 
 def finished_count(trials: list[Any]) -> int:
     c = counts(trials)
-    return c.get("COMPLETE", 0) + c.get("PRUNED", 0) + c.get("FAIL", 0)
-
-
-def by_number(trials: list[Any], number: int) -> Any:
-    return next(t for t in trials if t.number == number)
+    return c["COMPLETE"] + c["PRUNED"] + c["FAIL"]

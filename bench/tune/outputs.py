@@ -14,10 +14,10 @@ import yaml
 from bench.errors import described
 from bench.tracking import mlflow_store as store
 from bench.tune import fidelity
+from bench.tune.liveness import counts, epochs_trained
 from bench.tune.plan import TunePlan
 from bench.tune.recheck import Recheck, analyse, ranked
 from bench.tune.recheck import describe as describe_recheck
-from bench.tune.trials import counts, epochs_trained
 from bench.util.fileio import atomic_write_text
 
 

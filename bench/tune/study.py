@@ -13,11 +13,10 @@ from typing import Any
 
 from bench.errors import Terminated
 from bench.tracking.uris import redact_uri
-from bench.tune.liveness import sweep
+from bench.tune.liveness import active, finished_count, sweep
 from bench.tune.plan import TuneOptions, build_plan, say
 from bench.tune.prepare import close_orphan_runs, open_worker, prepare
 from bench.tune.recheck import run_recheck
-from bench.tune.trials import active, finished_count
 from bench.tune.worker import worker_loop
 from bench.util.signals import closing_status, install_first_only, install_sigterm
 

@@ -12,10 +12,10 @@ from typing import Any
 from bench.errors import described, message_line
 from bench.tune import liveness
 from bench.tune.fidelity import CHOICE_ATTR, PILOT_ATTR
+from bench.tune.liveness import EPOCHS_ATTR, active, finished_count
 from bench.tune.objective import TrialContext, TrialOutcome, run_trial
 from bench.tune.plan import say
 from bench.tune.space import Space
-from bench.tune.trials import EPOCHS_ATTR, active, finished_count
 from bench.util.signals import ignore_stop_signals
 
 

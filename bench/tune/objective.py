@@ -178,25 +178,30 @@ def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOut
     return TrialOutcome(trial.number, "COMPLETE", sum(values) / len(values), params, epochs, "", test)
 
 
-def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, hook: PruneHook,
-              index: int | None) -> Any:  # fmt: skip
+def record_trial(ctx: TrialContext, kind: str, number: int, values: dict[str, Any], seed: int, hook: PruneHook,
+                 tags: dict[str, str], on_open: Any = None) -> Any:  # fmt: skip
+    """Train trial ``number``'s values on ``seed`` as an MLflow child run of the study (``kind``:
+    trial or recheck), through ``run_recorded`` as ``bench run`` does; its VariantResult."""
     from bench.execution.recorded import Recording, run_recorded
 
-    ctx.release()  # the previous seed's result is in: an interrupt held since then acts now
-    plan, number = ctx.plan, trial.number
-    retry_of = next((t.system_attrs.get("failed_trial") for t in ctx.study.get_trials(deepcopy=False)
-                     if t.number == number), None)  # fmt: skip
-    tags = {"bench.kind": "trial", "bench.study": plan.study_name, "bench.trial_number": str(number),
-            "bench.worker": ctx.worker_id}  # fmt: skip
-    if index is not None:
-        tags["bench.seed_index"] = str(index)
-    if retry_of is not None:
-        tags["bench.retry_of"] = str(retry_of)
-    variant = plan.trial_variant(params, number, seed)
+    plan = ctx.plan
+    tags = {"bench.kind": kind, "bench.study": plan.study_name, "bench.trial_number": str(number),
+            "bench.worker": ctx.worker_id, **tags}  # fmt: skip
     rec = Recording(
         ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify
     )
+    variant = plan.trial_variant(values, number, seed)
+    return run_recorded(rec, variant, hooks=(hook,), on_open=on_open)[1]
 
+
+def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, hook: PruneHook,
+              index: int | None) -> Any:  # fmt: skip
+    ctx.release()  # the previous seed's result is in: an interrupt held since then acts now
+    retry_of = next((t.system_attrs.get("failed_trial") for t in ctx.study.get_trials(deepcopy=False)
+                     if t.number == trial.number), None)  # fmt: skip
+    tags = {} if index is None else {"bench.seed_index": str(index)}
+    if retry_of is not None:
+        tags["bench.retry_of"] = str(retry_of)
     opened_ids: list[str] = []
 
     def opened(run_id: str) -> None:
@@ -204,7 +209,7 @@ def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, 
         trial.set_user_attr(MLFLOW_ATTR, run_id)
 
     try:
-        _, result = run_recorded(rec, variant, hooks=(hook,), on_open=opened)
+        result = record_trial(ctx, "trial", trial.number, params, seed, hook, tags, opened)
         ctx.hold()
     except KeyboardInterrupt as exc:
         result = closed_result(ctx.client, opened_ids[-1]) if opened_ids else None

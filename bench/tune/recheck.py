@@ -90,8 +90,7 @@ def run_recheck(ctx: Any) -> None:
     """Re-run the top configurations on the fresh seeds that have no stored value yet."""
     from optuna.trial import TrialState
 
-    from bench.execution.recorded import Recording, run_recorded
-    from bench.tune.objective import PruneHook
+    from bench.tune.objective import PruneHook, record_trial
 
     plan, study = ctx.plan, ctx.study
     if plan.tune.recheck_top == 0:
@@ -105,12 +104,7 @@ def run_recheck(ctx: Any) -> None:
             f"({len(todo)} run(s) to go)")  # fmt: skip
     for t, values, seed in todo:
         hook = PruneHook(None, plan.tune.objective)
-        tags = {"bench.kind": "recheck", "bench.study": plan.study_name, "bench.trial_number": str(t.number),
-                "bench.worker": ctx.worker_id}  # fmt: skip
-        rec = Recording(ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags,
-                        classify=hook.classify)  # fmt: skip
-        variant = plan.trial_variant(values, t.number, seed)
-        _, result = run_recorded(rec, variant, hooks=(hook,))
+        result = record_trial(ctx, "recheck", t.number, values, seed, hook, {})
         value = hook.value if result.status == "finished" else math.nan
         record = {"value": value, "epochs": hook.epochs}
         if result.metrics.get("test/acc") is not None:

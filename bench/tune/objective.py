@@ -27,7 +27,6 @@ class TrialContext:
     """What a worker holds while it runs trials (typed; built once per worker process)."""
 
     plan: Any  # bench.tune.plan.TunePlan
-    spec: Any  # bench.tune.storage.StorageSpec
     client: Any  # MlflowClient
     experiment_id: str
     parent_run_id: str

@@ -160,5 +160,5 @@ def open_worker(plan: TunePlan, index: int, client: Any | None = None) -> TrialC
     study.sampler = make_sampler(plan, index, len(study.get_trials(deepcopy=False)))
     attrs = study.user_attrs
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    return TrialContext(plan, plan.storage_spec(), client, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR],
+    return TrialContext(plan, client, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR],
                         study, storage, worker_id)  # fmt: skip

@@ -17,15 +17,15 @@ from bench.tune.prepare import open_worker
 from bench.tune.worker import worker_loop
 
 
-def tune_worker(options: Any, index: int, board: Any) -> int:
+def tune_worker(options: Any, index: int, board: Any) -> None:
     """One tuning worker as a Ray task: the same loop as a spawned ``--workers`` process, on the
     same shared storage and the same stop rule (README: at most ``workers - 1`` trials over
-    ``n_trials``); returns the trials it ran."""
+    ``n_trials``)."""
     where = placement()
     if board is not None:
         board.start.remote(str(index), where)
     with cancellable():
-        return worker_loop(open_worker(build_plan(options, quiet=True), index), index)
+        worker_loop(open_worker(build_plan(options, quiet=True), index), index)
 
 
 def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:

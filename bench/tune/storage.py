@@ -36,6 +36,10 @@ class StorageSpec:
     def display(self) -> str:
         return str(self.path) if self.path is not None else redact(self.url)
 
+    @property
+    def dialect(self) -> str:
+        return "journal" if self.kind == "journal" else self.url.split(":", 1)[0].split("+", 1)[0]
+
     def open(self, heartbeat_interval: int, grace_period: int) -> Any:
         """The Optuna storage; an RDB one beats while a trial runs and retries a dead worker's trial."""
         if self.kind == "journal":
@@ -45,7 +49,7 @@ class StorageSpec:
             return JournalStorage(JournalFileBackend(str(self.path)))
         from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-        engine = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}} if self.url.startswith("sqlite") else {}
+        engine = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}} if self.dialect == "sqlite" else {}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # experimental-API warnings

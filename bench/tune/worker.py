@@ -81,13 +81,12 @@ def _auto_decision(ctx: TrialContext) -> bool:
     return CHOICE_ATTR not in ctx.study.user_attrs
 
 
-def worker_loop(ctx: TrialContext, index: int) -> int:
-    """Run trials until the study is full (or this command's timeout passes); how many ran."""
-    plan, ran = ctx.plan, [0]
+def worker_loop(ctx: TrialContext, index: int) -> None:
+    """Run trials until the study is full (or this command's timeout passes)."""
+    plan = ctx.plan
 
     def after(study: Any, frozen: Any) -> None:
         ctx.current = None
-        ran[0] += 1
         report(ctx, frozen, index)
         ctx.release()  # an interrupt that came after the run was closed acts now
         for note in liveness.sweep(study, ctx.storage, plan.tune.liveness.grace_period):
@@ -129,7 +128,6 @@ def worker_loop(ctx: TrialContext, index: int) -> int:
         held, ctx.held = ctx.held, None
         if held is not None:  # an error inside Optuna's tell: give Ctrl-C back its handler
             held.close()
-    return ran[0]
 
 
 def _interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
@@ -145,11 +143,8 @@ def report(ctx: TrialContext, frozen: Any, index: int) -> None:
     value = frozen.value if frozen.value is not None else (outcome.value if outcome else None)
     shown = f"{plan.tune.objective.metric}={value:.4f}" if value is not None else "no value"
     reason = frozen.user_attrs.get(liveness.REASON_ATTR, "")
-    pruned = (
-        reason
-        if plan.tune.seeds_per_trial > 1
-        else f"pruned after {frozen.user_attrs.get(EPOCHS_ATTR, 0)} epoch(s)"
-    )
+    epochs = frozen.user_attrs.get(EPOCHS_ATTR, 0)
+    pruned = reason if plan.tune.seeds_per_trial > 1 else f"pruned after {epochs} epoch(s)"
     state = frozen.state.name
     label = {"COMPLETE": "complete", "PRUNED": pruned, "FAIL": "FAILED"}.get(state, state)
     extra = f" ({reason})" if state == "FAIL" and reason else ""

@@ -86,34 +86,27 @@ def retry(study: Any, storage: Any, frozen: Any, reason: str, max_retry: int | N
         RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
 
 
-def sweep_unclaimed(study: Any, storage: Any, grace: float) -> list[str]:
-    """Fail and retry RUNNING trials whose worker died before marking them claimed."""
-    from optuna.trial import TrialState
-
-    now = datetime.datetime.now()
-    notes = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        started = t.datetime_start or now
-        if t.system_attrs.get(CLAIM_ATTR) == t.number or (now - started).total_seconds() <= grace:
-            continue
-        retry(study, storage, t, "its worker died while claiming it", STALE_RETRIES)
-        notes.append(f"trial {t.number}: its worker died while claiming it; failed and retried")
-    return notes
-
-
 def sweep(study: Any, storage: Any, grace: float) -> list[str]:
-    """Optuna's sweep of stale trials (each retried by the storage's ``RetryHeartbeatStaleTrialCallback``)
-    and bench's of unclaimed ones; one note per trial failed."""
+    """Optuna's sweep of stale trials (each retried by the storage's ``RetryHeartbeatStaleTrialCallback``),
+    then bench's of RUNNING trials whose worker died before marking them claimed; one note per trial failed."""
     import optuna
     from optuna.trial import TrialState
 
-    def running() -> set[int]:
-        return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    def running() -> list[Any]:
+        return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
-    before = running()
+    before = {t.number for t in running()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "experimental" since Optuna 2.9
         optuna.storages.fail_stale_trials(study)  # a no-op on a journal (no heartbeats there)
-    gone = sorted(before - running())
+    gone = sorted(before - {t.number for t in running()})
     notes = [f"trial {n}: its worker stopped sending heartbeats; failed and retried" for n in gone]
-    return notes + sweep_unclaimed(study, storage, grace)
+    now = datetime.datetime.now()
+    for t in running():
+        if (
+            t.system_attrs.get(CLAIM_ATTR) != t.number
+            and (now - (t.datetime_start or now)).total_seconds() > grace
+        ):
+            retry(study, storage, t, "its worker died while claiming it", STALE_RETRIES)
+            notes.append(f"trial {t.number}: its worker died while claiming it; failed and retried")
+    return notes

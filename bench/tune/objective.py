@@ -103,7 +103,9 @@ class PruneHook(BaseHook):
         # the final value is the delivered model's (SWA's, EMA's averaged model) where a trick delivers one
         final = result.metrics.get(obj.metric)
         history = [*result.history, {obj.metric: final}] if final is not None else result.history
-        self.value = objective_value(history, obj.metric, obj.reduce, obj.direction)
+        values = [r[obj.metric] for r in history if obj.metric in r and math.isfinite(r[obj.metric])]
+        best = max if obj.direction == "maximize" else min
+        self.value = float(values[-1] if obj.reduce == "last" else best(values)) if values else None
         if self.value is None:
             recorded = sorted(k for k in (result.history[-1] if result.history else {}) if "/" in k)
             raise ObjectiveMissing(
@@ -124,15 +126,6 @@ class PruneHook(BaseHook):
         if isinstance(exc, ObjectiveMissing):
             return VariantResult("failed", reason=str(exc))
         return None
-
-
-def objective_value(
-    history: list[dict[str, float]], metric: str, reduce: str, direction: str
-) -> float | None:
-    values = [r[metric] for r in history if metric in r and math.isfinite(r[metric])]
-    if not values:
-        return None
-    return float(values[-1] if reduce == "last" else max(values) if direction == "maximize" else min(values))
 
 
 def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOutcome:

@@ -21,12 +21,11 @@ from bench.tune.recheck import describe as describe_recheck
 from bench.util.fileio import atomic_write_text
 
 
-def write_trials_csv(study: Any, path: Path) -> Any:
+def write_trials_csv(study: Any, path: Path) -> None:
     frame = study.trials_dataframe(attrs=("number", "state", "value", "datetime_start", "duration",
                                           "params", "user_attrs", "system_attrs", "intermediate_values"))  # fmt: skip
     frame = frame.rename(columns=lambda c: c.replace("user_attrs_", "").replace("bench.", ""))
     atomic_write_text(path, frame.to_csv(index=False))
-    return frame
 
 
 def best_overlay(plan: TunePlan, trial: Any, values: dict[str, Any], rc: Recheck | None = None) -> str:
@@ -170,11 +169,14 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
         metrics.update({f"best/{metric}": best.value, "best/trial": best.number})
         if test is not None:
             metrics["best/test/acc"] = test
+        store.set_tags(
+            client,
+            parent_id,
+            {**{f"best.{k}": v for k, v in values.items()}, "bench.best_trial": best.number},
+        )
         for key, value in values.items():
-            client.set_tag(parent_id, f"best.{key}", str(value))
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 metrics[f"best/{key}"] = float(value)
-        client.set_tag(parent_id, "bench.best_trial", str(best.number))
         lines.append(
             f"best: trial {best.number}, {metric}={best.value:.4f} on tuning seeds {plan.tuning_seeds}"
         )

@@ -65,8 +65,7 @@ class TunePlan:
     tune: TuneConfig
     base: dict[str, Any]  # the recipe without matrix/seeds/tune: every trial starts from it
     space: Space
-    seed: int
-    notes: list[str]
+    seed: int  # the recipe's first: a trial's run on it is named trial=N, on another trial=N,seed=S
 
     @property
     def recipe_name(self) -> str:
@@ -113,10 +112,9 @@ class TunePlan:
     def trial_body(self, values: dict[str, Any]) -> RecipeBody:
         return _validate(RecipeBody, trial_config(self.base, values, self.loaded.source), self.loaded.source)
 
-    def trial_variant(self, values: dict[str, Any], number: int, seed: int | None = None) -> Variant:
+    def trial_variant(self, values: dict[str, Any], number: int, seed: int) -> Variant:
         body = self.trial_body(values)
         resolved = body.model_dump(mode="json")
-        seed = self.seed if seed is None else seed
         group = f"trial={number}"
         name = group if seed == self.seed else f"{group},seed={seed}"
         return Variant(
@@ -164,7 +162,7 @@ def build_plan(options: TuneOptions, *, quiet: bool = False) -> TunePlan:
     if tune.sampler.name == "grid" and space.grid_size() < tune.n_trials:
         notes.append(f"the grid has {space.grid_size()} points: n_trials capped from {tune.n_trials}")
         tune = tune.model_copy(update={"n_trials": space.grid_size()})
-    plan = TunePlan(options, loaded, tune, base, space, seeds[0], notes)
+    plan = TunePlan(options, loaded, tune, base, space, seeds[0])
     if not quiet:
         for note in notes:
             say(f"note: {note}")

@@ -181,8 +181,7 @@ def plot_plan(plans: list[VariantPlan], path: Path) -> list[str]:
     cmap = plt.get_cmap("tab20")
     for ax, (members, title) in zip(axes.flat, panels):
         plan = members[0]
-        for k, name in enumerate(dict.fromkeys(plan.lrs["param_group"])):
-            c = plan.lrs[plan.lrs["param_group"] == name]
+        for k, (name, c) in enumerate(plan.lrs.groupby("param_group", sort=False)):
             ax.plot(c["step"], c["lr"], lw=1.4, color=cmap(k % 20), linestyle=("-", "--")[k % 2], label=name)
         positive = plan.lrs["lr"][plan.lrs["lr"] > 0]
         if len(positive) and positive.max() / positive.min() > 20:
@@ -190,10 +189,9 @@ def plot_plan(plans: list[VariantPlan], path: Path) -> list[str]:
         if plan.epochs <= 60:
             for e in range(1, plan.epochs):
                 ax.axvline(e * plan.steps_per_epoch, color="0.85", lw=0.6, zorder=0)
-        warned = any(p.warnings for p in members)
         style_lr_panel(
             ax, title, f"optimizer step ({plan.steps_per_epoch}/epoch, grey: epoch boundaries)",
-            title_color="tab:red" if warned else "black", legend=bool(len(plan.lrs)),
+            title_color="tab:red" if any(p.warnings for p in members) else "black", legend=bool(len(plan.lrs)),
         )  # fmt: skip
     title = (f"Planned LR per param group and step (no training): {len(plans)} variant(s), "
              f"{len(panels)} distinct schedule(s)")  # fmt: skip

@@ -144,8 +144,8 @@ def close_orphan_runs(client: Any, study: Any) -> None:
         if run.info.status != "RUNNING" or run.data.tags.get("bench.trial_number") != str(t.number):
             continue  # closed, or a retry's copy of its original's attribute
         then = f"; trial {retried_as[t.number]} retries its parameters" if t.number in retried_as else ""
-        client.set_tag(run_id, "bench.status", "failed")
-        client.set_tag(run_id, "bench.reason", f"its worker stopped sending heartbeats (killed){then}")
+        store.set_tags(client, run_id, {"bench.status": "failed",
+                                        "bench.reason": f"its worker stopped sending heartbeats (killed){then}"})  # fmt: skip
         client.set_terminated(run_id, "FAILED")
 
 

@@ -78,7 +78,7 @@ def study_trials(storage: str, name: str = "tinytune"):
 
 
 def assert_complete(trials, n: int = 2) -> None:
-    from bench.tune.trials import counts
+    from bench.tune.liveness import counts
 
     assert counts(trials) == {"COMPLETE": n}, [(t.number, t.state.name, t.system_attrs) for t in trials]
 

@@ -48,7 +48,7 @@ def test_sweep_retries_dead_workers_trials_once_each(tmp_path):
     from optuna.trial import TrialState
 
     from bench.tune import liveness
-    from bench.tune.trials import counts, superseded
+    from bench.tune.liveness import counts, superseded
 
     study, storage = _sqlite(tmp_path)
     half = _asked(study, storage, claimed=False)  # died between ask() and its first heartbeat

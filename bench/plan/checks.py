@@ -122,17 +122,16 @@ def rises_above_peak(frame: pd.DataFrame, warmup_steps: int, spe: int, swa_start
 
 def schedulers_in(obj, seen=None) -> list:
     """Every torch LR scheduler inside ``obj`` (SequentialLR/ChainedScheduler/user wrappers)."""
-    seen = seen if seen is not None else set()
+    seen = set() if seen is None else seen
     if id(obj) in seen:
         return []
     seen.add(id(obj))
     kinds = (lrs.LRScheduler, lrs.ReduceLROnPlateau)
+    held = [
+        i for v in getattr(obj, "__dict__", {}).values() for i in (v if isinstance(v, list | tuple) else [v])
+    ]
     found = [obj] if isinstance(obj, kinds) else []
-    for v in vars(obj).values() if hasattr(obj, "__dict__") else []:
-        for item in v if isinstance(v, (list, tuple)) else [v]:
-            if isinstance(item, kinds):
-                found += schedulers_in(item, seen)
-    return found
+    return found + [s for i in held if isinstance(i, kinds) for s in schedulers_in(i, seen)]
 
 
 def after(schedule, frame: pd.DataFrame, start: dict[str, float], error: Exception | None, step: int,

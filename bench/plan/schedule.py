@@ -11,9 +11,9 @@ recorded. ReduceLROnPlateau is fed a flat metric: the worst case, every reductio
 
 from __future__ import annotations
 
-import math
 import warnings as pywarnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -36,22 +36,18 @@ class VariantPlan:
     warnings: list[str] = field(default_factory=list)
 
 
-def train_size(data_cfg) -> int:
-    """Training images the loop will see: ``data.subset``, else the data set's own split."""
-    if data_cfg.subset:
-        return int(data_cfg.subset)
-    from bench.data.cache import cached_splits
-
-    return len(cached_splits(data_cfg).train)
-
-
 def steps_per_epoch(data_cfg, override: int | None = None) -> int:
-    """As the loop: drop the last partial batch unless the data is a single batch."""
+    """As the loop: drop the last partial batch unless the data is a single batch. The training
+    images are ``data.subset``, else the data set's own split."""
     if override:
         return int(override)
-    n = train_size(data_cfg)
-    bs = data_cfg.batch_size
-    return n // bs if n > bs else max(1, math.ceil(n / bs))
+    if data_cfg.subset:
+        n = int(data_cfg.subset)
+    else:
+        from bench.data.cache import cached_splits
+
+        n = len(cached_splits(data_cfg).train)
+    return n // data_cfg.batch_size if n > data_cfg.batch_size else 1
 
 
 def plan_variant(
@@ -114,57 +110,27 @@ def plan_variant(
     return out
 
 
-def num_classes_of(data_cfg, model_cfg) -> int:
-    if model_cfg.num_classes:
-        return int(model_cfg.num_classes)
-    if data_cfg.classes:
-        return len(data_cfg.classes)
-    return 10  # the head's size does not change the param groups
-
-
 def plan_recipe(
     loaded: LoadedRecipe, *, override_steps: int | None = None, cuda: bool | None = None
 ) -> list[VariantPlan]:
     plans = []
-    firsts = list({v.group: v for v in reversed(loaded.variants)}.values())[::-1]
-    for variant in firsts:
-        spe = steps_per_epoch(variant.body.data, override_steps)
-        plans.append(
-            plan_variant(
-                variant, spe, num_classes=num_classes_of(variant.body.data, variant.body.model), cuda=cuda
-            )
-        )
+    for v in list({v.group: v for v in reversed(loaded.variants)}.values())[::-1]:  # each group's first
+        data = v.body.data  # the head's size does not change the param groups: 10 when nothing says
+        classes = int(v.body.model.num_classes or len(data.classes or ()) or 10)
+        plans.append(plan_variant(v, steps_per_epoch(data, override_steps), num_classes=classes, cuda=cuda))
     return plans
 
 
 def write_plan(plans: list[VariantPlan], out_dir: Path) -> tuple[Path, Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    csv, png, warn_csv = out_dir / "plan.csv", out_dir / "plan.png", out_dir / "plan_warnings.csv"
     frames = [p.lrs.assign(variant=p.group) for p in plans if len(p.lrs)]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["variant", *COLUMNS])
-    table = table[["variant", *COLUMNS]]
-    csv = out_dir / "plan.csv"
-    table.to_csv(csv, index=False)
-    warn_csv = out_dir / "plan_warnings.csv"
-    pd.DataFrame([(p.group, w) for p in plans for w in p.warnings], columns=["variant", "warning"]).to_csv(
-        warn_csv, index=False
-    )
-    png = out_dir / "plan.png"
+    table[["variant", *COLUMNS]].to_csv(csv, index=False)
+    warnings = [(p.group, w) for p in plans for w in p.warnings]
+    pd.DataFrame(warnings, columns=["variant", "warning"]).to_csv(warn_csv, index=False)
     plot_plan(plans, png)
     return csv, png, warn_csv
-
-
-@dataclass
-class Panel:
-    """Variants whose planned LRs are identical (precision, say, does not change them): one panel."""
-
-    plans: list[VariantPlan]
-    title: str
-
-
-def _pairs(group: str) -> list[tuple[str, str]] | None:
-    """``a=1,b=2`` as [("a", "1"), ("b", "2")]; None for a name not of that form."""
-    parts = [part.partition("=") for part in group.split(",")]
-    return [(k, v) for k, _, v in parts] if all(sep for _, sep, _ in parts) else None
 
 
 def _title(plans: list[VariantPlan], width: int = 52) -> str:
@@ -172,18 +138,16 @@ def _title(plans: list[VariantPlan], width: int = 52) -> str:
     share first, then each key that differs with all its values (``precision=fp32 | amp_bf16``)."""
     import textwrap
 
-    pairs = [_pairs(p.group) for p in plans]
-    keys = [k for k, _ in pairs[0]] if pairs[0] else None
-    if keys and all(pp and [k for k, _ in pp] == keys for pp in pairs):
-        values = {k: list(dict.fromkeys(dict(pp)[k] for pp in pairs)) for k in keys}
-        same = [f"{k}={v[0]}" for k, v in values.items() if len(v) == 1]
-        differ = [f"{k}={' | '.join(v)}" for k, v in values.items() if len(v) > 1]
-        lines = textwrap.wrap(", ".join(same), width, break_long_words=False, break_on_hyphens=False)
-        for item in differ:
-            lines += textwrap.wrap(
-                f"same LR for {item}", width, break_long_words=False, break_on_hyphens=False
-            )
-    else:
+    wrap = partial(textwrap.wrap, width=width, break_long_words=False, break_on_hyphens=False)
+    pairs = [[part.partition("=") for part in p.group.split(",")] for p in plans]
+    keys = [k for k, _, _ in pairs[0]]
+    if all(all(sep for _, sep, _ in pp) and [k for k, _, _ in pp] == keys for pp in pairs):
+        named = [{k: v for k, _, v in pp} for pp in pairs]
+        values = {k: list(dict.fromkeys(d[k] for d in named)) for k in keys}
+        lines = wrap(", ".join(f"{k}={v[0]}" for k, v in values.items() if len(v) == 1))
+        for k, v in values.items():
+            lines += wrap(f"same LR for {k}={' | '.join(v)}") if len(v) > 1 else []
+    else:  # names not of the ``a=1,b=2`` form
         lines = [line for p in plans for line in textwrap.wrap(p.group, width, break_long_words=False)]
     count = len({w for p in plans for w in p.warnings})
     if count:
@@ -191,14 +155,15 @@ def _title(plans: list[VariantPlan], width: int = 52) -> str:
     return "\n".join(lines)
 
 
-def plan_panels(plans: list[VariantPlan]) -> list[Panel]:
-    """One panel per distinct LR schedule, in the order of the first variant that has it: the
-    36 variants of cifar10_resnet.yaml are 12 schedules, each readable with a full title."""
+def plan_panels(plans: list[VariantPlan]) -> list[tuple[list[VariantPlan], str]]:
+    """(variants, title): one panel per distinct LR schedule (precision, say, does not change it), in
+    the order of the first variant that has it: the 36 variants of cifar10_resnet.yaml are 12
+    schedules, each readable with a full title."""
     by_schedule: dict[tuple, list[VariantPlan]] = {}
     for plan in plans:
         key = (plan.epochs, plan.steps_per_epoch, plan.lrs.to_csv(index=False))
         by_schedule.setdefault(key, []).append(plan)
-    return [Panel(members, _title(members)) for members in by_schedule.values()]
+    return [(members, _title(members)) for members in by_schedule.values()]
 
 
 def plot_plan(plans: list[VariantPlan], path: Path) -> list[str]:
@@ -208,16 +173,15 @@ def plot_plan(plans: list[VariantPlan], path: Path) -> list[str]:
     if not plans:
         raise BenchError("the recipe has no variants to plan")
     panels = plan_panels(plans)
-    lines = max(p.title.count("\n") + 1 for p in panels)
+    lines = max(title.count("\n") + 1 for _, title in panels)
     height = 3.0 + 0.16 * lines  # room for the full title
     fig, axes = panel_grid(len(panels), width=5.6, height=height)  # the Agg backend: no display needed
     import matplotlib.pyplot as plt
 
     cmap = plt.get_cmap("tab20")
-    for ax, panel in zip(axes.flat, panels):
-        plan = panel.plans[0]
-        for k, name in enumerate(dict.fromkeys(plan.lrs["param_group"])):
-            c = plan.lrs[plan.lrs["param_group"] == name]
+    for ax, (members, title) in zip(axes.flat, panels):
+        plan = members[0]
+        for k, (name, c) in enumerate(plan.lrs.groupby("param_group", sort=False)):
             ax.plot(c["step"], c["lr"], lw=1.4, color=cmap(k % 20), linestyle=("-", "--")[k % 2], label=name)
         positive = plan.lrs["lr"][plan.lrs["lr"] > 0]
         if len(positive) and positive.max() / positive.min() > 20:
@@ -225,12 +189,11 @@ def plot_plan(plans: list[VariantPlan], path: Path) -> list[str]:
         if plan.epochs <= 60:
             for e in range(1, plan.epochs):
                 ax.axvline(e * plan.steps_per_epoch, color="0.85", lw=0.6, zorder=0)
-        warned = any(p.warnings for p in panel.plans)
         style_lr_panel(
-            ax, panel.title, f"optimizer step ({plan.steps_per_epoch}/epoch, grey: epoch boundaries)",
-            title_color="tab:red" if warned else "black", legend=bool(len(plan.lrs)),
+            ax, title, f"optimizer step ({plan.steps_per_epoch}/epoch, grey: epoch boundaries)",
+            title_color="tab:red" if any(p.warnings for p in members) else "black", legend=bool(len(plan.lrs)),
         )  # fmt: skip
     title = (f"Planned LR per param group and step (no training): {len(plans)} variant(s), "
              f"{len(panels)} distinct schedule(s)")  # fmt: skip
     save_grid(fig, axes, len(panels), title, path, top=1 - 0.4 / (height * axes.shape[0]))
-    return [p.title for p in panels]
+    return [title for _, title in panels]

@@ -62,12 +62,10 @@ def measure(trials: list[Any], epochs: int) -> Fidelity:
             rows.append((curve[:epochs], float(t.value)))
     if len(rows) < MIN_TRIALS:
         return Fidelity(len(rows), [], [f"Kendall tau needs {MIN_TRIALS} completed trials, have {len(rows)}"])
-    finals = [f for _, f in rows]
-    taus = []
-    for e in range(epochs):
-        tau = kendalltau([c[e] for c, _ in rows], finals).statistic
-        taus.append(float(tau) if tau is not None and math.isfinite(tau) else math.nan)
-    return Fidelity(len(rows), taus)
+    finals = [f for _, f in rows]  # NaN where undefined (a constant epoch)
+    return Fidelity(
+        len(rows), [float(kendalltau([c[e] for c, _ in rows], finals).statistic) for e in range(epochs)]
+    )
 
 
 def recommend(fid: Fidelity, epochs: int, threshold: float = TAU_HIGH) -> Recommendation | None:

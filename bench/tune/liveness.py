@@ -3,17 +3,50 @@ first heartbeat leaves a RUNNING trial with no heartbeat row, which ``fail_stale
 (optuna/storages/_rdb/storage.py: ``if len(trial.heartbeats) == 0: continue``), so it would stay
 RUNNING and hold a slot of the study for ever. A worker therefore records the first beat itself
 and then marks the trial claimed; a RUNNING trial without that mark, started longer ago than the
-grace period, is failed and retried like a stale one. Everything else is Optuna's."""
+grace period, is failed and retried like a stale one. Everything else is Optuna's.
+
+Which trials count towards ``n_trials``: every trial except those replaced by a retry (an
+interrupted trial, or one whose worker died, is re-queued with the same parameters and its retry
+takes its place), so N workers, kills and Ctrl-C still end with exactly ``n_trials``."""
 
 from __future__ import annotations
 
 import datetime
 import warnings
+from collections import Counter
 from typing import Any
+
+from bench.tune.storage import STALE_RETRIES
 
 CLAIM_ATTR = "bench.claimed"  # system attribute: the trial's own number (a retry inherits its original's)
 WORKER_ATTR = "bench.worker"
 REASON_ATTR = "bench.fail_reason"
+EPOCHS_ATTR = "bench.epochs_trained"  # epochs a trial trained, over all its seeds
+
+
+def epochs_trained(trial: Any) -> int:
+    """Recorded by the worker; older trials: one epoch per reported value."""
+    return int(trial.user_attrs.get(EPOCHS_ATTR, len(trial.intermediate_values)))
+
+
+def superseded(trials: list[Any]) -> set[int]:
+    """Trial numbers replaced by a retry (Optuna's retry callbacks record ``retry_history``)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def active(trials: list[Any]) -> list[Any]:
+    gone = superseded(trials)
+    return [t for t in trials if t.number not in gone]
+
+
+def counts(trials: list[Any]) -> Counter[str]:
+    """Trials per state name, not counting those replaced by a retry."""
+    return Counter(t.state.name for t in active(trials))
+
+
+def finished_count(trials: list[Any]) -> int:
+    c = counts(trials)
+    return c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
 
 
 def trial_id(storage: Any, study_name: str, number: int) -> int:
@@ -37,8 +70,6 @@ def retry(study: Any, storage: Any, frozen: Any, reason: str, max_retry: int | N
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
-    from bench.tune.trials import superseded
-
     if frozen.number in superseded(study.get_trials(deepcopy=False)):
         return  # another worker retried it already
     tid = trial_id(storage, study.study_name, frozen.number)
@@ -55,36 +86,27 @@ def retry(study: Any, storage: Any, frozen: Any, reason: str, max_retry: int | N
         RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
 
 
-def sweep_unclaimed(study: Any, storage: Any, grace: float) -> list[str]:
-    """Fail and retry RUNNING trials whose worker died before marking them claimed."""
-    from optuna.trial import TrialState
-
-    from bench.tune.storage import STALE_RETRIES
-
-    now = datetime.datetime.now()
-    notes = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        started = t.datetime_start or now
-        if t.system_attrs.get(CLAIM_ATTR) == t.number or (now - started).total_seconds() <= grace:
-            continue
-        retry(study, storage, t, "its worker died while claiming it", STALE_RETRIES)
-        notes.append(f"trial {t.number}: its worker died while claiming it; failed and retried")
-    return notes
-
-
 def sweep(study: Any, storage: Any, grace: float) -> list[str]:
-    """Optuna's sweep of stale trials (each retried by the storage's ``RetryHeartbeatStaleTrialCallback``)
-    and bench's of unclaimed ones; one note per trial failed."""
+    """Optuna's sweep of stale trials (each retried by the storage's ``RetryHeartbeatStaleTrialCallback``),
+    then bench's of RUNNING trials whose worker died before marking them claimed; one note per trial failed."""
     import optuna
     from optuna.trial import TrialState
 
-    def running() -> set[int]:
-        return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    def running() -> list[Any]:
+        return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
-    before = running()
+    before = {t.number for t in running()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "experimental" since Optuna 2.9
         optuna.storages.fail_stale_trials(study)  # a no-op on a journal (no heartbeats there)
-    gone = sorted(before - running())
+    gone = sorted(before - {t.number for t in running()})
     notes = [f"trial {n}: its worker stopped sending heartbeats; failed and retried" for n in gone]
-    return notes + sweep_unclaimed(study, storage, grace)
+    now = datetime.datetime.now()
+    for t in running():
+        if (
+            t.system_attrs.get(CLAIM_ATTR) != t.number
+            and (now - (t.datetime_start or now)).total_seconds() > grace
+        ):
+            retry(study, storage, t, "its worker died while claiming it", STALE_RETRIES)
+            notes.append(f"trial {t.number}: its worker died while claiming it; failed and retried")
+    return notes

@@ -27,7 +27,6 @@ class TrialContext:
     """What a worker holds while it runs trials (typed; built once per worker process)."""
 
     plan: Any  # bench.tune.plan.TunePlan
-    spec: Any  # bench.tune.storage.StorageSpec
     client: Any  # MlflowClient
     experiment_id: str
     parent_run_id: str
@@ -60,7 +59,7 @@ class TrialContext:
 @dataclass
 class TrialOutcome:
     number: int
-    state: str  # COMPLETE | PRUNED | FAIL | LOST (another worker declared it dead meanwhile)
+    state: str  # COMPLETE | PRUNED | FAIL
     value: float | None
     params: dict[str, Any]
     epochs: int
@@ -89,14 +88,13 @@ class PruneHook(BaseHook):
         value = record.get(self.metric)
         if value is None or not math.isfinite(value):
             return
-        self.curve.append(float(value))
+        self.last = float(value)
+        self.curve.append(self.last)
         if self.trial is None:
-            self.last = float(value)
             return
         # step = epochs trained (1-based): a pruner's resource, so min_resource / n_warmup_steps e
         # mean "decide after epoch e" (0-based steps made hyperband's first rung wait an epoch more)
-        self.trial.report(float(value), self.epochs)
-        self.last = float(value)
+        self.trial.report(self.last, self.epochs)
         if self.epochs < state.cfg.train.epochs and self.trial.should_prune():  # the last epoch completes
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {self.metric}={value:.4f}")
 
@@ -105,13 +103,13 @@ class PruneHook(BaseHook):
         # the final value is the delivered model's (SWA's, EMA's averaged model) where a trick delivers one
         final = result.metrics.get(obj.metric)
         history = [*result.history, {obj.metric: final}] if final is not None else result.history
-        self.value = objective_value(history, obj.metric, obj.reduce, obj.direction)
+        values = [r[obj.metric] for r in history if obj.metric in r and math.isfinite(r[obj.metric])]
+        best = max if obj.direction == "maximize" else min
+        self.value = float(values[-1] if obj.reduce == "last" else best(values)) if values else None
         if self.value is None:
-            recorded = ", ".join(
-                sorted(k for k in (result.history[-1] if result.history else {}) if "/" in k)
-            )
+            recorded = sorted(k for k in (result.history[-1] if result.history else {}) if "/" in k)
             raise ObjectiveMissing(
-                f"the objective metric {obj.metric} was not recorded; recorded: {recorded}"
+                f"the objective metric {obj.metric} was not recorded; recorded: {', '.join(recorded)}"
             )
         result.metrics["objective"] = self.value
 
@@ -130,47 +128,39 @@ class PruneHook(BaseHook):
         return None
 
 
-def objective_value(
-    history: list[dict[str, float]], metric: str, reduce: str, direction: str
-) -> float | None:
-    values = [r[metric] for r in history if metric in r and math.isfinite(r[metric])]
-    if not values:
-        return None
-    if reduce == "last":
-        return float(values[-1])
-    return float(max(values) if direction == "maximize" else min(values))
-
-
 def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOutcome:
     """Train trial ``trial`` with ``params`` on each tuning seed, each seed an MLflow child run;
     never raises for the trial's own failure (an interrupt closes the run as KILLED and propagates).
     One seed: the pruner sees epochs. Several: the pruner sees seed ``i``'s objective as step ``i``
     and may stop the trial between seeds; the objective is the mean over the seeds."""
+    import numpy as np
+
     from bench.tune.fidelity import CURVE_ATTR
 
     seeds = ctx.plan.tuning_seeds
+    multi = len(seeds) > 1
     values: list[float] = []
     curves: list[list[float]] = []
     tests: list[float] = []
     epochs = 0
     for i, seed in enumerate(seeds):
-        hook = PruneHook(trial if len(seeds) == 1 else None, ctx.plan.tune.objective)
-        result = _run_seed(ctx, trial, params, seed, hook, i if len(seeds) > 1 else None)
+        hook = PruneHook(None if multi else trial, ctx.plan.tune.objective)
+        result = _run_seed(ctx, trial, params, seed, hook, i if multi else None)
         epochs += hook.epochs
         state = STATE.get(result.status, "FAIL")
         if result.metrics.get("test/acc") is not None:
             tests.append(result.metrics["test/acc"])
         if state != "COMPLETE":
             reason = f"VariantSkipped: {result.reason}" if result.status == "skipped" else result.reason
-            if len(seeds) > 1 and state != "FAIL":
-                state = "FAIL"  # a seed cannot be pruned on its own: only between seeds
+            state = "FAIL" if multi else state  # a seed cannot be pruned on its own: only between seeds
             value = hook.value if state != "FAIL" else None
-            test = tests[-1] if tests and len(seeds) == 1 else None
+            test = tests[-1] if tests and not multi else None
             return TrialOutcome(trial.number, state, value, params, epochs, reason, test)
         values.append(float(hook.value))
         curves.append(hook.curve)
-        trial.set_user_attr(CURVE_ATTR, _mean_curve(curves))
-        if len(seeds) > 1:
+        n = min(map(len, curves))  # the mean curve over the seeds so far
+        trial.set_user_attr(CURVE_ATTR, np.mean([c[:n] for c in curves], axis=0).tolist())
+        if multi:
             trial.report(float(hook.value), i)
             if i < len(seeds) - 1 and trial.should_prune():
                 mean = sum(values) / len(values)
@@ -180,30 +170,30 @@ def run_trial(ctx: TrialContext, trial: Any, params: dict[str, Any]) -> TrialOut
     return TrialOutcome(trial.number, "COMPLETE", sum(values) / len(values), params, epochs, "", test)
 
 
-def _mean_curve(curves: list[list[float]]) -> list[float]:
-    n = min(len(c) for c in curves)
-    return [sum(c[e] for c in curves) / len(curves) for e in range(n)]
+def record_trial(ctx: TrialContext, kind: str, number: int, values: dict[str, Any], seed: int, hook: PruneHook,
+                 tags: dict[str, str], on_open: Any = None) -> Any:  # fmt: skip
+    """Train trial ``number``'s values on ``seed`` as an MLflow child run of the study (``kind``:
+    trial or recheck), through ``run_recorded`` as ``bench run`` does; its VariantResult."""
+    from bench.execution.recorded import Recording, run_recorded
+
+    plan = ctx.plan
+    tags = {"bench.kind": kind, "bench.study": plan.study_name, "bench.trial_number": str(number),
+            "bench.worker": ctx.worker_id, **tags}  # fmt: skip
+    rec = Recording(
+        ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify
+    )
+    variant = plan.trial_variant(values, number, seed)
+    return run_recorded(rec, variant, hooks=(hook,), on_open=on_open)[1]
 
 
 def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, hook: PruneHook,
               index: int | None) -> Any:  # fmt: skip
-    from bench.execution.recorded import Recording, run_recorded
-
     ctx.release()  # the previous seed's result is in: an interrupt held since then acts now
-    plan, number = ctx.plan, trial.number
     retry_of = next((t.system_attrs.get("failed_trial") for t in ctx.study.get_trials(deepcopy=False)
-                     if t.number == number), None)  # fmt: skip
-    tags = {"bench.kind": "trial", "bench.study": plan.study_name, "bench.trial_number": str(number),
-            "bench.worker": ctx.worker_id}  # fmt: skip
-    if index is not None:
-        tags["bench.seed_index"] = str(index)
+                     if t.number == trial.number), None)  # fmt: skip
+    tags = {} if index is None else {"bench.seed_index": str(index)}
     if retry_of is not None:
         tags["bench.retry_of"] = str(retry_of)
-    variant = plan.trial_variant(params, number, seed)
-    rec = Recording(
-        ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify
-    )
-
     opened_ids: list[str] = []
 
     def opened(run_id: str) -> None:
@@ -211,7 +201,7 @@ def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, 
         trial.set_user_attr(MLFLOW_ATTR, run_id)
 
     try:
-        _, result = run_recorded(rec, variant, hooks=(hook,), on_open=opened)
+        result = record_trial(ctx, "trial", trial.number, params, seed, hook, tags, opened)
         ctx.hold()
     except KeyboardInterrupt as exc:
         result = closed_result(ctx.client, opened_ids[-1]) if opened_ids else None

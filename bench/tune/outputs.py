@@ -5,28 +5,27 @@ and the study's best value, parameters and test accuracy on the MLflow parent ru
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bench.errors import described
-from bench.recipe.tune import OutsideSpace
 from bench.tracking import mlflow_store as store
 from bench.tune import fidelity
+from bench.tune.liveness import counts, epochs_trained
 from bench.tune.plan import TunePlan
-from bench.tune.recheck import Recheck, analyse
+from bench.tune.recheck import Recheck, analyse, ranked
 from bench.tune.recheck import describe as describe_recheck
-from bench.tune.trials import counts, epochs_trained
 from bench.util.fileio import atomic_write_text
 
 
-def write_trials_csv(study: Any, path: Path) -> Any:
+def write_trials_csv(study: Any, path: Path) -> None:
     frame = study.trials_dataframe(attrs=("number", "state", "value", "datetime_start", "duration",
                                           "params", "user_attrs", "system_attrs", "intermediate_values"))  # fmt: skip
     frame = frame.rename(columns=lambda c: c.replace("user_attrs_", "").replace("bench.", ""))
     atomic_write_text(path, frame.to_csv(index=False))
-    return frame
 
 
 def best_overlay(plan: TunePlan, trial: Any, values: dict[str, Any], rc: Recheck | None = None) -> str:
@@ -87,40 +86,26 @@ def save_plots(plan: TunePlan, study: Any, complete: list[Any]) -> tuple[list[Pa
 
 
 def best_trial(plan: TunePlan, complete: list[Any]) -> tuple[Any, dict[str, Any], list[str]]:
-    """The best completed trial whose values this recipe's space declares, with those values as
-    recipe values; trials with other values (written by another recipe into a shared storage)
-    are ignored, with a note each."""
-    best, values, notes = None, {}, []
-    sign = 1.0 if plan.tune.objective.direction == "maximize" else -1.0
-    for t in complete:
-        try:
-            accepted = plan.space.from_optuna(t.params)
-        except OutsideSpace as exc:
-            notes.append(f"trial {t.number} ignored for best.yaml: {exc}")
-            continue
-        if best is None or sign * t.value > sign * best.value:
-            best, values = t, accepted
+    """The best completed trial whose values this recipe's space declares, those values, and a note
+    for each trial ignored (``recheck.ranked``)."""
+    trials, notes = ranked(plan, complete)
+    best, values = trials[0] if trials else (None, {})
     return best, values, notes
 
 
-def epochs_saved(
-    plan: TunePlan, finished: list[Any], c: dict[str, int], metrics: dict[str, float]
-) -> list[str]:
+def epochs_saved(plan: TunePlan, finished: list[Any], c: Counter[str], metrics: dict[str, float]) -> str:
     """Epochs trained against the budget without pruning (n_trials x seeds x epochs)."""
     trained = sum(epochs_trained(t) for t in finished)
     budget = plan.tune.n_trials * plan.tune.seeds_per_trial * plan.epochs
-    done = max(sum(c.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL")), 1)
-    pruned = c.get("PRUNED", 0) / done
+    pruned = c["PRUNED"] / max(c["COMPLETE"] + c["PRUNED"] + c["FAIL"], 1)
     metrics.update({"epochs/trained": trained, "epochs/budget": budget, "epochs/saved_fraction": 1 - trained / budget,
                     "trials/pruned_fraction": pruned})  # fmt: skip
     seeds = f" x {plan.tune.seeds_per_trial} seeds" if plan.tune.seeds_per_trial > 1 else ""
-    return [
-        f"epochs trained {trained} of {budget} (n_trials {plan.tune.n_trials}{seeds} x {plan.epochs} epochs): "
-        f"{1 - trained / budget:.0%} saved; {pruned:.0%} of finished trials pruned"
-    ]
+    return (f"epochs trained {trained} of {budget} (n_trials {plan.tune.n_trials}{seeds} x {plan.epochs} epochs): "
+            f"{1 - trained / budget:.0%} saved; {pruned:.0%} of finished trials pruned")  # fmt: skip
 
 
-def fidelity_lines(plan: TunePlan, trials: list[Any], auto_choice: dict | None, client: Any,
+def fidelity_lines(plan: TunePlan, trials: list[Any], choice: dict | None, client: Any,
                    parent_id: str) -> list[str]:  # fmt: skip
     """Kendall tau per epoch, logged as ``fidelity/tau`` (step = epoch), and the pruner it recommends."""
     fid = fidelity.measure(trials, plan.epochs)
@@ -135,7 +120,6 @@ def fidelity_lines(plan: TunePlan, trials: list[Any], auto_choice: dict | None, 
         lines.append(f"pruner recommended (tau >= {fidelity.TAU_HIGH} rule): {rec.describe()}")
     if plan.tune.pruner.name == "auto":
         pilots = sum(bool(t.user_attrs.get(fidelity.PILOT_ATTR)) for t in trials)
-        choice = auto_choice
         text = (
             f"{choice['name']} {choice['kwargs']} after a pilot of {choice['pilot']} unpruned trials "
             f"(tau per epoch {[round(t, 2) for t in choice['taus']]})"
@@ -162,11 +146,8 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     finished = [t for t in trials if t.state.is_finished()]
     lines.append("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(c.items())))
-    metrics: dict[str, float] = {
-        "trials/complete": c.get("COMPLETE", 0), "trials/pruned": c.get("PRUNED", 0),
-        "trials/failed": c.get("FAIL", 0),
-    }  # fmt: skip
-    lines += epochs_saved(plan, finished, c, metrics)
+    metrics = {"trials/complete": c["COMPLETE"], "trials/pruned": c["PRUNED"], "trials/failed": c["FAIL"]}
+    lines.append(epochs_saved(plan, finished, c, metrics))
     lines += fidelity_lines(plan, trials, study.user_attrs.get(fidelity.CHOICE_ATTR), client, parent_id)
     rc = analyse(plan, study)
     best, values, ignored = best_trial(plan, complete)
@@ -185,15 +166,17 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
         atomic_write_text(out / "best.yaml", text)
         client.log_artifact(parent_id, str(out / "best.yaml"))
         test = best.user_attrs.get("test_acc")
-        metrics[f"best/{metric}"] = best.value
-        metrics["best/trial"] = best.number
+        metrics.update({f"best/{metric}": best.value, "best/trial": best.number})
         if test is not None:
             metrics["best/test/acc"] = test
+        store.set_tags(
+            client,
+            parent_id,
+            {**{f"best.{k}": v for k, v in values.items()}, "bench.best_trial": best.number},
+        )
         for key, value in values.items():
-            client.set_tag(parent_id, f"best.{key}", str(value))
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 metrics[f"best/{key}"] = float(value)
-        client.set_tag(parent_id, "bench.best_trial", str(best.number))
         lines.append(
             f"best: trial {best.number}, {metric}={best.value:.4f} on tuning seeds {plan.tuning_seeds}"
         )

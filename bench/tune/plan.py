@@ -16,7 +16,6 @@ from bench.recipe.matrix import stable_hash
 from bench.recipe.schema import RecipeBody
 from bench.recipe.tune import TuneConfig
 from bench.tracking import mlflow_store as store
-from bench.tune.seeds import fresh_seeds, tuning_seeds
 from bench.tune.space import Space, trial_config, validate_space
 from bench.tune.storage import StorageSpec, resolve_storage
 from bench.validate.recipe import load_validated as load_recipe
@@ -25,6 +24,12 @@ from bench.validate.recipe import validate_config as _validate
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def tuning_seeds(first: list[int], k: int) -> list[int]:
+    """The recipe's first ``k`` seeds, continued with the integers after the largest."""
+    seeds = list(first[:k])
+    return seeds + list(range(max(seeds) + 1, max(seeds) + 1 + k - len(seeds)))
 
 
 @dataclass
@@ -60,8 +65,7 @@ class TunePlan:
     tune: TuneConfig
     base: dict[str, Any]  # the recipe without matrix/seeds/tune: every trial starts from it
     space: Space
-    seed: int
-    notes: list[str]
+    seed: int  # the recipe's first: a trial's run on it is named trial=N, on another trial=N,seed=S
 
     @property
     def recipe_name(self) -> str:
@@ -91,13 +95,16 @@ class TunePlan:
 
     @property
     def tuning_seeds(self) -> list[int]:
-        """The seeds every trial trains on (``tune.seeds_per_trial`` of them, from the recipe's)."""
+        """The seeds that choose a configuration: every trial trains on the same ones in the same
+        order, so trials pair up seed by seed."""
         return tuning_seeds(self.loaded.recipe.seeds, self.tune.seeds_per_trial)
 
     @property
     def recheck_seeds(self) -> list[int]:
-        """Fresh seeds for the re-check of the top configurations: never a tuning seed."""
-        return fresh_seeds(self.tuning_seeds, self.tune.recheck_seeds)
+        """The seeds that report it: fresh ones after every tuning seed, for the re-check of the top
+        configurations (best.yaml records both, so ``bench run --overlay`` moves off them too)."""
+        start = max(self.tuning_seeds) + 1
+        return list(range(start, start + self.tune.recheck_seeds))
 
     def storage_spec(self) -> StorageSpec:
         return resolve_storage(self.options.storage, self.out_dir, self.options.workers)
@@ -105,10 +112,9 @@ class TunePlan:
     def trial_body(self, values: dict[str, Any]) -> RecipeBody:
         return _validate(RecipeBody, trial_config(self.base, values, self.loaded.source), self.loaded.source)
 
-    def trial_variant(self, values: dict[str, Any], number: int, seed: int | None = None) -> Variant:
+    def trial_variant(self, values: dict[str, Any], number: int, seed: int) -> Variant:
         body = self.trial_body(values)
         resolved = body.model_dump(mode="json")
-        seed = self.seed if seed is None else seed
         group = f"trial={number}"
         name = group if seed == self.seed else f"{group},seed={seed}"
         return Variant(
@@ -156,7 +162,7 @@ def build_plan(options: TuneOptions, *, quiet: bool = False) -> TunePlan:
     if tune.sampler.name == "grid" and space.grid_size() < tune.n_trials:
         notes.append(f"the grid has {space.grid_size()} points: n_trials capped from {tune.n_trials}")
         tune = tune.model_copy(update={"n_trials": space.grid_size()})
-    plan = TunePlan(options, loaded, tune, base, space, seeds[0], notes)
+    plan = TunePlan(options, loaded, tune, base, space, seeds[0])
     if not quiet:
         for note in notes:
             say(f"note: {note}")

@@ -15,13 +15,43 @@ from bench.errors import RecipeError, TrackingError
 from bench.tracking import mlflow_store as store
 from bench.tracking.uris import redact_text
 from bench.tune import liveness
-from bench.tune.factories import make_pruner, make_sampler, quiet_optuna
 from bench.tune.objective import MLFLOW_ATTR, TrialContext
 from bench.tune.plan import TunePlan, say
 from bench.tune.storage import migrate_journal
 
 PARENT_ATTR = "bench.mlflow_parent_run_id"
 EXPERIMENT_ATTR = "bench.mlflow_experiment_id"
+
+
+def quiet_optuna() -> None:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # bench reports each trial itself
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def make_pruner(plan: TunePlan) -> Any:
+    from bench.tune.pruners import build
+
+    return build(plan.tune.pruner.name, dict(plan.tune.pruner.kwargs), plan.epochs)
+
+
+def make_sampler(plan: TunePlan, worker_index: int, n_existing: int) -> Any:
+    """Seeded per worker and per restart, so workers and continued studies do not repeat points."""
+    import optuna
+
+    cfg = plan.tune.sampler
+    seed = None if cfg.seed is None else cfg.seed + 1000 * worker_index + n_existing
+    kwargs = dict(cfg.kwargs)
+    if cfg.name == "grid":  # stops optimize when used up
+        return optuna.samplers.GridSampler(plan.space.grid(), seed=seed, **kwargs)
+    if cfg.name == "tpe" and (plan.options.workers > 1 or plan.storage_spec().kind == "rdb"):
+        kwargs.setdefault("constant_liar", True)  # spread concurrent workers apart
+    samplers = optuna.samplers
+    cls = {"tpe": samplers.TPESampler, "random": samplers.RandomSampler}.get(cfg.name, samplers.CmaEsSampler)
+    return cls(seed=seed, **kwargs)
 
 
 def open_storage(plan: TunePlan) -> Any:
@@ -114,8 +144,8 @@ def close_orphan_runs(client: Any, study: Any) -> None:
         if run.info.status != "RUNNING" or run.data.tags.get("bench.trial_number") != str(t.number):
             continue  # closed, or a retry's copy of its original's attribute
         then = f"; trial {retried_as[t.number]} retries its parameters" if t.number in retried_as else ""
-        client.set_tag(run_id, "bench.status", "failed")
-        client.set_tag(run_id, "bench.reason", f"its worker stopped sending heartbeats (killed){then}")
+        store.set_tags(client, run_id, {"bench.status": "failed",
+                                        "bench.reason": f"its worker stopped sending heartbeats (killed){then}"})  # fmt: skip
         client.set_terminated(run_id, "FAILED")
 
 
@@ -126,14 +156,9 @@ def open_worker(plan: TunePlan, index: int, client: Any | None = None) -> TrialC
     quiet_optuna()
     client = client or store.open_store(plan.tracking_uri)
     storage = open_storage(plan)
-    n_existing = len(
-        optuna.load_study(study_name=plan.study_name, storage=storage).get_trials(deepcopy=False)
-    )
-    study = optuna.load_study(
-        study_name=plan.study_name, storage=storage,
-        sampler=make_sampler(plan, index, n_existing), pruner=make_pruner(plan),
-    )  # fmt: skip
+    study = optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan))
+    study.sampler = make_sampler(plan, index, len(study.get_trials(deepcopy=False)))
     attrs = study.user_attrs
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    return TrialContext(plan, plan.storage_spec(), client, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR],
+    return TrialContext(plan, client, attrs[EXPERIMENT_ATTR], attrs[PARENT_ATTR],
                         study, storage, worker_id)  # fmt: skip

@@ -7,7 +7,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import optuna
+
+from bench.tune.fidelity import CHOICE_ATTR, MIN_TRIALS, PILOT_ATTR, describe, measure, recommend
 
 
 class SeedPruner(optuna.pruners.BasePruner):
@@ -40,24 +43,18 @@ class SeedPruner(optuna.pruners.BasePruner):
             warnings.simplefilter("ignore")
             if self.wilcoxon.prune(study, trial):
                 return True
-        return clearly_worse(study, trial, self.noise_factor, self.min_gap)
-
-
-def clearly_worse(study: Any, trial: Any, noise_factor: float, min_gap: float) -> bool:
-    try:
-        best = study.best_trial
-    except ValueError:
-        return False
-    ours, theirs = trial.intermediate_values, best.intermediate_values
-    common = [s for s in ours if s in theirs]
-    if not common or len(theirs) < 2 or best.number == trial.number:
-        return False
-    sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
-    gaps = [sign * (theirs[s] - ours[s]) for s in common]  # > 0: this trial is worse
-    values = list(theirs.values())
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return min(gaps) > 0 and sum(gaps) / len(gaps) > max(noise_factor * sd, min_gap)
+        try:
+            best = study.best_trial
+        except ValueError:
+            return False
+        ours, theirs = trial.intermediate_values, best.intermediate_values
+        common = [s for s in ours if s in theirs]
+        if not common or len(theirs) < 2 or best.number == trial.number:
+            return False
+        sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
+        gaps = np.array([sign * (theirs[s] - ours[s]) for s in common])  # > 0: this trial is worse
+        noise = self.noise_factor * np.std(list(theirs.values()), ddof=1)
+        return bool(gaps.min() > 0 and gaps.mean() > max(noise, self.min_gap))
 
 
 class Halving(optuna.pruners.BasePruner):
@@ -75,17 +72,13 @@ class Halving(optuna.pruners.BasePruner):
             raise ValueError("min_resource must be >= 1 and reduction_factor >= 2")
         self.min_resource, self.reduction_factor = min_resource, reduction_factor
 
-    def is_rung(self, step: int) -> bool:
-        rung = self.min_resource
-        while rung < step:
-            rung *= self.reduction_factor
-        return rung == step
-
     def prune(self, study: Any, trial: Any) -> bool:
         from optuna.trial import TrialState
 
-        step = trial.last_step
-        if step is None or not self.is_rung(step):
+        step, rung = trial.last_step, self.min_resource
+        while step is not None and rung < step:
+            rung *= self.reduction_factor
+        if rung != step:  # not a rung (min_resource x reduction_factor^k): no decision
             return False
         value = trial.intermediate_values[step]
         if not math.isfinite(value):
@@ -100,6 +93,11 @@ class Halving(optuna.pruners.BasePruner):
 
 
 def build(name: str, kwargs: dict[str, Any], epochs: int) -> Any:
+    """The pruner a recipe's ``tune.pruner`` names (``epochs``: a trial's full resource)."""
+    if name == "wilcoxon":
+        return SeedPruner(**kwargs)
+    if name == "auto":
+        return AutoPruner(**{"max_resource": epochs, **kwargs})
     if name == "successive_halving":
         return Halving(**kwargs)
     if name == "hyperband":
@@ -116,16 +114,12 @@ class AutoPruner(optuna.pruners.BasePruner):
     worker and every later command reads it. Trials claimed after that are pruned by it."""
 
     def __init__(self, pilot_trials: int = 6, threshold: float = 0.7, max_resource: int | None = None):
-        from bench.tune.fidelity import MIN_TRIALS
-
         if pilot_trials < MIN_TRIALS:
             raise ValueError(f"pilot_trials must be at least {MIN_TRIALS} (Kendall tau needs them)")
         self.pilot_trials, self.threshold, self.epochs = pilot_trials, threshold, max_resource
         self.inner: Any = None
 
     def prune(self, study: Any, trial: Any) -> bool:
-        from bench.tune.fidelity import CHOICE_ATTR, PILOT_ATTR
-
         if trial.user_attrs.get(PILOT_ATTR):
             return False
         if self.inner is None:
@@ -136,9 +130,8 @@ class AutoPruner(optuna.pruners.BasePruner):
         return self.inner.prune(study, trial)
 
     def decide(self, study: Any, epochs: int) -> str | None:
-        """Call it holding the study lock, before a claim: a note when it decided just now."""
-        from bench.tune.fidelity import CHOICE_ATTR, describe, measure, recommend
-
+        """Call it before a claim: a note when it decided just now (workers deciding at once
+        write the same choice)."""
         if CHOICE_ATTR in study.user_attrs:
             return None
         trials = study.get_trials(deepcopy=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bench.execution.cluster import RayOptions, alive_nodes, check_reachable, connected
@@ -16,23 +17,15 @@ from bench.tune.prepare import open_worker
 from bench.tune.worker import worker_loop
 
 
-class Say:
-    """``say`` (a print function) as the one Progress method Watch uses."""
-
-    def __init__(self, say: Any):
-        self.note = say
-        self.name = ""
-
-
-def tune_worker(options: Any, index: int, board: Any) -> int:
+def tune_worker(options: Any, index: int, board: Any) -> None:
     """One tuning worker as a Ray task: the same loop as a spawned ``--workers`` process, on the
     same shared storage and the same stop rule (README: at most ``workers - 1`` trials over
-    ``n_trials``); returns the trials it ran."""
+    ``n_trials``)."""
     where = placement()
     if board is not None:
         board.start.remote(str(index), where)
     with cancellable():
-        return worker_loop(open_worker(build_plan(options, quiet=True), index), index)
+        worker_loop(open_worker(build_plan(options, quiet=True), index), index)
 
 
 def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:
@@ -48,7 +41,8 @@ def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:
         if storage.path is not None:
             paths["the Optuna storage"] = storage.path
         check_reachable(alive_nodes(ray), plan.tracking_uri, paths, ray_options)
-        remote, board = submitter(ray, ray_options, tune_worker, 2, Say(say))
+        progress = SimpleNamespace(note=say, name="")  # all of a Progress that Watch uses
+        remote, board = submitter(ray, ray_options, tune_worker, 2, progress)
         tasks = {
             remote.remote(options, i, board): (f"tuning worker {i}", str(i)) for i in range(options.workers)
         }
@@ -60,7 +54,7 @@ def run_tune_workers(options: Any, ray_options: RayOptions, say: Any) -> bool:
             except ray.exceptions.RayError as exc:
                 failed.append(f"{name}: {failure(exc)}")
 
-        for _ in Watch(ray, board, tasks, Say(say)).results(result):
+        for _ in Watch(ray, board, tasks, progress).results(result):
             pass
     if failed:
         say(

@@ -50,23 +50,30 @@ class Recheck:
         return [r.number for r in self.rivals if not r.distinguished]
 
 
-def top_trials(plan: TunePlan, complete: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-    """The best ``recheck_top`` completed trials with distinct parameters this space declares."""
+def ranked(plan: TunePlan, complete: list[Any]) -> tuple[list[tuple[Any, dict[str, Any]]], list[str]]:
+    """Completed trials best first (ties: the earlier), each with its values as recipe values.
+    Trials with values this recipe's space does not declare (written by another recipe into a
+    shared storage) are left out, with a note each."""
     from bench.recipe.tune import OutsideSpace
 
-    sign = 1.0 if plan.tune.objective.direction == "maximize" else -1.0
-    out, seen = [], set()
-    for t in sorted(complete, key=lambda t: (-sign * t.value, t.number)):
+    out, notes = [], []
+    for t in complete:
         try:
-            values = plan.space.from_optuna(t.params)
-        except OutsideSpace:
-            continue
+            out.append((t, plan.space.from_optuna(t.params)))
+        except OutsideSpace as exc:
+            notes.append(f"trial {t.number} ignored for best.yaml: {exc}")
+    sign = 1.0 if plan.tune.objective.direction == "maximize" else -1.0
+    return sorted(out, key=lambda tv: (-sign * tv[0].value, tv[0].number)), notes
+
+
+def top_trials(plan: TunePlan, complete: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """The best ``recheck_top`` completed trials with distinct parameters this space declares."""
+    out, seen = [], set()
+    for t, values in ranked(plan, complete)[0]:
         key = repr(sorted(t.params.items()))
-        if key not in seen:
+        if key not in seen and len(out) < plan.tune.recheck_top:
             seen.add(key)
             out.append((t, values))
-        if len(out) == plan.tune.recheck_top:
-            break
     return out
 
 
@@ -83,8 +90,7 @@ def run_recheck(ctx: Any) -> None:
     """Re-run the top configurations on the fresh seeds that have no stored value yet."""
     from optuna.trial import TrialState
 
-    from bench.execution.recorded import Recording, run_recorded
-    from bench.tune.objective import PruneHook
+    from bench.tune.objective import PruneHook, record_trial
 
     plan, study = ctx.plan, ctx.study
     if plan.tune.recheck_top == 0:
@@ -98,12 +104,7 @@ def run_recheck(ctx: Any) -> None:
             f"({len(todo)} run(s) to go)")  # fmt: skip
     for t, values, seed in todo:
         hook = PruneHook(None, plan.tune.objective)
-        tags = {"bench.kind": "recheck", "bench.study": plan.study_name, "bench.trial_number": str(t.number),
-                "bench.worker": ctx.worker_id}  # fmt: skip
-        rec = Recording(ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags,
-                        classify=hook.classify)  # fmt: skip
-        variant = plan.trial_variant(values, t.number, seed)
-        _, result = run_recorded(rec, variant, hooks=(hook,))
+        result = record_trial(ctx, "recheck", t.number, values, seed, hook, {})
         value = hook.value if result.status == "finished" else math.nan
         record = {"value": value, "epochs": hook.epochs}
         if result.metrics.get("test/acc") is not None:

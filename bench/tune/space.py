@@ -3,6 +3,8 @@ then sampled per trial. Optuna records each parameter under its dotted recipe ke
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from bench.errors import RecipeError
@@ -12,13 +14,9 @@ from bench.recipe.tune import OutsideSpace, ParamSpec, choice_label
 from bench.validate.recipe import validate_config as _validate
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
+@dataclass
 class Space:
-    def __init__(self, params: list[ParamSpec]):
-        self.params = params
+    params: list[ParamSpec]
 
     def __len__(self) -> int:
         return len(self.params)
@@ -68,54 +66,40 @@ class Space:
         return out
 
     def grid_size(self) -> int:
-        size = 1
-        for values in self.grid().values():
-            size *= len(values)
-        return size
+        return math.prod(map(len, self.grid().values()))
 
     @staticmethod
     def describe(values: dict[str, Any]) -> str:
-        parts = []
-        for key, value in values.items():
-            short = key.rsplit(".", 1)[-1] if key.count(".") else key
-            shown = value.get("name", value) if isinstance(value, dict) else value
-            parts.append(f"{short}={_fmt(shown)}")
-        return " ".join(parts)
+        """``key=value`` by the last part of each dotted key; a component by its name."""
+        shown = [
+            (k.rsplit(".", 1)[-1], v.get("name", v) if isinstance(v, dict) else v) for k, v in values.items()
+        ]
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown)
 
 
 def trial_config(base: dict[str, Any], values: dict[str, Any], source: str) -> dict[str, Any]:
-    merged = base
     for key, value in values.items():
-        merged = deep_merge(merged, {key: value}, source=source)
-    return merged
+        base = deep_merge(base, {key: value}, source=source)
+    return base
 
 
 def validate_space(base: dict[str, Any], space: Space, source: str) -> None:
     """Build a trial config at every bound and categorical choice (others at the recipe's values,
     then all lows and all highs together) and validate it through the recipe schema, so a bad key
     or range fails here, naming ``tune.space.<key>``, before any trial trains."""
-    for p in space.params:
-        for value in p.bounds():
-            where = f"tune.space.{p.key}"
-            try:
-                _validate(RecipeBody, trial_config(base, {p.key: value}, source), source)
-            except RecipeError as exc:
-                inner = f"{exc.key}: " if exc.key and exc.key != p.key else ""
-                raise RecipeError(
-                    f"the value {value!r} makes an invalid recipe: {inner}{exc.detail}",
-                    source=source,
-                    key=where,
-                ) from None
     numeric = [p for p in space.params if p.kind != "categorical"]
-    for side in ("low", "high"):
-        values = {p.key: getattr(p, side) for p in numeric}
-        if len(values) > 1:
-            try:
-                _validate(RecipeBody, trial_config(base, values, source), source)
-            except RecipeError as exc:
-                raise RecipeError(
-                    f"all parameters at their {side} bounds make an invalid recipe: "
-                    f"{exc.key + ': ' if exc.key else ''}{exc.detail}",
-                    source=source,
-                    key="tune.space",
-                ) from None
+    checks = [
+        ({p.key: v}, f"tune.space.{p.key}", f"the value {v!r} makes", p.key)
+        for p in space.params
+        for v in p.bounds()
+    ]
+    checks += [({p.key: getattr(p, side) for p in numeric}, "tune.space", f"all parameters at their {side} bounds make", "")
+               for side in ("low", "high") if len(numeric) > 1]  # fmt: skip
+    for values, where, what, own in checks:
+        try:
+            _validate(RecipeBody, trial_config(base, values, source), source)
+        except RecipeError as exc:
+            inner = f"{exc.key}: " if exc.key and exc.key != own else ""
+            raise RecipeError(
+                f"{what} an invalid recipe: {inner}{exc.detail}", source=source, key=where
+            ) from None

@@ -17,24 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import RecipeError, TrackingError, message_line
+from bench.tracking.uris import redact_text
+from bench.tracking.uris import redact_uri as redact  # one rule for every URI bench shows
 
 DB_NAME = "optuna.db"
 JOURNAL_NAME = "optuna.journal"  # an older bench's default
 STALE_RETRIES = 2  # a trial whose worker died is retried at most this often (then it counts as failed)
 SQLITE_BUSY_TIMEOUT = 60  # seconds a process waits for another's write on the SQLite file
-
-
-def redact(url: str) -> str:
-    """The URL with its secrets hidden, for messages and tags (one rule for every URI bench shows)."""
-    from bench.tracking.uris import redact_uri
-
-    return redact_uri(url)
-
-
-def _first_line(exc: BaseException, url: str) -> str:
-    from bench.tracking.uris import redact_text
-
-    return redact_text(message_line(exc), url)
 
 
 @dataclass(frozen=True)
@@ -71,7 +60,7 @@ class StorageSpec:
                 )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors of many kinds
             raise TrackingError(
-                f"cannot open the Optuna storage '{self.display}': {_first_line(exc, self.url)}"
+                f"cannot open the Optuna storage '{self.display}': {redact_text(message_line(exc), self.url)}"
             ) from None
 
 
@@ -123,7 +112,7 @@ def migrate_journal(spec: StorageSpec, out_dir: Path, study_name: str) -> str | 
         os.replace(partial, spec.path)
     except Exception as exc:  # noqa: BLE001 - a journal corrupt in the middle, a newer format
         raise TrackingError(
-            f"cannot read the older journal {journal} ({_first_line(exc, '')}); move it away to start "
+            f"cannot read the older journal {journal} ({redact_text(message_line(exc))}); move it away to start "
             "the study afresh in optuna.db, or open it with --storage journal:PATH"
         ) from None
     return f"copied study {study_name} from {journal} (an older bench's journal, kept) into {spec.path}"

@@ -11,21 +11,16 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from bench.errors import Terminated  # SIGTERM as a KeyboardInterrupt, as bench run has it
+from bench.errors import Terminated
 from bench.tracking.uris import redact_uri
-from bench.tune.liveness import sweep
+from bench.tune.liveness import active, finished_count, sweep
 from bench.tune.plan import TuneOptions, build_plan, say
 from bench.tune.prepare import close_orphan_runs, open_worker, prepare
 from bench.tune.recheck import run_recheck
-from bench.tune.trials import active, finished_count
 from bench.tune.worker import worker_loop
-from bench.util.signals import closing_status, install_first_only
+from bench.util.signals import closing_status, install_first_only, install_sigterm
 
 STOP_WAIT = 60  # seconds spawned workers get to re-queue their trials after a stop
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:  # noqa: ARG001
-    raise Terminated("terminated by SIGTERM")
 
 
 def run_study(options: TuneOptions) -> int:
@@ -46,7 +41,7 @@ def run_study(options: TuneOptions) -> int:
         f"{plan.tune.objective.direction} {plan.tune.objective.metric}; storage {spec.display}; "
         f"{options.workers} worker(s)"
     )
-    previous = signal.signal(signal.SIGTERM, _on_sigterm), signal.getsignal(signal.SIGINT)
+    previous = install_sigterm(), signal.getsignal(signal.SIGINT)
     status, code, summary = "FINISHED", 0, ""
     try:
         if options.workers <= 1 and options.ray is None:
@@ -140,8 +135,8 @@ def worker_entry(options: TuneOptions, index: int, parent_pid: int) -> None:
         _die_with_parent(parent_pid)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(options.workers, 1)))
         worker_loop(open_worker(build_plan(options, quiet=True), index), index)
-    except KeyboardInterrupt:
-        sys.exit(128 + signal.SIGTERM if isinstance(sys.exc_info()[1], Terminated) else 130)
+    except KeyboardInterrupt as exc:
+        sys.exit(128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)
 
 
 def dashboard_command(options: Any) -> str:

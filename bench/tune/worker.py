@@ -6,29 +6,21 @@ trains is failed and queued again with the same parameters, so its retry takes i
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from typing import Any
 
 from bench.errors import described, message_line
 from bench.tune import liveness
 from bench.tune.fidelity import CHOICE_ATTR, PILOT_ATTR
+from bench.tune.liveness import EPOCHS_ATTR, active, finished_count
 from bench.tune.objective import TrialContext, TrialOutcome, run_trial
 from bench.tune.plan import say
 from bench.tune.space import Space
-from bench.tune.trials import EPOCHS_ATTR, active, by_number, finished_count
+from bench.util.signals import ignore_stop_signals
 
 
 class TrialFailed(Exception):
     """The trial's own failure (diverged, an error): Optuna records FAIL and the loop goes on."""
-
-
-def _stop_signals() -> None:
-    """Once stopping, a second Ctrl-C or SIGTERM must not cut the re-queueing short."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def full(ctx: TrialContext) -> bool:
@@ -89,13 +81,12 @@ def _auto_decision(ctx: TrialContext) -> bool:
     return CHOICE_ATTR not in ctx.study.user_attrs
 
 
-def worker_loop(ctx: TrialContext, index: int) -> int:
-    """Run trials until the study is full (or this command's timeout passes); how many ran."""
-    plan, ran = ctx.plan, [0]
+def worker_loop(ctx: TrialContext, index: int) -> None:
+    """Run trials until the study is full (or this command's timeout passes)."""
+    plan = ctx.plan
 
     def after(study: Any, frozen: Any) -> None:
         ctx.current = None
-        ran[0] += 1
         report(ctx, frozen, index)
         ctx.release()  # an interrupt that came after the run was closed acts now
         for note in liveness.sweep(study, ctx.storage, plan.tune.liveness.grace_period):
@@ -124,11 +115,9 @@ def worker_loop(ctx: TrialContext, index: int) -> int:
         # Not only KeyboardInterrupt: a signal that lands inside Optuna's own bookkeeping of the
         # first one surfaces as Optuna's error (UnboundLocalError in ``_run_trial``), and the
         # trial must be queued again all the same, not left RUNNING until the heartbeat sweep.
-        _stop_signals()
+        ignore_stop_signals()  # a second Ctrl-C or SIGTERM must not cut the re-queueing short
         interrupt = _interrupt_in(exc)
-        frozen = (
-            by_number(ctx.study.get_trials(deepcopy=False), ctx.current) if ctx.current is not None else None
-        )
+        frozen = next((t for t in ctx.study.get_trials(deepcopy=False) if t.number == ctx.current), None)
         if frozen is not None and frozen.state.name in ("RUNNING", "FAIL"):  # not one Optuna has told done
             reason = "interrupted" if interrupt else f"worker error: {message_line(exc)}"
             liveness.retry(ctx.study, ctx.storage, frozen, reason, max_retry=None)
@@ -139,7 +128,6 @@ def worker_loop(ctx: TrialContext, index: int) -> int:
         held, ctx.held = ctx.held, None
         if held is not None:  # an error inside Optuna's tell: give Ctrl-C back its handler
             held.close()
-    return ran[0]
 
 
 def _interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
@@ -150,20 +138,19 @@ def _interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
 
 
 def report(ctx: TrialContext, frozen: Any, index: int) -> None:
-    plan = ctx.plan
-    outcome: TrialOutcome | None = ctx.outcome
+    plan, outcome = ctx.plan, ctx.outcome
     done = finished_count(ctx.study.get_trials(deepcopy=False))
-    left = max(plan.tune.n_trials - done, 0)
-    state = frozen.state.name
     value = frozen.value if frozen.value is not None else (outcome.value if outcome else None)
     shown = f"{plan.tune.objective.metric}={value:.4f}" if value is not None else "no value"
     reason = frozen.user_attrs.get(liveness.REASON_ATTR, "")
     epochs = frozen.user_attrs.get(EPOCHS_ATTR, 0)
     pruned = reason if plan.tune.seeds_per_trial > 1 else f"pruned after {epochs} epoch(s)"
+    state = frozen.state.name
     label = {"COMPLETE": "complete", "PRUNED": pruned, "FAIL": "FAILED"}.get(state, state)
     extra = f" ({reason})" if state == "FAIL" and reason else ""
     who = f"[w{index}] " if plan.options.workers > 1 else ""
     params = Space.describe(outcome.params) if outcome and outcome.number == frozen.number else ""
+    left = max(plan.tune.n_trials - done, 0)
     say(
         f"{who}trial {frozen.number} {params}: {label}, {shown}{extra} [{done}/{plan.tune.n_trials} done, {left} left]"
     )

@@ -27,9 +27,16 @@ def install_sigterm():
     return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def ignore_stop_signals() -> None:
+    """Ignore SIGINT/SIGTERM from now on (main thread only): once stopping, later ones (a
+    terminal's Ctrl-C and the driver's forwarded one) must not cut the bookkeeping short."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in DEFERRED:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def _first_only(signum, frame):  # noqa: ARG001
-    for sig in DEFERRED:  # the first signal interrupts; later ones (a terminal's Ctrl-C and the
-        signal.signal(sig, signal.SIG_IGN)  # driver's forwarded one) must not cut the bookkeeping
+    ignore_stop_signals()
     raise Terminated("terminated by SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt()
 
 

@@ -59,7 +59,7 @@ class RayExecutor:
                 try:
                     row, _ = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # every retry's worker died, or the task raised
-                    return record_crash(spec, keys[key], None, how=f"Ray: {failure(exc)}")
+                    return record_crash(spec, keys[key], f"Ray: {failure(exc)}")
                 return row
 
             yield from Watch(ray, board, tasks, progress).results(result)
@@ -99,8 +99,7 @@ class Watch:
         self.ray, self.board, self.tasks, self.progress = ray, board, tasks, progress
         self.total = len(tasks)
         self.done = 0
-        self.seen: dict[str, Any] = {}  # token -> pid of the attempt already announced
-        self.where: dict[str, dict[str, Any]] = {}
+        self.where: dict[str, dict[str, Any]] = {}  # token -> where its latest attempt started
 
     def results(self, result: Any) -> Iterator[Any]:
         try:
@@ -124,11 +123,11 @@ class Watch:
             return
         names = dict(t[::-1] for t in self.tasks.values())  # token -> name, of tasks in flight
         for token, where in started.items():
-            if token not in names or self.seen.get(token) == where["pid"]:
+            if token not in names or self.where.get(token, {}).get("pid") == where["pid"]:
                 continue
-            again = " again (its previous worker died)" if token in self.seen else ""
-            self.seen[token], self.where[token] = where["pid"], where
-            running = sum(1 for t in names if t in self.seen)
+            again = " again (its previous worker died)" if token in self.where else ""
+            self.where[token] = where
+            running = sum(1 for t in names if t in self.where)
             self.progress.note(
                 f"[{self.done}/{self.total} done, {running} running, {len(names) - running} waiting] "
                 f"{names[token]} started{again} on {describe(where)}"

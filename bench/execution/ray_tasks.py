@@ -65,7 +65,7 @@ def task_threads() -> str:
     Returns the CPUs granted, as recorded (tag ``bench.cpus_granted``; the threads: ``env.torch_threads``)."""
     import ray
 
-    from bench.execution.threads import granted_cores, set_torch_threads
+    from bench.execution.task import granted_cores, set_torch_threads
 
     cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) or 1.0)
     set_torch_threads(cores=min(max(int(cpus), 1), granted_cores()))

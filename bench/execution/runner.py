@@ -37,9 +37,7 @@ from bench.tracking.experiment_view import describe_experiment
 from bench.tracking.uris import redact_text, redact_uri
 from bench.tracking.variant_runs import close_dead_runs, owner_tags
 from bench.util.fileio import atomic_write_text
-from bench.util.signals import Terminated, closing_status, deferred_signals, install_sigterm
-
-__all__ = ["RecipeRunner", "Terminated", "exit_code", "run_recipe"]
+from bench.util.signals import closing_status, deferred_signals, install_sigterm
 
 EXIT_FAILED, EXIT_STORE = 1, 3
 
@@ -102,7 +100,12 @@ class RecipeRunner:
         return exp_id, parent_id
 
     def run(self) -> Any:
-        executor = self.executor_or_default()
+        if self.executor is None:
+            from bench.execution.local import LocalExecutor
+
+            # None: the child decides by its stderr (the driver's): a per-batch bar on a terminal
+            self.executor = LocalExecutor(live_progress=self.live_progress)
+        executor = self.executor
         if hasattr(executor, "warm"):  # the local executor's forkserver starts while the store opens
             executor.warm()
         client = self.open_store()
@@ -119,7 +122,7 @@ class RecipeRunner:
             ordered = run_order(self.loaded.variants, self.order, self.order_seed)
             while ordered:  # one round without --until-decided
                 progress.pending([v.name for v in ordered])
-                for row in self.executor_or_default().run(spec, ordered, progress):
+                for row in executor.run(spec, ordered, progress):
                     self.rows.append(row)
                     self.tally[row["status"]] += 1
                     self.tally["store_error"] += bool(row.get("store_error"))
@@ -170,14 +173,6 @@ class RecipeRunner:
         progress.total += len(keyed.variants)
         progress.note(f"until decided: {text}; adding {', '.join(v.name for v in keyed.variants)}")
         return run_order(keyed.variants, self.order, self.order_seed)
-
-    def executor_or_default(self):
-        if self.executor is None:
-            from bench.execution.local import LocalExecutor
-
-            # None: the child decides by its stderr (the driver's): a per-batch bar on a terminal
-            self.executor = LocalExecutor(live_progress=self.live_progress)
-        return self.executor
 
     def write_runs_csv(self, client, exp_id: str, final: bool = False):
         """``runs.csv`` from the store (the truth), one row per variant of the recipe, written

@@ -67,11 +67,7 @@ def baseline_of(loaded: LoadedRecipe) -> str:
 def seed_sequence(loaded: LoadedRecipe, length: int) -> list[int]:
     """The recipe's seeds, then the integers after its largest one."""
     seeds = list(loaded.recipe.seeds)
-    nxt = max(seeds) + 1
-    while len(seeds) < length:
-        seeds.append(nxt)
-        nxt += 1
-    return seeds
+    return seeds + list(range(max(seeds) + 1, max(seeds) + 1 + length - len(seeds)))
 
 
 def with_seed(variant: Variant, seed: int) -> Variant:

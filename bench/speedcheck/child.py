@@ -1,13 +1,76 @@
 """``python -m bench.speedcheck.child``: one timing in a fresh process (no allocator, compile cache or
-warmed-up thread pool carried over from another variant), printed as one JSON line."""
+warmed-up thread pool carried over from another variant), printed as one JSON line.
+
+The timing uses the engine's own build, step and meter, with the contention monitor around it. The
+model starts from initialisation (or the recipe's pretrained weights), not the study's trained
+weights: a step runs the same kernels on the same shapes whatever the weights' values. Tricks are
+applied as at the start of training (epoch 0)."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import sys
+import time
+from typing import Any
 
 MARK = "BENCH_SPEED_RESULT "
+
+
+class StepSlice:
+    """``n`` batches of a loader, cycling over its epochs: one ``train_one_epoch`` call runs exactly
+    ``n`` engine steps, however many batches an epoch of the data has."""
+
+    def __init__(self, loader: Any, n: int):
+        self.loader, self.n = loader, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        return itertools.islice(itertools.chain.from_iterable(itertools.repeat(self.loader)), self.n)
+
+
+def time_steps(variant: Any, steps: int, warmup: int) -> dict[str, float]:
+    """Images per second over ``steps`` engine steps after ``warmup`` untimed ones."""
+    from bench.components.schedulers import build_scheduler
+    from bench.engine.contention import ContentionMonitor, summarize
+    from bench.engine.loop import train_one_epoch
+    from bench.engine.measure import PeakMemory, Throughput
+    from bench.engine.state import build_state
+
+    state = build_state(variant)
+    train = variant.body.train
+    total = warmup + steps
+    if total > train.epochs * len(state.train_loader):  # a schedule that ends early would refuse the steps
+        state.schedule = build_scheduler(
+            state.optimizer,
+            train.scheduler,
+            epochs=train.epochs,
+            steps_per_epoch=math.ceil(total / train.epochs),
+        )
+    state.train_loader = StepSlice(state.train_loader, total)
+    memory = PeakMemory(state.device)
+    memory.reset()
+    meter = Throughput(state.device, warmup)
+    monitor = ContentionMonitor(state.device, variant.body.report.contention_threshold)
+    monitor.start()
+    started = time.perf_counter()
+    loss, _ = train_one_epoch(state, meter)
+    record = {"time/train_epoch_s": time.perf_counter() - started, **monitor.stop()}
+    return {
+        "throughput/train_img_s": meter.images_per_second,
+        "time/timed_s": meter.seconds,
+        "images": float(meter.images),
+        "train/loss": loss,
+        memory.metric: memory.peak_mb(),
+        **summarize([record], monitor.threshold),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--override", action="append", default=[])
     args = parser.parse_args(argv)
     from bench.engine.errors import VariantSkipped
-    from bench.speedcheck.timing import time_steps
     from bench.validate.recipe import load_validated
 
     loaded = load_validated(args.recipe, args.override, args.overlay)

@@ -14,6 +14,7 @@ its inputs): an edited variant, or one whose start weights changed, gets a new k
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -147,10 +148,9 @@ class RecipeRunner:
     def until_tags(self) -> dict[str, str]:
         if self.until is None:
             return {}
-        from bench.execution.until_decided import tag_value
         from bench.report.sequential import SETTINGS_TAG
 
-        return {SETTINGS_TAG: tag_value(self.until.settings(self.source))}
+        return {SETTINGS_TAG: json.dumps(self.until.settings(self.source), sort_keys=True)}
 
     def next_round(self, client, exp_id: str, progress: Progress) -> list:
         """``--until-decided``: the next round's variants (one seed more where undecided), decided

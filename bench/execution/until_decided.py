@@ -12,7 +12,6 @@ same rounds (finished runs are skipped) and continues where it stopped."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -38,10 +37,6 @@ class UntilDecided:
         return {"alpha": self.alpha, "min_effect": margin, "max_seeds": self.max_seeds,
                 "family": len(groups) - 1, "baseline": baseline_of(loaded),
                 "first_look": len(loaded.recipe.seeds)}  # fmt: skip
-
-
-def tag_value(settings: dict[str, Any]) -> str:
-    return json.dumps(settings, sort_keys=True)
 
 
 def check(loaded: LoadedRecipe, until: UntilDecided) -> None:

@@ -81,17 +81,6 @@ def gpu_tag(gpus: list[str]) -> str:
     return f"{','.join(gpus)}: {', '.join(names)}"
 
 
-def task_threads() -> str:
-    """Torch threads for this task: the CPUs Ray granted it (``--cpus-per-variant``; tasks on a
-    node together hold no more CPUs than the node has), at least 1, at most this worker's cores.
-    Returns the CPUs granted, as recorded (tag ``bench.cpus_granted``; the threads: ``env.torch_threads``)."""
-    import ray
-
-    cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) or 1.0)
-    set_torch_threads(cores=min(max(int(cpus), 1), granted_cores()))
-    return f"{cpus:g}"
-
-
 def describe(where: dict[str, Any]) -> str:
     gpus = where.get("gpus") or []
     return f"{where.get('node', '?')} " + (f"GPU {','.join(gpus)}" if gpus else "CPU")
@@ -126,18 +115,22 @@ def train_variant(
     """One (variant, seed) as a Ray task (``token`` names it on the board), trained through
     ``run_task``, which resumes the run a dead attempt of this task left; returns (row, where).
     ``position``: its place in the submission order (tag ``bench.position``)."""
+    import ray
+
     from bench.components.user_code import sync_import_paths
     from bench.execution.progress import Progress
 
     sync_import_paths()  # user modules beside the recipe (model.name: mymodels:Net)
     where = placement()
-    threads = task_threads()
-    if board is not None:
-        board.start.remote(token, where)
+    # torch threads: the CPUs Ray granted (--cpus-per-variant; tasks on a node together hold no
+    # more than it has), at least 1, at most this worker's cores
+    cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) or 1.0)
+    set_torch_threads(cores=min(max(int(cpus), 1), granted_cores()))
+    board.start.remote(token, where)
     progress = Progress(1, live=False)
     progress.name = variant.name
     tags = {"bench.gpu": where["gpu"], "bench.node": where["node"], "bench.ray_node": where["node_id"],
-            "bench.cuda_visible_devices": where["cuda_visible_devices"], "bench.cpus_granted": threads}  # fmt: skip
+            "bench.cuda_visible_devices": where["cuda_visible_devices"], "bench.cpus_granted": f"{cpus:g}"}  # fmt: skip
     if position is not None:
         tags[POSITION_TAG] = str(position)
     with cancellable():

@@ -56,19 +56,17 @@ def open_run(rec: Recording, variant: Variant, previous: Any = None) -> str:
     """A new child run for ``variant``, or ``previous`` reopened (RUNNING again, same run id)."""
     client = rec.client
     live = {store.PARENT_TAG: rec.parent_id, "bench.status": "running", "bench.reason": "", **owner_tags()}
-    if previous is not None:
+    if previous is None:
+        tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live, ATTEMPT_TAG: "1"}
+        run_id = client.create_run(rec.experiment_id, run_name=variant.name, tags=tags).info.run_id
+    else:
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")
         attempt = int(previous.data.tags.get(ATTEMPT_TAG, "1") or 1) + 1
         store.set_tags(client, run_id, {**live, **rec.tags, ATTEMPT_TAG: str(attempt)})
-        for key in ATTEMPT_TAGS:
-            if key in previous.data.tags:
-                client.delete_tag(run_id, key)
-        describe(client, run_id, variant, previous)
-        return run_id
-    tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live, ATTEMPT_TAG: "1"}
-    run_id = client.create_run(rec.experiment_id, run_name=variant.name, tags=tags).info.run_id
-    describe(client, run_id, variant)
+        for key in set(ATTEMPT_TAGS) & set(previous.data.tags):
+            client.delete_tag(run_id, key)
+    describe(client, run_id, variant, previous)
     return run_id
 
 

@@ -1,15 +1,9 @@
 """``bench run``: every variant of a recipe, recorded in MLflow and in ``results/<recipe>/runs.csv``.
 
-The driver owns the recipe (bench/execution/owner.py: one command per recipe), so every run of
-the recipe it finds RUNNING was left by a dead owner: it closes them, opens one parent run, and
-hands every (variant, seed) to an executor (local: a child process each; Ray: a task each), in the
-run order of bench/execution/order.py (seed blocks, shuffled within, by default). Each task looks
-at its variant's run (bench/execution/task.py): a finished variant is skipped, a dead owner's run
-resumes from its checkpoint. ``runs.csv`` is rewritten from the store after every variant, so it
-always agrees with MLflow.
-
-Run identity is the variant's ``run_key`` (hash of its resolved config, seed, and the content of
-its inputs): an edited variant, or one whose start weights changed, gets a new key and runs fresh.
+The driver owns the recipe (owner.py: one command per recipe), so every run of the recipe it
+finds RUNNING was left by a dead owner: it closes them, opens one parent run, and hands every
+(variant, seed) to an executor in the run order (order.py). ``runs.csv`` is rewritten from the
+store after every variant, so it always agrees with MLflow.
 """
 
 from __future__ import annotations
@@ -52,8 +46,7 @@ class RecipeRunner:
                  until: Any = None):  # fmt: skip
         self.source = loaded  # without input fingerprints: what --until-decided derives new seeds from
         self.until = until  # an until_decided.UntilDecided, or None: the recipe's seeds only
-        # Identity includes the content of the inputs, fingerprinted now: an earlier recipe of
-        # the same command may just have written the weights this one starts from.
+        # fingerprinted now: an earlier recipe of this command may just have written its weights
         self.loaded, self.inputs = with_input_fingerprints(loaded)
         self.results_dir = Path(results_dir)
         self.out_dir = recipe_dir(self.results_dir, loaded.name)
@@ -175,10 +168,9 @@ class RecipeRunner:
         return run_order(keyed.variants, self.order, self.order_seed)
 
     def write_runs_csv(self, client, exp_id: str, final: bool = False):
-        """``runs.csv`` from the store (the truth), one row per variant of the recipe, written
-        atomically by the recipe's one owner (readers never see half a file). When the store
-        cannot be read or the file cannot be written, say so and go on (the runs are recorded in
-        MLflow; the next run writes the file): returns the table of what is known."""
+        """``runs.csv`` from the store (the truth), written atomically (readers never see half a
+        file). A store that cannot be read or a file that cannot be written is warned about, not
+        fatal (the next run writes the file); returns the table of what is known."""
         path = self.out_dir / "runs.csv"
         try:
             rows = self.rows_from_store(client, exp_id)

@@ -111,14 +111,6 @@ def store_failure(variant: Variant, what: str, exc: BaseException, spec: TaskSpe
     return variant_row(variant, "failed", reason, {}, run_id, store_error=True)
 
 
-@dataclass
-class Claim:
-    run_id: str | None = None
-    resume: bool = False
-    row: dict[str, Any] | None = None  # set when this task is not to train (finished, given up)
-    reexported: bool = False  # finished, and its weights exported again (another config had the label)
-
-
 def is_final(run: Any, spec: TaskSpec, variant: Variant) -> bool | str:
     """Finished for good: the tag, MLflow's status and the exported weights agree. A run killed
     between its status tag and its terminal status, or whose weights are gone, is resumed.
@@ -152,27 +144,36 @@ def crashes(client: Any, run: Any) -> int:
     return sum(a.path.startswith(CRASH_PREFIX) for a in client.list_artifacts(run.info.run_id, "errors"))
 
 
-def claim(rec: Recording, spec: TaskSpec, variant: Variant) -> Claim:
-    """Decide whether this task trains ``variant``; if so open (or reopen) its run."""
+def claim(
+    rec: Recording, spec: TaskSpec, variant: Variant, progress: Any
+) -> dict[str, Any] | tuple[str, bool]:
+    """Decide whether this task trains ``variant``: its row when not (finished, given up), else
+    its run opened (or reopened) and whether it resumes."""
     run_dir = spec.run_dir(variant)
     previous = find_previous(rec.client, rec.experiment_id, variant.run_key)
     # This command's own run (a Ray retry whose worker died): --force asked for a fresh run once.
     own = previous is not None and previous.data.tags.get(store.PARENT_TAG) == spec.parent_id
     if previous is not None and (own or not spec.force):
         if final := is_final(previous, spec, variant):
-            return Claim(row=row_of_run(variant, previous), reexported=final == "reexported")
+            if progress is not None:
+                again = (
+                    f"; its weights exported again to {spec.export_path(variant)}"
+                    if final == "reexported"
+                    else ""
+                )
+                progress.note(f"  {variant.name}: already finished, skipped{again}")
+            return row_of_run(variant, previous)
         if (
             not own
             and previous.info.status == "FAILED"
             and (n := crashes(rec.client, previous)) >= spec.max_attempts
         ):
             reason = f"gave up after {n} crashed attempts: {previous.data.tags.get('bench.reason', '')}"
-            return Claim(row=variant_row(variant, "failed", reason[:480], {}, previous.info.run_id))
+            return variant_row(variant, "failed", reason[:480], {}, previous.info.run_id)
     if spec.force and not own:
         previous = None  # --force: the user asked for a fresh run, checkpoints included
         shutil.rmtree(run_dir, ignore_errors=True)
-    run_id = open_run(rec, variant, previous)
-    return Claim(run_id=run_id, resume=previous is not None or (run_dir / "last.ckpt").exists())
+    return open_run(rec, variant, previous), previous is not None or (run_dir / "last.ckpt").exists()
 
 
 def export_model(spec: TaskSpec, variant: Variant, model: Path) -> None:
@@ -208,28 +209,25 @@ def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any
         rec = Recording(
             client, spec.experiment_id, spec.recipe, spec.parent_id, tags=spec.inputs.get(variant.run_key, {})
         )
-        got = claim(rec, spec, variant)
+        got = claim(rec, spec, variant, progress)
     except Exception as exc:  # noqa: BLE001 - any store error: this variant fails, the matrix goes on
         return store_failure(variant, "claiming the variant", exc, spec)
-    if got.row is not None:
-        if progress is not None and got.row["status"] == "finished":
-            again = f"; its weights exported again to {spec.export_path(variant)}" if got.reexported else ""
-            progress.note(f"  {variant.name}: already finished, skipped{again}")
-        return got.row
+    if isinstance(got, dict):
+        return got
+    run_id, resume = got
     for key, value in (run_tags or {}).items():
-        client.set_tag(got.run_id, key, value)
-    if got.resume and progress is not None:
-        checkpoint = (spec.run_dir(variant) / "last.ckpt").exists()
-        where = "its last checkpoint" if checkpoint else "the start"
-        progress.note(f"  resuming {variant.name} from {where} into MLflow run {got.run_id}")
+        client.set_tag(run_id, key, value)
+    if resume and progress is not None:
+        where = "its last checkpoint" if (spec.run_dir(variant) / "last.ckpt").exists() else "the start"
+        progress.note(f"  resuming {variant.name} from {where} into MLflow run {run_id}")
     try:
         run_id, result = run_recorded(
-            rec, variant, opened=(got.run_id, got.resume), run_dir=spec.run_dir(variant), progress=progress,
+            rec, variant, opened=got, run_dir=spec.run_dir(variant), progress=progress,
             export=lambda r: r.weights_path and export_model(spec, variant, Path(r.weights_path)),
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - recording failed (the variant's own errors are results)
-        row = store_failure(variant, "recording the run", exc, spec, got.run_id)
-        _mark_failed(client, got.run_id, row["reason"])
+        row = store_failure(variant, "recording the run", exc, spec, run_id)
+        _mark_failed(client, run_id, row["reason"])
         return row
     extra = {"delivered": result.delivered} if result.status == "finished" else {}
     return variant_row(variant, result.status, result.reason, result.metrics, run_id, **extra)

@@ -59,12 +59,6 @@ def baseline_of(loaded: LoadedRecipe) -> str:
     return loaded.recipe.baseline if loaded.recipe.baseline in groups else groups[0]
 
 
-def seed_sequence(loaded: LoadedRecipe, length: int) -> list[int]:
-    """The recipe's seeds, then the integers after its largest one."""
-    seeds = list(loaded.recipe.seeds)
-    return seeds + list(range(max(seeds) + 1, max(seeds) + 1 + length - len(seeds)))
-
-
 def with_seed(variant: Variant, seed: int) -> Variant:
     """``variant`` with another seed: named and keyed exactly as bench/recipe/load.py would."""
     name = f"{variant.group},seed={seed}" if variant.axes else f"seed={seed}"
@@ -102,7 +96,8 @@ def next_variants(
     grow, verdicts = sequential.next_round(by_seed, base, comparisons, attempted, until.max_seeds,
                                            until.alpha, settings["min_effect"], settings["first_look"])  # fmt: skip
     template = {v.group: v for v in source.variants}
-    sequence = seed_sequence(source, until.max_seeds)
+    seeds = source.recipe.seeds  # then the integers after the largest one
+    sequence = [*seeds, *range(max(seeds) + 1, max(seeds) + 1 + until.max_seeds)]
     have = {(v.group, v.seed) for v in known}
     new: list[Variant] = []
     for group in grow:

@@ -153,8 +153,7 @@ def input_tags(variant: Variant, memo: dict[str, str]) -> dict[str, str]:
         if key not in memo:
             memo[key] = weights_fingerprint(body.model.weights)
         tags[WEIGHTS_TAG] = memo[key]
-    code = code_fingerprint(body, memo)
-    if code:
+    if code := code_fingerprint(body, memo):
         tags[CODE_TAG] = code
     return tags
 

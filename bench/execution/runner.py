@@ -193,11 +193,10 @@ class RecipeRunner:
         return frame
 
     def rows_from_store(self, client, exp_id: str) -> list[dict[str, Any]]:
-        latest: dict[str, Any] = {}
-        for run in store.search_all(client, exp_id, f"tags.`bench.recipe` = '{self.loaded.name}'"):
-            key = run.data.tags.get("bench.run_key")
-            if key and (key not in latest or run.info.start_time > latest[key].info.start_time):
-                latest[key] = run
+        runs = store.search_all(client, exp_id, f"tags.`bench.recipe` = '{self.loaded.name}'")
+        latest: dict[str, Any] = {}  # run key -> its latest run
+        for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):
+            latest.setdefault(run.data.tags.get("bench.run_key"), run)
         return [
             row_of_run(v, latest[v.run_key]) if v.run_key in latest else variant_row(v, "pending", "", {}, "")
             for v in self.loaded.variants

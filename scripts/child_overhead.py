@@ -118,8 +118,7 @@ def measure_arms(repeats: int, tmp: Path) -> dict[str, list[float]]:
     from bench.execution.local import LocalExecutor, _no_main_module
     from bench.execution.progress import Progress
     from bench.execution.runner import RecipeRunner
-    from bench.execution.task import TaskSpec, run_task
-    from bench.execution.threads import set_torch_threads
+    from bench.execution.task import TaskSpec, run_task, set_torch_threads
     from bench.recipe.load import load_recipe
 
     os.environ["BENCH_CACHE_DIR"] = str(tmp / "cache")

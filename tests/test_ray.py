@@ -78,7 +78,7 @@ def test_a_ray_cancel_waits_while_a_runs_final_status_is_written():
     """Ray cancels with ``_thread.interrupt_main()``; inside ``deferred_signals`` it must wait."""
     import _thread
 
-    from bench.execution.ray_tasks import cancellable
+    from bench.execution.ray_executor import cancellable
     from bench.util.signals import deferred_signals
 
     steps_done = []

@@ -76,12 +76,12 @@ def task_env() -> dict[str, str]:
 
 def gpus_per_task(ray: Any, options: RayOptions) -> float:
     """The GPUs each task asks for; a request no node can ever meet fails here, not by hanging."""
-    per_node = [n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")]
-    gpus = options.gpus if options.gpus is not None else (1.0 if max(per_node, default=0) >= 1 else 0.0)
-    if gpus > max(per_node, default=0):
+    largest = max((n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0)
+    gpus = options.gpus if options.gpus is not None else (1.0 if largest >= 1 else 0.0)
+    if gpus > largest:
         raise ClusterError(
             f"--gpus-per-variant {gpus:g}: no node of the Ray cluster has that many GPUs (largest node: "
-            f"{max(per_node, default=0):g}); use a smaller value, or 0 to train on CPUs"
+            f"{largest:g}); use a smaller value, or 0 to train on CPUs"
         )
     if 1 < gpus != int(gpus):
         raise ClusterError(f"--gpus-per-variant {gpus:g}: above 1, Ray takes whole GPUs only")
@@ -120,21 +120,15 @@ def check_reachable(nodes: int, tracking_uri: str, paths: dict[str, Path], optio
 
 
 def filesystem_type(path: Path) -> str | None:
-    """The type of the file system holding ``path`` (Linux ``/proc/mounts``); None if unknown."""
+    """The type of the file system holding ``path`` (the mount table, by psutil); None if unknown."""
+    import psutil
+
     target = path.resolve()
     while not target.exists() and target != target.parent:
         target = target.parent
     try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
+        mounts = psutil.disk_partitions(all=True)
     except OSError:
         return None
-    best, fstype = "", None
-    for line in mounts:
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = fields[1].replace("\\040", " ")
-        inside = str(target) == point or str(target).startswith(point.rstrip("/") + "/")
-        if inside and len(point) > len(best):
-            best, fstype = point, fields[2]
-    return fstype
+    inside = [m for m in mounts if Path(m.mountpoint) == target or Path(m.mountpoint) in target.parents]
+    return max(inside, key=lambda m: len(m.mountpoint)).fstype if inside else None

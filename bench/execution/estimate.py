@@ -1,10 +1,10 @@
-"""How long a study will take, from what is already known: earlier runs of the same recipe
-(``results/<recipe>/runs.csv``, for ``bench run --dry-run``) and, while it runs, the variants it
-has finished (the progress line). Pandas only: no MLflow, no torch on the dry-run path."""
+"""How long a study will take, from earlier runs of the same recipe (``results/<recipe>/runs.csv``):
+for ``bench run --dry-run`` and the progress line's time left. Pandas only: no MLflow, no torch."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,20 @@ def earlier_wall_times(results_dir: str | Path, recipe_name: str) -> Any:
     return done if len(done) else None
 
 
+def _earlier(loaded: Any, done: Any, force: bool) -> list[tuple[str, float | None]]:
+    """Per variant of ``loaded``: how it was timed before (``skip``: finished with this run_key,
+    ``same``: that run, --force; ``other``: same name, other settings; ``new``) and its seconds."""
+    by_key = dict(zip(done.get("run_key", []), done[WALL]))
+    by_name = dict(zip(done["variant"], done[WALL])) if "variant" in done else {}
+    out: list[tuple[str, float | None]] = []
+    for v in loaded.variants:
+        if v.run_key in by_key:
+            out.append(("same", float(by_key[v.run_key])) if force else ("skip", 0.0))
+        else:
+            out.append(("other", float(by_name[v.name])) if v.name in by_name else ("new", None))
+    return out
+
+
 def estimate_line(loaded: Any, results_dir: str | Path, force: bool = False) -> str:
     """One line for ``bench run --dry-run``: the study's total time, from earlier runs of the
     same recipe. A variant timed before counts with its own time; a new one with the median
@@ -50,31 +64,21 @@ def estimate_line(loaded: Any, results_dir: str | Path, force: bool = False) -> 
     source = Path(results_dir) / loaded.name / "runs.csv"
     if done is None:
         return f"estimated training time: unknown (no finished runs of '{loaded.name}' in {source} yet)"
-    by_key = dict(zip(done.get("run_key", []), done[WALL]))
-    by_name = dict(zip(done["variant"], done[WALL])) if "variant" in done else {}
     median = float(done[WALL].median())
-    total, skipped, changed, guessed = 0.0, 0, 0, 0
-    for variant in loaded.variants:
-        if variant.run_key in by_key and not force:
-            skipped += 1
-        elif variant.run_key in by_key:
-            total += float(by_key[variant.run_key])
-        elif variant.name in by_name:
-            total += float(by_name[variant.name])
-            changed += 1
-        else:
-            total += median
-            guessed += 1
+    earlier = _earlier(loaded, done, force)
+    count = Counter(how for how, _ in earlier)
+    total = sum(median if seconds is None else seconds for _, seconds in earlier)
+    skipped = count["skip"]
     to_run = len(loaded.variants) - skipped
     if not to_run:
         return f"estimated training time: nothing to train: all {skipped} run(s) finished with these settings (--force re-runs them)"
     parts = [f"{len(done)} finished run(s) in {source}"]
     if skipped:
         parts.append(f"{skipped} already finished with the same settings: skipped unless --force")
-    if changed:
-        parts.append(f"{changed} timed with other settings (epochs, data, ...): a rough guide")
-    if guessed:
-        parts.append(f"{guessed} new variant(s) at the median {format_duration(median)}")
+    if count["other"]:
+        parts.append(f"{count['other']} timed with other settings (epochs, data, ...): a rough guide")
+    if count["new"]:
+        parts.append(f"{count['new']} new variant(s) at the median {format_duration(median)}")
     return (
         f"estimated training time: ~{format_duration(total)} for {to_run} run(s), plus start-up and data "
         f"loading (from the {WALL} of {'; '.join(parts)})"
@@ -88,42 +92,5 @@ def expected_times(loaded: Any, results_dir: str | Path, force: bool = False) ->
     done = earlier_wall_times(results_dir, loaded.name)
     if done is None:
         return {}
-    by_key = dict(zip(done.get("run_key", []), done[WALL]))
-    by_name = dict(zip(done["variant"], done[WALL])) if "variant" in done else {}
-    out: dict[str, float] = {}
-    for variant in loaded.variants:
-        if variant.run_key in by_key:
-            out[variant.name] = float(by_key[variant.run_key]) if force else 0.0
-        elif variant.name in by_name:
-            out[variant.name] = float(by_name[variant.name])
-    return out
-
-
-class Eta:
-    """Time left in a matrix: each variant at its own earlier time where ``expected`` has one
-    (bench/execution/estimate.py ``expected_times``), the others at the mean of the variants this process
-    trained (not the ones skipped), or at the median of the earlier times before any."""
-
-    def __init__(self) -> None:
-        self.durations: list[float] = []
-        self.expected: dict[str, float] = {}
-
-    def add(self, seconds: float) -> None:
-        self.durations.append(seconds)
-
-    def left(self, remaining: int, names: list[str] | tuple[str, ...] = ()) -> float | None:
-        if remaining <= 0:
-            return None
-        if self.durations:
-            fallback: float | None = sum(self.durations) / len(self.durations)
-        else:
-            known = sorted(t for t in self.expected.values() if t > 0)
-            fallback = known[len(known) // 2] if known else None
-        names = list(names)[:remaining]
-        total = 0.0
-        for name in names + [""] * (remaining - len(names)):
-            seconds = self.expected.get(name, fallback)
-            if seconds is None:
-                return None
-            total += seconds
-        return total
+    earlier = zip(loaded.variants, _earlier(loaded, done, force))
+    return {v.name: seconds for v, (how, seconds) in earlier if seconds is not None}

@@ -1,28 +1,23 @@
 """A run's identity includes the content of its inputs, not only the recipe text.
 
-``run_key`` (bench/recipe/load.py) hashes the resolved config and the seed. A variant that
-starts from ``model.weights`` names a *path*: re-pretraining rewrites that file, and without its
-content in the key the downstream variants would stay "finished" on the old weights. The same
-holds for the data behind ``data.root``. So before anything of a recipe trains, the runner folds
-two fingerprints into every variant's key:
+``run_key`` (bench/recipe/load.py) hashes the resolved config and the seed, but ``model.weights``
+and ``data.root`` name *paths*: re-pretraining rewrites the weights file, and without its content
+in the key the downstream variants would stay "finished" on the old weights. So before anything of
+a recipe trains, the runner folds its inputs' fingerprints into every variant's key and records
+them as tags (which inputs and code produced the run):
 
-    weights   sha256 of the ``model.weights`` file (the whole content), cached by
-              (path, size, mtime) in ``$BENCH_CACHE_DIR/fingerprints/`` so a rerun does not
-              read the file again; "missing" when there is no such file (yet)
-    data      the files the data source reads, by *content*: blake2b over every file's relative
-              path and bytes under the data folder(s) (no mtimes, so a copy or a fresh
-              extraction of the same files keeps the identity; adding, removing, renaming or
-              editing a file changes it, even when its size stays the same). Each file's digest
-              is cached by (size, mtime) in one cache file per folder, so a rerun only stats the
-              files and rehashes those that changed. An archive (the CIFAR-10 ``.tar.gz``) or a
-              single file by its sha256, cached as above
-    code      sha256 of the source file of every user module the recipe names by import path
-              (``model.name: mymodels:Net``, a loss, a data set; bench/components/user_code.py):
-              editing ``mymodels.py`` retrains. Absent when the recipe names registry entries and
-              library code only, so such recipes keep their run keys
+    weights   ``bench.input.weights``: sha256 of the ``model.weights`` file; "missing" when there is
+              no such file (yet)
+    data      ``bench.input.data``: the files the data source reads, by *content*: blake2b over
+              every file's relative path and bytes (no mtimes, so a copy or a fresh extraction
+              keeps the identity; adding, removing, renaming or editing a file changes it, even at
+              the same size). An archive (the CIFAR-10 ``.tar.gz``) or a single file by its sha256
+    code      ``bench.input.code``: sha256 of every user module the recipe names by import path
+              (``model.name: mymodels:Net``; bench/components/user_code.py): editing ``mymodels.py``
+              retrains. Absent for registry entries and library code, so such recipes keep their keys
 
-The fingerprints are also recorded as tags on each run (``bench.input.weights``,
-``bench.input.data``, ``bench.input.code``: which code produced the run). Hashing files needs no torch: this stays cheap and import-light.
+Digests are cached by (size, mtime) in ``$BENCH_CACHE_DIR/fingerprints/``: a rerun only stats the
+files and rehashes those that changed. No torch: this stays cheap and import-light.
 """
 
 from __future__ import annotations
@@ -44,9 +39,22 @@ WEIGHTS_TAG, DATA_TAG, CODE_TAG = "bench.input.weights", "bench.input.data", "be
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 
 
-def _cache_root() -> Path:
+def _cache(path: Path, *sub: str) -> tuple[Path, Any]:
+    """The cache file of ``path`` and what it holds (None when absent or unreadable)."""
     env = os.environ.get("BENCH_CACHE_DIR")
-    return (Path(env).expanduser() if env else Path.home() / ".cache" / "bench") / "fingerprints"
+    root = (Path(env).expanduser() if env else Path.home() / ".cache" / "bench") / "fingerprints"
+    cache = root.joinpath(*sub, f"{hashlib.sha1(str(path).encode()).hexdigest()[:20]}.json")
+    try:
+        return cache, json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return cache, None
+
+
+def _save(cache: Path, data: dict) -> None:
+    try:
+        atomic_write_text(cache, json.dumps(data))
+    except OSError:
+        pass  # a read-only cache folder: hash again next time
 
 
 def file_sha256(path: Path) -> str:
@@ -54,59 +62,43 @@ def file_sha256(path: Path) -> str:
     path = Path(path).resolve()
     st = path.stat()
     stamp = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    cache = _cache_root() / f"{hashlib.sha1(str(path).encode()).hexdigest()[:20]}.json"
-    try:
-        saved = json.loads(cache.read_text())
-        if all(saved.get(k) == v for k, v in stamp.items()):
-            return saved["sha256"]
-    except (OSError, ValueError, AttributeError):
-        pass
+    cache, saved = _cache(path)
+    if isinstance(saved, dict) and all(saved.get(k) == v for k, v in stamp.items()):
+        return saved["sha256"]
     with open(path, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    try:
-        atomic_write_text(cache, json.dumps({**stamp, "sha256": digest}))
-    except OSError:
-        pass  # a read-only cache folder: hash again next time
+    _save(cache, {**stamp, "sha256": digest})
     return digest
 
 
-def _hash_file(path: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
-
-
 def folder_content(folder: Path) -> str:
-    """blake2b of every file's relative path and content under ``folder`` (sorted). Per-file
-    digests are cached by (size, mtime_ns) in ``fingerprints/folders/``: unchanged files are
-    only stat'ed, not read again."""
+    """blake2b of every file's relative path and content under ``folder`` (sorted), each file's
+    digest cached by (size, mtime_ns) in ``fingerprints/folders/``."""
     folder = Path(folder).resolve()
-    cache = _cache_root() / "folders" / f"{hashlib.sha1(str(folder).encode()).hexdigest()[:20]}.json"
-    try:
-        saved = json.loads(cache.read_text())
-        known = saved["files"] if saved.get("folder") == str(folder) else {}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        known = {}
+    cache, saved = _cache(folder, "folders")
+    known = saved.get("files", {}) if isinstance(saved, dict) and saved.get("folder") == str(folder) else {}
     files: dict[str, list] = {}
     total = hashlib.blake2b(digest_size=20)
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         rel = os.path.relpath(dirpath, folder)
         for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
+            path, key = os.path.join(dirpath, name), f"{rel}/{name}"
             try:
                 st = os.stat(path)
                 stamp = [st.st_size, st.st_mtime_ns]
-                old = known.get(f"{rel}/{name}")
-                digest = old[2] if isinstance(old, list) and old[:2] == stamp else _hash_file(path)
+                old = known.get(key)
+                if isinstance(old, list) and old[:2] == stamp:
+                    digest = old[2]
+                else:
+                    with open(path, "rb") as fh:
+                        digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
             except OSError:
                 continue
-            files[f"{rel}/{name}"] = [*stamp, digest]
-            total.update(f"{rel}/{name}\0{digest}\n".encode())
+            files[key] = [*stamp, digest]
+            total.update(f"{key}\0{digest}\n".encode())
     if files != known:
-        try:
-            atomic_write_text(cache, json.dumps({"folder": str(folder), "files": files}))
-        except OSError:
-            pass  # a read-only cache folder: hash again next time
+        _save(cache, {"folder": str(folder), "files": files})
     return total.hexdigest()
 
 
@@ -161,8 +153,7 @@ def input_tags(variant: Variant, memo: dict[str, str]) -> dict[str, str]:
         if key not in memo:
             memo[key] = weights_fingerprint(body.model.weights)
         tags[WEIGHTS_TAG] = memo[key]
-    code = code_fingerprint(body, memo)
-    if code:
+    if code := code_fingerprint(body, memo):
         tags[CODE_TAG] = code
     return tags
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.errors import Terminated
 from bench.execution.order import POSITION_TAG
-from bench.execution.task import TaskSpec, record_crash, run_task
+from bench.execution.task import TaskSpec, record_crash, run_task, set_torch_threads
 from bench.recipe.load import Variant
 
 PRELOAD = [
@@ -63,15 +63,12 @@ def _die_with_driver(driver: int) -> None:
     def watch() -> None:
         try:
             fd = os.pidfd_open(driver)
-        except ProcessLookupError:
-            fd = -1  # gone already
-        except OSError:  # no pidfd here (an old kernel, a seccomp filter): look now and then
+        except OSError:  # gone already, or no pidfd here (an old kernel, a seccomp filter)
             fd = None
-        if fd is None:
-            while not _gone(driver):
-                time.sleep(WATCH_INTERVAL_S)
-        elif fd >= 0 and not _gone(driver):
+        if fd is not None and not _gone(driver):
             select.select([fd], [], [])  # readable once the driver has exited
+        while not _gone(driver):  # without a pidfd: look now and then
+            time.sleep(WATCH_INTERVAL_S)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="bench-driver-watch", daemon=True).start()
@@ -94,7 +91,6 @@ def _child(
     os.environ.clear()
     os.environ.update(env)
     from bench.components.user_code import sync_import_paths
-    from bench.execution.threads import set_torch_threads
 
     sync_import_paths()  # the recipe's folder: the forkserver may predate it
     set_torch_threads(workers=1)
@@ -205,7 +201,9 @@ class LocalExecutor:
         finally:
             receive.close()
         if message is None:  # died without a word: OOM killer, segfault, CUDA fatal error
-            return record_crash(spec, variant, proc.exitcode, pid=proc.pid)
+            code = proc.exitcode
+            how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit {code}"
+            return record_crash(spec, variant, how, pid=proc.pid)
         if "interrupted" in message:
             raise KeyboardInterrupt(f"the variant's process was interrupted ({message['interrupted']})")
         return message

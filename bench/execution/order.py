@@ -31,11 +31,6 @@ def order_seed(recipe_name: str) -> int:
     return int(stable_hash(f"run-order:{recipe_name}")[:8], 16)
 
 
-def block_key(variant) -> tuple:
-    """The seed block a task belongs to: every random stream it uses (seed, init and data seeds)."""
-    return (variant.seed, variant.init_seed, variant.data_seed)
-
-
 def run_order(variants: Sequence[T], how: str = DEFAULT_ORDER, seed: int = 0) -> list[T]:
     """``variants`` (in recipe order) in the order they are to run."""
     if how not in ORDERS:
@@ -48,8 +43,8 @@ def run_order(variants: Sequence[T], how: str = DEFAULT_ORDER, seed: int = 0) ->
         rng.shuffle(out)
         return out
     blocks: dict[tuple, list[T]] = {}
-    for variant in variants:  # blocks in the recipe's seed order
-        blocks.setdefault(block_key(variant), []).append(variant)
+    for v in variants:  # a block: every random stream a task uses; blocks in the recipe's seed order
+        blocks.setdefault((v.seed, v.init_seed, v.data_seed), []).append(v)
     out = []
     for block in blocks.values():
         rng.shuffle(block)  # each block its own draw from the one stream

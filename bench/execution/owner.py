@@ -22,16 +22,12 @@ class RecipeBusy(BenchError):
     exit_code = 4
 
 
-def lock_path(results_dir: str | Path, recipe: str) -> Path:
-    return Path(results_dir) / f".{recipe}.lock"
-
-
 @contextlib.contextmanager
 def owning(results_dir: str | Path, recipe: str) -> Iterator[None]:
     """Own ``recipe`` for the ``with`` block, or raise RecipeBusy at once, naming the owner."""
     from filelock import FileLock, Timeout
 
-    path = lock_path(results_dir, recipe)
+    path = Path(results_dir) / f".{recipe}.lock"
     # No soft-lock fallback: a lock file that outlives a killed process is the lease problem again.
     lock = FileLock(path, blocking=False, fallback_to_soft=False)
     try:

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from bench.execution.estimate import Eta, format_duration
+from bench.execution.estimate import format_duration
 
 
 def _fmt(record: dict[str, float], key: str, spec: str) -> str:
@@ -40,11 +40,12 @@ class Progress:
         self._variant_start = 0.0
         self._epoch_times: list[float] = []
         self._pending: list[str] = []
-        self.eta = Eta()
+        self._durations: list[float] = []  # of the variants trained here (not the ones skipped)
+        self._expected: dict[str, float] = {}
 
     def expect(self, seconds_by_name: dict[str, float]) -> None:
         """Variants' earlier wall times (bench/execution/estimate.py ``expected_times``)."""
-        self.eta.expected.update(seconds_by_name)
+        self._expected.update(seconds_by_name)
 
     def pending(self, names: list[str]) -> None:
         """The variants about to run, in order: the time left counts each at its own time."""
@@ -58,8 +59,17 @@ class Progress:
             print(text, file=self.stream, flush=True)
 
     def _time_left(self) -> str:
-        left = self.eta.left(self.total - self.done, self._pending)
-        return f", ~{format_duration(left)} left" if left is not None else ""
+        """Each variant left at its own earlier time where known, the others at the mean of the
+        variants trained here, or before any at the median of the earlier times."""
+        remaining = self.total - self.done
+        if self._durations:
+            fallback: float | None = sum(self._durations) / len(self._durations)
+        else:
+            known = sorted(t for t in self._expected.values() if t > 0)
+            fallback = known[len(known) // 2] if known else None
+        names = self._pending[:remaining]
+        times = [self._expected.get(n, fallback) for n in names] + [fallback] * (remaining - len(names))
+        return "" if remaining <= 0 or None in times else f", ~{format_duration(sum(times))} left"
 
     def variant_start(self, name: str) -> None:
         self.name = name
@@ -72,7 +82,7 @@ class Progress:
     def variant_end(self, status: str, summary: str = "") -> None:
         self.done += 1
         if status == "finished":  # trained here: its time says how long the rest will take
-            self.eta.add(time.perf_counter() - self._variant_start)
+            self._durations.append(time.perf_counter() - self._variant_start)
         self.note(
             f"[{self.done}/{self.total} done{self._time_left()}] {self.name}: {status}"
             + (f" - {summary}" if summary else "")

@@ -6,11 +6,18 @@ retries a task whose worker process died (``max_retries``). The driver owns the 
 only dispatcher (owner.py): each (variant, seed) is submitted once, so a retry that finds its run
 RUNNING knows it was its own dead attempt's and resumes it from the checkpoint (``run_task``); a
 variant is never recorded twice. Rows come back as tasks finish; the driver writes ``runs.csv``
-from the store.
+from the store. Tasks post where they run on a board (an actor) that the driver shows.
+
+Every task first drops ``MLFLOW_RUN_ID`` (inherited from a driver started inside an MLflow run, it
+would redirect every variant's logging into that one run) and hides the GPUs Ray did not give it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,12 +31,111 @@ from bench.execution.cluster import (
     gpus_per_task,
     task_env,
 )
-from bench.execution.ray_tasks import Board, describe, train_variant
-from bench.execution.task import TaskSpec, record_crash
+from bench.execution.order import POSITION_TAG
+from bench.execution.task import TaskSpec, granted_cores, record_crash, run_task, set_torch_threads
 from bench.recipe.load import Variant
 
 POLL_S = 1.0  # how often the driver looks at the board while waiting for tasks
 STOP_WAIT = 60.0  # seconds cancelled tasks get to close their runs as interrupted
+
+
+class Board:
+    """A Ray actor: each task posts where it started (node, GPUs, pid); the driver reads it to show
+    what runs where. A retry after a worker died posts again, from its new process."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, dict[str, Any]] = {}
+
+    def start(self, token: str, where: dict[str, Any]) -> None:
+        self.started[token] = where
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return self.started
+
+
+def placement() -> dict[str, Any]:
+    """This task's node and GPUs (Ray's ids are the node's physical indices; Ray sets
+    ``CUDA_VISIBLE_DEVICES`` to them). A task given no GPU sees none, so ``device: auto`` means CPU."""
+    import ray
+
+    os.environ.pop("MLFLOW_RUN_ID", None)
+    ctx = ray.get_runtime_context()
+    gpus = [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]
+    if not gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    return {"node": ray.util.get_node_ip_address(), "node_id": ctx.get_node_id(), "gpus": gpus,
+            "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "gpu": gpu_tag(gpus)}  # fmt: skip
+
+
+def gpu_tag(gpus: list[str]) -> str:
+    """The ``bench.gpu`` tag: physical indices and model name, ``cpu`` without a GPU, and
+    ``logical`` for GPUs declared to Ray on a machine without CUDA (tests)."""
+    if not gpus:
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"{','.join(gpus)}: logical (no CUDA device)"
+    names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+    return f"{','.join(gpus)}: {', '.join(names)}"
+
+
+def describe(where: dict[str, Any]) -> str:
+    gpus = where.get("gpus") or []
+    return f"{where.get('node', '?')} " + (f"GPU {','.join(gpus)}" if gpus else "CPU")
+
+
+def _on_sigint(signum: int, frame: Any) -> None:  # noqa: ARG001
+    if signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []):
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal now: held until the mask is lifted
+        return
+    raise KeyboardInterrupt("cancelled")
+
+
+@contextlib.contextmanager
+def cancellable() -> Iterator[None]:
+    """Ray cancels a running task with ``_thread.interrupt_main()``, which calls the SIGINT handler
+    directly: the signal mask with which a run's final status is written (``deferred_signals``)
+    cannot hold that back, and a cancel could land between "finished" and the run's closing. This
+    handler turns such a call, while SIGINT is masked, into a real SIGINT, delivered after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train_variant(
+    spec: Any, variant: Any, token: str, board: Any, position: int | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One (variant, seed) as a Ray task (``token`` names it on the board), trained through
+    ``run_task``, which resumes the run a dead attempt of this task left; returns (row, where).
+    ``position``: its place in the submission order (tag ``bench.position``)."""
+    import ray
+
+    from bench.components.user_code import sync_import_paths
+    from bench.execution.progress import Progress
+
+    sync_import_paths()  # user modules beside the recipe (model.name: mymodels:Net)
+    where = placement()
+    # torch threads: the CPUs Ray granted (--cpus-per-variant; tasks on a node together hold no
+    # more than it has), at least 1, at most this worker's cores
+    cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) or 1.0)
+    set_torch_threads(cores=min(max(int(cpus), 1), granted_cores()))
+    board.start.remote(token, where)
+    progress = Progress(1, live=False)
+    progress.name = variant.name
+    tags = {"bench.gpu": where["gpu"], "bench.node": where["node"], "bench.ray_node": where["node_id"],
+            "bench.cuda_visible_devices": where["cuda_visible_devices"], "bench.cpus_granted": f"{cpus:g}"}  # fmt: skip
+    if position is not None:
+        tags[POSITION_TAG] = str(position)
+    with cancellable():
+        row = run_task(spec, variant, progress=progress, run_tags=tags)
+    return row, where
 
 
 class RayExecutor:
@@ -59,7 +165,7 @@ class RayExecutor:
                 try:
                     row, _ = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # every retry's worker died, or the task raised
-                    return record_crash(spec, keys[key], None, how=f"Ray: {failure(exc)}")
+                    return record_crash(spec, keys[key], f"Ray: {failure(exc)}")
                 return row
 
             yield from Watch(ray, board, tasks, progress).results(result)
@@ -99,8 +205,7 @@ class Watch:
         self.ray, self.board, self.tasks, self.progress = ray, board, tasks, progress
         self.total = len(tasks)
         self.done = 0
-        self.seen: dict[str, Any] = {}  # token -> pid of the attempt already announced
-        self.where: dict[str, dict[str, Any]] = {}
+        self.where: dict[str, dict[str, Any]] = {}  # token -> where its latest attempt started
 
     def results(self, result: Any) -> Iterator[Any]:
         try:
@@ -124,11 +229,11 @@ class Watch:
             return
         names = dict(t[::-1] for t in self.tasks.values())  # token -> name, of tasks in flight
         for token, where in started.items():
-            if token not in names or self.seen.get(token) == where["pid"]:
+            if token not in names or self.where.get(token, {}).get("pid") == where["pid"]:
                 continue
-            again = " again (its previous worker died)" if token in self.seen else ""
-            self.seen[token], self.where[token] = where["pid"], where
-            running = sum(1 for t in names if t in self.seen)
+            again = " again (its previous worker died)" if token in self.where else ""
+            self.where[token] = where
+            running = sum(1 for t in names if t in self.where)
             self.progress.note(
                 f"[{self.done}/{self.total} done, {running} running, {len(names) - running} waiting] "
                 f"{names[token]} started{again} on {describe(where)}"

@@ -1,19 +1,11 @@
 """The one recorded-run path: ``bench run``, ``bench tune`` and ``bench verify-resume`` all train a
-variant through ``run_recorded``, so a child run is opened, described, trained, classified and
-closed the same way everywhere.
+variant through ``run_recorded``, so a child run is opened (or reopened to resume), described,
+trained, classified (finished | skipped | failed | interrupted | the caller's own, e.g. pruned)
+and closed the same way everywhere.
 
-    open      a new child run (tags, params, config.yaml) or the previous one reopened for resume
-              (given the params and config.yaml a kill right after its creation left out)
-    train     run_variant with the MLflow epoch hook, the run summary and the caller's hooks
-    classify  finished | skipped (cannot run here) | failed (diverged, error) | interrupted | the
-              caller's own (e.g. pruned), with a reason; an error keeps its traceback as the
-              artifact ``errors/attempt-<n>.txt``, named by the tag ``bench.error``
-    close     final metrics (each logged once, even when a kill makes a rerun close again), then
-              the export (weights), then the status tags, and only then the terminal status
-
-Attempts: every (re)opening of a run is an attempt (tag ``bench.attempt``). Tags that describe
-one attempt (``bench.failed_epoch``, ``bench.error``) are removed when the run is reopened, so a
-run that failed once and then finished does not carry the old failure; the earlier attempts'
+Every (re)opening of a run is an attempt (tag ``bench.attempt``). Tags that describe one attempt
+(``bench.failed_epoch``, ``bench.error``) are removed when the run is reopened, so a run that
+failed once and then finished does not carry the old failure; the earlier attempts'
 ``errors/attempt-<n>.txt`` stay as history (MLflow cannot delete an artifact in every store).
 
 It lives in execution, not tracking: it trains (the engine) and defers signals around the close,
@@ -31,7 +23,7 @@ from typing import Any
 import yaml
 
 from bench.engine.errors import Diverged, VariantSkipped
-from bench.engine.hooks import VariantResult
+from bench.engine.hooks import BaseHook, VariantResult
 from bench.errors import described
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
@@ -64,19 +56,17 @@ def open_run(rec: Recording, variant: Variant, previous: Any = None) -> str:
     """A new child run for ``variant``, or ``previous`` reopened (RUNNING again, same run id)."""
     client = rec.client
     live = {store.PARENT_TAG: rec.parent_id, "bench.status": "running", "bench.reason": "", **owner_tags()}
-    if previous is not None:
+    if previous is None:
+        tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live, ATTEMPT_TAG: "1"}
+        run_id = client.create_run(rec.experiment_id, run_name=variant.name, tags=tags).info.run_id
+    else:
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")
         attempt = int(previous.data.tags.get(ATTEMPT_TAG, "1") or 1) + 1
         store.set_tags(client, run_id, {**live, **rec.tags, ATTEMPT_TAG: str(attempt)})
-        for key in ATTEMPT_TAGS:
-            if key in previous.data.tags:
-                client.delete_tag(run_id, key)
-        describe(client, run_id, variant, previous)
-        return run_id
-    tags = {**variant_tags(variant, rec.recipe), **rec.tags, **live, ATTEMPT_TAG: "1"}
-    run_id = client.create_run(rec.experiment_id, run_name=variant.name, tags=tags).info.run_id
-    describe(client, run_id, variant)
+        for key in set(ATTEMPT_TAGS) & set(previous.data.tags):
+            client.delete_tag(run_id, key)
+    describe(client, run_id, variant, previous)
     return run_id
 
 
@@ -114,20 +104,14 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
         mapped = rec.classify(exc) if rec.classify else None
         if mapped is not None:
             return mapped
-        log_error(client, run_id, exc)
+        name = f"errors/attempt-{client.get_run(run_id).data.tags.get(ATTEMPT_TAG, '1')}.txt"
+        store.log_exception(client, run_id, exc, name=name)  # the traceback, named by bench.error
+        client.set_tag(run_id, "bench.error", name)
         where = ""
         if epoch_hook.state is not None:
             client.set_tag(run_id, "bench.failed_epoch", str(epoch_hook.state.epoch))
             where = f" (in epoch {epoch_hook.state.epoch})"
         return VariantResult("failed", reason=described(exc, 460)[:480] + where)
-
-
-def log_error(client: Any, run_id: str, exc: BaseException) -> None:
-    """The traceback as ``errors/attempt-<n>.txt``, named by the tag ``bench.error``."""
-    attempt = client.get_run(run_id).data.tags.get(ATTEMPT_TAG, "1")
-    name = f"errors/attempt-{attempt}.txt"
-    store.log_exception(client, run_id, exc, name=name)
-    client.set_tag(run_id, "bench.error", name)
 
 
 def close_run(
@@ -185,7 +169,7 @@ def tag_outcome(client: Any, run_id: str, result: VariantResult) -> None:
     store.set_tags(client, run_id, closing)
 
 
-class SummaryHook:
+class SummaryHook(BaseHook):
     """Records what a run is made of once it is built: parameter counts, param groups, the model,
     the backend flags its tricks set and the input normalisation it uses (tags, so the report can
     show and compare them)."""
@@ -212,9 +196,6 @@ class SummaryHook:
         tags.update(collect(state.device))  # after the tricks set their backend flags
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, value)
-
-    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
-        pass
 
     def on_end(self, state: Any, result: Any) -> None:
         """Whether the run's speed is contaminated by other processes (bench/engine/contention.py),

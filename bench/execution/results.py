@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 
 FIRST_COLUMNS = ["variant", "group", "seed", "status", "reason", "delivered"]
-# what the terminal summary shows: the final test accuracy of the model the variant delivers (SWA's
-# averaged model, EMA's model, else the trained weights), validation accuracy where a split exists,
-# and the trained weights' own accuracy beside it
+# the terminal summary: the final test accuracy of the model the variant delivers (SWA's averaged
+# model, EMA's model, else the trained weights), validation accuracy where a split exists, and the
+# trained weights' own accuracy beside it
 SUMMARY_METRICS = [
     "test/acc",
     "val/acc",
@@ -20,13 +20,6 @@ SUMMARY_METRICS = [
     "test/acc_swa",
     "test/acc_ema",
     "train/loss",
-    "throughput/train_img_s",
-    "throughput/eval_img_s",
-    "memory/peak_gpu_mb",
-    "memory/peak_rss_mb",
-    "time/wall_s",
-    "params/trainable",
-    "params/total",
 ]
 
 
@@ -43,11 +36,8 @@ def table_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def summary_text(frame: pd.DataFrame) -> str:
     """A compact table for the terminal: final test accuracy, never the test-selected oracle."""
-    cols = ["variant", "status"] + [c for c in SUMMARY_METRICS[:7] if c in frame and frame[c].notna().any()]
-    view = frame[cols].copy()
-    for col in view.columns:
-        if col.startswith("throughput") or col.startswith("memory"):
-            view[col] = view[col].map(lambda v: f"{v:.0f}" if pd.notna(v) else "")
-        elif col not in ("variant", "status"):
-            view[col] = view[col].map(lambda v: f"{v:.4f}" if pd.notna(v) else "")
+    cols = [c for c in SUMMARY_METRICS if c in frame and frame[c].notna().any()]
+    view = frame[["variant", "status", *cols]].copy()
+    for col in cols:
+        view[col] = view[col].map(lambda v: f"{v:.4f}" if pd.notna(v) else "")
     return view.to_string(index=False)

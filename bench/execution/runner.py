@@ -1,19 +1,14 @@
 """``bench run``: every variant of a recipe, recorded in MLflow and in ``results/<recipe>/runs.csv``.
 
-The driver owns the recipe (bench/execution/owner.py: one command per recipe), so every run of
-the recipe it finds RUNNING was left by a dead owner: it closes them, opens one parent run, and
-hands every (variant, seed) to an executor (local: a child process each; Ray: a task each), in the
-run order of bench/execution/order.py (seed blocks, shuffled within, by default). Each task looks
-at its variant's run (bench/execution/task.py): a finished variant is skipped, a dead owner's run
-resumes from its checkpoint. ``runs.csv`` is rewritten from the store after every variant, so it
-always agrees with MLflow.
-
-Run identity is the variant's ``run_key`` (hash of its resolved config, seed, and the content of
-its inputs): an edited variant, or one whose start weights changed, gets a new key and runs fresh.
+The driver owns the recipe (owner.py: one command per recipe), so every run of the recipe it
+finds RUNNING was left by a dead owner: it closes them, opens one parent run, and hands every
+(variant, seed) to an executor in the run order (order.py). ``runs.csv`` is rewritten from the
+store after every variant, so it always agrees with MLflow.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -37,9 +32,7 @@ from bench.tracking.experiment_view import describe_experiment
 from bench.tracking.uris import redact_text, redact_uri
 from bench.tracking.variant_runs import close_dead_runs, owner_tags
 from bench.util.fileio import atomic_write_text
-from bench.util.signals import Terminated, closing_status, deferred_signals, install_sigterm
-
-__all__ = ["RecipeRunner", "Terminated", "exit_code", "run_recipe"]
+from bench.util.signals import closing_status, deferred_signals, install_sigterm
 
 EXIT_FAILED, EXIT_STORE = 1, 3
 
@@ -53,8 +46,7 @@ class RecipeRunner:
                  until: Any = None):  # fmt: skip
         self.source = loaded  # without input fingerprints: what --until-decided derives new seeds from
         self.until = until  # an until_decided.UntilDecided, or None: the recipe's seeds only
-        # Identity includes the content of the inputs, fingerprinted now: an earlier recipe of
-        # the same command may just have written the weights this one starts from.
+        # fingerprinted now: an earlier recipe of this command may just have written its weights
         self.loaded, self.inputs = with_input_fingerprints(loaded)
         self.results_dir = Path(results_dir)
         self.out_dir = recipe_dir(self.results_dir, loaded.name)
@@ -102,7 +94,12 @@ class RecipeRunner:
         return exp_id, parent_id
 
     def run(self) -> Any:
-        executor = self.executor_or_default()
+        if self.executor is None:
+            from bench.execution.local import LocalExecutor
+
+            # None: the child decides by its stderr (the driver's): a per-batch bar on a terminal
+            self.executor = LocalExecutor(live_progress=self.live_progress)
+        executor = self.executor
         if hasattr(executor, "warm"):  # the local executor's forkserver starts while the store opens
             executor.warm()
         client = self.open_store()
@@ -119,7 +116,7 @@ class RecipeRunner:
             ordered = run_order(self.loaded.variants, self.order, self.order_seed)
             while ordered:  # one round without --until-decided
                 progress.pending([v.name for v in ordered])
-                for row in self.executor_or_default().run(spec, ordered, progress):
+                for row in executor.run(spec, ordered, progress):
                     self.rows.append(row)
                     self.tally[row["status"]] += 1
                     self.tally["store_error"] += bool(row.get("store_error"))
@@ -144,10 +141,9 @@ class RecipeRunner:
     def until_tags(self) -> dict[str, str]:
         if self.until is None:
             return {}
-        from bench.execution.until_decided import tag_value
         from bench.report.sequential import SETTINGS_TAG
 
-        return {SETTINGS_TAG: tag_value(self.until.settings(self.source))}
+        return {SETTINGS_TAG: json.dumps(self.until.settings(self.source), sort_keys=True)}
 
     def next_round(self, client, exp_id: str, progress: Progress) -> list:
         """``--until-decided``: the next round's variants (one seed more where undecided), decided
@@ -171,19 +167,10 @@ class RecipeRunner:
         progress.note(f"until decided: {text}; adding {', '.join(v.name for v in keyed.variants)}")
         return run_order(keyed.variants, self.order, self.order_seed)
 
-    def executor_or_default(self):
-        if self.executor is None:
-            from bench.execution.local import LocalExecutor
-
-            # None: the child decides by its stderr (the driver's): a per-batch bar on a terminal
-            self.executor = LocalExecutor(live_progress=self.live_progress)
-        return self.executor
-
     def write_runs_csv(self, client, exp_id: str, final: bool = False):
-        """``runs.csv`` from the store (the truth), one row per variant of the recipe, written
-        atomically by the recipe's one owner (readers never see half a file). When the store
-        cannot be read or the file cannot be written, say so and go on (the runs are recorded in
-        MLflow; the next run writes the file): returns the table of what is known."""
+        """``runs.csv`` from the store (the truth), written atomically (readers never see half a
+        file). A store that cannot be read or a file that cannot be written is warned about, not
+        fatal (the next run writes the file); returns the table of what is known."""
         path = self.out_dir / "runs.csv"
         try:
             rows = self.rows_from_store(client, exp_id)
@@ -206,11 +193,10 @@ class RecipeRunner:
         return frame
 
     def rows_from_store(self, client, exp_id: str) -> list[dict[str, Any]]:
-        latest: dict[str, Any] = {}
-        for run in store.search_all(client, exp_id, f"tags.`bench.recipe` = '{self.loaded.name}'"):
-            key = run.data.tags.get("bench.run_key")
-            if key and (key not in latest or run.info.start_time > latest[key].info.start_time):
-                latest[key] = run
+        runs = store.search_all(client, exp_id, f"tags.`bench.recipe` = '{self.loaded.name}'")
+        latest: dict[str, Any] = {}  # run key -> its latest run
+        for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):
+            latest.setdefault(run.data.tags.get("bench.run_key"), run)
         return [
             row_of_run(v, latest[v.run_key]) if v.run_key in latest else variant_row(v, "pending", "", {}, "")
             for v in self.loaded.variants

@@ -1,10 +1,6 @@
-"""One (variant, seed) task, run in a worker process (a local child process or a Ray worker):
-
-    claim     finished (tag, MLflow status and exported weights agree) -> its row (its weights
-              exported again when another config of its label took the file); its process died
-              ``max_attempts`` times -> given up; else open its run, or reopen it to resume
-    train     run_recorded, resuming from the checkpoint (only --force deletes checkpoints)
-    row       the variant's row for runs.csv, as recorded
+"""One (variant, seed) task, run in a worker process (a local child or a Ray worker): claim it
+(finished -> its row; died ``max_attempts`` times -> given up; else open or reopen its run), train
+it through ``run_recorded`` and return its runs.csv row.
 
 No lock and no lease: the command dispatching the task owns the recipe (owner.py) and dispatches
 each (variant, seed) once, so a RUNNING run found here is a dead attempt's (a Ray retry) and is
@@ -16,12 +12,12 @@ export fails this variant with a clear reason; it never stops the matrix.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.engine.hooks import VariantResult
 from bench.execution.recorded import ATTEMPT_TAG, Recording, open_run, run_recorded
 from bench.execution.results import recipe_dir
 from bench.recipe.load import Variant
@@ -31,6 +27,31 @@ from bench.tracking.variant_runs import find_previous
 from bench.util.fileio import atomic_copy, atomic_write_text
 
 CRASH_PREFIX = "errors/crash-"  # errors/crash-<attempt>.txt: how the process of that attempt died
+
+
+def granted_cores() -> int:
+    """The cores this process may run on (its affinity, which a container or ``taskset`` narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_torch_threads(workers: int = 1, cores: int | None = None) -> int:
+    """Set this worker's torch intra-op threads to ``cores // workers`` (default: the granted
+    cores), at least 1, or ``OMP_NUM_THREADS`` where the user set fewer; returns the count set.
+    Why: torch starts one thread per core it sees, and workers doing that on the same cores
+    oversubscribe them (the throughput measured is the scheduler's, not the variant's). The run
+    records the count as the tag ``env.torch_threads`` (provenance.py)."""
+    import torch
+
+    count = max(1, (cores or granted_cores()) // max(workers, 1))
+    requested = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if requested.isdigit() and int(requested) > 0:
+        count = min(count, int(requested))
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
 
 
 @dataclass(frozen=True)
@@ -64,19 +85,16 @@ class TaskSpec:
 def variant_row(
     variant: Variant, status: str, reason: str, metrics: dict[str, float], run_id: str, **extra: Any
 ) -> dict[str, Any]:
-    row: dict[str, Any] = {"variant": variant.name, "group": variant.group, "seed": variant.seed,
-                           "status": status, "reason": redact_text(reason)}  # fmt: skip
-    row.update(variant.axis_values)
-    row.update(metrics)
-    row.update({"variant_id": variant.variant_id, "run_key": variant.run_key, "mlflow_run_id": run_id})
-    row.update(extra)  # e.g. store_error: for the exit code, not a column of runs.csv
-    return row
+    """``extra``: e.g. store_error, for the exit code, not a column of runs.csv."""
+    return {"variant": variant.name, "group": variant.group, "seed": variant.seed, "status": status,
+            "reason": redact_text(reason), **variant.axis_values, **metrics, "variant_id": variant.variant_id,
+            "run_key": variant.run_key, "mlflow_run_id": run_id, **extra}  # fmt: skip
 
 
-def row_of_run(variant: Variant, run: Any, status: str | None = None) -> dict[str, Any]:
+def row_of_run(variant: Variant, run: Any) -> dict[str, Any]:
     tags = run.data.tags
     extra = {"delivered": tags["bench.delivered"]} if "bench.delivered" in tags else {}
-    return variant_row(variant, status or tags.get("bench.status", "unknown"), tags.get("bench.reason", ""),
+    return variant_row(variant, tags.get("bench.status", "unknown"), tags.get("bench.reason", ""),
                        dict(run.data.metrics), run.info.run_id, **extra)  # fmt: skip
 
 
@@ -93,14 +111,6 @@ def store_failure(variant: Variant, what: str, exc: BaseException, spec: TaskSpe
     return variant_row(variant, "failed", reason, {}, run_id, store_error=True)
 
 
-@dataclass
-class Claim:
-    run_id: str | None = None
-    resume: bool = False
-    row: dict[str, Any] | None = None  # set when this task is not to train (finished, given up)
-    reexported: bool = False  # finished, and its weights exported again (another config had the label)
-
-
 def is_final(run: Any, spec: TaskSpec, variant: Variant) -> bool | str:
     """Finished for good: the tag, MLflow's status and the exported weights agree. A run killed
     between its status tag and its terminal status, or whose weights are gone, is resumed.
@@ -108,11 +118,9 @@ def is_final(run: Any, spec: TaskSpec, variant: Variant) -> bool | str:
     if run.data.tags.get("bench.status") != "finished" or run.info.status != "FINISHED":
         return False
     export, own = spec.export_path(variant), spec.run_dir(variant) / "model.pt"
-    if not export.is_file():
-        return False
-    if exported_run_key(export) == variant.run_key:
+    if export.is_file() and exported_run_key(export) == variant.run_key:
         return True
-    if not own.is_file():
+    if not (export.is_file() and own.is_file()):
         return False
     try:
         export_model(spec, variant, own)
@@ -123,9 +131,7 @@ def is_final(run: Any, spec: TaskSpec, variant: Variant) -> bool | str:
 
 def exported_run_key(export: Path) -> str | None:
     """The run key whose weights ``export`` holds, as its sidecar says; None when there is no
-    file, no sidecar or no key in it (an export cut short, or one from before keys were recorded)."""
-    if not export.is_file():
-        return None
+    sidecar or no key in it (an export cut short, or one from before keys were recorded)."""
     try:
         key = json.loads(Path(f"{export}.json").read_text()).get("run_key")
     except (OSError, ValueError, AttributeError):
@@ -138,34 +144,36 @@ def crashes(client: Any, run: Any) -> int:
     return sum(a.path.startswith(CRASH_PREFIX) for a in client.list_artifacts(run.info.run_id, "errors"))
 
 
-def claim(rec: Recording, spec: TaskSpec, variant: Variant) -> Claim:
-    """Decide whether this task trains ``variant``; if so open (or reopen) its run."""
+def claim(
+    rec: Recording, spec: TaskSpec, variant: Variant, progress: Any
+) -> dict[str, Any] | tuple[str, bool]:
+    """Decide whether this task trains ``variant``: its row when not (finished, given up), else
+    its run opened (or reopened) and whether it resumes."""
     run_dir = spec.run_dir(variant)
     previous = find_previous(rec.client, rec.experiment_id, variant.run_key)
     # This command's own run (a Ray retry whose worker died): --force asked for a fresh run once.
     own = previous is not None and previous.data.tags.get(store.PARENT_TAG) == spec.parent_id
     if previous is not None and (own or not spec.force):
         if final := is_final(previous, spec, variant):
-            return Claim(row=row_of_run(variant, previous), reexported=final == "reexported")
+            if progress is not None:
+                again = (
+                    f"; its weights exported again to {spec.export_path(variant)}"
+                    if final == "reexported"
+                    else ""
+                )
+                progress.note(f"  {variant.name}: already finished, skipped{again}")
+            return row_of_run(variant, previous)
         if (
             not own
             and previous.info.status == "FAILED"
             and (n := crashes(rec.client, previous)) >= spec.max_attempts
         ):
             reason = f"gave up after {n} crashed attempts: {previous.data.tags.get('bench.reason', '')}"
-            return Claim(row=variant_row(variant, "failed", reason[:480], {}, previous.info.run_id))
+            return variant_row(variant, "failed", reason[:480], {}, previous.info.run_id)
     if spec.force and not own:
         previous = None  # --force: the user asked for a fresh run, checkpoints included
         shutil.rmtree(run_dir, ignore_errors=True)
-    run_id = open_run(rec, variant, previous)
-    return Claim(run_id=run_id, resume=previous is not None or (run_dir / "last.ckpt").exists())
-
-
-def export_weights(spec: TaskSpec, variant: Variant, result: VariantResult) -> None:
-    """``weights/<variant>.pt`` and the statistics it expects, before the run is marked finished:
-    a finished variant always has its weights."""
-    if result.weights_path:
-        export_model(spec, variant, Path(result.weights_path))
+    return open_run(rec, variant, previous), previous is not None or (run_dir / "last.ckpt").exists()
 
 
 def export_model(spec: TaskSpec, variant: Variant, model: Path) -> None:
@@ -201,28 +209,25 @@ def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any
         rec = Recording(
             client, spec.experiment_id, spec.recipe, spec.parent_id, tags=spec.inputs.get(variant.run_key, {})
         )
-        got = claim(rec, spec, variant)
+        got = claim(rec, spec, variant, progress)
     except Exception as exc:  # noqa: BLE001 - any store error: this variant fails, the matrix goes on
         return store_failure(variant, "claiming the variant", exc, spec)
-    if got.row is not None:
-        if progress is not None and got.row["status"] == "finished":
-            again = f"; its weights exported again to {spec.export_path(variant)}" if got.reexported else ""
-            progress.note(f"  {variant.name}: already finished, skipped{again}")
-        return got.row
+    if isinstance(got, dict):
+        return got
+    run_id, resume = got
     for key, value in (run_tags or {}).items():
-        client.set_tag(got.run_id, key, value)
-    if got.resume and progress is not None:
-        checkpoint = (spec.run_dir(variant) / "last.ckpt").exists()
-        where = "its last checkpoint" if checkpoint else "the start"
-        progress.note(f"  resuming {variant.name} from {where} into MLflow run {got.run_id}")
+        client.set_tag(run_id, key, value)
+    if resume and progress is not None:
+        where = "its last checkpoint" if (spec.run_dir(variant) / "last.ckpt").exists() else "the start"
+        progress.note(f"  resuming {variant.name} from {where} into MLflow run {run_id}")
     try:
         run_id, result = run_recorded(
-            rec, variant, opened=(got.run_id, got.resume), run_dir=spec.run_dir(variant), progress=progress,
-            export=lambda r: export_weights(spec, variant, r),
+            rec, variant, opened=got, run_dir=spec.run_dir(variant), progress=progress,
+            export=lambda r: r.weights_path and export_model(spec, variant, Path(r.weights_path)),
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - recording failed (the variant's own errors are results)
-        row = store_failure(variant, "recording the run", exc, spec, got.run_id)
-        _mark_failed(client, got.run_id, row["reason"])
+        row = store_failure(variant, "recording the run", exc, spec, run_id)
+        _mark_failed(client, run_id, row["reason"])
         return row
     extra = {"delivered": result.delivered} if result.status == "finished" else {}
     return variant_row(variant, result.status, result.reason, result.metrics, run_id, **extra)
@@ -238,27 +243,13 @@ def _mark_failed(client: Any, run_id: str, reason: str) -> None:
         pass
 
 
-def record_crash(
-    spec: TaskSpec,
-    variant: Variant,
-    exitcode: int | None,
-    client: Any = None,
-    pid: int | None = None,
-    how: str | None = None,
-) -> dict[str, Any]:
-    """The process training ``variant`` (``pid``, when known) died without closing its run (OOM
-    killer, segfault, CUDA fatal error): mark the run failed with why, keep how it died as
+def record_crash(spec: TaskSpec, variant: Variant, how: str, pid: int | None = None) -> dict[str, Any]:
+    """The process training ``variant`` (``pid``, when known) died ``how`` without closing its run
+    (OOM killer, segfault, CUDA fatal error): mark the run failed with why, keep how it died as
     ``errors/crash-<attempt>.txt`` (what ``crashes`` counts), and return its row. A run that
     process never opened (it died before its claim) is not touched."""
-    import signal
-
-    how = how or (
-        f"signal {signal.Signals(-exitcode).name}"
-        if exitcode is not None and exitcode < 0
-        else f"exit {exitcode}"
-    )
     try:
-        client = client or store.open_store(spec.tracking_uri)
+        client = store.open_store(spec.tracking_uri)
         run = find_previous(client, spec.experiment_id, variant.run_key)
     except Exception as exc:  # noqa: BLE001
         return store_failure(variant, f"recording that the variant's process died ({how})", exc, spec)

@@ -12,7 +12,6 @@ same rounds (finished runs are skipped) and continues where it stopped."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -40,10 +39,6 @@ class UntilDecided:
                 "first_look": len(loaded.recipe.seeds)}  # fmt: skip
 
 
-def tag_value(settings: dict[str, Any]) -> str:
-    return json.dumps(settings, sort_keys=True)
-
-
 def check(loaded: LoadedRecipe, until: UntilDecided) -> None:
     """Refuse what the procedure cannot do, before anything trains."""
     r = loaded.recipe
@@ -62,16 +57,6 @@ def baseline_of(loaded: LoadedRecipe) -> str:
     """The baseline group as the report resolves it: the recipe's, else the first variant."""
     groups = list(dict.fromkeys(v.group for v in loaded.variants))
     return loaded.recipe.baseline if loaded.recipe.baseline in groups else groups[0]
-
-
-def seed_sequence(loaded: LoadedRecipe, length: int) -> list[int]:
-    """The recipe's seeds, then the integers after its largest one."""
-    seeds = list(loaded.recipe.seeds)
-    nxt = max(seeds) + 1
-    while len(seeds) < length:
-        seeds.append(nxt)
-        nxt += 1
-    return seeds
 
 
 def with_seed(variant: Variant, seed: int) -> Variant:
@@ -111,7 +96,8 @@ def next_variants(
     grow, verdicts = sequential.next_round(by_seed, base, comparisons, attempted, until.max_seeds,
                                            until.alpha, settings["min_effect"], settings["first_look"])  # fmt: skip
     template = {v.group: v for v in source.variants}
-    sequence = seed_sequence(source, until.max_seeds)
+    seeds = source.recipe.seeds  # then the integers after the largest one
+    sequence = [*seeds, *range(max(seeds) + 1, max(seeds) + 1 + until.max_seeds)]
     have = {(v.group, v.seed) for v in known}
     new: list[Variant] = []
     for group in grow:

@@ -10,8 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bench.execution.cluster import RayOptions, alive_nodes, check_reachable, connected
-from bench.execution.ray_executor import Watch, failure, submitter
-from bench.execution.ray_tasks import cancellable, placement
+from bench.execution.ray_executor import Watch, cancellable, failure, placement, submitter
 from bench.tune.plan import build_plan
 from bench.tune.prepare import open_worker
 from bench.tune.worker import worker_loop

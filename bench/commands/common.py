@@ -39,26 +39,6 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def split_recipes_and_overrides(items: list[str]) -> tuple[list[str], list[str]]:
-    """``bench run a.yaml b.yaml train.epochs=1``: files first, then key=value overrides."""
-    recipes = [i for i in items if "=" not in i and not i.startswith("~")]
-    overrides = [i for i in items if "=" in i or i.startswith("~")]
-    for item in recipes:
-        check_recipe_path(item)
-    return recipes, overrides
-
-
-def check_recipe_path(item: str) -> None:
-    """A missing recipe path that looks like a dotted key is an override without its ``=value``:
-    say that, rather than "file not found"."""
-    if not os.path.exists(item) and _KEY_LIKE.fullmatch(item) and not item.endswith((".yaml", ".yml")):
-        raise RecipeError(
-            f"no recipe file '{item}'; it looks like an override without a value: write {item}=VALUE "
-            "(or ~KEY to delete a key)",
-            source="command line",
-        )
-
-
 def sort_positionals(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Overrides may stand before, between or after recipe files: re-sort what argparse assigned by
     position into ``recipe`` (files) and ``overrides`` (``key=value``, ``~key``)."""
@@ -66,7 +46,16 @@ def sort_positionals(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         return
     many = isinstance(args.recipe, list)
     given = (args.recipe if many else [args.recipe] if args.recipe else []) + list(args.overrides)
-    recipes, args.overrides = split_recipes_and_overrides(given)
+    recipes = [i for i in given if "=" not in i and not i.startswith("~")]
+    args.overrides = [i for i in given if "=" in i or i.startswith("~")]
+    for item in recipes:
+        # A missing path that looks like a dotted key is an override without its ``=value``.
+        if not os.path.exists(item) and _KEY_LIKE.fullmatch(item) and not item.endswith((".yaml", ".yml")):
+            raise RecipeError(
+                f"no recipe file '{item}'; it looks like an override without a value: write {item}=VALUE "
+                "(or ~KEY to delete a key)",
+                source="command line",
+            )
     if many:
         args.recipe = recipes
     elif len(recipes) > 1:

@@ -43,12 +43,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    from bench.ui.server import free_port as pick
-
-    return pick(host)
-
-
 def main(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
     from bench.ui import server

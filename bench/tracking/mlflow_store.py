@@ -28,9 +28,12 @@ def default_tracking_uri(results_dir: str | Path, explicit: str | None = None) -
 
 def open_store(uri: str):
     """Return an MlflowClient on ``uri``, with the store created and migrated."""
+    import contextlib
     import logging
 
     from mlflow.tracking import MlflowClient
+
+    from bench.util.fileio import file_lock
 
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -38,14 +41,19 @@ def open_store(uri: str):
         # MLflow prints "View run ... at: <tracking URI>/#/..." after every run, credentials included
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     for handler in logging.getLogger("mlflow").handlers:  # every MLflow log line passes its handler
-        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
-            handler.addFilter(RedactSecrets())
+        if redact_secrets not in handler.filters:
+            handler.addFilter(redact_secrets)
     for name in ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_queue"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, OneLineErrors) for f in logger.filters):
-            logger.addFilter(OneLineErrors())
+        if one_line_errors not in logger.filters:
+            logger.addFilter(one_line_errors)
+    lock = contextlib.nullcontext()  # a server store migrates once, under its own lock
+    if uri.startswith("sqlite:///"):  # two processes migrating one fresh SQLite file can break it
+        db = Path(uri[len("sqlite:///") :])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = file_lock(db.parent / f"{db.name}.lock")
     try:
-        with creation_lock(uri):  # two processes migrating one fresh SQLite file can break it
+        with lock:
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
             relocate_artifacts(uri)
@@ -63,25 +71,21 @@ def open_store(uri: str):
     return client
 
 
-class RedactSecrets:
-    """An MLflow log line without the credentials of any URL it quotes (its REST client names
-    the tracking URI, basic auth included, in every failed request)."""
-
-    def filter(self, record: Any) -> bool:
-        message = record.getMessage()
-        if "://" in message:
-            record.msg, record.args = redact_text(message), ()
-        return True
+def redact_secrets(record: Any) -> bool:
+    """Log filter: an MLflow log line without the credentials of any URL it quotes (its REST
+    client names the tracking URI, basic auth included, in every failed request)."""
+    message = record.getMessage()
+    if "://" in message:
+        record.msg, record.args = redact_text(message), ()
+    return True
 
 
-class OneLineErrors:
-    """A store error that MLflow logs (with SQL, parameters and a traceback, e.g. from its
-    asynchronous logging thread) becomes one line; bench reports the failure itself, per variant."""
-
-    def filter(self, record: Any) -> bool:
-        record.msg, record.args = error_line(record.getMessage()), ()
-        record.exc_info, record.exc_text, record.stack_info = None, None, None
-        return True
+def one_line_errors(record: Any) -> bool:
+    """Log filter: a store error that MLflow logs (with SQL, parameters and a traceback, e.g. from
+    its asynchronous logging thread) becomes one line; bench reports the failure itself, per variant."""
+    record.msg, record.args = error_line(record.getMessage()), ()
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
 
 
 def error_line(text: str) -> str:
@@ -90,20 +94,6 @@ def error_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     telling = [line for line in lines if "Error)" in line or "Error:" in line]
     return (telling[-1] if telling else lines[0] if lines else "")[:300]
-
-
-def creation_lock(uri: str) -> Any:
-    """A file lock beside an SQLite store (``<file>.lock``) held while the store is created and
-    migrated; nothing for other stores (a server migrates once, under its own lock)."""
-    import contextlib
-
-    from bench.util.fileio import file_lock
-
-    if not uri.startswith("sqlite:///"):
-        return contextlib.nullcontext()
-    db = Path(uri[len("sqlite:///") :])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return file_lock(db.parent / f"{db.name}.lock")
 
 
 # Where the default store's tables name artifact folders by absolute URI (MLflow resolves no
@@ -238,24 +228,6 @@ def log_exception(client, run_id: str, exc: BaseException, name: str = "error.tx
         client.log_text(run_id, text, name)
     except Exception:  # noqa: BLE001 - the failure itself is what matters; keep going
         pass
-
-
-class MlflowEpochHook:
-    """Logs each epoch's record as metrics at step=epoch, without blocking the loop."""
-
-    def __init__(self, client, run_id: str):
-        self.client = client
-        self.run_id = run_id
-
-    def on_start(self, state: Any) -> None:
-        pass
-
-    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
-        metrics = {k: v for k, v in record.items() if k != "epoch"}
-        log_metrics(self.client, self.run_id, metrics, step=epoch, synchronous=False)
-
-    def on_end(self, state: Any, result: Any) -> None:
-        flush()
 
 
 def flush() -> None:

@@ -92,12 +92,11 @@ class MetricLog:
                 self.logged.setdefault(key, set()).add(step)
 
 
-class EpochMetricsHook(store.MlflowEpochHook):
-    """The per-epoch MLflow hook, resume-aware (see ``MetricLog``); also remembers the state so a
-    failure can be reported with its epoch."""
+class EpochMetricsHook:
+    """Logs each epoch's record as metrics at step=epoch without blocking the loop, resume-aware
+    (see ``MetricLog``); also remembers the state so a failure can be reported with its epoch."""
 
     def __init__(self, client, run_id: str, log: MetricLog):
-        super().__init__(client, run_id)
         self.metric_log = log
         self.state: Any = None
 
@@ -108,3 +107,6 @@ class EpochMetricsHook(store.MlflowEpochHook):
 
     def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
         self.metric_log.log({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
+
+    def on_end(self, state: Any, result: Any) -> None:
+        store.flush()

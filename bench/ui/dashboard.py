@@ -25,10 +25,11 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def open_study(options: Any) -> tuple[Any, Any, str]:
-    """(plan, Optuna storage, study name) for ``bench tune`` options; a clear error when the
-    study does not exist yet (nothing is created: the dashboard only looks)."""
+def serve(options: Any, host: str, port: int, open_browser: bool) -> int:
+    """Serve the study of ``bench tune`` options; a clear error when it does not exist yet
+    (nothing is created: the dashboard only looks)."""
     import optuna
+    import optuna_dashboard
 
     from bench.tune.study import build_plan
 
@@ -39,24 +40,16 @@ def open_study(options: Any) -> tuple[Any, Any, str]:
     )
     if spec.path is not None and not spec.path.exists():
         raise BenchError(missing)
-    live = plan.tune.liveness
-    storage = spec.open(live.heartbeat_interval, live.grace_period)
+    storage = spec.open(plan.tune.liveness.heartbeat_interval, plan.tune.liveness.grace_period)
     if plan.study_name not in optuna.get_all_study_names(storage):
         raise BenchError(missing)
-    return plan, storage, plan.study_name
-
-
-def serve(options: Any, host: str, port: int, open_browser: bool) -> int:
-    import optuna_dashboard
-
-    plan, storage, study_name = open_study(options)
-    study_id = storage.get_study_id_from_name(study_name)
+    study_id = storage.get_study_id_from_name(plan.study_name)
     server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
     httpd = make_server(host.strip("[]"), port, optuna_dashboard.wsgi(storage), server_class=server_class,
                         handler_class=_QuietHandler)  # fmt: skip
     base = server.base_url(host, httpd.server_port)
     url = f"{base}/dashboard/studies/{study_id}"
-    print(f"optuna-dashboard for study '{study_name}' ({plan.storage_spec().display}) at {base}", flush=True)
+    print(f"optuna-dashboard for study '{plan.study_name}' ({spec.display}) at {base}", flush=True)
     print(f"  {url}", flush=True)
     print("press Ctrl-C to stop", flush=True)
     server.announce_when_up(url, f"{base}/api/meta", lambda: True, open_browser)

@@ -29,15 +29,6 @@ def server_env(uri: str) -> dict[str, str]:
     return {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_BACKEND_STORE_URI": uri}
 
 
-def _study_for(client, exp_id: str, loaded: Any | None) -> view.Study:
-    if loaded is not None:
-        from bench.execution.identity import with_input_fingerprints
-
-        keyed = with_input_fingerprints(loaded)[0]  # the run keys `bench run` records (inputs included)
-        return view.latest_study(client, exp_id, loaded.name, [v.run_key for v in keyed.variants])
-    return view.latest_study(client, exp_id, None)
-
-
 def landing(client, base: str, experiment: str | None, loaded: Any | None, results_dir: str,
             compare: bool = False) -> Landing:  # fmt: skip
     """Prepare the experiment (description, model-training kind, saved view) and pick the URL."""
@@ -52,16 +43,22 @@ def landing(client, base: str, experiment: str | None, loaded: Any | None, resul
     exp_id = exp.experiment_id
     if loaded is not None:
         view.describe_experiment(client, exp_id, loaded, results_dir)
-    study = _study_for(client, exp_id, loaded)
+    run_keys = None  # the latest `bench run` of the experiment's latest recipe
+    if loaded is not None:
+        from bench.execution.identity import with_input_fingerprints
+
+        keyed = with_input_fingerprints(loaded)[0]  # the run keys `bench run` records (inputs included)
+        run_keys = [v.run_key for v in keyed.variants]
+    study = view.latest_study(client, exp_id, loaded and loaded.name, run_keys)
     if not study.runs:
         client.set_experiment_tag(exp_id, view.KIND_TAG, view.MODEL_TRAINING)
         return Landing(
             view.experiment_url(base, exp_id), [f"experiment '{experiment}' has no variant runs yet"]
         )
-    finished = study.finished_ids
+    finished = study.finished
     summary = f"experiment '{experiment}': latest study of '{study.recipe}', {len(study.runs)} run(s), {len(finished)} finished"
     if compare and finished:
-        key = view.save_compare_view(client, study)
+        key = view.save_view(client, study, compare=True)
         what = f"{view.COMPARE_Y} against {view.COMPARE_X}, one point per finished variant (mean over seeds)"
         return Landing(
             view.experiment_url(base, exp_id, key, charts=True),

@@ -29,18 +29,13 @@ class UsageError(BenchError):
     exit_code = 2
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
-
-
 def check_host(host: str, allow_remote: bool, what: str) -> None:
     """Refuse a non-loopback bind unless ``--allow-remote``; with it, say what that exposes."""
-    if is_loopback(host):
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False  # a host name: it may resolve to any interface
+    if loopback:
         return
     if not allow_remote:
         raise UsageError(
@@ -71,38 +66,30 @@ def base_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def wait_until_up(url: str, alive: Callable[[], bool], timeout: float = 180.0) -> bool:
-    """Poll ``url`` until it answers; False when the server died or the time ran out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return True
-        except urllib.error.HTTPError:
-            return True  # it answered
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.3)
-    return False
-
-
-def has_screen() -> bool:
-    """A browser can be shown: macOS, Windows, or an X/Wayland display (never a console browser)."""
-    return sys.platform in ("darwin", "win32") or bool(
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    )
-
-
 def announce_when_up(url: str, probe: str, alive: Callable[[], bool], open_browser: bool) -> threading.Thread:
-    """In the background: wait for the server, then say so and open the browser on ``url``."""
+    """In the background: poll ``probe`` until the server answers (not when it died or after 3
+    minutes), then say so and open the browser on ``url`` where there is a screen (macOS, Windows,
+    an X/Wayland display; never a console browser)."""
 
     def run() -> None:
-        if not wait_until_up(probe, alive):
+        deadline = time.monotonic() + 180
+        while alive() and time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(probe, timeout=5).close()
+            except urllib.error.HTTPError:
+                pass  # it answered
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.3)
+                continue
+            print(f"ready: {url}", flush=True)
+            screen = (
+                sys.platform in ("darwin", "win32")
+                or os.environ.get("DISPLAY")
+                or os.environ.get("WAYLAND_DISPLAY")
+            )
+            if open_browser and screen:
+                webbrowser.open(url)
             return
-        print(f"ready: {url}", flush=True)
-        if open_browser and has_screen():
-            webbrowser.open(url)
 
     thread = threading.Thread(target=run, name="bench-ui-announce", daemon=True)
     thread.start()

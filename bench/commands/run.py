@@ -6,8 +6,7 @@ import argparse
 import signal
 import sys
 
-from bench.commands.common import add_recipe_arguments
-from bench.commands.executor_args import add_executor_arguments, ray_options
+from bench.commands.common import add_executor_arguments, add_recipe_arguments, ray_options
 from bench.execution.order import DEFAULT_ORDER, ORDERS
 from bench.measure.hardware import emulated_bf16_policy
 

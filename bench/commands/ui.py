@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
     from bench.tune.study import TuneOptions
-    from bench.ui import dashboard
+    from bench.ui import server
 
     if not args.recipe:
         raise BenchError("--tune needs the recipe file given to bench tune: bench ui --tune RECIPE")
@@ -70,12 +70,12 @@ def _tune(args: argparse.Namespace) -> int:
         results_dir=args.results_dir, tracking_uri=args.tracking_uri, storage=args.storage, study=args.study,
     )  # fmt: skip
     port = 8080 if args.port is None else args.port
-    return dashboard.serve(options, args.host, port, open_browser=not args.no_browser)
+    return server.serve_study(options, args.host, port, open_browser=not args.no_browser)
 
 
 def _mlflow(args: argparse.Namespace) -> int:
     from bench.tracking import mlflow_store as store
-    from bench.ui import mlflow_ui, server
+    from bench.ui import server
 
     loaded, hint, experiment = None, None, args.experiment
     if args.recipe:
@@ -89,5 +89,5 @@ def _mlflow(args: argparse.Namespace) -> int:
     port = 5000 if args.port is None else args.port
     port = port or server.free_port(args.host)
     base = server.base_url(args.host, port)
-    found = mlflow_ui.landing(client, base, experiment, loaded, args.results_dir, compare=args.compare)
-    return mlflow_ui.serve(uri, args.host, port, found, open_browser=not args.no_browser)
+    found = server.landing(client, base, experiment, loaded, args.results_dir, compare=args.compare)
+    return server.serve_mlflow(uri, args.host, port, found, open_browser=not args.no_browser)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,9 +83,7 @@ class _Dump(BaseHook):
         ckpt.atomic_save(
             {
                 "epoch": state.epoch,
-                "resumed_from_epoch": state.resumed_from_epoch
-                if state.resumed_from_epoch is not None
-                else -1,
+                "resumed_from_epoch": state.resumed_from_epoch,
                 "model": state.model.state_dict(),
                 "optimizer": state.optimizer.state_dict(),
                 "scheduler": state.schedule.state_dict(),
@@ -115,30 +114,23 @@ class _PauseInEpoch:
         pass
 
 
-def deterministic() -> None:
-    import torch
-
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
 def worker(spec: dict[str, Any]) -> int:
     """One training process, recorded like ``bench run`` records (its own MLflow store in the work
     folder), so what is verified is the path users run."""
+    import torch
+
     from bench.execution.recorded import Recording, run_recorded
     from bench.recipe.load import load_recipe
     from bench.tracking import mlflow_store as store
     from bench.tracking.variant_runs import find_previous
 
-    deterministic()
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
     loaded = load_recipe(spec["recipe"], spec["overrides"], spec["overlays"])
     variant = pick_variant(loaded, spec["variant"])
-    progress = (
-        _PauseInEpoch(spec["pause_epoch"], Path(spec["marker"]))
-        if spec.get("pause_epoch") is not None
-        else None
-    )
+    pause = spec.get("pause_epoch")
+    progress = None if pause is None else _PauseInEpoch(pause, Path(spec["marker"]))
     run_dir = Path(spec["run_dir"])
     uri = f"sqlite:///{run_dir.parent / (run_dir.name + '.db')}"
     client = store.open_store(uri)
@@ -260,8 +252,6 @@ def main(args: argparse.Namespace) -> int:
     if args.keep:
         print(f"  kept {work}")
     else:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 

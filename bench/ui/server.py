@@ -1,6 +1,7 @@
-"""What every ``bench ui`` server shares: loopback unless the user says otherwise (both servers
-read and write with no authentication), a URL that a local browser can open, waiting until the
-server answers before saying it is ready, and a browser only where there is a screen."""
+"""``bench ui``: the MLflow UI landing on the latest study's comparison, or a tuning study in
+optuna-dashboard. Both servers read and write with no authentication: loopback unless the user
+says otherwise; a URL that a local browser can open, "ready" only once the server answers, and a
+browser only where there is a screen."""
 
 from __future__ import annotations
 
@@ -17,8 +18,14 @@ import urllib.error
 import urllib.request
 import webbrowser
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from bench.errors import BenchError
+from bench.tracking import experiment_view as view
+from bench.tracking.uris import redact_uri
 
 WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -132,3 +139,133 @@ def serve_process(command: list[str], env: dict[str, str] | None = None,
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# --- the MLflow UI -------------------------------------------------------------------------------
+
+
+@dataclass
+class Landing:
+    url: str
+    lines: list[str]  # what the user is told about where it lands
+
+
+def server_command(host: str, port: int) -> list[str]:
+    """The store is not on the command line (``ps`` shows it to every user of the machine, with its
+    credentials): the server reads it from ``MLFLOW_BACKEND_STORE_URI`` (``server_env``)."""
+    return [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def server_env(uri: str) -> dict[str, str]:
+    return {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_BACKEND_STORE_URI": uri}
+
+
+def landing(client, base: str, experiment: str | None, loaded: Any | None, results_dir: str,
+            compare: bool = False) -> Landing:  # fmt: skip
+    """Prepare the experiment (description, model-training kind, saved view) and pick the URL."""
+    if experiment is None:
+        return Landing(view.home_url(base), [])
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None or exp.lifecycle_stage == "deleted":
+        hint = f"bench run {loaded.source}" if loaded is not None else "bench run RECIPE"
+        return Landing(
+            view.home_url(base), [f"no experiment '{experiment}' in this store yet; run `{hint}` first"]
+        )
+    exp_id = exp.experiment_id
+    if loaded is not None:
+        view.describe_experiment(client, exp_id, loaded, results_dir)
+    run_keys = None  # the latest `bench run` of the experiment's latest recipe
+    if loaded is not None:
+        from bench.execution.identity import with_input_fingerprints
+
+        keyed = with_input_fingerprints(loaded)[0]  # the run keys `bench run` records (inputs included)
+        run_keys = [v.run_key for v in keyed.variants]
+    study = view.latest_study(client, exp_id, loaded and loaded.name, run_keys)
+    if not study.runs:
+        client.set_experiment_tag(exp_id, view.KIND_TAG, view.MODEL_TRAINING)
+        return Landing(
+            view.experiment_url(base, exp_id), [f"experiment '{experiment}' has no variant runs yet"]
+        )
+    finished = study.finished
+    summary = f"experiment '{experiment}': latest study of '{study.recipe}', {len(study.runs)} run(s), {len(finished)} finished"
+    if compare and finished:
+        key = view.save_view(client, study, compare=True)
+        what = f"{view.COMPARE_Y} against {view.COMPARE_X}, one point per finished variant (mean over seeds)"
+        return Landing(
+            view.experiment_url(base, exp_id, key, charts=True),
+            [summary, f"{what} (saved view '{view.COMPARE_NAME}'):"],
+        )
+    key = view.save_view(client, study)
+    lines = [summary]
+    if compare:
+        lines.append("no finished run to compare yet; showing the runs table instead")
+    lines.append(
+        f"one row per variant, mean over seeds, best test accuracy first (saved view '{view.VIEW_NAME}'):"
+    )
+    return Landing(view.experiment_url(base, exp_id, key), lines)
+
+
+def serve_mlflow(uri: str, host: str, port: int, found: Landing, open_browser: bool) -> int:
+    base = base_url(host, port)
+    print(f"MLflow UI for {redact_uri(uri)} at {base}", flush=True)
+    for line in found.lines:
+        print("  " + line, flush=True)
+    print(f"  {found.url}", flush=True)
+    print("press Ctrl-C to stop", flush=True)
+    return serve_process(
+        server_command(host, port),
+        env=server_env(uri),
+        on_start=lambda alive: announce_when_up(found.url, f"{base}/health", alive, open_browser),
+    )
+
+
+# --- optuna-dashboard ----------------------------------------------------------------------------
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002, ARG002 - one line per request is noise here
+        pass
+
+
+def serve_study(options: Any, host: str, port: int, open_browser: bool) -> int:
+    """Serve the study of ``bench tune`` options; a clear error when it does not exist yet
+    (nothing is created: the dashboard only looks)."""
+    import optuna
+    import optuna_dashboard
+
+    from bench.tune.study import build_plan
+
+    plan = build_plan(options, quiet=True)
+    spec = plan.storage_spec()
+    missing = (
+        f"no study '{plan.study_name}' in {spec.display} yet; start it with `bench tune {plan.loaded.source}`"
+    )
+    if spec.path is not None and not spec.path.exists():
+        raise BenchError(missing)
+    storage = spec.open(plan.tune.liveness.heartbeat_interval, plan.tune.liveness.grace_period)
+    if plan.study_name not in optuna.get_all_study_names(storage):
+        raise BenchError(missing)
+    study_id = storage.get_study_id_from_name(plan.study_name)
+    server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
+    httpd = make_server(host.strip("[]"), port, optuna_dashboard.wsgi(storage), server_class=server_class,
+                        handler_class=_QuietHandler)  # fmt: skip
+    base = base_url(host, httpd.server_port)
+    url = f"{base}/dashboard/studies/{study_id}"
+    print(f"optuna-dashboard for study '{plan.study_name}' ({spec.display}) at {base}", flush=True)
+    print(f"  {url}", flush=True)
+    print("press Ctrl-C to stop", flush=True)
+    announce_when_up(url, f"{base}/api/meta", lambda: True, open_browser)
+    try:
+        with until_stopped():
+            httpd.serve_forever()
+    finally:
+        httpd.server_close()
+    return 0

@@ -12,9 +12,11 @@ from bench.errors import RecipeError
 _KEY_LIKE = re.compile(r"~?[A-Za-z_]\w*(\.\w+)*")
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
+def add_recipe_arguments(parser: argparse.ArgumentParser, nargs: str | None = None, gives: str = "") -> None:
+    """The recipe (``nargs``: None, one; ``+``, run in order; ``?``, optional), its overrides and
+    overlays, where results and the MLflow store live; ``gives``: what the recipe tells the command."""
     parser.add_argument(
-        "recipe", nargs="+" if many else None, help="recipe YAML file" + ("(s), run in order" if many else "")
+        "recipe", nargs=nargs, help=f"recipe YAML file{'(s), run in order' if nargs == '+' else ''}{gives}"
     )
     parser.add_argument(
         "overrides", nargs="*", default=[], help="dotted overrides: train.epochs=2 data.subset=2000 ~key"
@@ -22,11 +24,6 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, many: bool = False)
     parser.add_argument(
         "--overlay", action="append", default=[], help="YAML merged over the recipe (e.g. a tuned best.yaml)"
     )
-    add_store_arguments(parser)
-
-
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where results and the MLflow store live."""
     parser.add_argument(
         "--results-dir",
         default=os.environ.get("BENCH_RESULTS_DIR", "results"),

@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench.commands.common import add_store_arguments
+from bench.commands.common import add_recipe_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "recipe", nargs="?", help="recipe YAML file (gives the experiment, baseline, target_acc)"
-    )
-    parser.add_argument("overrides", nargs="*", default=[], help="dotted overrides, as given to bench run")
-    parser.add_argument("--overlay", action="append", default=[], help="YAML merged over the recipe")
+    add_recipe_arguments(parser, "?", " (gives the experiment, baseline, target_acc)")
     parser.add_argument("--experiment", help="MLflow experiment to report on (default: the recipe's)")
     parser.add_argument(
         "--baseline",
@@ -42,7 +38,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "with intervals (needs a crossed design: init_seeds and data_seeds in the recipe); "
         "also written to report.md and report/variance.csv",
     )
-    add_store_arguments(parser)
     parser.add_argument(
         "--no-log", action="store_true", help="do not log the report as artifacts of the recipe's parent run"
     )

@@ -23,7 +23,7 @@ EXIT_CODES = """exit codes:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_recipe_arguments(parser, many=True)
+    add_recipe_arguments(parser, "+")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded variants and exit")
     parser.add_argument(
         "--show-changes", action="store_true",

@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench.commands.common import add_store_arguments
+from bench.commands.common import add_recipe_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", nargs="?", help="recipe YAML file (its experiment, tracking.uri, study)")
-    parser.add_argument(
-        "overrides", nargs="*", default=[], help="dotted overrides, as given to bench run/tune"
-    )
-    parser.add_argument("--overlay", action="append", default=[], help="YAML merged over the recipe")
-    add_store_arguments(parser)
+    add_recipe_arguments(parser, "?", " (its experiment, tracking.uri, study)")
     parser.add_argument("--experiment", help="MLflow experiment to open (default: the recipe's)")
     parser.add_argument(
         "--compare",

@@ -33,7 +33,6 @@ from bench.errors import BenchError, RecipeError
 
 # Per-epoch record keys that measure the machine, not the training: never compared.
 UNSTABLE_PREFIXES = ("throughput/", "time/", "memory/", "contention/")  # the machine, not the run
-MARKER = "killed-here"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -95,20 +94,19 @@ class _Dump(BaseHook):
         )
 
 
-class _PauseInEpoch:
-    """Progress stand-in: halfway through epoch ``epoch`` it writes a marker and waits to be killed."""
+class _KillInEpoch:
+    """Progress stand-in: halfway through (0-based) epoch ``epoch`` the process SIGKILLs itself:
+    no handler, flush or atexit runs, as under the OOM killer."""
 
-    def __init__(self, epoch: int, marker: Path):
-        self.pause_epoch, self.marker, self.epoch = epoch, marker, -1
+    def __init__(self, epoch: int):
+        self.kill_epoch, self.epoch = epoch, -1
 
     def epoch_start(self, epoch: int, epochs: int) -> None:
         self.epoch = epoch
 
     def batch(self, index: int, count: int, loss_sum: Any, seen: int) -> None:
-        if self.epoch == self.pause_epoch and index == count // 2:
-            self.marker.write_text(str(os.getpid()))
-            while True:  # the parent sends SIGKILL now
-                time.sleep(1)
+        if self.epoch == self.kill_epoch and index == count // 2:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def epoch_end(self, epoch: int, epochs: int, record: dict[str, float], raw: bool = False) -> None:
         pass
@@ -129,8 +127,8 @@ def worker(spec: dict[str, Any]) -> int:
     torch.use_deterministic_algorithms(True, warn_only=True)
     loaded = load_recipe(spec["recipe"], spec["overrides"], spec["overlays"])
     variant = pick_variant(loaded, spec["variant"])
-    pause = spec.get("pause_epoch")
-    progress = None if pause is None else _PauseInEpoch(pause, Path(spec["marker"]))
+    kill = spec.get("kill_epoch")
+    progress = None if kill is None else _KillInEpoch(kill)
     run_dir = Path(spec["run_dir"])
     uri = f"sqlite:///{run_dir.parent / (run_dir.name + '.db')}"
     client = store.open_store(uri)
@@ -161,15 +159,18 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _finish(proc: subprocess.Popen, what: str, timeout: float) -> None:
+def _finish(spec: dict[str, Any], what: str, timeout: float, expect: int = 0) -> None:
+    """Run one training process; its exit must be ``expect`` (-SIGKILL: killed where planned)."""
+    proc = _spawn(spec)
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         raise BenchError(f"verify-resume: the {what} run took longer than {timeout:.0f}s") from None
-    if proc.returncode != 0:
-        raise BenchError(f"verify-resume: the {what} run failed (exit {proc.returncode}):\n{_tail(err)}")
+    if proc.returncode != expect:
+        how = "ended before it was killed" if expect else "failed"
+        raise BenchError(f"verify-resume: the {what} run {how} (exit {proc.returncode}):\n{_tail(err)}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -214,33 +215,16 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     print("  1/3 training straight through ...", flush=True)
     straight = dict(base, run_dir=str(work / "straight"), dump=str(work / "straight.pt"))
-    _finish(_spawn(straight), "straight", args.timeout)
+    _finish(straight, "straight", args.timeout)
 
     print(f"  2/3 training again, SIGKILL in the middle of epoch {kill_epoch} ...", flush=True)
-    marker = work / MARKER
-    killed = dict(
-        base, run_dir=str(work / "resumed"), dump=str(work / "resumed.pt"), pause_epoch=kill_epoch - 1,
-        marker=str(marker),
-    )  # fmt: skip
-    proc = _spawn(killed)
-    deadline = time.monotonic() + args.timeout
-    while not marker.exists():
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            raise BenchError(
-                f"verify-resume: the run to be killed ended early (exit {proc.returncode}):\n{_tail(err)}"
-            )
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise BenchError(f"verify-resume: epoch {kill_epoch} not reached within {args.timeout:.0f}s")
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    killed = dict(base, run_dir=str(work / "resumed"), dump=str(work / "resumed.pt"))
+    _finish(killed | {"kill_epoch": kill_epoch - 1}, "killed", args.timeout, expect=-signal.SIGKILL)
     saved = ckpt.safe_load(work / "resumed" / ckpt.LAST)
-    print(f"      killed (exit {proc.returncode}); last checkpoint on disk: after epoch {saved['epoch']}")
+    print(f"      killed (exit {-signal.SIGKILL}); last checkpoint on disk: after epoch {saved['epoch']}")
 
     print("  3/3 resuming in a new process ...", flush=True)
-    _finish(_spawn(killed | {"pause_epoch": None}), "resumed", args.timeout)
+    _finish(killed, "resumed", args.timeout)
     a, b = ckpt.safe_load(work / "straight.pt"), ckpt.safe_load(work / "resumed.pt")
     if b["resumed_from_epoch"] != saved["epoch"]:
         raise BenchError(

@@ -70,6 +70,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _mlflow(args: argparse.Namespace) -> int:
     from bench.tracking import mlflow_store as store
+    from bench.tracking.uris import redact_uri
     from bench.ui import server
 
     loaded, hint, experiment = None, None, args.experiment
@@ -84,5 +85,6 @@ def _mlflow(args: argparse.Namespace) -> int:
     port = 5000 if args.port is None else args.port
     port = port or server.free_port(args.host)
     base = server.base_url(args.host, port)
-    found = server.landing(client, base, experiment, loaded, args.results_dir, compare=args.compare)
-    return server.serve_mlflow(uri, args.host, port, found, open_browser=not args.no_browser)
+    print(f"MLflow UI for {redact_uri(uri)} at {base}", flush=True)
+    url = server.landing(client, base, experiment, loaded, args.results_dir, compare=args.compare)
+    return server.serve_mlflow(uri, args.host, port, url, open_browser=not args.no_browser)

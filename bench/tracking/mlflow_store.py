@@ -5,6 +5,7 @@ fails the command up front with the URI in the message."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from pathlib import Path
@@ -28,7 +29,6 @@ def default_tracking_uri(results_dir: str | Path, explicit: str | None = None) -
 
 def open_store(uri: str):
     """Return an MlflowClient on ``uri``, with the store created and migrated."""
-    import contextlib
     import logging
 
     from mlflow.tracking import MlflowClient
@@ -47,11 +47,11 @@ def open_store(uri: str):
         logger = logging.getLogger(name)
         if one_line_errors not in logger.filters:
             logger.addFilter(one_line_errors)
-    lock = contextlib.nullcontext()  # a server store migrates once, under its own lock
-    if uri.startswith("sqlite:///"):  # two processes migrating one fresh SQLite file can break it
-        db = Path(uri[len("sqlite:///") :])
+    # Two processes migrating one fresh SQLite file can break it; a server migrates under its own lock.
+    db = sqlite_file(uri)
+    if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
-        lock = file_lock(db.parent / f"{db.name}.lock")
+    lock = contextlib.nullcontext() if db is None else file_lock(db.parent / f"{db.name}.lock")
     try:
         with lock:
             client = MlflowClient(tracking_uri=uri)
@@ -109,9 +109,9 @@ def relocate_artifacts(uri: str) -> None:
     (or recreate it). Resolved at every open: a moved folder works from its first command on."""
     import sqlite3
 
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_file(uri)
+    if db is None:
         return
-    db = Path(uri[len("sqlite:///") :])
     here = (db.parent / "mlartifacts").resolve().as_uri()
     marker = "/mlartifacts/"
     con = sqlite3.connect(db, timeout=30)
@@ -137,12 +137,14 @@ def relocate_artifacts(uri: str) -> None:
         con.close()
 
 
+def sqlite_file(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
 def artifact_root(uri: str, experiment: str) -> str | None:
     """Keep artifacts beside an SQLite store (not in the current directory)."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        return (db.parent / "mlartifacts" / experiment).resolve().as_uri()
-    return None
+    db = sqlite_file(uri)
+    return None if db is None else (db.parent / "mlartifacts" / experiment).resolve().as_uri()
 
 
 def ensure_experiment(client, uri: str, name: str) -> str:
@@ -223,18 +225,14 @@ def set_tags(client, run_id: str, tags: dict[str, str]) -> None:
 
 
 def log_exception(client, run_id: str, exc: BaseException, name: str = "error.txt") -> None:
-    text = redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-    try:
+    text = redact_text("".join(traceback.format_exception(exc)))
+    with contextlib.suppress(Exception):  # the failure itself is what matters; keep going
         client.log_text(run_id, text, name)
-    except Exception:  # noqa: BLE001 - the failure itself is what matters; keep going
-        pass
 
 
 def flush() -> None:
     """Wait for asynchronous metric logging to land."""
     import mlflow
 
-    try:
+    with contextlib.suppress(Exception):  # called while a failure is handled: never raise over it
         mlflow.flush_async_logging()
-    except Exception:  # noqa: BLE001 - older MLflow without async logging
-        pass

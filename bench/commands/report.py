@@ -44,7 +44,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from bench.commands.api import build_report
+    from bench.report import variance
+    from bench.report.build import VARIANCE_DRAWS, VARIANCE_METRIC, summary_lines
 
     report = build_report(
         args.recipe, args.overrides, overlays=args.overlay, experiment=args.experiment, baseline=args.baseline,
@@ -61,21 +65,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"warning: {warning.replace('`', '')}")
     print(f"wrote {report.path} and {report.html.name} (+ {len(report.files)} CSV/PNG files in "
           f"{report.path.parent / 'report'})")  # fmt: skip
-    from bench.report.build import summary_lines
-
     for line in summary_lines(report.tables):
         print("  " + line.replace("`", ""))
-    if report.variance:
-        print_variance(report)
-    return 0
-
-
-def print_variance(report) -> None:
-    import pandas as pd
-
-    from bench.report import variance
-    from bench.report.build import VARIANCE_DRAWS, VARIANCE_METRIC
-
+    if not report.variance:
+        return 0
     print("\nRun-to-run variance. " + variance.METHOD_NOTE.format(pct=report.tables.confidence * 100,
           draws=VARIANCE_DRAWS))  # fmt: skip
     for group, split in report.variance.items():
@@ -84,3 +77,4 @@ def print_variance(report) -> None:
         print("\n".join("  " + line for line in table.splitlines()))
     print("\n" + variance.RESIDUAL_NOTE)
     print(f"wrote {report.path.parent / 'report' / 'variance.csv'}")
+    return 0

@@ -45,27 +45,21 @@ def main(args: argparse.Namespace) -> int:
     what = "optuna-dashboard" if args.tune else "the MLflow UI"
     server.check_host(args.host, args.allow_remote, what)
     if args.tune:
-        return _tune(args)
+        from bench.tune.study import TuneOptions
+
+        if not args.recipe:
+            raise BenchError("--tune needs the recipe file given to bench tune: bench ui --tune RECIPE")
+        options = TuneOptions(
+            recipe=args.recipe, overrides=list(args.overrides), overlays=list(args.overlay),
+            results_dir=args.results_dir, tracking_uri=args.tracking_uri, storage=args.storage, study=args.study,
+        )  # fmt: skip
+        port = 8080 if args.port is None else args.port
+        return server.serve_study(options, args.host, port, open_browser=not args.no_browser)
     if args.storage or args.study:
         raise BenchError(
             "--storage and --study go with --tune (the Optuna study); for MLflow use --tracking-uri"
         )
     return _mlflow(args)
-
-
-def _tune(args: argparse.Namespace) -> int:
-    from bench.errors import BenchError
-    from bench.tune.study import TuneOptions
-    from bench.ui import server
-
-    if not args.recipe:
-        raise BenchError("--tune needs the recipe file given to bench tune: bench ui --tune RECIPE")
-    options = TuneOptions(
-        recipe=args.recipe, overrides=list(args.overrides), overlays=list(args.overlay),
-        results_dir=args.results_dir, tracking_uri=args.tracking_uri, storage=args.storage, study=args.study,
-    )  # fmt: skip
-    port = 8080 if args.port is None else args.port
-    return server.serve_study(options, args.host, port, open_browser=not args.no_browser)
 
 
 def _mlflow(args: argparse.Namespace) -> int:

@@ -83,7 +83,7 @@ def test_mlflow_lines_are_redacted_and_view_run_silenced(monkeypatch, capfd):
 
 
 def test_ui_server_gets_the_store_from_its_environment_not_its_command_line():
-    from bench.ui.mlflow_ui import server_command, server_env
+    from bench.ui.server import server_command, server_env
 
     uri = "postgresql://bob:hunter2pw@db/mlflow"
     assert not any("hunter2pw" in part for part in server_command("127.0.0.1", 5000))

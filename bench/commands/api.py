@@ -49,13 +49,6 @@ def load_recipe(
     return load_validated(str(path), list(overrides), [str(o) for o in overlays], full=full)
 
 
-def _loaded(recipes: Any, overrides: Sequence[str], overlays: Sequence[str | Path]) -> list[LoadedRecipe]:
-    from bench.recipe.load import LoadedRecipe
-
-    items = [recipes] if isinstance(recipes, str | Path | LoadedRecipe) else list(recipes)
-    return [r if isinstance(r, LoadedRecipe) else load_recipe(r, overrides, overlays) for r in items]
-
-
 def run(
     recipes: str | Path | LoadedRecipe | Iterable[str | Path | LoadedRecipe],
     overrides: Sequence[str] = (),
@@ -89,11 +82,13 @@ def run(
 
     from bench.execution.owner import owning
     from bench.execution.runner import exit_code, run_recipe
+    from bench.recipe.load import LoadedRecipe
     from bench.validate.preflight import check_devices, preflight
 
     use_results_dir(results_dir)
     use_emulated_bf16(emulated_bf16)
-    loaded = _loaded(recipes, overrides, overlays)
+    items = [recipes] if isinstance(recipes, str | Path | LoadedRecipe) else list(recipes)
+    loaded = [r if isinstance(r, LoadedRecipe) else load_recipe(r, overrides, overlays) for r in items]
     if until_decided is not None:
         from bench.execution.until_decided import check
 

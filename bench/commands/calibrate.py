@@ -5,38 +5,33 @@ from __future__ import annotations
 
 import argparse
 
+# One flag per field of bench.report.calibrate.Setting, in its order.
+HELP = {
+    "sd": "per-run accuracy spread",
+    "effect": "planted difference",
+    "margin": "equivalence margin",
+    "variants": "comparisons in the family",
+    "start_seeds": "the recipe's seeds",
+    "max_seeds": "--until-decided's cap",
+    "fixed_seeds": "fixed design",
+    "studies": "simulated studies per row",
+}
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from bench.report.calibrate import Setting
 
-    d = Setting()
-    parser.add_argument("--sd", type=float, default=d.sd, help=f"per-run accuracy spread (default {d.sd})")
-    parser.add_argument(
-        "--effect", type=float, default=d.effect, help=f"planted difference (default {d.effect})"
-    )
-    parser.add_argument(
-        "--margin", type=float, default=d.margin, help=f"equivalence margin (default {d.margin})"
-    )
-    parser.add_argument(
-        "--variants", type=int, default=d.variants, help="comparisons in the family (default 10)"
-    )
-    parser.add_argument(
-        "--start-seeds", type=int, default=d.start_seeds, help="the recipe's seeds (default 3)"
-    )
-    parser.add_argument(
-        "--max-seeds", type=int, default=d.max_seeds, help="--until-decided's cap (default 12)"
-    )
-    parser.add_argument("--fixed-seeds", type=int, default=d.fixed_seeds, help="fixed design (default 8)")
-    parser.add_argument(
-        "--studies", type=int, default=d.studies, help="simulated studies per row (default 2000)"
-    )
+    defaults = Setting()
+    for name, text in HELP.items():
+        default = getattr(defaults, name)
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=type(default), default=default, help=f"{text} (default {default})")
     parser.add_argument("--seed", type=int, default=0, help="simulation seed")
 
 
 def main(args: argparse.Namespace) -> int:
     from bench.report.calibrate import Setting, calibrate, table_text
 
-    setting = Setting(args.sd, args.effect, args.margin, args.variants, args.start_seeds, args.max_seeds,
-                      args.fixed_seeds, args.studies)  # fmt: skip
+    setting = Setting(**{name: getattr(args, name) for name in HELP})
     print(table_text(calibrate(setting, seed=args.seed)))
     return 0

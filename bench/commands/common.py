@@ -1,4 +1,4 @@
-"""Arguments shared by the subcommands that read a recipe."""
+"""Arguments shared by the subcommands: the recipe and its overrides, the stores, ``--executor local|ray``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from bench.errors import RecipeError
 _KEY_LIKE = re.compile(r"~?[A-Za-z_]\w*(\.\w+)*")
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
+def add_recipe_arguments(parser: argparse.ArgumentParser, nargs: str | None = None, gives: str = "") -> None:
+    """The recipe (``nargs``: None, one; ``+``, run in order; ``?``, optional), its overrides and
+    overlays, where results and the MLflow store live; ``gives``: what the recipe tells the command."""
     parser.add_argument(
-        "recipe", nargs="+" if many else None, help="recipe YAML file" + ("(s), run in order" if many else "")
+        "recipe", nargs=nargs, help=f"recipe YAML file{'(s), run in order' if nargs == '+' else ''}{gives}"
     )
     parser.add_argument(
         "overrides", nargs="*", default=[], help="dotted overrides: train.epochs=2 data.subset=2000 ~key"
@@ -22,11 +24,6 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, many: bool = False)
     parser.add_argument(
         "--overlay", action="append", default=[], help="YAML merged over the recipe (e.g. a tuned best.yaml)"
     )
-    add_store_arguments(parser)
-
-
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where results and the MLflow store live."""
     parser.add_argument(
         "--results-dir",
         default=os.environ.get("BENCH_RESULTS_DIR", "results"),
@@ -39,26 +36,6 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def split_recipes_and_overrides(items: list[str]) -> tuple[list[str], list[str]]:
-    """``bench run a.yaml b.yaml train.epochs=1``: files first, then key=value overrides."""
-    recipes = [i for i in items if "=" not in i and not i.startswith("~")]
-    overrides = [i for i in items if "=" in i or i.startswith("~")]
-    for item in recipes:
-        check_recipe_path(item)
-    return recipes, overrides
-
-
-def check_recipe_path(item: str) -> None:
-    """A missing recipe path that looks like a dotted key is an override without its ``=value``:
-    say that, rather than "file not found"."""
-    if not os.path.exists(item) and _KEY_LIKE.fullmatch(item) and not item.endswith((".yaml", ".yml")):
-        raise RecipeError(
-            f"no recipe file '{item}'; it looks like an override without a value: write {item}=VALUE "
-            "(or ~KEY to delete a key)",
-            source="command line",
-        )
-
-
 def sort_positionals(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Overrides may stand before, between or after recipe files: re-sort what argparse assigned by
     position into ``recipe`` (files) and ``overrides`` (``key=value``, ``~key``)."""
@@ -66,7 +43,16 @@ def sort_positionals(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         return
     many = isinstance(args.recipe, list)
     given = (args.recipe if many else [args.recipe] if args.recipe else []) + list(args.overrides)
-    recipes, args.overrides = split_recipes_and_overrides(given)
+    recipes = [i for i in given if "=" not in i and not i.startswith("~")]
+    args.overrides = [i for i in given if "=" in i or i.startswith("~")]
+    for item in recipes:
+        # A missing path that looks like a dotted key is an override without its ``=value``.
+        if not os.path.exists(item) and _KEY_LIKE.fullmatch(item) and not item.endswith((".yaml", ".yml")):
+            raise RecipeError(
+                f"no recipe file '{item}'; it looks like an override without a value: write {item}=VALUE "
+                "(or ~KEY to delete a key)",
+                source="command line",
+            )
     if many:
         args.recipe = recipes
     elif len(recipes) > 1:
@@ -78,3 +64,53 @@ def sort_positionals(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     required = next((a.nargs in (None, "+") for a in parser._actions if a.dest == "recipe"), False)
     if required and not recipes:
         parser.error("the recipe file is required (overrides alone were given)")
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser, unit: str = "variant") -> None:
+    group = parser.add_argument_group("executor (where the work runs)")
+    group.add_argument(
+        "--executor", choices=("local", "ray"), default="local",
+        help="local: processes on this machine (default); ray: Ray tasks over every GPU of this "
+        "machine, or of the cluster at --address (pip install 'bench[ray]')",
+    )  # fmt: skip
+    group.add_argument(
+        "--address", default=None,
+        help="Ray cluster to join (e.g. auto, or HEAD_IP:6379 from `ray start --head`); default: start "
+        "a local Ray with this machine's GPUs",
+    )  # fmt: skip
+    group.add_argument(
+        f"--gpus-per-{unit}", dest="gpus", type=float, default=None,
+        help=f"GPUs each {unit} gets (default 1 where the cluster has GPUs, else 0); a fraction such "
+        "as 0.5 lets small models share a GPU",
+    )  # fmt: skip
+    group.add_argument(f"--cpus-per-{unit}", dest="cpus", type=float, default=1.0,
+                       help=f"CPU cores each {unit} gets (default 1)")  # fmt: skip
+    group.add_argument(
+        "--allow-local-store", action="store_true",
+        help="on a cluster of several nodes, allow a SQLite store or a results folder on a local "
+        "file system (only if every node really sees the same files)",
+    )  # fmt: skip
+
+
+def ray_options(args: argparse.Namespace):
+    """The Ray settings of the command line; flags that need ``--executor ray`` are refused without it."""
+    from bench.execution.cluster import RayOptions
+
+    if args.executor != "ray":
+        given = [f for f, v in (("--address", args.address), ("--gpus-per-*", args.gpus)) if v is not None]
+        if given or args.allow_local_store or args.cpus != 1.0:
+            raise RecipeError(
+                f"{', '.join(given) or 'the Ray flags'}: only with --executor ray", source="command line"
+            )
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:  # said before any data is loaded
+        from bench.execution.cluster import import_ray
+
+        import_ray()
+    if args.gpus is not None and args.gpus < 0 or args.cpus <= 0:
+        raise RecipeError("--gpus-per-* must be >= 0 and --cpus-per-* > 0", source="command line")
+    return RayOptions(
+        address=args.address, gpus=args.gpus, cpus=args.cpus, allow_local_store=args.allow_local_store
+    )

@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench.commands.common import add_store_arguments
+from bench.commands.common import add_recipe_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "recipe", nargs="?", help="recipe YAML file (gives the experiment, baseline, target_acc)"
-    )
-    parser.add_argument("overrides", nargs="*", default=[], help="dotted overrides, as given to bench run")
-    parser.add_argument("--overlay", action="append", default=[], help="YAML merged over the recipe")
+    add_recipe_arguments(parser, "?", " (gives the experiment, baseline, target_acc)")
     parser.add_argument("--experiment", help="MLflow experiment to report on (default: the recipe's)")
     parser.add_argument(
         "--baseline",
@@ -42,14 +38,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "with intervals (needs a crossed design: init_seeds and data_seeds in the recipe); "
         "also written to report.md and report/variance.csv",
     )
-    add_store_arguments(parser)
     parser.add_argument(
         "--no-log", action="store_true", help="do not log the report as artifacts of the recipe's parent run"
     )
 
 
 def main(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from bench.commands.api import build_report
+    from bench.report import variance
+    from bench.report.build import VARIANCE_DRAWS, VARIANCE_METRIC, summary_lines
 
     report = build_report(
         args.recipe, args.overrides, overlays=args.overlay, experiment=args.experiment, baseline=args.baseline,
@@ -66,21 +65,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"warning: {warning.replace('`', '')}")
     print(f"wrote {report.path} and {report.html.name} (+ {len(report.files)} CSV/PNG files in "
           f"{report.path.parent / 'report'})")  # fmt: skip
-    from bench.report.build import summary_lines
-
     for line in summary_lines(report.tables):
         print("  " + line.replace("`", ""))
-    if report.variance:
-        print_variance(report)
-    return 0
-
-
-def print_variance(report) -> None:
-    import pandas as pd
-
-    from bench.report import variance
-    from bench.report.build import VARIANCE_DRAWS, VARIANCE_METRIC
-
+    if not report.variance:
+        return 0
     print("\nRun-to-run variance. " + variance.METHOD_NOTE.format(pct=report.tables.confidence * 100,
           draws=VARIANCE_DRAWS))  # fmt: skip
     for group, split in report.variance.items():
@@ -89,3 +77,4 @@ def print_variance(report) -> None:
         print("\n".join("  " + line for line in table.splitlines()))
     print("\n" + variance.RESIDUAL_NOTE)
     print(f"wrote {report.path.parent / 'report' / 'variance.csv'}")
+    return 0

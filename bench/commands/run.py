@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
-from bench.commands.common import add_recipe_arguments, split_recipes_and_overrides
-from bench.commands.executor_args import add_executor_arguments, ray_options
+from bench.commands.common import add_executor_arguments, add_recipe_arguments, ray_options
 from bench.execution.order import DEFAULT_ORDER, ORDERS
-from bench.measure.hardware import EMULATED_BF16_ENV, emulated_bf16_policy
+from bench.measure.hardware import emulated_bf16_policy
 
 EXIT_CODES = """exit codes:
   0    every variant finished (or was already finished)
@@ -25,7 +23,7 @@ EXIT_CODES = """exit codes:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_recipe_arguments(parser, many=True)
+    add_recipe_arguments(parser, "+")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded variants and exit")
     parser.add_argument(
         "--show-changes", action="store_true",
@@ -81,14 +79,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from bench.commands import api
 
-    recipes, overrides = split_recipes_and_overrides(list(args.recipe) + list(args.overrides))
     # Validate every recipe and every variant before anything trains. A dry run checks without
     # torch (bench.components.catalog), so it answers at once; the full check builds models on `meta`.
-    loaded = [api.load_recipe(path, overrides, args.overlay, full=not args.dry_run) for path in recipes]
+    loaded = [
+        api.load_recipe(path, args.overrides, args.overlay, full=not args.dry_run) for path in args.recipe
+    ]
     on_ray = ray_options(args)
-    if args.emulated_bf16:  # read by the precision trick, in children and Ray tasks too
-        os.environ[EMULATED_BF16_ENV] = args.emulated_bf16
-    emulated_bf16_policy()  # a bad $BENCH_EMULATED_BF16 exits 2 before anything runs
+    api.use_emulated_bf16(args.emulated_bf16)  # a bad $BENCH_EMULATED_BF16 exits 2 before anything runs
     if args.dry_run:
         from bench.execution.estimate import estimate_line
         from bench.execution.identity import with_input_fingerprints
@@ -108,13 +105,22 @@ def main(args: argparse.Namespace) -> int:
     from bench.errors import Terminated
     from bench.execution.owner import RecipeBusy
 
+    executor = until = None  # the runner's default: local processes, the recipe's seeds
+    if on_ray is not None:
+        from bench.execution.ray_executor import RayExecutor
+
+        executor = RayExecutor(on_ray)
+    if args.until_decided:
+        from bench.execution.until_decided import UntilDecided
+
+        until = UntilDecided(max_seeds=args.max_seeds, min_effect=args.min_effect)
     try:
         # Data sets and weights files load per recipe before anything of it is recorded (an
         # earlier recipe of the same command may produce the weights a later one starts from).
         frame = api.run(
             loaded, results_dir=args.results_dir, tracking_uri=args.tracking_uri, force=args.force,
-            executor=ray_executor(on_ray), max_attempts=args.max_attempts, order=args.order,
-            order_seed=args.order_seed, until_decided=until_decided(args), record_skips=args.record_skips,
+            executor=executor, max_attempts=args.max_attempts, order=args.order,
+            order_seed=args.order_seed, until_decided=until, record_skips=args.record_skips,
         )  # fmt: skip
     except RecipeBusy as exc:  # not an error of this command: say it as it is
         print(exc, file=sys.stderr)
@@ -126,15 +132,6 @@ def main(args: argparse.Namespace) -> int:
         )
         return 128 + signal.SIGTERM
     return frame.attrs.get("exit_code", 0)
-
-
-def until_decided(args: argparse.Namespace):
-    """The ``--until-decided`` settings, or None."""
-    if not args.until_decided:
-        return None
-    from bench.execution.until_decided import UntilDecided
-
-    return UntilDecided(max_seeds=args.max_seeds, min_effect=args.min_effect)
 
 
 def positive_float(text: str) -> float:
@@ -149,15 +146,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def ray_executor(options):
-    """The Ray executor for ``--executor ray``; None: the runner's default (local processes)."""
-    if options is None:
-        return None
-    from bench.execution.ray_executor import RayExecutor
-
-    return RayExecutor(options)
 
 
 def bf16_note(recipe) -> str | None:

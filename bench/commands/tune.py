@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.commands.common import add_recipe_arguments
-from bench.commands.executor_args import add_executor_arguments, ray_options
+from bench.commands.common import add_executor_arguments, add_recipe_arguments, ray_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench.commands.common import add_store_arguments
+from bench.commands.common import add_recipe_arguments
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", nargs="?", help="recipe YAML file (its experiment, tracking.uri, study)")
-    parser.add_argument(
-        "overrides", nargs="*", default=[], help="dotted overrides, as given to bench run/tune"
-    )
-    parser.add_argument("--overlay", action="append", default=[], help="YAML merged over the recipe")
-    add_store_arguments(parser)
+    add_recipe_arguments(parser, "?", " (its experiment, tracking.uri, study)")
     parser.add_argument("--experiment", help="MLflow experiment to open (default: the recipe's)")
     parser.add_argument(
         "--compare",
@@ -43,12 +38,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    from bench.ui.server import free_port as pick
-
-    return pick(host)
-
-
 def main(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
     from bench.ui import server
@@ -56,7 +45,16 @@ def main(args: argparse.Namespace) -> int:
     what = "optuna-dashboard" if args.tune else "the MLflow UI"
     server.check_host(args.host, args.allow_remote, what)
     if args.tune:
-        return _tune(args)
+        from bench.tune.study import TuneOptions
+
+        if not args.recipe:
+            raise BenchError("--tune needs the recipe file given to bench tune: bench ui --tune RECIPE")
+        options = TuneOptions(
+            recipe=args.recipe, overrides=list(args.overrides), overlays=list(args.overlay),
+            results_dir=args.results_dir, tracking_uri=args.tracking_uri, storage=args.storage, study=args.study,
+        )  # fmt: skip
+        port = 8080 if args.port is None else args.port
+        return server.serve_study(options, args.host, port, open_browser=not args.no_browser)
     if args.storage or args.study:
         raise BenchError(
             "--storage and --study go with --tune (the Optuna study); for MLflow use --tracking-uri"
@@ -64,24 +62,10 @@ def main(args: argparse.Namespace) -> int:
     return _mlflow(args)
 
 
-def _tune(args: argparse.Namespace) -> int:
-    from bench.errors import BenchError
-    from bench.tune.study import TuneOptions
-    from bench.ui import dashboard
-
-    if not args.recipe:
-        raise BenchError("--tune needs the recipe file given to bench tune: bench ui --tune RECIPE")
-    options = TuneOptions(
-        recipe=args.recipe, overrides=list(args.overrides), overlays=list(args.overlay),
-        results_dir=args.results_dir, tracking_uri=args.tracking_uri, storage=args.storage, study=args.study,
-    )  # fmt: skip
-    port = 8080 if args.port is None else args.port
-    return dashboard.serve(options, args.host, port, open_browser=not args.no_browser)
-
-
 def _mlflow(args: argparse.Namespace) -> int:
     from bench.tracking import mlflow_store as store
-    from bench.ui import mlflow_ui, server
+    from bench.tracking.uris import redact_uri
+    from bench.ui import server
 
     loaded, hint, experiment = None, None, args.experiment
     if args.recipe:
@@ -95,5 +79,6 @@ def _mlflow(args: argparse.Namespace) -> int:
     port = 5000 if args.port is None else args.port
     port = port or server.free_port(args.host)
     base = server.base_url(args.host, port)
-    found = mlflow_ui.landing(client, base, experiment, loaded, args.results_dir, compare=args.compare)
-    return mlflow_ui.serve(uri, args.host, port, found, open_browser=not args.no_browser)
+    print(f"MLflow UI for {redact_uri(uri)} at {base}", flush=True)
+    url = server.landing(client, base, experiment, loaded, args.results_dir, compare=args.compare)
+    return server.serve_mlflow(uri, args.host, port, url, open_browser=not args.no_browser)

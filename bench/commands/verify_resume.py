@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,6 @@ from bench.errors import BenchError, RecipeError
 
 # Per-epoch record keys that measure the machine, not the training: never compared.
 UNSTABLE_PREFIXES = ("throughput/", "time/", "memory/", "contention/")  # the machine, not the run
-MARKER = "killed-here"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -82,9 +82,7 @@ class _Dump(BaseHook):
         ckpt.atomic_save(
             {
                 "epoch": state.epoch,
-                "resumed_from_epoch": state.resumed_from_epoch
-                if state.resumed_from_epoch is not None
-                else -1,
+                "resumed_from_epoch": state.resumed_from_epoch,
                 "model": state.model.state_dict(),
                 "optimizer": state.optimizer.state_dict(),
                 "scheduler": state.schedule.state_dict(),
@@ -96,49 +94,41 @@ class _Dump(BaseHook):
         )
 
 
-class _PauseInEpoch:
-    """Progress stand-in: halfway through epoch ``epoch`` it writes a marker and waits to be killed."""
+class _KillInEpoch:
+    """Progress stand-in: halfway through (0-based) epoch ``epoch`` the process SIGKILLs itself:
+    no handler, flush or atexit runs, as under the OOM killer."""
 
-    def __init__(self, epoch: int, marker: Path):
-        self.pause_epoch, self.marker, self.epoch = epoch, marker, -1
+    def __init__(self, epoch: int):
+        self.kill_epoch, self.epoch = epoch, -1
 
     def epoch_start(self, epoch: int, epochs: int) -> None:
         self.epoch = epoch
 
     def batch(self, index: int, count: int, loss_sum: Any, seen: int) -> None:
-        if self.epoch == self.pause_epoch and index == count // 2:
-            self.marker.write_text(str(os.getpid()))
-            while True:  # the parent sends SIGKILL now
-                time.sleep(1)
+        if self.epoch == self.kill_epoch and index == count // 2:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def epoch_end(self, epoch: int, epochs: int, record: dict[str, float], raw: bool = False) -> None:
         pass
 
 
-def deterministic() -> None:
-    import torch
-
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
 def worker(spec: dict[str, Any]) -> int:
     """One training process, recorded like ``bench run`` records (its own MLflow store in the work
     folder), so what is verified is the path users run."""
+    import torch
+
     from bench.execution.recorded import Recording, run_recorded
     from bench.recipe.load import load_recipe
     from bench.tracking import mlflow_store as store
     from bench.tracking.variant_runs import find_previous
 
-    deterministic()
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
     loaded = load_recipe(spec["recipe"], spec["overrides"], spec["overlays"])
     variant = pick_variant(loaded, spec["variant"])
-    progress = (
-        _PauseInEpoch(spec["pause_epoch"], Path(spec["marker"]))
-        if spec.get("pause_epoch") is not None
-        else None
-    )
+    kill = spec.get("kill_epoch")
+    progress = None if kill is None else _KillInEpoch(kill)
     run_dir = Path(spec["run_dir"])
     uri = f"sqlite:///{run_dir.parent / (run_dir.name + '.db')}"
     client = store.open_store(uri)
@@ -169,15 +159,18 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _finish(proc: subprocess.Popen, what: str, timeout: float) -> None:
+def _finish(spec: dict[str, Any], what: str, timeout: float, expect: int = 0) -> None:
+    """Run one training process; its exit must be ``expect`` (-SIGKILL: killed where planned)."""
+    proc = _spawn(spec)
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         raise BenchError(f"verify-resume: the {what} run took longer than {timeout:.0f}s") from None
-    if proc.returncode != 0:
-        raise BenchError(f"verify-resume: the {what} run failed (exit {proc.returncode}):\n{_tail(err)}")
+    if proc.returncode != expect:
+        how = "ended before it was killed" if expect else "failed"
+        raise BenchError(f"verify-resume: the {what} run {how} (exit {proc.returncode}):\n{_tail(err)}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -222,33 +215,16 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     print("  1/3 training straight through ...", flush=True)
     straight = dict(base, run_dir=str(work / "straight"), dump=str(work / "straight.pt"))
-    _finish(_spawn(straight), "straight", args.timeout)
+    _finish(straight, "straight", args.timeout)
 
     print(f"  2/3 training again, SIGKILL in the middle of epoch {kill_epoch} ...", flush=True)
-    marker = work / MARKER
-    killed = dict(
-        base, run_dir=str(work / "resumed"), dump=str(work / "resumed.pt"), pause_epoch=kill_epoch - 1,
-        marker=str(marker),
-    )  # fmt: skip
-    proc = _spawn(killed)
-    deadline = time.monotonic() + args.timeout
-    while not marker.exists():
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            raise BenchError(
-                f"verify-resume: the run to be killed ended early (exit {proc.returncode}):\n{_tail(err)}"
-            )
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise BenchError(f"verify-resume: epoch {kill_epoch} not reached within {args.timeout:.0f}s")
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    killed = dict(base, run_dir=str(work / "resumed"), dump=str(work / "resumed.pt"))
+    _finish(killed | {"kill_epoch": kill_epoch - 1}, "killed", args.timeout, expect=-signal.SIGKILL)
     saved = ckpt.safe_load(work / "resumed" / ckpt.LAST)
-    print(f"      killed (exit {proc.returncode}); last checkpoint on disk: after epoch {saved['epoch']}")
+    print(f"      killed (exit {-signal.SIGKILL}); last checkpoint on disk: after epoch {saved['epoch']}")
 
     print("  3/3 resuming in a new process ...", flush=True)
-    _finish(_spawn(killed | {"pause_epoch": None}), "resumed", args.timeout)
+    _finish(killed, "resumed", args.timeout)
     a, b = ckpt.safe_load(work / "straight.pt"), ckpt.safe_load(work / "resumed.pt")
     if b["resumed_from_epoch"] != saved["epoch"]:
         raise BenchError(
@@ -260,8 +236,6 @@ def main(args: argparse.Namespace) -> int:
     if args.keep:
         print(f"  kept {work}")
     else:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 

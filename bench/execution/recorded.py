@@ -28,8 +28,7 @@ from bench.errors import described
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
 from bench.tracking import mlflow_store as store
-from bench.tracking.system_metrics import system_metrics
-from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, owner_tags, variant_tags
+from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, owner_tags, system_metrics, variant_tags
 from bench.util.signals import deferred_signals
 
 MLFLOW_STATUS = {"finished": "FINISHED", "skipped": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}

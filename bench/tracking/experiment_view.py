@@ -70,15 +70,8 @@ class Study:
     runs: list[Any]  # mlflow Run objects
 
     @property
-    def finished_ids(self) -> list[str]:
-        return [r.info.run_id for r in self.runs if r.data.tags.get("bench.status") == "finished"]
-
-    @property
-    def axes(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for run in self.runs:
-            seen.update({k[len("axis.") :]: None for k in run.data.tags if k.startswith("axis.")})
-        return list(seen)
+    def finished(self) -> list[Any]:
+        return [r for r in self.runs if r.data.tags.get("bench.status") == "finished"]
 
 
 def _column(kind: str, key: str) -> str:
@@ -92,30 +85,21 @@ def _run_filter(runs: list[Any], recipe: str) -> str:
     return f"tags.`bench.recipe` = '{recipe}'"
 
 
-def _group_by(runs: list[Any]) -> dict[str, Any] | None:
-    """One row per variant (its seeds averaged), as the UI's "Group by" menu stores it
-    (``RunsGroupByConfig``); ungrouped when no run carries the tag (runs from older bench)."""
-    if not any(GROUP_TAG in run.data.tags for run in runs):
-        return None
-    return {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}]}
-
-
-def _collapsed(runs: list[Any]) -> dict[str, bool]:
-    """Every variant's group folded (the UI unfolds a group unless it is listed as False): one
-    row per variant, its seeds a click away. Ids as the UI makes them: ``tag.<tag>.<value>``."""
-    groups = {run.data.tags[GROUP_TAG] for run in runs if GROUP_TAG in run.data.tags}
-    return {f"tag.{GROUP_TAG}.{group}": False for group in sorted(groups)}
-
-
 def _base_state(study: Study, runs: list[Any]) -> dict[str, Any]:
     """What both views share: these runs, grouped by variant, the metrics a user came for first
     (the axis columns after them: with six axes they pushed the metrics off-screen)."""
     metrics = {k for run in runs for k in run.data.metrics}
+    axes = dict.fromkeys(
+        k[len("axis.") :] for run in study.runs for k in run.data.tags if k.startswith("axis.")
+    )
+    groups = sorted({run.data.tags[GROUP_TAG] for run in runs if GROUP_TAG in run.data.tags})
     if all(run.data.metrics.get("test/acc_raw") == run.data.metrics.get("test/acc") for run in runs):
         metrics.discard("test/acc_raw")  # the same number twice (no SWA/EMA variant): one column
     metric_columns = [_column("metrics", m) for m in METRIC_COLUMNS if m in metrics]
-    columns = metric_columns + [_column("tags", f"axis.{axis}") for axis in study.axes]
+    columns = metric_columns + [_column("tags", f"axis.{axis}") for axis in axes]
     columns += [_column("tags", "bench.status"), _column("attributes", "Duration")]
+    # One row per variant (its seeds averaged), as the UI's "Group by" menu stores it (RunsGroupByConfig).
+    group_by = {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}]}
     return {
         "searchFilter": _run_filter(runs, study.recipe),
         "orderByKey": _column("metrics", SORT_METRIC if SORT_METRIC in metrics else "time/wall_s"),
@@ -130,17 +114,14 @@ def _base_state(study: Study, runs: list[Any]) -> dict[str, Any]:
         "columnOrder": [RUN_NAME_COLUMN, *columns[:-1], "duration"],
         "columnWidths": {RUN_NAME_COLUMN: 300, CREATED_COLUMN: 110, **{c: 150 for c in metric_columns}},
         "runsHiddenMode": "SHOW_ALL",
-        "groupBy": _group_by(runs),
-        "groupsExpanded": _collapsed(runs),
+        "groupBy": group_by if groups else None,  # ungrouped when no run has the tag (older bench)
+        # Every variant folded (the UI unfolds a group unless it is listed as False): its seeds a
+        # click away. Ids as the UI makes them: ``tag.<tag>.<value>``.
+        "groupsExpanded": {f"tag.{GROUP_TAG}.{group}": False for group in groups},
         "useGroupedValuesInCharts": True,
         "viewMaximized": False,
         "runListHidden": False,
     }
-
-
-def view_state(study: Study) -> dict[str, Any]:
-    """The landing view: this study's variants, one row each, best test accuracy first."""
-    return _base_state(study, study.runs)
 
 
 def compare_state(study: Study) -> dict[str, Any]:
@@ -148,7 +129,6 @@ def compare_state(study: Study) -> dict[str, Any]:
     per variant. MLflow's own compare page cannot be told its axes (it plots the first param
     against the first metric), so this is the runs page's chart view with a saved scatter chart,
     in its own section ahead of the charts MLflow adds for every metric."""
-    finished = [r for r in study.runs if r.data.tags.get("bench.status") == "finished"]
     section = {
         "uuid": "bench-compare",
         "name": COMPARE_SECTION,
@@ -170,7 +150,7 @@ def compare_state(study: Study) -> dict[str, Any]:
         "isGenerated": False,
     }
     return {
-        **_base_state(study, finished),
+        **_base_state(study, study.finished),
         "compareRunCharts": [scatter],
         "compareRunSections": [section],
         "isAccordionReordered": True,  # keep this section first (else MLflow sorts sections by name)
@@ -178,22 +158,16 @@ def compare_state(study: Study) -> dict[str, Any]:
     }
 
 
-def _save(client, study: Study, key: str, name: str, state: dict[str, Any]) -> str:
+def save_view(client, study: Study, compare: bool = False) -> str:
+    """Store the landing view (this study's variants, one row each, best test accuracy first) or,
+    with ``compare``, the accuracy-vs-throughput chart view as a shared view; returns its key."""
+    state = compare_state(study) if compare else _base_state(study, study.runs)
+    key, name = (COMPARE_KEY, COMPARE_NAME) if compare else (VIEW_KEY, VIEW_NAME)
     client.set_experiment_tag(study.experiment_id, KIND_TAG, MODEL_TRAINING)
     now = int(time.time() * 1000)
     envelope = {"name": name, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
     client.set_experiment_tag(study.experiment_id, SHARED_VIEW_PREFIX + key, json.dumps(envelope))
     return key
-
-
-def save_view(client, study: Study) -> str:
-    """Store the comparison as the experiment's shared view; returns its key for the URL."""
-    return _save(client, study, VIEW_KEY, VIEW_NAME, view_state(study))
-
-
-def save_compare_view(client, study: Study) -> str:
-    """Store the accuracy-vs-throughput chart view of the finished variants; returns its key."""
-    return _save(client, study, COMPARE_KEY, COMPARE_NAME, compare_state(study))
 
 
 def latest_study(client, experiment_id: str, recipe: str | None, run_keys: list[str] | None = None) -> Study:

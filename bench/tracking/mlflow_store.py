@@ -5,6 +5,7 @@ fails the command up front with the URI in the message."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from pathlib import Path
@@ -32,20 +33,27 @@ def open_store(uri: str):
 
     from mlflow.tracking import MlflowClient
 
+    from bench.util.fileio import file_lock
+
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if has_secret(uri):
         # MLflow prints "View run ... at: <tracking URI>/#/..." after every run, credentials included
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     for handler in logging.getLogger("mlflow").handlers:  # every MLflow log line passes its handler
-        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
-            handler.addFilter(RedactSecrets())
+        if redact_secrets not in handler.filters:
+            handler.addFilter(redact_secrets)
     for name in ("mlflow.store.db.utils", "mlflow.utils.async_logging.async_logging_queue"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, OneLineErrors) for f in logger.filters):
-            logger.addFilter(OneLineErrors())
+        if one_line_errors not in logger.filters:
+            logger.addFilter(one_line_errors)
+    # Two processes migrating one fresh SQLite file can break it; a server migrates under its own lock.
+    db = sqlite_file(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    lock = contextlib.nullcontext() if db is None else file_lock(db.parent / f"{db.name}.lock")
     try:
-        with creation_lock(uri):  # two processes migrating one fresh SQLite file can break it
+        with lock:
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
             relocate_artifacts(uri)
@@ -63,25 +71,21 @@ def open_store(uri: str):
     return client
 
 
-class RedactSecrets:
-    """An MLflow log line without the credentials of any URL it quotes (its REST client names
-    the tracking URI, basic auth included, in every failed request)."""
-
-    def filter(self, record: Any) -> bool:
-        message = record.getMessage()
-        if "://" in message:
-            record.msg, record.args = redact_text(message), ()
-        return True
+def redact_secrets(record: Any) -> bool:
+    """Log filter: an MLflow log line without the credentials of any URL it quotes (its REST
+    client names the tracking URI, basic auth included, in every failed request)."""
+    message = record.getMessage()
+    if "://" in message:
+        record.msg, record.args = redact_text(message), ()
+    return True
 
 
-class OneLineErrors:
-    """A store error that MLflow logs (with SQL, parameters and a traceback, e.g. from its
-    asynchronous logging thread) becomes one line; bench reports the failure itself, per variant."""
-
-    def filter(self, record: Any) -> bool:
-        record.msg, record.args = error_line(record.getMessage()), ()
-        record.exc_info, record.exc_text, record.stack_info = None, None, None
-        return True
+def one_line_errors(record: Any) -> bool:
+    """Log filter: a store error that MLflow logs (with SQL, parameters and a traceback, e.g. from
+    its asynchronous logging thread) becomes one line; bench reports the failure itself, per variant."""
+    record.msg, record.args = error_line(record.getMessage()), ()
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
 
 
 def error_line(text: str) -> str:
@@ -90,20 +94,6 @@ def error_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     telling = [line for line in lines if "Error)" in line or "Error:" in line]
     return (telling[-1] if telling else lines[0] if lines else "")[:300]
-
-
-def creation_lock(uri: str) -> Any:
-    """A file lock beside an SQLite store (``<file>.lock``) held while the store is created and
-    migrated; nothing for other stores (a server migrates once, under its own lock)."""
-    import contextlib
-
-    from bench.util.fileio import file_lock
-
-    if not uri.startswith("sqlite:///"):
-        return contextlib.nullcontext()
-    db = Path(uri[len("sqlite:///") :])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return file_lock(db.parent / f"{db.name}.lock")
 
 
 # Where the default store's tables name artifact folders by absolute URI (MLflow resolves no
@@ -119,9 +109,9 @@ def relocate_artifacts(uri: str) -> None:
     (or recreate it). Resolved at every open: a moved folder works from its first command on."""
     import sqlite3
 
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_file(uri)
+    if db is None:
         return
-    db = Path(uri[len("sqlite:///") :])
     here = (db.parent / "mlartifacts").resolve().as_uri()
     marker = "/mlartifacts/"
     con = sqlite3.connect(db, timeout=30)
@@ -147,12 +137,14 @@ def relocate_artifacts(uri: str) -> None:
         con.close()
 
 
+def sqlite_file(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
 def artifact_root(uri: str, experiment: str) -> str | None:
     """Keep artifacts beside an SQLite store (not in the current directory)."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        return (db.parent / "mlartifacts" / experiment).resolve().as_uri()
-    return None
+    db = sqlite_file(uri)
+    return None if db is None else (db.parent / "mlartifacts" / experiment).resolve().as_uri()
 
 
 def ensure_experiment(client, uri: str, name: str) -> str:
@@ -233,36 +225,14 @@ def set_tags(client, run_id: str, tags: dict[str, str]) -> None:
 
 
 def log_exception(client, run_id: str, exc: BaseException, name: str = "error.txt") -> None:
-    text = redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-    try:
+    text = redact_text("".join(traceback.format_exception(exc)))
+    with contextlib.suppress(Exception):  # the failure itself is what matters; keep going
         client.log_text(run_id, text, name)
-    except Exception:  # noqa: BLE001 - the failure itself is what matters; keep going
-        pass
-
-
-class MlflowEpochHook:
-    """Logs each epoch's record as metrics at step=epoch, without blocking the loop."""
-
-    def __init__(self, client, run_id: str):
-        self.client = client
-        self.run_id = run_id
-
-    def on_start(self, state: Any) -> None:
-        pass
-
-    def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
-        metrics = {k: v for k, v in record.items() if k != "epoch"}
-        log_metrics(self.client, self.run_id, metrics, step=epoch, synchronous=False)
-
-    def on_end(self, state: Any, result: Any) -> None:
-        flush()
 
 
 def flush() -> None:
     """Wait for asynchronous metric logging to land."""
     import mlflow
 
-    try:
+    with contextlib.suppress(Exception):  # called while a failure is handled: never raise over it
         mlflow.flush_async_logging()
-    except Exception:  # noqa: BLE001 - older MLflow without async logging
-        pass

@@ -1,11 +1,15 @@
 """One MLflow child run per variant: its tags, finding it again by ``run_key``, closing the runs
-a killed ``bench run`` left RUNNING, and logging each (metric, epoch) exactly once across a kill
-and resume."""
+a killed ``bench run`` left RUNNING, logging each (metric, epoch) exactly once across a kill
+and resume, and MLflow's system metrics (CPU, memory, disk, network; GPU utilisation, memory and
+power via pynvml) as its ``system/...`` metrics while it trains: ``tracking.system_metrics``, on
+by default where a CUDA device trains."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from bench.recipe.load import Variant
@@ -92,12 +96,11 @@ class MetricLog:
                 self.logged.setdefault(key, set()).add(step)
 
 
-class EpochMetricsHook(store.MlflowEpochHook):
-    """The per-epoch MLflow hook, resume-aware (see ``MetricLog``); also remembers the state so a
-    failure can be reported with its epoch."""
+class EpochMetricsHook:
+    """Logs each epoch's record as metrics at step=epoch without blocking the loop, resume-aware
+    (see ``MetricLog``); also remembers the state so a failure can be reported with its epoch."""
 
     def __init__(self, client, run_id: str, log: MetricLog):
-        super().__init__(client, run_id)
         self.metric_log = log
         self.state: Any = None
 
@@ -108,3 +111,27 @@ class EpochMetricsHook(store.MlflowEpochHook):
 
     def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
         self.metric_log.log({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
+
+    def on_end(self, state: Any, result: Any) -> None:
+        store.flush()
+
+
+@contextlib.contextmanager
+def system_metrics(client: Any, run_id: str, variant: Any, *, resume: bool) -> Iterator[None]:
+    setting = variant.body.tracking.system_metrics
+    if setting is None:  # the default: where a CUDA device trains
+        import torch
+
+        setting = variant.body.train.device != "cpu" and torch.cuda.is_available()
+    if not setting:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    uri = client._tracking_client.tracking_uri  # the run's own store, not the process default
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=10.0, resume_logging=resume, tracking_uri=uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import changes, compare, fetch, forest, markdown, plots, sequential_column
+from bench.report import changes, compare, fetch, markdown, plots, sequential_column
 from bench.report import variance as variance_mod
 from bench.report.document import to_html, to_markdown
 from bench.report.tables import Tables, add_time_to_target, add_val_selected, build_tables
@@ -157,7 +157,7 @@ def make_report(
         extra = variance_mod.blocks(splits, VARIANCE_METRIC, tables.confidence, VARIANCE_DRAWS) + extra
     order = list(tables.variants["variant"])
     drawn = {
-        "Cost card: accuracy difference, throughput and memory against the baseline": forest.cost_card(
+        "Cost card: accuracy difference, throughput and memory against the baseline": plots.cost_card(
             tables.baseline, files_dir / "cost_card.png", baseline_name=tables.baseline_name,
             memory_key=tables.memory_key, min_effect=tables.min_effect, emulated_bf16=tables.emulated_bf16,
         ),

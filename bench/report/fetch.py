@@ -13,6 +13,7 @@ from bench.tracking.mlflow_store import PARENT_TAG, search_all
 
 # best test accuracy over epochs: chosen on the test set, so an oracle figure, never a result
 ORACLE, ORACLE_OLD = "test/acc_oracle", "test/acc_best"
+PROVENANCE_TAGS = ("bench.normalize", "bench.input.code")  # read with the env.* tags
 RUN_COLUMNS = [
     "run_id",
     "variant",
@@ -67,7 +68,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
     children = [r for r in everything if r.data.tags.get(PARENT_TAG) and r.data.tags.get("bench.run_key")]
     # newest first: keep the latest run of every run_key
     seen: set[str] = set()
-    rows, params, axes = [], {}, []
+    rows, params = [], {}
     for run in sorted(children, key=lambda r: r.info.start_time or 0, reverse=True):
         tags = run.data.tags
         key = tags["bench.run_key"]
@@ -92,14 +93,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
             "variant_id": tags.get("bench.variant_id", ""),
             "start_time": run.info.start_time,
         }
-        for tag, value in tags.items():
-            if tag.startswith("env.") or tag in ("bench.normalize", "bench.input.code"):
-                row[tag] = value
-            elif tag.startswith("axis."):
-                label = tag[len("axis.") :]
-                row[tag] = value
-                if label not in axes:
-                    axes.append(label)
+        row.update((t, v) for t, v in tags.items() if t.startswith(("env.", "axis.")) or t in PROVENANCE_TAGS)
         row.update(run.data.metrics)
         delivered_metrics(row, tags.get("bench.delivered"))
         if ORACLE_OLD in row:  # runs from before the rename: the name must say it selected on test
@@ -108,8 +102,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
         rows.append(row)
         params[run.info.run_id] = dict(run.data.params)
     rows.reverse()  # oldest first
-    axes = [c[len("axis.") :] for row in rows for c in row if c.startswith("axis.")]
-    axes = list(dict.fromkeys(axes))
+    axes = list(dict.fromkeys(c[len("axis.") :] for row in rows for c in row if c.startswith("axis.")))
     frame = pd.DataFrame(rows)
     if "seed" in frame and frame["seed"].map(lambda s: isinstance(s, str)).any():
         frame["seed"] = frame["seed"].map(lambda s: s if s is None or pd.isna(s) else str(s))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import changes, compare, fetch, markdown, plots, sequential_column
+from bench.report import changes, compare, fetch, markdown, plots, sequential
 from bench.report import variance as variance_mod
 from bench.report.document import to_html, to_markdown
 from bench.report.tables import Tables, add_time_to_target, add_val_selected, build_tables
@@ -71,12 +71,10 @@ def build_report(
         compute_neutral=compute_neutral(runs, fetched.params, baseline),
     )  # fmt: skip
     tables.axes = mark_bundles(tables.axes, changes.bundle_axes(runs, fetched.params, tables.baseline_name))
-    until = sequential_column.recorded_settings(client, fetched.experiment_id)
+    until = sequential.recorded_settings(client, fetched.experiment_id)
     if until is not None:  # runs from --until-decided: the decision it stopped on
         finished = runs[runs["status"] == "finished"]
-        tables.baseline = sequential_column.add_sequential(
-            tables.baseline, finished, tables.baseline_name, until
-        )
+        tables.baseline = sequential.add_sequential(tables.baseline, finished, tables.baseline_name, until)
         tables.sequential = until
     return Built(tables, runs, history, fetched.parent_id, fetched.params)
 

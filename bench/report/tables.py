@@ -53,7 +53,7 @@ class Tables:
     emulated_bf16: list[str] = field(default_factory=list)  # variants whose bf16 ran emulated
     speed_floor: float = math.nan  # speed ratios within [1/floor, floor] are not called a difference
     speed_floor_source: str = ""
-    sequential: dict | None = None  # settings of a --until-decided run (report/sequential_column.py)
+    sequential: dict | None = None  # settings of a --until-decided run (report/sequential.py)
 
 
 def memory_key(runs: pd.DataFrame) -> str | None:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.report.stats import _isnan
+from bench.report import stats
 
 MIN_SEEDS = 3  # the first look: as the report's stats.MIN_PAIRS, never settled from fewer paired seeds
 UNDECIDED = "undecided"
@@ -156,7 +156,7 @@ def look_stats(by_seed: dict[str, dict], base: str, group: str) -> tuple[int, fl
     """(n, diff, var, df) of ``group`` against ``base`` at its look: the seeds both have, and the
     spread pooled over every arm's seeds up to the last of those (what the runner saw then, so the
     report, reading the finished study, reproduces the runner's verdict)."""
-    arms = {g: {s: float(x) for s, x in v.items() if not _isnan(x)} for g, v in by_seed.items()}
+    arms = {g: {s: float(x) for s, x in v.items() if not stats.missing(x)} for g, v in by_seed.items()}
     b, v = arms.get(base, {}), arms.get(group, {})
     paired = sorted(s for s in v if s in b)
     if not paired:
@@ -183,10 +183,10 @@ def decide_family(
     number of comparisons and must be fixed in advance, not by which are decided). ``by_seed``:
     ``{group: {seed: accuracy}}`` for every arm of the study (all of them pool the spread)."""
     m = max(family if family is not None else len(comparisons), 1)
-    stats = [look_stats(by_seed, base, g) for g in comparisons]
-    if not stats:
+    looks = [look_stats(by_seed, base, g) for g in comparisons]
+    if not looks:
         return {}
-    n, diff, var, df = (np.asarray(col, dtype=float) for col in zip(*stats))
+    n, diff, var, df = (np.asarray(col, dtype=float) for col in zip(*looks))
     lo, hi, verdict = decide_stats(diff, n, var, df, first=first, last=last, alpha=alpha / m, margin=margin)
     return {
         g: Sequential(int(n[i]), float(diff[i]), float(lo[i]), float(hi[i]), alpha / m, str(verdict[i]), float(df[i]))
@@ -241,7 +241,7 @@ def add_sequential(
         out[col] = math.nan if col != "sequential_verdict" else ""
     if base is None or not len(out):
         return out
-    by_seed = {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")}
+    by_seed = stats.by_seed(finished, "test/acc")
     groups = [g for g in out["variant"] if g != base]
     paired = [len(set(by_seed.get(g, {})) & set(by_seed.get(base, {}))) for g in groups]
     # runs recorded before first_look was: every comparison's first look had the fewest pairs

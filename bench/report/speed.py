@@ -60,7 +60,7 @@ def noise_floor(
     Without three such pairs the floor is ``MIN_FLOOR``: the baseline's own spread across seeds is no
     substitute, since it holds the drift that pairing removes."""
     clean = finished[~contaminated(finished)]
-    speed = {g: dict(zip(f["seed"], f[THROUGHPUT])) for g, f in clean.groupby("group") if THROUGHPUT in f}
+    speed = stats.by_seed(clean, THROUGHPUT) if THROUGHPUT in clean else {}
     logs = [
         abs(math.log(speed[g][s] / speed[base][s]))
         for g in neutral

@@ -32,18 +32,31 @@ class Summary:
     hi: float
 
 
+def t_interval(mean: float, sd: float, n: int, alpha: float) -> tuple[float, float]:
+    """``mean ± t_{1−α/2, n−1} · sd/√n``; NaN below 2 values or without a spread."""
+    if n < 2 or _isnan(sd):
+        return math.nan, math.nan
+    half = t_quantile(1 - alpha / 2, n - 1) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def numbers(values: Sequence[float]) -> np.ndarray:
+    """The values that are numbers, as floats (None, NaN and text dropped)."""
+    return np.asarray([v for v in values if not _isnan(v)], dtype=float)
+
+
+def by_seed(runs: pd.DataFrame, column: str) -> dict[str, dict]:
+    """``{group: {seed: value}}``: what comparisons pair by seed."""
+    return {g: dict(zip(f["seed"], f[column])) for g, f in runs.groupby("group")}
+
+
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
     """``mean ± t_{(1+c)/2, n-1} · s/√n``; NaNs are dropped. One value: std and CI are NaN."""
-    x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=float)
-    n = len(x)
-    if n == 0:
+    x = numbers(values)
+    if not len(x):
         return Summary(0, math.nan, math.nan, math.nan, math.nan)
-    mean = float(x.mean())
-    if n == 1:
-        return Summary(1, mean, math.nan, math.nan, math.nan)
-    std = float(x.std(ddof=1))
-    half = t_quantile((1 + confidence) / 2, n - 1) * std / math.sqrt(n)
-    return Summary(n, mean, std, mean - half, mean + half)
+    std = float(x.std(ddof=1)) if len(x) > 1 else math.nan
+    return Summary(len(x), float(x.mean()), std, *t_interval(float(x.mean()), std, len(x), 1 - confidence))
 
 
 MIN_PAIRS = 3  # never call a difference settled from fewer paired seeds
@@ -145,8 +158,7 @@ def paired_test(
         return PairedDiff(1, mean, math.nan, math.nan, seeds, verdict="too few seeds")
     alpha = 1 - confidence
     sd = float(d.std(ddof=1))
-    half = t_quantile(1 - alpha / 2, n - 1) * sd / math.sqrt(n)
-    lo, hi = mean - half, mean + half
+    lo, hi = t_interval(mean, sd, n, alpha)
     p = sign_flip_p(d)
     if n < MIN_PAIRS:
         verdict = "too few seeds"
@@ -288,7 +300,7 @@ class Spread:
 
 
 def median_spread(values: Sequence[float]) -> Spread:
-    x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=float)
+    x = numbers(values)
     if not len(x):
         return Spread(0, math.nan, math.nan, math.nan)
     return Spread(len(x), float(np.median(x)), float(x.min()), float(x.max()))

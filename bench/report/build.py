@@ -13,7 +13,7 @@ import pandas as pd
 from bench.report import changes, compare, fetch, markdown, plots, sequential
 from bench.report import variance as variance_mod
 from bench.report.document import to_html, to_markdown
-from bench.report.tables import Tables, add_time_to_target, add_val_selected, build_tables
+from bench.report.tables import Tables, add_epoch_columns, build_tables
 
 HISTORY_KEYS = ("test/acc", "val/acc", "train/loss", "time/train_epoch_s")
 VARIANCE_METRIC, VARIANCE_DRAWS = "test/acc", 20000
@@ -64,7 +64,7 @@ def build_report(
     runs = fetched.runs
     lr_keys = sorted({c for c in runs.columns if c.startswith("train/lr/")})
     history = fetch.fetch_histories(client, runs["run_id"].tolist(), [*HISTORY_KEYS, *lr_keys])
-    runs = add_val_selected(add_time_to_target(runs, history, target_acc), history)
+    runs = add_epoch_columns(runs, history, target_acc)
     tables = build_tables(
         runs, fetched.axes, group_order=group_order, baseline=baseline, target_acc=target_acc,
         min_effect=min_effect, memory_front=memory_front,

@@ -4,7 +4,6 @@ the files logged as artifacts of the recipe's latest parent run."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,6 +195,12 @@ def variance_split(built: Built, experiment: str) -> dict:
     return splits
 
 
+WHY = {  # what backs a verdict, by whether it is only leaning
+    False: " (Holm-adjusted t-test, confirmed by the exact sign-flip test)",
+    True: " (Holm-adjusted t-test; the exact sign-flip test does not confirm: with under 6 seeds it cannot)",
+}
+
+
 def summary_lines(t: Tables) -> list[str]:
     """The answer in a few sentences: best, fastest, what differs from the baseline, what is missing."""
     lines = []
@@ -203,9 +208,7 @@ def summary_lines(t: Tables) -> list[str]:
     if len(v) and v["acc_mean"].notna().any():
         best = v.loc[v["acc_mean"].idxmax()]
         delivered = (
-            f", scored on its {best['delivered']} model"
-            if best.get("delivered") not in (None, "weights")
-            else ""
+            "" if best.get("delivered") in (None, "weights") else f", scored on its {best['delivered']} model"
         )
         lines.append(
             f"Highest mean final test accuracy: `{best['variant']}` at {best['acc_mean']:.4f} "
@@ -228,7 +231,9 @@ def summary_lines(t: Tables) -> list[str]:
             if len(hit):
                 names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs}, Holm p={r.p_holm:.3g})"
                                   for r in hit.itertuples())  # fmt: skip
-                lines.append(f"{verdict.capitalize()} than the baseline{_why(verdict)}: {names}.")
+                lines.append(
+                    f"{verdict.capitalize()} than the baseline{WHY[verdict.startswith('leaning')]}: {names}."
+                )
         same = b[b["verdict"] == "equivalent"]
         if len(same):
             names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs})" for r in same.itertuples())
@@ -268,15 +273,7 @@ def summary_lines(t: Tables) -> list[str]:
             )
         else:
             lines.append(f"No variant reached the target accuracy {t.target_acc:g}.")
-    return [line for line in lines if line and not (isinstance(line, float) and math.isnan(line))]
-
-
-def _why(verdict: str) -> str:
-    if verdict.startswith("leaning"):
-        return (
-            " (Holm-adjusted t-test; the exact sign-flip test does not confirm: with under 6 seeds it cannot)"
-        )
-    return " (Holm-adjusted t-test, confirmed by the exact sign-flip test)"
+    return lines
 
 
 def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str:

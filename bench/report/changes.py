@@ -57,7 +57,7 @@ def bundle_axes(
     runs: pd.DataFrame, params: Mapping[str, Mapping[str, str]], baseline: str | None
 ) -> pd.DataFrame:
     """Per (axis, value) other than the baseline's value on that axis, what the value changes and
-    whether it is a bundle (the rule: ``bench.recipe.changes.is_named``). ``n_keys``: resolved
+    whether it is a bundle (the rule: ``bench.recipe.changes.named_keys``). ``n_keys``: resolved
     config keys that differ between a variant with the value and the one equal but for the
     baseline's value on this axis, the pair nearest the baseline (NA when none was recorded);
     ``beyond``: those beyond the key the label names, old->new; ``compared``: the pair."""

@@ -56,10 +56,6 @@ def build_report(
     memory_front: bool | None = None,
 ) -> Built:
     fetched = fetch.fetch_runs(client, experiment)
-    if fetched.runs.empty:
-        from bench.errors import BenchError
-
-        raise BenchError(f"experiment '{experiment}' has no variant runs yet; run the recipe first")
     runs = fetched.runs
     lr_keys = sorted({c for c in runs.columns if c.startswith("train/lr/")})
     history = fetch.fetch_histories(client, runs["run_id"].tolist(), [*HISTORY_KEYS, *lr_keys])

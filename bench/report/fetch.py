@@ -14,24 +14,13 @@ from bench.tracking.mlflow_store import PARENT_TAG, search_all
 # best test accuracy over epochs: chosen on the test set, so an oracle figure, never a result
 ORACLE, ORACLE_OLD = "test/acc_oracle", "test/acc_best"
 PROVENANCE_TAGS = ("bench.normalize", "bench.input.code")  # read with the env.* tags
-RUN_COLUMNS = [
-    "run_id",
-    "variant",
-    "group",
-    "seed",
-    "status",
-    "reason",
-    "run_key",
-    "variant_id",
-    "start_time",
-]
 
 
 @dataclass
 class Fetched:
     experiment: str
     experiment_id: str
-    runs: pd.DataFrame  # one row per child run: RUN_COLUMNS + axis.* + metric columns + params
+    runs: pd.DataFrame  # one row per child run: its identity, axis.* and env.* tags, metrics
     axes: list[str]  # axis labels (without "axis."), in first-seen order
     parent_id: str | None  # the latest recipe (parent) run, for artifacts
     params: dict[str, dict[str, str]]  # run_id -> params
@@ -101,15 +90,14 @@ def fetch_runs(client, experiment: str) -> Fetched:
         row["precision"] = run.data.params.get("train.precision")
         rows.append(row)
         params[run.info.run_id] = dict(run.data.params)
+    if not rows:
+        raise BenchError(f"experiment '{experiment}' has no variant runs yet; run the recipe first")
     rows.reverse()  # oldest first
     axes = list(dict.fromkeys(c[len("axis.") :] for row in rows for c in row if c.startswith("axis.")))
     frame = pd.DataFrame(rows)
     if "seed" in frame and frame["seed"].map(lambda s: isinstance(s, str)).any():
         frame["seed"] = frame["seed"].map(lambda s: s if s is None or pd.isna(s) else str(s))
-    if frame.empty:
-        frame = pd.DataFrame(columns=RUN_COLUMNS)
-    else:
-        frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
     parent = max(parents, key=lambda r: r.info.start_time or 0).info.run_id if parents else None
     return Fetched(experiment, exp.experiment_id, frame, axes, parent, params)
 

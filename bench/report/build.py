@@ -108,46 +108,46 @@ def as_study(name: str, source: str, tables: Tables) -> compare.Study:
 def make_report(
     client,
     *,
-    experiment: str,
     out_dir: Path,
     tracking_uri: str,
     recipe_name: str | None = None,
-    group_order: list[str] | None = None,
-    baseline: str | None = None,
-    target_acc: float | None = None,
-    min_effect: float = 0.005,
-    memory_front: bool | None = None,
     others: list[compare.Study] = (),
     log_artifacts: bool = True,
     variance: bool = False,
+    **settings,
 ) -> Report:
-    built = build_report(
-        client, experiment=experiment, group_order=group_order, baseline=baseline, target_acc=target_acc,
-        min_effect=min_effect, memory_front=memory_front,
-    )  # fmt: skip
-    tables, history, runs = built.tables, built.history, built.runs
-    splits = variance_split(built, experiment) if variance else {}  # before writing: it may refuse
+    """``settings``: ``build_report``'s (``experiment`` and the statistics' settings)."""
+    built = build_report(client, **settings)
+    tables, history, runs, experiment = built.tables, built.history, built.runs, settings["experiment"]
+    splits = {}
+    if variance:  # before anything is written: it may refuse
+        splits = variance_mod.split_runs(
+            runs,
+            VARIANCE_METRIC,
+            list(tables.variants["variant"]),
+            confidence=tables.confidence,
+            draws=VARIANCE_DRAWS,
+        )
+        if not splits:
+            raise variance_mod.DesignError(
+                f"experiment '{experiment}': --variance found no variant with finished runs on at least "
+                "2 init x 2 data seeds; set init_seeds and data_seeds in the recipe and run it"
+            )
     out_dir = Path(out_dir)
     files_dir = out_dir / "report"
     files_dir.mkdir(parents=True, exist_ok=True)
     name = recipe_name or experiment
     this = as_study(name, tracking_uri, tables)
-    files: list[Path] = []
-    for table in CSV_TABLES:
-        frame = this.provenance if table == "provenance" else getattr(tables, table)
-        files.append(files_dir / f"{table}.csv")
-        frame.to_csv(files[-1], index=False)
-    comparisons, extra = {}, []
-    for other in others:
-        side = compare.side_by_side(this, other)
-        comparisons[other.name] = side
-        files.append(files_dir / f"compare_{other.name}.csv")
-        side.to_csv(files[-1], index=False)
-        extra += compare.blocks(this, other, side)
+    comparisons = {other.name: compare.side_by_side(this, other) for other in others}
+    csvs = {t: getattr(tables, t) for t in CSV_TABLES} | {"provenance": this.provenance}
+    csvs |= {f"compare_{other}": side for other, side in comparisons.items()}
+    extra = [block for other in others for block in compare.blocks(this, other, comparisons[other.name])]
     if variance:
-        files.append(files_dir / "variance.csv")
-        variance_mod.to_frame(splits, VARIANCE_METRIC).to_csv(files[-1], index=False)
+        csvs["variance"] = variance_mod.to_frame(splits, VARIANCE_METRIC)
         extra = variance_mod.blocks(splits, VARIANCE_METRIC, tables.confidence, VARIANCE_DRAWS) + extra
+    files = [files_dir / f"{t}.csv" for t in csvs]
+    for path, frame in zip(files, csvs.values()):
+        frame.to_csv(path, index=False)
     order = list(tables.variants["variant"])
     drawn = {
         "Cost card: accuracy difference, throughput and memory against the baseline": plots.cost_card(
@@ -175,20 +175,6 @@ def make_report(
         for path in [report_path, html_path, *files]:
             client.log_artifact(built.parent_id, str(path), artifact_path="report")
     return Report(report_path, html_path, tables, files, runs, comparisons, splits)
-
-
-def variance_split(built: Built, experiment: str) -> dict:
-    """Per variant with a crossed init × data design, its variance split; exit 2 when none has one."""
-    splits = variance_mod.split_runs(
-        built.runs, VARIANCE_METRIC, list(built.tables.variants["variant"]),
-        confidence=built.tables.confidence, draws=VARIANCE_DRAWS,
-    )  # fmt: skip
-    if not splits:
-        raise variance_mod.DesignError(
-            f"experiment '{experiment}': --variance found no variant with finished runs on at least "
-            "2 init x 2 data seeds; set init_seeds and data_seeds in the recipe and run it"
-        )
-    return splits
 
 
 WHY = {  # what backs a verdict, by whether it is only leaning

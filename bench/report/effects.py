@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 import pandas as pd
@@ -171,11 +172,8 @@ def axis_table(
     if base is None or base not in set(scored["variant"]) or not labels:
         return pd.DataFrame(columns=AXIS_COLUMNS)
     ref_row = scored.set_index("variant").loc[base]
-    per_seed = {
-        "acc": stats.by_seed(finished, "test/acc"),
-        "speed": stats.by_seed(finished[~speed.contaminated(finished)], speed.THROUGHPUT),
-        "memory": stats.by_seed(finished, "memory"),
-    }
+    acc_of, memory_of = stats.by_seed(finished, "test/acc"), stats.by_seed(finished, "memory")
+    speed_of = stats.by_seed(finished[~speed.contaminated(finished)], speed.THROUGHPUT)
     rows = []
     for axis in labels:
         others = [a for a in labels if a != axis]
@@ -187,35 +185,31 @@ def axis_table(
             pairs = [(r, cell[k]) for _, r in side.iterrows() if (k := tuple(r[o] for o in others)) in cell]
             if not pairs:
                 continue
-            rows.append(_axis_row(axis, value, ref_row[axis], pairs, len(side), others, ref_row, per_seed,
-                                  confidence))  # fmt: skip
+            deltas = _per_seed_mean(pairs, acc_of, operator.sub)
+            acc = stats.mean_ci(deltas, confidence)
+            fast = stats.log_scale_ci(_per_seed_mean(pairs, speed_of, _log_ratio), confidence)
+            mem = stats.log_scale_ci(_per_seed_mean(pairs, memory_of, _log_ratio), confidence)
+            rows.append(
+                {
+                    "axis": axis,
+                    "value": value,
+                    "reference": ref_row[axis],
+                    "cells": len(pairs),
+                    "design": _design(pairs, len(side), others, ref_row),
+                    "seeds": len(deltas),
+                    "acc_delta": float(np.mean([v["acc_mean"] - r["acc_mean"] for v, r in pairs])),
+                    "acc_delta_lo": acc.lo,
+                    "acc_delta_hi": acc.hi,
+                    "train_img_s_ratio": fast.mean,
+                    "train_img_s_lo": fast.lo,
+                    "train_img_s_hi": fast.hi,
+                    "memory_mb_ratio": mem.mean,
+                    "memory_mb_lo": mem.lo,
+                    "memory_mb_hi": mem.hi,
+                    "matched": "; ".join(f"{v['variant']} vs {r['variant']}" for v, r in pairs),
+                }
+            )
     return pd.DataFrame(rows, columns=AXIS_COLUMNS)
-
-
-def _axis_row(axis, value, reference, pairs, n_side, others, ref, per_seed, confidence) -> dict:
-    acc = [float(v["acc_mean"] - r["acc_mean"]) for v, r in pairs]
-    by_seed = _per_seed_mean(pairs, per_seed["acc"], lambda a, b: a - b)
-    ci = stats.mean_ci(by_seed, confidence)
-    fast = _log_ratio(pairs, per_seed["speed"], confidence)
-    mem = _log_ratio(pairs, per_seed["memory"], confidence)
-    return {
-        "axis": axis,
-        "value": value,
-        "reference": reference,
-        "cells": len(pairs),
-        "design": _design(pairs, n_side, others, ref),
-        "seeds": len(by_seed),
-        "acc_delta": float(np.mean(acc)),
-        "acc_delta_lo": ci.lo,
-        "acc_delta_hi": ci.hi,
-        "train_img_s_ratio": fast.mean,
-        "train_img_s_lo": fast.lo,
-        "train_img_s_hi": fast.hi,
-        "memory_mb_ratio": mem.mean,
-        "memory_mb_lo": mem.lo,
-        "memory_mb_hi": mem.hi,
-        "matched": "; ".join(f"{v['variant']} vs {r['variant']}" for v, r in pairs),
-    }
 
 
 def _per_seed_mean(pairs, values: dict, diff) -> list[float]:
@@ -227,12 +221,8 @@ def _per_seed_mean(pairs, values: dict, diff) -> list[float]:
     ]
 
 
-def _log_ratio(pairs, values: dict, confidence: float) -> stats.Summary:
-    def log_ratio(a, b):
-        return math.log(a / b) if a > 0 and b > 0 else math.nan
-
-    logs = [x for x in _per_seed_mean(pairs, values, log_ratio) if not math.isnan(x)]
-    return stats.log_scale_ci(logs, confidence)
+def _log_ratio(a: float, b: float) -> float:
+    return math.log(a / b) if a > 0 and b > 0 else math.nan
 
 
 def _design(pairs, n_side: int, others: list[str], ref_row: pd.Series) -> str:

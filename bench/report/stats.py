@@ -1,6 +1,6 @@
 """Pure statistics on small samples (a few seeds): t confidence intervals, paired t-intervals with
-an exact sign-flip test and the power they have, Holm's adjustment, medians with their spread,
-Pareto fronts and positive-valued (time) intervals. No MLflow, no plotting."""
+an exact sign-flip test and the power they have, Holm's adjustment, Pareto fronts and
+positive-valued (time) intervals. No MLflow, no plotting."""
 
 from __future__ import annotations
 
@@ -288,41 +288,16 @@ def decide_family(diffs: Sequence[PairedDiff], differences: Sequence[Sequence[fl
     return FamilyDecision(p_holm, p_eq, p_eq_holm, verdicts)
 
 
-@dataclass(frozen=True)
-class Spread:
-    """Median over seeds and its range: throughput on a shared machine swings by tens of percent
-    between identical runs, so a mean ± CI would pretend to a precision it does not have."""
-
-    n: int
-    median: float
-    min: float
-    max: float
-
-
-def median_spread(values: Sequence[float]) -> Spread:
-    x = numbers(values)
-    if not len(x):
-        return Spread(0, math.nan, math.nan, math.nan)
-    return Spread(len(x), float(np.median(x)), float(x.min()), float(x.max()))
-
-
 def pareto_front(
     points: pd.DataFrame, x: str, y: str, *, maximize_x: bool = True, maximize_y: bool = True
 ) -> pd.Series:
     """Boolean mask: rows that no other row dominates (at least as good on both, better on one).
     Rows with a NaN in ``x`` or ``y`` are never on the front."""
-    sx = 1.0 if maximize_x else -1.0
-    sy = 1.0 if maximize_y else -1.0
-    vx = points[x].to_numpy(dtype=float) * sx
-    vy = points[y].to_numpy(dtype=float) * sy
-    ok = ~(np.isnan(vx) | np.isnan(vy))
-    mask = np.zeros(len(points), dtype=bool)
-    for i in range(len(points)):
-        if not ok[i]:
-            continue
-        dominated = ok & (vx >= vx[i]) & (vy >= vy[i]) & ((vx > vx[i]) | (vy > vy[i]))
-        mask[i] = not dominated.any()
-    return pd.Series(mask, index=points.index)
+    v = points[[x, y]].to_numpy(dtype=float) * [1.0 if maximize_x else -1.0, 1.0 if maximize_y else -1.0]
+    ok = ~np.isnan(v).any(axis=1)
+    at_least, better = v[None, :, :] >= v[:, None, :], v[None, :, :] > v[:, None, :]  # [i, j]: j vs i
+    dominated = (at_least.all(axis=2) & better.any(axis=2) & ok[None, :]).any(axis=1)
+    return pd.Series(ok & ~dominated, index=points.index)
 
 
 def time_to_target(accuracies: Sequence[float], epoch_seconds: Sequence[float], target: float) -> float:

@@ -156,21 +156,19 @@ def variant_table(
         done = finished[finished["group"] == group]
         row: dict = {"variant": group}
         for label in axis_labels:
-            col = f"axis.{label}"
-            row[label] = every[col].iloc[0] if col in every and len(every) else None
-        row["seeds"] = len(done)
-        row["runs"] = len(every)
-        counts = every["status"].value_counts()
-        row["status"] = ", ".join(f"{n} {s}" for s, n in counts.items())
+            row[label] = every[f"axis.{label}"].iloc[0] if f"axis.{label}" in every else None
+        row["seeds"], row["runs"] = len(done), len(every)
+        row["status"] = ", ".join(f"{n} {s}" for s, n in every["status"].value_counts().items())
         if "delivered" in done:
             row["delivered"] = ", ".join(dict.fromkeys(done["delivered"].dropna())) or None
         for col, short in SUMMARISED.items():
             s = stats.mean_ci(done[col].tolist(), confidence)
-            row[f"{short}_mean"], row[f"{short}_std"] = s.mean, s.std
-            row[f"{short}_lo"], row[f"{short}_hi"] = s.lo, s.hi
+            row.update(
+                {f"{short}_mean": s.mean, f"{short}_std": s.std, f"{short}_lo": s.lo, f"{short}_hi": s.hi}
+            )
         for col, short in POSITIVE.items():
             s = stats.geometric_ci(done[col].tolist(), confidence)
-            row[f"{short}_mean"], row[f"{short}_lo"], row[f"{short}_hi"] = s.mean, s.lo, s.hi
+            row.update({f"{short}_mean": s.mean, f"{short}_lo": s.lo, f"{short}_hi": s.hi})
             row[f"{short}_min"], row[f"{short}_max"] = done[col].min(), done[col].max()
         # throughput on a shared machine swings by tens of percent between identical runs: a mean
         # ± CI would pretend to a precision it does not have, so the median and its range
@@ -180,9 +178,7 @@ def variant_table(
         )
         if with_target:
             row["ttt_reached"] = int(done[TTT].notna().sum())
-            row["ttt_on"] = (
-                done[TTT_ON].dropna().iloc[0] if TTT_ON in done and done[TTT_ON].notna().any() else None
-            )
+            row["ttt_on"] = next(iter(done[TTT_ON].dropna()), None) if TTT_ON in done else None
         rows.append(row)
     variants = pd.DataFrame(rows)
     if not len(variants):

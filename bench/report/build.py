@@ -183,6 +183,13 @@ WHY = {  # what backs a verdict, by whether it is only leaning
 }
 
 
+UNDECIDED = {
+    "too few seeds": "share fewer than 3 seeds with the baseline: no verdict on accuracy (see the seeds "
+    "needed per comparison)",
+    "within noise": "differ from the baseline by less than the seed-to-seed noise",
+}
+
+
 def summary_lines(t: Tables) -> list[str]:
     """The answer in a few sentences: best, fastest, what differs from the baseline, what is missing."""
     lines = []
@@ -222,15 +229,9 @@ def summary_lines(t: Tables) -> list[str]:
             lines.append(
                 f"Equivalent to the baseline within ±{t.min_effect:g} (Holm-adjusted TOST): {names}."
             )
-        few = b[b["verdict"] == "too few seeds"]
-        if len(few):
-            lines.append(f"{len(few)} variant(s) share fewer than 3 seeds with the baseline: no verdict on accuracy "
-                         "(see the seeds needed per comparison).")  # fmt: skip
-        noise = b[b["verdict"] == "within noise"]
-        if len(noise):
-            lines.append(
-                f"{len(noise)} variant(s) differ from the baseline by less than the seed-to-seed noise."
-            )
+        for verdict, says in UNDECIDED.items():
+            if count := int((b["verdict"] == verdict).sum()):
+                lines.append(f"{count} variant(s) {says}.")
     if len(t.pareto):
         front = t.pareto[t.pareto["front_throughput"]]
         if len(front):

@@ -211,9 +211,6 @@ def next_round(
     return grow, verdicts
 
 
-SEQUENTIAL_COLUMNS = ["seq_pairs", "seq_lo", "seq_hi", "seq_alpha", "sequential_verdict"]
-
-
 def recorded_settings(client, experiment_id: str) -> dict[str, Any] | None:
     """The settings of the latest ``--until-decided`` parent run of the experiment, or None."""
     from bench.report.fetch import search_all
@@ -236,9 +233,8 @@ def add_sequential(
     table: pd.DataFrame, finished: pd.DataFrame, base: str | None, settings: dict
 ) -> pd.DataFrame:
     """``table`` (the baseline table) with the sequential interval and verdict appended per variant."""
-    out = table.copy()
-    for col in SEQUENTIAL_COLUMNS:
-        out[col] = math.nan if col != "sequential_verdict" else ""
+    nan = math.nan
+    out = table.assign(seq_pairs=nan, seq_lo=nan, seq_hi=nan, seq_alpha=nan, sequential_verdict="")
     if base is None or not len(out):
         return out
     by_seed = stats.by_seed(finished, "test/acc")

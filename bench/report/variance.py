@@ -132,8 +132,7 @@ def split_runs(
     """Per variant (group) with at least 2 init × 2 data seeds of finished runs, its decomposition."""
     if not {"init_seed", "data_seed", metric} <= set(runs.columns):
         return {}
-    done = runs[(runs["status"] == "finished") & runs[metric].notna()]
-    done = done.dropna(subset=["init_seed", "data_seed"])
+    done = runs[runs["status"] == "finished"].dropna(subset=["init_seed", "data_seed", metric])
     groups = list(dict.fromkeys([*(order or []), *done["group"]]))
     out = {}
     for group in groups:

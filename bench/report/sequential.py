@@ -233,8 +233,9 @@ def add_sequential(
     table: pd.DataFrame, finished: pd.DataFrame, base: str | None, settings: dict
 ) -> pd.DataFrame:
     """``table`` (the baseline table) with the sequential interval and verdict appended per variant."""
-    nan = math.nan
-    out = table.assign(seq_pairs=nan, seq_lo=nan, seq_hi=nan, seq_alpha=nan, sequential_verdict="")
+    out = table.assign(
+        seq_pairs=math.nan, seq_lo=math.nan, seq_hi=math.nan, seq_alpha=math.nan, sequential_verdict=""
+    )
     if base is None or not len(out):
         return out
     by_seed = stats.by_seed(finished, "test/acc")

@@ -128,10 +128,7 @@ def fetch_histories(client, run_ids: list[str], keys: list[str]) -> pd.DataFrame
                 history = client.get_metric_history(run_id, key)
             except Exception:  # noqa: BLE001 - a metric the run never logged
                 continue
-            for m in history:
-                rows.append(
-                    {"run_id": run_id, "key": key, "step": m.step, "value": m.value, "timestamp": m.timestamp}
-                )
+            rows += [(run_id, key, m.step, m.value, m.timestamp) for m in history]
     frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
     # the final metrics are logged again at the last step: keep one value per (run, key, step)
     return frame.sort_values("timestamp", kind="stable").drop_duplicates(

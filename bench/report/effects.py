@@ -187,8 +187,8 @@ def axis_table(
                 continue
             deltas = _per_seed_mean(pairs, acc_of, operator.sub)
             acc = stats.mean_ci(deltas, confidence)
-            fast = stats.log_scale_ci(_per_seed_mean(pairs, speed_of, _log_ratio), confidence)
-            mem = stats.log_scale_ci(_per_seed_mean(pairs, memory_of, _log_ratio), confidence)
+            fast = stats.log_scale_ci(_per_seed_mean(pairs, speed_of, speed.log_ratio), confidence)
+            mem = stats.log_scale_ci(_per_seed_mean(pairs, memory_of, speed.log_ratio), confidence)
             rows.append(
                 {
                     "axis": axis,
@@ -219,10 +219,6 @@ def _per_seed_mean(pairs, values: dict, diff) -> list[float]:
         sum(diff(values[v["variant"]][s], values[r["variant"]][s]) for v, r in pairs) / len(pairs)
         for s in sorted(seeds)
     ]
-
-
-def _log_ratio(a: float, b: float) -> float:
-    return math.log(a / b) if a > 0 and b > 0 else math.nan
 
 
 def _design(pairs, n_side: int, others: list[str], ref_row: pd.Series) -> str:

@@ -33,14 +33,16 @@ class Ratio:
     hi: float
 
 
+def log_ratio(a, b) -> float:
+    """``log(a / b)``; NaN unless both are positive numbers."""
+    return math.log(a / b) if _positive(a) and _positive(b) else math.nan
+
+
 def paired_ratio(variant: dict, baseline: dict, confidence: float = 0.95) -> Ratio:
-    logs = [
-        math.log(variant[s] / baseline[s])
-        for s in variant
-        if s in baseline and _positive(variant[s]) and _positive(baseline[s])
-    ]
-    s = stats.log_scale_ci(logs, confidence)
-    return Ratio(s.n, s.mean, s.lo, s.hi)
+    ci = stats.log_scale_ci(
+        [log_ratio(variant[s], baseline[s]) for s in variant if s in baseline], confidence
+    )
+    return Ratio(ci.n, ci.mean, ci.lo, ci.hi)
 
 
 def contaminated(runs: pd.DataFrame) -> pd.Series:

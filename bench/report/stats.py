@@ -68,9 +68,7 @@ MAX_SEEDS_NEEDED = 1000
 
 @dataclass(frozen=True)
 class PairedDiff:
-    """``variant − baseline`` over the seeds both have: the mean difference, its paired
-    t-interval, the exact sign-flip p-value, the smallest difference these seeds could detect and
-    the number of seeds needed to detect ``min_effect`` (see ``paired_test``)."""
+    """``variant − baseline`` over the seeds both have (see ``paired_test``)."""
 
     n: int
     diff: float
@@ -251,11 +249,9 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 def family_verdict(d: PairedDiff, p_holm: float, alpha: float, p_equiv_holm: float = math.nan) -> str:
-    """The verdict of one comparison inside a family: "better"/"worse" when the Holm-adjusted paired
-    t-test p is at most ``alpha`` and the exact sign-flip test agrees (unadjusted, at ``alpha``);
-    "equivalent" when the Holm-adjusted TOST p is (the difference is shown to lie within
-    ±min_effect); "leaning" when only the Holm-adjusted t-test is (under 6 seeds the sign-flip test
-    cannot reach 0.05); "too few seeds" under ``MIN_PAIRS``; else "within noise" (undecided)."""
+    """The verdict of one comparison inside a family. The unadjusted sign-flip test must agree with
+    the Holm-adjusted t-test for "better"/"worse", else "leaning" (under 6 seeds it cannot reach
+    0.05); "equivalent": the Holm-adjusted TOST shows the difference within ±min_effect."""
     if d.n < MIN_PAIRS:
         return "too few seeds" if d.n else "no pairs"
     direction = "better" if d.diff > 0 else "worse"

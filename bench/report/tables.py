@@ -58,10 +58,7 @@ class Tables:
 
 def memory_key(runs: pd.DataFrame) -> str | None:
     """GPU peak memory when any run has it, else the process's peak RSS."""
-    for key in (GPU_MEMORY, RSS):
-        if key in runs and runs[key].notna().any():
-            return key
-    return None
+    return next((key for key in (GPU_MEMORY, RSS) if key in runs and runs[key].notna().any()), None)
 
 
 def add_epoch_columns(runs: pd.DataFrame, history: pd.DataFrame, target: float | None) -> pd.DataFrame:
@@ -202,8 +199,6 @@ def pareto_table(variants: pd.DataFrame, memory_front: bool = True) -> pd.DataFr
         return pd.DataFrame(columns=cols + ["front_throughput", "front_memory"])
     p = variants[cols].copy()
     p["front_throughput"] = stats.pareto_front(p, "train_img_s_median", "acc_mean")
-    if memory_front:
-        p["front_memory"] = stats.pareto_front(p, "memory_mb_mean", "acc_mean", maximize_x=False)
-    else:
-        p["front_memory"] = False
+    on_memory = stats.pareto_front(p, "memory_mb_mean", "acc_mean", maximize_x=False)
+    p["front_memory"] = on_memory if memory_front else False
     return p

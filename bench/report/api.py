@@ -74,18 +74,22 @@ def load_other(spec: str | Path, *, results_dir: str | Path = "results", trackin
     if not path.is_file():
         raise BenchError(f"--compare {spec}: not a recipe file or a results folder")
     from bench.recipe.load import load_recipe
-    from bench.report.build import as_study, build_report
-    from bench.tracking import mlflow_store as store
 
     loaded = load_recipe(path)  # its own store first: the other study may live elsewhere
     target = resolve(loaded, results_dir=results_dir, tracking_uri=loaded.recipe.tracking.uri or tracking_uri)
-    built = build_report(store.open_store(target.uri), **_settings(target))
-    return as_study(target.name, target.uri, built.tables)
+    return _built(target)[1]
 
 
-def _settings(target: Target) -> dict[str, Any]:
-    return {"experiment": target.experiment, "group_order": target.order, "baseline": target.baseline,
-            "target_acc": target.target_acc, "min_effect": target.min_effect}  # fmt: skip
+def _built(target: Target, **settings):
+    """``build_report`` on the target's store and settings (``settings`` override them), and the
+    result as a ``compare.Study``."""
+    from bench.report.build import as_study, build_report
+    from bench.tracking import mlflow_store as store
+
+    settings = {"experiment": target.experiment, "group_order": target.order, "baseline": target.baseline,
+                "target_acc": target.target_acc, "min_effect": target.min_effect, **settings}  # fmt: skip
+    built = build_report(store.open_store(target.uri), **settings)
+    return built, as_study(target.name, target.uri, built.tables)
 
 
 def report_tables(
@@ -102,17 +106,13 @@ def report_tables(
     """The report's tables, without writing files: ``variants``, ``baseline``, ``axes``,
     ``pareto``, ``excluded``, ``provenance``, ``runs``, ``history``, and ``compare:<study>`` per
     study in ``compare`` (recipe files or results folders)."""
-    from bench.report import compare as side
-    from bench.report.build import as_study, build_report
-    from bench.tracking import mlflow_store as store
+    from bench.report.compare import side_by_side
 
     target = resolve(recipe, overrides=overrides, experiment=experiment, results_dir=results_dir,
                      tracking_uri=tracking_uri)  # fmt: skip
-    settings = {**_settings(target), "baseline": baseline or target.baseline, "memory_front": memory_front}
-    built = build_report(store.open_store(target.uri), **settings)
+    built, this = _built(target, baseline=baseline or target.baseline, memory_front=memory_front)
     frames = built.frames()
-    this = as_study(target.name, target.uri, built.tables)
     for spec in compare:
         other = load_other(spec, results_dir=results_dir, tracking_uri=tracking_uri)
-        frames[f"compare:{other.name}"] = side.side_by_side(this, other)
+        frames[f"compare:{other.name}"] = side_by_side(this, other)
     return frames

@@ -4,16 +4,15 @@ the files logged as artifacts of the recipe's latest parent run."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from bench.report import changes, compare, fetch, forest, markdown, plots, sequential_column
+from bench.report import changes, compare, fetch, markdown, plots, sequential
 from bench.report import variance as variance_mod
 from bench.report.document import to_html, to_markdown
-from bench.report.tables import Tables, add_time_to_target, add_val_selected, build_tables
+from bench.report.tables import Tables, add_epoch_columns, build_tables
 
 HISTORY_KEYS = ("test/acc", "val/acc", "train/loss", "time/train_epoch_s")
 VARIANCE_METRIC, VARIANCE_DRAWS = "test/acc", 20000
@@ -57,26 +56,20 @@ def build_report(
     memory_front: bool | None = None,
 ) -> Built:
     fetched = fetch.fetch_runs(client, experiment)
-    if fetched.runs.empty:
-        from bench.errors import BenchError
-
-        raise BenchError(f"experiment '{experiment}' has no variant runs yet; run the recipe first")
     runs = fetched.runs
     lr_keys = sorted({c for c in runs.columns if c.startswith("train/lr/")})
     history = fetch.fetch_histories(client, runs["run_id"].tolist(), [*HISTORY_KEYS, *lr_keys])
-    runs = add_val_selected(add_time_to_target(runs, history, target_acc), history)
+    runs = add_epoch_columns(runs, history, target_acc)
     tables = build_tables(
         runs, fetched.axes, group_order=group_order, baseline=baseline, target_acc=target_acc,
         min_effect=min_effect, memory_front=memory_front,
         compute_neutral=compute_neutral(runs, fetched.params, baseline),
     )  # fmt: skip
     tables.axes = mark_bundles(tables.axes, changes.bundle_axes(runs, fetched.params, tables.baseline_name))
-    until = sequential_column.recorded_settings(client, fetched.experiment_id)
+    until = sequential.recorded_settings(client, fetched.experiment_id)
     if until is not None:  # runs from --until-decided: the decision it stopped on
         finished = runs[runs["status"] == "finished"]
-        tables.baseline = sequential_column.add_sequential(
-            tables.baseline, finished, tables.baseline_name, until
-        )
+        tables.baseline = sequential.add_sequential(tables.baseline, finished, tables.baseline_name, until)
         tables.sequential = until
     return Built(tables, runs, history, fetched.parent_id, fetched.params)
 
@@ -115,49 +108,49 @@ def as_study(name: str, source: str, tables: Tables) -> compare.Study:
 def make_report(
     client,
     *,
-    experiment: str,
     out_dir: Path,
     tracking_uri: str,
     recipe_name: str | None = None,
-    group_order: list[str] | None = None,
-    baseline: str | None = None,
-    target_acc: float | None = None,
-    min_effect: float = 0.005,
-    memory_front: bool | None = None,
     others: list[compare.Study] = (),
     log_artifacts: bool = True,
     variance: bool = False,
+    **settings,
 ) -> Report:
-    built = build_report(
-        client, experiment=experiment, group_order=group_order, baseline=baseline, target_acc=target_acc,
-        min_effect=min_effect, memory_front=memory_front,
-    )  # fmt: skip
-    tables, history, runs = built.tables, built.history, built.runs
-    splits = variance_split(built, experiment) if variance else {}  # before writing: it may refuse
+    """``settings``: ``build_report``'s (``experiment`` and the statistics' settings)."""
+    built = build_report(client, **settings)
+    tables, history, runs, experiment = built.tables, built.history, built.runs, settings["experiment"]
+    splits = {}
+    if variance:  # before anything is written: it may refuse
+        splits = variance_mod.split_runs(
+            runs,
+            VARIANCE_METRIC,
+            list(tables.variants["variant"]),
+            confidence=tables.confidence,
+            draws=VARIANCE_DRAWS,
+        )
+        if not splits:
+            raise variance_mod.DesignError(
+                f"experiment '{experiment}': --variance found no variant with finished runs on at least "
+                "2 init x 2 data seeds; set init_seeds and data_seeds in the recipe and run it"
+            )
     out_dir = Path(out_dir)
     files_dir = out_dir / "report"
     files_dir.mkdir(parents=True, exist_ok=True)
     name = recipe_name or experiment
     this = as_study(name, tracking_uri, tables)
-    files: list[Path] = []
-    for table in CSV_TABLES:
-        frame = this.provenance if table == "provenance" else getattr(tables, table)
-        files.append(files_dir / f"{table}.csv")
-        frame.to_csv(files[-1], index=False)
-    comparisons, extra = {}, []
-    for other in others:
-        side = compare.side_by_side(this, other)
-        comparisons[other.name] = side
-        files.append(files_dir / f"compare_{other.name}.csv")
-        side.to_csv(files[-1], index=False)
-        extra += compare.blocks(this, other, side)
+    comparisons = {other.name: compare.side_by_side(this, other) for other in others}
+    csvs = {t: getattr(tables, t) for t in CSV_TABLES} | {"provenance": this.provenance}
+    csvs |= {f"compare_{other}": side for other, side in comparisons.items()}
+    extra = [block for other in others for block in compare.blocks(this, other, comparisons[other.name])]
     if variance:
-        files.append(files_dir / "variance.csv")
-        variance_mod.to_frame(splits, VARIANCE_METRIC).to_csv(files[-1], index=False)
+        csvs["variance"] = variance_mod.to_frame(splits, VARIANCE_METRIC)
         extra = variance_mod.blocks(splits, VARIANCE_METRIC, tables.confidence, VARIANCE_DRAWS) + extra
+    files = [files_dir / f"{t}.csv" for t in csvs]
+    for path, frame in zip(files, csvs.values()):
+        frame.to_csv(path, index=False)
     order = list(tables.variants["variant"])
     drawn = {
-        "Cost card: accuracy difference, throughput and memory against the baseline": forest.cost_card(
+        "Cost card: accuracy difference, throughput and memory against the baseline": plots.cost_card(
             tables.baseline, files_dir / "cost_card.png", baseline_name=tables.baseline_name,
             memory_key=tables.memory_key, min_effect=tables.min_effect, emulated_bf16=tables.emulated_bf16,
         ),
@@ -184,18 +177,17 @@ def make_report(
     return Report(report_path, html_path, tables, files, runs, comparisons, splits)
 
 
-def variance_split(built: Built, experiment: str) -> dict:
-    """Per variant with a crossed init × data design, its variance split; exit 2 when none has one."""
-    splits = variance_mod.split_runs(
-        built.runs, VARIANCE_METRIC, list(built.tables.variants["variant"]),
-        confidence=built.tables.confidence, draws=VARIANCE_DRAWS,
-    )  # fmt: skip
-    if not splits:
-        raise variance_mod.DesignError(
-            f"experiment '{experiment}': --variance found no variant with finished runs on at least "
-            "2 init x 2 data seeds; set init_seeds and data_seeds in the recipe and run it"
-        )
-    return splits
+WHY = {  # what backs a verdict, by whether it is only leaning
+    False: " (Holm-adjusted t-test, confirmed by the exact sign-flip test)",
+    True: " (Holm-adjusted t-test; the exact sign-flip test does not confirm: with under 6 seeds it cannot)",
+}
+
+
+UNDECIDED = {
+    "too few seeds": "share fewer than 3 seeds with the baseline: no verdict on accuracy (see the seeds "
+    "needed per comparison)",
+    "within noise": "differ from the baseline by less than the seed-to-seed noise",
+}
 
 
 def summary_lines(t: Tables) -> list[str]:
@@ -205,9 +197,7 @@ def summary_lines(t: Tables) -> list[str]:
     if len(v) and v["acc_mean"].notna().any():
         best = v.loc[v["acc_mean"].idxmax()]
         delivered = (
-            f", scored on its {best['delivered']} model"
-            if best.get("delivered") not in (None, "weights")
-            else ""
+            "" if best.get("delivered") in (None, "weights") else f", scored on its {best['delivered']} model"
         )
         lines.append(
             f"Highest mean final test accuracy: `{best['variant']}` at {best['acc_mean']:.4f} "
@@ -230,22 +220,18 @@ def summary_lines(t: Tables) -> list[str]:
             if len(hit):
                 names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs}, Holm p={r.p_holm:.3g})"
                                   for r in hit.itertuples())  # fmt: skip
-                lines.append(f"{verdict.capitalize()} than the baseline{_why(verdict)}: {names}.")
+                lines.append(
+                    f"{verdict.capitalize()} than the baseline{WHY[verdict.startswith('leaning')]}: {names}."
+                )
         same = b[b["verdict"] == "equivalent"]
         if len(same):
             names = ", ".join(f"`{r.variant}` ({r.acc_diff:+.4f}, n={r.pairs})" for r in same.itertuples())
             lines.append(
                 f"Equivalent to the baseline within ±{t.min_effect:g} (Holm-adjusted TOST): {names}."
             )
-        few = b[b["verdict"] == "too few seeds"]
-        if len(few):
-            lines.append(f"{len(few)} variant(s) share fewer than 3 seeds with the baseline: no verdict on accuracy "
-                         "(see the seeds needed per comparison).")  # fmt: skip
-        noise = b[b["verdict"] == "within noise"]
-        if len(noise):
-            lines.append(
-                f"{len(noise)} variant(s) differ from the baseline by less than the seed-to-seed noise."
-            )
+        for verdict, says in UNDECIDED.items():
+            if count := int((b["verdict"] == verdict).sum()):
+                lines.append(f"{count} variant(s) {says}.")
     if len(t.pareto):
         front = t.pareto[t.pareto["front_throughput"]]
         if len(front):
@@ -270,15 +256,7 @@ def summary_lines(t: Tables) -> list[str]:
             )
         else:
             lines.append(f"No variant reached the target accuracy {t.target_acc:g}.")
-    return [line for line in lines if line and not (isinstance(line, float) and math.isnan(line))]
-
-
-def _why(verdict: str) -> str:
-    if verdict.startswith("leaning"):
-        return (
-            " (Holm-adjusted t-test; the exact sign-flip test does not confirm: with under 6 seeds it cannot)"
-        )
-    return " (Holm-adjusted t-test, confirmed by the exact sign-flip test)"
+    return lines
 
 
 def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str:

@@ -102,9 +102,8 @@ def calibrate(s: Setting = Setting(), seed: int = 0, fixed_design: bool = True) 
 
     def fixed_row(quantity, effects, hit):
         if fixed_design:
-            row(
-                quantity, fix, np.mean([hit(v) for v in fixed(rng, s, effects, s.fixed_seeds)]), s.fixed_seeds
-            )
+            hits = [hit(v) for v in fixed(rng, s, effects, s.fixed_seeds)]
+            row(quantity, fix, np.mean(hits), s.fixed_seeds)
 
     null = np.zeros(m)
     v, k = until_decided(rng, s, null)

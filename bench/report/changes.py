@@ -18,25 +18,21 @@ NOT_CONFIG = ("seed",)  # params logged beside the resolved config
 def group_configs(runs: pd.DataFrame, params: Mapping[str, Mapping[str, str]]) -> dict[str, dict]:
     """Variant (group) -> its resolved config as a tree of param strings, from the group's latest
     run that logged params (seeds of a group share their config but for ``seed``)."""
-    out: dict[str, dict] = {}
-    if runs.empty:
-        return out
-    for _, row in runs.sort_values("start_time", kind="stable", ascending=False).iterrows():
-        logged = params.get(row["run_id"])
-        if logged and row["group"] not in out:
-            out[row["group"]] = unflatten({k: v for k, v in logged.items() if k not in NOT_CONFIG})
-    order = list(dict.fromkeys(runs["group"]))
-    return {g: out[g] for g in order if g in out}
+    logged = runs[[bool(params.get(r)) for r in runs["run_id"]]]
+    latest = logged.sort_values("start_time", kind="stable", ascending=False).drop_duplicates("group")
+    out = {
+        r.group: {k: v for k, v in params[r.run_id].items() if k not in NOT_CONFIG}
+        for r in latest.itertuples()
+    }
+    return {g: unflatten(out[g]) for g in dict.fromkeys(runs["group"]) if g in out}
 
 
 def group_axis_values(runs: pd.DataFrame) -> dict[str, dict[str, str]]:
-    """Variant -> axis label -> value label, from the runs' ``axis.*`` tags."""
-    columns = [c for c in runs.columns if c.startswith("axis.")]
-    out: dict[str, dict[str, str]] = {}
-    for _, row in runs.iterrows():
-        values = {c[len("axis.") :]: str(row[c]) for c in columns if isinstance(row[c], str)}
-        out.setdefault(row["group"], values)
-    return out
+    """Variant -> axis label -> value label, from the runs' ``axis.*`` tags (its first run's)."""
+    axes = runs.drop_duplicates("group").set_index("group").filter(regex=r"^axis\.", axis=1)
+    return {
+        g: {c[len("axis.") :]: v for c, v in row.items() if isinstance(v, str)} for g, row in axes.iterrows()
+    }
 
 
 def changes_table(
@@ -61,23 +57,10 @@ def bundle_axes(
     runs: pd.DataFrame, params: Mapping[str, Mapping[str, str]], baseline: str | None
 ) -> pd.DataFrame:
     """Per (axis, value) other than the baseline's value on that axis, what the value changes and
-    whether it is a bundle. Inputs as ``build_report`` has them: ``runs`` (``Fetched.runs``: one row
-    per child run with ``run_id``, ``group``, ``start_time`` and the ``axis.<label>`` tags),
-    ``params`` (``Fetched.params``: run_id -> logged params) and the baseline variant's name.
-
-    Columns: ``axis`` and ``value`` (labels, as in the per-axis table), ``reference`` (the
-    baseline's value), ``n_keys`` (resolved config keys the value changes: those differing between
-    a variant with it and the variant equal but for the baseline's value on this axis, the pair
-    nearest the baseline; NA when no such pair was recorded), ``bundle`` (True when it changes a key
-    beyond the one its label names; NA as n_keys), ``beyond`` (those keys, old->new, "; "-joined),
-    ``changes`` (all of them) and ``compared`` ("variant vs reference variant").
-
-    The one key a label names: for a component block labelled by its name (``optimizer=adamw``,
-    ``scheduler=cosine``), ``<axis>.name`` (and keys a disambiguated label spells out, such as
-    ``lr`` in ``adamw(lr:0.01)``); for a scalar (``freeze=2``) the key itself; for a block without a
-    name switched on or off (``swa=on``), the block with its settings. So ``scheduler=cosine`` that
-    also sets ``warmup_epochs`` is a bundle, and so is ``optimizer=adamw`` that sets lr, weight
-    decay and drops momentum; ``swa=on`` is not."""
+    whether it is a bundle (the rule: ``bench.recipe.changes.named_keys``). ``n_keys``: resolved
+    config keys that differ between a variant with the value and the one equal but for the
+    baseline's value on this axis, the pair nearest the baseline (NA when none was recorded);
+    ``beyond``: those beyond the key the label names, old->new; ``compared``: the pair."""
     configs = group_configs(runs, params)
     rows = []
     if baseline in configs:

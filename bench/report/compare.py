@@ -5,7 +5,6 @@ read with the hardware that produced it. A study comes from MLflow (a recipe) or
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +55,8 @@ def side_by_side(a: Study, b: Study) -> pd.DataFrame:
     cols = {"seeds": "seeds", "acc_mean": "acc", "train_img_s_median": "img_s", "memory_mb_mean": "memory_mb"}
 
     def pick(s: Study, suffix: str) -> pd.DataFrame:
-        v = s.variants.copy()
-        for col in cols:
-            if col not in v:
-                v[col] = math.nan
-        return v[["variant", *cols]].rename(columns={c: f"{short}_{suffix}" for c, short in cols.items()})
+        v = s.variants.reindex(columns=["variant", *cols])  # a column the study lacks: NaN
+        return v.rename(columns={c: f"{short}_{suffix}" for c, short in cols.items()})
 
     merged = pick(a, "a").merge(pick(b, "b"), on="variant", how="outer", sort=False)
     order = list(dict.fromkeys([*a.variants["variant"], *b.variants["variant"]]))
@@ -88,7 +84,7 @@ def blocks(a: Study, b: Study, table: pd.DataFrame) -> list[tuple]:
         "make speed and memory ratios hardware comparisons, not trick comparisons."
     )
     rows = [
-        [f"`{r.variant}`", _int(r.seeds_a), num(r.acc_a), _int(r.seeds_b), num(r.acc_b), signed(r.acc_diff),
+        [f"`{r.variant}`", num(r.seeds_a, 0), num(r.acc_a), num(r.seeds_b, 0), num(r.acc_b), signed(r.acc_diff),
          num(r.img_s_a, 0), num(r.img_s_b, 0), ratio(r.img_s_ratio), num(r.memory_mb_a, 0),
          num(r.memory_mb_b, 0), ratio(r.memory_ratio)]
         for r in table.itertuples()
@@ -100,10 +96,6 @@ def blocks(a: Study, b: Study, table: pd.DataFrame) -> list[tuple]:
         rows,
     )  # fmt: skip
     return doc.blocks
-
-
-def _int(v) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(int(v))
 
 
 def _memory(s: Study) -> str:

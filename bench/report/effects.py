@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 import pandas as pd
@@ -69,102 +70,76 @@ def baseline_table(
     ``speed_floor``; wall time as the ratio of geometric means."""
     if base is None:
         return pd.DataFrame(columns=BASELINE_COLUMNS)
-    by_seed = {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")}
+    by_seed = stats.by_seed(finished, "test/acc")
     dirty = speed.contaminated(finished)
-    clean = finished[~dirty]
-    per_seed_speed = {g: dict(zip(f["seed"], f[speed.THROUGHPUT])) for g, f in clean.groupby("group")}
+    fast, memory = stats.by_seed(finished[~dirty], speed.THROUGHPUT), stats.by_seed(finished, "memory")
     left_out = finished[dirty].groupby("group").size().to_dict()
-    per_seed_memory = {g: dict(zip(f["seed"], f["memory"])) for g, f in finished.groupby("group")}
+    wall = variants.set_index("variant")["wall_s_mean"]
     alpha = 1 - confidence
-    diffs = {
-        g: stats.paired_test(by_seed.get(g, {}), by_seed.get(base, {}), confidence=confidence)
-        for g in scored
-        if g != base
-    }
+    diffs = {g: stats.paired_test(by_seed[g], by_seed[base], confidence=confidence) for g in scored}
     # the family: every comparison that could get a verdict (at least MIN_PAIRS seeds in common)
-    family = [g for g, d in diffs.items() if d.n >= stats.MIN_PAIRS]
-    m = max(len(family), 1)
-    d_of = {g: [by_seed[g][s] - by_seed[base][s] for s in diffs[g].seeds] for g in family}
-    decided = stats.decide_family([diffs[g] for g in family], [d_of[g] for g in family], min_effect, alpha)
-    at = {g: i for i, g in enumerate(family)}
-    means = variants.set_index("variant")
+    family = [g for g, d in diffs.items() if g != base and d.n >= stats.MIN_PAIRS]
+    each = alpha / max(len(family), 1)
+    d_of = [[by_seed[g][s] - by_seed[base][s] for s in diffs[g].seeds] for g in family]
+    decided = stats.decide_family([diffs[g] for g in family], d_of, min_effect, alpha)
     rows = []
-    for group in scored:
-        is_base = group == base
-        d = diffs.get(group) or stats.paired_test(by_seed[base], by_seed[base], confidence=confidence)
-        i = at.get(group)
-        p_holm = decided.p_holm[i] if i is not None else math.nan
-        wide = _simultaneous(d, alpha / m)
-        pair = stats.pairing(by_seed.get(group, {}), by_seed.get(base, {}), confidence)
-        # pairing that removes nothing (|r| < 0.2) and an unpaired interval that is tighter: shown instead
-        unpaired = (not is_base and not math.isnan(pair.corr) and abs(pair.corr) < PAIRING_NEAR_ZERO
-                    and pair.hi - pair.lo < d.hi - d.lo)  # fmt: skip
-        rows.append(
-            {
-                "variant": group,
-                "pairs": d.n,
-                "acc_diff": d.diff,
-                "acc_diff_lo": d.lo,
-                "acc_diff_hi": d.hi,
-                "acc_diff_lo_family": math.nan if is_base else wide[0],
-                "acc_diff_hi_family": math.nan if is_base else wide[1],
-                "acc_diff_sd": d.sd,
-                "p_t": math.nan if is_base else d.p_t,
-                "p_sign_flip": math.nan if is_base else d.p_value,
-                "p_holm": math.nan if is_base else p_holm,
-                "p_equivalent": decided.p_equivalent[i] if i is not None else math.nan,
-                "p_equivalent_holm": decided.p_equivalent_holm[i] if i is not None else math.nan,
-                "family": math.nan if is_base else len(family),
-                "pair_corr": math.nan if is_base else pair.corr,
-                "unpaired_lo": math.nan if is_base else pair.lo,
-                "unpaired_hi": math.nan if is_base else pair.hi,
-                "pairing_efficiency": math.nan if is_base else pair.efficiency,
-                "interval_used": "unpaired" if unpaired else "paired",
-                "mdd": math.nan if is_base else stats.min_detectable(d.sd, d.n, alpha=alpha / m),
-                "seeds_needed": math.nan
-                if is_base
-                else stats.seeds_needed(d.sd, min_effect, alpha=alpha / m),
-                "verdict": "baseline" if is_base else decided.verdicts[i] if i is not None else d.verdict,
-                **_cost(group, base, per_seed_speed, per_seed_memory, left_out, confidence, speed_floor),
-                "wall_ratio": _ratio(means, group, base, "wall_s_mean"),
-            }
-        )
+    for group, d in diffs.items():
+        speed_ratio = speed.paired_ratio(fast.get(group, {}), fast.get(base, {}), confidence)
+        mem = speed.paired_ratio(memory.get(group, {}), memory.get(base, {}), confidence)
+        row = {
+            "variant": group,
+            "pairs": d.n,
+            "acc_diff": d.diff,
+            "acc_diff_lo": d.lo,
+            "acc_diff_hi": d.hi,
+            "acc_diff_sd": d.sd,
+            "interval_used": "paired",
+            "verdict": "baseline",
+            "train_img_s_ratio": speed_ratio.ratio,
+            "train_img_s_lo": speed_ratio.lo,
+            "train_img_s_hi": speed_ratio.hi,
+            "speed_pairs": speed_ratio.n,
+            "speed_left_out": left_out.get(group, 0) + (left_out.get(base, 0) if group != base else 0),
+            "speed_verdict": "baseline",
+            "memory_ratio": mem.ratio,
+            "memory_lo": mem.lo,
+            "memory_hi": mem.hi,
+            "wall_ratio": float(wall[group] / wall[base]),
+        }
+        if group != base:  # the baseline against itself: no test, its own columns left empty
+            pair = stats.pairing(by_seed[group], by_seed[base], confidence)
+            # pairing that removes nothing (|r| < 0.2) and an unpaired interval that is tighter: shown instead
+            unpaired = abs(pair.corr) < PAIRING_NEAR_ZERO and pair.hi - pair.lo < d.hi - d.lo
+            lo, hi = stats.t_interval(d.diff, d.sd, d.n, each)  # simultaneous over the family (Bonferroni)
+            row.update(
+                acc_diff_lo_family=lo,
+                acc_diff_hi_family=hi,
+                p_t=d.p_t,
+                p_sign_flip=d.p_value,
+                family=len(family),
+                pair_corr=pair.corr,
+                unpaired_lo=pair.lo,
+                unpaired_hi=pair.hi,
+                pairing_efficiency=pair.efficiency,
+                interval_used="unpaired" if unpaired else "paired",
+                mdd=stats.min_detectable(d.sd, d.n, alpha=each),
+                seeds_needed=stats.seeds_needed(d.sd, min_effect, alpha=each),
+                verdict=d.verdict,
+                speed_verdict=speed.speed_verdict(speed_ratio, speed_floor),
+            )
+        if group in family:
+            i = family.index(group)
+            row.update(
+                p_holm=decided.p_holm[i],
+                p_equivalent=decided.p_equivalent[i],
+                p_equivalent_holm=decided.p_equivalent_holm[i],
+                verdict=decided.verdicts[i],
+            )
+        rows.append(row)
     return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
 
 
 PAIRING_NEAR_ZERO = 0.2  # |correlation| below which pairing by seed is said to remove nothing
-
-
-def _cost(group, base, per_seed_speed, per_seed_memory, left_out, confidence, floor) -> dict:
-    fast = speed.paired_ratio(per_seed_speed.get(group, {}), per_seed_speed.get(base, {}), confidence)
-    mem = speed.paired_ratio(per_seed_memory.get(group, {}), per_seed_memory.get(base, {}), confidence)
-    return {
-        "train_img_s_ratio": fast.ratio,
-        "train_img_s_lo": fast.lo,
-        "train_img_s_hi": fast.hi,
-        "speed_pairs": fast.n,
-        "speed_left_out": left_out.get(group, 0) + (left_out.get(base, 0) if group != base else 0),
-        "speed_verdict": "baseline" if group == base else speed.speed_verdict(fast, floor),
-        "memory_ratio": mem.ratio,
-        "memory_lo": mem.lo,
-        "memory_hi": mem.hi,
-    }
-
-
-def _simultaneous(d: stats.PairedDiff, alpha: float) -> tuple[float, float]:
-    """The paired t-interval at level ``1 − alpha`` (alpha already divided by the family size)."""
-    if d.n < 2 or math.isnan(d.sd):
-        return math.nan, math.nan
-    half = stats.t_quantile(1 - alpha / 2, d.n - 1) * d.sd / math.sqrt(d.n)
-    return d.diff - half, d.diff + half
-
-
-def _ratio(means: pd.DataFrame, group: str, base: str, col: str) -> float:
-    if col not in means:
-        return math.nan
-    b = means.at[base, col]
-    v = means.at[group, col]
-    return float(v / b) if b and not math.isnan(b) and not math.isnan(v) else math.nan
 
 
 AXIS_COLUMNS = [
@@ -197,12 +172,8 @@ def axis_table(
     if base is None or base not in set(scored["variant"]) or not labels:
         return pd.DataFrame(columns=AXIS_COLUMNS)
     ref_row = scored.set_index("variant").loc[base]
-    per_seed = {
-        "acc": {g: dict(zip(f["seed"], f["test/acc"])) for g, f in finished.groupby("group")},
-        "speed": {g: dict(zip(f["seed"], f[speed.THROUGHPUT]))
-                  for g, f in finished[~speed.contaminated(finished)].groupby("group")},
-        "memory": {g: dict(zip(f["seed"], f["memory"])) for g, f in finished.groupby("group")},
-    }  # fmt: skip
+    acc_of, memory_of = stats.by_seed(finished, "test/acc"), stats.by_seed(finished, "memory")
+    speed_of = stats.by_seed(finished[~speed.contaminated(finished)], speed.THROUGHPUT)
     rows = []
     for axis in labels:
         others = [a for a in labels if a != axis]
@@ -214,35 +185,31 @@ def axis_table(
             pairs = [(r, cell[k]) for _, r in side.iterrows() if (k := tuple(r[o] for o in others)) in cell]
             if not pairs:
                 continue
-            rows.append(_axis_row(axis, value, ref_row[axis], pairs, len(side), others, ref_row, per_seed,
-                                  confidence))  # fmt: skip
+            deltas = _per_seed_mean(pairs, acc_of, operator.sub)
+            acc = stats.mean_ci(deltas, confidence)
+            fast = stats.log_scale_ci(_per_seed_mean(pairs, speed_of, speed.log_ratio), confidence)
+            mem = stats.log_scale_ci(_per_seed_mean(pairs, memory_of, speed.log_ratio), confidence)
+            rows.append(
+                {
+                    "axis": axis,
+                    "value": value,
+                    "reference": ref_row[axis],
+                    "cells": len(pairs),
+                    "design": _design(pairs, len(side), others, ref_row),
+                    "seeds": len(deltas),
+                    "acc_delta": float(np.mean([v["acc_mean"] - r["acc_mean"] for v, r in pairs])),
+                    "acc_delta_lo": acc.lo,
+                    "acc_delta_hi": acc.hi,
+                    "train_img_s_ratio": fast.mean,
+                    "train_img_s_lo": fast.lo,
+                    "train_img_s_hi": fast.hi,
+                    "memory_mb_ratio": mem.mean,
+                    "memory_mb_lo": mem.lo,
+                    "memory_mb_hi": mem.hi,
+                    "matched": "; ".join(f"{v['variant']} vs {r['variant']}" for v, r in pairs),
+                }
+            )
     return pd.DataFrame(rows, columns=AXIS_COLUMNS)
-
-
-def _axis_row(axis, value, reference, pairs, n_side, others, ref, per_seed, confidence) -> dict:
-    acc = [float(v["acc_mean"] - r["acc_mean"]) for v, r in pairs]
-    by_seed = _per_seed_mean(pairs, per_seed["acc"], lambda a, b: a - b)
-    ci = stats.mean_ci(by_seed, confidence)
-    fast = _log_ratio(pairs, per_seed["speed"], confidence)
-    mem = _log_ratio(pairs, per_seed["memory"], confidence)
-    return {
-        "axis": axis,
-        "value": value,
-        "reference": reference,
-        "cells": len(pairs),
-        "design": _design(pairs, n_side, others, ref),
-        "seeds": len(by_seed),
-        "acc_delta": float(np.mean(acc)),
-        "acc_delta_lo": ci.lo,
-        "acc_delta_hi": ci.hi,
-        "train_img_s_ratio": fast.mean,
-        "train_img_s_lo": fast.lo,
-        "train_img_s_hi": fast.hi,
-        "memory_mb_ratio": mem.mean,
-        "memory_mb_lo": mem.lo,
-        "memory_mb_hi": mem.hi,
-        "matched": "; ".join(f"{v['variant']} vs {r['variant']}" for v, r in pairs),
-    }
 
 
 def _per_seed_mean(pairs, values: dict, diff) -> list[float]:
@@ -252,14 +219,6 @@ def _per_seed_mean(pairs, values: dict, diff) -> list[float]:
         sum(diff(values[v["variant"]][s], values[r["variant"]][s]) for v, r in pairs) / len(pairs)
         for s in sorted(seeds)
     ]
-
-
-def _log_ratio(pairs, values: dict, confidence: float) -> stats.Summary:
-    def log_ratio(a, b):
-        return math.log(a / b) if a > 0 and b > 0 else math.nan
-
-    logs = [x for x in _per_seed_mean(pairs, values, log_ratio) if not math.isnan(x)]
-    return stats.log_scale_ci(logs, confidence)
 
 
 def _design(pairs, n_side: int, others: list[str], ref_row: pd.Series) -> str:

@@ -29,11 +29,8 @@ def _recorded(runs: pd.DataFrame) -> pd.DataFrame:
 def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (tag, value) over the finished runs: ``key, value, runs``."""
     rec = _recorded(runs)
-    rows = []
-    for key in sorted(_tag_columns(rec)):
-        for value, count in rec[key].fillna(UNKNOWN).astype(str).value_counts(sort=False).items():
-            rows.append({"key": key, "value": value, "runs": int(count)})
-    return pd.DataFrame(rows, columns=["key", "value", "runs"])
+    tags = rec[sorted(_tag_columns(rec))].fillna(UNKNOWN).astype(str).melt(var_name="key")
+    return tags.groupby(["key", "value"], sort=False).size().rename("runs").reset_index()
 
 
 def warnings(runs: pd.DataFrame) -> list[str]:
@@ -45,10 +42,10 @@ def warnings(runs: pd.DataFrame) -> list[str]:
             continue
         values = rec[key].fillna(UNKNOWN).astype(str)
         if values.nunique() > 1:
-            per_value = [
-                f"{v} ({', '.join(sorted(set(rec.loc[values == v, 'group'])))})" for v in sorted(set(values))
-            ]
-            out.append(f"runs differ in `{key}`: " + "; ".join(per_value))
+            groups = rec.groupby(values)["group"].agg(lambda g: ", ".join(sorted(set(g))))
+            out.append(
+                f"runs differ in `{key}`: " + "; ".join(f"{v} ({names})" for v, names in groups.items())
+            )
     done = runs[runs["status"] == "finished"] if "status" in runs else runs
     missing = len(done) - len(rec)
     if missing and len(done):

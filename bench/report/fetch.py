@@ -13,24 +13,14 @@ from bench.tracking.mlflow_store import PARENT_TAG, search_all
 
 # best test accuracy over epochs: chosen on the test set, so an oracle figure, never a result
 ORACLE, ORACLE_OLD = "test/acc_oracle", "test/acc_best"
-RUN_COLUMNS = [
-    "run_id",
-    "variant",
-    "group",
-    "seed",
-    "status",
-    "reason",
-    "run_key",
-    "variant_id",
-    "start_time",
-]
+PROVENANCE_TAGS = ("bench.normalize", "bench.input.code")  # read with the env.* tags
 
 
 @dataclass
 class Fetched:
     experiment: str
     experiment_id: str
-    runs: pd.DataFrame  # one row per child run: RUN_COLUMNS + axis.* + metric columns + params
+    runs: pd.DataFrame  # one row per child run: its identity, axis.* and env.* tags, metrics
     axes: list[str]  # axis labels (without "axis."), in first-seen order
     parent_id: str | None  # the latest recipe (parent) run, for artifacts
     params: dict[str, dict[str, str]]  # run_id -> params
@@ -67,7 +57,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
     children = [r for r in everything if r.data.tags.get(PARENT_TAG) and r.data.tags.get("bench.run_key")]
     # newest first: keep the latest run of every run_key
     seen: set[str] = set()
-    rows, params, axes = [], {}, []
+    rows, params = [], {}
     for run in sorted(children, key=lambda r: r.info.start_time or 0, reverse=True):
         tags = run.data.tags
         key = tags["bench.run_key"]
@@ -92,14 +82,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
             "variant_id": tags.get("bench.variant_id", ""),
             "start_time": run.info.start_time,
         }
-        for tag, value in tags.items():
-            if tag.startswith("env.") or tag in ("bench.normalize", "bench.input.code"):
-                row[tag] = value
-            elif tag.startswith("axis."):
-                label = tag[len("axis.") :]
-                row[tag] = value
-                if label not in axes:
-                    axes.append(label)
+        row.update((t, v) for t, v in tags.items() if t.startswith(("env.", "axis.")) or t in PROVENANCE_TAGS)
         row.update(run.data.metrics)
         delivered_metrics(row, tags.get("bench.delivered"))
         if ORACLE_OLD in row:  # runs from before the rename: the name must say it selected on test
@@ -107,16 +90,14 @@ def fetch_runs(client, experiment: str) -> Fetched:
         row["precision"] = run.data.params.get("train.precision")
         rows.append(row)
         params[run.info.run_id] = dict(run.data.params)
+    if not rows:
+        raise BenchError(f"experiment '{experiment}' has no variant runs yet; run the recipe first")
     rows.reverse()  # oldest first
-    axes = [c[len("axis.") :] for row in rows for c in row if c.startswith("axis.")]
-    axes = list(dict.fromkeys(axes))
+    axes = list(dict.fromkeys(c[len("axis.") :] for row in rows for c in row if c.startswith("axis.")))
     frame = pd.DataFrame(rows)
     if "seed" in frame and frame["seed"].map(lambda s: isinstance(s, str)).any():
         frame["seed"] = frame["seed"].map(lambda s: s if s is None or pd.isna(s) else str(s))
-    if frame.empty:
-        frame = pd.DataFrame(columns=RUN_COLUMNS)
-    else:
-        frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
     parent = max(parents, key=lambda r: r.info.start_time or 0).info.run_id if parents else None
     return Fetched(experiment, exp.experiment_id, frame, axes, parent, params)
 
@@ -147,10 +128,7 @@ def fetch_histories(client, run_ids: list[str], keys: list[str]) -> pd.DataFrame
                 history = client.get_metric_history(run_id, key)
             except Exception:  # noqa: BLE001 - a metric the run never logged
                 continue
-            for m in history:
-                rows.append(
-                    {"run_id": run_id, "key": key, "step": m.step, "value": m.value, "timestamp": m.timestamp}
-                )
+            rows += [(run_id, key, m.step, m.value, m.timestamp) for m in history]
     frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value", "timestamp"])
     # the final metrics are logged again at the last step: keep one value per (run, key, step)
     return frame.sort_values("timestamp", kind="stable").drop_duplicates(

@@ -15,8 +15,12 @@ from bench.report.stats import missing
 from bench.report.tables import Tables
 
 
-def num(v, digits: int = 4) -> str:
-    return "–" if missing(v) else f"{float(v):.{digits}f}"
+def num(v, digits: int = 4, sign: str = "") -> str:
+    return "–" if missing(v) else f"{float(v):{sign}.{digits}f}"
+
+
+def signed(v, digits: int = 4) -> str:
+    return num(v, digits, "+")
 
 
 def mean_std_ci(row: pd.Series, short: str, digits: int) -> str:
@@ -42,11 +46,7 @@ def median_range(row: pd.Series, short: str, digits: int = 0) -> str:
     return f"{float(m):.{digits}f}{rng}"
 
 
-def ratio(v) -> str:
-    return "–" if missing(v) else f"{float(v):.2f}×"
-
-
-def ratio_ci(v, lo, hi) -> str:
+def ratio(v, lo=None, hi=None) -> str:
     """``1.23× [1.10, 1.37]``; the interval is left out where it cannot be computed."""
     if missing(v):
         return "–"
@@ -57,10 +57,6 @@ def noise_floor_text(t: Tables) -> str:
     if missing(t.speed_floor):
         return f"(not measurable here: {t.speed_floor_source})"
     return f"±{(t.speed_floor - 1) * 100:.1f}% (from {t.speed_floor_source})"
-
-
-def signed(v, digits: int = 4) -> str:
-    return "–" if missing(v) else f"{float(v):+.{digits}f}"
 
 
 def seeds_text(v) -> str:
@@ -198,7 +194,7 @@ def baseline_section(doc: Doc, t: Tables) -> None:
         )
         wide = "–" if missing(r["acc_diff_lo_family"]) else \
             f"[{r['acc_diff_lo_family']:+.4f}, {r['acc_diff_hi_family']:+.4f}]"  # fmt: skip
-        speed = ratio_ci(r["train_img_s_ratio"], r["train_img_s_lo"], r["train_img_s_hi"])
+        speed = ratio(r["train_img_s_ratio"], r["train_img_s_lo"], r["train_img_s_hi"])
         if r["verdict"] != "baseline":
             speed += f" {r['speed_verdict']}" + (
                 f", {r['speed_left_out']} run(s) left out" if r["speed_left_out"] else ""
@@ -206,7 +202,7 @@ def baseline_section(doc: Doc, t: Tables) -> None:
         rows.append([f"`{r['variant']}`", r["pairs"], signed(r["acc_diff"]), ci, wide, num(r["p_t"], 3),
                      num(r["p_sign_flip"], 3), num(r["p_holm"], 3), num(r.get("p_equivalent_holm"), 3),
                      r["verdict"], pairing, num(r["mdd"]),
-                     seeds_text(r["seeds_needed"]), speed, ratio_ci(r["memory_ratio"], r["memory_lo"], r["memory_hi"]),
+                     seeds_text(r["seeds_needed"]), speed, ratio(r["memory_ratio"], r["memory_lo"], r["memory_hi"]),
                      ratio(r["wall_ratio"])])  # fmt: skip
     doc.table(["variant", "paired seeds", "Δ test acc", f"{conf}% t-interval", "simultaneous interval", "t p",
                "sign-flip p", f"Holm p (family {family})", f"Holm p, within ±{t.min_effect:g}", "verdict",
@@ -237,8 +233,8 @@ def axes_section(doc: Doc, t: Tables) -> None:
             keys = [part.split(" ")[0].split(".")[-1] for part in str(r["beyond"]).split("; ") if part]
             value += f" (bundle, also: {', '.join(keys)})"  # the values are in the changes table
         rows.append([r["axis"], value, r["design"], r["seeds"],
-                     signed(r["acc_delta"]), ci, ratio_ci(r["train_img_s_ratio"], r["train_img_s_lo"], r["train_img_s_hi"]),
-                     ratio_ci(r["memory_mb_ratio"], r["memory_mb_lo"], r["memory_mb_hi"])])  # fmt: skip
+                     signed(r["acc_delta"]), ci, ratio(r["train_img_s_ratio"], r["train_img_s_lo"], r["train_img_s_hi"]),
+                     ratio(r["memory_mb_ratio"], r["memory_mb_lo"], r["memory_mb_hi"])])  # fmt: skip
     doc.table(["axis", "value", "design", "seeds", "Δ acc", f"{conf}% t-interval", "throughput ratio",
                "memory ratio"], rows)  # fmt: skip
 

@@ -1,8 +1,10 @@
-"""Report plots (matplotlib, Agg backend, PNG): the accuracy/throughput and accuracy/memory
-trade-offs with their Pareto fronts, the per-epoch curves, and the LR schedule per variant."""
+"""Report plots (matplotlib, Agg backend, PNG): the cost card, the accuracy/throughput and
+accuracy/memory trade-offs with their Pareto fronts, the per-epoch curves, and the LR schedule per
+variant."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -132,18 +134,14 @@ def curves_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], pat
         curves = _mean_curves(history, done, key)
         for i, group in enumerate(g for g in order if g in set(curves["group"])):
             c = curves[curves["group"] == group].sort_values("step")
-            style = ("-", "--", ":", "-.")[i % 4]  # identical curves stay distinguishable
-            marker = "os^vDx"[i % 6]
+            color, style = (
+                cmap(i % 20),
+                ("-", "--", ":", "-.")[i % 4],
+            )  # identical curves stay distinguishable
             ax.plot(
-                c["step"],
-                c["mean"],
-                linestyle=style,
-                marker=marker,
-                ms=4,
-                color=cmap(i % 20),
-                label=_short(group),
+                c["step"], c["mean"], ls=style, marker="os^vDx"[i % 6], ms=4, color=color, label=_short(group)
             )
-            ax.fill_between(c["step"], c["min"], c["max"], color=cmap(i % 20), alpha=0.15)
+            ax.fill_between(c["step"], c["min"], c["max"], color=color, alpha=0.15)
         ax.set_xlabel("epoch")
         integer_epochs(ax)
         ax.set_ylabel(label + " (mean over seeds; band: min–max)")
@@ -173,11 +171,66 @@ def lr_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], path: P
             ax.plot(c["step"] + 1, c["value"], "-o", ms=3, label=key[len("train/lr/") :])
         style_lr_panel(ax, _short(group, 48), "epoch")
         integer_epochs(ax)
-    save_grid(
-        fig,
-        axes,
-        len(groups),
-        "LR per param group at the start of each epoch (bench plan shows every step)",
-        path,
-    )
+    title = "LR per param group at the start of each epoch (bench plan shows every step)"
+    save_grid(fig, axes, len(groups), title, path)
     return path
+
+
+VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "leaning better": "yellowgreen",
+                  "leaning worse": "salmon"}  # fmt: skip
+
+
+def cost_card(
+    baseline: pd.DataFrame,
+    path: Path,
+    *,
+    baseline_name: str | None,
+    memory_key: str | None,
+    min_effect: float,
+    emulated_bf16: list[str] = (),
+) -> Path | None:
+    rows = baseline[baseline["variant"] != baseline_name] if len(baseline) else baseline
+    if rows.empty or baseline_name is None:
+        return None
+    plt = _pyplot()
+    rows = rows.iloc[::-1]  # the first variant at the top
+    y = list(range(len(rows)))
+    fig, (acc, speed, mem) = plt.subplots(
+        1, 3, figsize=(14, 1.6 + 0.45 * len(rows)), sharey=True, gridspec_kw={"width_ratios": [2.2, 1, 1]}
+    )
+    acc.axvline(0, color="0.3", lw=1)
+    acc.axvspan(-min_effect, min_effect, color="0.9", zorder=0, label=f"±min_effect ({min_effect:g})")
+    for yi, r in zip(y, rows.itertuples()):
+        color = VERDICT_COLORS.get(r.verdict, "0.45")
+        if not math.isnan(r.acc_diff_lo):
+            acc.plot([r.acc_diff_lo, r.acc_diff_hi], [yi, yi], color=color, lw=2)
+        if not math.isnan(r.acc_diff):
+            acc.plot(r.acc_diff, yi, "o", color=color, ms=6)
+            acc.annotate(f"{r.verdict}, n={r.pairs}", (r.acc_diff, yi), textcoords="offset points",
+                         xytext=(0, 6), fontsize=6, ha="center")  # fmt: skip
+    acc.set_xlabel("Δ test accuracy vs baseline (paired t-interval)", fontsize=8)
+    acc.grid(alpha=0.3, axis="x")
+    acc.legend(fontsize=6, loc="lower right")
+    labels = [_short(v, 44) + ("\n(bf16 emulated)" if v in emulated_bf16 else "") for v in rows["variant"]]
+    acc.set_yticks(y, labels, fontsize=8)
+    _ratio_panel(speed, y, rows, "train_img_s", "train throughput ratio (paired over seeds, interval)")
+    for yi, r, verdict in zip(y, rows["train_img_s_ratio"], rows["speed_verdict"]):
+        if not math.isnan(r):
+            speed.annotate(str(verdict), (r, yi), textcoords="offset points", xytext=(0, 6), fontsize=6,
+                           ha="center", color="0.4")  # fmt: skip
+    _ratio_panel(mem, y, rows, "memory", f"{memory_label(memory_key)} ratio (paired, interval)")
+    title = f"Cost card: each variant against the baseline `{_short(baseline_name, 60)}`"
+    return save_figure(fig, title, path, fontsize=10)
+
+
+def _ratio_panel(ax, y, rows: pd.DataFrame, prefix: str, label: str) -> None:
+    """Columns ``<prefix>_ratio`` with its interval ``<prefix>_lo``..``<prefix>_hi``."""
+    ax.axvline(1, color="0.3", lw=1)
+    for yi, r, lo, hi in zip(y, rows[f"{prefix}_ratio"], rows[f"{prefix}_lo"], rows[f"{prefix}_hi"]):
+        if not (math.isnan(lo) or math.isnan(hi)):
+            ax.plot([lo, hi], [yi, yi], color="tab:blue", lw=2, alpha=0.5)
+        if not math.isnan(r):
+            ax.plot(r, yi, "s", color="tab:blue", ms=5)
+            ax.annotate(f"{r:.2f}×", (r, yi), textcoords="offset points", xytext=(6, -3), fontsize=7)
+    ax.set_xlabel(label, fontsize=8)
+    ax.grid(alpha=0.3, axis="x")

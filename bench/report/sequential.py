@@ -30,16 +30,26 @@ Turnbull ch. 9): it holds the true difference at every look at once with probabi
 whichever verdict the looks stop on — "better" (above 0), "worse" (below 0), "equivalent" (inside
 ±margin) — is wrong with probability at most α, and "equivalent" (a one-sided miss) at most α/2.
 A family of m comparisons uses α/m each (Bonferroni: holds at any stopping times and through the
-shared baseline), m fixed by the recipe before any result is seen."""
+shared baseline), m fixed by the recipe before any result is seen.
+
+The report shows these verdicts for runs that ``--until-decided`` produced (``add_sequential``),
+decided with the settings that run recorded on its parent run, so it says what the runner stopped
+on: the fixed-design verdicts beside it assume a seed count fixed in advance, which an adaptive
+run breaks."""
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from bench.report import stats
 
 MIN_SEEDS = 3  # the first look: as the report's stats.MIN_PAIRS, never settled from fewer paired seeds
 UNDECIDED = "undecided"
@@ -142,22 +152,11 @@ class Sequential:
     df: float = math.nan
 
 
-def _finite(v) -> bool:
-    try:
-        return not math.isnan(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def _clean(arm: dict) -> dict:
-    return {s: float(v) for s, v in arm.items() if _finite(v)}
-
-
 def look_stats(by_seed: dict[str, dict], base: str, group: str) -> tuple[int, float, float, float]:
     """(n, diff, var, df) of ``group`` against ``base`` at its look: the seeds both have, and the
     spread pooled over every arm's seeds up to the last of those (what the runner saw then, so the
     report, reading the finished study, reproduces the runner's verdict)."""
-    arms = {g: _clean(v) for g, v in by_seed.items()}
+    arms = {g: {s: float(x) for s, x in v.items() if not stats.missing(x)} for g, v in by_seed.items()}
     b, v = arms.get(base, {}), arms.get(group, {})
     paired = sorted(s for s in v if s in b)
     if not paired:
@@ -184,10 +183,10 @@ def decide_family(
     number of comparisons and must be fixed in advance, not by which are decided). ``by_seed``:
     ``{group: {seed: accuracy}}`` for every arm of the study (all of them pool the spread)."""
     m = max(family if family is not None else len(comparisons), 1)
-    stats = [look_stats(by_seed, base, g) for g in comparisons]
-    if not stats:
+    looks = [look_stats(by_seed, base, g) for g in comparisons]
+    if not looks:
         return {}
-    n, diff, var, df = (np.asarray(col, dtype=float) for col in zip(*stats))
+    n, diff, var, df = (np.asarray(col, dtype=float) for col in zip(*looks))
     lo, hi, verdict = decide_stats(diff, n, var, df, first=first, last=last, alpha=alpha / m, margin=margin)
     return {
         g: Sequential(int(n[i]), float(diff[i]), float(lo[i]), float(hi[i]), alpha / m, str(verdict[i]), float(df[i]))
@@ -210,3 +209,49 @@ def next_round(
         if s.verdict in (UNDECIDED, TOO_FEW) and attempted.get(g, 0) < max_seeds
     ]
     return grow, verdicts
+
+
+def recorded_settings(client, experiment_id: str) -> dict[str, Any] | None:
+    """The settings of the latest ``--until-decided`` parent run of the experiment, or None."""
+    from bench.report.fetch import search_all
+
+    parents = [
+        r
+        for r in search_all(client, experiment_id, "tags.`bench.kind` = 'recipe'")
+        if SETTINGS_TAG in r.data.tags
+    ]
+    if not parents:
+        return None
+    latest = max(parents, key=lambda r: r.info.start_time or 0)
+    try:
+        return json.loads(latest.data.tags[SETTINGS_TAG])
+    except ValueError:
+        return None
+
+
+def add_sequential(
+    table: pd.DataFrame, finished: pd.DataFrame, base: str | None, settings: dict
+) -> pd.DataFrame:
+    """``table`` (the baseline table) with the sequential interval and verdict appended per variant."""
+    out = table.assign(
+        seq_pairs=math.nan, seq_lo=math.nan, seq_hi=math.nan, seq_alpha=math.nan, sequential_verdict=""
+    )
+    if base is None or not len(out):
+        return out
+    by_seed = stats.by_seed(finished, "test/acc")
+    groups = [g for g in out["variant"] if g != base]
+    paired = [len(set(by_seed.get(g, {})) & set(by_seed.get(base, {}))) for g in groups]
+    # runs recorded before first_look was: every comparison's first look had the fewest pairs
+    first = int(settings.get("first_look") or min(paired, default=MIN_SEEDS))
+    decided = decide_family(
+        by_seed, base, groups, alpha=float(settings["alpha"]), margin=float(settings["min_effect"]),
+        first=first, last=int(settings["max_seeds"]), family=int(settings.get("family") or len(groups)),
+    )  # fmt: skip
+    for i, group in zip(out.index, out["variant"]):
+        if group == base:
+            out.at[i, "sequential_verdict"] = "baseline"
+            continue
+        s = decided[group]
+        out.loc[i, ["seq_pairs", "seq_lo", "seq_hi", "seq_alpha"]] = [s.n, s.lo, s.hi, s.alpha]
+        out.at[i, "sequential_verdict"] = s.verdict
+    return out

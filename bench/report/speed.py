@@ -33,14 +33,16 @@ class Ratio:
     hi: float
 
 
+def log_ratio(a, b) -> float:
+    """``log(a / b)``; NaN unless both are positive numbers."""
+    return math.log(a / b) if _positive(a) and _positive(b) else math.nan
+
+
 def paired_ratio(variant: dict, baseline: dict, confidence: float = 0.95) -> Ratio:
-    logs = [
-        math.log(variant[s] / baseline[s])
-        for s in variant
-        if s in baseline and _positive(variant[s]) and _positive(baseline[s])
-    ]
-    s = stats.log_scale_ci(logs, confidence)
-    return Ratio(s.n, s.mean, s.lo, s.hi)
+    ci = stats.log_scale_ci(
+        [log_ratio(variant[s], baseline[s]) for s in variant if s in baseline], confidence
+    )
+    return Ratio(ci.n, ci.mean, ci.lo, ci.hi)
 
 
 def contaminated(runs: pd.DataFrame) -> pd.Series:
@@ -60,7 +62,7 @@ def noise_floor(
     Without three such pairs the floor is ``MIN_FLOOR``: the baseline's own spread across seeds is no
     substitute, since it holds the drift that pairing removes."""
     clean = finished[~contaminated(finished)]
-    speed = {g: dict(zip(f["seed"], f[THROUGHPUT])) for g, f in clean.groupby("group") if THROUGHPUT in f}
+    speed = stats.by_seed(clean, THROUGHPUT) if THROUGHPUT in clean else {}
     logs = [
         abs(math.log(speed[g][s] / speed[base][s]))
         for g in neutral

@@ -1,6 +1,6 @@
 """Pure statistics on small samples (a few seeds): t confidence intervals, paired t-intervals with
-an exact sign-flip test and the power they have, Holm's adjustment, medians with their spread,
-Pareto fronts and positive-valued (time) intervals. No MLflow, no plotting."""
+an exact sign-flip test and the power they have, Holm's adjustment, Pareto fronts and
+positive-valued (time) intervals. No MLflow, no plotting."""
 
 from __future__ import annotations
 
@@ -32,18 +32,31 @@ class Summary:
     hi: float
 
 
+def t_interval(mean: float, sd: float, n: int, alpha: float) -> tuple[float, float]:
+    """``mean ± t_{1−α/2, n−1} · sd/√n``; NaN below 2 values or without a spread."""
+    if n < 2 or _isnan(sd):
+        return math.nan, math.nan
+    half = t_quantile(1 - alpha / 2, n - 1) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def numbers(values: Sequence[float]) -> np.ndarray:
+    """The values that are numbers, as floats (None, NaN and text dropped)."""
+    return np.asarray([v for v in values if not _isnan(v)], dtype=float)
+
+
+def by_seed(runs: pd.DataFrame, column: str) -> dict[str, dict]:
+    """``{group: {seed: value}}``: what comparisons pair by seed."""
+    return {g: dict(zip(f["seed"], f[column])) for g, f in runs.groupby("group")}
+
+
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
     """``mean ± t_{(1+c)/2, n-1} · s/√n``; NaNs are dropped. One value: std and CI are NaN."""
-    x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=float)
-    n = len(x)
-    if n == 0:
+    x = numbers(values)
+    if not len(x):
         return Summary(0, math.nan, math.nan, math.nan, math.nan)
-    mean = float(x.mean())
-    if n == 1:
-        return Summary(1, mean, math.nan, math.nan, math.nan)
-    std = float(x.std(ddof=1))
-    half = t_quantile((1 + confidence) / 2, n - 1) * std / math.sqrt(n)
-    return Summary(n, mean, std, mean - half, mean + half)
+    std = float(x.std(ddof=1)) if len(x) > 1 else math.nan
+    return Summary(len(x), float(x.mean()), std, *t_interval(float(x.mean()), std, len(x), 1 - confidence))
 
 
 MIN_PAIRS = 3  # never call a difference settled from fewer paired seeds
@@ -55,9 +68,7 @@ MAX_SEEDS_NEEDED = 1000
 
 @dataclass(frozen=True)
 class PairedDiff:
-    """``variant − baseline`` over the seeds both have: the mean difference, its paired
-    t-interval, the exact sign-flip p-value, the smallest difference these seeds could detect and
-    the number of seeds needed to detect ``min_effect`` (see ``paired_test``)."""
+    """``variant − baseline`` over the seeds both have (see ``paired_test``)."""
 
     n: int
     diff: float
@@ -145,8 +156,7 @@ def paired_test(
         return PairedDiff(1, mean, math.nan, math.nan, seeds, verdict="too few seeds")
     alpha = 1 - confidence
     sd = float(d.std(ddof=1))
-    half = t_quantile(1 - alpha / 2, n - 1) * sd / math.sqrt(n)
-    lo, hi = mean - half, mean + half
+    lo, hi = t_interval(mean, sd, n, alpha)
     p = sign_flip_p(d)
     if n < MIN_PAIRS:
         verdict = "too few seeds"
@@ -239,11 +249,9 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 def family_verdict(d: PairedDiff, p_holm: float, alpha: float, p_equiv_holm: float = math.nan) -> str:
-    """The verdict of one comparison inside a family: "better"/"worse" when the Holm-adjusted paired
-    t-test p is at most ``alpha`` and the exact sign-flip test agrees (unadjusted, at ``alpha``);
-    "equivalent" when the Holm-adjusted TOST p is (the difference is shown to lie within
-    ±min_effect); "leaning" when only the Holm-adjusted t-test is (under 6 seeds the sign-flip test
-    cannot reach 0.05); "too few seeds" under ``MIN_PAIRS``; else "within noise" (undecided)."""
+    """The verdict of one comparison inside a family. The unadjusted sign-flip test must agree with
+    the Holm-adjusted t-test for "better"/"worse", else "leaning" (under 6 seeds it cannot reach
+    0.05); "equivalent": the Holm-adjusted TOST shows the difference within ±min_effect."""
     if d.n < MIN_PAIRS:
         return "too few seeds" if d.n else "no pairs"
     direction = "better" if d.diff > 0 else "worse"
@@ -276,41 +284,16 @@ def decide_family(diffs: Sequence[PairedDiff], differences: Sequence[Sequence[fl
     return FamilyDecision(p_holm, p_eq, p_eq_holm, verdicts)
 
 
-@dataclass(frozen=True)
-class Spread:
-    """Median over seeds and its range: throughput on a shared machine swings by tens of percent
-    between identical runs, so a mean ± CI would pretend to a precision it does not have."""
-
-    n: int
-    median: float
-    min: float
-    max: float
-
-
-def median_spread(values: Sequence[float]) -> Spread:
-    x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=float)
-    if not len(x):
-        return Spread(0, math.nan, math.nan, math.nan)
-    return Spread(len(x), float(np.median(x)), float(x.min()), float(x.max()))
-
-
 def pareto_front(
     points: pd.DataFrame, x: str, y: str, *, maximize_x: bool = True, maximize_y: bool = True
 ) -> pd.Series:
     """Boolean mask: rows that no other row dominates (at least as good on both, better on one).
     Rows with a NaN in ``x`` or ``y`` are never on the front."""
-    sx = 1.0 if maximize_x else -1.0
-    sy = 1.0 if maximize_y else -1.0
-    vx = points[x].to_numpy(dtype=float) * sx
-    vy = points[y].to_numpy(dtype=float) * sy
-    ok = ~(np.isnan(vx) | np.isnan(vy))
-    mask = np.zeros(len(points), dtype=bool)
-    for i in range(len(points)):
-        if not ok[i]:
-            continue
-        dominated = ok & (vx >= vx[i]) & (vy >= vy[i]) & ((vx > vx[i]) | (vy > vy[i]))
-        mask[i] = not dominated.any()
-    return pd.Series(mask, index=points.index)
+    v = points[[x, y]].to_numpy(dtype=float) * [1.0 if maximize_x else -1.0, 1.0 if maximize_y else -1.0]
+    ok = ~np.isnan(v).any(axis=1)
+    at_least, better = v[None, :, :] >= v[:, None, :], v[None, :, :] > v[:, None, :]  # [i, j]: j vs i
+    dominated = (at_least.all(axis=2) & better.any(axis=2) & ok[None, :]).any(axis=1)
+    return pd.Series(ok & ~dominated, index=points.index)
 
 
 def time_to_target(accuracies: Sequence[float], epoch_seconds: Sequence[float], target: float) -> float:

@@ -53,55 +53,41 @@ class Tables:
     emulated_bf16: list[str] = field(default_factory=list)  # variants whose bf16 ran emulated
     speed_floor: float = math.nan  # speed ratios within [1/floor, floor] are not called a difference
     speed_floor_source: str = ""
-    sequential: dict | None = None  # settings of a --until-decided run (report/sequential_column.py)
+    sequential: dict | None = None  # settings of a --until-decided run (report/sequential.py)
 
 
 def memory_key(runs: pd.DataFrame) -> str | None:
     """GPU peak memory when any run has it, else the process's peak RSS."""
-    for key in (GPU_MEMORY, RSS):
-        if key in runs and runs[key].notna().any():
-            return key
-    return None
+    return next((key for key in (GPU_MEMORY, RSS) if key in runs and runs[key].notna().any()), None)
 
 
-def add_time_to_target(runs: pd.DataFrame, history: pd.DataFrame, target: float | None) -> pd.DataFrame:
-    """Training seconds until the target accuracy is first reached (as AlgoPerf measures it): on
-    validation accuracy where the run has a validation split, else on test accuracy (and said so in
-    ``time_to_target_on``); time is the sum of the per-epoch training times up to that epoch, so
-    setup, evaluation and a machine's load between epochs do not count. Runs recorded before
-    per-epoch training time existed fall back to their wall time spread evenly over the epochs."""
-    runs = runs.copy()
-    runs[TTT], runs[TTT_ON] = math.nan, None
-    if target is None or history.empty:
-        return runs
-    for i, row in runs.iterrows():
-        mine = history[history["run_id"] == row["run_id"]]
-        split = VAL_ACC if (mine["key"] == VAL_ACC).any() else ACC
-        curve = mine[mine["key"] == split].sort_values("step")["value"].tolist()
-        seconds = mine[mine["key"] == EPOCH_TRAIN_TIME].sort_values("step")["value"].tolist()
-        if len(seconds) != len(curve):
-            wall = row.get(WALL, math.nan)
-            seconds = [wall / len(curve)] * len(curve) if curve else []
-        runs.at[i, TTT] = stats.time_to_target(curve, seconds, target)
-        runs.at[i, TTT_ON] = split.split("/")[0]
-    return runs
+def add_epoch_columns(runs: pd.DataFrame, history: pd.DataFrame, target: float | None) -> pd.DataFrame:
+    """The columns read off the per-epoch curves.
 
+    ``test/acc_at_best_val``: the test accuracy of the (first) epoch with the best validation
+    accuracy, i.e. model selection that never looks at the test set.
 
-def add_val_selected(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
-    """``test/acc_at_best_val``: the test accuracy of the epoch with the best validation accuracy
-    (the first such epoch), i.e. model selection that never looks at the test set."""
-    runs = runs.copy()
-    runs[VAL_SELECTED] = math.nan
+    ``time_to_target_s``: training seconds until the target accuracy is first reached (as AlgoPerf
+    measures it), on validation accuracy where the run has a validation split, else on test accuracy
+    (said in ``time_to_target_on``); the sum of the per-epoch training times up to that epoch, so
+    setup, evaluation and a machine's load between epochs do not count."""
+    runs = runs.assign(**{TTT: math.nan, TTT_ON: None, VAL_SELECTED: math.nan})
     if history.empty:
         return runs
-    val = history[history["key"] == VAL_ACC]
-    test = history[history["key"] == ACC]
-    for i, row in runs.iterrows():
-        v = val[val["run_id"] == row["run_id"]].sort_values("step")
-        t = test[test["run_id"] == row["run_id"]].set_index("step")["value"]
-        if len(v) and len(t):
-            best = int(v.loc[v["value"].idxmax(), "step"])
-            runs.at[i, VAL_SELECTED] = float(t.get(best, math.nan))
+    curves = history.pivot(index=["run_id", "step"], columns="key", values="value").sort_index()
+    for i, run_id in runs["run_id"].items():
+        mine = curves.loc[run_id] if run_id in curves.index else pd.DataFrame()
+        val, test, seconds = (
+            mine.get(k, pd.Series(dtype=float)).dropna() for k in (VAL_ACC, ACC, EPOCH_TRAIN_TIME)
+        )
+        if len(val) and len(test):
+            runs.at[i, VAL_SELECTED] = float(test.get(val.idxmax(), math.nan))
+        if target is not None:
+            curve = val if len(val) else test
+            if len(seconds) != len(curve):  # recorded before per-epoch times: the wall time spread evenly
+                seconds = [runs.at[i, WALL] / len(curve) if WALL in runs else math.nan] * len(curve)
+            runs.at[i, TTT] = stats.time_to_target(curve.tolist(), list(seconds), target)
+            runs.at[i, TTT_ON] = "val" if len(val) else "test"
     return runs
 
 
@@ -127,10 +113,8 @@ def build_tables(
     for col in (ACC, ACC_RAW, VAL_ACC, VAL_SELECTED, THROUGHPUT, WALL, TRAIN_TIME, TTT):
         if col not in runs:
             runs[col] = math.nan
-    seen = list(dict.fromkeys(runs["group"]))
-    order = [g for g in (group_order or []) if g in set(seen)] + [
-        g for g in seen if g not in set(group_order or [])
-    ]
+    seen = set(runs["group"])
+    order = [g for g in dict.fromkeys([*(group_order or []), *runs["group"]]) if g in seen]
     finished = runs[runs["status"] == "finished"]
     variants = variant_table(runs, finished, order, axis_labels, confidence, target_acc is not None)
 
@@ -169,31 +153,29 @@ def variant_table(
         done = finished[finished["group"] == group]
         row: dict = {"variant": group}
         for label in axis_labels:
-            col = f"axis.{label}"
-            row[label] = every[col].iloc[0] if col in every and len(every) else None
-        row["seeds"] = len(done)
-        row["runs"] = len(every)
-        counts = every["status"].value_counts()
-        row["status"] = ", ".join(f"{n} {s}" for s, n in counts.items())
+            row[label] = every[f"axis.{label}"].iloc[0] if f"axis.{label}" in every else None
+        row["seeds"], row["runs"] = len(done), len(every)
+        row["status"] = ", ".join(f"{n} {s}" for s, n in every["status"].value_counts().items())
         if "delivered" in done:
             row["delivered"] = ", ".join(dict.fromkeys(done["delivered"].dropna())) or None
         for col, short in SUMMARISED.items():
             s = stats.mean_ci(done[col].tolist(), confidence)
-            row[f"{short}_mean"], row[f"{short}_std"] = s.mean, s.std
-            row[f"{short}_lo"], row[f"{short}_hi"] = s.lo, s.hi
+            row.update(
+                {f"{short}_mean": s.mean, f"{short}_std": s.std, f"{short}_lo": s.lo, f"{short}_hi": s.hi}
+            )
         for col, short in POSITIVE.items():
             s = stats.geometric_ci(done[col].tolist(), confidence)
-            row[f"{short}_mean"], row[f"{short}_lo"], row[f"{short}_hi"] = s.mean, s.lo, s.hi
+            row.update({f"{short}_mean": s.mean, f"{short}_lo": s.lo, f"{short}_hi": s.hi})
             row[f"{short}_min"], row[f"{short}_max"] = done[col].min(), done[col].max()
-        speed = stats.median_spread(done[THROUGHPUT].tolist())
-        row["train_img_s_median"], row["train_img_s_min"], row["train_img_s_max"] = (
-            speed.median, speed.min, speed.max,
-        )  # fmt: skip
+        # throughput on a shared machine swings by tens of percent between identical runs: a mean
+        # ± CI would pretend to a precision it does not have, so the median and its range
+        speed = done[THROUGHPUT].astype(float)
+        row["train_img_s_median"], row["train_img_s_min"], row["train_img_s_max"] = speed.agg(
+            ["median", "min", "max"]
+        )
         if with_target:
             row["ttt_reached"] = int(done[TTT].notna().sum())
-            row["ttt_on"] = (
-                done[TTT_ON].dropna().iloc[0] if TTT_ON in done and done[TTT_ON].notna().any() else None
-            )
+            row["ttt_on"] = next(iter(done[TTT_ON].dropna()), None) if TTT_ON in done else None
         rows.append(row)
     variants = pd.DataFrame(rows)
     if not len(variants):
@@ -217,8 +199,6 @@ def pareto_table(variants: pd.DataFrame, memory_front: bool = True) -> pd.DataFr
         return pd.DataFrame(columns=cols + ["front_throughput", "front_memory"])
     p = variants[cols].copy()
     p["front_throughput"] = stats.pareto_front(p, "train_img_s_median", "acc_mean")
-    if memory_front:
-        p["front_memory"] = stats.pareto_front(p, "memory_mb_mean", "acc_mean", maximize_x=False)
-    else:
-        p["front_memory"] = False
+    on_memory = stats.pareto_front(p, "memory_mb_mean", "acc_mean", maximize_x=False)
+    p["front_memory"] = on_memory if memory_front else False
     return p

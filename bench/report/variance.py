@@ -17,6 +17,7 @@ resample. They rest on the normal model above; the draws are seeded, so a report
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -60,19 +61,6 @@ class Split:
     dropped: list[str]  # seeds left out to keep the grid complete (failed or missing runs)
 
 
-def mean_squares(y: np.ndarray) -> dict[str, tuple[float, int]]:
-    """Sum of squares and degrees of freedom per source of a complete two-way table without
-    replication (rows: init seeds, columns: data seeds)."""
-    a, b = y.shape
-    grand = y.mean()
-    rows, cols = y.mean(axis=1), y.mean(axis=0)
-    ss_init = b * float(((rows - grand) ** 2).sum())
-    ss_data = a * float(((cols - grand) ** 2).sum())
-    resid = y - rows[:, None] - cols[None, :] + grand
-    ss_res = float((resid**2).sum())
-    return {"init": (ss_init, a - 1), "data": (ss_data, b - 1), "residual": (ss_res, (a - 1) * (b - 1))}
-
-
 def moments(ms_init, ms_data, ms_res, a: int, b: int):
     """Solve the expected mean squares (E MS_init = σ²_res + b σ²_init, E MS_data = σ²_res + a σ²_data,
     E MS_res = σ²_res) for the components, untruncated; works on scalars and on arrays of draws."""
@@ -87,36 +75,38 @@ def decompose(y: np.ndarray, confidence: float = 0.95, draws: int = 20000, seed:
     a, b = y.shape
     if a < 2 or b < 2 or np.isnan(y).any():
         raise ValueError(f"need a complete table of at least 2 x 2 runs, got {a} x {b}")
-    ss = mean_squares(y)
-    raw = np.array(moments(*(ss[c][0] / ss[c][1] for c in COMPONENTS), a, b))
+    # sums of squares and degrees of freedom of a two-way table without replication
+    grand, rows, cols = y.mean(), y.mean(axis=1), y.mean(axis=0)
+    resid = y - rows[:, None] - cols[None, :] + grand
+    ss = np.array([b * ((rows - grand) ** 2).sum(), a * ((cols - grand) ** 2).sum(), (resid**2).sum()])
+    df = np.array([a - 1, b - 1, (a - 1) * (b - 1)])
+    raw = np.array(moments(*(ss / df), a, b))
     point = np.maximum(raw, 0.0)
+    total = point.sum()
     # generalized pivotal quantities: MS_c's pivot is SS_c / χ²_{df_c}, the observed SS held fixed
     rng = np.random.default_rng(seed)
-    pivots = [ss[c][0] / rng.chisquare(ss[c][1], draws) for c in COMPONENTS]
-    g = np.maximum(np.vstack(moments(*pivots, a, b)), 0.0)  # 3 x draws
-    g_total = g.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        g_share = np.where(g_total > 0, g / g_total, np.nan)
+    g = np.maximum(np.vstack(moments(*(ss[i] / rng.chisquare(df[i], draws) for i in range(3)), a, b)), 0.0)
+    g = np.vstack([g, g.sum(axis=0)])  # the components and the total, per draw
     q = [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100]
-    total = point.sum()
-    rows = []
-    for i, name in enumerate([*COMPONENTS, "total"]):
-        value = total if name == "total" else point[i]
-        draws_var = g_total if name == "total" else g[i]
-        lo, hi = np.percentile(draws_var, q)
-        if name == "total":
-            share, s_lo, s_hi = (1.0, 1.0, 1.0) if total > 0 else (np.nan,) * 3
-        else:
-            share = value / total if total > 0 else np.nan
-            finite = g_share[i][~np.isnan(g_share[i])]
-            s_lo, s_hi = np.percentile(finite, q) if len(finite) else (np.nan, np.nan)
-        rows.append({
-            "component": name, "variance": value, "sd": float(np.sqrt(value)), "var_lo": lo, "var_hi": hi,
-            "share": share, "share_lo": s_lo, "share_hi": s_hi,
-            "truncated": bool(name != "total" and raw[i] < 0), "moment_estimate": raw.sum() if name == "total" else raw[i],
-            "df": ss[name][1] if name != "total" else a * b - 1,
-        })  # fmt: skip
-    return pd.DataFrame(rows)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a share with no finite draw: NaN
+        share_lo, share_hi = np.nanpercentile(np.where(g[3] > 0, g / g[3], np.nan), q, axis=1)
+    if total <= 0:
+        share_lo[3] = share_hi[3] = np.nan
+    table = {
+        "component": [*COMPONENTS, "total"],
+        "variance": np.r_[point, total],
+        "sd": np.sqrt(np.r_[point, total]),
+        "var_lo": np.percentile(g, q[0], axis=1),
+        "var_hi": np.percentile(g, q[1], axis=1),
+        "share": np.r_[point, total] / total if total > 0 else np.full(4, np.nan),
+        "share_lo": share_lo,
+        "share_hi": share_hi,
+        "truncated": np.r_[raw < 0, False],
+        "moment_estimate": np.r_[raw, raw.sum()],
+        "df": np.r_[df, a * b - 1],
+    }
+    return pd.DataFrame(table)
 
 
 def complete_grid(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -142,8 +132,7 @@ def split_runs(
     """Per variant (group) with at least 2 init × 2 data seeds of finished runs, its decomposition."""
     if not {"init_seed", "data_seed", metric} <= set(runs.columns):
         return {}
-    done = runs[(runs["status"] == "finished") & runs[metric].notna()]
-    done = done.dropna(subset=["init_seed", "data_seed"])
+    done = runs[runs["status"] == "finished"].dropna(subset=["init_seed", "data_seed", metric])
     groups = list(dict.fromkeys([*(order or []), *done["group"]]))
     out = {}
     for group in groups:
@@ -206,9 +195,9 @@ def blocks(splits: dict[str, Split], metric: str, confidence: float, draws: int)
     return out
 
 
-def recipe_design(loaded) -> tuple[int, int, int, bool]:
-    """Init seeds, data seeds, (init, data) cells per variant, and whether every variant runs every
-    init seed with every data seed (a seed alone drives both streams: the grid's diagonal only)."""
+def require_crossed(loaded) -> None:
+    """Exit 2 before reading any run unless every variant runs every init seed with every data
+    seed, at least 2 of each (a seed alone drives both streams: the grid's diagonal only)."""
     by_group: dict[str, set[tuple[int, int]]] = {}
     for v in loaded.variants:
         by_group.setdefault(v.group, set()).add((v.init_stream, v.data_stream))
@@ -217,16 +206,10 @@ def recipe_design(loaded) -> tuple[int, int, int, bool]:
     crossed = len(inits) >= 2 and len(datas) >= 2 and all(
         len(cells) == len({i for i, _ in cells}) * len({d for _, d in cells}) for cells in by_group.values()
     )  # fmt: skip
-    return len(inits), len(datas), min(len(c) for c in by_group.values()), crossed
-
-
-def require_crossed(loaded) -> None:
-    """Exit 2 before reading any run when the recipe has no crossed design."""
-    n_init, n_data, cells, crossed = recipe_design(loaded)
     if not crossed:
         raise DesignError(
             f"{loaded.source}: --variance needs a crossed design (every init seed run with every data "
-            f"seed, at least 2 of each); this recipe runs {cells} of the {n_init} x {n_data} init x data "
-            "seed pairs. Set init_seeds and data_seeds, e.g. init_seeds: [0, 1, 2, 3] and "
-            "data_seeds: [0, 1, 2, 3] with seeds: [0]"
+            f"seed, at least 2 of each); this recipe runs {min(len(c) for c in by_group.values())} of the "
+            f"{len(inits)} x {len(datas)} init x data seed pairs. Set init_seeds and data_seeds, e.g. "
+            "init_seeds: [0, 1, 2, 3] and data_seeds: [0, 1, 2, 3] with seeds: [0]"
         )

@@ -101,13 +101,32 @@ def test_pickled_code_in_a_weights_file_is_refused(tmp_path):
         load_weights(tiny(), tmp_path / "evil.pt")
 
 
-@pytest.mark.slow  # the hub client tries the network first: tens of seconds here
 def test_pretrained_download_offline_says_how_to_use_a_local_file(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    import huggingface_hub.constants
+
+    # the hub reads HF_HUB_OFFLINE once, at import; without it the client retries for ~45 s here
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(CheckpointError, match="model.weights"):
         build_model(ModelConfig(name="test_resnet", pretrained=True), num_classes=3)
+
+
+def test_offline_pretrained_recipe_fails_once_before_any_run_starts(tmp_path, tiny_image_folder):
+    """Offline, each run would wait out the hub client's retries (~45 s) and fail the same way:
+    108 failed runs of cifar10_resnet after more than an hour. The weights are fetched once, up
+    front, and their failure stops the command with the fix, before any run is recorded."""
+    from tests.helpers import all_runs, children, run_bench, table
+    from tests.recipes import tiny_recipe, write_recipe
+
+    recipe = write_recipe(tmp_path / "tiny.yaml", tiny_recipe(
+        tiny_image_folder, matrix={"train.optimizer.lr": [0.1, 0.05, 0.02]}, **{"model.pretrained": True}))  # fmt: skip
+    rc, err = run_bench(tmp_path, recipe, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"),
+                        TORCH_HOME=str(tmp_path / "torch"))  # fmt: skip
+    assert rc == 2, err
+    assert err.count("model.pretrained: could not download pretrained weights for 'test_resnet'") == 1, err
+    assert f"{recipe}: model.pretrained" in err and "model.weights: PATH" in err
+    assert children(all_runs(tmp_path)) == []  # no run started, none recorded as failed
+    assert set(table(tmp_path)["status"]) == {"pending"}
 
 
 def user_model(num_classes: int, pretrained: bool = False, width: int = 8) -> nn.Module:

@@ -138,6 +138,8 @@ class LocalExecutor:
     variant; and the pool hides the worker's pid (signal forwarding), gives no exit code on a SIGKILL
     (record_crash) and is unusable after one (a new pool per crash). README: "What the child costs"."""
 
+    on_this_machine = True  # the runs share this process's caches (pretrained weights, data)
+
     def __init__(self, live_progress: bool | None = False):
         """``live_progress`` None: a per-batch bar when the child's stderr (the driver's) is a terminal."""
         self.live = live_progress

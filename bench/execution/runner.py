@@ -114,6 +114,8 @@ class RecipeRunner:
         try:
             store.log_text(client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml")
             ordered = run_order(self.loaded.variants, self.order, self.order_seed)
+            if getattr(executor, "on_this_machine", False):  # Ray's workers fetch into their own caches
+                self.fetch_pretrained(client, exp_id, progress)
             while ordered:  # one round without --until-decided
                 progress.pending([v.name for v in ordered])
                 for row in executor.run(spec, ordered, progress):
@@ -137,6 +139,16 @@ class RecipeRunner:
                     self.tally["store_error"] += 1
             signal.signal(signal.SIGTERM, previous_handler)
         return frame
+
+    def fetch_pretrained(self, client, exp_id: str, progress: Progress) -> None:
+        """The pretrained weights of the runs still to train, fetched once before the first starts."""
+        from bench.validate.preflight import fetch_pretrained
+
+        if not any(v.body.model.pretrained for v in self.loaded.variants):
+            return
+        rows = self.rows_from_store(client, exp_id)
+        todo = [v for v, row in zip(self.loaded.variants, rows) if self.force or row["status"] != "finished"]
+        fetch_pretrained(todo, self.loaded.source, progress.note)
 
     def until_tags(self) -> dict[str, str]:
         if self.until is None:

@@ -44,6 +44,10 @@ def run_study(options: TuneOptions) -> int:
     previous = install_sigterm(), signal.getsignal(signal.SIGINT)
     status, code, summary = "FINISHED", 0, ""
     try:
+        if done < plan.tune.n_trials and options.ray is None:  # once, not a retrying wait per trial
+            from bench.validate.preflight import fetch_pretrained
+
+            fetch_pretrained(plan.loaded.variants, plan.loaded.source, lambda text: say(f"note: {text}"))
         if options.workers <= 1 and options.ray is None:
             worker_loop(ctx, 0)
         elif not fan_out(options):

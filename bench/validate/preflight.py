@@ -1,9 +1,12 @@
 """Checks that validation cannot do and that must pass before anything is recorded: the data
-loads and every ``model.weights`` file loads safely and fits its architecture."""
+loads, every ``model.weights`` file loads safely and fits its architecture, and the pretrained
+weights the runs will start from can be had."""
 
 from __future__ import annotations
 
-from bench.errors import BenchError, RecipeError
+from collections.abc import Callable
+
+from bench.errors import BenchError, RecipeError, described
 from bench.recipe.load import LoadedRecipe
 
 
@@ -57,3 +60,32 @@ def all_skipped_message(loaded: LoadedRecipe, skipped: dict[str, list[str]]) -> 
         "recorded; run it where CUDA (or native bf16) is, override the key (e.g. train.precision=fp32 or "
         "train.device=auto), or pass --record-skips to record them as skipped"
     )
+
+
+def fetch_pretrained(variants: list, source: str, note: Callable[[str], None]) -> None:
+    """Fetch each distinct ``model.pretrained`` model's weights once, in this process, before any
+    of ``variants`` starts: the runs then read them from the library's cache. Why here: offline,
+    the Hugging Face client retries for ~45 s before it gives up; left to each run's own process,
+    that wait and the same failure repeat for every run (108 runs of cifar10_resnet: over an hour
+    of failed runs). A failure raises CheckpointError (exit 2) naming ``source``; nothing trains."""
+    from bench.components.models import build_model
+    from bench.data.cache import cached_splits
+
+    seen: set[str] = set()
+    for variant in variants:
+        model = variant.body.model
+        key = model.model_dump_json(include={"name", "kwargs"})
+        if not model.pretrained or key in seen:
+            continue
+        seen.add(key)
+        note(
+            f"fetching the pretrained weights of '{model.name}' once, before the runs (the cache's if there)"
+        )
+        num_classes = model.num_classes or cached_splits(variant.body.data).num_classes
+        try:
+            build_model(model.model_copy(update={"weights": None}), num_classes)
+        except BenchError as exc:
+            raise type(exc)(f"{source}: {exc}") from None
+        except (OSError, RuntimeError, ValueError) as exc:  # e.g. timm: "No pretrained weights exist"
+            raise RecipeError(f"cannot load the pretrained weights of '{model.name}': {described(exc)}",
+                              source=source, key="model.pretrained") from None  # fmt: skip

@@ -188,3 +188,24 @@ def test_baseline_falls_back_to_the_first_scored_variant():
     t = build_tables(_runs(), ["scheduler", "precision"], baseline="precision=amp_fp16")
     assert t.baseline_name == "scheduler=cos"
     assert t.axes.set_index(["axis", "value"]).loc[("scheduler", "one"), "acc_delta"] == pytest.approx(0.045)
+
+
+def test_fastest_variant_says_when_its_speed_was_timed_on_a_busy_machine():
+    """First hour on a shared 2-core machine: 15 of 16 smoke runs were marked contaminated, yet the
+    summary named a "fastest" variant from their medians without a word (the paired ratios leave
+    such runs out; the medians, the fastest line and the Pareto front cannot)."""
+    rows = [_row("base", s, 0.8, 3700.0 if s == 0 else 700.0) for s in range(2)]
+    rows += [_row("var", s, 0.8, 200.0) for s in range(2)]
+    for row in rows[1:]:
+        row["contention/speed_contaminated"] = 1.0
+    rows[0]["contention/speed_contaminated"] = 0.0
+    lines = summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="base"))
+    fastest = next(i for i, line in enumerate(lines) if line.startswith("Fastest to train"))
+    assert "busy machine: 3 of 4 finished run(s)" in lines[fastest + 1]
+    assert "bench speed" in lines[fastest + 1]
+    for row in rows:  # an idle machine: no caveat
+        row["contention/speed_contaminated"] = 0.0
+    assert not any(
+        "busy machine" in line
+        for line in summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="base"))
+    )

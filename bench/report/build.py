@@ -209,6 +209,8 @@ def summary_lines(t: Tables) -> list[str]:
                 f"Fastest to train: `{fast['variant']}` at {fast['train_img_s_median']:.0f} img/s (median)"
                 f"{_caveat(v, fast, 'train_img_s', higher=True)}."
             )
+            if busy := _busy_machine(v):
+                lines.append(busy)
     if len(t.baseline):
         b = t.baseline[t.baseline["variant"] != t.baseline_name]
         family = int(b["family"].max()) if len(b) and b["family"].notna().any() else 0
@@ -257,6 +259,20 @@ def summary_lines(t: Tables) -> list[str]:
         else:
             lines.append(f"No variant reached the target accuracy {t.target_acc:g}.")
     return lines
+
+
+def _busy_machine(v: pd.DataFrame) -> str:
+    """A warning when runs behind the throughput medians (the fastest, the Pareto front) were timed
+    while other processes used the machine: the paired ratios leave them out, the medians cannot."""
+    dirty = int(v["speed_contaminated"].sum()) if "speed_contaminated" in v else 0
+    if not dirty:
+        return ""
+    return (
+        f"Speed measured on a busy machine: {dirty} of {int(v['seeds'].sum())} finished run(s) were timed "
+        "while other processes used its cores or GPU (contention/speed_contaminated): the medians of "
+        "img/s, the fastest variant and the accuracy-vs-throughput Pareto front partly measure that load; "
+        "`bench speed RECIPE` re-times every variant in fresh, interleaved processes."
+    )
 
 
 def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str:

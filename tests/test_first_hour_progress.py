@@ -129,3 +129,21 @@ def test_the_epoch_line_says_how_long_this_variant_has_left_from_its_own_first_e
     time.sleep(0.3)
     progress.epoch_end(0, 4, {"train/loss": 1.0, "throughput/train_img_s": 100.0})
     assert "left in this variant" in out.getvalue(), out.getvalue()
+
+
+def test_a_log_hears_from_an_epoch_that_takes_minutes():
+    """`bench run recipes/cifar10_resnet18.yaml` on a 2-core CPU, output to a log: two minutes of
+    nothing after `[0/24 done, 24 left] precision=fp32,compile=false,seed=0` (an epoch of a GPU-sized
+    recipe takes many minutes there). Now a line every heartbeat says how far the epoch is."""
+    out = io.StringIO()
+    progress = Progress(1, stream=out, live=False, heartbeat_s=0.2)
+    progress.name = "v"
+    progress.epoch_start(0, 35)
+    progress.batch(0, 97, 0.0, 512)  # within the heartbeat: silent
+    assert out.getvalue() == ""
+    time.sleep(0.25)
+    progress.batch(1, 97, 0.0, 1024)
+    [line] = out.getvalue().splitlines()
+    assert "v | epoch 1/35: batch 2/97" in line and "img/s" in line and "left in this epoch" in line, line
+    progress.batch(2, 97, 0.0, 1536)  # the line just printed restarts the wait
+    assert len(out.getvalue().splitlines()) == 1

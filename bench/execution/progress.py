@@ -1,7 +1,9 @@
 """Progress for long runs: variants done/left with the time left, epoch, loss, images/s. A live
 per-batch bar on a terminal (stderr a tty, unless told otherwise); one line per epoch otherwise (CI
 logs stay readable). The time left counts each variant at its own earlier time where runs.csv has
-one; each epoch line says how long this variant has left, from its own epochs so far."""
+one; each epoch line says how long this variant has left, from its own epochs so far. In a log, an
+epoch that outlasts ``heartbeat_s`` (a GPU-sized recipe on a CPU: minutes per epoch) gets a line
+of batches done, img/s and the epoch's time left every ``heartbeat_s``, so a long wait shows why."""
 
 from __future__ import annotations
 
@@ -29,8 +31,13 @@ def _has_width(stream: Any) -> bool:
 
 
 class Progress:
-    def __init__(self, total: int, *, stream: Any = None, live: bool | None = None):
+    def __init__(
+        self, total: int, *, stream: Any = None, live: bool | None = None, heartbeat_s: float = 60.0
+    ):
         self.total = total
+        self.heartbeat_s = heartbeat_s
+        self._last_line = time.perf_counter()
+        self._epoch, self._epochs = 0, 0
         self.done = 0
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
@@ -57,6 +64,7 @@ class Progress:
             self._bar.write(text, file=self.stream)
         else:
             print(text, file=self.stream, flush=True)
+        self._last_line = time.perf_counter()
 
     def _time_left(self) -> str:
         """Each variant left at its own earlier time where known, the others at the mean of the
@@ -90,6 +98,7 @@ class Progress:
 
     def epoch_start(self, epoch: int, epochs: int) -> None:
         self._epoch_start = time.perf_counter()
+        self._epoch, self._epochs = epoch, epochs
         if self.live:
             from tqdm import tqdm
 
@@ -104,6 +113,7 @@ class Progress:
 
     def batch(self, index: int, count: int, loss_sum: Any, seen: int) -> None:
         if self._bar is None:
+            self._heartbeat(index, count, seen)
             return
         if index == 0:
             self._bar.reset(total=count)
@@ -111,6 +121,18 @@ class Progress:
         if index % 25 == 24 or index == count - 1:  # reading the loss synchronises the device: now and then
             rate = seen / max(time.perf_counter() - self._epoch_start, 1e-9)
             self._bar.set_postfix({"img/s": f"{rate:.0f}", "loss": f"{float(loss_sum) / max(seen, 1):.3f}"})
+
+    def _heartbeat(self, index: int, count: int, seen: int) -> None:
+        """Without a bar (a log), a line every ``heartbeat_s`` inside a long epoch."""
+        now = time.perf_counter()
+        if self.live or now - self._last_line < self.heartbeat_s:
+            return
+        took = now - self._epoch_start
+        left = took / (index + 1) * (count - index - 1)
+        self.note(
+            f"  {self.name} | epoch {self._epoch + 1}/{self._epochs}: batch {index + 1}/{count}, "
+            f"{seen / max(took, 1e-9):.0f} img/s, ~{format_duration(left)} left in this epoch"
+        )
 
     def epoch_end(self, epoch: int, epochs: int, record: dict[str, float], raw: bool = False) -> None:
         """``raw``: a trick delivers its own model (SWA, EMA), scored only at the end: the epoch's

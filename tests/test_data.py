@@ -144,6 +144,35 @@ def test_missing_cifar10_names_root_layouts_and_archive(tmp_path, monkeypatch):
         assert needle in message
 
 
+def test_data_dir_pointing_at_the_archive_itself_loads_it(tiny_image_folder, tmp_path, monkeypatch):
+    """First hour: `BENCH_DATA_DIR=/work/shared/data/cifar10-jpeg.tar.gz bench run ...` (the file a
+    user was given, not its folder) tried a download into the file and failed with "[Errno 17] File
+    exists". The archive now stands for its folder, run key included; another file is named as such."""
+    import tarfile
+
+    from bench.execution.identity import data_fingerprint
+
+    monkeypatch.setenv("BENCH_OFFLINE", "1")
+    archive = tmp_path / "given" / "cifar10-jpeg.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "test"):
+            tar.add(tiny_image_folder / split, arcname=f"cifar10/{split}")
+    monkeypatch.setenv("BENCH_DATA_DIR", str(archive))
+    by_file = load_splits(DataConfig(name="cifar10"))
+    by_folder = load_splits(DataConfig(name="cifar10", root=str(archive.parent)))
+    assert torch.equal(by_file.train.images, by_folder.train.images) and len(by_file.test) == 48
+    assert (
+        data_fingerprint(DataConfig(name="cifar10"))
+        == data_fingerprint(DataConfig(name="cifar10", root=str(archive.parent)))
+        != "missing"
+    )
+    other = tmp_path / "cifar10.zip"
+    other.write_bytes(b"PK")
+    with pytest.raises(DataError, match=r"cifar10\.zip is a file, not a folder: point data\.root"):
+        load_splits(DataConfig(name="cifar10", root=str(other)))
+
+
 def test_truncated_jpeg_is_an_error_naming_the_file(tiny_image_folder, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(tiny_image_folder, root)

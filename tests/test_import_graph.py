@@ -24,7 +24,12 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 # Bottom first. A node may import any node of a lower layer, none of its own or a higher one.
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "version", "util"),  # the exceptions every layer raises; bench.__version__; util's __init__
-    ("util.fileio", "util.signals", "measure"),  # atomic writes; signal-safe sections; hardware, provenance
+    (
+        "util.fileio",
+        "util.signals",
+        "util.dataroot",
+        "measure",
+    ),  # atomic writes; signal-safe sections; the data folder; hardware, provenance
     ("recipe",),  # the recipe schema (no torch)
     ("components",),  # models, optimizers, losses, schedules; the name registry, its torch-free catalog
     ("data",),  # datasets and loaders

@@ -233,6 +233,11 @@ def cifar10(root: Path, cfg: Any = None) -> RawData:
     """CIFAR-10, looked for in ``root`` in this order: torchvision's ``cifar-10-batches-py/``,
     an ImageFolder ``train/`` + ``test/`` in root or ``root/cifar10/``, the archive
     ``cifar10-jpeg.tar.gz``; then a torchvision download (skipped when ``$BENCH_OFFLINE`` is set)."""
+    if root.is_file():  # torchvision would try a download into it and fail with "File exists"
+        raise DataError(
+            f"{root} is a file, not a folder: point data.root (or $BENCH_DATA_DIR) at the folder holding "
+            f"{CIFAR10_ARCHIVE}, cifar-10-batches-py/ or train/ + test/ (or at {CIFAR10_ARCHIVE} itself)"
+        )
     if (root / "cifar-10-batches-py").is_dir():
         try:
             return _from_torchvision(root, download=False)

@@ -3,7 +3,6 @@ seeded from the recipe, so two variants (or a resumed run) see exactly the same 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from bench.data.registry import DATASETS
 from bench.data.sources import RawData
 from bench.errors import DataError
 from bench.recipe.schema import DataConfig
+from bench.util.dataroot import data_root
 
 STATS_IMAGES = 10_000
 
@@ -43,8 +43,8 @@ class DataSplits:
 
 
 def resolve_root(cfg: DataConfig) -> Path:
-    """``data.root``, else ``$BENCH_DATA_DIR``, else ``data/``."""
-    return Path(cfg.root or os.environ.get("BENCH_DATA_DIR") or "data").expanduser()
+    """``data.root``, else ``$BENCH_DATA_DIR``, else ``data/`` (bench/util/dataroot.py)."""
+    return data_root(cfg.root)
 
 
 def _check(raw: RawData, name: str) -> None:

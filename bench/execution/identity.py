@@ -33,6 +33,7 @@ from typing import Any
 from bench.components.user_code import add_import_paths, code_fingerprint
 from bench.recipe.load import LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
+from bench.util.dataroot import data_root
 from bench.util.fileio import atomic_write_text
 
 WEIGHTS_TAG, DATA_TAG, CODE_TAG = "bench.input.weights", "bench.input.data", "bench.input.code"
@@ -127,7 +128,7 @@ def path_fingerprint(path: Path) -> str:
 
 
 def data_fingerprint(data_cfg: Any) -> str:
-    root = Path(data_cfg.root or os.environ.get("BENCH_DATA_DIR") or "data").expanduser()
+    root = data_root(data_cfg.root)
     parts = [path_fingerprint(p) for p in data_sources(data_cfg.name, root)]
     return parts[0] if len(parts) == 1 else "sha256:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
 

@@ -47,11 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     module.configure(sub)
     # Overrides may come anywhere on the line: `bench tune r.yaml --n-trials 4 train.epochs=1`.
     args = sub.parse_intermixed_args(rest)
-    from bench.commands.common import sort_positionals
+    from bench.commands.common import check_results_dir, sort_positionals
     from bench.errors import BenchError, Terminated
 
     try:
         sort_positionals(args, sub)
+        check_results_dir(args)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -332,3 +332,20 @@ def test_report_without_training_throughput(tmp_path, tiny_image_folder, capsys)
     out = capsys.readouterr().out
     assert "wrote" in out and "Traceback" not in out
     assert (tmp_path / "results" / "tiny" / "report.md").is_file()
+
+
+# --- a --results-dir that is a file --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["run", "report", "tune"])
+def test_results_dir_that_is_a_file_is_bad_input_naming_the_option(tmp_path, command, capsys):
+    """`bench run recipes/smoke_pretrain.yaml --results-dir /etc/passwd` exited 1 with "cannot lock
+    /etc/passwd/.smoke_pretrain.lock ...: [Errno 17] File exists"; `bench report` blamed the store."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder\n")
+    recipe = "recipes/smoke_tune.yaml" if command == "tune" else "recipes/smoke_until_decided.yaml"
+    args = [command, str(REPO / recipe), "--results-dir", str(a_file / "sub")]
+    assert main([*args, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--results-dir {a_file / 'sub'}: {a_file} is a file, not a folder" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "mlflow.db").exists()

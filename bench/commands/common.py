@@ -66,6 +66,22 @@ def sort_positionals(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error("the recipe file is required (overrides alone were given)")
 
 
+def check_results_dir(args: argparse.Namespace) -> None:
+    """``--results-dir`` must be, or be creatable as, a folder: a file there (or above it) would
+    surface later as a lock or store error with the wrong exit code and no hint."""
+    given = getattr(args, "results_dir", None)
+    if not given:
+        return
+    path = os.path.abspath(given)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)  # the nearest part that exists: the folder is created below it
+    if not os.path.isdir(path):
+        raise RecipeError(
+            f"--results-dir {given}: {path} is a file, not a folder; name a folder (created if missing)",
+            source="command line",
+        )
+
+
 def add_executor_arguments(parser: argparse.ArgumentParser, unit: str = "variant") -> None:
     group = parser.add_argument_group("executor (where the work runs)")
     group.add_argument(

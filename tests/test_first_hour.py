@@ -349,3 +349,11 @@ def test_results_dir_that_is_a_file_is_bad_input_naming_the_option(tmp_path, com
     err = capsys.readouterr().err
     assert f"--results-dir {a_file / 'sub'}: {a_file} is a file, not a folder" in err, err
     assert err.count("\n") == 1 and not (tmp_path / "mlflow.db").exists()
+
+
+def test_report_of_a_recipe_never_run_names_the_store_it_looked_in(tmp_path, capsys):
+    """`bench report recipes/smoke_until_decided.yaml --results-dir /tmp/none` said "no MLflow
+    experiment named ... in this tracking store": which store, after a run with another --results-dir?"""
+    assert main(["report", str(REPO / "recipes/smoke_until_decided.yaml"), *store_args(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"tracking store sqlite:///{tmp_path / 'mlflow.db'}" in err and "--results-dir" in err, err

@@ -49,8 +49,13 @@ def _stream(tags: dict[str, str], tag: str) -> int | None:
 def fetch_runs(client, experiment: str) -> Fetched:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
+        from bench.tracking.uris import redact_uri
+
+        # the store is named: a different --results-dir or --tracking-uri is the usual cause
         raise BenchError(
-            f"no MLflow experiment named '{experiment}' in this tracking store; run the recipe first"
+            f"no MLflow experiment named '{experiment}' in the tracking store "
+            f"{redact_uri(getattr(client, 'tracking_uri', '') or '?')}: run the recipe first, or pass the "
+            "--results-dir / --tracking-uri its `bench run` used"
         )
     everything = search_all(client, exp.experiment_id)
     parents = [r for r in everything if r.data.tags.get("bench.kind") == "recipe"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import bench_cli as bench
 from tests.recipes import tiny_recipe, write_recipe
 
@@ -69,3 +71,22 @@ def test_ls_unknown_kind_exits_2(capsys):
 
     assert main(["ls", "widgets"]) == 2
     assert "allowed: schedulers, optimizers" in capsys.readouterr().err
+
+
+def test_ls_word_without_wildcards_matches_inside_names(capsys):
+    """`bench ls schedulers cos` printed "(nothing matches 'cos')": a plain word now finds cosine."""
+    from bench.cli import main
+
+    assert main(["ls", "schedulers", "cos"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert names == ["cosine", "cosine_warm_restarts"]
+
+
+def test_unknown_model_suggests_each_name_once(tmp_path, capsys):
+    """`model.name=resnet_18` suggested "resnet18, resnet18, resnetv2_18" (bench's short name and timm's)."""
+    from bench.components.models.build import check_model_name
+
+    with pytest.raises(ValueError, match="did you mean") as info:
+        check_model_name("resnet_18")
+    hint = str(info.value).split("did you mean ")[1].split("?")[0].split(", ")
+    assert "resnet18" in hint and len(hint) == len(set(hint)), hint

@@ -26,14 +26,18 @@ REGISTRIES = {
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", nargs="?", help=f"one of: {', '.join(KINDS)} (default: all)")
     parser.add_argument(
-        "pattern", nargs="?", default="*", help="glob on the names, e.g. 'resnet*' (quote it in the shell)"
-    )
+        "pattern", nargs="?", default="*",
+        help="glob on the names, e.g. 'resnet*' (quote it in the shell); a word without * ? [ matches "
+        "anywhere in the name: 'cos' finds cosine",
+    )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
     from bench.errors import RecipeError
 
     kind = ALIASES.get(args.kind, args.kind)
+    if not any(c in args.pattern for c in "*?["):  # `bench ls schedulers cos` meant "names with cos"
+        args.pattern = f"*{args.pattern}*"
     if kind is not None and kind not in KINDS:
         raise RecipeError(f"unknown kind '{args.kind}'; allowed: {', '.join(KINDS)}", source="bench ls")
     for name in [kind] if kind else KINDS:

@@ -47,7 +47,7 @@ def check_model_name(name: str) -> str:
         return name
     import difflib
 
-    close = difflib.get_close_matches(name, [*MODELS.names(), *timm.list_models()], n=3)
+    close = difflib.get_close_matches(name, list(dict.fromkeys([*MODELS.names(), *timm.list_models()])), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise ValueError(
         f"unknown model '{name}'{hint}; allowed: {', '.join(MODELS.names())}, any timm model name, "

@@ -107,8 +107,10 @@ def test_pretrained_download_offline_says_how_to_use_a_local_file(monkeypatch, t
     # the hub reads HF_HUB_OFFLINE once, at import; without it the client retries for ~45 s here
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(CheckpointError, match="model.weights"):
+    with pytest.raises(CheckpointError, match="model.weights") as info:
         build_model(ModelConfig(name="test_resnet", pretrained=True), num_classes=3)
+    # HF_HUB_OFFLINE=1 was already set: advising to set it sent users in a circle
+    assert "set HF_HUB_OFFLINE=1" not in str(info.value) and "HF_HUB_OFFLINE is set" in str(info.value)
 
 
 def test_offline_pretrained_recipe_fails_once_before_any_run_starts(tmp_path, tiny_image_folder):

@@ -87,7 +87,11 @@ def build_model(cfg, num_classes: int) -> nn.Module:
                 f"model.pretrained: could not download pretrained weights for '{cfg.name}' ({type(exc).__name__}: "
                 f"{message_line(exc, 200)}). Offline? Save a state dict to a file and set "
                 "'model.pretrained: false' and 'model.weights: PATH' (e.g. the model.pt a previous bench run wrote), "
-                "or set HF_HUB_OFFLINE=1 with a populated Hugging Face cache."
+                + (
+                    "or copy a populated Hugging Face cache to $HF_HOME (HF_HUB_OFFLINE is set: only the cache is read)."
+                    if _hub_offline()
+                    else "or set HF_HUB_OFFLINE=1 with a populated Hugging Face cache."
+                )
             ) from None
         raise
     except TypeError as exc:
@@ -95,6 +99,16 @@ def build_model(cfg, num_classes: int) -> nn.Module:
     if cfg.weights:
         load_weights(model, cfg.weights)
     return model
+
+
+def _hub_offline() -> bool:
+    """Whether the Hugging Face client is already offline (it reads HF_HUB_OFFLINE once, at import):
+    then "set HF_HUB_OFFLINE=1" is no advice."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def _looks_offline(exc: BaseException) -> bool:

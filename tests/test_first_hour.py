@@ -357,3 +357,20 @@ def test_report_of_a_recipe_never_run_names_the_store_it_looked_in(tmp_path, cap
     assert main(["report", str(REPO / "recipes/smoke_until_decided.yaml"), *store_args(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"tracking store sqlite:///{tmp_path / 'mlflow.db'}" in err and "--results-dir" in err, err
+
+
+def test_the_readmes_override_example_is_a_valid_command(tmp_path, capsys):
+    """The README's override example, `bench run recipes/smoke.yaml train.epochs=1 data.subset=500
+    ...`, exited 2: smoke's SWA variant starts averaging at epoch 1. The example now runs, and the
+    error says what to set."""
+    import re
+    import shlex
+
+    readme = (REPO / "README.md").read_text()
+    example = re.search(r"Overrides use dotted keys and YAML types: `(bench run [^`]+)`", readme).group(1)
+    args = [str(REPO / a) if a.endswith(".yaml") else a for a in shlex.split(example)[1:]]
+    assert main([*args, "--dry-run", *store_args(tmp_path)]) == 0, capsys.readouterr().err
+    smoke = str(REPO / "recipes/smoke.yaml")
+    assert main(["run", smoke, "train.epochs=1", "--dry-run", *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "swa.start_epoch (1) must be < epochs (1)" in err and "set train.epochs to at least 2" in err, err

@@ -216,7 +216,10 @@ class TrainConfig(Strict):
     def _swa_fits(self) -> TrainConfig:
         if self.swa is not None:
             if self.swa.start_epoch >= self.epochs:
-                raise ValueError(f"swa.start_epoch ({self.swa.start_epoch}) must be < epochs ({self.epochs})")
+                raise ValueError(
+                    f"swa.start_epoch ({self.swa.start_epoch}) must be < epochs ({self.epochs}): SWA averages "
+                    f"the epochs from its start on; set train.epochs to at least {self.swa.start_epoch + 1}"
+                )
             if self.scheduler.name == "plateau":
                 raise ValueError("swa with the plateau scheduler is not supported: SWALR takes over the LR")
             if self.ema is not None:

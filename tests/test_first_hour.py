@@ -374,3 +374,24 @@ def test_the_readmes_override_example_is_a_valid_command(tmp_path, capsys):
     assert main(["run", smoke, "train.epochs=1", "--dry-run", *store_args(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "swa.start_epoch (1) must be < epochs (1)" in err and "set train.epochs to at least 2" in err, err
+
+
+def test_report_while_the_run_is_still_going_says_so(tmp_path, tiny_image_folder, capsys):
+    """`bench report` beside a running `bench run` (3 of 6 runs done) wrote "None: every run
+    finished." and a summary that read as the whole study. It now says the command has not ended."""
+    from tests.helpers import kill_group, reached, start_bench
+
+    recipe = write_recipe(
+        tmp_path / "tiny.yaml", tiny_recipe(tiny_image_folder, matrix={"train.optimizer.lr": [0.1, 0.05]})
+    )
+    second = load_recipe(recipe).variants[1].variant_id
+    proc = start_bench(tmp_path, recipe, fault=f"run.train_start@{second}:block")
+    try:
+        reached(tmp_path, proc)
+        assert main(["report", str(recipe), "--no-log", *store_args(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "warning: the latest bench run of this recipe (pid " in out, out
+        assert "covers the 1 finished run(s) recorded so far of the 2 it runs" in out, out
+    finally:
+        kill_group(proc)
+    assert "has not ended" in (tmp_path / "results" / "tiny" / "report.md").read_text()

@@ -24,6 +24,7 @@ class Fetched:
     axes: list[str]  # axis labels (without "axis."), in first-seen order
     parent_id: str | None  # the latest recipe (parent) run, for artifacts
     params: dict[str, dict[str, str]]  # run_id -> params
+    unfinished: str | None = None  # the latest bench run has not ended: what the report covers then
 
 
 def _int(text: str | None) -> int | None:
@@ -103,8 +104,31 @@ def fetch_runs(client, experiment: str) -> Fetched:
     if "seed" in frame and frame["seed"].map(lambda s: isinstance(s, str)).any():
         frame["seed"] = frame["seed"].map(lambda s: s if s is None or pd.isna(s) else str(s))
     frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
-    parent = max(parents, key=lambda r: r.info.start_time or 0).info.run_id if parents else None
-    return Fetched(experiment, exp.experiment_id, frame, axes, parent, params)
+    latest = max(parents, key=lambda r: r.info.start_time or 0) if parents else None
+    return Fetched(
+        experiment, exp.experiment_id, frame, axes, latest.info.run_id if latest else None, params,
+        unfinished=_unfinished(latest, frame),
+    )  # fmt: skip
+
+
+def _unfinished(parent: Any, runs: pd.DataFrame) -> str | None:
+    """A report read while ``bench run`` is still at work (or after it was killed, until the recipe
+    runs again) covers only what is recorded so far: without a word it read as the whole study."""
+    if parent is None or parent.info.status != "RUNNING":
+        return None
+    tags = parent.data.tags
+    who = (
+        f"pid {tags['bench.pid']} on {tags.get('bench.host', '?')}"
+        if tags.get("bench.pid")
+        else "its command"
+    )
+    planned = f" of the {tags['bench.variants']} it runs" if tags.get("bench.variants") else ""
+    done = int((runs["status"] == "finished").sum())
+    return (
+        f"the latest `bench run` of this recipe ({who}) has not ended: this report covers the {done} "
+        f"finished run(s) recorded so far{planned}; run `bench report` again once it is done (a killed "
+        "command reads the same until the recipe runs again)"
+    )
 
 
 def delivered_metrics(row: dict[str, Any], delivered: str | None) -> None:

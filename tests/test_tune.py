@@ -357,3 +357,30 @@ def test_two_workers_share_postgres(tiny_image_folder, tmp_path):
     if not url:
         pytest.skip("BENCH_TEST_POSTGRES_URL is not set (scripts/ci_postgres.sh provisions one)")
     _two_workers(tmp_path, tiny_image_folder, url, f"pg-{uuid.uuid4().hex[:8]}")
+
+
+def test_two_tune_commands_started_together_draw_different_points(tiny_image_folder, tmp_path):
+    """`bench tune recipes/smoke_tune.yaml` twice at once: each command's worker 0 saw no trials and
+    seeded its sampler alike, so trial 1 repeated trial 0's parameters and trial 3 trial 2's (half
+    the study wasted). Each trial's draw is now seeded by its number, unique across commands."""
+    from bench.tune.prepare import open_worker, prepare
+    from bench.tune.worker import draw
+    from tests.helpers import plan_for, tune_recipe
+
+    recipe = tune_recipe(
+        tmp_path, tiny_image_folder, tune={"n_trials": 4, "sampler": {"name": "tpe", "seed": 0}}
+    )
+    plan = plan_for(
+        recipe, results_dir=str(tmp_path / "res"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
+    )
+    prepare(plan)
+    first, second = open_worker(plan, 0), open_worker(plan, 0)  # two commands, before either asks
+    drawn = [draw(ctx, ctx.study.ask()) for ctx in (first, second, first, second)]
+    assert len({d["train.optimizer.lr"] for d in drawn}) == 4, drawn
+    # a lone command draws the same points again from the same seed
+    again = plan_for(
+        recipe, results_dir=str(tmp_path / "again"), tracking_uri=f"sqlite:///{tmp_path / 'm2.db'}"
+    )
+    prepare(again)
+    alone = open_worker(again, 0)
+    assert [draw(alone, alone.study.ask()) for _ in range(4)] == drawn

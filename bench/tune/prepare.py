@@ -54,6 +54,15 @@ def make_sampler(plan: TunePlan, worker_index: int, n_existing: int) -> Any:
     return cls(seed=seed, **kwargs)
 
 
+def reseed_for_trial(study: Any, plan: TunePlan, number: int) -> None:
+    """Draw trial ``number``'s parameters from a sampler seeded by that number. The storage hands each
+    number out once across every worker and every command on the study; seeded by worker index and
+    the trials seen at start, two ``bench tune`` commands started together (each a worker 0 that saw
+    no trials) drew the same points, trial for trial. A lone command stays reproducible."""
+    if plan.tune.sampler.seed is not None and plan.tune.sampler.name != "grid":  # grid: before_trial chose
+        study.sampler = make_sampler(plan, 0, number)
+
+
 def open_storage(plan: TunePlan) -> Any:
     liv = plan.tune.liveness
     return plan.storage_spec().open(liv.heartbeat_interval, liv.grace_period)

@@ -15,6 +15,7 @@ from bench.tune.fidelity import CHOICE_ATTR, PILOT_ATTR
 from bench.tune.liveness import EPOCHS_ATTR, active, finished_count
 from bench.tune.objective import TrialContext, TrialOutcome, run_trial
 from bench.tune.plan import say
+from bench.tune.prepare import reseed_for_trial
 from bench.tune.space import Space
 from bench.util.signals import ignore_stop_signals
 
@@ -34,6 +35,12 @@ def full(ctx: TrialContext) -> bool:
     return not waiting and len(trials) >= ctx.plan.tune.n_trials
 
 
+def draw(ctx: TrialContext, trial: Any) -> dict[str, Any]:
+    """The trial's parameters, from a sampler seeded by its number (bench/tune/prepare.py)."""
+    reseed_for_trial(ctx.study, ctx.plan, trial.number)
+    return ctx.plan.space.suggest(trial)
+
+
 def objective(ctx: TrialContext, trial: Any) -> float:
     """Optuna's objective: claim, train, record; COMPLETE returns the value, PRUNED and FAIL raise."""
     import optuna
@@ -44,7 +51,7 @@ def objective(ctx: TrialContext, trial: Any) -> float:
         if _auto_decision(ctx):
             trial.set_user_attr(PILOT_ATTR, True)
         try:
-            params = ctx.plan.space.suggest(trial)
+            params = draw(ctx, trial)
         except ValueError as exc:  # a retried trial with values outside this recipe's space
             outcome = TrialOutcome(trial.number, "FAIL", None, {}, 0, f"parameters: {exc}")
         else:

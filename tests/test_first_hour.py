@@ -395,3 +395,20 @@ def test_report_while_the_run_is_still_going_says_so(tmp_path, tiny_image_folder
     finally:
         kill_group(proc)
     assert "has not ended" in (tmp_path / "results" / "tiny" / "report.md").read_text()
+
+
+def test_report_baseline_naming_no_variant_is_refused_listing_them(tmp_path, tiny_image_folder, capsys):
+    """`bench report recipes/smoke.yaml --baseline freeze=3` (a label, not a variant) warned "has no
+    finished runs" and compared against another baseline, exit 0."""
+    recipe = write_recipe(
+        tmp_path / "tiny.yaml", tiny_recipe(tiny_image_folder, matrix={"train.optimizer.lr": [0.1, 0.05]})
+    )
+    assert main(["run", str(recipe), "train.epochs=1", *store_args(tmp_path)]) == 0
+    capsys.readouterr()
+    args = ["report", str(recipe), "train.epochs=1", "--no-log", *store_args(tmp_path)]
+    assert main([*args, "--baseline", "lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {recipe}: --baseline lr=0.5: no such variant; variants: lr=0.1, lr=0.05"
+    ), err
+    assert main([*args, "--baseline", "lr=0.05"]) == 0

@@ -185,6 +185,12 @@ def build_report(
         recipe, overrides=list(overrides), overlays=[str(o) for o in overlays], experiment=experiment,
         results_dir=results_dir, tracking_uri=tracking_uri, variance=variance,
     )  # fmt: skip
+    if baseline and target.order and baseline not in target.order:  # a typo fell back to another baseline
+        from bench.errors import RecipeError
+
+        raise RecipeError(
+            f"--baseline {baseline}: no such variant; variants: {', '.join(target.order)}", source=str(recipe)
+        )
     others = [load_other(o, results_dir=results_dir, tracking_uri=tracking_uri) for o in compare]
     built = make_report(
         store.open_store(target.uri), experiment=target.experiment, out_dir=recipe_dir(results_dir, target.name),

@@ -412,3 +412,21 @@ def test_report_baseline_naming_no_variant_is_refused_listing_them(tmp_path, tin
         f"error: {recipe}: --baseline lr=0.5: no such variant; variants: lr=0.1, lr=0.05"
     ), err
     assert main([*args, "--baseline", "lr=0.05"]) == 0
+
+
+def test_dry_run_says_when_the_start_weights_are_not_there(tmp_path, tiny_image_folder, capsys):
+    """`bench run recipes/smoke.yaml --dry-run` before smoke_pretrain had run passed without a word;
+    the real command then exited 2 on the missing weights. The quickstart pair stays quiet."""
+    pre = write_recipe(tmp_path / "pre.yaml", tiny_recipe(tiny_image_folder, name="pre"))
+    weights = "${BENCH_RESULTS_DIR}/pre/weights/seed=0.pt"
+    tuned = write_recipe(
+        tmp_path / "tuned.yaml", tiny_recipe(tiny_image_folder, name="tuned", **{"model.weights": weights})
+    )
+    assert main(["run", str(tuned), "--dry-run", *store_args(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    missing = tmp_path / "results" / "pre" / "weights" / "seed=0.pt"
+    assert (
+        f"note: model.weights: {missing} does not exist: bench run will refuse this recipe (exit 2)" in out
+    ), out
+    assert main(["run", str(pre), str(tuned), "--dry-run", *store_args(tmp_path)]) == 0
+    assert "does not exist" not in capsys.readouterr().out

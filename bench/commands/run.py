@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+from pathlib import Path
 
 from bench.commands.common import add_executor_arguments, add_recipe_arguments, ray_options
 from bench.execution.order import DEFAULT_ORDER, ORDERS
@@ -90,12 +92,13 @@ def main(args: argparse.Namespace) -> int:
         from bench.execution.estimate import estimate_line
         from bench.execution.identity import with_input_fingerprints
 
-        for recipe in loaded:
+        for i, recipe in enumerate(loaded):
             # the run keys a run would record now (a weights file an earlier recipe writes: "missing")
             keyed = with_input_fingerprints(recipe)[0]
             print(variants_table(keyed, args.order, args.order_seed))
             print(changes_text(recipe, full=args.show_changes))
-            for line in dict.fromkeys(recipe.notes):
+            missing = weights_notes(recipe, [r.name for r in loaded[:i]], args.results_dir)
+            for line in dict.fromkeys([*recipe.notes, *missing]):
                 print(f"note: {line}")
             for note in (bf16_note(recipe), device_note(recipe, args.record_skips or on_ray is not None)):
                 if note:
@@ -159,6 +162,26 @@ def bf16_note(recipe) -> str | None:
     if bf16 and not cpu_has_native_bf16() and emulated_bf16_policy() == "run":
         return f"{EMULATED_BF16_NOTE} ({len(bf16)} run(s), trained emulated: --emulated-bf16 run)"
     return None
+
+
+def weights_notes(recipe, earlier: list[str], results_dir: str) -> list[str]:
+    """A ``model.weights`` file that is not there, and that no earlier recipe of this command writes:
+    the dry run passed and `bench run` then refused the recipe (e.g. smoke.yaml before smoke_pretrain)."""
+    from bench.execution.identity import weights_fingerprint
+
+    notes = []
+    for weights in dict.fromkeys(v.body.model.weights for v in recipe.variants if v.body.model.weights):
+        if weights_fingerprint(weights) != "missing":
+            continue
+        path = Path(os.path.expandvars(weights)).expanduser().absolute()
+        if any(path.is_relative_to(Path(results_dir).absolute() / name) for name in earlier):
+            continue  # an earlier recipe on this command line writes it
+        notes.append(
+            f"model.weights: {path} does not exist: bench run will refuse this recipe (exit 2) until it "
+            "does; run the recipe that writes it first (results/<recipe>/weights/<variant>.pt), or on the "
+            "same command line before this one"
+        )
+    return notes
 
 
 def device_note(recipe, record_skips: bool) -> str | None:

@@ -14,8 +14,13 @@ integration of Jennison & Turnbull ch. 19 (``z_bounds``). Pocock-type spending k
 nearly flat, so the early looks, where a large effect is seen, get a fair share of α: a smaller
 expected seed count under an effect than O'Brien–Fleming's.
 
-The spread is unknown, so each look uses its nominal level 2·(1−Φ(c_k)) as a t quantile with the
-degrees of freedom of the look ("significance level approach", Jennison & Turnbull §3.8), and the
+The spread is unknown. Jennison & Turnbull's "significance level approach" (§3.8: each look's
+nominal level 2·(1−Φ(c_k)) used as a t quantile) errs at few degrees of freedom: two arms from 3
+to 12 seeds wrongly decide 5.5% of A/A comparisons at α = 0.05. So the looks' nominal levels are
+those of the t statistics themselves (``t_levels``): under no effect their joint law is free of
+the spread (the two compared arms seed by seed, the other arms' sums of squares a χ² gaining a−2 degrees of
+freedom per seed with a arms pooled), so it is simulated once per design (fixed seed, 400,000
+paths) and each look's bound is set to spend exactly α(t_k) − α(t_{k−1}). The
 spread is pooled over *every arm of the study* (baseline and all variants; each arm's own mean
 removed): with 11 arms at 4 seeds that is 33 df instead of the paired t's 3. That assumes the arms
 share one per-run spread; an arm twice as noisy as the rest would then get too narrow an interval
@@ -55,6 +60,8 @@ MIN_SEEDS = 3  # the first look: as the report's stats.MIN_PAIRS, never settled 
 UNDECIDED = "undecided"
 TOO_FEW = "too few seeds"
 GRID = 401  # points of the numerical integration (odd: Simpson's rule); bounds accurate to ~1e-6
+PATHS = 400_000  # simulated studies per design of t_levels: each look's level to ~2% of itself at α = 0.05
+MAX_ARMS = 16  # t_levels beyond: as good as the normal levels; more arms use these, a little conservatively
 # On a ``--until-decided`` parent run: the settings it decided with, so the report decides the same way.
 SETTINGS_TAG = "bench.until_decided"
 
@@ -98,15 +105,61 @@ def _exit_gap(ck: float, mass, x, sd: float, root: float, target: float) -> floa
     return float(mass @ (st.norm.sf((b - x) / sd) + st.norm.cdf((-b - x) / sd))) - target
 
 
-def nominal_alpha(n, first: int, last: int, alpha: float) -> np.ndarray:
-    """The two-sided nominal level of look ``n`` (array). Counts outside first..last (a failed run
-    left fewer seeds; a later run raised the cap) use the nearest planned look."""
+@functools.lru_cache(maxsize=512)
+def t_levels(first: int, last: int, alpha: float, arms: int) -> tuple[float, ...]:
+    """Two-sided nominal levels of the looks n = first..last for the t statistic whose spread is
+    pooled over ``arms`` arms (df = arms·(n−1)), spending α(n/last) by look n: the exact law under
+    no effect, simulated (see the module's docstring). Deterministic: a fixed seed."""
+    from scipy import stats as st
+
+    info = np.arange(first, last + 1)
+    step = np.diff(spent(info / info[-1], alpha), prepend=0.0)
+    rng = np.random.default_rng(20_260_617)
+    # the compared pair seed by seed (its sums of squares move with its means); the other arms'
+    # squares are independent of them: a χ² that gains arms−2 degrees of freedom per seed
+    pair = rng.standard_normal((PATHS, 2, first))
+    total, squares = pair.sum(axis=2), (pair * pair).sum(axis=2)
+    others = rng.chisquare((arms - 2) * (first - 1), PATHS) if arms > 2 and first > 1 else np.zeros(PATHS)
+    running = np.ones(PATHS, dtype=bool)
+    levels = []
+    for k, n in enumerate(info):
+        if k:
+            x = rng.standard_normal((PATHS, 2))
+            total += x
+            squares += x * x
+            others += rng.chisquare(arms - 2, PATHS) if arms > 2 else 0.0
+        ss = squares - total**2 / n
+        ss = (ss[:, 1] if arms == 1 else ss.sum(axis=1)) + others
+        df = arms * (n - 1)
+        t = np.abs(total[:, 1] - total[:, 0]) / n / np.sqrt(ss / df * 2.0 / n)
+        if k == 0:  # the first look alone is a plain t-test: its level is exact
+            bound = float(st.t.isf(step[0] / 2.0, df))
+        else:
+            exits = max(int(round(step[k] * PATHS)), 1)  # paths this look may stop, of all PATHS
+            bound = float(np.partition(np.where(running, t, 0.0), PATHS - exits)[PATHS - exits])
+        running &= t < bound
+        levels.append(float(2.0 * st.t.sf(bound, df)))
+    return tuple(levels)
+
+
+def nominal_alpha(n, first: int, last: int, alpha: float, arms=None) -> np.ndarray:
+    """The two-sided nominal level of look ``n`` (array) for a spread pooled over ``arms`` arms
+    (array; its df over n−1, rounded down: fewer df than calibrated for would be liberal, more
+    only conservative; None: the normal-theory levels of ``z_bounds``). Counts outside first..last
+    (a failed run left fewer seeds; a later run raised the cap) use the nearest planned look."""
     from scipy import stats as st
 
     first = max(first, MIN_SEEDS)
     last = max(last, first)
-    levels = 2.0 * st.norm.sf(np.asarray(z_bounds(first, last, float(alpha))))
-    return levels[np.clip(np.asarray(n, dtype=int), first, last) - first]
+    look = np.clip(np.asarray(n, dtype=int), first, last) - first
+    if arms is None:
+        return (2.0 * st.norm.sf(np.asarray(z_bounds(first, last, float(alpha)))))[look]
+    arms = np.clip(np.floor(np.asarray(arms, dtype=float) + 1e-9), 1, MAX_ARMS).astype(int)
+    arms, look = np.broadcast_arrays(arms, look)
+    out = np.empty(look.shape)
+    for a in np.unique(arms):
+        out[arms == a] = np.asarray(t_levels(first, last, float(alpha), int(a)))[look[arms == a]]
+    return out
 
 
 def spread(ss_all, df_all, ss_pair, df_pair):
@@ -127,7 +180,7 @@ def decide_stats(diff, n, var, df, *, first: int, last: int, alpha: float, margi
     diff, n, var, df = (np.asarray(a, dtype=float) for a in (diff, n, var, df))
     ok = (n >= MIN_SEEDS) & (df >= 1)
     safe_n, safe_df = np.where(ok, n, MIN_SEEDS), np.where(ok, df, 1.0)
-    level = nominal_alpha(safe_n, first, last, alpha)
+    level = nominal_alpha(safe_n, first, last, alpha, arms=safe_df / np.maximum(safe_n - 1, 1))
     half = st.t.isf(level / 2.0, safe_df) * np.sqrt(var * 2.0 / safe_n)
     half = np.where(ok, half, np.inf)
     lo, hi = diff - half, diff + half

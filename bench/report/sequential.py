@@ -7,28 +7,26 @@ far beyond α. Here the looks are planned: one at every seed count n from the re
 (``first``, at least ``MIN_SEEDS``) to ``--max-seeds`` (``last``), and α is spent over them by the
 Lan–DeMets Pocock-type function α(t) = α·ln(1 + (e−1)·t), t = n/last (Lan & DeMets 1983,
 Biometrika 70:659; Jennison & Turnbull 2000, "Group Sequential Methods with Applications to
-Clinical Trials", §7.2). The
-two-sided bounds c_k solve P(|Z_j| < c_j for j < k, |Z_k| ≥ c_k) = α(t_k) − α(t_{k−1}) for the
-look statistics of one Brownian motion (corr(Z_j, Z_k) = √(n_j/n_k)), by the recursive numerical
-integration of Jennison & Turnbull ch. 19 (``z_bounds``). Pocock-type spending keeps the bounds
-nearly flat, so the early looks, where a large effect is seen, get a fair share of α: a smaller
-expected seed count under an effect than O'Brien–Fleming's.
+Clinical Trials", §7.2): look k's bound c_k solves P(no earlier exit, |T_k| ≥ c_k) = α(t_k) −
+α(t_{k−1}). Pocock-type spending keeps the bounds nearly flat, so the early looks, where a large
+effect is seen, get a fair share of α: a smaller expected seed count under an effect than
+O'Brien–Fleming's.
 
-The spread is unknown. Jennison & Turnbull's "significance level approach" (§3.8: each look's
-nominal level 2·(1−Φ(c_k)) used as a t quantile) errs at few degrees of freedom: two arms from 3
-to 12 seeds wrongly decide 5.5% of A/A comparisons at α = 0.05. So the looks' nominal levels are
-those of the t statistics themselves (``t_levels``): under no effect their joint law is free of
-the spread (the two compared arms seed by seed, the other arms' sums of squares a χ² gaining a−2 degrees of
-freedom per seed with a arms pooled), so it is simulated once per design (fixed seed, 400,000
-paths) and each look's bound is set to spend exactly α(t_k) − α(t_{k−1}). The
-spread is pooled over *every arm of the study* (baseline and all variants; each arm's own mean
-removed): with 11 arms at 4 seeds that is 33 df instead of the paired t's 3. That assumes the arms
-share one per-run spread; an arm twice as noisy as the rest would then get too narrow an interval
-(``bench calibrate``: family-wise error 0.10 with per-arm sds spread ×½..×2). So the spread used is
-never below the comparison's own two arms' pooled spread (``max(s²_all, s²_pair)``, df of the
-pool): at equal spreads it costs a little power, at unequal ones it keeps the error under α. The
-difference is ``mean(variant) − mean(baseline)`` over the seeds both have, standard error
-s·√(2/n) (unpaired: runs that decorrelate gain nothing from pairing, and it doubles the df).
+The spread is unknown, so T_k are t statistics. Jennison & Turnbull's "significance level
+approach" (§3.8: the normal bounds' nominal levels used as t quantiles) errs at few degrees of
+freedom: two arms from 3 to 12 seeds wrongly decided 5.6% of A/A comparisons at α = 0.05. So
+``t_levels`` sets the bounds on the t statistics' own joint law under no effect, which is free of
+the spread (the two compared arms seed by seed; the other arms' sums of squares a χ² gaining a−2
+degrees of freedom per seed with a arms pooled): simulated once per design (fixed seed, 400,000
+paths, cached), the first look exact. The spread is pooled over *every arm of the study*
+(baseline and all variants; each arm's own mean removed): with 11 arms at 4 seeds that is 33 df
+instead of the paired t's 3. That assumes the arms share one per-run spread; an arm twice as
+noisy as the rest would then get too narrow an interval (``bench calibrate``: family-wise error
+0.10 with per-arm sds spread ×½..×2). So the spread used is never below the comparison's own two
+arms' pooled spread (``max(s²_all, s²_pair)``, df of the pool): at equal spreads it costs a
+little power, at unequal ones it keeps the error under α. The difference is ``mean(variant) −
+mean(baseline)`` over the seeds both have, standard error s·√(2/n) (unpaired: runs that
+decorrelate gain nothing from pairing, and it doubles the df).
 
 The interval ``diff ± t_{df}(c_k)·s·√(2/n)`` is a repeated confidence interval (Jennison &
 Turnbull ch. 9): it holds the true difference at every look at once with probability ≥ 1 − α, so
@@ -59,7 +57,6 @@ from bench.report import stats
 MIN_SEEDS = 3  # the first look: as the report's stats.MIN_PAIRS, never settled from fewer paired seeds
 UNDECIDED = "undecided"
 TOO_FEW = "too few seeds"
-GRID = 401  # points of the numerical integration (odd: Simpson's rule); bounds accurate to ~1e-6
 PATHS = 400_000  # simulated studies per design of t_levels: each look's level to ~2% of itself at α = 0.05
 MAX_ARMS = 16  # t_levels beyond: as good as the normal levels; more arms use these, a little conservatively
 # On a ``--until-decided`` parent run: the settings it decided with, so the report decides the same way.
@@ -69,40 +66,6 @@ SETTINGS_TAG = "bench.until_decided"
 def spent(t, alpha: float):
     """Lan–DeMets Pocock-type spending: the share of α used by information fraction ``t``."""
     return alpha * np.log1p((math.e - 1.0) * np.minimum(t, 1.0))
-
-
-@functools.lru_cache(maxsize=512)
-def z_bounds(first: int, last: int, alpha: float) -> tuple[float, ...]:
-    """Two-sided z bounds c_k of the looks at n = first, first+1, …, last seeds (information ∝ n),
-    spending α(n/last) by look n. Integrates the density of the score S_k = Z_k·√n_k over the
-    continuation region |S| < c_k·√n_k look by look (Jennison & Turnbull 2000, ch. 19)."""
-    from scipy import optimize
-    from scipy import stats as st
-
-    info = np.arange(first, last + 1, dtype=float)
-    step = np.diff(spent(info / info[-1], alpha), prepend=0.0)
-    c = [float(st.norm.isf(step[0] / 2))]
-    simpson = np.ones(GRID)
-    simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
-    x = np.linspace(-c[0] * math.sqrt(info[0]), c[0] * math.sqrt(info[0]), GRID)
-    density = st.norm.pdf(x, scale=math.sqrt(info[0]))
-    for k in range(1, len(info)):
-        sd, root = math.sqrt(info[k] - info[k - 1]), math.sqrt(info[k])
-        mass = density * simpson * (x[1] - x[0]) / 3.0  # the paths still running, at grid points
-        ck = optimize.brentq(_exit_gap, 1e-3, 50.0, args=(mass, x, sd, root, step[k]), xtol=1e-12)
-        c.append(float(ck))
-        new = np.linspace(-ck * root, ck * root, GRID)
-        density = mass @ st.norm.pdf((new[None, :] - x[:, None]) / sd) / sd
-        x = new
-    return tuple(c)
-
-
-def _exit_gap(ck: float, mass, x, sd: float, root: float, target: float) -> float:
-    """P(still running, then |Z_k| ≥ ck) − the α this look may spend."""
-    from scipy import stats as st
-
-    b = ck * root
-    return float(mass @ (st.norm.sf((b - x) / sd) + st.norm.cdf((-b - x) / sd))) - target
 
 
 @functools.lru_cache(maxsize=512)
@@ -142,18 +105,14 @@ def t_levels(first: int, last: int, alpha: float, arms: int) -> tuple[float, ...
     return tuple(levels)
 
 
-def nominal_alpha(n, first: int, last: int, alpha: float, arms=None) -> np.ndarray:
+def nominal_alpha(n, first: int, last: int, alpha: float, arms) -> np.ndarray:
     """The two-sided nominal level of look ``n`` (array) for a spread pooled over ``arms`` arms
     (array; its df over n−1, rounded down: fewer df than calibrated for would be liberal, more
-    only conservative; None: the normal-theory levels of ``z_bounds``). Counts outside first..last
-    (a failed run left fewer seeds; a later run raised the cap) use the nearest planned look."""
-    from scipy import stats as st
-
+    only conservative). Counts outside first..last (a failed run left fewer seeds; a later run
+    raised the cap) use the nearest planned look."""
     first = max(first, MIN_SEEDS)
     last = max(last, first)
     look = np.clip(np.asarray(n, dtype=int), first, last) - first
-    if arms is None:
-        return (2.0 * st.norm.sf(np.asarray(z_bounds(first, last, float(alpha)))))[look]
     arms = np.clip(np.floor(np.asarray(arms, dtype=float) + 1e-9), 1, MAX_ARMS).astype(int)
     arms, look = np.broadcast_arrays(arms, look)
     out = np.empty(look.shape)

@@ -55,6 +55,12 @@ class Tables:
     speed_floor_source: str = ""
     sequential: dict | None = None  # settings of a --until-decided run (report/sequential.py)
 
+    @property
+    def family(self) -> int:
+        """How many comparisons with the baseline form the Holm family (0 with none)."""
+        b = self.baseline
+        return int(b["family"].max()) if len(b) and b["family"].notna().any() else 0
+
 
 def memory_key(runs: pd.DataFrame) -> str | None:
     """GPU peak memory when any run has it, else the process's peak RSS."""

@@ -24,7 +24,7 @@ MIN_FLOOR = 0.01  # never call a speed difference under 1%
 
 def log_ratio(a, b) -> float:
     """``log(a / b)``; NaN unless both are positive numbers."""
-    return math.log(a / b) if _positive(a) and _positive(b) else math.nan
+    return math.log(a / b) if stats.positive(a) and stats.positive(b) else math.nan
 
 
 def paired_ratio(variant: dict, baseline: dict, confidence: float = 0.95) -> stats.Summary:
@@ -78,10 +78,3 @@ def speed_verdict(r: stats.Summary, floor: float) -> str:
     if r.lo >= 1 / floor and r.hi <= floor:
         return "same within the noise floor"
     return "undecided"
-
-
-def _positive(v) -> bool:
-    try:
-        return float(v) > 0 and not math.isnan(float(v))
-    except (TypeError, ValueError):
-        return False

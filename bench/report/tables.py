@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bench.report import effects, environment, speed, stats
+from bench.report.speed import THROUGHPUT
 
 ACC = "test/acc"  # final test accuracy of the model the variant delivers (SWA's, EMA's, the weights)
 ACC_RAW = "test/acc_raw"  # the trained weights' own final test accuracy
 VAL_ACC = "val/acc"
 VAL_SELECTED = "test/acc_at_best_val"  # test accuracy at the epoch validation would pick
-THROUGHPUT = "throughput/train_img_s"
 WALL = "time/wall_s"
 TRAIN_TIME = "time/train_s"  # training steps only: no setup, evaluation or BN update
 EPOCH_TRAIN_TIME = "time/train_epoch_s"

@@ -170,7 +170,7 @@ def look_stats(by_seed: dict[str, dict], base: str, group: str) -> tuple[int, fl
     report, reading the finished study, reproduces the runner's verdict)."""
     arms = {g: {s: float(x) for s, x in v.items() if not stats.missing(x)} for g, v in by_seed.items()}
     b, v = arms.get(base, {}), arms.get(group, {})
-    paired = sorted(s for s in v if s in b)
+    paired = stats.paired_seeds(v, b)
     if not paired:
         return 0, math.nan, math.nan, 0.0
     diff = float(np.mean([v[s] for s in paired]) - np.mean([b[s] for s in paired]))

@@ -62,8 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "a look per seed count, Lan-DeMets alpha-spending, Bonferroni over the variants) or has --max-seeds "
         "seeds; rerun the same command to continue",
     )  # fmt: skip
-    parser.add_argument("--max-seeds", type=positive_int, default=10, metavar="N",
-                        help="with --until-decided: at most N seeds per variant (default 10); the looks are planned "
+    parser.add_argument("--max-seeds", type=positive_int, default=12, metavar="N",
+                        help="with --until-decided: at most N seeds per variant (default 12, as bench calibrate); the looks are planned "
                         "up to N, so keep it when rerunning")  # fmt: skip
     parser.add_argument("--min-effect", type=positive_float, default=None, metavar="D",
                         help="with --until-decided: the equivalence margin in accuracy units "

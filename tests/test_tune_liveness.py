@@ -128,7 +128,8 @@ def test_only_declared_values_reach_best_yaml(tmp_path):
     import yaml
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-    from bench.tune.outputs import best_overlay, best_trial
+    from bench.tune.outputs import best_overlay
+    from bench.tune.recheck import ranked
 
     space = {"train.scheduler": {"categorical": [{"name": "cosine"}, {"name": "onecycle"}]}}
     plan = plan_for(tune_recipe(tmp_path, tune={"space": space}))
@@ -147,7 +148,8 @@ def test_only_declared_values_reach_best_yaml(tmp_path):
     )
     lr = {"train.optimizer.lr": FloatDistribution(1e-3, 5.0)}
     study.add_trial(optuna.create_trial(params={"train.optimizer.lr": 5.0}, distributions=lr, value=0.99))
-    best, values, notes = best_trial(plan, study.trials)
+    by_value, notes = ranked(plan, study.trials)
+    best, values = by_value[0]
     assert best.number == 0 and values == {"train.scheduler": {"name": "onecycle"}}
     assert len(notes) == 2 and "os.system" in notes[0] and "not one of the declared choices" in notes[0]
     text = best_overlay(plan, best, values)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from pathlib import Path
@@ -64,8 +63,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "a look per seed count, Lan-DeMets alpha-spending, Bonferroni over the variants) or has --max-seeds "
         "seeds; rerun the same command to continue",
     )  # fmt: skip
-    parser.add_argument("--max-seeds", type=positive_int, default=10, metavar="N",
-                        help="with --until-decided: at most N seeds per variant (default 10); the looks are planned "
+    parser.add_argument("--max-seeds", type=positive_int, default=12, metavar="N",
+                        help="with --until-decided: at most N seeds per variant (default 12, as bench calibrate); the looks are planned "
                         "up to N, so keep it when rerunning")  # fmt: skip
     parser.add_argument("--min-effect", type=positive_float, default=None, metavar="D",
                         help="with --until-decided: the equivalence margin in accuracy units "
@@ -168,12 +167,13 @@ def weights_notes(recipe, earlier: list[str], results_dir: str) -> list[str]:
     """A ``model.weights`` file that is not there, and that no earlier recipe of this command writes:
     the dry run passed and `bench run` then refused the recipe (e.g. smoke.yaml before smoke_pretrain)."""
     from bench.execution.identity import weights_fingerprint
+    from bench.util.fileio import expand_path
 
     notes = []
     for weights in dict.fromkeys(v.body.model.weights for v in recipe.variants if v.body.model.weights):
         if weights_fingerprint(weights) != "missing":
             continue
-        path = Path(os.path.expandvars(weights)).expanduser().absolute()
+        path = expand_path(weights).absolute()
         if any(path.is_relative_to(Path(results_dir).absolute() / name) for name in earlier):
             continue  # an earlier recipe on this command line writes it
         notes.append(

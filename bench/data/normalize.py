@@ -23,7 +23,7 @@ def weights_stats(model_cfg: Any, model: Any) -> tuple[Stats, str] | None:
         return None
     if not model_cfg.weights:
         return stats, "pretrained"
-    from bench.components.models.weights import expand_path
+    from bench.util.fileio import expand_path
 
     # the file actually read: ``${BENCH_RESULTS_DIR}/...`` or ``~/...`` means another file elsewhere
     return stats, "weights:" + str(expand_path(model_cfg.weights).resolve())

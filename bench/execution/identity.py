@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from bench.components.user_code import add_import_paths, code_fingerprint
 from bench.recipe.load import LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
 from bench.util.dataroot import data_root
-from bench.util.fileio import atomic_write_text
+from bench.util.fileio import atomic_write_text, expand_path
 
 WEIGHTS_TAG, DATA_TAG, CODE_TAG = "bench.input.weights", "bench.input.data", "bench.input.code"
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
@@ -136,9 +135,7 @@ def data_fingerprint(data_cfg: Any) -> str:
 def weights_fingerprint(weights: str | None) -> str | None:
     if not weights:
         return None
-    env = {"BENCH_RESULTS_DIR": "results", **os.environ}  # as bench.components.models.weights reads it
-    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), weights)
-    path = Path(text).expanduser()
+    path = expand_path(weights)  # the file the model will load
     return "sha256:" + file_sha256(path) if path.is_file() else "missing"
 
 

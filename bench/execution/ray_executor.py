@@ -115,17 +115,13 @@ def train_variant(
     """One (variant, seed) as a Ray task (``token`` names it on the board), trained through
     ``run_task``, which resumes the run a dead attempt of this task left; returns (row, where).
     ``position``: its place in the submission order (tag ``bench.position``)."""
-    import ray
 
     from bench.components.user_code import sync_import_paths
     from bench.execution.progress import Progress
 
     sync_import_paths()  # user modules beside the recipe (model.name: mymodels:Net)
     where = placement()
-    # torch threads: the CPUs Ray granted (--cpus-per-variant; tasks on a node together hold no
-    # more than it has), at least 1, at most this worker's cores
-    cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) or 1.0)
-    set_torch_threads(cores=min(max(int(cpus), 1), granted_cores()))
+    cpus = set_ray_task_threads()
     board.start.remote(token, where)
     progress = Progress(1, live=False)
     progress.name = variant.name
@@ -169,6 +165,16 @@ class RayExecutor:
                 return row
 
             yield from Watch(ray, board, tasks, progress).results(result)
+
+
+def set_ray_task_threads() -> float:
+    """Torch threads of a Ray task: the CPUs Ray granted it (--cpus-per-variant; tasks on a node
+    together hold no more than it has), at least 1, at most this worker's cores. Returns the CPUs."""
+    import ray
+
+    cpus = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) or 1.0)
+    set_torch_threads(cores=min(max(int(cpus), 1), granted_cores()))
+    return cpus
 
 
 def submitter(ray: Any, options: RayOptions, func: Any, retries: int, progress: Any) -> tuple[Any, Any]:

@@ -28,7 +28,7 @@ from bench.errors import described
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
 from bench.tracking import mlflow_store as store
-from bench.tracking.variant_runs import EpochMetricsHook, MetricLog, owner_tags, system_metrics, variant_tags
+from bench.tracking.variant_runs import EpochMetricsHook, owner_tags, system_metrics, variant_tags
 from bench.util.signals import deferred_signals
 
 MLFLOW_STATUS = {"finished": "FINISHED", "skipped": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}
@@ -87,7 +87,7 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
     from bench.engine.loop import run_variant
 
     client = rec.client
-    epoch_hook = EpochMetricsHook(client, run_id, MetricLog(client, run_id, resume=resume))
+    epoch_hook = EpochMetricsHook(client, run_id, resume=resume)
     try:
         with system_metrics(client, run_id, variant, resume=resume):
             return run_variant(variant, hooks=[epoch_hook, SummaryHook(client, run_id), *hooks],

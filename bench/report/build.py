@@ -215,8 +215,7 @@ def summary_lines(t: Tables) -> list[str]:
                 lines.append(busy)
     if len(t.baseline):
         b = t.baseline[t.baseline["variant"] != t.baseline_name]
-        family = int(b["family"].max()) if len(b) and b["family"].notna().any() else 0
-        if family:
+        if family := t.family:
             lines.append(f"{family} comparison(s) with the baseline form one family: verdicts are Holm-adjusted, "
                          f"so the chance of any false better/worse in this report is at most {1 - t.confidence:g}.")  # fmt: skip
         for verdict in ("better", "worse", "leaning better", "leaning worse"):

@@ -8,7 +8,7 @@ The sequential studies are simulated all at once (numpy arrays: study × arm × 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -115,6 +115,10 @@ def calibrate(s: Setting = Setting(), seed: int = 0, fixed_design: bool = True) 
     v, k = until_decided(rng, s, null, spread=UNEQUAL)
     row(f"A/A, {m} variants, unequal sd (×½..×2 per arm): P(any false better/worse)", seq,
         np.isin(v, WRONG_DIRECTION).any(axis=1).mean(), np.median(k))  # fmt: skip
+    many = 20 * s.studies  # an error rate near α: 2,000 studies would measure it to ±0.5 points only
+    v, k = until_decided(rng, replace(s, margin=1e-12), np.zeros(1), studies=many)
+    row(f"A/A, 1 comparison, equivalence off: P(false better/worse) ({many:,} studies)", seq,
+        np.isin(v, WRONG_DIRECTION).mean(), np.median(k))  # fmt: skip
     edge = np.array([s.margin])
     tost = f"true Δ = margin {s.margin:g}, 1 comparison: P(equivalent) (TOST type I)"
     row(tost, seq, (until_decided(rng, s, edge)[0] == "equivalent").mean())

@@ -159,8 +159,7 @@ def variants_section(doc: Doc, t: Tables) -> None:
 def baseline_section(doc: Doc, t: Tables) -> None:
     conf = int(round(t.confidence * 100))
     alpha = 1 - t.confidence
-    b = t.baseline
-    family = int(b["family"].max()) if len(b) and b["family"].notna().any() else 0
+    b, family = t.baseline, t.family
     doc.heading(f"Against the baseline `{t.baseline_name or '–'}`")
     doc.para(
         f"Δ = variant − baseline test accuracy (of the delivered models) over the seeds both have, with the "

@@ -7,7 +7,6 @@ a noise floor measured from arms that run the same per-step computation as the b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,26 +22,17 @@ COMPUTE_NEUTRAL_PREFIXES = ("train.scheduler", "train.swa", "train.label_smoothi
 MIN_FLOOR = 0.01  # never call a speed difference under 1%
 
 
-@dataclass(frozen=True)
-class Ratio:
-    """Geometric mean of per-seed ratios with its t-interval (on the logs), over ``n`` seeds."""
-
-    n: int
-    ratio: float
-    lo: float
-    hi: float
-
-
 def log_ratio(a, b) -> float:
     """``log(a / b)``; NaN unless both are positive numbers."""
-    return math.log(a / b) if _positive(a) and _positive(b) else math.nan
+    return math.log(a / b) if stats.positive(a) and stats.positive(b) else math.nan
 
 
-def paired_ratio(variant: dict, baseline: dict, confidence: float = 0.95) -> Ratio:
-    ci = stats.log_scale_ci(
+def paired_ratio(variant: dict, baseline: dict, confidence: float = 0.95) -> stats.Summary:
+    """Geometric mean of the per-seed ratios (``mean``) with its t-interval on the logs, over the
+    ``n`` seeds both have."""
+    return stats.log_scale_ci(
         [log_ratio(variant[s], baseline[s]) for s in variant if s in baseline], confidence
     )
-    return Ratio(ci.n, ci.mean, ci.lo, ci.hi)
 
 
 def contaminated(runs: pd.DataFrame) -> pd.Series:
@@ -63,20 +53,22 @@ def noise_floor(
     substitute, since it holds the drift that pairing removes."""
     clean = finished[~contaminated(finished)]
     speed = stats.by_seed(clean, THROUGHPUT) if THROUGHPUT in clean else {}
-    logs = [
-        abs(math.log(speed[g][s] / speed[base][s]))
+    ref = speed.get(base, {})
+    pairs = [
+        log_ratio(speed[g][s], ref[s])
         for g in neutral
-        if g != base and g in speed and base in speed
+        if g != base and g in speed
         for s in speed[g]
-        if s in speed[base] and _positive(speed[g][s]) and _positive(speed[base][s])
+        if s in ref
     ]
+    logs = [abs(x) for x in pairs if not math.isnan(x)]
     if len(logs) < 3:
         return 1 + MIN_FLOOR, f"the minimum: fewer than 3 A/A pairs of compute-neutral variants ({len(logs)})"
     floor = max(math.exp(float(np.quantile(logs, confidence))), 1 + MIN_FLOOR)
     return floor, f"A/A: {len(logs)} seed pairs of compute-neutral variants"
 
 
-def speed_verdict(r: Ratio, floor: float) -> str:
+def speed_verdict(r: stats.Summary, floor: float) -> str:
     if r.n < 2 or math.isnan(r.lo) or math.isnan(floor):
         return "too few seeds"
     if r.lo > floor:
@@ -86,10 +78,3 @@ def speed_verdict(r: Ratio, floor: float) -> str:
     if r.lo >= 1 / floor and r.hi <= floor:
         return "same within the noise floor"
     return "undecided"
-
-
-def _positive(v) -> bool:
-    try:
-        return float(v) > 0 and not math.isnan(float(v))
-    except (TypeError, ValueError):
-        return False

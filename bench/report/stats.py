@@ -83,6 +83,11 @@ class PairedDiff:
     p_t: float = math.nan  # paired t-test p (two-sided)
 
 
+def paired_seeds(variant: dict, baseline: dict) -> list:
+    """The seeds both arms have a number for, sorted: what a paired comparison runs on."""
+    return sorted(s for s in variant if s in baseline and not _isnan(variant[s]) and not _isnan(baseline[s]))
+
+
 def sign_flip_p(d: Sequence[float]) -> float:
     """Two-sided p-value of the paired sign-flip permutation test: under "no difference" every
     per-seed difference is as likely positive as negative, so the observed |mean| is ranked among
@@ -145,9 +150,7 @@ def paired_test(
     ``MIN_PAIRS`` pairs, the t-interval excluding 0 and the exact sign-flip test agreeing at
     ``α = 1 − confidence``; "leaning better/worse" when only the t-interval excludes 0 (with
     under 6 pairs the sign-flip test cannot reach p < 0.05), "within noise" otherwise."""
-    seeds = tuple(
-        sorted(s for s in variant if s in baseline and not _isnan(variant[s]) and not _isnan(baseline[s]))
-    )
+    seeds = tuple(paired_seeds(variant, baseline))
     if not seeds:
         return PairedDiff(0, math.nan, math.nan, math.nan, ())
     d = np.asarray([variant[s] - baseline[s] for s in seeds], dtype=float)
@@ -214,7 +217,7 @@ class Pairing:
 
 
 def pairing(variant: dict, baseline: dict, confidence: float = 0.95) -> Pairing:
-    seeds = sorted(s for s in variant if s in baseline and not _isnan(variant[s]) and not _isnan(baseline[s]))
+    seeds = paired_seeds(variant, baseline)
     a = np.asarray([variant[s] for s in seeds], dtype=float)
     b = np.asarray([baseline[s] for s in seeds], dtype=float)
     n = len(seeds)
@@ -304,7 +307,7 @@ def time_to_target(accuracies: Sequence[float], epoch_seconds: Sequence[float], 
         if _isnan(seconds):
             return math.nan
         total += max(float(seconds), 0.0)
-        if acc is not None and not _isnan(acc) and acc >= target:
+        if not _isnan(acc) and acc >= target:
             return total
     return math.nan
 
@@ -321,7 +324,7 @@ def log_scale_ci(logs: Sequence[float], confidence: float = 0.95) -> Summary:
 def geometric_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
     """Geometric mean of positive values with its interval on the log scale: for times, which are
     skewed and can never go below zero (a t-interval on the seconds themselves can)."""
-    x = [float(v) for v in values if v is not None and not _isnan(v) and float(v) > 0]
+    x = [float(v) for v in values if positive(v)]
     return log_scale_ci(np.log(x).tolist() if x else [], confidence)
 
 
@@ -331,6 +334,11 @@ def missing(v) -> bool:
         return v is None or math.isnan(float(v))
     except (TypeError, ValueError):
         return False
+
+
+def positive(v) -> bool:
+    """A number above zero (None, NaN and text are not)."""
+    return not _isnan(v) and float(v) > 0
 
 
 def _isnan(v) -> bool:

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bench.report import effects, environment, speed, stats
+from bench.report.speed import THROUGHPUT
 
 ACC = "test/acc"  # final test accuracy of the model the variant delivers (SWA's, EMA's, the weights)
 ACC_RAW = "test/acc_raw"  # the trained weights' own final test accuracy
 VAL_ACC = "val/acc"
 VAL_SELECTED = "test/acc_at_best_val"  # test accuracy at the epoch validation would pick
-THROUGHPUT = "throughput/train_img_s"
 WALL = "time/wall_s"
 TRAIN_TIME = "time/train_s"  # training steps only: no setup, evaluation or BN update
 EPOCH_TRAIN_TIME = "time/train_epoch_s"
@@ -54,6 +54,12 @@ class Tables:
     speed_floor: float = math.nan  # speed ratios within [1/floor, floor] are not called a difference
     speed_floor_source: str = ""
     sequential: dict | None = None  # settings of a --until-decided run (report/sequential.py)
+
+    @property
+    def family(self) -> int:
+        """How many comparisons with the baseline form the Holm family (0 with none)."""
+        b = self.baseline
+        return int(b["family"].max()) if len(b) and b["family"].notna().any() else 0
 
 
 def memory_key(runs: pd.DataFrame) -> str | None:

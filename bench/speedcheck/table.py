@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report import speed
+from bench.report import speed, stats
 
 COLUMNS = ["variant", "rounds", "left_out", "train_img_s", "ratio", "lo", "hi", "verdict", "memory_ratio"]
 
@@ -23,8 +23,8 @@ def cost_table(
     left_out = done[dirty].groupby("group").size().to_dict()
     floor, source = speed.noise_floor(done, base, neutral, confidence)
     memory = next((c for c in done if c.startswith("memory/peak_")), None)
-    per_round = {g: dict(zip(f["seed"], f[speed.THROUGHPUT])) for g, f in clean.groupby("group")}
-    per_round_mem = {g: dict(zip(f["seed"], f[memory])) for g, f in clean.groupby("group")} if memory else {}
+    per_round = stats.by_seed(clean, speed.THROUGHPUT)
+    per_round_mem = stats.by_seed(clean, memory) if memory else {}
     rows = []
     verdict = lambda r: speed.speed_verdict(r, floor).replace("seeds", "rounds")  # noqa: E731
     for group in dict.fromkeys(timings["group"]):
@@ -36,9 +36,9 @@ def cost_table(
             "rounds": fast.n,
             "left_out": left_out.get(group, 0) + (left_out.get(base, 0) if group != base else 0),
             "train_img_s": float(img_s.median()) if len(img_s) else float("nan"),
-            "ratio": fast.ratio, "lo": fast.lo, "hi": fast.hi,
+            "ratio": fast.mean, "lo": fast.lo, "hi": fast.hi,
             "verdict": "baseline" if group == base else verdict(fast),
-            "memory_ratio": mem.ratio,
+            "memory_ratio": mem.mean,
         })  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS), f"noise floor x{floor:.3f} ({source})"
 

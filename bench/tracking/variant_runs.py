@@ -73,8 +73,10 @@ def close_dead_runs(client, experiment_id: str, recipe: str) -> list[str]:
     return closed
 
 
-class MetricLog:
-    """Logs metrics at ``step=epoch`` exactly once per (key, step), even across a kill and resume.
+class EpochMetricsHook:
+    """Logs each epoch's record as metrics at ``step=epoch`` without blocking the loop, exactly once
+    per (key, step) even across a kill and resume; also remembers the state so a failure can be
+    reported with its epoch.
 
     On resume it knows what the killed process already logged (skipped when training replays those
     epochs) and re-logs what the checkpoint's history has but MLflow lost (asynchronous logging that
@@ -83,26 +85,11 @@ class MetricLog:
 
     def __init__(self, client, run_id: str, resume: bool):
         self.client, self.run_id = client, run_id
+        self.state: Any = None
         self.logged: dict[str, set[int]] = {}
         if resume:
             for key in client.get_run(run_id).data.metrics:
                 self.logged[key] = {m.step for m in client.get_metric_history(run_id, key)}
-
-    def log(self, metrics: dict[str, float], step: int, synchronous: bool = False) -> None:
-        fresh = {k: v for k, v in metrics.items() if step not in self.logged.get(k, ())}
-        if fresh:
-            store.log_metrics(self.client, self.run_id, fresh, step=step, synchronous=synchronous)
-            for key in fresh:
-                self.logged.setdefault(key, set()).add(step)
-
-
-class EpochMetricsHook:
-    """Logs each epoch's record as metrics at step=epoch without blocking the loop, resume-aware
-    (see ``MetricLog``); also remembers the state so a failure can be reported with its epoch."""
-
-    def __init__(self, client, run_id: str, log: MetricLog):
-        self.metric_log = log
-        self.state: Any = None
 
     def on_start(self, state: Any) -> None:
         self.state = state
@@ -110,7 +97,11 @@ class EpochMetricsHook:
             self.on_epoch_end(state, int(record["epoch"]), record)
 
     def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
-        self.metric_log.log({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
+        fresh = {k: v for k, v in record.items() if k != "epoch" and epoch not in self.logged.get(k, ())}
+        if fresh:
+            store.log_metrics(self.client, self.run_id, fresh, step=epoch, synchronous=False)
+            for key in fresh:
+                self.logged.setdefault(key, set()).add(epoch)
 
     def on_end(self, state: Any, result: Any) -> None:
         store.flush()

@@ -85,14 +85,6 @@ def save_plots(plan: TunePlan, study: Any, complete: list[Any]) -> tuple[list[Pa
     return paths, notes
 
 
-def best_trial(plan: TunePlan, complete: list[Any]) -> tuple[Any, dict[str, Any], list[str]]:
-    """The best completed trial whose values this recipe's space declares, those values, and a note
-    for each trial ignored (``recheck.ranked``)."""
-    trials, notes = ranked(plan, complete)
-    best, values = trials[0] if trials else (None, {})
-    return best, values, notes
-
-
 def epochs_saved(plan: TunePlan, finished: list[Any], c: Counter[str], metrics: dict[str, float]) -> str:
     """Epochs trained against the budget without pruning (n_trials x seeds x epochs)."""
     trained = sum(epochs_trained(t) for t in finished)
@@ -150,7 +142,8 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
     lines.append(epochs_saved(plan, finished, c, metrics))
     lines += fidelity_lines(plan, trials, study.user_attrs.get(fidelity.CHOICE_ATTR), client, parent_id)
     rc = analyse(plan, study)
-    best, values, ignored = best_trial(plan, complete)
+    by_value, ignored = ranked(plan, complete)  # trials whose values this space declares, best first
+    best, values = by_value[0] if by_value else (None, {})
     lines += [f"note: {n}" for n in ignored]
     if rc is not None:
         best = next(t for t in complete if t.number == rc.winner)

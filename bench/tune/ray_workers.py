@@ -10,7 +10,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from bench.execution.cluster import RayOptions, alive_nodes, check_reachable, connected
-from bench.execution.ray_executor import Watch, cancellable, failure, placement, submitter
+from bench.execution.ray_executor import (
+    Watch,
+    cancellable,
+    failure,
+    placement,
+    set_ray_task_threads,
+    submitter,
+)
 from bench.tune.plan import build_plan
 from bench.tune.prepare import open_worker
 from bench.tune.worker import worker_loop
@@ -21,6 +28,7 @@ def tune_worker(options: Any, index: int, board: Any) -> None:
     same shared storage and the same stop rule (README: at most ``workers - 1`` trials over
     ``n_trials``)."""
     where = placement()
+    set_ray_task_threads()
     if board is not None:
         board.start.remote(str(index), where)
     with cancellable():

@@ -132,12 +132,12 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def worker_entry(options: TuneOptions, index: int, parent_pid: int) -> None:
     """A spawned worker process: the stores already exist; open them and claim trials."""
-    import torch
+    from bench.execution.task import set_torch_threads
 
     install_first_only()  # the parent's death, a terminal's Ctrl-C and the parent's forwarded
     try:  # SIGTERM can all arrive: only the first may interrupt, the rest would cut the re-queueing
         _die_with_parent(parent_pid)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(options.workers, 1)))
+        set_torch_threads(workers=options.workers)  # the granted cores shared, not the machine's
         worker_loop(open_worker(build_plan(options, quiet=True), index), index)
     except KeyboardInterrupt as exc:
         sys.exit(128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)

@@ -1,16 +1,27 @@
 """Atomic file writes: a temp file beside the target, fsync, ``os.replace``. A process killed
-mid-write leaves the old file (or none), never a half-written one."""
+mid-write leaves the old file (or none), never a half-written one. Also ``expand_path``, for the
+paths a recipe names (torch-free: run identity reads it before anything trains)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+def expand_path(path: str | Path) -> Path:
+    """Expand ``~`` and ``$VARS``; ``$BENCH_RESULTS_DIR`` defaults to ``results`` (the CLI sets it
+    to ``--results-dir``), so a recipe can start from weights an earlier recipe wrote."""
+    env = {"BENCH_RESULTS_DIR": "results", **os.environ}
+    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), str(path))
+    return Path(text).expanduser()
+
 
 # torch.save's messages when the disk fills under it (the OSError is lost inside its C++ writer).
 _TORCH_DISK_FULL = ("unexpected pos", "PytorchStreamWriter failed writing", "file write failed")

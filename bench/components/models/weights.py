@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,17 +14,9 @@ import torch
 from torch import nn
 
 from bench.errors import CheckpointError
-from bench.util.fileio import atomic_write_text
+from bench.util.fileio import atomic_write_text, expand_path
 
 META_SUFFIX = ".json"
-
-
-def expand_path(path: str | Path) -> Path:
-    """Expand ``~`` and ``$VARS``; ``$BENCH_RESULTS_DIR`` defaults to ``results`` (the CLI sets it
-    to ``--results-dir``), so a recipe can start from weights an earlier recipe wrote."""
-    env = {"BENCH_RESULTS_DIR": "results", **os.environ}
-    text = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), m.group(0)), str(path))
-    return Path(text).expanduser()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

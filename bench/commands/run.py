@@ -177,9 +177,9 @@ def weights_notes(recipe, earlier: list[str], results_dir: str) -> list[str]:
         if any(path.is_relative_to(Path(results_dir).absolute() / name) for name in earlier):
             continue  # an earlier recipe on this command line writes it
         notes.append(
-            f"model.weights: {path} does not exist: bench run will refuse this recipe (exit 2) until it "
-            "does; run the recipe that writes it first (results/<recipe>/weights/<variant>.pt), or on the "
-            "same command line before this one"
+            f"model.weights: {path} does not exist yet: bench run stops at it (exit 2, nothing recorded); "
+            "run the recipe that writes it first (results/<recipe>/weights/<variant>.pt), or name that "
+            "recipe before this one on the same command line"
         )
     return notes
 

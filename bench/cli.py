@@ -24,6 +24,14 @@ COMMANDS = {
 }
 
 
+# What an interrupted command kept, by command (`bench tune` said "finished variants", as run does).
+INTERRUPTED = {
+    "run": "finished variants are recorded; run the same command again to resume",
+    "tune": "finished trials are recorded and an interrupted one is queued again with its parameters; "
+    "run the same command again to continue the study",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench", description="Benchmark PyTorch training tricks from YAML recipes."
@@ -67,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into bench.errors.Terminated
-        print(
-            "interrupted: finished variants are recorded; run the same command again to resume",
-            file=sys.stderr,
-        )
+        print(f"interrupted: {INTERRUPTED.get(name, 'run the same command again')}", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # `bench ls models | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -262,3 +262,13 @@ def test_ctrl_c_while_a_run_closes_keeps_the_stores_agreeing(tmp_path, recipe):
     runs = trial_runs(tmp_path)
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
     assert len({r.data.params["train.optimizer.lr"] for r in runs}) == 2  # no parameters trained twice
+
+
+def test_ctrl_c_of_a_tune_says_what_it_kept_of_the_study(tmp_path, recipe):
+    """Ctrl-C of `bench tune recipes/smoke_tune.yaml` said "finished variants are recorded", the
+    words of `bench run`: a study has trials, and the interrupted one is queued again."""
+    proc = start(tmp_path, command(tmp_path, recipe), "tune.claimed:int")
+    code, err = finish(proc)
+    assert code == 130, err
+    assert "interrupted: finished trials are recorded and an interrupted one is queued again" in err, err
+    assert "variants" not in err.splitlines()[-1]

@@ -356,7 +356,16 @@ def test_report_of_a_recipe_never_run_names_the_store_it_looked_in(tmp_path, cap
     experiment named ... in this tracking store": which store, after a run with another --results-dir?"""
     assert main(["report", str(REPO / "recipes/smoke_until_decided.yaml"), *store_args(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert f"tracking store sqlite:///{tmp_path / 'mlflow.db'}" in err and "--results-dir" in err, err
+    assert f"tracking store at {tmp_path / 'mlflow.db'}" in err and "--results-dir" in err, err
+
+
+def test_report_on_a_results_dir_without_a_store_creates_nothing(tmp_path, capsys):
+    """A mistyped --results-dir: the report says no store is there, and leaves no folder and no
+    empty MLflow store behind (it created both, then said the experiment was missing)."""
+    missing = tmp_path / "typo"
+    assert main(["report", str(REPO / "recipes/smoke_until_decided.yaml"), "--results-dir", str(missing)]) == 1
+    assert f"no MLflow tracking store at {missing / 'mlflow.db'}" in capsys.readouterr().err
+    assert not missing.exists()
 
 
 def test_the_readmes_override_example_is_a_valid_command(tmp_path, capsys):

@@ -193,7 +193,7 @@ def build_report(
         )
     others = [load_other(o, results_dir=results_dir, tracking_uri=tracking_uri) for o in compare]
     built = make_report(
-        store.open_store(target.uri), experiment=target.experiment, out_dir=recipe_dir(results_dir, target.name),
+        store.open_store(target.uri, create=False), experiment=target.experiment, out_dir=recipe_dir(results_dir, target.name),
         tracking_uri=target.uri, recipe_name=target.name, group_order=target.order,
         baseline=baseline or target.baseline, target_acc=target.target_acc, min_effect=target.min_effect,
         memory_front=memory_front, others=others, log_artifacts=log_artifacts, variance=variance,

@@ -88,7 +88,7 @@ def _built(target: Target, **settings):
 
     settings = {"experiment": target.experiment, "group_order": target.order, "baseline": target.baseline,
                 "target_acc": target.target_acc, "min_effect": target.min_effect, **settings}  # fmt: skip
-    built = build_report(store.open_store(target.uri), **settings)
+    built = build_report(store.open_store(target.uri, create=False), **settings)
     return built, as_study(target.name, target.uri, built.tables)
 
 

@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.errors import TrackingError, message_line
+from bench.errors import BenchError, TrackingError, message_line
 from bench.tracking.uris import has_secret, redact_text, redact_uri
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -27,8 +27,10 @@ def default_tracking_uri(results_dir: str | Path, explicit: str | None = None) -
     return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
 
 
-def open_store(uri: str):
-    """Return an MlflowClient on ``uri``, with the store created and migrated."""
+def open_store(uri: str, *, create: bool = True):
+    """Return an MlflowClient on ``uri``, with the store created and migrated. ``create=False``
+    (commands that only read, e.g. ``bench report``): a missing SQLite file is an error, not a
+    new empty store and folder where a mistyped ``--results-dir`` pointed."""
     import logging
 
     from mlflow.tracking import MlflowClient
@@ -49,6 +51,11 @@ def open_store(uri: str):
             logger.addFilter(one_line_errors)
     # Two processes migrating one fresh SQLite file can break it; a server migrates under its own lock.
     db = sqlite_file(uri)
+    if db is not None and not create and not db.exists():
+        raise BenchError(
+            f"no MLflow tracking store at {db}: run the recipe first, or pass the --results-dir / "
+            "--tracking-uri its `bench run` used"
+        )
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     lock = contextlib.nullcontext() if db is None else file_lock(db.parent / f"{db.name}.lock")

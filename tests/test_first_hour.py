@@ -363,7 +363,9 @@ def test_report_on_a_results_dir_without_a_store_creates_nothing(tmp_path, capsy
     """A mistyped --results-dir: the report says no store is there, and leaves no folder and no
     empty MLflow store behind (it created both, then said the experiment was missing)."""
     missing = tmp_path / "typo"
-    assert main(["report", str(REPO / "recipes/smoke_until_decided.yaml"), "--results-dir", str(missing)]) == 1
+    assert (
+        main(["report", str(REPO / "recipes/smoke_until_decided.yaml"), "--results-dir", str(missing)]) == 1
+    )
     assert f"no MLflow tracking store at {missing / 'mlflow.db'}" in capsys.readouterr().err
     assert not missing.exists()
 

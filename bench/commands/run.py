@@ -166,14 +166,13 @@ def bf16_note(recipe) -> str | None:
 def weights_notes(recipe, earlier: list[str], results_dir: str) -> list[str]:
     """A ``model.weights`` file that is not there, and that no earlier recipe of this command writes:
     the dry run passed and `bench run` then refused the recipe (e.g. smoke.yaml before smoke_pretrain)."""
-    from bench.execution.identity import weights_fingerprint
     from bench.util.fileio import expand_path
 
     notes = []
     for weights in dict.fromkeys(v.body.model.weights for v in recipe.variants if v.body.model.weights):
-        if weights_fingerprint(weights) != "missing":
+        path = expand_path(weights).absolute()  # as the model will load it
+        if path.is_file():
             continue
-        path = expand_path(weights).absolute()
         if any(path.is_relative_to(Path(results_dir).absolute() / name) for name in earlier):
             continue  # an earlier recipe on this command line writes it
         notes.append(

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 
 from bench.errors import DataError
+from bench.util.dataroot import CIFAR10_ARCHIVE
 from bench.util.fileio import atomic_save
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 CACHE_VERSION = 1
 _CHUNK = 1000
 

@@ -32,11 +32,10 @@ from typing import Any
 from bench.components.user_code import add_import_paths, code_fingerprint
 from bench.recipe.load import LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
-from bench.util.dataroot import data_root
+from bench.util.dataroot import CIFAR10_ARCHIVE, data_root
 from bench.util.fileio import atomic_write_text, expand_path
 
 WEIGHTS_TAG, DATA_TAG, CODE_TAG = "bench.input.weights", "bench.input.data", "bench.input.code"
-CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 
 
 def _cache(path: Path, *sub: str) -> tuple[Path, Any]:

@@ -211,8 +211,8 @@ def summary_lines(t: Tables) -> list[str]:
                 f"Fastest to train: `{fast['variant']}` at {fast['train_img_s_median']:.0f} img/s (median)"
                 f"{_caveat(v, fast, 'train_img_s', higher=True)}."
             )
-            if busy := _busy_machine(v):
-                lines.append(busy)
+    if len(v) and (busy := _busy_machine(v)):
+        lines.append(busy)
     if len(t.baseline):
         b = t.baseline[t.baseline["variant"] != t.baseline_name]
         if family := t.family:
@@ -263,15 +263,20 @@ def summary_lines(t: Tables) -> list[str]:
 
 
 def _busy_machine(v: pd.DataFrame) -> str:
-    """A warning when runs behind the throughput medians (the fastest, the Pareto front) were timed
-    while other processes used the machine: the paired ratios leave them out, the medians cannot."""
+    """Says how many runs were timed while other processes used the machine: they are left out of
+    the img/s medians, the fastest variant and the Pareto front, and a variant with no clean run has
+    no median at all (the paired ratios leave them out too)."""
     dirty = int(v["speed_contaminated"].sum()) if "speed_contaminated" in v else 0
     if not dirty:
         return ""
+    unmeasured = v.loc[v["train_img_s_median"].isna(), "variant"].tolist()
+    none_clean = (
+        f"; {', '.join(f'`{u}`' for u in unmeasured)} had no clean run, so no img/s" if unmeasured else ""
+    )
     return (
         f"Speed measured on a busy machine: {dirty} of {int(v['seeds'].sum())} finished run(s) were timed "
-        "while other processes used its cores or GPU (contention/speed_contaminated): the medians of "
-        "img/s, the fastest variant and the accuracy-vs-throughput Pareto front partly measure that load; "
+        "while other processes used its cores or GPU (contention/speed_contaminated) and are left out of "
+        f"the img/s medians, the fastest variant and the accuracy-vs-throughput Pareto front{none_clean}. "
         "`bench speed RECIPE` re-times every variant in fresh, interleaved processes."
     )
 

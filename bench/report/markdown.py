@@ -124,8 +124,9 @@ def variants_section(doc: Doc, t: Tables) -> None:
         "Where a validation split exists, the validation accuracy and the test accuracy at the epoch with the "
         "best validation accuracy are given too. The best test accuracy over epochs (`test/acc_oracle`) is "
         "left out: picking an epoch on the test set overstates accuracy. Train throughput: median [min–max] "
-        f"over seeds. Memory: {memory_label(t.memory_key)}, mean over seeds. Wall s and train s (training steps "
-        f"only): geometric mean [{conf}% interval on the log scale]."
+        "over the seeds the contention monitor found clean (runs timed on a busy machine are left out). "
+        f"Memory: {memory_label(t.memory_key)}, mean over seeds. Wall s and train s (training steps only): "
+        f"geometric mean [{conf}% interval on the log scale]."
         + (f" Time to target: training seconds (setup and evaluation excluded) until the validation accuracy "
            f"(test where no validation split exists) first reaches {t.target_acc:g}; geometric mean [{conf}% "
            "interval on the log scale] over the seeds that reached it." if t.target_acc is not None else "")

@@ -144,6 +144,25 @@ def test_missing_cifar10_names_root_layouts_and_archive(tmp_path, monkeypatch):
         assert needle in message
 
 
+def test_failed_cifar10_download_leaves_no_empty_data_dir(tmp_path, monkeypatch):
+    """First hour: `BENCH_DATA_DIR=~/data/cifar bench run ...` offline created ~/data/cifar, failed
+    the download, and left the empty folder behind, so the next look at it suggested data was there.
+    A folder the user made stays (with what they put in it)."""
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.delenv("BENCH_OFFLINE", raising=False)
+    monkeypatch.setattr(CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")  # refused at once
+    root = tmp_path / "data" / "cifar"
+    with pytest.raises(DataError, match="the download failed"):
+        load_splits(DataConfig(name="cifar10", root=str(root)))
+    assert not root.exists()
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="the download failed"):
+        load_splits(DataConfig(name="cifar10", root=str(root)))
+    assert (root / "notes.txt").read_text() == "mine"
+
+
 def test_data_dir_pointing_at_the_archive_itself_loads_it(tiny_image_folder, tmp_path, monkeypatch):
     """First hour: `BENCH_DATA_DIR=/work/shared/data/cifar10-jpeg.tar.gz bench run ...` (the file a
     user was given, not its folder) tried a download into the file and failed with "[Errno 17] File

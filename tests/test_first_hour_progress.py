@@ -104,6 +104,17 @@ def test_time_left_counts_each_variant_by_its_own_earlier_time():
     assert "~3m" in lines[-1], lines
 
 
+def test_a_rerun_with_everything_finished_does_not_promise_zero_seconds_left():
+    """Rerunning a finished study printed `[0/2 done, 2 left, ~0s left]`: the variants to come are
+    skipped as already finished, which the line should say instead."""
+    out = io.StringIO()
+    progress = Progress(2, stream=out, live=False)
+    progress.expect({"a": 0.0, "b": 0.0})
+    progress.pending(["a", "b"])
+    progress.variant_start("a")
+    assert out.getvalue().splitlines()[-1] == "[0/2 done, 2 left, the rest already finished] a"
+
+
 def test_an_ema_variants_epoch_lines_label_the_trained_weights_accuracy_raw(tmp_path, tiny_image_folder):
     """EMA (like SWA) delivers its own model, scored once at the end: the epoch lines show the trained
     weights' accuracy and must say so, or the finish line's different test/acc reads as a mistake."""

@@ -252,10 +252,13 @@ def cifar10(root: Path, cfg: Any = None) -> RawData:
         return load_image_folder(folder, folder / "train", folder / "test")
     reason = "downloads are off ($BENCH_OFFLINE is set)"
     if not os.environ.get("BENCH_OFFLINE"):
+        created = not root.exists()
         try:
             return _from_torchvision(root, download=True)
         except Exception as exc:  # offline, proxy, disk full: all end in the same advice
             reason = f"the download failed: {exc}"
+            if created:  # the folder and its partial download are ours: leave no empty data dir behind
+                shutil.rmtree(root, ignore_errors=True)
     raise DataError(
         f"CIFAR-10 not found in {root.resolve()}: looked for torchvision's pickled batches "
         f"({root}/cifar-10-batches-py/), an ImageFolder layout ({root}/train/<class>/*.jpg + "

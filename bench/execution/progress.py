@@ -77,7 +77,11 @@ class Progress:
             fallback = known[len(known) // 2] if known else None
         names = self._pending[:remaining]
         times = [self._expected.get(n, fallback) for n in names] + [fallback] * (remaining - len(names))
-        return "" if remaining <= 0 or None in times else f", ~{format_duration(sum(times))} left"
+        if remaining <= 0 or None in times:
+            return ""
+        if names and len(names) == remaining and not any(times):  # 0 s: skipped as already finished
+            return ", the rest already finished"
+        return f", ~{format_duration(sum(times))} left"
 
     def variant_start(self, name: str) -> None:
         self.name = name

@@ -147,7 +147,7 @@ def test_a_log_hears_from_an_epoch_that_takes_minutes():
     nothing after `[0/24 done, 24 left] precision=fp32,compile=false,seed=0` (an epoch of a GPU-sized
     recipe takes many minutes there). Now a line every heartbeat says how far the epoch is."""
     out = io.StringIO()
-    progress = Progress(1, stream=out, live=False, heartbeat_s=0.2)
+    progress = Progress(24, stream=out, live=False, heartbeat_s=0.2)
     progress.name = "v"
     progress.epoch_start(0, 35)
     progress.batch(0, 97, 0.0, 512)  # within the heartbeat: silent
@@ -156,5 +156,7 @@ def test_a_log_hears_from_an_epoch_that_takes_minutes():
     progress.batch(1, 97, 0.0, 1024)
     [line] = out.getvalue().splitlines()
     assert "v | epoch 1/35: batch 2/97" in line and "img/s" in line and "left in this epoch" in line, line
+    # and what the study costs at this pace (0.25 s a batch: ~14 min a run, ~5 h for 24 runs)
+    assert "per run" in line and "for the 24 runs left" in line and "h " in line.split("per run")[1], line
     progress.batch(2, 97, 0.0, 1536)  # the line just printed restarts the wait
     assert len(out.getvalue().splitlines()) == 1

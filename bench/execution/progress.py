@@ -132,10 +132,20 @@ class Progress:
         if self.live or now - self._last_line < self.heartbeat_s:
             return
         took = now - self._epoch_start
-        left = took / (index + 1) * (count - index - 1)
+        per_batch = took / (index + 1)
+        # a GPU-sized recipe on a CPU: say at once what the whole study costs at this pace, so the
+        # user stops it in the first minutes, not after a day
+        per_run = per_batch * count * self._epochs
+        runs_left = self.total - self.done
+        study = (
+            f", ~{format_duration(per_run * runs_left)} for the {runs_left} runs left"
+            if runs_left > 1
+            else ""
+        )
         self.note(
             f"  {self.name} | epoch {self._epoch + 1}/{self._epochs}: batch {index + 1}/{count}, "
-            f"{seen / max(took, 1e-9):.0f} img/s, ~{format_duration(left)} left in this epoch"
+            f"{seen / max(took, 1e-9):.0f} img/s, ~{format_duration(per_batch * (count - index - 1))} left "
+            f"in this epoch (at this pace ~{format_duration(per_run)} per run{study})"
         )
 
     def epoch_end(self, epoch: int, epochs: int, record: dict[str, float], raw: bool = False) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 from bench.report import stats
 
 THROUGHPUT = "throughput/train_img_s"
+WALL = "time/wall_s"
 CONTAMINATED = "contention/speed_contaminated"
 # A variant that changes only these keys runs the baseline's per-step computation (the schedule,
 # SWA's epoch-end averaging and label smoothing do not change the forward/backward): its speed ratio

@@ -254,3 +254,32 @@ def test_first_to_target_is_named_from_runs_timed_on_a_quiet_machine():
         row["contention/speed_contaminated"] = 1.0
     lines = summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="base", target_acc=0.5))
     assert any("was timed on a quiet machine: no variant is named first" in line for line in lines), lines
+
+
+def test_a_real_speed_difference_is_called_once_enough_seeds_narrow_its_interval():
+    """A busy host: ±20% per run. A variant 1.22× faster, over 20 seed blocks: its interval is
+    [1.11, 1.35]. The noise floor used to be the 95% quantile of single A/A pairs (1.22× here), which
+    no number of seeds shrinks, so the variant stayed 'undecided' for ever. The floor is now the A/A
+    arms' own mean ratio: what does not average out."""
+    noise = [0.2 * (-1) ** s for s in range(20)]
+    rows = [_row("base", s, 0.8, 1000.0) for s in range(20)]
+    rows += [_row("sched", s, 0.8, 1000.0 * math.exp(e)) for s, e in enumerate(noise)]
+    rows += [_row("fast", s, 0.8, 1000.0 * math.exp(0.2 + e)) for s, e in enumerate(noise)]
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base", compute_neutral={"sched"})
+    b = t.baseline.set_index("variant")
+    assert t.speed_floor == pytest.approx(1.01)
+    assert 1.10 < b.loc["fast", "train_img_s_lo"] < 1.12 and b.loc["fast", "speed_verdict"] == "faster"
+    assert b.loc["sched", "speed_verdict"] not in ("faster", "slower")
+
+
+def test_speed_verdict_rarely_errs_and_gains_power_with_seeds():
+    """Simulated studies through the report's speed verdict (bench calibrate's speed rows): with 8%
+    per-run noise, identical arms are almost never called faster/slower, and a true 1.25× speed-up
+    is called at 8 seed blocks (the old single-pair floor called it in ~12% of studies)."""
+    from bench.report import calibrate
+
+    s = calibrate.Setting()
+    rng = np.random.default_rng(5)
+    for seeds in (3, 8):
+        assert np.isin(calibrate.speed_verdicts(rng, s, 1.0, seeds, 300), ("faster", "slower")).mean() <= 0.05
+    assert (calibrate.speed_verdicts(rng, s, 1.25, 8, 300) == "faster").mean() >= 0.8

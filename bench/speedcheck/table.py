@@ -21,7 +21,7 @@ def cost_table(
     dirty = speed.contaminated(done)
     clean = done[~dirty]
     left_out = done[dirty].groupby("group").size().to_dict()
-    floor, source = speed.noise_floor(done, base, neutral, confidence)
+    floor, source = speed.noise_floor(done, base, neutral)
     memory = next((c for c in done if c.startswith("memory/peak_")), None)
     per_round = stats.by_seed(clean, speed.THROUGHPUT)
     per_round_mem = stats.by_seed(clean, memory) if memory else {}

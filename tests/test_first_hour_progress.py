@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench.execution.progress import Progress
 from tests import procs
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ def test_a_terminal_gets_a_per_batch_bar_with_images_per_second_and_loss(tmp_pat
             "--results-dir",
             str(tmp_path / "results"),
             "--tracking-uri",
-            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            fresh_store(tmp_path / "mlflow.db"),
         ]  # fmt: skip
     )
     assert code == 0, screen
@@ -81,7 +82,7 @@ def test_a_log_gets_one_line_per_epoch_and_says_when_too_few_steps_to_time(tmp_p
     path = write_recipe(tmp_path / "logbar.yaml", recipe)
     proc = subprocess.run(
         [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp_path / "results"),
-         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+         "--tracking-uri", fresh_store(tmp_path / 'mlflow.db')],
         capture_output=True, text=True, env=child_env(), timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +18,7 @@ from bench.cli import main as cli
 from bench.tracking.uris import redact_uri
 from bench.tune.study import dashboard_command
 from bench.ui.server import free_port
-from tests.helpers import Served
+from tests.helpers import Served, bench_main, fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -102,9 +100,10 @@ def study(tmp_path_factory, tiny_image_folder) -> dict:
     recipe["description"] = "two freezing depths on the tiny folder"
     path = write_recipe(tmp / "uitest.yaml", recipe)
     results = tmp / "results"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(results)],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    with pytest.MonkeyPatch.context() as env:  # in process: the interpreter start is not under test
+        env.setenv("MLFLOW_TRACKING_URI", "")  # the default store, results/mlflow.db
+        fresh_store(results / "mlflow.db")
+        proc = bench_main("run", str(path), "--results-dir", str(results))
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = pd.read_csv(results / "uitest" / "runs.csv")
     assert list(runs["status"]) == ["finished"] * 4 and runs["group"].nunique() == 2
@@ -287,7 +286,7 @@ def test_browser_compare_charts_accuracy_against_throughput_per_variant(study, s
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
+def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served, monkeypatch):
     recipe = tiny_recipe(tiny_image_folder, name="uitune")
     recipe["train"]["epochs"] = 1
     recipe["tune"] = {
@@ -297,9 +296,9 @@ def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
     }  # the dashboard shows trials; a re-check would add 6 runs
     path = write_recipe(tmp_path / "uitune.yaml", recipe)
     results = tmp_path / "results"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "tune", str(path), "--results-dir", str(results)],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # the default store, results/mlflow.db
+    fresh_store(results / "mlflow.db")
+    proc = bench_main("tune", str(path), "--results-dir", str(results))  # in process, as above
     assert proc.returncode == 0, proc.stderr[-3000:]
     port = free_port()
     ui = served("--tune", str(path), "--results-dir", str(results), "--port", str(port))

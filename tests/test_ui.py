@@ -110,6 +110,19 @@ def study(tmp_path_factory, tiny_image_folder) -> dict:
     return {"recipe": path, "results": results, "runs": runs}
 
 
+@pytest.fixture(scope="module")
+def landing(study):
+    """One ``bench ui`` on the study, shared by the tests that only read its landing view (a
+    server's start is most of their time): (its port, the URL it printed, the server)."""
+    port = free_port()
+    ui = Served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", str(port))
+    try:
+        url = ui.wait_for("ready:")
+        yield port, url, ui
+    finally:
+        ui.stop()
+
+
 @pytest.fixture
 def served():
     started: list[Served] = []
@@ -172,10 +185,8 @@ def _js_number(value: float) -> str:
 
 
 @pytest.mark.slow
-def test_ui_records_the_landing_view_in_the_experiment(study, served):
-    port = free_port()
-    ui = served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", str(port))
-    url = ui.wait_for("ready:")
+def test_ui_records_the_landing_view_in_the_experiment(study, landing):
+    port, url, ui = landing
     base = f"http://127.0.0.1:{port}"
     assert (
         url.startswith(f"{base}/#/experiments/")
@@ -215,9 +226,8 @@ def test_ui_records_the_landing_view_in_the_experiment(study, served):
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_browser_lands_on_one_row_per_variant_with_its_mean_accuracy_first(study, served, tmp_path):
-    ui = served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", "0")
-    url = ui.wait_for("ready:")
+def test_browser_lands_on_one_row_per_variant_with_its_mean_accuracy_first(study, landing, tmp_path):
+    _, url, _ = landing
     runs = study["runs"]
     means = runs.groupby("group")["test/acc"].mean()
     expected = {f"Group: {group}": f"{_js_number(acc)} (average)" for group, acc in means.items()}

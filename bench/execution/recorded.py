@@ -95,11 +95,9 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
     except VariantSkipped as exc:
         return VariantResult("skipped", reason=str(exc))
     except Diverged as exc:
-        store.flush()
         client.set_tag(run_id, "bench.failed_epoch", str(exc.epoch))
         return VariantResult("failed", reason=f"diverged: {exc}")
     except Exception as exc:  # noqa: BLE001 - one broken variant must not stop the matrix
-        store.flush()
         mapped = rec.classify(exc) if rec.classify else None
         if mapped is not None:
             return mapped
@@ -127,8 +125,8 @@ def close_run(
 
 
 def log_final_metrics(client: Any, run_id: str, result: VariantResult) -> None:
-    """The final metrics, flushed. A final metric a killed earlier close already logged is not
-    logged twice."""
+    """The final metrics, logged synchronously. A final metric a killed earlier close already
+    logged is not logged twice."""
     if result.metrics:
         last = result.history[-1] if result.history else {}
         logged = client.get_run(run_id).data.metrics
@@ -142,9 +140,9 @@ def log_final_metrics(client: Any, run_id: str, result: VariantResult) -> None:
         # step: it must be later than that one, or MLflow could keep the raw value as the latest.
         after = max((m.timestamp for k in final if k in last for m in client.get_metric_history(run_id, k)),
                     default=0)  # fmt: skip
-        store.log_metrics(client, run_id, final, step=max(len(result.history) - 1, 0), synchronous=True,
-                          not_before_ms=after + 1)  # fmt: skip
-    store.flush()
+        store.log_metrics(
+            client, run_id, final, step=max(len(result.history) - 1, 0), not_before_ms=after + 1
+        )
 
 
 def export_result(result: VariantResult, export: Callable | None) -> VariantResult:
@@ -193,8 +191,7 @@ class SummaryHook(BaseHook):
         from bench.measure.provenance import collect
 
         tags.update(collect(state.device))  # after the tricks set their backend flags
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
+        store.set_tags(self.client, self.run_id, tags)  # one transaction, not one (and an fsync) per tag
 
     def on_end(self, state: Any, result: Any) -> None:
         """Whether the run's speed is contaminated by other processes (bench/engine/contention.py),
@@ -224,7 +221,6 @@ def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_
     except KeyboardInterrupt as exc:
         reason = f"{type(exc).__name__}: interrupted; the next run resumes from the last checkpoint"
         with deferred_signals():  # a second signal waits until the run's status is written
-            store.flush()
             close_run(rec, run_id, VariantResult("interrupted", reason=reason))
         raise
     with deferred_signals():

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+from bench.engine.hooks import BaseHook
 from bench.recipe.load import Variant
 from bench.tracking import mlflow_store as store
 
@@ -73,14 +74,19 @@ def close_dead_runs(client, experiment_id: str, recipe: str) -> list[str]:
     return closed
 
 
-class EpochMetricsHook:
-    """Logs each epoch's record as metrics at ``step=epoch`` without blocking the loop, exactly once
+class EpochMetricsHook(BaseHook):
+    """Logs each epoch's record as metrics at ``step=epoch``, one batch per epoch, exactly once
     per (key, step) even across a kill and resume; also remembers the state so a failure can be
     reported with its epoch.
 
+    Synchronous: MLflow's asynchronous queue saved one small request per epoch but cost every run
+    up to 1 s at its end (its logging thread sees the stop only after a 1 s wait on the empty
+    queue), and ``mlflow.flush_async_logging()`` flushed the process's default store
+    (``./mlflow.db``, created in the current folder), not the run's.
+
     On resume it knows what the killed process already logged (skipped when training replays those
-    epochs) and re-logs what the checkpoint's history has but MLflow lost (asynchronous logging that
-    never landed), so the metric history has neither gaps nor duplicates.
+    epochs) and re-logs what the checkpoint's history has but MLflow lost (a kill between the
+    checkpoint and the epoch's batch), so the metric history has neither gaps nor duplicates.
     """
 
     def __init__(self, client, run_id: str, resume: bool):
@@ -99,12 +105,9 @@ class EpochMetricsHook:
     def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
         fresh = {k: v for k, v in record.items() if k != "epoch" and epoch not in self.logged.get(k, ())}
         if fresh:
-            store.log_metrics(self.client, self.run_id, fresh, step=epoch, synchronous=False)
+            store.log_metrics(self.client, self.run_id, fresh, step=epoch)
             for key in fresh:
                 self.logged.setdefault(key, set()).add(epoch)
-
-    def on_end(self, state: Any, result: Any) -> None:
-        store.flush()
 
 
 @contextlib.contextmanager

@@ -224,6 +224,9 @@ def test_model_beside_the_recipe_trains_and_an_edit_retrains(tmp_path, tiny_imag
         return done.stderr
 
     bench_run()
+    # nothing where the command was started: MLflow's default store (./mlflow.db) was created there
+    # by a flush of the wrong store, every variant's process opening it
+    assert not (elsewhere / "mlflow.db").exists()
     (folder / "mymodels_e2e.py").write_text(MODELS_PY.format(width=6))
     second = bench_run()
     assert "skipped" not in second  # the edited model trains again

@@ -28,7 +28,13 @@ from bench.errors import described
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
 from bench.tracking import mlflow_store as store
-from bench.tracking.variant_runs import EpochMetricsHook, owner_tags, system_metrics, variant_tags
+from bench.tracking.variant_runs import (
+    EpochMetricsHook,
+    EpochNotRecorded,
+    owner_tags,
+    system_metrics,
+    variant_tags,
+)
 from bench.util.signals import deferred_signals
 
 MLFLOW_STATUS = {"finished": "FINISHED", "skipped": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}
@@ -83,7 +89,8 @@ def describe(client: Any, run_id: str, variant: Variant, previous: Any = None) -
 
 def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_dir: Path | None,
           hooks: tuple = (), progress: Any = None) -> VariantResult:  # fmt: skip
-    """run_variant inside the run; every outcome but an interrupt becomes a VariantResult."""
+    """run_variant inside the run; every outcome but an interrupt or a store error becomes a
+    VariantResult."""
     from bench.engine.loop import run_variant
 
     client = rec.client
@@ -94,6 +101,8 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
                                run_dir=run_dir, progress=progress)  # fmt: skip
     except VariantSkipped as exc:
         return VariantResult("skipped", reason=str(exc))
+    except EpochNotRecorded as exc:  # the store's failure, reported as one by the caller, not the variant's
+        raise exc.__cause__ from None
     except Diverged as exc:
         client.set_tag(run_id, "bench.failed_epoch", str(exc.epoch))
         return VariantResult("failed", reason=f"diverged: {exc}")

@@ -74,6 +74,10 @@ def close_dead_runs(client, experiment_id: str, recipe: str) -> list[str]:
     return closed
 
 
+class EpochNotRecorded(Exception):
+    """The tracking store failed to record an epoch's metrics (the store's error is the cause)."""
+
+
 class EpochMetricsHook(BaseHook):
     """Logs each epoch's record as metrics at ``step=epoch``, one batch per epoch, exactly once
     per (key, step) even across a kill and resume; also remembers the state so a failure can be
@@ -85,8 +89,9 @@ class EpochMetricsHook(BaseHook):
     (``./mlflow.db``, created in the current folder), not the run's.
 
     On resume it knows what the killed process already logged (skipped when training replays those
-    epochs) and re-logs what the checkpoint's history has but MLflow lost (a kill between the
-    checkpoint and the epoch's batch), so the metric history has neither gaps nor duplicates.
+    epochs) and re-logs what the checkpoint's history has but the store lacks (a new store after
+    the old one was lost), so the metric history has neither gaps nor duplicates. A store error is
+    raised as ``EpochNotRecorded``: the store failed, not the variant.
     """
 
     def __init__(self, client, run_id: str, resume: bool):
@@ -105,7 +110,10 @@ class EpochMetricsHook(BaseHook):
     def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
         fresh = {k: v for k, v in record.items() if k != "epoch" and epoch not in self.logged.get(k, ())}
         if fresh:
-            store.log_metrics(self.client, self.run_id, fresh, step=epoch)
+            try:
+                store.log_metrics(self.client, self.run_id, fresh, step=epoch)
+            except Exception as exc:  # noqa: BLE001 - mlflow raises many types for a failing store
+                raise EpochNotRecorded(exc) from exc
             for key in fresh:
                 self.logged.setdefault(key, set()).add(epoch)
 

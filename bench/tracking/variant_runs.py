@@ -12,7 +12,6 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from bench.engine.hooks import BaseHook
 from bench.recipe.load import Variant
 from bench.tracking import mlflow_store as store
 
@@ -78,7 +77,7 @@ class EpochNotRecorded(Exception):
     """The tracking store failed to record an epoch's metrics (the store's error is the cause)."""
 
 
-class EpochMetricsHook(BaseHook):
+class EpochMetricsHook:
     """Logs each epoch's record as metrics at ``step=epoch``, one batch per epoch, exactly once
     per (key, step) even across a kill and resume; also remembers the state so a failure can be
     reported with its epoch.
@@ -116,6 +115,9 @@ class EpochMetricsHook(BaseHook):
                 raise EpochNotRecorded(exc) from exc
             for key in fresh:
                 self.logged.setdefault(key, set()).add(epoch)
+
+    def on_end(self, state: Any, result: Any) -> None:
+        pass  # every epoch was logged as it ended
 
 
 @contextlib.contextmanager

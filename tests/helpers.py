@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 import signal
 import subprocess
@@ -53,7 +54,34 @@ def steps(tmp_path: Path, run_id: str, key: str = "train/loss") -> list[int]:
     return [m.step for m in client_for(tmp_path).get_metric_history(run_id, key)]
 
 
+@functools.cache
+def _empty_store() -> bytes:
+    """The bytes of an MLflow SQLite store with this MLflow's schema and no rows, made once per
+    session by the function MLflow's store runs on an empty file (its ~60 alembic migrations take
+    ~2 s on the 2-core CI box, a copy milliseconds). The first open of a copy adds the Default
+    experiment as it would to a new file, so a command on a copy runs the same code as on a new
+    store but for creating the schema."""
+    from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry
+
+    with tempfile.TemporaryDirectory() as folder:
+        db = Path(folder) / "mlflow.db"
+        engine = create_sqlalchemy_engine_with_retry(f"sqlite:///{db}")
+        _initialize_tables(engine)
+        engine.dispose()
+        return db.read_bytes()
+
+
+def fresh_store(db: Path) -> str:
+    """The URI of the SQLite store ``db``, made a copy of the empty store if it does not exist
+    yet. Not for a test of what a new store's creation does (e.g. two processes creating one)."""
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        db.write_bytes(_empty_store())
+    return f"sqlite:///{db}"
+
+
 def bench_in_process(tmp_path: Path, recipe: Path, *extra: str) -> int:
+    fresh_store(tmp_path / "mlflow.db")
     return main(["run", str(recipe), "--results-dir", str(tmp_path / "results"),
                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *extra])  # fmt: skip
 
@@ -74,6 +102,7 @@ def bench_env(tmp_path: Path, fault: str = "", **extra: str) -> dict[str, str]:
 def bench_args(tmp_path: Path, recipe: Path, *extra: str) -> list[str]:
     overrides = [e for e in extra if "=" in e and not e.startswith("-")]  # right after the recipe
     options = [e for e in extra if e not in overrides]
+    fresh_store(tmp_path / "mlflow.db")
     # variant order: these tests stop "the first variant" at a fault point (the default shuffles)
     return [sys.executable, "-m", "bench.cli", "run", str(recipe), *overrides, "--results-dir",
             str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--order",
@@ -246,6 +275,8 @@ CPU = {"env.device_type": "cpu", "env.device_name": "AMD EPYC", "env.cpu_native_
 def log_study(uri: str, experiment: str, groups: dict[str, dict]) -> None:
     """One parent run and, per group, one finished child run per seed: ``groups[name]`` holds
     ``acc`` (per seed), optional ``speed``, ``env`` (tags), ``precision`` and ``metrics``."""
+    if uri.startswith("sqlite:///"):
+        fresh_store(Path(uri.removeprefix("sqlite:///")))
     client = MlflowClient(uri)
     exp = client.create_experiment(experiment)
     parent = client.create_run(exp, tags={"bench.kind": "recipe"}).info.run_id

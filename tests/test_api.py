@@ -14,6 +14,7 @@ import pytest
 import bench
 from bench.errors import RecipeError
 from bench.execution.progress import Progress
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -72,7 +73,7 @@ def test_run_report_and_dry_run_estimate_through_the_api(tmp_path, tiny_image_fo
     recipe["train"]["epochs"] = 1
     path = write_recipe(tmp_path / "apitest.yaml", recipe)
     results = tmp_path / "results"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store(tmp_path / "mlflow.db")
 
     runs = bench.run(path, results_dir=results, tracking_uri=uri, live_progress=False)
     assert isinstance(runs, pd.DataFrame) and list(runs["status"]) == ["finished", "finished"]
@@ -115,6 +116,6 @@ def test_tune_through_the_api_returns_the_trials(tmp_path, tiny_image_folder):
     }  # re-checks: test_tune_noise
     path = write_recipe(tmp_path / "apitune.yaml", recipe)
     trials = bench.tune_recipe(path, results_dir=tmp_path / "results", n_trials=1,
-                        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # fmt: skip
+                        tracking_uri=fresh_store(tmp_path / 'mlflow.db'))  # fmt: skip
     assert isinstance(trials, pd.DataFrame) and len(trials) == 1
     assert (tmp_path / "results" / "apitune" / "best.yaml").is_file()

@@ -9,6 +9,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from bench.recipe.load import load_recipe
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -43,7 +44,7 @@ def test_runs_csv_and_mlflow_carry_the_delivered_accuracy(tmp_path, tiny_image_f
     recipe = tiny_recipe(tiny_image_folder, name="delivered", matrix={
         "train.ema": [None, {"decay": 0.995, "every": 1}]})  # the EMA stays near the start  # fmt: skip
     path = write_recipe(tmp_path / "delivered.yaml", recipe)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store(tmp_path / "mlflow.db")
     RecipeRunner(load_recipe(path), results_dir=tmp_path / "results", tracking_uri=uri).run()
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("delivered")

@@ -10,6 +10,7 @@ import pytest
 from bench.cli import main
 from bench.measure.hardware import cpu_has_native_bf16, device_gap, emulated_bf16_reason
 from bench.recipe.load import load_recipe
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 EPYC_FLAGS = {"fpu", "sse4_2", "avx2", "avx512f", "avx512bw"}  # an AMD EPYC without avx512_bf16
@@ -79,7 +80,7 @@ def test_a_study_records_emulated_bf16_as_skipped_and_trains_it_when_forced(
     recipe = tiny_recipe(tiny_image_folder, **{"train.epochs": 1, "data.subset": 64, "train.device": "cpu"})
     recipe["matrix"] = {"train.precision": ["fp32", "amp_bf16"]}
     path = write_recipe(tmp_path / "r.yaml", recipe)
-    store = ["--results-dir", str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]
+    store = ["--results-dir", str(tmp_path / "results"), "--tracking-uri", fresh_store(tmp_path / "m.db")]
 
     assert main(["run", str(path), *store]) == 0
     runs = pd.read_csv(tmp_path / "results" / "tiny" / "runs.csv").set_index("variant")

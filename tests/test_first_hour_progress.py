@@ -10,7 +10,6 @@ import os
 import pty
 import select
 import struct
-import subprocess
 import sys
 import termios
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from bench.execution.progress import Progress
 from tests import procs
+from tests.helpers import bench_main, fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def test_a_terminal_gets_a_per_batch_bar_with_images_per_second_and_loss(tmp_pat
             "--results-dir",
             str(tmp_path / "results"),
             "--tracking-uri",
-            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            fresh_store(tmp_path / "mlflow.db"),
         ]  # fmt: skip
     )
     assert code == 0, screen
@@ -79,11 +79,9 @@ def test_a_log_gets_one_line_per_epoch_and_says_when_too_few_steps_to_time(tmp_p
     recipe["train"]["epochs"] = 1
     recipe["train"]["warmup_steps"] = 50  # more than the 5 batches: every step is warm-up
     path = write_recipe(tmp_path / "logbar.yaml", recipe)
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp_path / "results"),
-         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
-        capture_output=True, text=True, env=child_env(), timeout=300,
-    )  # fmt: skip
+    # in process: its output goes to files, as a log's would (bench_main catches file descriptors 1 and 2)
+    proc = bench_main("run", str(path), "--results-dir", str(tmp_path / "results"),
+                      "--tracking-uri", fresh_store(tmp_path / "mlflow.db"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     epoch_lines = [line for line in proc.stderr.splitlines() if "| epoch" in line]
     assert len(epoch_lines) == 1, proc.stderr

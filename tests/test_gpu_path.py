@@ -93,6 +93,7 @@ def test_system_metrics_are_logged_per_run(tmp_path, tiny_image_folder):
     from mlflow.tracking import MlflowClient
 
     from tests.helpers import bench_cli as bench
+    from tests.helpers import fresh_store
 
     recipe = tiny_recipe(tiny_image_folder, **{"train.device": "cpu", "train.epochs": 8, "data.batch_size": 8,
                                                 "tracking.system_metrics": True})  # fmt: skip
@@ -102,6 +103,7 @@ def test_system_metrics_are_logged_per_run(tmp_path, tiny_image_folder):
 
     os.environ[env_interval] = "0.2"
     try:
+        fresh_store(tmp_path / "res" / "mlflow.db")  # the default store
         proc = bench("run", str(path), "--results-dir", str(tmp_path / "res"))
     finally:
         os.environ.pop(env_interval)

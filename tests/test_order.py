@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from bench.recipe.load import load_recipe
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 MATRIX = {"train.optimizer.lr": [0.05, 0.02, 0.01]}
@@ -78,7 +79,7 @@ def executed(tmp_path_factory, tiny_image_folder):
 
     tmp = tmp_path_factory.mktemp("order_run")
     path = three_by_two(tmp, tiny_image_folder)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    uri = fresh_store(tmp / "mlflow.db")
     env = {**os.environ, "OMP_NUM_THREADS": "64", "MLFLOW_TRACKING_URI": ""}
     proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(tmp / "results"),
                            "--tracking-uri", uri], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip

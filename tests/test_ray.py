@@ -20,7 +20,7 @@ import pytest
 from bench.cli import main
 from bench.errors import ClusterError
 from bench.execution.cluster import RayOptions, check_reachable, filesystem_type
-from tests.helpers import FAULTS, all_runs, children, parents, steps, table
+from tests.helpers import FAULTS, all_runs, children, fresh_store, parents, steps, table
 from tests.helpers import bench_in_process as bench
 from tests.recipes import tiny_recipe, write_recipe
 
@@ -308,7 +308,7 @@ def test_tune_workers_as_ray_tasks_keep_the_trial_count(tmp_path, tiny_image_fol
     }
     path = tune_recipe(tmp_path, tiny_image_folder, tune=tune, **{"data.val_size": 32, "train.epochs": 1})
     args = ["tune", str(path), "--workers", "2", "--results-dir", str(tmp_path / "res"),
-            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--executor", "ray", "--cpus-per-worker", "0.5"]  # fmt: skip
+            "--tracking-uri", fresh_store(tmp_path / "mlflow.db"), "--executor", "ray", "--cpus-per-worker", "0.5"]  # fmt: skip
     assert main(args) == 0
     trials = pd.read_csv(tmp_path / "res" / "tinytune" / "trials.csv")
     assert_trial_numbers(trials["number"], n_trials=5, workers=2)

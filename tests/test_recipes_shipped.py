@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from bench.recipe.load import load_raw, load_recipe
-from tests.helpers import HAS_INTERVAL, NEW_KEYS, this_schema
+from tests.helpers import HAS_INTERVAL, NEW_KEYS, fresh_store, this_schema
 from tests.recipes import write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def _finished(results: Path, name: str) -> pd.DataFrame:
 def test_gpu_recipes_run_end_to_end_at_tiny_size_on_cpu(tmp_path, tiny_image_folder):
     from tests.helpers import bench_main as bench  # in process: the subprocess start is not under test
 
-    results, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results, uri = tmp_path / "results", fresh_store(tmp_path / "mlflow.db")
     small_resnet = ["model.name=test_resnet", "train.epochs=1"]
     paths = [
         _runnable("cifar10_resnet18", tiny_image_folder, tmp_path, [*small_resnet, "train.precision=fp32", "train.compile=false", "~baseline"]),

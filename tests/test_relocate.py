@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import main
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -22,6 +23,7 @@ def test_a_copied_results_folder_reports_into_itself(tmp_path, tiny_image_folder
     recipe = write_recipe(
         tmp_path / "tiny.yaml", tiny_recipe(tiny_image_folder, **{"train.epochs": 1, "train.device": "cpu"})
     )
+    fresh_store(first / "mlflow.db")
     assert main(["run", str(recipe), "--results-dir", str(first)]) == 0
     shutil.copytree(first, copy)
     shutil.rmtree(first)

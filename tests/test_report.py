@@ -16,6 +16,7 @@ from scipy import stats as st
 from bench.cli import main as cli
 from bench.execution.runner import RecipeRunner
 from bench.recipe.load import load_recipe
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,7 @@ def reported(tiny_image_folder, tmp_path_factory):
     )  # fmt: skip
     recipe["baseline"] = "scheduler=onecycle"
     path = write_recipe(tmp / "tinyreport.yaml", recipe)
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    uri = fresh_store(tmp / "mlflow.db")
     results = tmp / "results"
     RecipeRunner(load_recipe(path), results_dir=results, tracking_uri=uri).run()
     assert cli(["report", str(path), "--results-dir", str(results), "--tracking-uri", uri]) == 0

@@ -8,6 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import bench_main as bench  # in process: the interpreter start is not under test
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ def test_bench_run_records_every_variant_in_mlflow_and_results(tmp_path, tiny_im
     )
     recipe["train"]["epochs"] = 1
     path = write_recipe(tmp_path / "mini.yaml", recipe)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store(tmp_path / "mlflow.db")
     proc = bench("run", str(path), "--results-dir", str(tmp_path / "results"), "--tracking-uri", uri)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[4/4 done]" in proc.stderr and "epoch 1/1 loss" in proc.stderr and "img/s" in proc.stderr

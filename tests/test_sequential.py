@@ -172,6 +172,7 @@ def test_bench_run_until_decided_adds_seeds_and_resumes(tmp_path, tiny_image_fol
     both arms get seed 2 and stop at --max-seeds 3; the runs are ordinary MLflow children, the
     report shows the sequential verdict, and rerunning the command trains nothing new."""
     from tests.helpers import bench_main as bench  # in process: the interpreter start is not under test
+    from tests.helpers import fresh_store
 
     recipe = tiny_recipe(tiny_image_folder, name="until", matrix={"train.label_smoothing": [0.0, 0.1]})
     recipe["seeds"] = [0, 1]
@@ -182,7 +183,7 @@ def test_bench_run_until_decided_adds_seeds_and_resumes(tmp_path, tiny_image_fol
         "--results-dir",
         str(tmp_path / "results"),
         "--tracking-uri",
-        f"sqlite:///{tmp_path}/m.db",
+        fresh_store(tmp_path / "m.db"),
     ]
     proc = bench("run", *args, "--until-decided", "--max-seeds", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ def study(tmp_path: Path, folder: Path, name: str, hog_window: tuple[float, floa
                          seeds=[0, 1, 2], **{"train.epochs": 4, "train.warmup_steps": 5})  # fmt: skip
     path = write_recipe(tmp_path / f"{name}.yaml", recipe)
     results = tmp_path / "results"
+    fresh_store(results / "mlflow.db")  # the default store
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     hogs: list[subprocess.Popen] = []
     stop = threading.Event()

@@ -12,7 +12,7 @@ import yaml
 
 from bench.cli import main as cli
 from bench.errors import RecipeError
-from tests.helpers import SPACE, assert_trial_numbers, plan_for, tune_recipe
+from tests.helpers import SPACE, assert_trial_numbers, fresh_store, plan_for, tune_recipe
 from tests.helpers import mlflow_runs as _runs
 from tests.recipes import tiny_recipe, write_recipe
 
@@ -188,7 +188,7 @@ def test_a_second_signal_inside_optunas_bookkeeping_still_requeues_the_trial(
     monkeypatch.setattr(worker, "run_trial", interrupted_training)
     monkeypatch.setattr(optimize, "_tell_with_warning", second_signal_in_tell)
     path = tune_recipe(tmp_path, tiny_image_folder, tune={"recheck_top": 0})
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = fresh_store(tmp_path / "mlflow.db")
     assert cli(["tune", str(path), "--results-dir", str(tmp_path / "res"), "--tracking-uri", uri]) == 130
     db = tmp_path / "res" / "tinytune" / "optuna.db"
     trials = optuna.load_study(study_name="tinytune", storage=f"sqlite:///{db}").get_trials()
@@ -218,7 +218,14 @@ def test_older_journal_study_is_copied_into_the_database(tmp_path, capsys):
     journal = res / "tinytune" / "optuna.journal"
     _journal_study(journal, 2)
     path = tune_recipe(tmp_path, tune={"n_trials": 2, "recheck_top": 0})
-    args = ["tune", str(path), "--results-dir", str(res), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    args = [
+        "tune",
+        str(path),
+        "--results-dir",
+        str(res),
+        "--tracking-uri",
+        fresh_store(tmp_path / "mlflow.db"),
+    ]
     assert cli(args) == 0
     err = capsys.readouterr().err
     assert "copied study tinytune" in err and "[2/2 done" not in err  # nothing left to train
@@ -262,7 +269,7 @@ def test_study_end_to_end(tiny_image_folder, tmp_path, capsys):
         "space": {"train.optimizer.lr": {"categorical": [0.05, 1.0e-7, 1.0e6]}},
     }
     path = tune_recipe(tmp_path, tiny_image_folder, tune=tune, **{"data.val_size": 48, "train.epochs": 2})
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = fresh_store(tmp_path / "mlflow.db")
     res = tmp_path / "res"
     assert cli(["tune", str(path), "--results-dir", str(res), "--tracking-uri", uri]) == 0
     err = capsys.readouterr().err
@@ -320,7 +327,7 @@ def _two_workers(tmp_path: Path, data_root: Path, storage: str | None, study: st
         "recheck_top": 0,
     }
     path = tune_recipe(tmp_path, data_root, tune=tune, **{"data.val_size": 32, "train.epochs": 1})
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = fresh_store(tmp_path / "mlflow.db")
     args = ["tune", str(path), "--workers", "2", "--study", study, "--results-dir", str(tmp_path / "res"),
             "--tracking-uri", uri] + (["--storage", storage] if storage else [])  # fmt: skip
     assert cli(args) == 0
@@ -371,7 +378,7 @@ def test_two_tune_commands_started_together_draw_different_points(tiny_image_fol
         tmp_path, tiny_image_folder, tune={"n_trials": 4, "sampler": {"name": "tpe", "seed": 0}}
     )
     plan = plan_for(
-        recipe, results_dir=str(tmp_path / "res"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
+        recipe, results_dir=str(tmp_path / "res"), tracking_uri=fresh_store(tmp_path / "mlflow.db")
     )
     prepare(plan)
     first, second = open_worker(plan, 0), open_worker(plan, 0)  # two commands, before either asks

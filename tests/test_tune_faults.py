@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import procs
-from tests.helpers import bench_env, tune_recipe
+from tests.helpers import bench_env, fresh_store, tune_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 LIVENESS = {"heartbeat_interval": 1, "grace_period": 3}
@@ -36,7 +36,7 @@ def recipe(tmp_path, tiny_image_folder) -> Path:
 
 
 def command(tmp_path: Path, recipe: Path, *extra: str, results: str = "res") -> list[str]:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = fresh_store(tmp_path / "mlflow.db")
     return [sys.executable, "-m", "bench.cli", "tune", str(recipe), "--results-dir", str(tmp_path / results),
             "--tracking-uri", uri, *extra]  # fmt: skip
 

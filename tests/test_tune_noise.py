@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from bench.cli import main as cli
+from tests.helpers import fresh_store, tune_recipe
 from tests.helpers import mlflow_runs as _runs
-from tests.helpers import tune_recipe
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -172,7 +172,7 @@ def test_study_measures_fidelity_epochs_and_rechecks(tiny_image_folder, tmp_path
             "recheck_top": 2, "recheck_seeds": 3,
             "space": {"train.optimizer.lr": {"float": [1.0e-4, 0.1], "log": True}}}  # fmt: skip
     path = tune_recipe(tmp_path, tiny_image_folder, tune=tune, **{"data.val_size": 48, "train.epochs": 2})
-    uri, res = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "res"
+    uri, res = fresh_store(tmp_path / "mlflow.db"), tmp_path / "res"
     assert cli(["tune", str(path), "--results-dir", str(res), "--tracking-uri", uri]) == 0
     err = capsys.readouterr().err
     assert "pruning fidelity (Kendall tau" in err and "pruner recommended" in err
@@ -217,7 +217,7 @@ def test_multi_seed_trial_clearly_worse_stops_early(tiny_image_folder, tmp_path,
     tune = {"n_trials": 2, "seeds_per_trial": 3, "recheck_top": 0, "sampler": {"name": "grid", "seed": 1},
             "space": {"train.optimizer.lr": {"categorical": [0.05, 1.0e-7]}}}  # fmt: skip
     path = tune_recipe(tmp_path, tiny_image_folder, tune=tune, **{"data.val_size": 48, "train.epochs": 2})
-    uri, res = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "res"
+    uri, res = fresh_store(tmp_path / "mlflow.db"), tmp_path / "res"
     assert cli(["tune", str(path), "--results-dir", str(res), "--tracking-uri", uri]) == 0
     err = capsys.readouterr().err
     assert "pruned after seed 1 of 3" in err

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +18,7 @@ from bench.cli import main as cli
 from bench.tracking.uris import redact_uri
 from bench.tune.study import dashboard_command
 from bench.ui.server import free_port
-from tests.helpers import Served
+from tests.helpers import Served, bench_main, fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -102,13 +100,27 @@ def study(tmp_path_factory, tiny_image_folder) -> dict:
     recipe["description"] = "two freezing depths on the tiny folder"
     path = write_recipe(tmp / "uitest.yaml", recipe)
     results = tmp / "results"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(path), "--results-dir", str(results)],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    with pytest.MonkeyPatch.context() as env:  # in process: the interpreter start is not under test
+        env.setenv("MLFLOW_TRACKING_URI", "")  # the default store, results/mlflow.db
+        fresh_store(results / "mlflow.db")
+        proc = bench_main("run", str(path), "--results-dir", str(results))
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = pd.read_csv(results / "uitest" / "runs.csv")
     assert list(runs["status"]) == ["finished"] * 4 and runs["group"].nunique() == 2
     return {"recipe": path, "results": results, "runs": runs}
+
+
+@pytest.fixture(scope="module")
+def landing(study):
+    """One ``bench ui`` on the study, shared by the tests that only read its landing view (a
+    server's start is most of their time): (its port, the URL it printed, the server)."""
+    port = free_port()
+    ui = Served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", str(port))
+    try:
+        url = ui.wait_for("ready:")
+        yield port, url, ui
+    finally:
+        ui.stop()
 
 
 @pytest.fixture
@@ -173,10 +185,8 @@ def _js_number(value: float) -> str:
 
 
 @pytest.mark.slow
-def test_ui_records_the_landing_view_in_the_experiment(study, served):
-    port = free_port()
-    ui = served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", str(port))
-    url = ui.wait_for("ready:")
+def test_ui_records_the_landing_view_in_the_experiment(study, landing):
+    port, url, ui = landing
     base = f"http://127.0.0.1:{port}"
     assert (
         url.startswith(f"{base}/#/experiments/")
@@ -216,9 +226,8 @@ def test_ui_records_the_landing_view_in_the_experiment(study, served):
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_browser_lands_on_one_row_per_variant_with_its_mean_accuracy_first(study, served, tmp_path):
-    ui = served(str(study["recipe"]), "--results-dir", str(study["results"]), "--port", "0")
-    url = ui.wait_for("ready:")
+def test_browser_lands_on_one_row_per_variant_with_its_mean_accuracy_first(study, landing, tmp_path):
+    _, url, _ = landing
     runs = study["runs"]
     means = runs.groupby("group")["test/acc"].mean()
     expected = {f"Group: {group}": f"{_js_number(acc)} (average)" for group, acc in means.items()}
@@ -287,7 +296,7 @@ def test_browser_compare_charts_accuracy_against_throughput_per_variant(study, s
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
+def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served, monkeypatch):
     recipe = tiny_recipe(tiny_image_folder, name="uitune")
     recipe["train"]["epochs"] = 1
     recipe["tune"] = {
@@ -297,9 +306,9 @@ def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served):
     }  # the dashboard shows trials; a re-check would add 6 runs
     path = write_recipe(tmp_path / "uitune.yaml", recipe)
     results = tmp_path / "results"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": "", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "tune", str(path), "--results-dir", str(results)],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # the default store, results/mlflow.db
+    fresh_store(results / "mlflow.db")
+    proc = bench_main("tune", str(path), "--results-dir", str(results))  # in process, as above
     assert proc.returncode == 0, proc.stderr[-3000:]
     port = free_port()
     ui = served("--tune", str(path), "--results-dir", str(results), "--port", str(port))

@@ -21,6 +21,7 @@ from bench.components.losses import LOSSES, DiceLoss, FocalLoss, build_loss
 from bench.execution import identity
 from bench.recipe.load import load_recipe
 from bench.recipe.matrix import stable_hash
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -212,7 +213,7 @@ def test_model_beside_the_recipe_trains_and_an_edit_retrains(tmp_path, tiny_imag
     )  # fmt: skip
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_store(tmp_path / "mlflow.db")
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # bench's tree only: not the recipe's folder
     command = [sys.executable, "-m", "bench.cli", "run", str(recipe), "--results-dir", str(tmp_path / "res"),
                "--tracking-uri", uri]  # fmt: skip
@@ -223,6 +224,9 @@ def test_model_beside_the_recipe_trains_and_an_edit_retrains(tmp_path, tiny_imag
         return done.stderr
 
     bench_run()
+    # nothing where the command was started: MLflow's default store (./mlflow.db) was created there
+    # by a flush of the wrong store, every variant's process opening it
+    assert not (elsewhere / "mlflow.db").exists()
     (folder / "mymodels_e2e.py").write_text(MODELS_PY.format(width=6))
     second = bench_run()
     assert "skipped" not in second  # the edited model trains again

@@ -10,6 +10,7 @@ import pytest
 
 from bench.report.variance import complete_grid, decompose, split_runs
 from tests.helpers import bench_main as bench  # the CLI's parsing and output, in this process
+from tests.helpers import fresh_store
 from tests.recipes import tiny_recipe, write_recipe
 
 PLANTED = {"init": 0.02**2, "data": 0.01**2, "residual": 0.005**2}
@@ -98,7 +99,7 @@ def test_bench_run_then_report_variance_through_the_cli(tmp_path, tiny_image_fol
     recipe = tiny_recipe(tiny_image_folder, name="tinyvar", train__epochs=1)
     recipe.update(seeds=[0], init_seeds=[0, 1, 2], data_seeds=[0, 1, 2])
     path = write_recipe(tmp_path / "tinyvar.yaml", recipe)
-    results, uri = tmp_path / "results", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results, uri = tmp_path / "results", fresh_store(tmp_path / "mlflow.db")
     store = ["--results-dir", str(results), "--tracking-uri", uri]
     ran = bench("run", str(path), *store)
     assert ran.returncode == 0, ran.stderr[-2000:]

@@ -28,7 +28,13 @@ from bench.errors import described
 from bench.recipe.dotted import flatten
 from bench.recipe.load import Variant
 from bench.tracking import mlflow_store as store
-from bench.tracking.variant_runs import EpochMetricsHook, owner_tags, system_metrics, variant_tags
+from bench.tracking.variant_runs import (
+    EpochMetricsHook,
+    EpochNotRecorded,
+    owner_tags,
+    system_metrics,
+    variant_tags,
+)
 from bench.util.signals import deferred_signals
 
 MLFLOW_STATUS = {"finished": "FINISHED", "skipped": "FINISHED", "pruned": "FINISHED", "interrupted": "KILLED"}
@@ -83,7 +89,8 @@ def describe(client: Any, run_id: str, variant: Variant, previous: Any = None) -
 
 def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_dir: Path | None,
           hooks: tuple = (), progress: Any = None) -> VariantResult:  # fmt: skip
-    """run_variant inside the run; every outcome but an interrupt becomes a VariantResult."""
+    """run_variant inside the run; every outcome but an interrupt or a store error becomes a
+    VariantResult."""
     from bench.engine.loop import run_variant
 
     client = rec.client
@@ -94,12 +101,12 @@ def train(rec: Recording, run_id: str, variant: Variant, *, resume: bool, run_di
                                run_dir=run_dir, progress=progress)  # fmt: skip
     except VariantSkipped as exc:
         return VariantResult("skipped", reason=str(exc))
+    except EpochNotRecorded as exc:  # the store's failure, reported as one by the caller, not the variant's
+        raise exc.__cause__ from None
     except Diverged as exc:
-        store.flush()
         client.set_tag(run_id, "bench.failed_epoch", str(exc.epoch))
         return VariantResult("failed", reason=f"diverged: {exc}")
     except Exception as exc:  # noqa: BLE001 - one broken variant must not stop the matrix
-        store.flush()
         mapped = rec.classify(exc) if rec.classify else None
         if mapped is not None:
             return mapped
@@ -127,8 +134,8 @@ def close_run(
 
 
 def log_final_metrics(client: Any, run_id: str, result: VariantResult) -> None:
-    """The final metrics, flushed. A final metric a killed earlier close already logged is not
-    logged twice."""
+    """The final metrics, logged synchronously. A final metric a killed earlier close already
+    logged is not logged twice."""
     if result.metrics:
         last = result.history[-1] if result.history else {}
         logged = client.get_run(run_id).data.metrics
@@ -142,9 +149,9 @@ def log_final_metrics(client: Any, run_id: str, result: VariantResult) -> None:
         # step: it must be later than that one, or MLflow could keep the raw value as the latest.
         after = max((m.timestamp for k in final if k in last for m in client.get_metric_history(run_id, k)),
                     default=0)  # fmt: skip
-        store.log_metrics(client, run_id, final, step=max(len(result.history) - 1, 0), synchronous=True,
-                          not_before_ms=after + 1)  # fmt: skip
-    store.flush()
+        store.log_metrics(
+            client, run_id, final, step=max(len(result.history) - 1, 0), not_before_ms=after + 1
+        )
 
 
 def export_result(result: VariantResult, export: Callable | None) -> VariantResult:
@@ -193,8 +200,7 @@ class SummaryHook(BaseHook):
         from bench.measure.provenance import collect
 
         tags.update(collect(state.device))  # after the tricks set their backend flags
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
+        store.set_tags(self.client, self.run_id, tags)  # one transaction, not one (and an fsync) per tag
 
     def on_end(self, state: Any, result: Any) -> None:
         """Whether the run's speed is contaminated by other processes (bench/engine/contention.py),
@@ -224,7 +230,6 @@ def run_recorded(rec: Recording, variant: Variant, *, previous: Any = None, run_
     except KeyboardInterrupt as exc:
         reason = f"{type(exc).__name__}: interrupted; the next run resumes from the last checkpoint"
         with deferred_signals():  # a second signal waits until the run's status is written
-            store.flush()
             close_run(rec, run_id, VariantResult("interrupted", reason=reason))
         raise
     with deferred_signals():

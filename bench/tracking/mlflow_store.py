@@ -200,11 +200,10 @@ def log_metrics(
     run_id: str,
     metrics: dict[str, float],
     step: int = 0,
-    synchronous: bool = True,
     not_before_ms: int = 0,
 ) -> None:
-    """``not_before_ms``: the earliest timestamp to log with (MLflow keeps, per key and step, the
-    value with the latest timestamp as the run's metric)."""
+    """Synchronous (see ``EpochMetricsHook``). ``not_before_ms``: the earliest timestamp to log
+    with (MLflow keeps, per key and step, the value with the latest timestamp as the run's metric)."""
     import math
     import time
 
@@ -217,7 +216,7 @@ def log_metrics(
         if v is not None and not math.isnan(float(v))
     ]
     for i in range(0, len(items), 1000):
-        client.log_batch(run_id, metrics=items[i : i + 1000], synchronous=synchronous)
+        client.log_batch(run_id, metrics=items[i : i + 1000])
 
 
 def log_text(client, run_id: str, text: str, name: str) -> None:
@@ -235,11 +234,3 @@ def log_exception(client, run_id: str, exc: BaseException, name: str = "error.tx
     text = redact_text("".join(traceback.format_exception(exc)))
     with contextlib.suppress(Exception):  # the failure itself is what matters; keep going
         client.log_text(run_id, text, name)
-
-
-def flush() -> None:
-    """Wait for asynchronous metric logging to land."""
-    import mlflow
-
-    with contextlib.suppress(Exception):  # called while a failure is handled: never raise over it
-        mlflow.flush_async_logging()

@@ -73,14 +73,24 @@ def close_dead_runs(client, experiment_id: str, recipe: str) -> list[str]:
     return closed
 
 
+class EpochNotRecorded(Exception):
+    """The tracking store failed to record an epoch's metrics (the store's error is the cause)."""
+
+
 class EpochMetricsHook:
-    """Logs each epoch's record as metrics at ``step=epoch`` without blocking the loop, exactly once
+    """Logs each epoch's record as metrics at ``step=epoch``, one batch per epoch, exactly once
     per (key, step) even across a kill and resume; also remembers the state so a failure can be
     reported with its epoch.
 
+    Synchronous: MLflow's asynchronous queue saved one small request per epoch but cost every run
+    up to 1 s at its end (its logging thread sees the stop only after a 1 s wait on the empty
+    queue), and ``mlflow.flush_async_logging()`` flushed the process's default store
+    (``./mlflow.db``, created in the current folder), not the run's.
+
     On resume it knows what the killed process already logged (skipped when training replays those
-    epochs) and re-logs what the checkpoint's history has but MLflow lost (asynchronous logging that
-    never landed), so the metric history has neither gaps nor duplicates.
+    epochs) and re-logs what the checkpoint's history has but the store lacks (a new store after
+    the old one was lost), so the metric history has neither gaps nor duplicates. A store error is
+    raised as ``EpochNotRecorded``: the store failed, not the variant.
     """
 
     def __init__(self, client, run_id: str, resume: bool):
@@ -99,12 +109,15 @@ class EpochMetricsHook:
     def on_epoch_end(self, state: Any, epoch: int, record: dict[str, float]) -> None:
         fresh = {k: v for k, v in record.items() if k != "epoch" and epoch not in self.logged.get(k, ())}
         if fresh:
-            store.log_metrics(self.client, self.run_id, fresh, step=epoch, synchronous=False)
+            try:
+                store.log_metrics(self.client, self.run_id, fresh, step=epoch)
+            except Exception as exc:  # noqa: BLE001 - mlflow raises many types for a failing store
+                raise EpochNotRecorded(exc) from exc
             for key in fresh:
                 self.logged.setdefault(key, set()).add(epoch)
 
     def on_end(self, state: Any, result: Any) -> None:
-        store.flush()
+        pass  # every epoch was logged as it ended
 
 
 @contextlib.contextmanager

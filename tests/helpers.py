@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from bench.cli import main
 from bench.recipe.dotted import delete_dotted, get_dotted
 from bench.recipe.schema import DataConfig, SchedulerConfig, TrainConfig
+from bench.tracking.mlflow_store import ensure_experiment
 from tests import procs
 from tests.recipes import tiny_recipe, write_recipe
 
@@ -278,7 +279,7 @@ def log_study(uri: str, experiment: str, groups: dict[str, dict]) -> None:
     if uri.startswith("sqlite:///"):
         fresh_store(Path(uri.removeprefix("sqlite:///")))
     client = MlflowClient(uri)
-    exp = client.create_experiment(experiment)
+    exp = ensure_experiment(client, uri, experiment)  # artifacts beside the store, not in ./mlruns
     parent = client.create_run(exp, tags={"bench.kind": "recipe"}).info.run_id
     for group, spec in groups.items():
         for seed, acc in enumerate(spec["acc"]):

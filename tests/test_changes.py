@@ -14,6 +14,7 @@ from bench.execution.recorded import Recording, open_run
 from bench.recipe.changes import UNSET, config_changes, recipe_changes
 from bench.recipe.load import load_recipe
 from bench.report import changes, fetch
+from bench.tracking.mlflow_store import ensure_experiment
 from tests.recipes import tiny_recipe, write_recipe
 
 
@@ -75,8 +76,9 @@ def store(tmp_path, tiny_image_folder):
     )  # fmt: skip
     recipe["baseline"] = "scheduler=onecycle"
     loaded = load_recipe(write_recipe(tmp_path / "bundles.yaml", recipe))
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.create_experiment("bundles")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = ensure_experiment(client, uri, "bundles")  # artifacts beside the store, not in ./mlruns
     parent = client.create_run(exp, tags={"bench.kind": "recipe"}).info.run_id
     for variant in loaded.variants:
         open_run(Recording(client, exp, loaded.name, parent_id=parent), variant)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from bench.recipe.load import load_recipe
+from bench.tracking.mlflow_store import ensure_experiment
 from tests.recipes import tiny_recipe, write_recipe
 
 SHARE, CONTAMINATED = "contention/cpu_other_share", "contention/speed_contaminated"
@@ -47,8 +48,9 @@ def test_busy_loops_beside_a_training_run_mark_it_contaminated(tmp_path, tiny_im
         tiny_image_folder, name="busy", **{"train.epochs": 2, "data.batch_size": 16, "data.subset": 96}
     )
     variant = load_recipe(write_recipe(tmp_path / "busy.yaml", recipe)).variants[0]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    rec = Recording(client, client.create_experiment("busy"), "busy")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    rec = Recording(client, ensure_experiment(client, uri, "busy"), "busy")
 
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:

@@ -82,6 +82,17 @@ def test_report_warns_when_runs_differ_in_device_or_versions(uri, tmp_path, caps
     )
 
 
+def test_report_md_images_resolve_beside_it_with_a_relative_results_dir(uri, tmp_path, monkeypatch):
+    """The default results dir is relative ('results'): report.md's plots must be linked relative to
+    report.md itself, or every markdown viewer shows them broken."""
+    log_study(uri, "relative", {"base": {"acc": [0.8, 0.81, 0.82]}, "other": {"acc": [0.7, 0.72, 0.71]}})
+    monkeypatch.chdir(tmp_path)
+    assert cli(["report", "--experiment", "relative", "--tracking-uri", uri, "--results-dir", "res"]) == 0
+    md_path = tmp_path / "res" / "relative" / "report.md"
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md_path.read_text())
+    assert len(links) >= 3 and all((md_path.parent / link).is_file() for link in links), links
+
+
 def test_emulated_bf16_is_said_next_to_the_variant(uri, tmp_path):
     log_study(uri, "bf", {"fp32": {"acc": [0.8, 0.8]}, "bf16": {"acc": [0.8, 0.8], "precision": "amp_bf16"},
                           "bf16native": {"acc": [0.8, 0.8], "precision": "amp_bf16",

@@ -93,6 +93,19 @@ def test_report_md_images_resolve_beside_it_with_a_relative_results_dir(uri, tmp
     assert len(links) >= 3 and all((md_path.parent / link).is_file() for link in links), links
 
 
+def test_an_edited_recipe_is_reported_by_its_latest_runs_not_as_more_seeds(uri, tmp_path, capsys):
+    """Edit a recipe (new run keys, same variant names) and run it again: the report counts each
+    variant and seed once, by its latest run, and says what it left out."""
+    log_study(uri, "edited", {"base": {"acc": [0.8, 0.81, 0.82]}, "other": {"acc": [0.6, 0.61, 0.62]}})
+    log_study(uri, "edited", {"base": {"acc": [0.8, 0.81, 0.82]}, "other": {"acc": [0.9, 0.91, 0.92]}}, "v2-")
+    frames = report_tables(experiment="edited", tracking_uri=uri, results_dir=tmp_path)
+    variants = frames["variants"].set_index("variant")
+    assert variants.loc["other", "seeds"] == 3 and variants.loc["other", "acc_mean"] == pytest.approx(0.91)
+    assert len(frames["runs"]) == 6
+    assert cli(["report", "--experiment", "edited", "--tracking-uri", uri, "--results-dir", str(tmp_path)]) == 0
+    assert "6 older run(s) of variants and seeds that ran again" in capsys.readouterr().out
+
+
 def test_emulated_bf16_is_said_next_to_the_variant(uri, tmp_path):
     log_study(uri, "bf", {"fp32": {"acc": [0.8, 0.8]}, "bf16": {"acc": [0.8, 0.8], "precision": "amp_bf16"},
                           "bf16native": {"acc": [0.8, 0.8], "precision": "amp_bf16",

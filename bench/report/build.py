@@ -65,6 +65,8 @@ def build_report(
         min_effect=min_effect, memory_front=memory_front,
         compute_neutral=compute_neutral(runs, fetched.params, baseline),
     )  # fmt: skip
+    if fetched.superseded:
+        tables.warnings.insert(0, fetched.superseded)
     if fetched.unfinished:
         tables.warnings.insert(0, fetched.unfinished)
     tables.axes = mark_bundles(tables.axes, changes.bundle_axes(runs, fetched.params, tables.baseline_name))

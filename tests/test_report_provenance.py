@@ -102,7 +102,9 @@ def test_an_edited_recipe_is_reported_by_its_latest_runs_not_as_more_seeds(uri, 
     variants = frames["variants"].set_index("variant")
     assert variants.loc["other", "seeds"] == 3 and variants.loc["other", "acc_mean"] == pytest.approx(0.91)
     assert len(frames["runs"]) == 6
-    assert cli(["report", "--experiment", "edited", "--tracking-uri", uri, "--results-dir", str(tmp_path)]) == 0
+    assert (
+        cli(["report", "--experiment", "edited", "--tracking-uri", uri, "--results-dir", str(tmp_path)]) == 0
+    )
     assert "6 older run(s) of variants and seeds that ran again" in capsys.readouterr().out
 
 

@@ -151,6 +151,10 @@ class Checks:
             from bench.components.optimizers import check_optimizer
 
             check_optimizer(cfg.name, cfg.kwargs)
+        if self.full:  # the values too: torch checks them only when it builds the optimizer
+            from bench.components.optimizers import try_optimizer
+
+            try_optimizer(cfg)
 
     def _scheduler(self, cfg: SchedulerConfig) -> None:
         known = catalog.SCHEDULERS.get(cfg.name)

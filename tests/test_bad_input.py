@@ -60,6 +60,10 @@ CASES = {
         GOOD.replace("name: sgd, lr: 1e-3", "name: adamw, lr: 1e-3, betas: [0.9]"),
         ["train.optimizer", "optimizer 'adamw' refuses betas=[0.9]"],
     ),
+    "bad_scheduler_value": (
+        GOOD.replace("lr: 1e-3}", "lr: 1e-3}\n  scheduler: {name: multistep, milestones: 3}"),
+        ["train.scheduler", "scheduler 'multistep' refuses milestones=3"],
+    ),
     "bad_optimizer_momentum": (
         GOOD.replace("lr: 1e-3", "lr: 1e-3, momentum: -1"),
         ["train.optimizer", "momentum=-1", "Invalid momentum value"],

@@ -209,6 +209,23 @@ def test_gpu_recipe_dry_run_says_it_would_be_refused(tmp_path, no_cuda):
     assert "--record-skips" in proc.stdout
 
 
+def test_dry_run_estimate_counts_runs_this_machine_skips_at_no_time(tmp_path, no_cuda, capsys):
+    """smoke.yaml again after the quickstart: its 2 amp_fp16 runs are recorded as skipped at once
+    without CUDA, but the estimate counted them at the median run's time ('~1m 27s for 2 run(s)')."""
+    import pandas as pd
+
+    path = REPO / "recipes" / "smoke.yaml"
+    names = [v.name for v in load_recipe(path).variants if v.body.train.precision != "amp_fp16"]
+    csv = tmp_path / "results" / "smoke" / "runs.csv"
+    csv.parent.mkdir(parents=True)
+    # timed before with other settings (another run key): each counts at its own 10 s
+    pd.DataFrame({"variant": names, "run_key": "old", "status": "finished", "time/wall_s": 10.0}).to_csv(csv)
+    assert main(["run", str(path), "--dry-run", *store_args(tmp_path)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith(f"estimated training time: ~2m 40s for {len(names)} run(s)"), line
+    assert "2 recorded as skipped on this machine at once" in line
+
+
 def test_gpu_recipe_run_exits_2_before_recording(tmp_path, no_cuda, capsys):
     path = REPO / "recipes" / "cifar10_speedrun.yaml"
     assert main(["run", str(path), *store_args(tmp_path)]) == 2

@@ -195,6 +195,24 @@ def test_compare_two_studies_side_by_side(uri, tmp_path, tiny_image_folder):
     assert cli([*args, "--compare", str(tmp_path / "nowhere")]) != 0
 
 
+def test_compare_with_a_study_of_other_variants_says_it_compares_nothing(uri, tmp_path, capsys):
+    """`bench report smoke --compare results/mine`: no variant name in common, and the side-by-side
+    table was rows of dashes without a word."""
+    log_study(uri, "mine_a", {"scheduler=cosine": {"acc": [0.8, 0.82]}})
+    log_study(uri, "mine_b", {"scheduler=step": {"acc": [0.7, 0.71]}})
+    other = tmp_path / "b"
+    assert cli(["report", "--experiment", "mine_b", "--tracking-uri", uri, "--results-dir", str(other)]) == 0
+    out = tmp_path / "a"
+    args = ["report", "--experiment", "mine_a", "--tracking-uri", uri, "--results-dir", str(out), "--no-log"]
+    capsys.readouterr()
+    assert cli([*args, "--compare", str(other / "mine_b")]) == 0
+    assert "warning: --compare mine_b: no variant name is in both studies" in capsys.readouterr().out
+    assert (
+        "No variant name is in both studies: nothing is compared."
+        in (out / "mine_a" / "report.md").read_text()
+    )
+
+
 def test_report_min_effect_is_read_and_leaves_run_keys_alone(tmp_path, tiny_image_folder):
     from bench.recipe.load import load_recipe
     from bench.report.api import resolve

@@ -456,3 +456,21 @@ def test_dry_run_says_when_the_start_weights_are_not_there(tmp_path, tiny_image_
     assert f"note: model.weights: {missing} does not exist yet: bench run stops at it (exit 2" in out, out
     assert main(["run", str(pre), str(tuned), "--dry-run", *store_args(tmp_path)]) == 0
     assert "does not exist" not in capsys.readouterr().out  # the quickstart pair: pre writes it first
+
+
+def test_a_store_failure_says_resume_only_where_the_checkpoint_is_there(tmp_path):
+    """The results folder deleted mid-run: every later variant failed with 'the checkpoint is kept
+    and the next run resumes it', with the checkpoint gone with the folder."""
+    from bench.execution.task import TaskSpec, store_failure
+
+    variant = load_recipe(write_recipe(tmp_path / "tiny.yaml", tiny_recipe(tmp_path))).variants[0]
+    spec = TaskSpec("tiny", str(tmp_path / "results"), "sqlite:///gone.db", "1", "p")
+    exc = RuntimeError("attempt to write a readonly database")
+    reason = store_failure(variant, "recording the run", exc, spec)["reason"]
+    assert "no checkpoint in" in reason and "trains it from the start" in reason and "resumes" not in reason
+    (spec.run_dir(variant)).mkdir(parents=True)
+    (spec.run_dir(variant) / "last.ckpt").write_bytes(b"ckpt")
+    assert (
+        "the checkpoint is kept and the next run resumes it"
+        in store_failure(variant, "x", exc, spec)["reason"]
+    )

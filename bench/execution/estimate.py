@@ -80,7 +80,8 @@ def estimate_line(
     to_run = len(loaded.variants) - skipped - count["device"]
     if not to_run:
         return (
-            f"estimated training time: nothing to train: {skipped} run(s) finished with these settings "
+            f"estimated training time: nothing to train: {'' if count['device'] else 'all '}{skipped} run(s) "
+            "finished with these settings "
             f"(--force re-runs them){_device_part(count['device'])}"
         )
     parts = [f"{len(done)} finished run(s) in {source}"]

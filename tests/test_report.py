@@ -60,10 +60,11 @@ def test_variant_table_matches_mlflow(reported):
     for group in ("scheduler=cosine", "scheduler=onecycle"):
         done = runs[(runs["group"] == group) & (runs["status"] == "finished")]
         assert len(done) == 2 and table.loc[group, "seeds"] == 2
-        speed = done["throughput/train_img_s"]
-        assert table.loc[group, "train_img_s_median"] == pytest.approx(speed.median(), rel=1e-9)
+        clean = done.get("contention/speed_contaminated", pd.Series(0.0, index=done.index)).fillna(0) < 0.5
+        speed = done.loc[clean, "throughput/train_img_s"]  # runs timed under load are left out
+        assert table.loc[group, "train_img_s_median"] == pytest.approx(speed.median(), rel=1e-9, nan_ok=True)
         assert (table.loc[group, "train_img_s_min"], table.loc[group, "train_img_s_max"]) == (
-            pytest.approx(speed.min(), rel=1e-9), pytest.approx(speed.max(), rel=1e-9),
+            pytest.approx(speed.min(), rel=1e-9, nan_ok=True), pytest.approx(speed.max(), rel=1e-9, nan_ok=True),
         )  # fmt: skip
         for metric, short in (
             ("test/acc", "acc"),

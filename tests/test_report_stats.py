@@ -223,3 +223,63 @@ def test_runs_timed_under_load_stay_out_of_the_medians_the_fastest_and_the_paret
     assert v.loc["base", "train_img_s_median"] == 1000.0 and v.loc["base", "speed_contaminated"] == 1
     assert t.pareto.set_index("variant")["front_throughput"].to_dict() == {"base": True, "var": False}
     assert any(line.startswith("Fastest to train: `base` at 1000 img/s") for line in summary_lines(t))
+
+
+def test_wall_time_ratio_is_paired_with_an_interval_and_leaves_busy_runs_out():
+    """The baseline table printed `wall ratio 1.61×` bare, a ratio of two geometric means: no
+    interval, and runs timed under load in it. Now it is paired by seed like throughput."""
+    rows = []
+    for s, (b, v) in enumerate([(10.0, 20.0), (12.0, 25.0), (11.0, 21.0), (10.0, 90.0)]):
+        rows += [_row("base", s, 0.8), _row("var", s, 0.8)]
+        rows[-2]["time/wall_s"], rows[-1]["time/wall_s"] = b, v
+        rows[-1]["contention/speed_contaminated"] = 1.0 if s == 3 else 0.0  # 90 s: timed under load
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base")
+    var = t.baseline.set_index("variant").loc["var"]
+    assert var["wall_ratio"] == pytest.approx((2.0 * 25 / 12 * 21 / 11) ** (1 / 3))
+    assert var["wall_lo"] < var["wall_ratio"] < var["wall_hi"]
+    text = render(t, recipe="r", experiment="r", tracking_uri="sqlite://", plots={}, summary_lines=[])
+    assert f"{var['wall_ratio']:.2f}× [{var['wall_lo']:.2f}, {var['wall_hi']:.2f}]" in text
+
+
+def test_first_to_target_is_named_from_runs_timed_on_a_quiet_machine():
+    """Time to target is a speed: a run slowed by another job must not decide who got there first."""
+    rows = [_row("base", 0, 0.8), _row("base", 1, 0.8), _row("var", 0, 0.8), _row("var", 1, 0.8)]
+    for row, seconds, busy in zip(rows, (5.0, 30.0, 6.0, 6.0), (0, 1, 0, 0)):
+        row["time_to_target_s"], row["contention/speed_contaminated"] = seconds, float(busy)
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base", target_acc=0.5)
+    assert t.variants.set_index("variant").loc["base", "ttt_s_mean"] == pytest.approx(5.0)
+    assert any(line.startswith("First to 0.5 test (no validation split) accuracy: `base` after 5.0 s")
+               for line in summary_lines(t))  # fmt: skip
+    for row in rows:
+        row["contention/speed_contaminated"] = 1.0
+    lines = summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="base", target_acc=0.5))
+    assert any("was timed on a quiet machine: no variant is named first" in line for line in lines), lines
+
+
+def test_a_real_speed_difference_is_called_once_enough_seeds_narrow_its_interval():
+    """A busy host: ±20% per run. A variant 1.22× faster, over 20 seed blocks: its interval is
+    [1.11, 1.35]. The noise floor used to be the 95% quantile of single A/A pairs (1.22× here), which
+    no number of seeds shrinks, so the variant stayed 'undecided' for ever. The floor is now the A/A
+    arms' own mean ratio: what does not average out."""
+    noise = [0.2 * (-1) ** s for s in range(20)]
+    rows = [_row("base", s, 0.8, 1000.0) for s in range(20)]
+    rows += [_row("sched", s, 0.8, 1000.0 * math.exp(e)) for s, e in enumerate(noise)]
+    rows += [_row("fast", s, 0.8, 1000.0 * math.exp(0.2 + e)) for s, e in enumerate(noise)]
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base", compute_neutral={"sched"})
+    b = t.baseline.set_index("variant")
+    assert t.speed_floor == pytest.approx(1.01)
+    assert 1.10 < b.loc["fast", "train_img_s_lo"] < 1.12 and b.loc["fast", "speed_verdict"] == "faster"
+    assert b.loc["sched", "speed_verdict"] not in ("faster", "slower")
+
+
+def test_speed_verdict_rarely_errs_and_gains_power_with_seeds():
+    """Simulated studies through the report's speed verdict (bench calibrate's speed rows): with 8%
+    per-run noise, identical arms are almost never called faster/slower, and a true 1.25× speed-up
+    is called at 8 seed blocks (the old single-pair floor called it in ~12% of studies)."""
+    from bench.report import calibrate
+
+    s = calibrate.Setting()
+    rng = np.random.default_rng(5)
+    for seeds in (3, 8):
+        assert np.isin(calibrate.speed_verdicts(rng, s, 1.0, seeds, 300), ("faster", "slower")).mean() <= 0.05
+    assert (calibrate.speed_verdicts(rng, s, 1.25, 8, 300) == "faster").mean() >= 0.8

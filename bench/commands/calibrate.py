@@ -14,7 +14,10 @@ HELP = {
     "start_seeds": "the recipe's seeds",
     "max_seeds": "--until-decided's cap",
     "fixed_seeds": "fixed design",
-    "studies": "simulated studies per row",
+    "studies": "simulated studies per row (speed rows: half)",
+    "speed_cv": "per-run throughput noise after pairing (log scale)",
+    "speed_ratio": "planted speed-up",
+    "neutral": "compute-neutral variants setting the speed noise floor",
 }
 
 

@@ -262,6 +262,9 @@ def summary_lines(t: Tables) -> list[str]:
                 f"First to {t.target_acc:g} {split} accuracy: `{quick['variant']}` after {quick['ttt_s_mean']:.1f} s "
                 f"of training (geometric mean){_caveat(reached, quick, 'ttt_s', higher=False)}."
             )
+        elif "ttt_reached" in v and v["ttt_reached"].sum():
+            lines.append(f"No run that reached the target accuracy {t.target_acc:g} was timed on a quiet "
+                         "machine: no variant is named first to it.")  # fmt: skip
         else:
             lines.append(f"No variant reached the target accuracy {t.target_acc:g}.")
     return lines
@@ -305,14 +308,19 @@ def _busy_machine(v: pd.DataFrame) -> str:
     dirty = int(v["speed_contaminated"].sum()) if "speed_contaminated" in v else 0
     if not dirty:
         return ""
-    unmeasured = v.loc[v["train_img_s_median"].isna(), "variant"].tolist()
-    none_clean = (
-        f"; {', '.join(f'`{u}`' for u in unmeasured)} had no clean run, so no img/s" if unmeasured else ""
-    )
+    unmeasured = [f"`{u}`" for u in v.loc[v["train_img_s_median"].isna(), "variant"]]
+    if len(unmeasured) == len(v):
+        none_clean = "; no run was clean, so there are no img/s medians"
+    elif unmeasured:
+        more = f" and {len(unmeasured) - 3} more" if len(unmeasured) > 3 else ""
+        none_clean = f"; {', '.join(unmeasured[:3])}{more} had no clean run, so no img/s"
+    else:
+        none_clean = ""
     return (
         f"Speed measured on a busy machine: {dirty} of {int(v['seeds'].sum())} finished run(s) were timed "
         "while other processes used its cores or GPU (contention/speed_contaminated) and are left out of "
-        f"the img/s medians, the fastest variant and the accuracy-vs-throughput Pareto front{none_clean}. "
+        f"the img/s medians, the fastest variant, the time to target and the accuracy-vs-throughput Pareto "
+        f"front{none_clean}. "
         "`bench speed RECIPE` re-times every variant in fresh, interleaved processes."
     )
 

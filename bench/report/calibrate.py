@@ -4,15 +4,17 @@ with bench/report/sequential.py's ``decide_stats``), so the error rates and seed
 quotes are measured, not assumed. Model: each (arm, seed) accuracy is normal with a common spread
 ``sd`` (or, to check the pooled spread's homogeneity assumption, one drawn per arm), arms
 independent given the seed (pairing removes nothing, as is typical of runs that decorrelate).
-The sequential studies are simulated all at once (numpy arrays: study × arm × seed)."""
+The sequential studies are simulated all at once (numpy arrays: study × arm × seed). The speed
+verdict is simulated too: paired throughput ratios against the noise floor."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
-from bench.report import sequential, stats
+from bench.report import sequential, speed, stats
 
 ALPHA = 0.05
 UNEQUAL = 2.0  # the unequal-spread check: each arm's sd drawn log-uniformly in sd/2 .. sd·2
@@ -28,6 +30,9 @@ class Setting:
     max_seeds: int = 12  # --max-seeds
     fixed_seeds: int = 8  # the fixed design it is compared with
     studies: int = 2000
+    speed_cv: float = 0.08  # per-run throughput noise (log scale) left after pairing by seed block
+    speed_ratio: float = 1.25  # planted speed-up for the speed verdict's power
+    neutral: int = 3  # compute-neutral variants that set the speed noise floor
 
 
 def _arms(rng, s: Setting, effects: np.ndarray, seeds: int, studies: int, spread: float = 1.0) -> np.ndarray:
@@ -80,6 +85,24 @@ def fixed(rng, s: Setting, effects: np.ndarray, seeds: int) -> list[list[str]]:
         diffs = [stats.paired_test(dict(enumerate(a)), b, min_effect=s.margin) for a in x[1:]]
         out.append(stats.decide_family(diffs, [a - x[0] for a in x[1:]], s.margin, ALPHA).verdicts)
     return out
+
+
+def speed_verdicts(rng, s: Setting, ratio: float, seeds: int, studies: int) -> np.ndarray:
+    """The report's speed verdict (bench/report/speed.py: noise floor from the compute-neutral arms,
+    paired ratio, verdict) for one more variant with true throughput ratio ``ratio``, per study.
+    Throughput: a drift per seed block shared by every arm (what pairing removes) times per-run
+    noise of ``speed_cv``."""
+    names = ["base", *(f"neutral{i}" for i in range(s.neutral)), "other"]
+    truth = np.log([1.0] * (s.neutral + 1) + [ratio])[:, None]
+    out = []
+    for _ in range(studies):
+        logs = truth + rng.normal(0, 0.1, seeds) + rng.normal(0, s.speed_cv, (len(names), seeds))
+        runs = pd.DataFrame({"group": np.repeat(names, seeds), "seed": np.tile(np.arange(seeds), len(names)),
+                             speed.THROUGHPUT: 1000 * np.exp(logs).ravel()})  # fmt: skip
+        floor, _ = speed.noise_floor(runs, "base", set(names[1:-1]))
+        fast = stats.by_seed(runs, speed.THROUGHPUT)
+        out.append(speed.speed_verdict(speed.paired_ratio(fast["other"], fast["base"], 1 - ALPHA), floor))
+    return np.array(out)
 
 
 WRONG_DIRECTION = ("better", "worse")
@@ -146,6 +169,13 @@ def calibrate(s: Setting = Setting(), seed: int = 0, fixed_design: bool = True) 
     fixed_row(power_m, in_family, lambda vs: vs[0] == "better")
     v, k = until_decided(rng, s, np.zeros(1))
     row("true Δ 0, 1 comparison: P(equivalent)", seq, (v[:, 0] == "equivalent").mean(), np.median(k[:, 0]))
+    noise = f"run noise {s.speed_cv:g}, floor from {s.neutral} compute-neutral variants"
+    for seeds in dict.fromkeys((s.start_seeds, s.fixed_seeds, s.max_seeds)):
+        design = f"speed, {seeds} seed blocks"
+        v = speed_verdicts(rng, s, 1.0, seeds, s.studies // 2)
+        row(f"speed A/A ({noise}): P(faster/slower)", design, np.isin(v, ("faster", "slower")).mean(), seeds)
+        v = speed_verdicts(rng, s, s.speed_ratio, seeds, s.studies // 2)
+        row(f"speed {s.speed_ratio:g}× faster ({noise}): P(faster)", design, (v == "faster").mean(), seeds)
     return rows
 
 

@@ -43,12 +43,13 @@ BASELINE_COLUMNS = [
     "memory_lo",
     "memory_hi",
     "wall_ratio",
+    "wall_lo",
+    "wall_hi",
 ]
 
 
 def baseline_table(
     finished: pd.DataFrame,
-    variants: pd.DataFrame,
     base: str | None,
     scored: list[str],
     confidence: float,
@@ -67,14 +68,14 @@ def baseline_table(
     smallest detectable difference and seeds needed are computed at the family's level too. Cost
     (``bench.report.speed``): throughput and memory as paired ratios with intervals over seeds,
     contaminated speed measurements left out and counted, a speed verdict only beyond
-    ``speed_floor``; wall time as the ratio of geometric means."""
+    ``speed_floor``; wall time as a paired ratio over the clean runs too."""
     if base is None:
         return pd.DataFrame(columns=BASELINE_COLUMNS)
     by_seed = stats.by_seed(finished, "test/acc")
     dirty = speed.contaminated(finished)
     fast, memory = stats.by_seed(finished[~dirty], speed.THROUGHPUT), stats.by_seed(finished, "memory")
     left_out = finished[dirty].groupby("group").size().to_dict()
-    wall = variants.set_index("variant")["wall_s_mean"]
+    wall = stats.by_seed(finished[~dirty], speed.WALL)  # a time: paired and clean, as throughput
     alpha = 1 - confidence
     diffs = {g: stats.paired_test(by_seed[g], by_seed[base], confidence=confidence) for g in scored}
     # the family: every comparison that could get a verdict (at least MIN_PAIRS seeds in common)
@@ -86,6 +87,7 @@ def baseline_table(
     for group, d in diffs.items():
         speed_ratio = speed.paired_ratio(fast.get(group, {}), fast.get(base, {}), confidence)
         mem = speed.paired_ratio(memory.get(group, {}), memory.get(base, {}), confidence)
+        took = speed.paired_ratio(wall.get(group, {}), wall.get(base, {}), confidence)
         row = {
             "variant": group,
             "pairs": d.n,
@@ -104,7 +106,9 @@ def baseline_table(
             "memory_ratio": mem.mean,
             "memory_lo": mem.lo,
             "memory_hi": mem.hi,
-            "wall_ratio": float(wall[group] / wall[base]),
+            "wall_ratio": took.mean,
+            "wall_lo": took.lo,
+            "wall_hi": took.hi,
         }
         if group != base:  # the baseline against itself: no test, its own columns left empty
             pair = stats.pairing(by_seed[group], by_seed[base], confidence)

@@ -129,7 +129,8 @@ def variants_section(doc: Doc, t: Tables) -> None:
         f"geometric mean [{conf}% interval on the log scale]."
         + (f" Time to target: training seconds (setup and evaluation excluded) until the validation accuracy "
            f"(test where no validation split exists) first reaches {t.target_acc:g}; geometric mean [{conf}% "
-           "interval on the log scale] over the seeds that reached it." if t.target_acc is not None else "")
+           "interval on the log scale] over the seeds that reached it and were not timed on a busy machine."
+           if t.target_acc is not None else "")
     )  # fmt: skip
     optional = [(s, h) for s, h in (("acc_raw", "trained weights' test acc"), ("val_acc", "val acc"),
                                     ("acc_valsel", "test acc @ best val")) if f"{s}_mean" in t.variants]  # fmt: skip
@@ -182,7 +183,8 @@ def baseline_section(doc: Doc, t: Tables) -> None:
         f"of the run order) with a {conf}% t-interval on the log scale; speed measurements the contention "
         "monitor marked contaminated are left out and counted. A speed difference is called ('faster'/"
         f"'slower') only when the interval clears the noise floor {noise_floor_text(t)}; 'same within the "
-        "noise floor' when the interval lies inside it. Wall ratio: of the geometric mean wall times."
+        "noise floor' when the interval lies inside it. Wall ratio: paired the same way, over the runs not "
+        "marked contaminated."
     )
     rows = []
     for _, r in b.iterrows():
@@ -203,7 +205,7 @@ def baseline_section(doc: Doc, t: Tables) -> None:
                      num(r["p_sign_flip"], 3), num(r["p_holm"], 3), num(r.get("p_equivalent_holm"), 3),
                      r["verdict"], pairing, num(r["mdd"]),
                      seeds_text(r["seeds_needed"]), speed, ratio(r["memory_ratio"], r["memory_lo"], r["memory_hi"]),
-                     ratio(r["wall_ratio"])])  # fmt: skip
+                     ratio(r["wall_ratio"], r["wall_lo"], r["wall_hi"])])  # fmt: skip
     doc.table(["variant", "paired seeds", "Δ test acc", f"{conf}% t-interval", "simultaneous interval", "t p",
                "sign-flip p", f"Holm p (family {family})", f"Holm p, within ±{t.min_effect:g}", "verdict",
                "pairing", "smallest detectable Δ",

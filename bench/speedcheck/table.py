@@ -23,7 +23,7 @@ def cost_table(
     # rounds, not timings: a round both arms timed on a busy machine is one round left out (counting
     # timings, two rounds with every timing contaminated read 'rounds 0, left out 4')
     dirty_rounds = done[dirty].groupby("group")["seed"].agg(set).to_dict()
-    floor, source = speed.noise_floor(done, base, neutral, confidence)
+    floor, source = speed.noise_floor(done, base, neutral)
     memory = next((c for c in done if c.startswith("memory/peak_")), None)
     per_round = stats.by_seed(clean, speed.THROUGHPUT)
     per_round_mem = stats.by_seed(clean, memory) if memory else {}

@@ -330,5 +330,6 @@ def test_ui_says_to_wait_for_ready_before_the_server_answers(tmp_path, served):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     log_study(uri, "waits", {"a": {"acc": [0.8, 0.81]}})
     ui = served("--experiment", "waits", "--tracking-uri", uri, "--port", "0")
-    assert "the URL answers once 'ready:' is printed" in ui.wait_for("starting the server:")
     assert ui.wait_for("ready:").startswith("http://127.0.0.1:")
+    before = "".join(ui.lines[:-1])
+    assert "starting the server: the URL answers once 'ready:' is printed" in before, before

@@ -273,9 +273,10 @@ CPU = {"env.device_type": "cpu", "env.device_name": "AMD EPYC", "env.cpu_native_
        "env.torch": "2.14.1", "env.git_commit": "a" * 40, "env.git_dirty": "false", "bench.normalize": "train"}  # fmt: skip
 
 
-def log_study(uri: str, experiment: str, groups: dict[str, dict]) -> None:
+def log_study(uri: str, experiment: str, groups: dict[str, dict], key_prefix: str = "") -> None:
     """One parent run and, per group, one finished child run per seed: ``groups[name]`` holds
-    ``acc`` (per seed), optional ``speed``, ``env`` (tags), ``precision`` and ``metrics``."""
+    ``acc`` (per seed), optional ``speed``, ``env`` (tags), ``precision`` and ``metrics``. Into an
+    existing experiment when there is one: with another ``key_prefix``, a rerun of an edited recipe."""
     if uri.startswith("sqlite:///"):
         fresh_store(Path(uri.removeprefix("sqlite:///")))
     client = MlflowClient(uri)
@@ -283,7 +284,7 @@ def log_study(uri: str, experiment: str, groups: dict[str, dict]) -> None:
     parent = client.create_run(exp, tags={"bench.kind": "recipe"}).info.run_id
     for group, spec in groups.items():
         for seed, acc in enumerate(spec["acc"]):
-            tags = {"mlflow.parentRunId": parent, "bench.run_key": f"{group}-{seed}", "bench.group": group,
+            tags = {"mlflow.parentRunId": parent, "bench.run_key": f"{key_prefix}{group}-{seed}", "bench.group": group,
                     "bench.variant": f"{group},seed={seed}", "bench.seed": str(seed), "bench.status": "finished",
                     "axis.x": group, **spec.get("env", CPU)}  # fmt: skip
             run = client.create_run(exp, tags=tags).info.run_id

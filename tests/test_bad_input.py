@@ -55,6 +55,19 @@ CASES = {
     "lambda_lr": (GOOD.replace("lr: 1e-3", 'lr: "lambda x: x"'), ["train.optimizer.lr", "number"]),
     "unknown_model": (GOOD.replace("test_resnet", "resnet_typo_999"), ["model.name", "unknown model"]),
     "unknown_optimizer_arg": (GOOD.replace("lr: 1e-3", "lr: 1e-3, momentun: 0.9"), ["momentun"]),
+    # a value torch refuses only when it builds the optimizer: every run failed with an IndexError
+    "bad_optimizer_value": (
+        GOOD.replace("name: sgd, lr: 1e-3", "name: adamw, lr: 1e-3, betas: [0.9]"),
+        ["train.optimizer", "optimizer 'adamw' refuses betas=[0.9]"],
+    ),
+    "bad_scheduler_value": (
+        GOOD.replace("lr: 1e-3}", "lr: 1e-3}\n  scheduler: {name: multistep, milestones: 3}"),
+        ["train.scheduler", "scheduler 'multistep' refuses milestones=3"],
+    ),
+    "bad_optimizer_momentum": (
+        GOOD.replace("lr: 1e-3", "lr: 1e-3, momentum: -1"),
+        ["train.optimizer", "momentum=-1", "Invalid momentum value"],
+    ),
     "list_recipe": ("- name: tiny\n- train: {}\n", ["must be a mapping", "list"]),
     "scalar_recipe": ("just a string\n", ["must be a mapping", "str"]),
     "empty_recipe": ("", ["must be a mapping"]),

@@ -62,6 +62,9 @@ def test_ls_filters_by_glob_and_lists_timm_and_torchvision_models(capsys):
     out = capsys.readouterr().out
     assert "resnet101" in out and "torchvision:resnet18" in out and "resnet10t" in out
     assert "vit_" not in out
+    # bench's own CIFAR ResNet is no timm model: it was listed as "timm 'bench.components...'"
+    assert "resnet18_cifar         bench's factory bench.components.models.cifar_resnet:resnet18_cifar" in out
+    assert "timm 'bench." not in out
     assert main(["ls", "model", "no_such_model_*"]) == 0
     assert "nothing matches" in capsys.readouterr().out
 

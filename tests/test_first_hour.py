@@ -209,6 +209,23 @@ def test_gpu_recipe_dry_run_says_it_would_be_refused(tmp_path, no_cuda):
     assert "--record-skips" in proc.stdout
 
 
+def test_dry_run_estimate_counts_runs_this_machine_skips_at_no_time(tmp_path, no_cuda, capsys):
+    """smoke.yaml again after the quickstart: its 2 amp_fp16 runs are recorded as skipped at once
+    without CUDA, but the estimate counted them at the median run's time ('~1m 27s for 2 run(s)')."""
+    import pandas as pd
+
+    path = REPO / "recipes" / "smoke.yaml"
+    names = [v.name for v in load_recipe(path).variants if v.body.train.precision != "amp_fp16"]
+    csv = tmp_path / "results" / "smoke" / "runs.csv"
+    csv.parent.mkdir(parents=True)
+    # timed before with other settings (another run key): each counts at its own 10 s
+    pd.DataFrame({"variant": names, "run_key": "old", "status": "finished", "time/wall_s": 10.0}).to_csv(csv)
+    assert main(["run", str(path), "--dry-run", *store_args(tmp_path)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith(f"estimated training time: ~2m 40s for {len(names)} run(s)"), line
+    assert "2 recorded as skipped on this machine at once" in line
+
+
 def test_gpu_recipe_run_exits_2_before_recording(tmp_path, no_cuda, capsys):
     path = REPO / "recipes" / "cifar10_speedrun.yaml"
     assert main(["run", str(path), *store_args(tmp_path)]) == 2
@@ -439,3 +456,21 @@ def test_dry_run_says_when_the_start_weights_are_not_there(tmp_path, tiny_image_
     assert f"note: model.weights: {missing} does not exist yet: bench run stops at it (exit 2" in out, out
     assert main(["run", str(pre), str(tuned), "--dry-run", *store_args(tmp_path)]) == 0
     assert "does not exist" not in capsys.readouterr().out  # the quickstart pair: pre writes it first
+
+
+def test_a_store_failure_says_resume_only_where_the_checkpoint_is_there(tmp_path):
+    """The results folder deleted mid-run: every later variant failed with 'the checkpoint is kept
+    and the next run resumes it', with the checkpoint gone with the folder."""
+    from bench.execution.task import TaskSpec, store_failure
+
+    variant = load_recipe(write_recipe(tmp_path / "tiny.yaml", tiny_recipe(tmp_path))).variants[0]
+    spec = TaskSpec("tiny", str(tmp_path / "results"), "sqlite:///gone.db", "1", "p")
+    exc = RuntimeError("attempt to write a readonly database")
+    reason = store_failure(variant, "recording the run", exc, spec)["reason"]
+    assert "no checkpoint in" in reason and "trains it from the start" in reason and "resumes" not in reason
+    (spec.run_dir(variant)).mkdir(parents=True)
+    (spec.run_dir(variant) / "last.ckpt").write_bytes(b"ckpt")
+    assert (
+        "the checkpoint is kept and the next run resumes it"
+        in store_failure(variant, "x", exc, spec)["reason"]
+    )

@@ -82,6 +82,32 @@ def test_report_warns_when_runs_differ_in_device_or_versions(uri, tmp_path, caps
     )
 
 
+def test_report_md_images_resolve_beside_it_with_a_relative_results_dir(uri, tmp_path, monkeypatch):
+    """The default results dir is relative ('results'): report.md's plots must be linked relative to
+    report.md itself, or every markdown viewer shows them broken."""
+    log_study(uri, "relative", {"base": {"acc": [0.8, 0.81, 0.82]}, "other": {"acc": [0.7, 0.72, 0.71]}})
+    monkeypatch.chdir(tmp_path)
+    assert cli(["report", "--experiment", "relative", "--tracking-uri", uri, "--results-dir", "res"]) == 0
+    md_path = tmp_path / "res" / "relative" / "report.md"
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md_path.read_text())
+    assert len(links) >= 3 and all((md_path.parent / link).is_file() for link in links), links
+
+
+def test_an_edited_recipe_is_reported_by_its_latest_runs_not_as_more_seeds(uri, tmp_path, capsys):
+    """Edit a recipe (new run keys, same variant names) and run it again: the report counts each
+    variant and seed once, by its latest run, and says what it left out."""
+    log_study(uri, "edited", {"base": {"acc": [0.8, 0.81, 0.82]}, "other": {"acc": [0.6, 0.61, 0.62]}})
+    log_study(uri, "edited", {"base": {"acc": [0.8, 0.81, 0.82]}, "other": {"acc": [0.9, 0.91, 0.92]}}, "v2-")
+    frames = report_tables(experiment="edited", tracking_uri=uri, results_dir=tmp_path)
+    variants = frames["variants"].set_index("variant")
+    assert variants.loc["other", "seeds"] == 3 and variants.loc["other", "acc_mean"] == pytest.approx(0.91)
+    assert len(frames["runs"]) == 6
+    assert (
+        cli(["report", "--experiment", "edited", "--tracking-uri", uri, "--results-dir", str(tmp_path)]) == 0
+    )
+    assert "6 older run(s) of variants and seeds that ran again" in capsys.readouterr().out
+
+
 def test_emulated_bf16_is_said_next_to_the_variant(uri, tmp_path):
     log_study(uri, "bf", {"fp32": {"acc": [0.8, 0.8]}, "bf16": {"acc": [0.8, 0.8], "precision": "amp_bf16"},
                           "bf16native": {"acc": [0.8, 0.8], "precision": "amp_bf16",
@@ -167,6 +193,24 @@ def test_compare_two_studies_side_by_side(uri, tmp_path, tiny_image_folder):
     frames = report_tables(experiment="smoke", tracking_uri=here, results_dir=out, compare=[path])
     assert frames["compare:study"].set_index("variant").loc["a", "img_s_ratio"] == pytest.approx(8400 / 1100)
     assert cli([*args, "--compare", str(tmp_path / "nowhere")]) != 0
+
+
+def test_compare_with_a_study_of_other_variants_says_it_compares_nothing(uri, tmp_path, capsys):
+    """`bench report smoke --compare results/mine`: no variant name in common, and the side-by-side
+    table was rows of dashes without a word."""
+    log_study(uri, "mine_a", {"scheduler=cosine": {"acc": [0.8, 0.82]}})
+    log_study(uri, "mine_b", {"scheduler=step": {"acc": [0.7, 0.71]}})
+    other = tmp_path / "b"
+    assert cli(["report", "--experiment", "mine_b", "--tracking-uri", uri, "--results-dir", str(other)]) == 0
+    out = tmp_path / "a"
+    args = ["report", "--experiment", "mine_a", "--tracking-uri", uri, "--results-dir", str(out), "--no-log"]
+    capsys.readouterr()
+    assert cli([*args, "--compare", str(other / "mine_b")]) == 0
+    assert "warning: --compare mine_b: no variant name is in both studies" in capsys.readouterr().out
+    assert (
+        "No variant name is in both studies: nothing is compared."
+        in (out / "mine_a" / "report.md").read_text()
+    )
 
 
 def test_report_min_effect_is_read_and_leaves_run_keys_alone(tmp_path, tiny_image_folder):

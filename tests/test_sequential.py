@@ -4,6 +4,8 @@ and --until-decided adds seeds only where a comparison is undecided, as ordinary
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,3 +198,33 @@ def test_bench_run_until_decided_adds_seeds_and_resumes(tmp_path, tiny_image_fol
     assert report.returncode == 0, report.stderr[-3000:]
     text = (tmp_path / "results" / "until" / "report.md").read_text()
     assert "Sequential verdicts (--until-decided)" in text and "undecided" in text
+
+
+def test_report_summary_of_an_until_decided_study_gives_the_sequential_verdicts(tmp_path, capsys):
+    """First-hour smoke_until_decided: stopped undecided at the cap, its summary said 'Equivalent to
+    the baseline within ±0.02' from the fixed-design TOST, which assumes a seed count fixed in
+    advance. The summary now gives the sequential verdict the run stopped on."""
+    from mlflow import MlflowClient
+
+    from bench.cli import main
+    from tests.helpers import log_study
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = [0.444, 0.450, 0.414, 0.431, 0.354, 0.322]  # the measured per-seed accuracies
+    smooth = [0.445, 0.454, 0.413, 0.423, 0.367, 0.351]
+    log_study(uri, "ud", {"label_smoothing=0": {"acc": base}, "label_smoothing=0.1": {"acc": smooth}})
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("ud").experiment_id
+    settings = {"alpha": 0.05, "min_effect": 0.02, "max_seeds": 6, "family": 1,
+                "baseline": "label_smoothing=0", "first_look": 3}  # fmt: skip
+    parent = client.create_run(
+        exp, tags={"bench.kind": "recipe", sequential.SETTINGS_TAG: json.dumps(settings)}
+    )
+    client.set_terminated(parent.info.run_id)
+    recipe = tiny_recipe(tmp_path, "ud", baseline="label_smoothing=0", seeds=[0, 1, 2])
+    recipe |= {"matrix": {"train.label_smoothing": [0.0, 0.1]}, "report": {"min_effect": 0.02}}
+    path = write_recipe(tmp_path / "ud.yaml", recipe)
+    assert main(["report", str(path), "--tracking-uri", uri, "--results-dir", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out.replace("`", "")
+    assert "Undecided at the seed cap (sequential): label_smoothing=0.1 (+0.0063, [-0." in out, out
+    assert "Equivalent to the baseline" not in out

@@ -53,5 +53,21 @@ def test_speed_times_variants_interleaved_and_writes_the_cost_table(tmp_path, ti
     # paired by round: a round counts only where neither timing was contaminated (a busy CI machine)
     dirty = timings[timings["contention/speed_contaminated"] > 0.5]
     other = table.set_index("variant").loc["batch_size=16"]
-    assert other["rounds"] == 2 - dirty["round"].nunique() and other["left_out"] == len(dirty)
+    assert other["rounds"] == 2 - dirty["round"].nunique() and other["left_out"] == dirty["round"].nunique()
+    assert base["rounds"] + base["left_out"] == 2 == other["rounds"] + other["left_out"]
     assert "ratio [95% CI]" in proc.stdout and "batch_size=16" in proc.stdout
+
+
+def test_cost_table_counts_rounds_left_out_not_timings():
+    """bench speed on a busy machine, 2 rounds, every timing contaminated: the table read
+    'rounds 0, left out 4' for the variant (its 2 timings plus the baseline's), more rounds left out
+    than were run. A round either arm timed on a busy machine is one round left out."""
+    from bench.speedcheck.table import cost_table
+
+    rows = [{"round": r, "group": g, "status": "finished", "throughput/train_img_s": 100.0 + r,
+             "contention/speed_contaminated": float(busy)}
+            for r, busy_pair in enumerate([(1, 1), (1, 0), (0, 0)])
+            for g, busy in zip(("base", "other"), busy_pair)]  # fmt: skip
+    table = cost_table(pd.DataFrame(rows), "base", set())[0].set_index("variant")
+    assert table.loc["other", "left_out"] == 2 and table.loc["other", "rounds"] == 1
+    assert table.loc["base", "left_out"] == 2 and table.loc["base", "rounds"] == 1

@@ -134,6 +134,20 @@ def test_recheck_comparison_and_probability_best():
     assert rc.p_best < 0.6  # three equal means: far from a settled winner
 
 
+def test_recheck_says_a_bootstrap_certainty_is_overconfident_where_the_tests_see_no_difference():
+    """First-hour smoke_tune: the winner led on each of 3 fresh seeds (+0.21, +0.04, +0.04), so the
+    bootstrap said 'P(best of 2) = 1.00' beside 'indistinguishable (Holm p=0.219)'."""
+    from bench.tune.recheck import compare, describe
+
+    measured = {0: {1: 0.440, 2: 0.426, 3: 0.398}, 1: {1: 0.234, 2: 0.386, 3: 0.354}}
+    rc = compare(measured, [1, 2, 3], "maximize")
+    assert rc.winner == 0 and rc.p_best == pytest.approx(1.0) and rc.indistinguishable == [1]
+    first = describe(rc, "val/acc")[0]
+    assert "P(best of 2) = 1.00 (bootstrap over 3 seeds; overconfident here" in first, first
+    clear = {7: {3: 0.90, 4: 0.91, 5: 0.92, 6: 0.90}, 2: {3: 0.70, 4: 0.72, 5: 0.71, 6: 0.70}}
+    assert "overconfident" not in describe(compare(clear, [3, 4, 5, 6], "maximize"), "val/acc")[0]
+
+
 def test_overlay_tuned_on_seeds_moves_the_run_seeds(tmp_path, capsys):
     from bench.recipe.load import load_recipe
 

@@ -18,7 +18,7 @@ from bench.cli import main as cli
 from bench.tracking.uris import redact_uri
 from bench.tune.study import dashboard_command
 from bench.ui.server import free_port
-from tests.helpers import Served, bench_main, fresh_store
+from tests.helpers import Served, bench_main, fresh_store, log_study
 from tests.recipes import tiny_recipe, write_recipe
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -331,3 +331,14 @@ def test_tune_study_in_optuna_dashboard(tmp_path, tiny_image_folder, served, mon
         finally:
             browser.close()
     assert "val/acc (last epoch)" in body and "Objective 0" not in body
+
+
+def test_ui_says_to_wait_for_ready_before_the_server_answers(tmp_path, served):
+    """The URL and 'press Ctrl-C to stop' were printed ~20 s before the MLflow server answered: a
+    user who opened it at once got 'connection refused', with nothing said until 'ready:'."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    log_study(uri, "waits", {"a": {"acc": [0.8, 0.81]}})
+    ui = served("--experiment", "waits", "--tracking-uri", uri, "--port", "0")
+    assert ui.wait_for("ready:").startswith("http://127.0.0.1:")
+    before = "".join(ui.lines[:-1])
+    assert "starting the server: the URL answers once 'ready:' is printed" in before, before

@@ -82,8 +82,8 @@ def _describe(kind: str, item: object) -> str:
     if kind in ("datasets", "tricks"):  # the first line of the docstring
         text = (getattr(item, "__doc__", None) or "").strip()
         return text.splitlines()[0] if text else ""
-    if kind == "models":
-        return f"timm '{item}'"
+    if kind == "models":  # a short name stands for a timm model or for one of bench's own factories
+        return f"bench's factory {item}" if ":" in str(item) else f"timm '{item}'"
     if kind == "lr_lambdas":
         return "lr_lambda for the lambda and multiplicative schedulers"
     cls = item.cls if kind == "schedulers" else item

@@ -49,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
     from bench.commands.api import build_report
     from bench.report import variance
     from bench.report.build import VARIANCE_DRAWS, VARIANCE_METRIC, summary_lines
+    from bench.report.compare import matched
 
     report = build_report(
         args.recipe, args.overrides, overlays=args.overlay, experiment=args.experiment, baseline=args.baseline,
@@ -67,6 +68,10 @@ def main(args: argparse.Namespace) -> int:
           f"{report.path.parent / 'report'})")  # fmt: skip
     for line in summary_lines(report.tables):
         print("  " + line.replace("`", ""))
+    for other, side in report.comparisons.items():  # a study of other variants compares nothing
+        if not matched(side):
+            print(f"warning: --compare {other}: no variant name is in both studies (variants are matched by "
+                  "name, e.g. 'scheduler=cosine'): the side-by-side table compares nothing")  # fmt: skip
     if not report.variance:
         return 0
     print("\nRun-to-run variance. " + variance.METHOD_NOTE.format(pct=report.tables.confidence * 100,

@@ -102,7 +102,9 @@ def main(args: argparse.Namespace) -> int:
             for note in (bf16_note(recipe), device_note(recipe, args.record_skips or on_ray is not None)):
                 if note:
                     print(f"note: {note}")
-            print(estimate_line(keyed, args.results_dir, force=args.force))
+            # runs this machine skips at once take no time (on Ray, GPU nodes may train them)
+            skips = [] if on_ray is not None else device_skips(recipe)
+            print(estimate_line(keyed, args.results_dir, force=args.force, device_skips=skips))
         return 0
     from bench.errors import Terminated
     from bench.execution.owner import RecipeBusy
@@ -198,6 +200,17 @@ def device_note(recipe, record_skips: bool) -> str | None:
             f"{len(names)} run(s) would be recorded as skipped: {why}" for why, names in skipped.items()
         )
     return None
+
+
+def device_skips(recipe) -> list[str]:
+    """The names of the runs this machine would record as skipped for lack of a device."""
+    from bench.measure.hardware import cuda_available, skipped_for_device
+
+    return [
+        n
+        for names in skipped_for_device(recipe.variants, cuda_available(exact=False)).values()
+        for n in names
+    ]
 
 
 def variants_table(recipe, order: str = DEFAULT_ORDER, seed: int | None = None) -> str:

@@ -32,6 +32,19 @@ def check_optimizer(name: str, kwargs: dict[str, Any]) -> None:
     check_kwargs(cls, kwargs, what=f"optimizer '{name}'", skip=OWN_KEYS)
 
 
+def try_optimizer(cfg) -> torch.optim.Optimizer:
+    """Build an OptimizerConfig's optimizer on one dummy parameter. torch checks argument values
+    (``betas``, ``eps``, ``momentum`` ...) only in the constructor: unchecked, a bad value failed
+    every run of the recipe inside its recorded run (``IndexError: list index out of range``)."""
+    cls = OPTIMIZERS.get(cfg.name)
+    param = torch.zeros(1, requires_grad=True)
+    try:
+        return cls([param], lr=cfg.lr, weight_decay=cfg.weight_decay, **cfg.kwargs)
+    except (ValueError, TypeError, IndexError, KeyError, RuntimeError) as exc:
+        given = ", ".join(f"{k}={v!r}" for k, v in cfg.kwargs.items()) or f"lr={cfg.lr!r}"
+        raise ValueError(f"optimizer '{cfg.name}' refuses {given}: {type(exc).__name__}: {exc}") from None
+
+
 def stage_names(count: int) -> list[str]:
     """Readable names: stem, stage1..stageN, head."""
     return ["stem"] + [f"stage{i}" for i in range(1, count - 1)] + ["head"] if count > 1 else ["head"]

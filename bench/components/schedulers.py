@@ -245,6 +245,21 @@ def build_scheduler(
     return LRSchedule(spec.cls(optimizer, **kwargs), policy, steps_per_epoch, **warm)
 
 
+def try_scheduler(optimizer_cfg, cfg, *, epochs: int, steps_per_epoch: int = 100) -> None:
+    """Build ``cfg``'s scheduler over a dummy optimizer. torch checks argument values (a
+    ``milestones`` that is no list, a negative ``T_max``) only in the constructor: unchecked, a bad
+    value failed every run of the recipe inside its recorded run. The real steps per epoch depend
+    on the data; any plausible number builds the same classes."""
+    from bench.components.optimizers import try_optimizer
+
+    optimizer = try_optimizer(optimizer_cfg)
+    try:
+        build_scheduler(optimizer, cfg, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    except Exception as exc:  # noqa: BLE001 - a user's scheduler class may raise anything
+        given = ", ".join(f"{k}={v!r}" for k, v in cfg.kwargs.items()) or "its defaults"
+        raise ValueError(f"scheduler '{cfg.name}' refuses {given}: {type(exc).__name__}: {exc}") from None
+
+
 def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
     """Each param group's LR relative to the recipe's: its ``lr_scale`` (set by
     ``build_param_groups``), else its LR over the base LR for groups built elsewhere."""

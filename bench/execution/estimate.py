@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -56,25 +57,38 @@ def _earlier(loaded: Any, done: Any, force: bool) -> list[tuple[str, float | Non
     return out
 
 
-def estimate_line(loaded: Any, results_dir: str | Path, force: bool = False) -> str:
+def estimate_line(
+    loaded: Any, results_dir: str | Path, force: bool = False, device_skips: Collection[str] = ()
+) -> str:
     """One line for ``bench run --dry-run``: the study's total time, from earlier runs of the
     same recipe. A variant timed before counts with its own time; a new one with the median
-    of the timed ones; one that finished with the same run_key is skipped (0 s)."""
+    of the timed ones; one that finished with the same run_key is skipped (0 s), and so is one
+    this machine records as skipped at once (``device_skips``: amp_fp16 without CUDA; counted at
+    the median, the smoke rerun's two amp_fp16 runs read '~1m 27s' for nothing to train)."""
     done = earlier_wall_times(results_dir, loaded.name)
     source = Path(results_dir) / loaded.name / "runs.csv"
     if done is None:
         return f"estimated training time: unknown (no finished runs of '{loaded.name}' in {source} yet)"
     median = float(done[WALL].median())
-    earlier = _earlier(loaded, done, force)
+    earlier = [
+        ("device", 0.0) if v.name in device_skips and how != "skip" else (how, seconds)
+        for v, (how, seconds) in zip(loaded.variants, _earlier(loaded, done, force))
+    ]
     count = Counter(how for how, _ in earlier)
     total = sum(median if seconds is None else seconds for _, seconds in earlier)
     skipped = count["skip"]
-    to_run = len(loaded.variants) - skipped
+    to_run = len(loaded.variants) - skipped - count["device"]
     if not to_run:
-        return f"estimated training time: nothing to train: all {skipped} run(s) finished with these settings (--force re-runs them)"
+        return (
+            f"estimated training time: nothing to train: {'' if count['device'] else 'all '}{skipped} run(s) "
+            "finished with these settings "
+            f"(--force re-runs them){_device_part(count['device'])}"
+        )
     parts = [f"{len(done)} finished run(s) in {source}"]
     if skipped:
         parts.append(f"{skipped} already finished with the same settings: skipped unless --force")
+    if count["device"]:
+        parts.append(_device_part(count["device"]).lstrip("; "))
     if count["other"]:
         parts.append(f"{count['other']} timed with other settings (epochs, data, ...): a rough guide")
     if count["new"]:
@@ -83,6 +97,10 @@ def estimate_line(loaded: Any, results_dir: str | Path, force: bool = False) -> 
         f"estimated training time: ~{format_duration(total)} for {to_run} run(s), plus start-up and data "
         f"loading (from the {WALL} of {'; '.join(parts)})"
     )
+
+
+def _device_part(n: int) -> str:
+    return f"; {n} recorded as skipped on this machine at once (see the note above)" if n else ""
 
 
 def expected_times(loaded: Any, results_dir: str | Path, force: bool = False) -> dict[str, float]:

@@ -106,8 +106,11 @@ def first_line(exc: BaseException) -> str:
 def store_failure(variant: Variant, what: str, exc: BaseException, spec: TaskSpec, run_id: str = "") -> dict:
     """The row of a variant whose recording failed (an MLflow error, "database is locked", a
     damaged store): failed with what was being done and why; the matrix goes on."""
+    # said only where it is true: a results folder deleted mid-run took the checkpoint with it
+    resumes = (spec.run_dir(variant) / "last.ckpt").is_file()
     reason = (f"the tracking store failed while {what}: {first_line(exc)} ({spec.tracking_uri}); "
-              "the checkpoint is kept and the next run resumes it")  # fmt: skip
+              + ("the checkpoint is kept and the next run resumes it" if resumes else
+                 f"no checkpoint in {spec.run_dir(variant)}: the next run trains it from the start"))  # fmt: skip
     return variant_row(variant, "failed", reason, {}, run_id, store_error=True)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.report import changes, compare, fetch, markdown, plots, sequential
@@ -65,6 +66,8 @@ def build_report(
         min_effect=min_effect, memory_front=memory_front,
         compute_neutral=compute_neutral(runs, fetched.params, baseline),
     )  # fmt: skip
+    if fetched.superseded:
+        tables.warnings.insert(0, fetched.superseded)
     if fetched.unfinished:
         tables.warnings.insert(0, fetched.unfinished)
     tables.axes = mark_bundles(tables.axes, changes.bundle_axes(runs, fetched.params, tables.baseline_name))
@@ -213,7 +216,9 @@ def summary_lines(t: Tables) -> list[str]:
             )
     if len(v) and (busy := _busy_machine(v)):
         lines.append(busy)
-    if len(t.baseline):
+    if len(t.baseline) and t.sequential is not None and "sequential_verdict" in t.baseline:
+        lines += _sequential_lines(t)
+    elif len(t.baseline):
         b = t.baseline[t.baseline["variant"] != t.baseline_name]
         if family := t.family:
             lines.append(f"{family} comparison(s) with the baseline form one family: verdicts are Holm-adjusted, "
@@ -262,6 +267,37 @@ def summary_lines(t: Tables) -> list[str]:
                          "machine: no variant is named first to it.")  # fmt: skip
         else:
             lines.append(f"No variant reached the target accuracy {t.target_acc:g}.")
+    return lines
+
+
+def _sequential_lines(t: Tables) -> list[str]:
+    """Runs of ``--until-decided`` stopped on their results: the summary gives the sequential
+    verdicts. The fixed-design ones assume a seed count fixed in advance; read after adaptive
+    stopping they overclaim (a comparison the sequential design left undecided read 'equivalent')."""
+    b = t.baseline[t.baseline["variant"] != t.baseline_name]
+    margin = t.sequential.get("min_effect", t.min_effect)
+    says = {
+        "better": "Better than the baseline",
+        "worse": "Worse than the baseline",
+        "equivalent": f"Equivalent to the baseline within ±{float(margin):g}",
+        "undecided": "Undecided at the seed cap",
+        "too few seeds": "Too few paired seeds for a verdict",
+    }
+    lines = [
+        "Seeds were added until decided (--until-decided): the verdicts are the sequential ones (repeated "
+        "confidence intervals, table 'Sequential verdicts'); the fixed-design verdicts assume a seed count "
+        "fixed in advance and are not read here."
+    ]
+    for verdict, text in says.items():
+        hit = b[b["sequential_verdict"] == verdict]
+        if len(hit):
+            names = ", ".join(
+                f"`{r.variant}` ({r.acc_diff:+.4f}"
+                + (f", [{r.seq_lo:+.4f}, {r.seq_hi:+.4f}]" if np.isfinite([r.seq_lo, r.seq_hi]).all() else "")
+                + (f", n={r.seq_pairs:.0f})" if pd.notna(r.seq_pairs) else ")")
+                for r in hit.itertuples()
+            )
+            lines.append(f"{text} (sequential): {names}.")
     return lines
 
 

@@ -67,6 +67,11 @@ def side_by_side(a: Study, b: Study) -> pd.DataFrame:
     return merged
 
 
+def matched(table: pd.DataFrame) -> int:
+    """How many variant names a side-by-side table finds in both studies."""
+    return int((table["seeds_a"].notna() & table["seeds_b"].notna()).sum())
+
+
 def blocks(a: Study, b: Study, table: pd.DataFrame) -> list[tuple]:
     """The report section for one comparison."""
     from bench.report.markdown import num, ratio, signed
@@ -82,6 +87,7 @@ def blocks(a: Study, b: Study, table: pd.DataFrame) -> list[tuple]:
         f"Variants matched by name. Δ acc = `{b.name}` − `{a.name}` (seed means); ratios are "
         f"`{b.name}` / `{a.name}` of median train throughput and of mean memory. Different devices "
         "make speed and memory ratios hardware comparisons, not trick comparisons."
+        + ("" if matched(table) else " **No variant name is in both studies: nothing is compared.**")
     )
     rows = [
         [f"`{r.variant}`", num(r.seeds_a, 0), num(r.acc_a), num(r.seeds_b, 0), num(r.acc_b), signed(r.acc_diff),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ def to_markdown(doc: Doc, relative_to: Path) -> str:
         elif kind == "table":
             out += [md_table(block[1], block[2]), ""]
         elif kind == "image":
-            rel = block[2].relative_to(relative_to) if block[2].is_absolute() else block[2]
+            # relative to the markdown file, wherever the command ran (results dirs are often relative)
+            rel = Path(os.path.relpath(Path(block[2]).resolve(), Path(relative_to).resolve()))
             out += [f"![{block[1]}]({rel.as_posix()})", ""]
     return "\n".join(out).rstrip() + "\n"
 

@@ -25,6 +25,7 @@ class Fetched:
     parent_id: str | None  # the latest recipe (parent) run, for artifacts
     params: dict[str, dict[str, str]]  # run_id -> params
     unfinished: str | None = None  # the latest bench run has not ended: what the report covers then
+    superseded: str | None = None  # older runs of a variant and seed that ran again with another run key
 
 
 def _int(text: str | None) -> int | None:
@@ -61,8 +62,12 @@ def fetch_runs(client, experiment: str) -> Fetched:
     everything = search_all(client, exp.experiment_id)
     parents = [r for r in everything if r.data.tags.get("bench.kind") == "recipe"]
     children = [r for r in everything if r.data.tags.get(PARENT_TAG) and r.data.tags.get("bench.run_key")]
-    # newest first: keep the latest run of every run_key
+    # newest first: keep the latest run of every run_key, and of every variant and seed: an edited
+    # recipe (or changed data) runs a variant again under a new run key, and its older runs would
+    # otherwise count as more seeds of a config the recipe no longer has
     seen: set[str] = set()
+    names: set[str] = set()
+    older = 0
     rows, params = [], {}
     for run in sorted(children, key=lambda r: r.info.start_time or 0, reverse=True):
         tags = run.data.tags
@@ -70,6 +75,11 @@ def fetch_runs(client, experiment: str) -> Fetched:
         if key in seen:
             continue
         seen.add(key)
+        name = tags.get("bench.variant", run.info.run_name)
+        if name in names:
+            older += 1
+            continue
+        names.add(name)
         status = tags.get("bench.status")
         if not status:  # still running, or the process died before recording an outcome
             status = "running" if run.info.status == "RUNNING" else run.info.status.lower()
@@ -108,6 +118,13 @@ def fetch_runs(client, experiment: str) -> Fetched:
     return Fetched(
         experiment, exp.experiment_id, frame, axes, latest.info.run_id if latest else None, params,
         unfinished=_unfinished(latest, frame),
+        superseded=(
+            f"{older} older run(s) of variants and seeds that ran again since under another run key (an edited "
+            "recipe, other overrides or changed data) are left out: each variant and seed is reported by its "
+            "latest run"
+            if older
+            else None
+        ),
     )  # fmt: skip
 
 

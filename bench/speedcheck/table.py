@@ -20,7 +20,9 @@ def cost_table(
     done = timings[timings["status"] == "finished"].rename(columns={"round": "seed"})
     dirty = speed.contaminated(done)
     clean = done[~dirty]
-    left_out = done[dirty].groupby("group").size().to_dict()
+    # rounds, not timings: a round both arms timed on a busy machine is one round left out (counting
+    # timings, two rounds with every timing contaminated read 'rounds 0, left out 4')
+    dirty_rounds = done[dirty].groupby("group")["seed"].agg(set).to_dict()
     floor, source = speed.noise_floor(done, base, neutral)
     memory = next((c for c in done if c.startswith("memory/peak_")), None)
     per_round = stats.by_seed(clean, speed.THROUGHPUT)
@@ -34,7 +36,7 @@ def cost_table(
         rows.append({
             "variant": group,
             "rounds": fast.n,
-            "left_out": left_out.get(group, 0) + (left_out.get(base, 0) if group != base else 0),
+            "left_out": len(dirty_rounds.get(group, set()) | (dirty_rounds.get(base, set()) if group != base else set())),
             "train_img_s": float(img_s.median()) if len(img_s) else float("nan"),
             "ratio": fast.mean, "lo": fast.lo, "hi": fast.hi,
             "verdict": "baseline" if group == base else verdict(fast),

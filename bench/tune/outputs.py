@@ -16,7 +16,7 @@ from bench.tracking import mlflow_store as store
 from bench.tune import fidelity
 from bench.tune.liveness import counts, epochs_trained
 from bench.tune.plan import TunePlan
-from bench.tune.recheck import Recheck, analyse, ranked
+from bench.tune.recheck import Recheck, analyse, p_best_text, ranked
 from bench.tune.recheck import describe as describe_recheck
 from bench.util.fileio import atomic_write_text
 
@@ -38,7 +38,7 @@ def best_overlay(plan: TunePlan, trial: Any, values: dict[str, Any], rc: Recheck
         + (f", test/acc={test:.4f}" if test is not None else "")
         + f" on tuning seeds {plan.tuning_seeds}"
         + (f"\n# re-checked on fresh seeds {rc.seeds}: {rc.mean:.4f} [{rc.lo:.4f}, {rc.hi:.4f}], "
-           f"P(best of {len(rc.values)}) {rc.p_best:.2f}" if rc else "")
+           f"{p_best_text(rc).replace('paired tests below', 'paired tests')}" if rc else "")
         + f"\n#   bench run {plan.loaded.source} --overlay {plan.out_dir / 'best.yaml'}"
         + "\n# (the run's seeds move off tuned.tuned_on_seeds: the seeds that chose it never report it)\n"
     )  # fmt: skip
@@ -170,8 +170,15 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
         for key, value in values.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 metrics[f"best/{key}"] = float(value)
+        lead = by_value[0][0] if by_value else best
         lines.append(
             f"best: trial {best.number}, {metric}={best.value:.4f} on tuning seeds {plan.tuning_seeds}"
+            + (
+                f" (the re-check's winner on fresh seeds; trial {lead.number} led on the tuning seeds with "
+                f"{lead.value:.4f})"
+                if lead.number != best.number
+                else ""
+            )
         )
         lines += [f"  {k}: {v}" for k, v in values.items()]
         if rc is not None:

@@ -57,6 +57,11 @@ def check_host(host: str, allow_remote: bool, what: str) -> None:
     )
 
 
+# printed before the server answers (MLflow's takes ~20 s on a busy machine): the URL refused
+# connections until then, with nothing said between "press Ctrl-C to stop" and "ready:"
+WAIT_LINE = "starting the server: the URL answers once 'ready:' is printed (press Ctrl-C to stop)"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host.strip("[]"), 0))
@@ -199,7 +204,7 @@ def landing(client, base: str, experiment: str | None, loaded: Any | None, resul
 def serve_mlflow(uri: str, host: str, port: int, url: str, open_browser: bool) -> int:
     base = base_url(host, port)
     print(f"  {url}", flush=True)
-    print("press Ctrl-C to stop", flush=True)
+    print(WAIT_LINE, flush=True)
     return serve_process(
         server_command(host, port),
         env=server_env(uri),
@@ -249,7 +254,7 @@ def serve_study(options: Any, host: str, port: int, open_browser: bool) -> int:
     url = f"{base}/dashboard/studies/{study_id}"
     print(f"optuna-dashboard for study '{plan.study_name}' ({spec.display}) at {base}", flush=True)
     print(f"  {url}", flush=True)
-    print("press Ctrl-C to stop", flush=True)
+    print(WAIT_LINE, flush=True)
     announce_when_up(url, f"{base}/api/meta", lambda: True, open_browser)
     try:
         with until_stopped():

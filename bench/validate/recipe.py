@@ -97,6 +97,9 @@ class Checks:
         self._check("train.loss", (train.loss, train.label_smoothing), self._loss, where)
         self._check("train.optimizer", train.optimizer, self._optimizer, where)
         self._check("train.scheduler", train.scheduler, self._scheduler, where)
+        if self.full:  # the values too: torch checks them only when it builds the scheduler
+            value = (train.optimizer, train.scheduler, train.epochs)
+            self._check("train.scheduler", value, self._scheduler_values, where)
         if self.full and train.freeze:
             self._check("train.freeze", (body.model, train.freeze), self._freeze, where)
 
@@ -151,6 +154,10 @@ class Checks:
             from bench.components.optimizers import check_optimizer
 
             check_optimizer(cfg.name, cfg.kwargs)
+        if self.full:  # the values too: torch checks them only when it builds the optimizer
+            from bench.components.optimizers import try_optimizer
+
+            try_optimizer(cfg)
 
     def _scheduler(self, cfg: SchedulerConfig) -> None:
         known = catalog.SCHEDULERS.get(cfg.name)
@@ -166,6 +173,12 @@ class Checks:
             check_scheduler(cfg.name, cfg.kwargs, warmup=warmup, interval=cfg.interval)
             if "lambda_kwargs" in cfg.kwargs:
                 _check_lambda_kwargs(cfg)
+
+    def _scheduler_values(self, value: tuple[OptimizerConfig, SchedulerConfig, int]) -> None:
+        from bench.components.schedulers import try_scheduler
+
+        optimizer, scheduler, epochs = value
+        try_scheduler(optimizer, scheduler, epochs=epochs)
 
     def _freeze(self, value: tuple[ModelConfig, int]) -> None:
         from bench.components.freeze import freeze_stages

@@ -275,7 +275,8 @@ CPU = {"env.device_type": "cpu", "env.device_name": "AMD EPYC", "env.cpu_native_
 
 def log_study(uri: str, experiment: str, groups: dict[str, dict], key_prefix: str = "") -> None:
     """One parent run and, per group, one finished child run per seed: ``groups[name]`` holds
-    ``acc`` (per seed), optional ``speed``, ``env`` (tags), ``precision`` and ``metrics``. Into an
+    ``acc`` (per seed), optional ``seeds`` (default 0, 1, ...), ``speed``, ``env`` (tags),
+    ``precision`` and ``metrics``. Into an
     existing experiment when there is one: with another ``key_prefix``, a rerun of an edited recipe."""
     if uri.startswith("sqlite:///"):
         fresh_store(Path(uri.removeprefix("sqlite:///")))
@@ -283,13 +284,13 @@ def log_study(uri: str, experiment: str, groups: dict[str, dict], key_prefix: st
     exp = ensure_experiment(client, uri, experiment)  # artifacts beside the store, not in ./mlruns
     parent = client.create_run(exp, tags={"bench.kind": "recipe"}).info.run_id
     for group, spec in groups.items():
-        for seed, acc in enumerate(spec["acc"]):
+        for i, (seed, acc) in enumerate(zip(spec.get("seeds", range(len(spec["acc"]))), spec["acc"])):
             tags = {"mlflow.parentRunId": parent, "bench.run_key": f"{key_prefix}{group}-{seed}", "bench.group": group,
                     "bench.variant": f"{group},seed={seed}", "bench.seed": str(seed), "bench.status": "finished",
                     "axis.x": group, **spec.get("env", CPU)}  # fmt: skip
             run = client.create_run(exp, tags=tags).info.run_id
             client.log_param(run, "train.precision", spec.get("precision", "fp32"))
-            speed = spec.get("speed", [1000.0] * len(spec["acc"]))[seed]
+            speed = spec.get("speed", [1000.0] * len(spec["acc"]))[i]
             for step, value in enumerate((acc - 0.1, acc)):
                 client.log_metric(run, "test/acc", value, step=step)
             metrics = {"throughput/train_img_s": speed, "memory/peak_rss_mb": 900.0, "time/wall_s": 5.0,

@@ -108,6 +108,28 @@ def test_an_edited_recipe_is_reported_by_its_latest_runs_not_as_more_seeds(uri, 
     assert "6 older run(s) of variants and seeds that ran again" in capsys.readouterr().out
 
 
+def test_a_tune_study_is_reported_on_its_re_check_seeds_not_the_seeds_that_chose(uri, tmp_path):
+    """`bench report recipes/smoke_tune.yaml`: trial 0 won on its tuning seed (0.9, the winner's
+    curse) and was re-checked on fresh seeds 5-7 (about 0.6). The report averaged all four as
+    "4 seed(s)"; the seed that chose the configuration is not evidence for it."""
+    trial = {**CPU, "bench.kind": "trial"}
+    log_study(
+        uri, "tuned", {"trial=0": {"acc": [0.9], "env": trial}, "trial=1": {"acc": [0.5], "env": trial}}
+    )
+    recheck = {**CPU, "bench.kind": "recheck"}
+    log_study(
+        uri, "tuned", {"trial=0": {"acc": [0.6, 0.61, 0.62], "seeds": [5, 6, 7], "env": recheck}}, "re-"
+    )
+    frames = report_tables(experiment="tuned", tracking_uri=uri, results_dir=tmp_path)
+    variants = frames["variants"].set_index("variant")
+    assert variants.loc["trial=0", "seeds"] == 3 and variants.loc["trial=0", "acc_mean"] == pytest.approx(
+        0.61
+    )
+    assert variants.loc["trial=1", "seeds"] == 0 and variants.loc["trial=1", "status"] == "1 tuning"
+    assert set(frames["excluded"]["status"]) == {"tuning"} and len(frames["excluded"]) == 2
+    assert "winner's curse" in frames["excluded"]["reason"].iloc[0]
+
+
 def test_emulated_bf16_is_said_next_to_the_variant(uri, tmp_path):
     log_study(uri, "bf", {"fp32": {"acc": [0.8, 0.8]}, "bf16": {"acc": [0.8, 0.8], "precision": "amp_bf16"},
                           "bf16native": {"acc": [0.8, 0.8], "precision": "amp_bf16",

@@ -14,6 +14,10 @@ from bench.tracking.mlflow_store import PARENT_TAG, search_all
 # best test accuracy over epochs: chosen on the test set, so an oracle figure, never a result
 ORACLE, ORACLE_OLD = "test/acc_oracle", "test/acc_best"
 PROVENANCE_TAGS = ("bench.normalize", "bench.input.code")  # read with the env.* tags
+TUNING = (
+    "a tuning trial: its seeds chose this configuration, so its score is biased upwards (the winner's "
+    "curse); the re-check's fresh seeds report it"
+)
 
 
 @dataclass
@@ -68,7 +72,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
     seen: set[str] = set()
     names: set[str] = set()
     older = 0
-    rows, params = [], {}
+    rows, params, tuning = [], {}, set()
     for run in sorted(children, key=lambda r: r.info.start_time or 0, reverse=True):
         tags = run.data.tags
         key = tags["bench.run_key"]
@@ -105,9 +109,15 @@ def fetch_runs(client, experiment: str) -> Fetched:
             row.setdefault(ORACLE, row.pop(ORACLE_OLD))
         row["precision"] = run.data.params.get("train.precision")
         rows.append(row)
+        if tags.get("bench.kind") == "trial":
+            tuning.add(row["run_id"])
         params[run.info.run_id] = dict(run.data.params)
     if not rows:
         raise BenchError(f"experiment '{experiment}' has no variant runs yet; run the recipe first")
+    if any(r["status"] == "finished" and r["run_id"] not in tuning for r in rows):
+        for row in rows:  # a tune study with a re-check: the seeds that chose are not the evidence
+            if row["run_id"] in tuning and row["status"] == "finished":
+                row["status"], row["reason"] = "tuning", TUNING
     rows.reverse()  # oldest first
     axes = list(dict.fromkeys(c[len("axis.") :] for row in rows for c in row if c.startswith("axis.")))
     frame = pd.DataFrame(rows)

@@ -50,6 +50,9 @@ def test_ls_lists_each_kind_from_the_registries(capsys):
         assert kind in out
     assert "onecycle" in out and "torch.optim.lr_scheduler.OneCycleLR" in out and "cross_entropy" in out
     assert "tiny" in out and "imagefolder" in out
+    # each scheduler's step policy in words (it read "steps per batch_fractional", "steps per plateau")
+    assert "(steps per batch, in fractional epochs" in out and "(steps on the validation metric" in out
+    assert "_fractional" not in out
 
 
 def test_ls_filters_by_glob_and_lists_timm_and_torchvision_models(capsys):

@@ -12,6 +12,8 @@ KINDS = ("schedulers", "optimizers", "models", "datasets", "losses", "tricks", "
 ALIASES = {"scheduler": "schedulers", "optimizer": "optimizers", "model": "models", "dataset": "datasets",
            "data": "datasets", "loss": "losses", "trick": "tricks", "lr_lambda": "lr_lambdas"}  # fmt: skip
 IMPORT_PATH_NOTE = "or any 'package.module:Name' import path"
+STEPPED = {"epoch": "steps per epoch", "batch": "steps per batch",
+           "batch_fractional": "steps per batch, in fractional epochs", "plateau": "steps on the validation metric"}  # fmt: skip
 # Where each kind's registry lives; imported only when that kind is listed (torch, timm).
 REGISTRIES = {
     "schedulers": "bench.components.schedulers:SCHEDULERS",
@@ -89,7 +91,7 @@ def _describe(kind: str, item: object) -> str:
     cls = item.cls if kind == "schedulers" else item
     text = f"{cls.__module__}.{cls.__qualname__}"
     if kind == "schedulers":
-        text += f" (steps per {item.policy}{', warm-up allowed' if item.warmup else ''})"
+        text += f" ({STEPPED[item.policy]}{', warm-up allowed' if item.warmup else ''})"
     return text
 
 

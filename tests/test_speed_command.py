@@ -71,3 +71,14 @@ def test_cost_table_counts_rounds_left_out_not_timings():
     table = cost_table(pd.DataFrame(rows), "base", set())[0].set_index("variant")
     assert table.loc["other", "left_out"] == 2 and table.loc["other", "rounds"] == 1
     assert table.loc["base", "left_out"] == 2 and table.loc["base", "rounds"] == 1
+
+
+def test_cost_card_with_every_round_contaminated_says_why_it_has_no_ratio():
+    """Every round timed on a busy machine printed 'nan [nan, nan] ... too few rounds' without a
+    word on why."""
+    from bench.speedcheck.table import cost_table, table_text
+
+    rows = [{"round": r, "group": g, "status": "finished", "throughput/train_img_s": 100.0,
+             "contention/speed_contaminated": 1.0} for r in range(2) for g in ("base", "other")]  # fmt: skip
+    text = "\n".join(table_text(cost_table(pd.DataFrame(rows), "base", set())[0]))
+    assert "nan" not in text and "contention monitor marked a timing contaminated" in text

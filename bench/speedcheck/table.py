@@ -48,8 +48,13 @@ def cost_table(
 def table_text(table: pd.DataFrame) -> list[str]:
     lines = [f"{'variant':30} {'rounds':>6} {'left out':>8} {'img/s':>10} {'ratio [95% CI]':>26}  verdict"]
     for r in table.itertuples():
-        ci = f"{r.ratio:.3f} [{r.lo:.3f}, {r.hi:.3f}]"
+        ci = "–" if pd.isna(r.ratio) else f"{r.ratio:.3f} [{r.lo:.3f}, {r.hi:.3f}]"
+        img_s = "–" if pd.isna(r.train_img_s) else f"{r.train_img_s:.1f}"
+        lines.append(f"{r.variant:30} {r.rounds:>6} {r.left_out:>8} {img_s:>10} {ci:>26}  {r.verdict}")
+    if table["left_out"].any():  # say why rounds are missing: 'nan [nan, nan]' alone read as a bug
         lines.append(
-            f"{r.variant:30} {r.rounds:>6} {r.left_out:>8} {r.train_img_s:>10.1f} {ci:>26}  {r.verdict}"
+            f"left out: rounds in which the contention monitor marked a timing contaminated (other processes "
+            f"used the cores or GPU; up to {int(table['left_out'].max())} per variant): time again on a quiet "
+            "machine or with more --rounds"
         )
     return lines

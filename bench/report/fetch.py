@@ -89,7 +89,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
             status = "running" if run.info.status == "RUNNING" else run.info.status.lower()
         row: dict[str, Any] = {
             "run_id": run.info.run_id,
-            "variant": tags.get("bench.variant", run.info.run_name),
+            "variant": name,
             "group": tags.get("bench.group", tags.get("bench.variant", run.info.run_name)),
             "seed": replicate(tags),
             # the streams each run drew from (its seed where the recipe did not split them): the

@@ -3,6 +3,8 @@ silently accepted, dropped, or to fail late with a traceback after runs were rec
 
 from __future__ import annotations
 
+import math
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -474,3 +476,46 @@ def test_a_store_failure_says_resume_only_where_the_checkpoint_is_there(tmp_path
         "the checkpoint is kept and the next run resumes it"
         in store_failure(variant, "x", exc, spec)["reason"]
     )
+
+
+# --- the experiment's "Run again" command is the command that ran ----------------------------------
+
+
+def test_the_run_again_command_repeats_overrides_folders_and_data_dir(tmp_path, tiny_image_folder, monkeypatch):
+    """MLflow's experiment note said ``bench run RECIPE``: without the overrides it runs another
+    config (a second study beside the first), without --results-dir it looks in ./results, and
+    without BENCH_DATA_DIR it cannot find a relative data root."""
+    from tests.helpers import children, client_for, fresh_store, parents
+
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tiny_image_folder))
+    recipe = tiny_recipe(tiny_image_folder)
+    del recipe["data"]["root"]  # the data folder comes from the environment
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    fresh_store(tmp_path / "mlflow.db")
+    assert main(["run", str(path), "train.epochs=1", "data.subset=40", *store_args(tmp_path)]) == 0
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name("tiny")
+    (parent,) = parents(client.search_runs([exp.experiment_id]))
+    command = parent.data.tags["bench.command"]
+    assert command in exp.tags["mlflow.note.content"]  # the note shows the same line
+    env, bench_word, *argv = shlex.split(command)
+    assert env == f"BENCH_DATA_DIR={tiny_image_folder}" and bench_word == "bench"
+    assert argv == ["run", str(path), "train.epochs=1", "data.subset=40", *store_args(tmp_path)]
+    assert main(argv) == 0
+    runs = client.search_runs([exp.experiment_id])
+    assert len(parents(runs)) == 2 and len(children(runs)) == 1  # the same study: nothing trained again
+
+
+def test_a_run_too_short_to_time_has_no_throughput_rather_than_zero():
+    """Warm-up that ended on an epoch's last step left the clock running with no image counted: a
+    tiny subset printed and recorded "0 img/s", which the report's medians then averaged in."""
+    import torch
+
+    from bench.engine.measure import Throughput
+
+    meter = Throughput(torch.device("cpu"), warmup_steps=2)
+    meter.start()
+    meter.step(32)
+    meter.step(32)  # the warm-up's last step starts the clock
+    meter.stop()  # the epoch ends: evaluation
+    assert meter.seconds > 0 and math.isnan(meter.images_per_second)

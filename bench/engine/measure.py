@@ -55,7 +55,9 @@ class Throughput:
 
     @property
     def images_per_second(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
+        # NaN, not 0, without a timed image: warm-up that ends on an epoch's last step leaves the
+        # clock running until stop() with nothing counted, which read as "0 img/s"
+        return self.images / self.seconds if self.images and self.seconds > 0 else float("nan")
 
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")

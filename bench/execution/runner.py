@@ -28,7 +28,7 @@ from bench.execution.results import recipe_dir, summary_text, table_frame
 from bench.execution.task import TaskSpec, first_line, row_of_run, variant_row
 from bench.recipe.load import LoadedRecipe
 from bench.tracking import mlflow_store as store
-from bench.tracking.experiment_view import describe_experiment
+from bench.tracking.experiment_view import COMMAND_TAG, describe_experiment, rerun_command
 from bench.tracking.uris import redact_text, redact_uri
 from bench.tracking.variant_runs import close_dead_runs, owner_tags
 from bench.util.fileio import atomic_write_text
@@ -51,6 +51,7 @@ class RecipeRunner:
         self.results_dir = Path(results_dir)
         self.out_dir = recipe_dir(self.results_dir, loaded.name)
         self.uri = store.default_tracking_uri(self.results_dir, tracking_uri or loaded.recipe.tracking.uri)
+        self.tracking_uri = tracking_uri  # as given: the experiment's "run again" line repeats it
         self.force = force
         self.live_progress = live_progress
         self.executor = executor
@@ -75,11 +76,13 @@ class RecipeRunner:
         experiment = self.loaded.recipe.tracking.experiment or self.loaded.name
         try:
             exp_id = store.ensure_experiment(client, self.uri, experiment)
-            describe_experiment(client, exp_id, self.loaded, self.results_dir)  # what `bench ui` opens on
+            # what `bench ui` opens on
+            describe_experiment(client, exp_id, self.loaded, self.results_dir, self.tracking_uri)
             closed = close_dead_runs(client, exp_id, self.loaded.name)
             parent_id = client.create_run(
                 exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 tags={"bench.recipe": self.loaded.name, "bench.kind": "recipe", "bench.source": self.loaded.source,
+                      COMMAND_TAG: rerun_command(self.loaded, self.results_dir, self.tracking_uri),
                       "bench.variants": str(len(self.loaded.variants)), **owner_tags(),
                       ORDER_TAG: self.order, ORDER_SEED_TAG: str(self.order_seed), **self.until_tags()},
             ).info.run_id  # fmt: skip

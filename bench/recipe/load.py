@@ -78,6 +78,9 @@ class LoadedRecipe:
     raw: dict[str, Any]
     variants: list[Variant] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what overrides did to the matrix (for --dry-run)
+    # as given on the command line: the "run again" command repeats them
+    overrides: tuple[str, ...] = ()
+    overlays: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -262,7 +265,8 @@ def load_recipe(
     notes: list[str] = []
     raw = load_raw(path, overlays, overrides, notes)
     recipe = _validate(Recipe, raw, source)
-    loaded = LoadedRecipe(recipe=recipe, source=source, raw=raw, notes=notes)
+    loaded = LoadedRecipe(recipe=recipe, source=source, raw=raw, notes=notes, overrides=tuple(overrides),
+                          overlays=tuple(str(o) for o in overlays))  # fmt: skip
     base = {k: v for k, v in raw.items() if k not in RUN_KEYS}
     combos, all_keys, labels = _expand(raw, source)
     for axes in combos:

@@ -24,6 +24,7 @@ localhost server, ``AssistantContext.tsx`` keeps ``mlflow.assistant.panelOpen``)
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ VIEW_NAME = "bench: latest study"  # listed under the UI's "Views"
 COMPARE_KEY = "bench-compare"
 COMPARE_NAME = "bench: accuracy vs throughput"
 COMPARE_SECTION = "bench: finished variants"
+COMMAND_TAG = "bench.command"  # on a bench run's parent run: the command (rerun_command)
 GROUP_TAG = "bench.group"  # the variant, the same for each of its seeds
 WORKFLOW = {"workflowType": "machine_learning"}
 
@@ -209,10 +211,31 @@ def home_url(base: str) -> str:
     return f"{base}/#/experiments?{urlencode(WORKFLOW)}"
 
 
-def description(loaded: Any, results_dir: str | Path) -> str:
+def rerun_command(loaded: Any, results_dir: str | Path, tracking_uri: str | None = None) -> str:
+    """The ``bench run`` command that gave these runs: its overlays, overrides, folders and data
+    directory (a bare ``bench run RECIPE`` would run another config, or fail to find the data)."""
+    words = ["bench", "run"]
+    for overlay in loaded.overlays:
+        words += ["--overlay", overlay]
+    words += [loaded.source, *loaded.overrides]
+    if Path(results_dir) != Path("results"):
+        words += ["--results-dir", str(results_dir)]
+    if tracking_uri:
+        words += ["--tracking-uri", tracking_uri]
+    # the data directory, where the recipe leaves it to the environment (bench/util/dataroot.py)
+    data_dir = os.environ.get("BENCH_DATA_DIR") if loaded.recipe.data.root is None else None
+    return (f"BENCH_DATA_DIR={shlex.quote(data_dir)} " if data_dir else "") + shlex.join(words)
+
+
+def description(loaded: Any, results_dir: str | Path, tracking_uri: str | None = None) -> str:
     """The experiment's note: what the recipe is for, how to run it again, where the report is."""
     recipe = loaded.recipe
     report = Path(results_dir).resolve() / loaded.name / "report.md"
+    report_words = ["bench", "report", loaded.source]
+    if Path(results_dir) != Path("results"):
+        report_words += ["--results-dir", str(results_dir)]
+    if tracking_uri:
+        report_words += ["--tracking-uri", tracking_uri]
     lines = [f"**{loaded.name}**" + (f": {recipe.description}" if recipe.description else "")]
     lines += [
         "",
@@ -221,15 +244,17 @@ def description(loaded: Any, results_dir: str | Path) -> str:
         "",
         "Run again (finished variants are skipped, interrupted ones resume):",
         "",
-        f"    bench run {shlex.quote(loaded.source)}",
+        f"    {rerun_command(loaded, results_dir, tracking_uri)}",
         "",
-        f"Report: `bench report {shlex.quote(loaded.source)}` writes `{report}`",
+        f"Report: `{shlex.join(report_words)}` writes `{report}`",
     ]
     return "\n".join(lines)
 
 
-def describe_experiment(client, exp_id: str, loaded: Any, results_dir: str | Path) -> None:
+def describe_experiment(
+    client, exp_id: str, loaded: Any, results_dir: str | Path, tracking_uri: str | None = None
+) -> None:
     """Give the experiment its description (recipe description, command, report path) and mark
     it a model-training experiment, so MLflow's UI does not open it in GenAI mode."""
-    client.set_experiment_tag(exp_id, NOTE_TAG, description(loaded, results_dir))
+    client.set_experiment_tag(exp_id, NOTE_TAG, description(loaded, results_dir, tracking_uri))
     client.set_experiment_tag(exp_id, KIND_TAG, MODEL_TRAINING)

@@ -481,7 +481,9 @@ def test_a_store_failure_says_resume_only_where_the_checkpoint_is_there(tmp_path
 # --- the experiment's "Run again" command is the command that ran ----------------------------------
 
 
-def test_the_run_again_command_repeats_overrides_folders_and_data_dir(tmp_path, tiny_image_folder, monkeypatch):
+def test_the_run_again_command_repeats_overrides_folders_and_data_dir(
+    tmp_path, tiny_image_folder, monkeypatch
+):
     """MLflow's experiment note said ``bench run RECIPE``: without the overrides it runs another
     config (a second study beside the first), without --results-dir it looks in ./results, and
     without BENCH_DATA_DIR it cannot find a relative data root."""

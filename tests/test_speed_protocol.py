@@ -123,7 +123,9 @@ def test_a_second_process_on_the_gpu_is_seen_from_nvml_and_its_runs_left_out(tmp
     quiet, quiet_runs, wall = study(tmp_path / "quiet", gpu_image_folder, "gpuquiet", **gpu)
     print("GPU, alone:\n", quiet[cols].to_string())
     print(quiet_runs[["variant", "throughput/train_img_s", "contention/gpu_other_procs"]].to_string())
-    assert (quiet_runs["contention/gpu_other_procs"] == 0).all()  # read from NVML; the run is not its own rival
+    assert (
+        quiet_runs["contention/gpu_other_procs"] == 0
+    ).all()  # read from NVML; the run is not its own rival
     others = [v for v in quiet.index if v != "lr=0.05"]
     for v in others:
         assert 0.95 <= quiet.loc[v, "train_img_s_lo"] and quiet.loc[v, "train_img_s_hi"] <= 1.05, quiet.loc[v]
@@ -137,4 +139,6 @@ def test_a_second_process_on_the_gpu_is_seen_from_nvml_and_its_runs_left_out(tmp
     for v in others:
         row = busy.loc[v]
         assert row["speed_verdict"] not in ("faster", "slower"), (v, row.to_dict())
-        assert row["train_img_s_lo"] <= 1.0 <= row["train_img_s_hi"] or row["speed_left_out"] > 0, row.to_dict()
+        assert row["train_img_s_lo"] <= 1.0 <= row["train_img_s_hi"] or row["speed_left_out"] > 0, (
+            row.to_dict()
+        )

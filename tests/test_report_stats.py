@@ -283,3 +283,21 @@ def test_speed_verdict_rarely_errs_and_gains_power_with_seeds():
     for seeds in (3, 8):
         assert np.isin(calibrate.speed_verdicts(rng, s, 1.0, seeds, 300), ("faster", "slower")).mean() <= 0.05
     assert (calibrate.speed_verdicts(rng, s, 1.25, 8, 300) == "faster").mean() >= 0.8
+
+
+def test_a_compute_neutral_variant_left_with_one_clean_run_sets_no_noise_floor():
+    """Contention marked two of `sched`'s three runs; its one clean run happened to read 1.30×. That
+    single pair set the noise floor to ±30%, so `amp`, 1.20× faster on every seed ([1.19, 1.21]),
+    read 'same within the noise floor'. `sched2`, with three clean pairs at 1.00×, sets it now."""
+    rows = [_row("base", s, 0.8, 1000.0) for s in range(3)]
+    rows += [_row("sched", s, 0.8, v) for s, v in enumerate((1300.0, 1000.0, 1000.0))]
+    for row in rows[-2:]:
+        row["contention/speed_contaminated"] = 1.0
+    rows += [_row("sched2", s, 0.8, 1000.0) for s in range(3)]
+    rows += [_row("amp", s, 0.8, v) for s, v in enumerate((1200.0, 1210.0, 1190.0))]
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base", compute_neutral={"sched", "sched2"})
+    assert (
+        t.speed_floor == pytest.approx(1.01)
+        and "1 compute-neutral variant(s), 3 seed pairs" in t.speed_floor_source
+    )
+    assert t.baseline.set_index("variant").loc["amp", "speed_verdict"] == "faster"

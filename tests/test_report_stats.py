@@ -210,6 +210,19 @@ def test_fastest_variant_says_when_its_speed_was_timed_on_a_busy_machine():
     )
 
 
+def test_a_variant_too_short_to_time_is_not_said_to_have_had_no_clean_run():
+    """`tiny`'s runs were all clean but too short to time (no throughput recorded); one baseline run
+    was marked contaminated. The busy-machine line said "`tiny` had no clean run", which sends the
+    user to re-time a variant on a quiet machine when its runs are too short to time anywhere."""
+    rows = [_row("base", s, 0.8, 1000.0) for s in range(3)] + [
+        _row("tiny", s, 0.8, math.nan) for s in range(3)
+    ]
+    rows[2]["contention/speed_contaminated"] = 1.0
+    busy = next(line for line in summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="base"))
+                if "busy machine" in line)  # fmt: skip
+    assert "1 of 6 finished run(s)" in busy and "no clean run" not in busy
+
+
 def test_runs_timed_under_load_stay_out_of_the_medians_the_fastest_and_the_pareto_front():
     """Two variants with the same per-step compute; the baseline's second seed ran while another job
     took the cores (monitor: contaminated). Its 200 img/s dragged the baseline's median to 600, so

@@ -223,6 +223,19 @@ def test_a_variant_too_short_to_time_is_not_said_to_have_had_no_clean_run():
     assert "1 of 6 finished run(s)" in busy and "no clean run" not in busy
 
 
+def test_a_fastest_variant_timed_clean_once_is_not_ranked_on_that_one_run():
+    """Contention marked two of `sched`'s three runs; the clean one read 1,300 img/s against `amp`'s
+    1,190-1,210 on three clean runs. Its [min, max] was that one value, so nothing overlapped and the
+    summary named `sched` fastest without a caveat, on a single timing."""
+    rows = [_row("amp", s, 0.8, v) for s, v in enumerate((1200.0, 1210.0, 1190.0))]
+    rows += [_row("sched", s, 0.8, v) for s, v in enumerate((1300.0, 1000.0, 1000.0))]
+    for row in rows[-2:]:
+        row["contention/speed_contaminated"] = 1.0
+    lines = summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="amp"))
+    fastest = next(line for line in lines if line.startswith("Fastest to train"))
+    assert "`sched`" in fastest and "from one run of `sched` only, so not told apart from `amp`" in fastest
+
+
 def test_runs_timed_under_load_stay_out_of_the_medians_the_fastest_and_the_pareto_front():
     """Two variants with the same per-step compute; the baseline's second seed ran while another job
     took the cores (monitor: contaminated). Its 200 img/s dragged the baseline's median to 600, so

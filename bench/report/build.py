@@ -337,8 +337,15 @@ def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str
     rest = v[(v["variant"] != top["variant"]) & v[mid].notna()]
     if not len(rest) or lo_col not in v:
         return ""
+    if top.get(f"{short}_n", 2) < 2:  # its [min, max] is one value: no range to overlap, yet no evidence
+        return f"; from one run of `{top['variant']}` only, so not told apart from `{_second(rest, mid, higher)}`"
     second = rest.loc[rest[mid].idxmax() if higher else rest[mid].idxmin()]
     overlap = (second[hi_col] >= top[lo_col]) if higher else (second[lo_col] <= top[hi_col])
     if pd.isna(top[lo_col]) or pd.isna(second[hi_col]) or bool(overlap):
         return f"; not told apart from `{second['variant']}` by these seeds (their ranges overlap)"
     return ""
+
+
+def _second(rest: pd.DataFrame, mid: str, higher: bool) -> str:
+    """The runner-up's name."""
+    return rest.loc[rest[mid].idxmax() if higher else rest[mid].idxmin(), "variant"]

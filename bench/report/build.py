@@ -292,7 +292,9 @@ def _sequential_lines(t: Tables) -> list[str]:
         hit = b[b["sequential_verdict"] == verdict]
         if len(hit):
             names = ", ".join(
-                f"`{r.variant}` ({r.acc_diff:+.4f}"
+                f"`{r.variant}` (no seed paired with the baseline)"  # it printed '(+nan, n=0)'
+                if pd.isna(r.acc_diff)
+                else f"`{r.variant}` ({r.acc_diff:+.4f}"
                 + (f", [{r.seq_lo:+.4f}, {r.seq_hi:+.4f}]" if np.isfinite([r.seq_lo, r.seq_hi]).all() else "")
                 + (f", n={r.seq_pairs:.0f})" if pd.notna(r.seq_pairs) else ")")
                 for r in hit.itertuples()

@@ -61,11 +61,17 @@ def build_report(
     lr_keys = sorted({c for c in runs.columns if c.startswith("train/lr/")})
     history = fetch.fetch_histories(client, runs["run_id"].tolist(), [*HISTORY_KEYS, *lr_keys])
     runs = add_epoch_columns(runs, history, target_acc)
+    settings = dict(
+        group_order=group_order, target_acc=target_acc, min_effect=min_effect, memory_front=memory_front
+    )
     tables = build_tables(
-        runs, fetched.axes, group_order=group_order, baseline=baseline, target_acc=target_acc,
-        min_effect=min_effect, memory_front=memory_front,
-        compute_neutral=compute_neutral(runs, fetched.params, baseline),
+        runs, fetched.axes, baseline=baseline, compute_neutral=compute_neutral(runs, fetched.params, baseline),
+        **settings,
     )  # fmt: skip
+    if tables.baseline_name not in (baseline, None):  # no finished baseline run: compared against another
+        # variant, so 'compute-neutral' (the speed noise floor's A/A arms) means neutral to that one
+        neutral = compute_neutral(runs, fetched.params, tables.baseline_name)
+        tables = build_tables(runs, fetched.axes, baseline=baseline, compute_neutral=neutral, **settings)
     if fetched.superseded:
         tables.warnings.insert(0, fetched.superseded)
     if fetched.unfinished:

@@ -327,3 +327,16 @@ def test_a_compute_neutral_variant_left_with_one_clean_run_sets_no_noise_floor()
         and "1 compute-neutral variant(s), 3 seed pairs" in t.speed_floor_source
     )
     assert t.baseline.set_index("variant").loc["amp", "speed_verdict"] == "faster"
+
+
+def test_an_axis_effect_on_unequal_seed_counts_is_taken_over_the_seeds_its_interval_uses():
+    """The baseline finished 5 seeds (two easy ones at 0.80, three at 0.90), `x=b` only seeds 0 and
+    1 (0.81 each). Seed for seed `x=b` is 0.01 better, and the interval said [+0.01, +0.01], but Δ
+    acc was the difference of the seed means over unequal seeds: -0.05, outside its own interval."""
+    rows = [_row("base", s, a) for s, a in enumerate((0.80, 0.80, 0.90, 0.90, 0.90))]
+    rows += [{**_row("var", s, 0.81), "axis.x": "b"} for s in range(2)]
+    for row in rows[:5]:
+        row["axis.x"] = "a"
+    axis = build_tables(pd.DataFrame(rows), ["x"], baseline="base").axes.iloc[0]
+    assert axis["seeds"] == 2 and axis["acc_delta"] == pytest.approx(0.01)
+    assert axis["acc_delta_lo"] <= axis["acc_delta"] <= axis["acc_delta_hi"]

@@ -340,3 +340,14 @@ def test_an_axis_effect_on_unequal_seed_counts_is_taken_over_the_seeds_its_inter
     axis = build_tables(pd.DataFrame(rows), ["x"], baseline="base").axes.iloc[0]
     assert axis["seeds"] == 2 and axis["acc_delta"] == pytest.approx(0.01)
     assert axis["acc_delta_lo"] <= axis["acc_delta"] <= axis["acc_delta_hi"]
+
+
+def test_the_time_to_target_column_says_how_many_runs_it_timed_clean():
+    """Both runs of `base` reached the target, one while another job took the cores: the column read
+    '5.0 (2/2 reached)' for a time taken from one run, and '– (2/2 reached)' with both busy."""
+    rows = [_row("base", 0, 0.8), _row("base", 1, 0.8)]
+    for row, seconds, busy in zip(rows, (5.0, 30.0), (0, 1)):
+        row["time_to_target_s"], row["contention/speed_contaminated"] = seconds, float(busy)
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base", target_acc=0.5)
+    text = render(t, recipe="r", experiment="r", tracking_uri="sqlite://", plots={}, summary_lines=[])
+    assert "5.0 (2/2 reached, 1 timed clean)" in text

@@ -100,3 +100,7 @@ def test_the_run_again_command_recorded_in_the_store_hides_the_password(tmp_path
     loaded = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path)))
     for text in (rerun_command(loaded, "results", uri), description(loaded, "results", uri)):
         assert "hunter2pw" not in text and "http://bob:***@mlflow.example" in text, text
+    loaded = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path)), [f"tracking.uri={uri}"])
+    assert "hunter2pw" not in rerun_command(loaded, "results") and "bob:***@" in rerun_command(
+        loaded, "results"
+    )

@@ -211,10 +211,13 @@ def test_gpu_recipe_dry_run_says_it_would_be_refused(tmp_path, no_cuda):
     assert "--record-skips" in proc.stdout
 
 
-def test_dry_run_estimate_counts_runs_this_machine_skips_at_no_time(tmp_path, no_cuda, capsys):
+def test_dry_run_estimate_counts_runs_this_machine_skips_at_no_time(tmp_path, no_cuda, capsys, monkeypatch):
     """smoke.yaml again after the quickstart: its 2 amp_fp16 runs are recorded as skipped at once
     without CUDA, but the estimate counted them at the median run's time ('~1m 27s for 2 run(s)')."""
     import pandas as pd
+
+    # native bf16, as on the CI box: without it the amp_bf16 runs are skipped at once too
+    monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "0")
 
     path = REPO / "recipes" / "smoke.yaml"
     names = [v.name for v in load_recipe(path).variants if v.body.train.precision != "amp_fp16"]

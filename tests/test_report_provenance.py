@@ -130,6 +130,19 @@ def test_a_tune_study_is_reported_on_its_re_check_seeds_not_the_seeds_that_chose
     assert "winner's curse" in frames["excluded"]["reason"].iloc[0]
 
 
+def test_a_tune_study_without_a_finished_re_check_says_its_results_are_the_trials(uri, tmp_path, capsys):
+    """Every re-check run failed (or none ran): the trials are all there is to report, and the
+    report said nothing of their scores having chosen their own configuration."""
+    trial = {**CPU, "bench.kind": "trial"}
+    log_study(
+        uri, "trials_only", {"trial=0": {"acc": [0.9], "env": trial}, "trial=1": {"acc": [0.5], "env": trial}}
+    )
+    assert (
+        cli(["report", "--experiment", "trials_only", "--tracking-uri", uri, "--results-dir", str(tmp_path)]) == 0
+    )
+    assert "2 tuning trial run(s) are reported as results" in capsys.readouterr().out
+
+
 def test_emulated_bf16_is_said_next_to_the_variant(uri, tmp_path):
     log_study(uri, "bf", {"fp32": {"acc": [0.8, 0.8]}, "bf16": {"acc": [0.8, 0.8], "precision": "amp_bf16"},
                           "bf16native": {"acc": [0.8, 0.8], "precision": "amp_bf16",

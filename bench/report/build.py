@@ -74,6 +74,8 @@ def build_report(
         tables = build_tables(runs, fetched.axes, baseline=baseline, compute_neutral=neutral, **settings)
     if fetched.superseded:
         tables.warnings.insert(0, fetched.superseded)
+    if fetched.trials_counted:
+        tables.warnings.insert(0, fetched.trials_counted)
     if fetched.unfinished:
         tables.warnings.insert(0, fetched.unfinished)
     tables.axes = mark_bundles(tables.axes, changes.bundle_axes(runs, fetched.params, tables.baseline_name))
@@ -264,7 +266,9 @@ def summary_lines(t: Tables) -> list[str]:
         if len(reached):
             # its time is over the seeds that got there: a variant that missed the target in some
             # seeds is named first only where none reached it in every seed, and says so
-            every = reached[reached["ttt_reached"] >= reached["seeds"]] if "ttt_reached" in reached else reached
+            every = (
+                reached[reached["ttt_reached"] >= reached["seeds"]] if "ttt_reached" in reached else reached
+            )
             pool = every if len(every) else reached
             quick = pool.loc[pool["ttt_s_mean"].idxmin()]
             split = "validation" if quick.get("ttt_on") == "val" else "test (no validation split)"

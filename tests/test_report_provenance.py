@@ -138,7 +138,8 @@ def test_a_tune_study_without_a_finished_re_check_says_its_results_are_the_trial
         uri, "trials_only", {"trial=0": {"acc": [0.9], "env": trial}, "trial=1": {"acc": [0.5], "env": trial}}
     )
     assert (
-        cli(["report", "--experiment", "trials_only", "--tracking-uri", uri, "--results-dir", str(tmp_path)]) == 0
+        cli(["report", "--experiment", "trials_only", "--tracking-uri", uri, "--results-dir", str(tmp_path)])
+        == 0
     )
     assert "2 tuning trial run(s) are reported as results" in capsys.readouterr().out
 

@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, TrackingError, message_line
+from bench.errors import BenchError, StoreChoiceError, TrackingError, message_line
 from bench.tracking.uris import has_secret, redact_text, redact_uri
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -36,6 +36,8 @@ def open_store(uri: str, *, create: bool = True):
     from mlflow.tracking import MlflowClient
 
     from bench.util.fileio import file_lock
+
+    refuse_file_store(uri)
 
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -76,6 +78,20 @@ def open_store(uri: str, *, create: bool = True):
             f"cannot open the MLflow tracking store '{redact_uri(uri)}': {redact_text(first, uri)}{hint}"
         ) from None
     return client
+
+
+def refuse_file_store(uri: str) -> None:
+    """MLflow's file store (``file:`` or a bare path) cannot hold bench's runs: ``train/lr`` is a
+    metric and ``train/lr/<group>`` one below it, a file and a folder of one name, so every run
+    trained and then failed to record. MLflow 3 also refuses it unless MLFLOW_ALLOW_FILE_STORE is set."""
+    from urllib.parse import urlparse
+
+    if urlparse(uri).scheme in ("", "file"):
+        raise StoreChoiceError(
+            f"tracking URI '{redact_uri(uri)}' is an MLflow file store, which cannot record bench's "
+            "metrics (train/lr beside train/lr/<group>); use an SQLite file, e.g. "
+            "--tracking-uri sqlite:///results/mlflow.db (the default), or a server URL"
+        )
 
 
 def redact_secrets(record: Any) -> bool:

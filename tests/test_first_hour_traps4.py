@@ -12,7 +12,12 @@ from tests.recipes import tiny_recipe, write_recipe
 
 
 def store_args(tmp_path: Path) -> list[str]:
-    return ["--results-dir", str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    return [
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
 
 
 # --- an MLflow file store -------------------------------------------------------------------------

@@ -35,3 +35,36 @@ def test_a_file_tracking_store_is_refused_before_anything_trains(tmp_path, tiny_
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is an MLflow file store" in err and "sqlite:///" in err, err
     assert not (tmp_path / "results" / "tiny").exists()
+
+
+# --- data.subset at its edges ---------------------------------------------------------------------
+
+
+def test_a_subset_of_one_image_is_refused_before_anything_is_recorded(tmp_path, tiny_image_folder, capsys):
+    """`bench run smoke_pretrain.yaml data.subset=1` recorded every seed as failed (exit 1) with
+    torch's "Expected more than 1 value per channel when training": bad input, found after recording."""
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"data.subset": 1}))
+    assert main(["run", str(path), *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "data: data.subset=1 leaves 1 training image: a training batch needs at least 2" in err, err
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_subset_that_leaves_classes_without_images_warns_naming_them(tmp_path, tiny_image_folder, capsys):
+    """`data.subset=3` over five classes trained a 5-way model on three images without a word:
+    two classes never seen, yet scored in test/acc."""
+    from bench.data.splits import load_splits
+    from bench.recipe.schema import DataConfig
+
+    settings = {"train.epochs": 1, "data.subset": 2}
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **settings))
+    assert main(["run", str(path), *store_args(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    splits = load_splits(DataConfig(name="imagefolder", root=str(tiny_image_folder), subset=2))
+    seen = set(splits.train.labels.tolist())
+    missing = [name for i, name in enumerate(splits.classes) if i not in seen]
+    assert len(missing) >= 2 and set(missing) < set(splits.classes)
+    assert (
+        f"data.subset=2 leaves no training image of {len(missing)} of 4 classes ({', '.join(missing)})" in err
+    )

@@ -68,3 +68,52 @@ def test_a_subset_that_leaves_classes_without_images_warns_naming_them(tmp_path,
     assert (
         f"data.subset=2 leaves no training image of {len(missing)} of 4 classes ({', '.join(missing)})" in err
     )
+
+
+# --- bench report on a study where nothing finished -------------------------------------------------
+
+EXPLODING_LOSS = """
+import torch
+
+
+class Exploding(torch.nn.Module):
+    def forward(self, logits, target):
+        if logits.requires_grad:  # in training; bench's check of the loss on a test batch passes
+            raise RuntimeError("loss exploded")
+        return torch.nn.functional.cross_entropy(logits, target)
+"""
+
+
+@pytest.fixture
+def isolated_path(monkeypatch):
+    """Validation puts the recipe's folder on sys.path and PYTHONPATH: undo it after the test."""
+    import os
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    monkeypatch.delenv("BENCH_IMPORT_PATHS", raising=False)
+
+
+def test_report_of_a_study_where_every_run_failed_or_was_skipped(
+    tmp_path, tiny_image_folder, isolated_path, capsys
+):
+    """Half failed, half skipped (amp_fp16 on a CPU): the report said "compared against 'None'",
+    that the runs "predate bench's env.* tags" (they failed), a noise floor "not measurable here: "
+    with no reason, and a summary that never said nothing had finished."""
+    (tmp_path / "mylosses_boom.py").write_text(EXPLODING_LOSS)
+    recipe = tiny_recipe(
+        tiny_image_folder, **{"train.epochs": 1, "train.loss": {"name": "mylosses_boom:Exploding"}}
+    )
+    recipe.update(baseline="precision=fp32", matrix={"train.precision": ["fp32", "amp_fp16"]})
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    assert main(["run", str(path), *store_args(tmp_path)]) == 1
+    capsys.readouterr()
+    assert main(["report", str(path), *store_args(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: no variant has a finished run (the baseline 'precision=fp32' included)" in out, out
+    assert "'None'" not in out and "No run finished: there is nothing to compare yet." in out, out
+    report = (tmp_path / "results" / "tiny" / "report.md").read_text()
+    assert "predate" not in report and "None: no run finished" in report
+    assert "not measurable here: no baseline run finished" in report
+    assert "| `precision=fp32,seed=0` | 0 | failed | RuntimeError: loss exploded" in report

@@ -199,6 +199,8 @@ def summary_lines(t: Tables) -> list[str]:
     """The answer in a few sentences: best, fastest, what differs from the baseline, what is missing."""
     lines = []
     v = t.variants[t.variants["seeds"] > 0] if len(t.variants) else t.variants
+    if not len(v):  # every run failed or was skipped: say so first, not only in the closing count
+        lines.append("No run finished: there is nothing to compare yet.")
     if len(v) and v["acc_mean"].notna().any():
         best = v.loc[v["acc_mean"].idxmax()]
         delivered = (

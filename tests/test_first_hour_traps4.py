@@ -117,3 +117,48 @@ def test_report_of_a_study_where_every_run_failed_or_was_skipped(
     assert "predate" not in report and "None: no run finished" in report
     assert "not measurable here: no baseline run finished" in report
     assert "| `precision=fp32,seed=0` | 0 | failed | RuntimeError: loss exploded" in report
+
+
+# --- matrix.exclude entries that exclude nothing -----------------------------------------------------
+
+EXCLUDE_MATRIX = {
+    "train.scheduler": [{"name": "cosine"}, {"name": "step", "step_size": 1}],
+    "train.freeze": [0, 1],
+}
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        (
+            {"train.scheduler": {"name": "step"}, "train.freeze": 1},
+            "train.scheduler: {name: step} is not one",
+        ),
+        ({"train.freeze": 5}, "train.freeze: 5 is not one of the axis's values"),
+    ],
+)
+def test_an_exclude_entry_off_its_axis_is_refused_naming_the_values(tmp_path, tiny_image_folder, entry, said):
+    """`exclude: [{train.scheduler: {name: step}, train.freeze: 1}]` beside the axis value
+    `{name: step, step_size: 1}` (the variant is labelled `scheduler=step`) excluded nothing, and
+    the cell it meant to drop trained anyway; a typo (`train.freeze: 5`) did the same."""
+    from bench.errors import RecipeError
+    from bench.recipe.load import load_recipe
+
+    matrix = {**EXCLUDE_MATRIX, "exclude": [entry]}
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, matrix=matrix))
+    with pytest.raises(RecipeError, match="excludes nothing") as caught:
+        load_recipe(path)
+    assert caught.value.key == "matrix.exclude[0]" and said in str(caught.value)
+    assert "values: " in str(caught.value)
+
+
+def test_an_override_into_an_axis_keeps_its_exclude_entries(tmp_path, tiny_image_folder):
+    """`bench run r.yaml train.scheduler.warmup_epochs=1` merged the warm-up into every value of the
+    scheduler axis but not into the exclude entry naming one of them: the excluded cell came back."""
+    from bench.recipe.load import load_recipe
+
+    entry = {"train.scheduler": {"name": "step", "step_size": 1}, "train.freeze": 1}
+    matrix = {**EXCLUDE_MATRIX, "exclude": [entry]}
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, matrix=matrix))
+    groups = {v.group for v in load_recipe(path, ["train.scheduler.warmup_epochs=1"]).variants}
+    assert groups == {"scheduler=cosine,freeze=0", "scheduler=cosine,freeze=1", "scheduler=step,freeze=0"}

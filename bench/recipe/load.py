@@ -153,6 +153,9 @@ def _override_matrix(matrix: dict[str, Any], key: str, value: Any, text: str, no
         if isinstance(matrix[axis], list):
             matrix[axis] = [_merge_into(v, axis, key, value, text) for v in matrix[axis]]
             notes.append(f"override {text} applied to every value of matrix axis {axis}")
+            for entry in matrix.get("exclude") or []:  # so that an exclude entry still names its cell
+                if isinstance(entry, dict) and isinstance(entry.get(axis), dict):
+                    entry[axis] = _merge_into(entry[axis], axis, key, value, text)
     for entry in includes if isinstance(includes, list) else []:
         for axis in [k for k in entry if isinstance(k, str) and key.startswith(k + ".")]:
             entry[axis] = _merge_into(entry[axis], axis, key, value, text)

@@ -162,3 +162,20 @@ def test_an_override_into_an_axis_keeps_its_exclude_entries(tmp_path, tiny_image
     path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, matrix=matrix))
     groups = {v.group for v in load_recipe(path, ["train.scheduler.warmup_epochs=1"]).variants}
     assert groups == {"scheduler=cosine,freeze=0", "scheduler=cosine,freeze=1", "scheduler=step,freeze=0"}
+
+
+# --- a one-seed study's "highest accuracy" line ----------------------------------------------------------
+
+
+def test_one_seed_per_variant_does_not_claim_overlapping_ranges(tmp_path, capsys):
+    """A one-seed trial of a combined recipe: the summary said the best variant was "not told apart
+    from `base` by these seeds (their ranges overlap)": one seed has no range, so nothing overlapped."""
+    from tests.helpers import log_study
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    log_study(uri, "one_seed", {"base": {"acc": [0.592]}, "ema=on": {"acc": [0.624]}})
+    args = ["report", "--experiment", "one_seed", "--tracking-uri", uri, "--results-dir", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    best = next(line for line in out.splitlines() if "Highest mean final test accuracy" in line)
+    assert "ema=on at 0.6240 (1 seed(s)); not told apart from base: one seed gives no range" in best, out

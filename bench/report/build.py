@@ -339,6 +339,8 @@ def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str
         return ""
     second = rest.loc[rest[mid].idxmax() if higher else rest[mid].idxmin()]
     overlap = (second[hi_col] >= top[lo_col]) if higher else (second[lo_col] <= top[hi_col])
-    if pd.isna(top[lo_col]) or pd.isna(second[hi_col]) or bool(overlap):
+    if pd.isna(top[lo_col]) or pd.isna(second[hi_col]):  # one seed has no interval: nothing overlaps
+        return f"; not told apart from `{second['variant']}`: one seed gives no range to compare"
+    if bool(overlap):
         return f"; not told apart from `{second['variant']}` by these seeds (their ranges overlap)"
     return ""

@@ -179,3 +179,27 @@ def test_one_seed_per_variant_does_not_claim_overlapping_ranges(tmp_path, capsys
     out = capsys.readouterr().out
     best = next(line for line in out.splitlines() if "Highest mean final test accuracy" in line)
     assert "ema=on at 0.6240 (1 seed(s)); not told apart from base: one seed gives no range" in best, out
+
+
+# --- two recipes in one command, the second starting from the first's weights ----------------------
+
+
+def test_a_second_recipe_whose_weights_the_failed_first_should_write_names_it(
+    tmp_path, tiny_image_folder, isolated_path, capsys
+):
+    """`bench run pre.yaml fine.yaml` (fine starts from pre's weights) with pre's run failed: the
+    command exited 2 saying "run the recipe that produces it first", the one it had just run."""
+    (tmp_path / "mylosses_boom.py").write_text(EXPLODING_LOSS)
+    pre = tiny_recipe(
+        tiny_image_folder, "pre", **{"train.epochs": 1, "train.loss": {"name": "mylosses_boom:Exploding"}}
+    )
+    weights = "${BENCH_RESULTS_DIR}/pre/weights/seed=0.pt"
+    fine = tiny_recipe(tiny_image_folder, "fine", **{"train.epochs": 1, "model.weights": weights})
+    paths = [str(write_recipe(tmp_path / f"{r['name']}.yaml", r)) for r in (pre, fine)]
+    assert main(["run", *paths, *store_args(tmp_path)]) == 1  # a variant failed
+    err = capsys.readouterr().err
+    assert "seed=0: failed - RuntimeError: loss exploded" in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: {paths[1]}: model.weights: file not found"), last
+    assert "recipe 'pre', earlier in this command, writes it and did not finish every run" in last, last
+    assert "run the recipe that produces it first" not in last

@@ -203,3 +203,16 @@ def test_a_second_recipe_whose_weights_the_failed_first_should_write_names_it(
     assert last.startswith(f"error: {paths[1]}: model.weights: file not found"), last
     assert "recipe 'pre', earlier in this command, writes it and did not finish every run" in last, last
     assert "run the recipe that produces it first" not in last
+
+
+# --- a recipe name with a letter outside ASCII ----------------------------------------------------------
+
+
+def test_a_non_ascii_name_is_refused_saying_ascii_and_naming_it(tmp_path, tiny_image_folder, capsys):
+    """`name: café` was refused with "use only letters, digits, ...": é is a letter, so the message
+    contradicted itself, and it did not quote the name it refused."""
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, name="café"))
+    assert main(["run", str(path), "--dry-run", *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "name: name must start with a letter or digit and use only ASCII letters (a-z, A-Z)" in err, err
+    assert err.rstrip().endswith("got 'café'"), err

@@ -214,5 +214,5 @@ def test_a_non_ascii_name_is_refused_saying_ascii_and_naming_it(tmp_path, tiny_i
     path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, name="café"))
     assert main(["run", str(path), "--dry-run", *store_args(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "name: name must start with a letter or digit and use only ASCII letters (a-z, A-Z)" in err, err
+    assert "name: name must start with a letter or digit and use only ASCII letters, digits" in err, err
     assert err.rstrip().endswith("got 'café'"), err

@@ -216,3 +216,33 @@ def test_a_non_ascii_name_is_refused_saying_ascii_and_naming_it(tmp_path, tiny_i
     err = capsys.readouterr().err
     assert "name: name must start with a letter or digit and use only ASCII letters, digits" in err, err
     assert err.rstrip().endswith("got 'café'"), err
+
+
+# --- a tracking server that is not there ------------------------------------------------------------
+
+
+def test_a_tracking_server_nothing_answers_fails_at_once(tmp_path, tiny_image_folder, capsys):
+    """`bench run r.yaml --tracking-uri http://127.0.0.1:5999` with no server there printed nothing
+    for 4.5 minutes (MLflow's HTTP retries with backoff), then failed. Now: at once, saying so."""
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on once it is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder))
+    start = time.monotonic()
+    code = main(
+        [
+            "run",
+            str(path),
+            "--results-dir",
+            str(tmp_path / "res"),
+            "--tracking-uri",
+            f"http://127.0.0.1:{port}",
+        ]
+    )
+    took = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert code == 3 and f"nothing answers at 127.0.0.1:{port} (Connection refused)" in err, err
+    assert took < 60, took

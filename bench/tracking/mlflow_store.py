@@ -38,6 +38,7 @@ def open_store(uri: str, *, create: bool = True):
     from bench.util.fileio import file_lock
 
     refuse_file_store(uri)
+    check_server_answers(uri)
 
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -92,6 +93,26 @@ def refuse_file_store(uri: str) -> None:
             "metrics (train/lr beside train/lr/<group>); use an SQLite file, e.g. "
             "--tracking-uri sqlite:///results/mlflow.db (the default), or a server URL"
         )
+
+
+def check_server_answers(uri: str, timeout: float = 10.0) -> None:
+    """A tracking server that nothing answers for fails at once: MLflow's HTTP client retries a
+    refused connection with backoff for about 4 minutes, printing nothing, before it gives up."""
+    import socket
+    from urllib.parse import urlparse
+
+    parts = urlparse(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise TrackingError(
+            f"cannot open the MLflow tracking store '{redact_uri(uri)}': nothing answers at "
+            f"{parts.hostname}:{port} ({exc.strerror or type(exc).__name__}); start the tracking server "
+            "(mlflow server ...) or pass another --tracking-uri"
+        ) from None
 
 
 def redact_secrets(record: Any) -> bool:

@@ -246,3 +246,26 @@ def test_a_tracking_server_nothing_answers_fails_at_once(tmp_path, tiny_image_fo
     err = capsys.readouterr().err
     assert code == 3 and f"nothing answers at 127.0.0.1:{port} (Connection refused)" in err, err
     assert took < 60, took
+
+
+# --- seeds NumPy refuses, one class --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("seeds=[-1]", "seeds: -1 is not a seed: seeds are 0 .. 2**32 - 1"),
+        ("init_seeds=[0,4294967296]", "init_seeds: 4294967296 is not a seed"),
+        ("data.classes=[red]", "data.classes: ['red'] lists 1 class(es): nothing to tell apart"),
+    ],
+)
+def test_seeds_out_of_range_and_a_single_class_are_refused_up_front(
+    tmp_path, tiny_image_folder, override, said, capsys
+):
+    """`seeds=[-1]` recorded every run failed with NumPy's "Seed must be between 0 and 2**32 - 1"
+    (exit 1); `data.classes=[dog]` trained a one-class model and recorded test/acc 1.0 for every
+    variant, a comparison with nothing in it."""
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **{"train.epochs": 1}))
+    assert main(["run", str(path), override, "--dry-run", *store_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err, err

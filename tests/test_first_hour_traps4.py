@@ -269,3 +269,19 @@ def test_seeds_out_of_range_and_a_single_class_are_refused_up_front(
     assert main(["run", str(path), override, "--dry-run", *store_args(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and said in err, err
+
+
+def test_narrowing_an_axis_by_override_drops_the_exclude_entries_it_leaves_unmatched(
+    tmp_path, tiny_image_folder
+):
+    """`matrix.train.scheduler=[{name: cosine}]` removes the value an exclude entry names: that entry
+    can match nothing now, so it goes (with a note) rather than being refused as a typo."""
+    from bench.recipe.load import load_recipe
+
+    entry = {"train.scheduler": {"name": "step", "step_size": 1}, "train.freeze": 1}
+    path = write_recipe(
+        tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, matrix={**EXCLUDE_MATRIX, "exclude": [entry]})
+    )
+    loaded = load_recipe(path, ["matrix.train.scheduler=[{name: cosine}]"])
+    assert {v.group for v in loaded.variants} == {"scheduler=cosine,freeze=0", "scheduler=cosine,freeze=1"}
+    assert any("drops 1 matrix.exclude entry(ies)" in note for note in loaded.notes), loaded.notes

@@ -285,3 +285,21 @@ def test_narrowing_an_axis_by_override_drops_the_exclude_entries_it_leaves_unmat
     loaded = load_recipe(path, ["matrix.train.scheduler=[{name: cosine}]"])
     assert {v.group for v in loaded.variants} == {"scheduler=cosine,freeze=0", "scheduler=cosine,freeze=1"}
     assert any("drops 1 matrix.exclude entry(ies)" in note for note in loaded.notes), loaded.notes
+
+
+# --- the progress line's time left, with runs this machine skips ---------------------------------------
+
+
+def test_time_left_counts_runs_skipped_for_the_device_at_no_time(
+    tmp_path, tiny_image_folder, monkeypatch, capsys
+):
+    """smoke on a CPU: "[8/18 done, 10 left, ~6m 01s left] precision=amp_fp16,seed=0", then
+    "[9/18 done, ~5m 25s left]": each amp_fp16 run, recorded as skipped at once, was counted at the
+    mean variant's time (the dry run's estimate already counted it at 0 s)."""
+    monkeypatch.setenv("BENCH_FORCE_NO_CUDA", "1")
+    recipe = tiny_recipe(tiny_image_folder, **{"train.epochs": 1, "seeds": [0, 1]})
+    recipe["matrix"] = {"train.precision": ["fp32", "amp_fp16"]}
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    assert main(["run", str(path), "--order", "variant", *store_args(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "[2/4 done, the rest skipped here] precision=fp32,seed=1: finished" in err, err

@@ -37,9 +37,6 @@ def open_store(uri: str, *, create: bool = True):
 
     from bench.util.fileio import file_lock
 
-    refuse_file_store(uri)
-    check_server_answers(uri)
-
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if has_secret(uri):
@@ -52,6 +49,8 @@ def open_store(uri: str, *, create: bool = True):
         logger = logging.getLogger(name)
         if one_line_errors not in logger.filters:
             logger.addFilter(one_line_errors)
+    refuse_file_store(uri)
+    check_server_answers(uri)
     # Two processes migrating one fresh SQLite file can break it; a server migrates under its own lock.
     db = sqlite_file(uri)
     if db is not None and not create and not db.exists():

@@ -50,6 +50,17 @@ def timing_image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def gpu_image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4,096 training images: enough steps per epoch for a GPU's throughput to be timed past its
+    warm-up at batch 256 (the GPU tests only)."""
+    root = tmp_path_factory.mktemp("gpu_image_folder")
+    rng = np.random.default_rng(2)
+    _write_split(root / "train", 1024, rng)
+    _write_split(root / "test", 64, rng)
+    return root
+
+
 def _cache_base() -> Path:
     env = os.environ.get("BENCH_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bench"

@@ -211,10 +211,13 @@ def test_gpu_recipe_dry_run_says_it_would_be_refused(tmp_path, no_cuda):
     assert "--record-skips" in proc.stdout
 
 
-def test_dry_run_estimate_counts_runs_this_machine_skips_at_no_time(tmp_path, no_cuda, capsys):
+def test_dry_run_estimate_counts_runs_this_machine_skips_at_no_time(tmp_path, no_cuda, capsys, monkeypatch):
     """smoke.yaml again after the quickstart: its 2 amp_fp16 runs are recorded as skipped at once
     without CUDA, but the estimate counted them at the median run's time ('~1m 27s for 2 run(s)')."""
     import pandas as pd
+
+    # native bf16, as on the CI box: without it the amp_bf16 runs are skipped at once too
+    monkeypatch.setenv("BENCH_FORCE_EMULATED_BF16", "0")
 
     path = REPO / "recipes" / "smoke.yaml"
     names = [v.name for v in load_recipe(path).variants if v.body.train.precision != "amp_fp16"]
@@ -494,7 +497,8 @@ def test_the_run_again_command_repeats_overrides_folders_and_data_dir(
     del recipe["data"]["root"]  # the data folder comes from the environment
     path = write_recipe(tmp_path / "r.yaml", recipe)
     fresh_store(tmp_path / "mlflow.db")
-    assert main(["run", str(path), "train.epochs=1", "data.subset=40", *store_args(tmp_path)]) == 0
+    flags = ["--order", "random", "--order-seed", "7"]
+    assert main(["run", str(path), "train.epochs=1", "data.subset=40", *store_args(tmp_path), *flags]) == 0
     client = client_for(tmp_path)
     exp = client.get_experiment_by_name("tiny")
     (parent,) = parents(client.search_runs([exp.experiment_id]))
@@ -502,10 +506,21 @@ def test_the_run_again_command_repeats_overrides_folders_and_data_dir(
     assert command in exp.tags["mlflow.note.content"]  # the note shows the same line
     env, bench_word, *argv = shlex.split(command)
     assert env == f"BENCH_DATA_DIR={tiny_image_folder}" and bench_word == "bench"
-    assert argv == ["run", str(path), "train.epochs=1", "data.subset=40", *store_args(tmp_path)]
+    assert argv == ["run", str(path), "train.epochs=1", "data.subset=40", *store_args(tmp_path), *flags]
     assert main(argv) == 0
     runs = client.search_runs([exp.experiment_id])
     assert len(parents(runs)) == 2 and len(children(runs)) == 1  # the same study: nothing trained again
+
+
+def test_the_recorded_command_hides_passwords(tmp_path):
+    """The command is a tag anyone who reads the store sees: a database password stays out."""
+    from bench.tracking.experiment_view import rerun_command
+
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path))
+    loaded = load_recipe(path, ["tracking.uri=postgresql://bob:hunter2@db/mlflow"])
+    command = rerun_command(loaded, "results", "postgresql://ann:swordfish@db/mlflow")
+    assert "hunter2" not in command and "swordfish" not in command
+    assert "--tracking-uri postgresql://ann:***@db/mlflow" in command
 
 
 def test_a_run_too_short_to_time_has_no_throughput_rather_than_zero():

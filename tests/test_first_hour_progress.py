@@ -158,3 +158,31 @@ def test_a_log_hears_from_an_epoch_that_takes_minutes():
     assert "per run" in line and "for the 24 runs left" in line and "h " in line.split("per run")[1], line
     progress.batch(2, 97, 0.0, 1536)  # the line just printed restarts the wait
     assert len(out.getvalue().splitlines()) == 1
+
+
+def test_the_heartbeat_of_a_bench_run_projects_the_study_over_the_runs_left(
+    tmp_path, tiny_image_folder, monkeypatch
+):
+    """`bench run` trains each variant in a child process, which counted itself as the study's only
+    run: the heartbeat's '~5h for the 24 runs left' never showed outside a test that built the
+    progress by hand. The child now gets the driver's runs left (a heartbeat every 0.05 s here)."""
+    from bench.execution import progress
+
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0.05)
+    path = write_recipe(tmp_path / "beat.yaml", tiny_recipe(tiny_image_folder, name="beat", seeds=[0, 1, 2]))
+    proc = bench_main("run", str(path), "--results-dir", str(tmp_path / "results"),
+                      "--tracking-uri", fresh_store(tmp_path / "mlflow.db"), "train.epochs=1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    beats = [line for line in proc.stderr.splitlines() if "left in this epoch" in line]
+    assert beats and "for the 3 runs left" in beats[0], proc.stderr
+
+
+def test_runs_already_finished_are_not_in_the_heartbeats_runs_left():
+    """A rerun after 20 of 24 finished: the 20 are skipped at 0 s, so the study left is 4 runs at
+    this pace, not 24."""
+    progress = Progress(24, stream=io.StringIO(), live=False)
+    names = [f"v{i}" for i in range(24)]
+    progress.expect({n: 0.0 for n in names[:20]})
+    progress.pending(names[20:] + names[:20])
+    progress.variant_start("v20")
+    assert progress.runs_to_train() == 4

@@ -46,6 +46,7 @@ def test_threads_are_read_on_every_call():
         torch.set_num_threads(before)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_run_records_cuda_cudnn_and_driver():
     info = provenance.collect(torch.device("cuda"))

@@ -130,6 +130,20 @@ def test_a_tune_study_is_reported_on_its_re_check_seeds_not_the_seeds_that_chose
     assert "winner's curse" in frames["excluded"]["reason"].iloc[0]
 
 
+def test_a_tune_study_without_a_finished_re_check_says_its_results_are_the_trials(uri, tmp_path, capsys):
+    """Every re-check run failed (or none ran): the trials are all there is to report, and the
+    report said nothing of their scores having chosen their own configuration."""
+    trial = {**CPU, "bench.kind": "trial"}
+    log_study(
+        uri, "trials_only", {"trial=0": {"acc": [0.9], "env": trial}, "trial=1": {"acc": [0.5], "env": trial}}
+    )
+    assert (
+        cli(["report", "--experiment", "trials_only", "--tracking-uri", uri, "--results-dir", str(tmp_path)])
+        == 0
+    )
+    assert "2 tuning trial run(s) are reported as results" in capsys.readouterr().out
+
+
 def test_emulated_bf16_is_said_next_to_the_variant(uri, tmp_path):
     log_study(uri, "bf", {"fp32": {"acc": [0.8, 0.8]}, "bf16": {"acc": [0.8, 0.8], "precision": "amp_bf16"},
                           "bf16native": {"acc": [0.8, 0.8], "precision": "amp_bf16",
@@ -250,3 +264,32 @@ def test_report_min_effect_is_read_and_leaves_run_keys_alone(tmp_path, tiny_imag
     assert resolve(tuned, results_dir=tmp_path).min_effect == 0.01 and plain.recipe.report.min_effect == 0.005
     bad = write_recipe(tmp_path / "bad.yaml", {**recipe, "report": {"min_efect": 0.01}})
     assert cli(["report", str(bad), "--results-dir", str(tmp_path)]) == 2
+
+
+def test_a_baseline_without_finished_runs_takes_its_noise_floor_from_the_variant_compared_against(uri):
+    """Every run of the baseline failed, so the report compares against `fast` (1.5x its speed).
+    `sched` changes only the schedule of the failed baseline, so it was taken as an A/A arm of
+    `fast`: its 0.67x set the noise floor to 1.5x, and `other`, 13% slower than `fast` on every seed,
+    read 'same within the noise floor'. Neutral is now judged against the variant compared against."""
+    from mlflow import MlflowClient
+
+    log_study(uri, "fallback", {"base": {"acc": [0.8, 0.81, 0.82]},
+                                "fast": {"acc": [0.8, 0.81, 0.82], "speed": [1500.0, 1510.0, 1490.0]},
+                                "sched": {"acc": [0.8, 0.81, 0.82], "speed": [1000.0, 1005.0, 995.0]},
+                                "other": {"acc": [0.8, 0.81, 0.82], "speed": [1300.0, 1305.0, 1295.0]}})  # fmt: skip
+    client = MlflowClient(uri)
+    for run in client.search_runs([client.get_experiment_by_name("fallback").experiment_id]):
+        group, run_id = run.data.tags.get("bench.group"), run.info.run_id
+        if group is None:  # the parent run
+            continue
+        if group == "base":
+            client.set_tag(run_id, "bench.status", "failed")
+        elif group == "sched":
+            client.log_param(run_id, "train.scheduler.name", "step")
+        else:
+            client.log_param(run_id, "model.width", "2" if group == "fast" else "3")
+    b = report_tables(experiment="fallback", tracking_uri=uri, baseline="base")["baseline"].set_index(
+        "variant"
+    )
+    assert b.loc["fast", "speed_verdict"] == "baseline"
+    assert b.loc["other", "train_img_s_hi"] < 0.9 and b.loc["other", "speed_verdict"] == "slower"

@@ -210,6 +210,32 @@ def test_fastest_variant_says_when_its_speed_was_timed_on_a_busy_machine():
     )
 
 
+def test_a_variant_too_short_to_time_is_not_said_to_have_had_no_clean_run():
+    """`tiny`'s runs were all clean but too short to time (no throughput recorded); one baseline run
+    was marked contaminated. The busy-machine line said "`tiny` had no clean run", which sends the
+    user to re-time a variant on a quiet machine when its runs are too short to time anywhere."""
+    rows = [_row("base", s, 0.8, 1000.0) for s in range(3)] + [
+        _row("tiny", s, 0.8, math.nan) for s in range(3)
+    ]
+    rows[2]["contention/speed_contaminated"] = 1.0
+    busy = next(line for line in summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="base"))
+                if "busy machine" in line)  # fmt: skip
+    assert "1 of 6 finished run(s)" in busy and "no clean run" not in busy
+
+
+def test_a_fastest_variant_timed_clean_once_is_not_ranked_on_that_one_run():
+    """Contention marked two of `sched`'s three runs; the clean one read 1,300 img/s against `amp`'s
+    1,190-1,210 on three clean runs. Its [min, max] was that one value, so nothing overlapped and the
+    summary named `sched` fastest without a caveat, on a single timing."""
+    rows = [_row("amp", s, 0.8, v) for s, v in enumerate((1200.0, 1210.0, 1190.0))]
+    rows += [_row("sched", s, 0.8, v) for s, v in enumerate((1300.0, 1000.0, 1000.0))]
+    for row in rows[-2:]:
+        row["contention/speed_contaminated"] = 1.0
+    lines = summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="amp"))
+    fastest = next(line for line in lines if line.startswith("Fastest to train"))
+    assert "`sched`" in fastest and "from one run of `sched` only, so not told apart from `amp`" in fastest
+
+
 def test_runs_timed_under_load_stay_out_of_the_medians_the_fastest_and_the_pareto_front():
     """Two variants with the same per-step compute; the baseline's second seed ran while another job
     took the cores (monitor: contaminated). Its 200 img/s dragged the baseline's median to 600, so
@@ -256,6 +282,26 @@ def test_first_to_target_is_named_from_runs_timed_on_a_quiet_machine():
     assert any("was timed on a quiet machine: no variant is named first" in line for line in lines), lines
 
 
+def test_first_to_target_prefers_a_variant_that_got_there_in_every_seed():
+    """Time to target is averaged over the seeds that reached it: `lucky` reached 0.5 in one seed
+    of three (4 s) and was named first ahead of `base`, which reached it in all three (10 s)."""
+    rows = []
+    for s in range(3):
+        rows += [_row("base", s, 0.8), _row("lucky", s, 0.8)]
+        rows[-2]["time_to_target_s"] = 10.0 + s
+        rows[-1]["time_to_target_s"] = 4.0 if s == 0 else float("nan")
+    lines = summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="base", target_acc=0.5))
+    assert any(
+        line.startswith("First to 0.5 test (no validation split) accuracy: `base`") for line in lines
+    ), lines
+    for row in rows:  # no variant reached it every time: the one named says in how many seeds
+        if row["group"] == "base":
+            row["time_to_target_s"] = float("nan")
+    lines = summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="base", target_acc=0.5))
+    assert any("`lucky` after 4.0 s of training (geometric mean, reached in 1 of 3 seeds)" in line
+               for line in lines), lines  # fmt: skip
+
+
 def test_a_real_speed_difference_is_called_once_enough_seeds_narrow_its_interval():
     """A busy host: ±20% per run. A variant 1.22× faster, over 20 seed blocks: its interval is
     [1.11, 1.35]. The noise floor used to be the 95% quantile of single A/A pairs (1.22× here), which
@@ -283,3 +329,45 @@ def test_speed_verdict_rarely_errs_and_gains_power_with_seeds():
     for seeds in (3, 8):
         assert np.isin(calibrate.speed_verdicts(rng, s, 1.0, seeds, 300), ("faster", "slower")).mean() <= 0.05
     assert (calibrate.speed_verdicts(rng, s, 1.25, 8, 300) == "faster").mean() >= 0.8
+
+
+def test_a_compute_neutral_variant_left_with_one_clean_run_sets_no_noise_floor():
+    """Contention marked two of `sched`'s three runs; its one clean run happened to read 1.30×. That
+    single pair set the noise floor to ±30%, so `amp`, 1.20× faster on every seed ([1.19, 1.21]),
+    read 'same within the noise floor'. `sched2`, with three clean pairs at 1.00×, sets it now."""
+    rows = [_row("base", s, 0.8, 1000.0) for s in range(3)]
+    rows += [_row("sched", s, 0.8, v) for s, v in enumerate((1300.0, 1000.0, 1000.0))]
+    for row in rows[-2:]:
+        row["contention/speed_contaminated"] = 1.0
+    rows += [_row("sched2", s, 0.8, 1000.0) for s in range(3)]
+    rows += [_row("amp", s, 0.8, v) for s, v in enumerate((1200.0, 1210.0, 1190.0))]
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base", compute_neutral={"sched", "sched2"})
+    assert (
+        t.speed_floor == pytest.approx(1.01)
+        and "1 compute-neutral variant(s), 3 seed pairs" in t.speed_floor_source
+    )
+    assert t.baseline.set_index("variant").loc["amp", "speed_verdict"] == "faster"
+
+
+def test_an_axis_effect_on_unequal_seed_counts_is_taken_over_the_seeds_its_interval_uses():
+    """The baseline finished 5 seeds (two easy ones at 0.80, three at 0.90), `x=b` only seeds 0 and
+    1 (0.81 each). Seed for seed `x=b` is 0.01 better, and the interval said [+0.01, +0.01], but Δ
+    acc was the difference of the seed means over unequal seeds: -0.05, outside its own interval."""
+    rows = [_row("base", s, a) for s, a in enumerate((0.80, 0.80, 0.90, 0.90, 0.90))]
+    rows += [{**_row("var", s, 0.81), "axis.x": "b"} for s in range(2)]
+    for row in rows[:5]:
+        row["axis.x"] = "a"
+    axis = build_tables(pd.DataFrame(rows), ["x"], baseline="base").axes.iloc[0]
+    assert axis["seeds"] == 2 and axis["acc_delta"] == pytest.approx(0.01)
+    assert axis["acc_delta_lo"] <= axis["acc_delta"] <= axis["acc_delta_hi"]
+
+
+def test_the_time_to_target_column_says_how_many_runs_it_timed_clean():
+    """Both runs of `base` reached the target, one while another job took the cores: the column read
+    '5.0 (2/2 reached)' for a time taken from one run, and '– (2/2 reached)' with both busy."""
+    rows = [_row("base", 0, 0.8), _row("base", 1, 0.8)]
+    for row, seconds, busy in zip(rows, (5.0, 30.0), (0, 1)):
+        row["time_to_target_s"], row["contention/speed_contaminated"] = seconds, float(busy)
+    t = build_tables(pd.DataFrame(rows), ["x"], baseline="base", target_acc=0.5)
+    text = render(t, recipe="r", experiment="r", tracking_uri="sqlite://", plots={}, summary_lines=[])
+    assert "5.0 (2/2 reached, 1 timed clean)" in text

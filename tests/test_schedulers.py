@@ -210,3 +210,18 @@ def test_default_restart_period_ends_with_the_run_and_never_restarts_every_epoch
     assert [periods[e] for e in (7, 11, 13, 4, 5, 9, 10, 12, 24)] == [7, 11, 13, 2, 5, 3, 2, 4, 8]
     seven = [g[0] for g in run_bench("cosine_warm_restarts", epochs=7)]
     assert all(b < a for a, b in zip(seven, seven[1:]))  # one cosine over the 7 epochs, no restart
+
+
+def test_a_per_group_max_lr_list_passes_validation_and_trains(tmp_path, tiny_image_folder):
+    """OneCycleLR takes one max_lr per param group. The recipe check built the scheduler over a
+    one-group dummy optimizer and refused a valid list with exit 2; the run itself (two groups:
+    weights, and norm/bias without weight decay) trains with it."""
+    from bench.engine.loop import run_variant
+    from bench.validate.recipe import load_validated
+    from tests.recipes import tiny_recipe, write_recipe
+
+    recipe = tiny_recipe(tiny_image_folder, **{"train.epochs": 1})
+    recipe["train"]["scheduler"] = {"name": "onecycle", "max_lr": [0.1, 0.05]}
+    loaded = load_validated(str(write_recipe(tmp_path / "r.yaml", recipe)), [], [], full=True)
+    result = run_variant(loaded.variants[0], run_dir=tmp_path / "out")
+    assert result.status == "finished", result.reason

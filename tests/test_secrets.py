@@ -88,3 +88,19 @@ def test_ui_server_gets_the_store_from_its_environment_not_its_command_line():
     uri = "postgresql://bob:hunter2pw@db/mlflow"
     assert not any("hunter2pw" in part for part in server_command("127.0.0.1", 5000))
     assert server_env(uri)["MLFLOW_BACKEND_STORE_URI"] == uri
+
+
+def test_the_run_again_command_recorded_in_the_store_hides_the_password(tmp_path):
+    """`bench run --tracking-uri http://bob:PASSWORD@host` wrote the password into the parent run's
+    bench.command tag and the experiment's note (shown in the MLflow UI to everyone who can read
+    the store): they repeat the command, so they repeat the URI redacted, as every other tag does."""
+    from bench.tracking.experiment_view import description, rerun_command
+
+    uri = "http://bob:hunter2pw@mlflow.example"
+    loaded = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path)))
+    for text in (rerun_command(loaded, "results", uri), description(loaded, "results", uri)):
+        assert "hunter2pw" not in text and "http://bob:***@mlflow.example" in text, text
+    loaded = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path)), [f"tracking.uri={uri}"])
+    assert "hunter2pw" not in rerun_command(loaded, "results") and "bob:***@" in rerun_command(
+        loaded, "results"
+    )

@@ -228,3 +228,20 @@ def test_report_summary_of_an_until_decided_study_gives_the_sequential_verdicts(
     out = capsys.readouterr().out.replace("`", "")
     assert "Undecided at the seed cap (sequential): label_smoothing=0.1 (+0.0063, [-0." in out, out
     assert "Equivalent to the baseline" not in out
+
+
+def test_sequential_summary_of_a_variant_without_a_paired_seed_prints_no_nan():
+    """`b` finished only on seed 7, which the baseline never ran: its sequential verdict is 'too few
+    seeds' and the summary printed '`b` (+nan, n=0)'."""
+    from bench.report.build import summary_lines
+    from bench.report.tables import build_tables
+
+    rows = [{"run_id": f"{g}{s}", "variant": f"{g},seed={s}", "group": g, "seed": s, "status": "finished",
+             "reason": "", "axis.x": g, "test/acc": acc, "throughput/train_img_s": 1000.0}
+            for g, s, acc in [("base", 0, 0.80), ("base", 1, 0.81), ("base", 2, 0.82), ("b", 7, 0.80)]]  # fmt: skip
+    runs = pd.DataFrame(rows)
+    t = build_tables(runs, ["x"], baseline="base")
+    settings = {"alpha": 0.05, "min_effect": 0.005, "max_seeds": 12, "family": 1, "first_look": 3}
+    t.baseline, t.sequential = sequential.add_sequential(t.baseline, runs, "base", settings), settings
+    [line] = [line for line in summary_lines(t) if "(sequential)" in line]
+    assert line == "Too few paired seeds for a verdict (sequential): `b` (no seed paired with the baseline)."

@@ -245,6 +245,10 @@ def build_scheduler(
     return LRSchedule(spec.cls(optimizer, **kwargs), policy, steps_per_epoch, **warm)
 
 
+# torch scheduler arguments that take one value per param group as a list
+PER_GROUP = frozenset({"max_lr", "base_lr", "max_momentum", "base_momentum", "min_lr"})
+
+
 def try_scheduler(optimizer_cfg, cfg, *, epochs: int, steps_per_epoch: int = 100) -> None:
     """Build ``cfg``'s scheduler over a dummy optimizer. torch checks argument values (a
     ``milestones`` that is no list, a negative ``T_max``) only in the constructor: unchecked, a bad
@@ -253,6 +257,11 @@ def try_scheduler(optimizer_cfg, cfg, *, epochs: int, steps_per_epoch: int = 100
     from bench.components.optimizers import try_optimizer
 
     optimizer = try_optimizer(optimizer_cfg)
+    # a per-group value given as a list (OneCycleLR's max_lr for per-layer LR groups) needs as many
+    # groups as it has values: one dummy group would refuse a valid list
+    lists = [len(v) for k, v in cfg.kwargs.items() if k in PER_GROUP and isinstance(v, (list, tuple))]
+    for _ in range(max(lists, default=1) - 1):
+        optimizer.add_param_group({"params": [torch.zeros(1, requires_grad=True)]})
     try:
         build_scheduler(optimizer, cfg, epochs=epochs, steps_per_epoch=steps_per_epoch)
     except Exception as exc:  # noqa: BLE001 - a user's scheduler class may raise anything

@@ -76,7 +76,7 @@ def _die_with_driver(driver: int) -> None:
 
 def _child(
     spec: TaskSpec, variant: Variant, splits: dict, conn: Any, live: bool | None, stdio: tuple, env: dict,
-    run_tags: dict[str, str] | None = None, driver: int | None = None,
+    run_tags: dict[str, str] | None = None, driver: int | None = None, pace: tuple[int, float] = (1, 60.0),
 ) -> None:  # fmt: skip
     """Entry of a child process: train one variant, send its row back. Its stdout/stderr and
     environment are the driver's current ones (the forkserver's may be older), so progress lands
@@ -100,7 +100,8 @@ def _child(
 
     install_first_only()
     cache.prime(splits)
-    progress = Progress(1, live=live)
+    # the driver's runs left and heartbeat: the in-epoch heartbeat projects the study at this pace
+    progress = Progress(pace[0], live=live, heartbeat_s=pace[1])
     progress.name = variant.name
     try:
         row = run_task(spec, variant, progress=progress, run_tags=run_tags)
@@ -169,13 +170,16 @@ class LocalExecutor:
         splits = cache.shared()  # what preflight decoded, as shared memory: children do not decode again
         for position, variant in enumerate(variants, 1):
             progress.variant_start(variant.name)
-            yield self.run_one(spec, variant, splits, position)
+            yield self.run_one(
+                spec, variant, splits, position, (progress.runs_to_train(), progress.heartbeat_s)
+            )
 
     def run_one(
-        self, spec: TaskSpec, variant: Variant, splits: dict, position: int | None = None
-    ) -> dict[str, Any]:
+        self, spec: TaskSpec, variant: Variant, splits: dict, position: int | None = None,
+        pace: tuple[int, float] = (1, 60.0),
+    ) -> dict[str, Any]:  # fmt: skip
         """Train ``variant`` in a child process; ``position``: its place in the run order (tag
-        ``bench.position``, 1 = first)."""
+        ``bench.position``, 1 = first); ``pace``: the driver's runs left to train and heartbeat."""
         ctx = self.context()
         receive, send = ctx.Pipe(duplex=False)
         sys.stdout.flush(), sys.stderr.flush()
@@ -183,7 +187,7 @@ class LocalExecutor:
         tags = {} if position is None else {POSITION_TAG: str(position)}
         proc = ctx.Process(
             target=_child,
-            args=(spec, variant, splits, send, self.live, stdio, dict(os.environ), tags, os.getpid()),
+            args=(spec, variant, splits, send, self.live, stdio, dict(os.environ), tags, os.getpid(), pace),
             name=f"bench {variant.name}",
         )
         with _no_main_module():

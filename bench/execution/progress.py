@@ -30,12 +30,15 @@ def _has_width(stream: Any) -> bool:
         return True  # not a terminal: tqdm's own defaults
 
 
+HEARTBEAT_S = 60.0  # a line at least this often inside a long epoch, in a log
+
+
 class Progress:
     def __init__(
-        self, total: int, *, stream: Any = None, live: bool | None = None, heartbeat_s: float = 60.0
+        self, total: int, *, stream: Any = None, live: bool | None = None, heartbeat_s: float | None = None
     ):
         self.total = total
-        self.heartbeat_s = heartbeat_s
+        self.heartbeat_s = HEARTBEAT_S if heartbeat_s is None else heartbeat_s
         self._last_line = time.perf_counter()
         self._epoch, self._epochs = 0, 0
         self.done = 0
@@ -63,6 +66,12 @@ class Progress:
     def pending(self, names: list[str]) -> None:
         """The variants about to run, in order: the time left counts each at its own time."""
         self._pending.extend(names)
+
+    def runs_to_train(self) -> int:
+        """Runs left, the current one included, less those to be skipped as already finished (0 s):
+        what a variant's child projects the study's time over."""
+        remaining = self.total - self.done
+        return remaining - sum(1 for n in self._pending[:remaining] if self._expected.get(n) == 0)
 
     def note(self, text: str) -> None:
         """A line of its own, above the live bar if there is one."""

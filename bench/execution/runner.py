@@ -77,12 +77,14 @@ class RecipeRunner:
         try:
             exp_id = store.ensure_experiment(client, self.uri, experiment)
             # what `bench ui` opens on
-            describe_experiment(client, exp_id, self.loaded, self.results_dir, self.tracking_uri)
+            describe_experiment(
+                client, exp_id, self.loaded, self.results_dir, self.tracking_uri, self.flags()
+            )
             closed = close_dead_runs(client, exp_id, self.loaded.name)
             parent_id = client.create_run(
                 exp_id, run_name=f"{self.loaded.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 tags={"bench.recipe": self.loaded.name, "bench.kind": "recipe", "bench.source": self.loaded.source,
-                      COMMAND_TAG: rerun_command(self.loaded, self.results_dir, self.tracking_uri),
+                      COMMAND_TAG: rerun_command(self.loaded, self.results_dir, self.tracking_uri, self.flags()),
                       "bench.variants": str(len(self.loaded.variants)), **owner_tags(),
                       ORDER_TAG: self.order, ORDER_SEED_TAG: str(self.order_seed), **self.until_tags()},
             ).info.run_id  # fmt: skip
@@ -154,6 +156,17 @@ class RecipeRunner:
         rows = self.rows_from_store(client, exp_id)
         todo = [v for v, row in zip(self.loaded.variants, rows) if self.force or row["status"] != "finished"]
         fetch_pretrained(todo, self.loaded.source, progress.note)
+
+    def flags(self) -> list[str]:
+        """The options of this command that shape what runs: the "run again" line repeats them."""
+        out = [] if self.order == DEFAULT_ORDER else ["--order", self.order]
+        if self.order_seed != order_seed_of(self.loaded.name):
+            out += ["--order-seed", str(self.order_seed)]
+        if self.until is not None:  # its looks are planned up to --max-seeds: keep the value
+            out += ["--until-decided", "--max-seeds", str(self.until.max_seeds)]
+            if self.until.min_effect is not None:
+                out += ["--min-effect", f"{self.until.min_effect:g}"]
+        return out
 
     def until_tags(self) -> dict[str, str]:
         if self.until is None:

@@ -61,13 +61,21 @@ def build_report(
     lr_keys = sorted({c for c in runs.columns if c.startswith("train/lr/")})
     history = fetch.fetch_histories(client, runs["run_id"].tolist(), [*HISTORY_KEYS, *lr_keys])
     runs = add_epoch_columns(runs, history, target_acc)
+    settings = dict(
+        group_order=group_order, target_acc=target_acc, min_effect=min_effect, memory_front=memory_front
+    )
     tables = build_tables(
-        runs, fetched.axes, group_order=group_order, baseline=baseline, target_acc=target_acc,
-        min_effect=min_effect, memory_front=memory_front,
-        compute_neutral=compute_neutral(runs, fetched.params, baseline),
+        runs, fetched.axes, baseline=baseline, compute_neutral=compute_neutral(runs, fetched.params, baseline),
+        **settings,
     )  # fmt: skip
+    if tables.baseline_name not in (baseline, None):  # no finished baseline run: compared against another
+        # variant, so 'compute-neutral' (the speed noise floor's A/A arms) means neutral to that one
+        neutral = compute_neutral(runs, fetched.params, tables.baseline_name)
+        tables = build_tables(runs, fetched.axes, baseline=baseline, compute_neutral=neutral, **settings)
     if fetched.superseded:
         tables.warnings.insert(0, fetched.superseded)
+    if fetched.trials_counted:
+        tables.warnings.insert(0, fetched.trials_counted)
     if fetched.unfinished:
         tables.warnings.insert(0, fetched.unfinished)
     tables.axes = mark_bundles(tables.axes, changes.bundle_axes(runs, fetched.params, tables.baseline_name))
@@ -258,11 +266,22 @@ def summary_lines(t: Tables) -> list[str]:
     if t.target_acc is not None and "ttt_s_mean" in t.variants and len(v):
         reached = v[v["ttt_s_mean"].notna()]
         if len(reached):
-            quick = reached.loc[reached["ttt_s_mean"].idxmin()]
+            # its time is over the seeds that got there: a variant that missed the target in some
+            # seeds is named first only where none reached it in every seed, and says so
+            every = (
+                reached[reached["ttt_reached"] >= reached["seeds"]] if "ttt_reached" in reached else reached
+            )
+            pool = every if len(every) else reached
+            quick = pool.loc[pool["ttt_s_mean"].idxmin()]
             split = "validation" if quick.get("ttt_on") == "val" else "test (no validation split)"
+            missed = (
+                f", reached in {int(quick['ttt_reached'])} of {int(quick['seeds'])} seeds"
+                if "ttt_reached" in quick and quick["ttt_reached"] < quick["seeds"]
+                else ""
+            )
             lines.append(
                 f"First to {t.target_acc:g} {split} accuracy: `{quick['variant']}` after {quick['ttt_s_mean']:.1f} s "
-                f"of training (geometric mean){_caveat(reached, quick, 'ttt_s', higher=False)}."
+                f"of training (geometric mean{missed}){_caveat(pool, quick, 'ttt_s', higher=False)}."
             )
         elif "ttt_reached" in v and v["ttt_reached"].sum():
             lines.append(f"No run that reached the target accuracy {t.target_acc:g} was timed on a quiet "
@@ -294,7 +313,9 @@ def _sequential_lines(t: Tables) -> list[str]:
         hit = b[b["sequential_verdict"] == verdict]
         if len(hit):
             names = ", ".join(
-                f"`{r.variant}` ({r.acc_diff:+.4f}"
+                f"`{r.variant}` (no seed paired with the baseline)"  # it printed '(+nan, n=0)'
+                if pd.isna(r.acc_diff)
+                else f"`{r.variant}` ({r.acc_diff:+.4f}"
                 + (f", [{r.seq_lo:+.4f}, {r.seq_hi:+.4f}]" if np.isfinite([r.seq_lo, r.seq_hi]).all() else "")
                 + (f", n={r.seq_pairs:.0f})" if pd.notna(r.seq_pairs) else ")")
                 for r in hit.itertuples()
@@ -310,7 +331,9 @@ def _busy_machine(v: pd.DataFrame) -> str:
     dirty = int(v["speed_contaminated"].sum()) if "speed_contaminated" in v else 0
     if not dirty:
         return ""
-    unmeasured = [f"`{u}`" for u in v.loc[v["train_img_s_median"].isna(), "variant"]]
+    # every run marked: a variant whose clean runs were too short to time has no img/s either, but
+    # not for this reason
+    unmeasured = [f"`{u}`" for u in v.loc[v["speed_contaminated"] >= v["seeds"], "variant"]]
     if len(unmeasured) == len(v):
         none_clean = "; no run was clean, so there are no img/s medians"
     elif unmeasured:
@@ -337,6 +360,8 @@ def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str
     rest = v[(v["variant"] != top["variant"]) & v[mid].notna()]
     if not len(rest) or lo_col not in v:
         return ""
+    if top.get(f"{short}_n", 2) < 2:  # its [min, max] is one value: no range to overlap, yet no evidence
+        return f"; from one run of `{top['variant']}` only, so not told apart from `{_second(rest, mid, higher)}`"
     second = rest.loc[rest[mid].idxmax() if higher else rest[mid].idxmin()]
     overlap = (second[hi_col] >= top[lo_col]) if higher else (second[lo_col] <= top[hi_col])
     if pd.isna(top[lo_col]) or pd.isna(second[hi_col]):  # one seed has no interval: nothing overlaps
@@ -344,3 +369,8 @@ def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str
     if bool(overlap):
         return f"; not told apart from `{second['variant']}` by these seeds (their ranges overlap)"
     return ""
+
+
+def _second(rest: pd.DataFrame, mid: str, higher: bool) -> str:
+    """The runner-up's name."""
+    return rest.loc[rest[mid].idxmax() if higher else rest[mid].idxmin(), "variant"]

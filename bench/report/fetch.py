@@ -30,6 +30,7 @@ class Fetched:
     params: dict[str, dict[str, str]]  # run_id -> params
     unfinished: str | None = None  # the latest bench run has not ended: what the report covers then
     superseded: str | None = None  # older runs of a variant and seed that ran again with another run key
+    trials_counted: str | None = None  # a tune study's trials stand as results (no re-check finished)
 
 
 def _int(text: str | None) -> int | None:
@@ -114,10 +115,16 @@ def fetch_runs(client, experiment: str) -> Fetched:
         params[run.info.run_id] = dict(run.data.params)
     if not rows:
         raise BenchError(f"experiment '{experiment}' has no variant runs yet; run the recipe first")
+    trials_counted = None
     if any(r["status"] == "finished" and r["run_id"] not in tuning for r in rows):
         for row in rows:  # a tune study with a re-check: the seeds that chose are not the evidence
             if row["run_id"] in tuning and row["status"] == "finished":
                 row["status"], row["reason"] = "tuning", TUNING
+    elif counted := sum(r["status"] == "finished" for r in rows if r["run_id"] in tuning):
+        trials_counted = (  # nothing else to report: say what these scores are
+            f"{counted} tuning trial run(s) are reported as results, with no finished re-check run on fresh "
+            "seeds: their seeds chose their configuration, so their scores are biased upwards (the winner's curse)"
+        )
     rows.reverse()  # oldest first
     axes = list(dict.fromkeys(c[len("axis.") :] for row in rows for c in row if c.startswith("axis.")))
     frame = pd.DataFrame(rows)
@@ -135,6 +142,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
             if older
             else None
         ),
+        trials_counted=trials_counted,
     )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ CONTAMINATED = "contention/speed_contaminated"
 # to the baseline is an A/A measurement of the machine's noise.
 COMPUTE_NEUTRAL_PREFIXES = ("train.scheduler", "train.swa", "train.label_smoothing", "train.optimizer.lr")
 MIN_FLOOR = 0.01  # never call a speed difference under 1%
+MIN_AA_PAIRS = 3  # clean seed pairs a compute-neutral variant needs to set the noise floor
 
 
 def log_ratio(a, b) -> float:
@@ -54,8 +55,10 @@ def noise_floor(finished: pd.DataFrame, base: str, neutral: set[str]) -> tuple[f
     memory layout), and it shrinks to that as seeds accumulate, so a real difference is called once
     its interval clears it. A floor from single pairs (their 95% quantile) never shrinks: at 8%
     per-run noise a true 1.25× was called faster in ~12% of studies at 3, 6 or 10 seeds alike
-    (``bench calibrate`` measures both rates). Without three A/A pairs the floor is ``MIN_FLOOR``:
-    the baseline's own spread across seeds is no substitute, since it holds the drift that pairing
+    (``bench calibrate`` measures both rates). Only a variant with ``MIN_AA_PAIRS`` clean pairs sets
+    the floor: a mean over fewer (contention left one run) is mostly one run's noise, and a floor
+    from it called a real, tight 1.2× speed-up 'same'. Without one the floor is ``MIN_FLOOR``: the
+    baseline's own spread across seeds is no substitute, since it holds the drift that pairing
     removes."""
     clean = finished[~contaminated(finished)]
     speed = stats.by_seed(clean, THROUGHPUT) if THROUGHPUT in clean else {}
@@ -63,11 +66,13 @@ def noise_floor(finished: pd.DataFrame, base: str, neutral: set[str]) -> tuple[f
     means, pairs = [], 0
     for g in sorted(neutral & set(speed) - {base}):
         logs = [x for s, v in speed[g].items() if s in ref and not math.isnan(x := log_ratio(v, ref[s]))]
-        if logs:
+        if len(logs) >= MIN_AA_PAIRS:
             means.append(abs(float(np.mean(logs))))
             pairs += len(logs)
-    if pairs < 3:
-        return 1 + MIN_FLOOR, f"the minimum: fewer than 3 A/A pairs of compute-neutral variants ({pairs})"
+    if not means:
+        return 1 + MIN_FLOOR, (
+            f"the minimum: no compute-neutral variant has {MIN_AA_PAIRS} clean A/A pairs with the baseline"
+        )
     floor = max(math.exp(max(means)), 1 + MIN_FLOOR)
     return (
         floor,

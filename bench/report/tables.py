@@ -175,7 +175,7 @@ def variant_table(
             # time to target ranks variants by speed: like img/s, only runs timed on a quiet machine
             timed = done.loc[~dirty, col] if col == TTT else done[col]
             s = stats.geometric_ci(timed.tolist(), confidence)
-            row.update({f"{short}_mean": s.mean, f"{short}_lo": s.lo, f"{short}_hi": s.hi})
+            row.update({f"{short}_mean": s.mean, f"{short}_lo": s.lo, f"{short}_hi": s.hi, f"{short}_n": s.n})
             row[f"{short}_min"], row[f"{short}_max"] = timed.min(), timed.max()
         # throughput on a shared machine swings by tens of percent between identical runs: a mean
         # ± CI would pretend to a precision it does not have, so the median and its range, over the
@@ -184,6 +184,7 @@ def variant_table(
         row["train_img_s_median"], row["train_img_s_min"], row["train_img_s_max"] = img_s.agg(
             ["median", "min", "max"]
         )
+        row["train_img_s_n"] = int(img_s.count())  # a range from one run is no spread to rank by
         row["speed_contaminated"] = int(dirty.sum())  # counted, so the summary can say so
         if with_target:
             row["ttt_reached"] = int(done[TTT].notna().sum())

@@ -27,10 +27,13 @@ import json
 import os
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+
+from bench.tracking.uris import redact_text
 
 NOTE_TAG = "mlflow.note.content"
 KIND_TAG = "mlflow.experimentKind"
@@ -211,9 +214,12 @@ def home_url(base: str) -> str:
     return f"{base}/#/experiments?{urlencode(WORKFLOW)}"
 
 
-def rerun_command(loaded: Any, results_dir: str | Path, tracking_uri: str | None = None) -> str:
-    """The ``bench run`` command that gave these runs: its overlays, overrides, folders and data
-    directory (a bare ``bench run RECIPE`` would run another config, or fail to find the data)."""
+def rerun_command(
+    loaded: Any, results_dir: str | Path, tracking_uri: str | None = None, flags: Sequence[str] = ()
+) -> str:
+    """The ``bench run`` command that gave these runs: its overlays, overrides, folders, ``flags``
+    (the run order, --until-decided) and data directory: a bare ``bench run RECIPE`` would run
+    another config, or fail to find the data. Passwords in URIs are redacted (it is recorded)."""
     words = ["bench", "run"]
     for overlay in loaded.overlays:
         words += ["--overlay", overlay]
@@ -222,12 +228,16 @@ def rerun_command(loaded: Any, results_dir: str | Path, tracking_uri: str | None
         words += ["--results-dir", str(results_dir)]
     if tracking_uri:
         words += ["--tracking-uri", tracking_uri]
+    words += flags
     # the data directory, where the recipe leaves it to the environment (bench/util/dataroot.py)
     data_dir = os.environ.get("BENCH_DATA_DIR") if loaded.recipe.data.root is None else None
-    return (f"BENCH_DATA_DIR={shlex.quote(data_dir)} " if data_dir else "") + shlex.join(words)
+    command = (f"BENCH_DATA_DIR={shlex.quote(data_dir)} " if data_dir else "") + shlex.join(words)
+    return redact_text(command, tracking_uri)
 
 
-def description(loaded: Any, results_dir: str | Path, tracking_uri: str | None = None) -> str:
+def description(
+    loaded: Any, results_dir: str | Path, tracking_uri: str | None = None, flags: Sequence[str] = ()
+) -> str:
     """The experiment's note: what the recipe is for, how to run it again, where the report is."""
     recipe = loaded.recipe
     report = Path(results_dir).resolve() / loaded.name / "report.md"
@@ -244,17 +254,18 @@ def description(loaded: Any, results_dir: str | Path, tracking_uri: str | None =
         "",
         "Run again (finished variants are skipped, interrupted ones resume):",
         "",
-        f"    {rerun_command(loaded, results_dir, tracking_uri)}",
+        f"    {rerun_command(loaded, results_dir, tracking_uri, flags)}",
         "",
-        f"Report: `{shlex.join(report_words)}` writes `{report}`",
+        f"Report: `{redact_text(shlex.join(report_words), tracking_uri)}` writes `{report}`",
     ]
     return "\n".join(lines)
 
 
 def describe_experiment(
-    client, exp_id: str, loaded: Any, results_dir: str | Path, tracking_uri: str | None = None
-) -> None:
+    client, exp_id: str, loaded: Any, results_dir: str | Path, tracking_uri: str | None = None,
+    flags: Sequence[str] = (),
+) -> None:  # fmt: skip
     """Give the experiment its description (recipe description, command, report path) and mark
     it a model-training experiment, so MLflow's UI does not open it in GenAI mode."""
-    client.set_experiment_tag(exp_id, NOTE_TAG, description(loaded, results_dir, tracking_uri))
+    client.set_experiment_tag(exp_id, NOTE_TAG, description(loaded, results_dir, tracking_uri, flags))
     client.set_experiment_tag(exp_id, KIND_TAG, MODEL_TRAINING)

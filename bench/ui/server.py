@@ -177,7 +177,8 @@ def landing(client, base: str, experiment: str | None, loaded: Any | None, resul
     if loaded is not None:
         from bench.execution.identity import with_input_fingerprints
 
-        view.describe_experiment(client, exp_id, loaded, results_dir)
+        if view.NOTE_TAG not in exp.tags:  # `bench run` wrote it with the command's overrides and flags
+            view.describe_experiment(client, exp_id, loaded, results_dir)
         keyed = with_input_fingerprints(loaded)[0]  # the run keys `bench run` records (inputs included)
         run_keys = [v.run_key for v in keyed.variants]
     study = view.latest_study(client, exp_id, loaded and loaded.name, run_keys)

@@ -303,3 +303,28 @@ def test_time_left_counts_runs_skipped_for_the_device_at_no_time(
     assert main(["run", str(path), "--order", "variant", *store_args(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "[2/4 done, the rest skipped here] precision=fp32,seed=1: finished" in err, err
+
+
+# --- interval: step on a scheduler that cannot take it ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "said"),
+    [
+        ("onecycle", "'onecycle' steps per batch already"),
+        ("plateau", "'plateau' steps on the validation metric"),
+    ],
+)
+def test_interval_step_refusal_says_how_the_scheduler_steps_in_words(
+    tmp_path, tiny_image_folder, scheduler, said
+):
+    """`train.scheduler={name: onecycle, interval: step}` said "'onecycle' is stepped batch" (and
+    "is stepped plateau"): the policy's code name where a sentence was meant."""
+    from bench.errors import RecipeError
+    from bench.validate.recipe import load_validated
+
+    settings = {"train.scheduler": {"name": scheduler, "interval": "step"}, "data.val_size": 16}
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder, **settings))
+    with pytest.raises(RecipeError) as caught:
+        load_validated(path)
+    assert said in str(caught.value) and "is stepped" not in str(caught.value), caught.value

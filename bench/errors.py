@@ -62,6 +62,12 @@ class TrackingError(BenchError):
     exit_code = 3
 
 
+class StoreChoiceError(TrackingError):
+    """The tracking URI names a kind of store bench cannot record in: bad input, nothing recorded."""
+
+    exit_code = 2
+
+
 class ClusterError(BenchError):
     """Ray is missing, its cluster cannot be reached, or it cannot reach the stores (``--executor ray``)."""
 

@@ -90,7 +90,7 @@ def test_classes_filter_keeps_order_and_remaps_labels(tiny_image_folder):
 
 def test_unknown_class_lists_the_classes(tiny_image_folder):
     with pytest.raises(DataError, match="unknown class 'purple'.*blue, gray, green, red"):
-        splits(tiny_image_folder, classes=["purple"])
+        splits(tiny_image_folder, classes=["red", "purple"])
 
 
 def test_val_split_is_disjoint_and_reproducible(tiny_image_folder):

@@ -80,6 +80,7 @@ def run(
 
     import pandas as pd
 
+    from bench.errors import CheckpointError
     from bench.execution.owner import owning
     from bench.execution.runner import exit_code, run_recipe
     from bench.recipe.load import LoadedRecipe
@@ -102,7 +103,10 @@ def run(
         for name in dict.fromkeys(r.name for r in loaded):  # every recipe owned for the whole command
             owned.enter_context(owning(results_dir, name))  # or RecipeBusy (exit 4) before any change
         for recipe in loaded:
-            preflight(recipe)
+            try:
+                preflight(recipe)
+            except CheckpointError as exc:
+                raise after_failed(exc, [r.name for r, code in zip(loaded, codes) if code]) from None
             runner = run_recipe(recipe, results_dir=results_dir, tracking_uri=tracking_uri, force=force,
                                 live_progress=live_progress, executor=executor, max_attempts=max_attempts,
                                 order=order, order_seed=order_seed, until=until_decided)  # fmt: skip
@@ -112,6 +116,21 @@ def run(
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     out.attrs["exit_code"] = exit_code(codes)  # what `bench run` exits with (see `bench run --help`)
     return out
+
+
+def after_failed(exc: Exception, failed: list[str]) -> Exception:
+    """A start weights file missing because a recipe earlier in the command, which writes it, did
+    not finish: say so (exit 1, a variant failed), not "run the recipe that produces it first"."""
+    from bench.errors import BenchError
+
+    text = str(exc)
+    writers = [name for name in failed if f"/{name}/weights/" in text]
+    if not writers:
+        return exc
+    return BenchError(
+        f"{text.split(' (a bench run writes')[0]}: recipe '{writers[0]}', earlier in this command, writes it and "
+        "did not finish every run (see above); fix that, and the same command resumes"
+    )
 
 
 def tune_options(recipe: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> Any:

@@ -57,7 +57,9 @@ def main(args: argparse.Namespace) -> int:
         compare=args.compare, log_artifacts=not args.no_log, variance=args.variance,
     )  # fmt: skip
     asked = report.requested_baseline
-    if asked and report.tables.baseline_name != asked:
+    if asked and report.tables.baseline_name is None:
+        print(f"warning: no variant has a finished run (the baseline '{asked}' included): nothing to compare")
+    elif asked and report.tables.baseline_name != asked:
         which = "baseline" if args.baseline else "the recipe's baseline"
         print(
             f"warning: {which} '{asked}' has no finished runs; compared against '{report.tables.baseline_name}'"

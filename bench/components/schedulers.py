@@ -215,8 +215,17 @@ def check_scheduler(name: str, kwargs: dict[str, Any], *, warmup: bool, interval
         allowed = ", ".join(n for n in SCHEDULERS.names() if getattr(SCHEDULERS.get(n), "per_step", None))
         raise ValueError(
             f"interval 'step' is for per-epoch schedulers that anneal smoothly ({allowed}); "
-            f"'{name}' is stepped {spec.policy if spec.policy != 'epoch' else 'per epoch by nature'}"
+            f"'{name}' {STEPS_IN_WORDS.get(spec.policy, spec.policy)}"
         )
+
+
+# Why interval 'step' does not apply, by step policy ('is stepped batch' read as a typo).
+STEPS_IN_WORDS = {
+    "batch": "steps per batch already",
+    "batch_fractional": "steps per batch already (in fractional epochs)",
+    "plateau": "steps on the validation metric, once per epoch",
+    "epoch": "steps per epoch and has no smooth per-step form",
+}
 
 
 def build_scheduler(

@@ -101,6 +101,16 @@ def _subset(data: ImageSet, k: int | None, seed: int, key: str) -> ImageSet:
     return data.take(_draw(len(data), k, seed))
 
 
+def subset_text(cfg: DataConfig) -> str:
+    return f"data.subset={cfg.subset}" if cfg.subset else "the training split"
+
+
+def classes_without_images(splits: DataSplits) -> list[str]:
+    """The classes no training image is left of (a small ``data.subset`` draws them at random)."""
+    counts = torch.bincount(splits.train.labels, minlength=splits.num_classes)
+    return [name for name, n in zip(splits.classes, counts.tolist(), strict=True) if n == 0]
+
+
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std in [0, 1] units, from at most 10,000 evenly spaced images."""
     if len(images) > STATS_IMAGES:
@@ -146,5 +156,10 @@ def load_splits(cfg: DataConfig) -> DataSplits:
     test = _subset(test, cfg.test_subset, cfg.subset_seed, "data.test_subset")
     if len(train) == 0:
         raise DataError(f"data set '{cfg.name}' at {root} has no training images left after filtering")
+    if len(train) < 2:  # BatchNorm cannot train on a batch of one: every run would fail in its first step
+        raise DataError(
+            f"{subset_text(cfg)} leaves 1 training image: a training batch needs at least 2 "
+            "(BatchNorm); set data.subset to 2 or more"
+        )
     mean, std = channel_stats(train.images)
     return DataSplits(train, val, test, classes, len(classes), mean, std)  # type: ignore[arg-type]

@@ -52,10 +52,16 @@ class Progress:
         self._pending: list[str] = []
         self._durations: list[float] = []  # of the variants trained here (not the ones skipped)
         self._expected: dict[str, float] = {}
+        self._skipped: set[str] = set()
 
     def expect(self, seconds_by_name: dict[str, float]) -> None:
         """Variants' earlier wall times (bench/execution/estimate.py ``expected_times``)."""
         self._expected.update(seconds_by_name)
+
+    def skipping(self, names: list[str]) -> None:
+        """Runs recorded as skipped at once here (no device for them): they take no time."""
+        self._expected.update(dict.fromkeys(names, 0.0))
+        self._skipped.update(names)
 
     def pending(self, names: list[str]) -> None:
         """The variants about to run, in order: the time left counts each at its own time."""
@@ -88,8 +94,8 @@ class Progress:
         times = [self._expected.get(n, fallback) for n in names] + [fallback] * (remaining - len(names))
         if remaining <= 0 or None in times:
             return ""
-        if names and len(names) == remaining and not any(times):  # 0 s: skipped as already finished
-            return ", the rest already finished"
+        if names and len(names) == remaining and not any(times):  # 0 s: finished, or skipped here
+            return ", the rest skipped here" if self._skipped & set(names) else ", the rest already finished"
         return f", ~{format_duration(sum(times))} left"
 
     def variant_start(self, name: str) -> None:

@@ -16,7 +16,8 @@ def check_name(name: str, what: str) -> str:
     """A recipe or study name: a single safe folder name."""
     if not NAME_RE.fullmatch(name):
         raise ValueError(
-            f"{what} must start with a letter or digit and use only letters, digits, '_', '.', '-'"
+            f"{what} must start with a letter or digit and use only ASCII letters, digits, "
+            f"'_', '.', '-' (it names a folder and an MLflow experiment); got {name!r}"
         )
     return name
 

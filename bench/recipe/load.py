@@ -114,6 +114,7 @@ def apply_overrides(
                 matrix.pop(axis, None)
             else:
                 matrix[axis] = value
+                _drop_excludes_off_axis(matrix, axis, notes)
         elif delete:
             delete_dotted(raw, key, source="<override>")
         else:
@@ -121,6 +122,22 @@ def apply_overrides(
             if isinstance(raw.get("matrix"), dict):
                 _override_matrix(raw["matrix"], key, value, text, notes)
     return raw
+
+
+def _drop_excludes_off_axis(matrix: dict[str, Any], axis: str, notes: list[str]) -> None:
+    """An axis given new values by ``matrix.<axis>=[...]``: exclude entries naming a value it no
+    longer has can match nothing, and go (the axis's other cells keep theirs)."""
+    excludes, values = matrix.get("exclude"), matrix.get(axis)
+    if not isinstance(excludes, list) or not isinstance(values, list):
+        return
+    have = {canonical(v) for v in values}
+    kept = [e for e in excludes if not isinstance(e, dict) or axis not in e or canonical(e[axis]) in have]
+    if len(kept) < len(excludes):
+        matrix["exclude"] = kept
+        notes.append(
+            f"override matrix.{axis} drops {len(excludes) - len(kept)} matrix.exclude entry(ies) naming "
+            "a value it no longer has"
+        )
 
 
 def _override_matrix(matrix: dict[str, Any], key: str, value: Any, text: str, notes: list[str]) -> None:
@@ -153,6 +170,9 @@ def _override_matrix(matrix: dict[str, Any], key: str, value: Any, text: str, no
         if isinstance(matrix[axis], list):
             matrix[axis] = [_merge_into(v, axis, key, value, text) for v in matrix[axis]]
             notes.append(f"override {text} applied to every value of matrix axis {axis}")
+            for entry in matrix.get("exclude") or []:  # so that an exclude entry still names its cell
+                if isinstance(entry, dict) and isinstance(entry.get(axis), dict):
+                    entry[axis] = _merge_into(entry[axis], axis, key, value, text)
     for entry in includes if isinstance(includes, list) else []:
         for axis in [k for k in entry if isinstance(k, str) and key.startswith(k + ".")]:
             entry[axis] = _merge_into(entry[axis], axis, key, value, text)

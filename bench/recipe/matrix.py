@@ -22,6 +22,14 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def flow(value: Any) -> str:
+    """A value as a recipe would write it on one line (``{name: onecycle, max_lr: 0.1}``)."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
+    return text.strip().removesuffix("\n...")
+
+
 def stable_hash(value: Any, length: int = 12) -> str:
     return hashlib.sha256(canonical(value).encode()).hexdigest()[:length]
 
@@ -99,6 +107,15 @@ def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
                 source=source,
                 key=f"matrix.exclude[{i}]",
             )
+        for k, v in pattern.items():  # a value off its axis excludes nothing: a typo, or a mapping in part
+            if canonical(v) not in {canonical(a) for a in axes[k]}:
+                raise RecipeError(
+                    f"{k}: {flow(v)} is not one of the axis's values, so this entry excludes nothing; "
+                    f"values: {', '.join(flow(a) for a in axes[k])}"
+                    + (" (a mapping must match one in full)" if isinstance(v, dict) else ""),
+                    source=source,
+                    key=f"matrix.exclude[{i}]",
+                )
         combos = [c for c in combos if any(canonical(c.get(k)) != canonical(v) for k, v in pattern.items())]
     for extra in matrix.get("include", []):
         if not any(canonical(c) == canonical(extra) for c in combos):

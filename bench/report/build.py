@@ -207,6 +207,8 @@ def summary_lines(t: Tables) -> list[str]:
     """The answer in a few sentences: best, fastest, what differs from the baseline, what is missing."""
     lines = []
     v = t.variants[t.variants["seeds"] > 0] if len(t.variants) else t.variants
+    if not len(v):  # every run failed or was skipped: say so first, not only in the closing count
+        lines.append("No run finished: there is nothing to compare yet.")
     if len(v) and v["acc_mean"].notna().any():
         best = v.loc[v["acc_mean"].idxmax()]
         delivered = (
@@ -362,7 +364,9 @@ def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str
         return f"; from one run of `{top['variant']}` only, so not told apart from `{_second(rest, mid, higher)}`"
     second = rest.loc[rest[mid].idxmax() if higher else rest[mid].idxmin()]
     overlap = (second[hi_col] >= top[lo_col]) if higher else (second[lo_col] <= top[hi_col])
-    if pd.isna(top[lo_col]) or pd.isna(second[hi_col]) or bool(overlap):
+    if pd.isna(top[lo_col]) or pd.isna(second[hi_col]):  # one seed has no interval: nothing overlaps
+        return f"; not told apart from `{second['variant']}`: one seed gives no range to compare"
+    if bool(overlap):
         return f"; not told apart from `{second['variant']}` by these seeds (their ranges overlap)"
     return ""
 

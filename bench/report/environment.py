@@ -73,8 +73,10 @@ def _values(prov: pd.DataFrame, key: str) -> str:
     return " / ".join(f"{r.value} ({r.runs} runs)" for r in rows.itertuples())
 
 
-def header_lines(prov: pd.DataFrame) -> list[str]:
+def header_lines(prov: pd.DataFrame, finished: bool = True) -> list[str]:
     """The provenance header: code, libraries, device, backend flags, normalisation."""
+    if prov.empty and not finished:  # provenance is read from finished runs only
+        return ["None: no run finished (the failed and skipped ones are listed at the end)."]
     if prov.empty:
         return ["No provenance recorded with these runs (they predate bench's `env.*` tags)."]
     v = lambda key: _values(prov, key)  # noqa: E731

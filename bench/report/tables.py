@@ -126,7 +126,9 @@ def build_tables(
     scored = [g for g in order if g in set(finished["group"])]
     base = baseline if baseline in set(scored) else (scored[0] if scored else None)
     floor, floor_source = (
-        speed.noise_floor(finished, base, compute_neutral or set()) if base else (math.nan, "")
+        speed.noise_floor(finished, base, compute_neutral or set())
+        if base
+        else (math.nan, "no baseline run finished")
     )
     base_table = effects.baseline_table(finished, base, scored, confidence, min_effect, floor)
     axes_table = effects.axis_table(variants, finished, axis_labels, base, confidence)

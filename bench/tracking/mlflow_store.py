@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, TrackingError, message_line
+from bench.errors import BenchError, StoreChoiceError, TrackingError, message_line
 from bench.tracking.uris import has_secret, redact_text, redact_uri
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -49,6 +49,8 @@ def open_store(uri: str, *, create: bool = True):
         logger = logging.getLogger(name)
         if one_line_errors not in logger.filters:
             logger.addFilter(one_line_errors)
+    refuse_file_store(uri)
+    check_server_answers(uri)
     # Two processes migrating one fresh SQLite file can break it; a server migrates under its own lock.
     db = sqlite_file(uri)
     if db is not None and not create and not db.exists():
@@ -76,6 +78,40 @@ def open_store(uri: str, *, create: bool = True):
             f"cannot open the MLflow tracking store '{redact_uri(uri)}': {redact_text(first, uri)}{hint}"
         ) from None
     return client
+
+
+def refuse_file_store(uri: str) -> None:
+    """MLflow's file store (``file:`` or a bare path) cannot hold bench's runs: ``train/lr`` is a
+    metric and ``train/lr/<group>`` one below it, a file and a folder of one name, so every run
+    trained and then failed to record. MLflow 3 also refuses it unless MLFLOW_ALLOW_FILE_STORE is set."""
+    from urllib.parse import urlparse
+
+    if urlparse(uri).scheme in ("", "file"):
+        raise StoreChoiceError(
+            f"tracking URI '{redact_uri(uri)}' is an MLflow file store, which cannot record bench's "
+            "metrics (train/lr beside train/lr/<group>); use an SQLite file, e.g. "
+            "--tracking-uri sqlite:///results/mlflow.db (the default), or a server URL"
+        )
+
+
+def check_server_answers(uri: str, timeout: float = 10.0) -> None:
+    """A tracking server that nothing answers for fails at once: MLflow's HTTP client retries a
+    refused connection with backoff for about 4 minutes, printing nothing, before it gives up."""
+    import socket
+    from urllib.parse import urlparse
+
+    parts = urlparse(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise TrackingError(
+            f"cannot open the MLflow tracking store '{redact_uri(uri)}': nothing answers at "
+            f"{parts.hostname}:{port} ({exc.strerror or type(exc).__name__}); start the tracking server "
+            "(mlflow server ...) or pass another --tracking-uri"
+        ) from None
 
 
 def redact_secrets(record: Any) -> bool:

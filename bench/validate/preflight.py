@@ -4,6 +4,7 @@ weights the runs will start from can be had."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from bench.errors import BenchError, RecipeError, described
@@ -26,6 +27,9 @@ def preflight(loaded: LoadedRecipe) -> None:
             data = cached_splits(cfg.data)
         except BenchError as exc:
             raise type(exc)(f"{loaded.source}: data: {exc}") from None
+        if data_key not in seen:
+            seen.add(data_key)
+            warn_empty_classes(loaded.source, cfg.data, data)
         if cfg.model.weights:
             model_key = data_key + cfg.model.model_dump_json()
             if model_key in seen:
@@ -38,6 +42,21 @@ def preflight(loaded: LoadedRecipe) -> None:
                 text = str(exc)
                 prefix = "" if text.startswith("model.weights") else "model.weights: "
                 raise type(exc)(f"{loaded.source}: {prefix}{text}") from None
+
+
+def warn_empty_classes(source: str, data_cfg, data) -> None:
+    """A class with no training image still counts in the test accuracy, which then says less
+    than it seems; a warning, not an error, because a tiny subset for a quick check may do it."""
+    from bench.data.splits import classes_without_images, subset_text
+
+    missing = classes_without_images(data)
+    if missing:
+        print(
+            f"warning: {source}: {subset_text(data_cfg)} leaves no training image of "
+            f"{len(missing)} of {data.num_classes} classes ({', '.join(missing)}): the model never "
+            "sees them, but the test set scores them; raise data.subset or narrow data.classes",
+            file=sys.stderr,
+        )
 
 
 def check_devices(loaded: LoadedRecipe) -> None:

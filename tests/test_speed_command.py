@@ -82,30 +82,3 @@ def test_cost_card_with_every_round_contaminated_says_why_it_has_no_ratio():
              "contention/speed_contaminated": 1.0} for r in range(2) for g in ("base", "other")]  # fmt: skip
     text = "\n".join(table_text(cost_table(pd.DataFrame(rows), "base", set())[0]))
     assert "nan" not in text and "contention monitor marked a timing contaminated" in text
-
-
-def test_in_process_timing_alternates_the_order_in_one_process(tmp_path, tiny_image_folder):
-    """``--in-process``: every variant built once in this process, then windows A B, B A, ...
-    (drift within a round hits both alike); a window is its timed steps after one untimed step;
-    a variant this machine cannot run (amp_fp16 without CUDA) is recorded skipped once; no peak
-    memory per variant (one process holds them all)."""
-    from bench.cli import main
-
-    recipe = tiny_recipe(tiny_image_folder, matrix={"data.batch_size": [16, 32]}, baseline="batch_size=32",
-                         include=[{"train.precision": "amp_fp16"}])  # fmt: skip
-    recipe["matrix"]["include"] = recipe.pop("include")
-    path = write_recipe(tmp_path / "r.yaml", recipe)
-    results = tmp_path / "results"
-    args = ["speed", str(path), "--in-process", "--rounds", "3", "--steps", "4", "--warmup", "2"]
-    assert main([*args, "--results-dir", str(results)]) == 0
-    timings = pd.read_csv(results / "tiny" / "speed.csv")
-    skipped = timings[timings["status"] == "skipped"]
-    assert len(skipped) == 1 and "CUDA" in skipped["reason"].iloc[0]
-    done = timings[timings["status"] == "finished"]
-    a, b = list(dict.fromkeys(done["group"]))
-    assert list(zip(done["round"], done["group"])) == [(0, a), (0, b), (1, b), (1, a), (2, a), (2, b)]
-    assert set(done["mode"]) == {"in-process"} and not any(c.startswith("memory/") for c in timings)
-    assert {16 * 4, 32 * 4} == set(done["images"])  # --steps timed, after one untimed step
-    table = pd.read_csv(results / "tiny" / "speed_table.csv").set_index("variant")
-    assert table.loc["batch_size=32", "verdict"] == "baseline"
-    assert table.loc["batch_size=16", "rounds"] + table.loc["batch_size=16", "left_out"] == 3

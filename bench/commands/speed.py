@@ -2,9 +2,7 @@
 training to convergence. Each variant runs ``--warmup`` + ``--steps`` engine steps in a fresh
 process, variants interleaved round after round (A B C A B C ...), so an accuracy study that ran
 packed on a busy machine can get a clean cost card afterwards (an idle machine, a dedicated GPU).
-Writes ``results/<recipe>/speed.csv`` (every timing) and ``speed_table.csv`` (the cost card).
-``--in-process`` times them all in this process, window after window (see
-``bench.speedcheck.session.time_in_process``)."""
+Writes ``results/<recipe>/speed.csv`` (every timing) and ``speed_table.csv`` (the cost card)."""
 
 from __future__ import annotations
 
@@ -23,12 +21,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variant", action="append", default=[], help="time only these variants (repeatable)"
     )
-    parser.add_argument(
-        "--in-process", action="store_true",
-        help="time every variant in this one process instead, alternating windows of --steps steps (A B C, "
-        "C B A, ...): the machine's drift over seconds and per-process differences cancel within a round, "
-        "which narrows the intervals several-fold on a shared host; no per-variant peak memory",
-    )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -38,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
     from bench.execution.results import recipe_dir
     from bench.recipe.changes import recipe_changes
     from bench.report.speed import COMPUTE_NEUTRAL_PREFIXES
-    from bench.speedcheck.session import interleaved, time_in_process, time_once
+    from bench.speedcheck.session import interleaved, time_once
     from bench.speedcheck.table import cost_table, table_text
     from bench.validate.recipe import load_validated
 
@@ -57,25 +49,16 @@ def main(args: argparse.Namespace) -> int:
     }
     out = recipe_dir(args.results_dir, loaded.name)
     out.mkdir(parents=True, exist_ok=True)
-    if args.in_process:
-        first = {g: next(v for v in loaded.variants if v.group == g) for g in groups}
-        timings = time_in_process(list(first.values()), args.steps, args.warmup, args.rounds)
-    else:
-        timings = (
-            {"round": r, "group": g, **time_once(args.recipe, g, args.steps, args.warmup, args.overrides, args.overlay)}
-            for r, g in interleaved(groups, args.rounds)
-        )  # fmt: skip
     rows = []
-    mode = "in-process" if args.in_process else "fresh processes"
-    for order, result in enumerate(timings):
-        rows.append({"order": order, "mode": mode, "steps": args.steps, "warmup": args.warmup, **result})
+    for order, (r, group) in enumerate(interleaved(groups, args.rounds)):
+        result = time_once(args.recipe, group, args.steps, args.warmup, args.overrides, args.overlay)
+        rows.append(
+            {"order": order, "round": r, "group": group, "steps": args.steps, "warmup": args.warmup, **result}
+        )
         pd.DataFrame(rows).to_csv(out / "speed.csv", index=False)  # kept whole after every timing
         rate = result.get("throughput/train_img_s", float("nan"))
         dirty = " (contaminated)" if result.get("contention/speed_contaminated") else ""
-        print(
-            f"round {result['round'] + 1}/{args.rounds} {result['group']}: {rate:.1f} img/s{dirty}",
-            flush=True,
-        )
+        print(f"round {r + 1}/{args.rounds} {group}: {rate:.1f} img/s{dirty}", flush=True)
     table, floor = cost_table(pd.DataFrame(rows), changes.baseline, neutral)
     table.to_csv(out / "speed_table.csv", index=False)
     print(f"throughput ratio to {changes.baseline}, paired by round; {floor}")

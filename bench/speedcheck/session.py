@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +69,17 @@ class StepSlice:
         return itertools.islice(itertools.chain.from_iterable(itertools.repeat(self.loader)), self.n)
 
 
-def prepared(variant: Any, total: int) -> Any:
-    """The variant's run state, able to run ``total`` engine steps."""
+def time_steps(variant: Any, steps: int, warmup: int) -> dict[str, float]:
+    """Images per second over ``steps`` engine steps after ``warmup`` untimed ones."""
     from bench.components.schedulers import build_scheduler
+    from bench.engine.contention import ContentionMonitor, summarize
+    from bench.engine.loop import train_one_epoch
+    from bench.engine.measure import PeakMemory, Throughput
     from bench.engine.state import build_state
 
     state = build_state(variant)
     train = variant.body.train
+    total = warmup + steps
     if total > train.epochs * len(state.train_loader):  # a schedule that ends early would refuse the steps
         state.schedule = build_scheduler(
             state.optimizer,
@@ -84,17 +87,9 @@ def prepared(variant: Any, total: int) -> Any:
             epochs=train.epochs,
             steps_per_epoch=math.ceil(total / train.epochs),
         )
-    return state
-
-
-def timed_window(state: Any, loader: Any, variant: Any, steps: int, warmup: int) -> dict[str, float]:
-    """Images per second over ``steps`` engine steps (batches of ``loader``, the data's own) after
-    ``warmup`` untimed ones, with the contention monitor around them."""
-    from bench.engine.contention import ContentionMonitor, summarize
-    from bench.engine.loop import train_one_epoch
-    from bench.engine.measure import Throughput
-
-    state.train_loader = StepSlice(loader, warmup + steps)
+    state.train_loader = StepSlice(state.train_loader, total)
+    memory = PeakMemory(state.device)
+    memory.reset()
     meter = Throughput(state.device, warmup)
     monitor = ContentionMonitor(state.device, variant.body.report.contention_threshold)
     monitor.start()
@@ -106,48 +101,9 @@ def timed_window(state: Any, loader: Any, variant: Any, steps: int, warmup: int)
         "time/timed_s": meter.seconds,
         "images": float(meter.images),
         "train/loss": loss,
+        memory.metric: memory.peak_mb(),
         **summarize([record], monitor.threshold),
     }
-
-
-def time_steps(variant: Any, steps: int, warmup: int) -> dict[str, float]:
-    """One fresh process's timing: the window and the process's peak memory."""
-    from bench.engine.measure import PeakMemory
-
-    state = prepared(variant, warmup + steps)
-    memory = PeakMemory(state.device)
-    memory.reset()
-    out = timed_window(state, state.train_loader, variant, steps, warmup)
-    return {**out, memory.metric: memory.peak_mb()}
-
-
-def time_in_process(variants: list, steps: int, warmup: int, rounds: int) -> Iterator[dict[str, Any]]:
-    """``bench speed --in-process``: every variant built once in this process and warmed up, then
-    timed in windows of ``steps`` steps, the order reversed every other round (A B C, C B A, ...).
-    The machine's speed drifts over seconds (a neighbour on the host, clocks); windows a fraction
-    of a second apart see nearly the same machine, and no per-process difference (memory layout,
-    thread placement) enters a ratio. Each window starts with one untimed step (the switch from
-    another model leaves cold caches). No per-variant peak memory: one process holds them all.
-    Yields one row per timing (skipped variants once, round 0)."""
-    from bench.engine.errors import VariantSkipped
-    from bench.engine.precision import set_backend_flags
-
-    ready = []
-    for variant in variants:
-        try:
-            state = prepared(variant, warmup + 1 + rounds * (steps + 1))
-        except VariantSkipped as exc:
-            yield {"round": 0, "group": variant.group, "status": "skipped", "reason": str(exc)}
-            continue
-        loader = state.train_loader
-        timed_window(state, loader, variant, 1, warmup)  # compile, autotune, caches: untimed
-        ready.append((variant, state, loader))
-    for r in range(rounds):
-        for variant, state, loader in ready if r % 2 == 0 else ready[::-1]:
-            train = variant.body.train
-            set_backend_flags(train.precision, train.cudnn_benchmark)  # global flags: this variant's
-            yield {"round": r, "group": variant.group, "status": "finished",
-                   **timed_window(state, loader, variant, steps, 1 if steps > 1 else 0)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,16 @@ def fresh_store(db: Path) -> str:
     return f"sqlite:///{db}"
 
 
+def store_args(tmp_path: Path) -> list[str]:
+    """The options that keep a command's results and MLflow store inside ``tmp_path``."""
+    return [
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+
+
 def bench_in_process(tmp_path: Path, recipe: Path, *extra: str) -> int:
     fresh_store(tmp_path / "mlflow.db")
     return main(["run", str(recipe), "--results-dir", str(tmp_path / "results"),

@@ -15,6 +15,7 @@ from bench.cli import main
 from bench.errors import RecipeError
 from bench.recipe.load import load_recipe
 from bench.validate.recipe import load_validated
+from tests.helpers import store_args
 from tests.recipes import tiny_recipe, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,15 +25,6 @@ def bench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
     )
-
-
-def store_args(tmp_path: Path) -> list[str]:
-    return [
-        "--results-dir",
-        str(tmp_path / "results"),
-        "--tracking-uri",
-        f"sqlite:///{tmp_path / 'mlflow.db'}",
-    ]
 
 
 def assert_nothing_recorded(tmp_path: Path) -> None:

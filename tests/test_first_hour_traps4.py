@@ -3,22 +3,11 @@ Each test reproduces what a new user ran and saw, and checks what they should ha
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bench.cli import main
+from tests.helpers import store_args
 from tests.recipes import tiny_recipe, write_recipe
-
-
-def store_args(tmp_path: Path) -> list[str]:
-    return [
-        "--results-dir",
-        str(tmp_path / "results"),
-        "--tracking-uri",
-        f"sqlite:///{tmp_path / 'mlflow.db'}",
-    ]
-
 
 # --- an MLflow file store -------------------------------------------------------------------------
 

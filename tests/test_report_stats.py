@@ -101,7 +101,7 @@ def test_speed_is_a_paired_ratio_that_drift_and_contention_do_not_move():
     assert b.loc["fast", "train_img_s_lo"] > 1.9 and b.loc["fast", "speed_verdict"] == "faster"
     assert t.speed_floor == pytest.approx(1.01) and "A/A" in t.speed_floor_source
     text = render(t, recipe="r", experiment="r", tracking_uri="sqlite://", plots={}, summary_lines=[])
-    assert "1 run(s) left out" in text and "noise floor ±1.0%" in text
+    assert "1 seed pair(s) left out (timed under load)" in text and "noise floor ±1.0%" in text
 
 
 def _row(group: str, seed: int, acc: float, speed: float = 1000.0) -> dict:
@@ -280,6 +280,21 @@ def test_first_to_target_is_named_from_runs_timed_on_a_quiet_machine():
         row["contention/speed_contaminated"] = 1.0
     lines = summary_lines(build_tables(pd.DataFrame(rows), ["x"], baseline="base", target_acc=0.5))
     assert any("was timed on a quiet machine: no variant is named first" in line for line in lines), lines
+
+
+def test_speed_left_out_counts_the_seed_pairs_the_ratio_lost():
+    """A seed whose runs were both timed under load read "2 run(s) left out" for one lost pair, and
+    a variant with 3 seeds could show 6 left out; the column now counts pairs the ratio is not over."""
+    rows = []
+    for s in range(4):
+        rows += [_row("base", s, 0.8), _row("var", s, 0.8)]
+        busy = 1.0 if s in (0, 1) else 0.0  # seeds 0 and 1: both arms timed under load
+        rows[-2]["contention/speed_contaminated"] = rows[-1]["contention/speed_contaminated"] = busy
+    b = build_tables(pd.DataFrame(rows), ["x"], baseline="base").baseline.set_index("variant")
+    assert b.loc["var", "speed_left_out"] == 2 and b.loc["var", "speed_pairs"] == 2
+    text = render(build_tables(pd.DataFrame(rows), ["x"], baseline="base"), recipe="r", experiment="r",
+                  tracking_uri="sqlite://", plots={}, summary_lines=[])  # fmt: skip
+    assert "2 seed pair(s) left out (timed under load)" in text
 
 
 def test_first_to_target_prefers_a_variant_that_got_there_in_every_seed():

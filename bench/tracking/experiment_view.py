@@ -214,6 +214,12 @@ def home_url(base: str) -> str:
     return f"{base}/#/experiments?{urlencode(WORKFLOW)}"
 
 
+def store_options(results_dir: str | Path, tracking_uri: str | None) -> list[str]:
+    """The options that point a command at these results and this store (none for the defaults)."""
+    out = [] if Path(results_dir) == Path("results") else ["--results-dir", str(results_dir)]
+    return out + (["--tracking-uri", tracking_uri] if tracking_uri else [])
+
+
 def rerun_command(
     loaded: Any, results_dir: str | Path, tracking_uri: str | None = None, flags: Sequence[str] = ()
 ) -> str:
@@ -223,12 +229,7 @@ def rerun_command(
     words = ["bench", "run"]
     for overlay in loaded.overlays:
         words += ["--overlay", overlay]
-    words += [loaded.source, *loaded.overrides]
-    if Path(results_dir) != Path("results"):
-        words += ["--results-dir", str(results_dir)]
-    if tracking_uri:
-        words += ["--tracking-uri", tracking_uri]
-    words += flags
+    words += [loaded.source, *loaded.overrides, *store_options(results_dir, tracking_uri), *flags]
     # the data directory, where the recipe leaves it to the environment (bench/util/dataroot.py)
     data_dir = os.environ.get("BENCH_DATA_DIR") if loaded.recipe.data.root is None else None
     command = (f"BENCH_DATA_DIR={shlex.quote(data_dir)} " if data_dir else "") + shlex.join(words)
@@ -241,11 +242,7 @@ def description(
     """The experiment's note: what the recipe is for, how to run it again, where the report is."""
     recipe = loaded.recipe
     report = Path(results_dir).resolve() / loaded.name / "report.md"
-    report_words = ["bench", "report", loaded.source]
-    if Path(results_dir) != Path("results"):
-        report_words += ["--results-dir", str(results_dir)]
-    if tracking_uri:
-        report_words += ["--tracking-uri", tracking_uri]
+    report_words = ["bench", "report", loaded.source, *store_options(results_dir, tracking_uri)]
     lines = [f"**{loaded.name}**" + (f": {recipe.description}" if recipe.description else "")]
     lines += [
         "",

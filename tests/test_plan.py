@@ -61,6 +61,34 @@ CASES = {
         lambda o: lrs.OneCycleLR(o, max_lr=LR, total_steps=EPOCHS * SPE),
         "batch",
     ),
+    "linear": (
+        {"start_factor": 0.25},
+        lambda o: lrs.LinearLR(o, start_factor=0.25, total_iters=EPOCHS),
+        "epoch",
+    ),
+    "polynomial": ({"power": 2.0}, lambda o: lrs.PolynomialLR(o, total_iters=EPOCHS, power=2.0), "epoch"),
+    "constant_lr": (
+        {"factor": 0.5, "total_iters": 2},
+        lambda o: lrs.ConstantLR(o, factor=0.5, total_iters=2),
+        "epoch",
+    ),
+    "sequential": (
+        {
+            "milestones": [1],
+            "schedulers": [{"name": "linear", "start_factor": 0.5, "total_iters": 1}, {"name": "cosine"}],
+        },
+        lambda o: lrs.SequentialLR(
+            o,
+            [lrs.LinearLR(o, start_factor=0.5, total_iters=1), lrs.CosineAnnealingLR(o, T_max=EPOCHS - 1)],
+            [1],
+        ),
+        "epoch",
+    ),
+    "chained": (
+        {"schedulers": [{"name": "exponential", "gamma": 0.9}, {"name": "step", "step_size": 2}]},
+        lambda o: lrs.ChainedScheduler([lrs.ExponentialLR(o, gamma=0.9), lrs.StepLR(o, step_size=2)], o),
+        "epoch",
+    ),
     "cosine_warm_restarts": (
         {"T_0": 1, "T_mult": 3, "eta_min": 0.0},  # cycles of 1 + 3 epochs: ends with the run
         lambda o: lrs.CosineAnnealingWarmRestarts(o, T_0=1, T_mult=3, eta_min=0.0),

@@ -91,7 +91,8 @@ def _describe(kind: str, item: object) -> str:
     cls = item.cls if kind == "schedulers" else item
     text = f"{cls.__module__}.{cls.__qualname__}"
     if kind == "schedulers":
-        text += f" ({STEPPED[item.policy]}{', warm-up allowed' if item.warmup else ''})"
+        stepped = "steps its schedulers together" if item.composite else STEPPED[item.policy]
+        text += f" ({stepped}{', warm-up allowed' if item.warmup else ''})"
     return text
 
 

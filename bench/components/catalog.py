@@ -25,27 +25,37 @@ OPTIMIZERS: dict[str, tuple[str, ...]] = {
 
 # name -> keyword arguments of the torch scheduler class (optimizer and lr_lambda excluded).
 SCHEDULERS: dict[str, tuple[str, ...]] = {
+    "chained": ("schedulers",),
     "constant": ("last_epoch",),
+    "constant_lr": ("factor", "total_iters", "last_epoch"),
     "cosine": ("T_max", "eta_min", "last_epoch"),
     "cosine_warm_restarts": ("T_0", "T_mult", "eta_min", "last_epoch"),
     "cyclic": ("base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma", "scale_fn",
                "scale_mode", "cycle_momentum", "base_momentum", "max_momentum", "last_epoch"),
     "exponential": ("gamma", "last_epoch"),
     "lambda": ("last_epoch",),
+    "linear": ("start_factor", "end_factor", "total_iters", "last_epoch"),
     "multiplicative": ("last_epoch",),
     "multistep": ("milestones", "gamma", "last_epoch"),
     "onecycle": ("max_lr", "total_steps", "epochs", "steps_per_epoch", "pct_start", "anneal_strategy",
                  "cycle_momentum", "base_momentum", "max_momentum", "div_factor", "final_div_factor",
                  "three_phase", "last_epoch"),
+    "polynomial": ("total_iters", "power", "last_epoch"),
+    "sequential": ("schedulers", "milestones", "last_epoch"),
     "plateau": ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"),
     "step": ("step_size", "gamma", "last_epoch"),
 }  # fmt: skip
 
-# Schedulers that can follow a linear warm-up (the others ramp by themselves or cannot).
-SCHEDULERS_WITH_WARMUP: tuple[str, ...] = ("constant", "cosine", "cosine_warm_restarts", "exponential", "lambda",
-                                            "multiplicative", "multistep", "plateau", "step")  # fmt: skip
+# Schedulers that can follow a linear warm-up (the others ramp by themselves or cannot; a
+# composite can where each of its schedulers can).
+SCHEDULERS_WITH_WARMUP: tuple[str, ...] = ("chained", "constant", "constant_lr", "cosine", "cosine_warm_restarts",
+                                            "exponential", "lambda", "linear", "multiplicative", "multistep",
+                                            "plateau", "polynomial", "sequential", "step")  # fmt: skip
 # Per-epoch schedulers that also anneal per optimizer step (``interval: step``).
-SCHEDULERS_PER_STEP: tuple[str, ...] = ("constant", "cosine", "exponential", "lambda", "multistep", "step")
+SCHEDULERS_PER_STEP: tuple[str, ...] = ("constant", "constant_lr", "cosine", "exponential", "lambda", "linear",
+                                         "multistep", "polynomial", "step")  # fmt: skip
+# Schedulers made of a list of schedulers (``schedulers: [{name: ..., <args>}, ...]``).
+COMPOSITE_SCHEDULERS: tuple[str, ...] = ("chained", "sequential")
 
 # Named LR factor functions for the lambda and multiplicative schedulers.
 LR_LAMBDAS: tuple[str, ...] = ("constant", "constant_factor", "inverse_sqrt", "linear_decay", "poly")

@@ -1,6 +1,12 @@
-"""LR schedulers: all ten ``torch.optim.lr_scheduler`` kinds, each with the step policy it needs
+"""LR schedulers: every ``torch.optim.lr_scheduler`` kind, each with the step policy it needs
 (per epoch, per batch, per batch with fractional epochs, or on the validation metric) and
 defaults derived from the training length.
+
+``sequential`` and ``chained`` (SequentialLR, ChainedScheduler) take their schedulers as a list of
+``{name: ..., <args>}`` entries built by the same rules: a child of ``sequential`` gets the
+defaults of its own stretch of epochs (a cosine after a 2-epoch warm-up anneals over the epochs
+left), a child of ``chained`` those of the whole run. Children must step alike (all per epoch,
+or all per batch) because the composite steps them together.
 
 Defaults never change what the recipe does not name: OneCycle and Cyclic leave momentum alone
 (torch's ``cycle_momentum=True`` would switch momentum on for plain SGD and override AdamW's β1)
@@ -50,6 +56,7 @@ class SchedulerSpec:
     warmup: bool = True  # can be composed with the linear per-step warm-up
     # kwargs in epochs -> the same schedule in optimizer steps (None: no per-step form)
     per_step: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
+    composite: bool = False  # takes a list of schedulers (SequentialLR, ChainedScheduler)
 
 
 def _lambda_defaults(default_name: str) -> Callable[[Context], dict[str, Any]]:
@@ -163,6 +170,29 @@ SCHEDULERS.register(
     ),
 )  # fmt: skip
 SCHEDULERS.register(
+    "linear",
+    SchedulerSpec(
+        lrs.LinearLR, "epoch", lambda c: {"total_iters": max(1, c.epochs)},
+        per_step=lambda kw, spe: {**kw, "total_iters": kw["total_iters"] * spe},
+    ),
+)  # fmt: skip
+SCHEDULERS.register(
+    "polynomial",
+    SchedulerSpec(
+        lrs.PolynomialLR, "epoch", lambda c: {"total_iters": max(1, c.epochs)},
+        per_step=lambda kw, spe: {**kw, "total_iters": kw["total_iters"] * spe},
+    ),
+)  # fmt: skip
+SCHEDULERS.register(
+    "constant_lr",  # torch's ConstantLR: a factor for the first total_iters epochs ("constant" is no change)
+    SchedulerSpec(
+        lrs.ConstantLR, "epoch", lambda c: {},
+        per_step=lambda kw, spe: {**kw, "total_iters": kw.get("total_iters", 5) * spe},
+    ),
+)  # fmt: skip
+SCHEDULERS.register("sequential", SchedulerSpec(lrs.SequentialLR, "epoch", lambda c: {}, composite=True))
+SCHEDULERS.register("chained", SchedulerSpec(lrs.ChainedScheduler, "epoch", lambda c: {}, composite=True))
+SCHEDULERS.register(
     "plateau", SchedulerSpec(lrs.ReduceLROnPlateau, "plateau", lambda c: {"mode": "max", "patience": 2})
 )
 SCHEDULERS.register(
@@ -197,9 +227,16 @@ PER_GROUP_LR_ARGS = ("base_lr", "max_lr", "eta_min", "min_lr")
 def check_scheduler(name: str, kwargs: dict[str, Any], *, warmup: bool, interval: str = "epoch") -> None:
     spec = SCHEDULERS.get(name)
     if not isinstance(spec, SchedulerSpec):  # a user class by import path: treat as per-epoch
+        composite = {lrs.SequentialLR: "sequential", lrs.ChainedScheduler: "chained"}.get(spec)
+        if composite:  # its schedulers must be built on the run's optimizer, which a recipe cannot name
+            raise ValueError(f"name it '{composite}', with schedulers: a list of {{name: ..., <args>}}, "
+                             f"e.g. {COMPOSITE_EXAMPLE}")  # fmt: skip
         check_kwargs(spec, kwargs, what=f"scheduler '{name}'", skip=("optimizer",))
         if interval == "step":
             raise ValueError(f"interval 'step' needs a built-in per-epoch scheduler, not '{name}'")
+        return
+    if spec.composite:
+        _check_composite(name, spec, kwargs, warmup=warmup, interval=interval)
         return
     own = {k: v for k, v in kwargs.items() if k not in ("lr_lambda", "lambda_kwargs")}
     check_kwargs(spec.cls, own, what=f"scheduler '{name}'", skip=("optimizer", "lr_lambda"))
@@ -219,6 +256,66 @@ def check_scheduler(name: str, kwargs: dict[str, Any], *, warmup: bool, interval
         )
 
 
+COMPOSITE_EXAMPLE = "[{name: linear, start_factor: 0.1, total_iters: 2}, {name: cosine}]"
+
+
+def children_of(name: str, kwargs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A composite's ``schedulers`` entries as (name, arguments), refused unless well formed."""
+    entries = kwargs.get("schedulers")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(
+            f"scheduler '{name}' needs schedulers: a list of {{name: ..., <args>}}, e.g. {COMPOSITE_EXAMPLE}"
+        )
+    children = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(
+                f"schedulers[{i}] of scheduler '{name}' must be a mapping with a name, got {entry!r}"
+            )
+        own = {k: v for k, v in entry.items() if k != "name"}
+        misplaced = sorted(set(own) & {"warmup_epochs", "warmup_start_factor", "interval"})
+        if misplaced:
+            raise ValueError(f"schedulers[{i}] of scheduler '{name}': set {', '.join(misplaced)} on the scheduler "
+                             "itself, not on one of its schedulers")  # fmt: skip
+        children.append((entry["name"], own))
+    return children
+
+
+def _check_composite(
+    name: str, spec: SchedulerSpec, kwargs: dict[str, Any], *, warmup: bool, interval: str
+) -> None:
+    check_kwargs(spec.cls, kwargs, what=f"scheduler '{name}'", skip=("optimizer",))
+    children = children_of(name, kwargs)
+    policies = set()
+    for i, (child, own) in enumerate(children):
+        child_spec = SCHEDULERS.get(child)
+        if isinstance(child_spec, SchedulerSpec) and child_spec.composite:
+            raise ValueError(f"schedulers[{i}] of scheduler '{name}' is '{child}': composites do not nest")
+        try:
+            check_scheduler(child, own, warmup=warmup, interval=interval)
+        except ValueError as exc:
+            raise ValueError(f"schedulers[{i}] of scheduler '{name}': {exc}") from None
+        policy = child_spec.policy if isinstance(child_spec, SchedulerSpec) else "epoch"
+        policies.add("batch" if interval == "step" else policy)
+    if not policies <= {"epoch", "batch"} or len(policies) > 1:
+        raise ValueError(
+            f"the schedulers of '{name}' are stepped together, so they must all step per epoch or all per batch; "
+            f"these step {' and '.join(STEPPED_AS[p] for p in sorted(policies))}"
+        )
+    if spec.cls is lrs.SequentialLR:
+        milestones = kwargs.get("milestones")
+        if not (isinstance(milestones, list) and all(isinstance(m, int) and m > 0 for m in milestones)
+                and milestones == sorted(set(milestones)) and len(milestones) == len(children) - 1):  # fmt: skip
+            raise ValueError(
+                f"scheduler 'sequential' needs milestones: {len(children) - 1} increasing epoch number(s) > 0, "
+                f"where each of its {len(children)} schedulers hands over to the next; got {milestones!r}"
+            )
+
+
+STEPPED_AS = {"epoch": "per epoch", "batch": "per batch", "batch_fractional": "per batch in fractional epochs",
+              "plateau": "on the validation metric"}  # fmt: skip
+
+
 # Why interval 'step' does not apply, by step policy ('is stepped batch' read as a typo).
 STEPS_IN_WORDS = {
     "batch": "steps per batch already",
@@ -232,26 +329,83 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg, *, epochs: int, steps_per_epoch: int
 ) -> LRSchedule:
     """Build the scheduler named by ``cfg`` (a SchedulerConfig) for a run of ``epochs``."""
-    spec = SCHEDULERS.get(cfg.name)
-    group_lrs = [g["lr"] for g in optimizer.param_groups]
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-    warm = dict(warmup_steps=warmup_steps, warmup_start=cfg.warmup_start_factor)
+    scheduler, policy = _build(optimizer, cfg.name, cfg.kwargs, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                               interval=cfg.interval)  # fmt: skip
+    return LRSchedule(scheduler, policy, steps_per_epoch, warmup_steps=warmup_steps,
+                      warmup_start=cfg.warmup_start_factor)  # fmt: skip
+
+
+def _build(optimizer: torch.optim.Optimizer, name: str, given: dict[str, Any], *, epochs: int,
+           steps_per_epoch: int, interval: str) -> tuple[Any, Policy]:  # fmt: skip
+    """The torch scheduler for ``name`` over ``epochs``, and how it is stepped."""
+    spec = SCHEDULERS.get(name)
     if not isinstance(spec, SchedulerSpec):
-        return LRSchedule(spec(optimizer, **cfg.kwargs), "epoch", steps_per_epoch, **warm)
+        return spec(optimizer, **given), "epoch"
+    if spec.composite:
+        return _build_composite(optimizer, spec, name, given, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                interval=interval)  # fmt: skip
+    group_lrs = [g["lr"] for g in optimizer.param_groups]
     ctx = Context(epochs=epochs, steps_per_epoch=steps_per_epoch, group_lrs=group_lrs)
-    kwargs = {**spec.defaults(ctx), **cfg.kwargs}
+    kwargs = {**spec.defaults(ctx), **given}
     scales = group_scales(optimizer)
     for key in PER_GROUP_LR_ARGS:
-        value = cfg.kwargs.get(key)
+        value = given.get(key)
         if isinstance(value, (int, float)):
             kwargs[key] = [float(value) * s for s in scales]
     if "lr_lambda" in kwargs:
         factory = LR_LAMBDAS.get(str(kwargs.pop("lr_lambda")))
         kwargs["lr_lambda"] = factory(epochs, **kwargs.pop("lambda_kwargs", {}))
     policy = spec.policy
-    if cfg.interval == "step":
+    if interval == "step":
         kwargs, policy = spec.per_step(kwargs, steps_per_epoch), "batch"
-    return LRSchedule(spec.cls(optimizer, **kwargs), policy, steps_per_epoch, **warm)
+    return spec.cls(optimizer, **kwargs), policy
+
+
+def _build_composite(optimizer: torch.optim.Optimizer, spec: SchedulerSpec, name: str, given: dict[str, Any], *,
+                     epochs: int, steps_per_epoch: int, interval: str) -> tuple[Any, Policy]:  # fmt: skip
+    children = children_of(name, given)
+    sequential = spec.cls is lrs.SequentialLR
+    milestones = list(given.get("milestones") or []) if sequential else []
+    # a child of sequential gets the defaults of its own stretch (a cosine after a warm-up anneals
+    # over the epochs left); a child of chained runs the whole time
+    bounds = [0, *milestones, epochs]
+    lengths = [max(1, b - a) for a, b in zip(bounds, bounds[1:])] if sequential else [epochs] * len(children)
+    built = [
+        _build(optimizer, child, own, epochs=length, steps_per_epoch=steps_per_epoch, interval=interval)
+        for (child, own), length in zip(children, lengths)
+    ]
+    policy = built[0][1]
+    schedulers = [s for s, _ in built]
+    if not sequential:
+        return lrs.ChainedScheduler(schedulers, optimizer=optimizer), policy
+    per = steps_per_epoch if policy == "batch" else 1  # milestones are in epochs, the steps may be batches
+    rest = {k: v for k, v in given.items() if k not in ("schedulers", "milestones")}
+    return lrs.SequentialLR(optimizer, schedulers, [m * per for m in milestones], **rest), policy
+
+
+def ramp_epochs(name: str, kwargs: dict[str, Any]) -> int:
+    """Epochs a schedule holds the LR below its value by design before it hands over (ConstantLR's
+    factor, LinearLR rising, a sequential whose first stretch is one of them): a rise after them is
+    the schedule's own warm-up, which ``bench plan`` must not call a schedule climbing back up."""
+    spec = SCHEDULERS.get(name)
+    if not isinstance(spec, SchedulerSpec):
+        return 0
+    if spec.cls is lrs.ConstantLR:
+        return int(kwargs.get("total_iters", 5)) if float(kwargs.get("factor", 1 / 3)) < 1 else 0
+    if spec.cls is lrs.LinearLR and float(kwargs.get("start_factor", 1 / 3)) < float(
+        kwargs.get("end_factor", 1)
+    ):
+        return int(kwargs.get("total_iters", 0))
+    children = (
+        kwargs.get("schedulers") if spec.composite and isinstance(kwargs.get("schedulers"), list) else []
+    )
+    ramps = [
+        ramp_epochs(c["name"], c) for c in children if isinstance(c, dict) and isinstance(c.get("name"), str)
+    ]
+    if spec.cls is lrs.SequentialLR and ramps and ramps[0] and kwargs.get("milestones"):
+        return int(kwargs["milestones"][0])
+    return max(ramps, default=0) if spec.cls is lrs.ChainedScheduler else 0
 
 
 # torch scheduler arguments that take one value per param group as a list
@@ -265,10 +419,14 @@ def try_scheduler(optimizer_cfg, cfg, *, epochs: int, steps_per_epoch: int = 100
     on the data; any plausible number builds the same classes."""
     from bench.components.optimizers import try_optimizer
 
+    check_scheduler(cfg.name, cfg.kwargs, warmup=cfg.warmup_epochs > 0, interval=cfg.interval)
     optimizer = try_optimizer(optimizer_cfg)
     # a per-group value given as a list (OneCycleLR's max_lr for per-layer LR groups) needs as many
     # groups as it has values: one dummy group would refuse a valid list
-    lists = [len(v) for k, v in cfg.kwargs.items() if k in PER_GROUP and isinstance(v, (list, tuple))]
+    entries = [cfg.kwargs, *(c for c in cfg.kwargs.get("schedulers") or [] if isinstance(c, dict))]
+    lists = [
+        len(v) for kw in entries for k, v in kw.items() if k in PER_GROUP and isinstance(v, (list, tuple))
+    ]
     for _ in range(max(lists, default=1) - 1):
         optimizer.add_param_group({"params": [torch.zeros(1, requires_grad=True)]})
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench.components.schedulers import ramp_epochs
 from bench.errors import BenchError, RecipeError
 from bench.plan import checks as plan_checks
 from bench.recipe.load import LoadedRecipe, Variant
@@ -103,8 +104,9 @@ def plan_variant(
     swa_warning = plan_checks.swa_above_peak(train, out.lrs, scales)
     out.warnings += swa_warning
     swa_start = train.swa.start_epoch * spe if train.swa is not None else None
+    ramp = train.scheduler.warmup_epochs + ramp_epochs(train.scheduler.name, train.scheduler.kwargs)
     out.warnings += plan_checks.rises_above_peak(
-        out.lrs, round(train.scheduler.warmup_epochs * spe), spe, swa_start,
+        out.lrs, round(ramp * spe), spe, swa_start,
         until=swa_start if swa_warning else None,  # the SWA warning said it for every group, with the fix
     )  # fmt: skip
     return out

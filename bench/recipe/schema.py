@@ -137,7 +137,8 @@ class SchedulerConfig(ComponentConfig):
     warmup_start_factor: float = Field(0.1, gt=0.0, le=1.0)
     interval: Literal["epoch", "step"] = Field(
         "epoch",
-        description="per-epoch schedules (cosine, step, multistep, exponential, lambda, constant): anneal once "
+        description="per-epoch schedules (cosine, step, multistep, exponential, lambda, constant, linear, polynomial, "
+        "constant_lr, and sequential/chained of them): anneal once "
         "per epoch, or smoothly per optimizer step over the same epochs",
     )
 

@@ -160,14 +160,8 @@ class Checks:
             try_optimizer(cfg)
 
     def _scheduler(self, cfg: SchedulerConfig) -> None:
-        known = catalog.SCHEDULERS.get(cfg.name)
         warmup = cfg.warmup_epochs > 0
-        if (
-            known is None
-            or not set(cfg.kwargs) <= set(known)
-            or (warmup and cfg.name not in catalog.SCHEDULERS_WITH_WARMUP)
-            or (cfg.interval == "step" and cfg.name not in catalog.SCHEDULERS_PER_STEP)
-        ):
+        if not _clear_in_catalog(cfg.name, cfg.kwargs, warmup=warmup, interval=cfg.interval):
             from bench.components.schedulers import check_scheduler
 
             check_scheduler(cfg.name, cfg.kwargs, warmup=warmup, interval=cfg.interval)
@@ -193,6 +187,19 @@ class Checks:
 
             cls = import_object(OPTUNA_CLASSES[kind][cfg.name])
             check_kwargs(cls, cfg.kwargs, what=f"{kind} '{cfg.name}'", skip=OPTUNA_OWN_KEYS[kind])
+
+
+def _clear_in_catalog(name: str, kwargs: dict[str, Any], *, warmup: bool, interval: str) -> bool:
+    """True where the catalog alone clears a scheduler's name and keys (no torch import); False
+    sends it to the full check."""
+    known = catalog.SCHEDULERS.get(name)
+    return not (
+        known is None
+        or not set(kwargs) <= set(known)
+        or (warmup and name not in catalog.SCHEDULERS_WITH_WARMUP)
+        or (interval == "step" and name not in catalog.SCHEDULERS_PER_STEP)
+        or name in catalog.COMPOSITE_SCHEDULERS  # how its schedulers step, its milestones: the full check
+    )
 
 
 def _check_lambda_kwargs(cfg: SchedulerConfig) -> None:

@@ -12,8 +12,6 @@ KINDS = ("schedulers", "optimizers", "models", "datasets", "losses", "tricks", "
 ALIASES = {"scheduler": "schedulers", "optimizer": "optimizers", "model": "models", "dataset": "datasets",
            "data": "datasets", "loss": "losses", "trick": "tricks", "lr_lambda": "lr_lambdas"}  # fmt: skip
 IMPORT_PATH_NOTE = "or any 'package.module:Name' import path"
-STEPPED = {"epoch": "steps per epoch", "batch": "steps per batch",
-           "batch_fractional": "steps per batch, in fractional epochs", "plateau": "steps on the validation metric"}  # fmt: skip
 # Where each kind's registry lives; imported only when that kind is listed (torch, timm).
 REGISTRIES = {
     "schedulers": "bench.components.schedulers:SCHEDULERS",
@@ -91,7 +89,9 @@ def _describe(kind: str, item: object) -> str:
     cls = item.cls if kind == "schedulers" else item
     text = f"{cls.__module__}.{cls.__qualname__}"
     if kind == "schedulers":
-        stepped = "steps its schedulers together" if item.composite else STEPPED[item.policy]
+        from bench.components.schedulers import STEPPED_AS
+
+        stepped = "steps its schedulers together" if item.composite else f"steps {STEPPED_AS[item.policy]}"
         text += f" ({stepped}{', warm-up allowed' if item.warmup else ''})"
     return text
 

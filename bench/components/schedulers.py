@@ -312,7 +312,7 @@ def _check_composite(
             )
 
 
-STEPPED_AS = {"epoch": "per epoch", "batch": "per batch", "batch_fractional": "per batch in fractional epochs",
+STEPPED_AS = {"epoch": "per epoch", "batch": "per batch", "batch_fractional": "per batch, in fractional epochs",
               "plateau": "on the validation metric"}  # fmt: skip
 
 

@@ -341,6 +341,18 @@ def test_a_malformed_sequential_is_refused_naming_what_is_wrong(kwargs, match):
         check_scheduler("sequential", kwargs, warmup=False)
 
 
+def test_a_sequential_whose_last_stretch_starts_after_the_run_is_refused():
+    from bench.components.schedulers import try_scheduler
+    from bench.recipe.schema import OptimizerConfig
+
+    cfg = SchedulerConfig(name="sequential", **WARMUP_THEN_COSINE)
+    try_scheduler(OptimizerConfig(name="sgd", lr=0.1), cfg, epochs=3)
+    with pytest.raises(
+        ValueError, match=r"milestone 2 is not inside the run's 2 epoch\(s\), so schedulers\[1\]"
+    ):
+        try_scheduler(OptimizerConfig(name="sgd", lr=0.1), cfg, epochs=2)
+
+
 def test_sequentiallr_by_import_path_is_pointed_to_its_name():
     with pytest.raises(ValueError, match="name it 'sequential'"):
         check_scheduler("torch.optim.lr_scheduler:SequentialLR", {"milestones": [2]}, warmup=False)

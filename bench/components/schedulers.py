@@ -420,6 +420,10 @@ def try_scheduler(optimizer_cfg, cfg, *, epochs: int, steps_per_epoch: int = 100
     from bench.components.optimizers import try_optimizer
 
     check_scheduler(cfg.name, cfg.kwargs, warmup=cfg.warmup_epochs > 0, interval=cfg.interval)
+    milestones = cfg.kwargs.get("milestones") if cfg.name == "sequential" else None
+    if milestones and milestones[-1] >= epochs:
+        raise ValueError(f"scheduler 'sequential': milestone {milestones[-1]} is not inside the run's {epochs} "
+                         f"epoch(s), so schedulers[{len(milestones)}] would never run")  # fmt: skip
     optimizer = try_optimizer(optimizer_cfg)
     # a per-group value given as a list (OneCycleLR's max_lr for per-layer LR groups) needs as many
     # groups as it has values: one dummy group would refuse a valid list

@@ -72,12 +72,8 @@ def build_report(
         # variant, so 'compute-neutral' (the speed noise floor's A/A arms) means neutral to that one
         neutral = compute_neutral(runs, fetched.params, tables.baseline_name)
         tables = build_tables(runs, fetched.axes, baseline=baseline, compute_neutral=neutral, **settings)
-    if fetched.superseded:
-        tables.warnings.insert(0, fetched.superseded)
-    if fetched.trials_counted:
-        tables.warnings.insert(0, fetched.trials_counted)
-    if fetched.unfinished:
-        tables.warnings.insert(0, fetched.unfinished)
+    # first: unfinished, trials counted, superseded, then the tables' own
+    tables.warnings[:0] = [w for w in (fetched.unfinished, fetched.trials_counted, fetched.superseded) if w]
     tables.axes = mark_bundles(tables.axes, changes.bundle_axes(runs, fetched.params, tables.baseline_name))
     until = sequential.recorded_settings(client, fetched.experiment_id)
     if until is not None:  # runs from --until-decided: the decision it stopped on
@@ -132,14 +128,10 @@ def make_report(
     """``settings``: ``build_report``'s (``experiment`` and the statistics' settings)."""
     built = build_report(client, **settings)
     tables, history, runs, experiment = built.tables, built.history, built.runs, settings["experiment"]
-    splits = {}
+    splits, order = {}, list(tables.variants["variant"])
     if variance:  # before anything is written: it may refuse
         splits = variance_mod.split_runs(
-            runs,
-            VARIANCE_METRIC,
-            list(tables.variants["variant"]),
-            confidence=tables.confidence,
-            draws=VARIANCE_DRAWS,
+            runs, VARIANCE_METRIC, order, confidence=tables.confidence, draws=VARIANCE_DRAWS
         )
         if not splits:
             raise variance_mod.DesignError(
@@ -161,7 +153,6 @@ def make_report(
     files = [files_dir / f"{t}.csv" for t in csvs]
     for path, frame in zip(files, csvs.values()):
         frame.to_csv(path, index=False)
-    order = list(tables.variants["variant"])
     drawn = {
         "Cost card: accuracy difference, throughput and memory against the baseline": plots.cost_card(
             tables.baseline, files_dir / "cost_card.png", baseline_name=tables.baseline_name,

@@ -10,42 +10,13 @@ import pandas as pd
 
 from bench.report import speed, stats
 
-BASELINE_COLUMNS = [
-    "variant",
-    "pairs",
-    "acc_diff",
-    "acc_diff_lo",
-    "acc_diff_hi",
-    "acc_diff_lo_family",
-    "acc_diff_hi_family",
-    "acc_diff_sd",
-    "p_t",
-    "p_sign_flip",
-    "p_holm",
-    "p_equivalent",
-    "p_equivalent_holm",
-    "family",
-    "pair_corr",
-    "unpaired_lo",
-    "unpaired_hi",
-    "pairing_efficiency",
-    "interval_used",
-    "mdd",
-    "seeds_needed",
-    "verdict",
-    "train_img_s_ratio",
-    "train_img_s_lo",
-    "train_img_s_hi",
-    "speed_pairs",
-    "speed_left_out",
-    "speed_verdict",
-    "memory_ratio",
-    "memory_lo",
-    "memory_hi",
-    "wall_ratio",
-    "wall_lo",
-    "wall_hi",
-]
+BASELINE_COLUMNS = """
+variant pairs acc_diff acc_diff_lo acc_diff_hi acc_diff_lo_family acc_diff_hi_family acc_diff_sd
+p_t p_sign_flip p_holm p_equivalent p_equivalent_holm family pair_corr unpaired_lo unpaired_hi
+pairing_efficiency interval_used mdd seeds_needed verdict train_img_s_ratio train_img_s_lo
+train_img_s_hi speed_pairs speed_left_out speed_verdict memory_ratio memory_lo memory_hi wall_ratio
+wall_lo wall_hi
+""".split()
 
 
 def baseline_table(
@@ -98,21 +69,15 @@ def baseline_table(
             "acc_diff_sd": d.sd,
             "interval_used": "paired",
             "verdict": "baseline",
-            "train_img_s_ratio": speed_ratio.mean,
-            "train_img_s_lo": speed_ratio.lo,
-            "train_img_s_hi": speed_ratio.hi,
+            **_ratio("train_img_s", speed_ratio),
             "speed_pairs": speed_ratio.n,
             # seed pairs the ratio lost to runs timed under load (either arm's): what it is not over
             "speed_left_out": left_out.get(base, 0)
             if group == base
             else len(stats.paired_seeds(timed.get(group, {}), timed.get(base, {}))) - speed_ratio.n,
             "speed_verdict": "baseline",
-            "memory_ratio": mem.mean,
-            "memory_lo": mem.lo,
-            "memory_hi": mem.hi,
-            "wall_ratio": took.mean,
-            "wall_lo": took.lo,
-            "wall_hi": took.hi,
+            **_ratio("memory", mem),
+            **_ratio("wall", took),
         }
         if group != base:  # the baseline against itself: no test, its own columns left empty
             pair = stats.pairing(by_seed[group], by_seed[base], confidence)
@@ -212,16 +177,17 @@ def axis_table(
                     else float(np.mean([v["acc_mean"] - r["acc_mean"] for v, r in pairs])),
                     "acc_delta_lo": acc.lo,
                     "acc_delta_hi": acc.hi,
-                    "train_img_s_ratio": fast.mean,
-                    "train_img_s_lo": fast.lo,
-                    "train_img_s_hi": fast.hi,
-                    "memory_mb_ratio": mem.mean,
-                    "memory_mb_lo": mem.lo,
-                    "memory_mb_hi": mem.hi,
+                    **_ratio("train_img_s", fast),
+                    **_ratio("memory_mb", mem),
                     "matched": "; ".join(f"{v['variant']} vs {r['variant']}" for v, r in pairs),
                 }
             )
     return pd.DataFrame(rows, columns=AXIS_COLUMNS)
+
+
+def _ratio(prefix: str, s: stats.Summary) -> dict[str, float]:
+    """A ratio's columns: ``<prefix>_ratio`` with its interval ``<prefix>_lo``..``<prefix>_hi``."""
+    return {f"{prefix}_ratio": s.mean, f"{prefix}_lo": s.lo, f"{prefix}_hi": s.hi}
 
 
 def _per_seed_mean(pairs, values: dict, diff) -> list[float]:

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from bench.commands.common import add_executor_arguments, add_recipe_arguments, ray_options
 from bench.execution.order import DEFAULT_ORDER, ORDERS
-from bench.measure.hardware import emulated_bf16_policy
+from bench.measure.hardware import (
+    EMULATED_BF16_NOTE,
+    cpu_has_native_bf16,
+    cuda_available,
+    emulated_bf16_policy,
+    skipped_for_device,
+    skipped_names,
+)
 
 EXIT_CODES = """exit codes:
   0    every variant finished (or was already finished)
@@ -103,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
                 if note:
                     print(f"note: {note}")
             # runs this machine skips at once take no time (on Ray, GPU nodes may train them)
-            skips = [] if on_ray is not None else device_skips(recipe)
+            skips = [] if on_ray is not None else skipped_names(recipe.variants, cuda_available(exact=False))
             print(estimate_line(keyed, args.results_dir, force=args.force, device_skips=skips))
         return 0
     from bench.errors import Terminated
@@ -155,8 +162,6 @@ def positive_int(text: str) -> int:
 def bf16_note(recipe) -> str | None:
     """Say so when amp_bf16 variants will run emulated on this CPU (``--emulated-bf16 run``;
     skipped ones are in the device note). Checked without torch."""
-    from bench.measure.hardware import EMULATED_BF16_NOTE, cpu_has_native_bf16
-
     bf16 = [
         v for v in recipe.variants if v.body.train.precision == "amp_bf16" and v.body.train.device != "cuda"
     ]
@@ -188,7 +193,6 @@ def weights_notes(recipe, earlier: list[str], results_dir: str) -> list[str]:
 def device_note(recipe, record_skips: bool) -> str | None:
     """Runs this machine would skip for lack of a device (guessed without torch), and whether
     ``bench run`` refuses the recipe for it."""
-    from bench.measure.hardware import cuda_available, skipped_for_device
     from bench.validate.preflight import all_skipped_message
 
     skipped = skipped_for_device(recipe.variants, cuda_available(exact=False))
@@ -200,17 +204,6 @@ def device_note(recipe, record_skips: bool) -> str | None:
             f"{len(names)} run(s) would be recorded as skipped: {why}" for why, names in skipped.items()
         )
     return None
-
-
-def device_skips(recipe) -> list[str]:
-    """The names of the runs this machine would record as skipped for lack of a device."""
-    from bench.measure.hardware import cuda_available, skipped_for_device
-
-    return [
-        n
-        for names in skipped_for_device(recipe.variants, cuda_available(exact=False)).values()
-        for n in names
-    ]
 
 
 def variants_table(recipe, order: str = DEFAULT_ORDER, seed: int | None = None) -> str:

@@ -111,7 +111,9 @@ class RecipeRunner:
         progress = Progress(len(self.loaded.variants), live=self.live_progress)
         progress.expect(expected_times(self.loaded, self.results_dir, self.force))
         if getattr(executor, "on_this_machine", False):  # skipped at once here (amp_fp16 without CUDA): 0 s
-            progress.skipping(device_skipped(self.loaded.variants))
+            from bench.measure.hardware import cuda_available, skipped_names
+
+            progress.skipping(skipped_names(self.loaded.variants, cuda_available()))
         exp_id, parent_id = self.start(client, progress)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         spec = TaskSpec(self.loaded.name, str(self.results_dir), self.uri, exp_id, parent_id, self.force,
@@ -242,13 +244,6 @@ class RecipeRunner:
         if self.tally["store_error"]:
             return EXIT_STORE
         return EXIT_FAILED if self.tally["failed"] or self.tally["csv_error"] else 0
-
-
-def device_skipped(variants: list) -> list[str]:
-    """The runs this machine records as skipped for want of a device, without training them."""
-    from bench.measure.hardware import cuda_available, skipped_for_device
-
-    return [n for names in skipped_for_device(variants, cuda_available()).values() for n in names]
 
 
 def exit_code(codes: list[int]) -> int:

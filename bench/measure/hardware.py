@@ -140,3 +140,8 @@ def skipped_for_device(variants, cuda: bool) -> dict[str, list[str]]:
         if reason:
             out.setdefault(reason, []).append(v.name)
     return out
+
+
+def skipped_names(variants, cuda: bool) -> list[str]:
+    """The names of the runs this machine records as skipped for want of a device, untrained."""
+    return [n for names in skipped_for_device(variants, cuda).values() for n in names]

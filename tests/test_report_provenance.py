@@ -43,7 +43,7 @@ def test_collect_records_versions_git_device_and_flags(tmp_path):
     assert info["env.git_commit"] == head.stdout.strip() and info["env.git_dirty"] in ("true", "false")
     assert info["env.torch"] == torch.__version__.split("+")[0] and info["env.python"].count(".") == 2
     assert info["env.device_type"] == "cpu" and info["env.device_name"] == info["env.cpu_model"]
-    assert info["env.cpu_native_bf16"] == str(provenance.native_bf16()).lower()
+    assert info["env.cpu_native_bf16"] == str(provenance.native_bf16_cpu()).lower()
     assert info["env.allow_tf32_matmul"] == str(torch.backends.cuda.matmul.allow_tf32).lower()
     assert info["env.float32_matmul_precision"] == torch.get_float32_matmul_precision()
     flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.errors import BenchError, CheckpointError, RecipeError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -80,7 +82,6 @@ def run(
 
     import pandas as pd
 
-    from bench.errors import CheckpointError
     from bench.execution.owner import owning
     from bench.execution.runner import exit_code, run_recipe
     from bench.recipe.load import LoadedRecipe
@@ -121,8 +122,6 @@ def run(
 def after_failed(exc: Exception, failed: list[str]) -> Exception:
     """A start weights file missing because a recipe earlier in the command, which writes it, did
     not finish: say so (exit 1, a variant failed), not "run the recipe that produces it first"."""
-    from bench.errors import BenchError
-
     text = str(exc)
     writers = [name for name in failed if f"/{name}/weights/" in text]
     if not writers:
@@ -135,7 +134,6 @@ def after_failed(exc: Exception, failed: list[str]) -> Exception:
 
 def tune_options(recipe: str | Path, overrides: Sequence[str] = (), **kwargs: Any) -> Any:
     """``TuneOptions`` as ``bench tune`` builds them (``n_trials``/``timeout`` become overrides)."""
-    from bench.errors import RecipeError
     from bench.tune.study import TuneOptions
 
     overrides = list(overrides)
@@ -205,8 +203,6 @@ def build_report(
         results_dir=results_dir, tracking_uri=tracking_uri, variance=variance,
     )  # fmt: skip
     if baseline and target.order and baseline not in target.order:  # a typo fell back to another baseline
-        from bench.errors import RecipeError
-
         raise RecipeError(
             f"--baseline {baseline}: no such variant; variants: {', '.join(target.order)}", source=str(recipe)
         )

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.commands.common import add_executor_arguments, add_recipe_arguments, ray_options
-from bench.execution.order import DEFAULT_ORDER, ORDERS
+from bench.execution.order import DEFAULT_ORDER, ORDERS, order_seed, run_order
 from bench.measure.hardware import (
     EMULATED_BF16_NOTE,
     cpu_has_native_bf16,
@@ -210,8 +210,6 @@ def variants_table(recipe, order: str = DEFAULT_ORDER, seed: int | None = None) 
     """The expanded variants as a text table (no pandas: a dry run stays fast), with every axis's
     value for every variant (an ``include`` entry's variant shows the base values it keeps), in the
     order ``bench run`` runs them (``position`` is the runs' tag ``bench.position``)."""
-    from bench.execution.order import order_seed, run_order
-
     seed = order_seed(recipe.name) if seed is None else seed
     ordered = run_order(recipe.variants, order, seed)
     rows = [{"position": i, "variant": v.name, "seed": v.seed, "run_key": v.run_key, **v.axis_values}

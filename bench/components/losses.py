@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.components.registry import Registry
-from bench.components.signature import allowed_kwargs
+from bench.components.signature import allowed_kwargs, check_kwargs
 
 LOSSES: Registry[Any] = Registry("loss")
 LOSSES.register("cross_entropy", nn.CrossEntropyLoss)
@@ -80,7 +80,6 @@ def check_loss(loss: Any, label_smoothing: float) -> Any:
     """The loss class or factory ``loss`` names, with its arguments bound to its signature: a
     misspelt argument, a ``label_smoothing`` the loss cannot take, or arguments it refuses fail
     here (exit 2) rather than inside a recorded run. Returns the built loss."""
-    from bench.components.signature import check_kwargs
 
     name, kwargs = loss_spec(loss)
     component = LOSSES.get(name)

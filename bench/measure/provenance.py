@@ -17,7 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from bench.measure.hardware import cpu_flags
+from bench.measure.hardware import cpu_flags, native_bf16_cpu
 
 PREFIX = "env."
 UNKNOWN = "n/a"
@@ -50,7 +50,7 @@ def collect(device=None) -> dict[str, str]:
         info["env.cuda"], info["env.cudnn"] = _cuda_versions()
         info["env.cuda_driver"] = _driver_version()
     info.update(threads())
-    info["env.cpu_native_bf16"] = str(native_bf16()).lower()
+    info["env.cpu_native_bf16"] = str(native_bf16_cpu()).lower()  # false: amp_bf16 here is emulated
     info["env.allow_tf32_matmul"] = str(bool(torch.backends.cuda.matmul.allow_tf32)).lower()
     info["env.allow_tf32_cudnn"] = str(bool(torch.backends.cudnn.allow_tf32)).lower()
     info["env.cudnn_benchmark"] = str(bool(torch.backends.cudnn.benchmark)).lower()
@@ -72,14 +72,6 @@ def threads() -> dict[str, str]:
         "env.omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
         "env.cpus_available": str(cores),
     }
-
-
-def native_bf16() -> bool:
-    """True when the CPU runs bf16 natively; False means amp_bf16 on this CPU is emulated and
-    typically 20-40x slower than fp32."""
-    from bench.measure.hardware import native_bf16_cpu
-
-    return native_bf16_cpu()
 
 
 @functools.lru_cache(maxsize=1)

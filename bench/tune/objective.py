@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from bench.engine.hooks import BaseHook
+from bench.engine.hooks import BaseHook, VariantResult
 
 MLFLOW_ATTR = "bench.mlflow_run_id"
 STATE = {"finished": "COMPLETE", "pruned": "PRUNED"}  # recorded status -> Optuna state (else FAIL)
@@ -117,8 +117,6 @@ class PruneHook(BaseHook):
         """How run_recorded records this trial's own ways of ending."""
         import optuna
 
-        from bench.engine.hooks import VariantResult
-
         if isinstance(exc, optuna.TrialPruned):
             self.value = self.last
             metrics = {"objective": self.last} if self.last is not None else {}
@@ -214,7 +212,6 @@ def _run_seed(ctx: TrialContext, trial: Any, params: dict[str, Any], seed: int, 
 
 def closed_result(client: Any, run_id: str) -> Any:
     """What a closed run recorded (None while it runs, or when it was closed as interrupted)."""
-    from bench.engine.hooks import VariantResult
 
     run = client.get_run(run_id)
     status = run.data.tags.get("bench.status", "")

@@ -63,10 +63,6 @@ def _lambda_defaults(default_name: str) -> Callable[[Context], dict[str, Any]]:
     return lambda ctx: {"lr_lambda": default_name}
 
 
-def _scaled(ctx: Context, factor: float) -> list[float]:
-    return [lr * factor for lr in ctx.group_lrs]
-
-
 def restart_period(epochs: int) -> int:
     """Default T_0: a divisor of the run, so the last cycle ends at the last epoch (weights are
     evaluated at the bottom of a cycle, never just after a restart), and never under 2 epochs (a
@@ -199,7 +195,7 @@ SCHEDULERS.register(
     "cyclic",
     SchedulerSpec(
         lrs.CyclicLR, "batch",
-        lambda c: {"base_lr": _scaled(c, 0.1), "max_lr": list(c.group_lrs),
+        lambda c: {"base_lr": [lr * 0.1 for lr in c.group_lrs], "max_lr": list(c.group_lrs),
                    "step_size_up": max(1, c.total_steps // 4), "cycle_momentum": False},
         warmup=False,  # cycles up from base_lr by itself
     ),
@@ -442,10 +438,7 @@ def try_scheduler(optimizer_cfg, cfg, *, epochs: int, steps_per_epoch: int = 100
 
 def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
     """Each param group's LR relative to the recipe's: its ``lr_scale`` (set by
-    ``build_param_groups``), else its LR over the base LR for groups built elsewhere."""
-    return [float(g.get("lr_scale", g["lr"] / cfg_lr(optimizer))) for g in optimizer.param_groups]
-
-
-def cfg_lr(optimizer: torch.optim.Optimizer) -> float:
-    """The recipe's base LR, kept in ``optimizer.defaults``."""
-    return float(optimizer.defaults["lr"])
+    ``build_param_groups``), else its LR over the base LR (kept in ``optimizer.defaults``) for
+    groups built elsewhere."""
+    base = float(optimizer.defaults["lr"])
+    return [float(g.get("lr_scale", g["lr"] / base)) for g in optimizer.param_groups]

@@ -32,7 +32,8 @@ from bench.execution.cluster import (
     task_env,
 )
 from bench.execution.order import POSITION_TAG
-from bench.execution.task import TaskSpec, granted_cores, record_crash, run_task, set_torch_threads
+from bench.execution.task import TaskSpec, record_crash, run_task, set_torch_threads
+from bench.measure.hardware import granted_cores
 from bench.recipe.load import Variant
 
 POLL_S = 1.0  # how often the driver looks at the board while waiting for tasks

@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.execution.recorded import ATTEMPT_TAG, Recording, open_run, run_recorded
 from bench.execution.results import recipe_dir
+from bench.measure.hardware import granted_cores
 from bench.recipe.load import Variant
 from bench.tracking import mlflow_store as store
 from bench.tracking.uris import redact_text
@@ -27,14 +28,6 @@ from bench.tracking.variant_runs import find_previous
 from bench.util.fileio import atomic_copy, atomic_write_text
 
 CRASH_PREFIX = "errors/crash-"  # errors/crash-<attempt>.txt: how the process of that attempt died
-
-
-def granted_cores() -> int:
-    """The cores this process may run on (its affinity, which a container or ``taskset`` narrows)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def set_torch_threads(workers: int = 1, cores: int | None = None) -> int:

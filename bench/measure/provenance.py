@@ -17,7 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from bench.measure.hardware import cpu_flags, native_bf16_cpu
+from bench.measure.hardware import cpu_flags, granted_cores, native_bf16_cpu
 
 PREFIX = "env."
 UNKNOWN = "n/a"
@@ -63,14 +63,10 @@ def threads() -> dict[str, str]:
     process may run on (its affinity, which a container or ``taskset`` narrows)."""
     import torch
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 0
     return {
         "env.torch_threads": str(torch.get_num_threads()),
         "env.omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "env.cpus_available": str(cores),
+        "env.cpus_available": str(granted_cores()),
     }
 
 

@@ -95,3 +95,25 @@ def test_a_results_folder_deleted_mid_run_stops_the_command_in_one_line(tmp_path
         runs = children(client.search_runs([exp.experiment_id]))
         assert sorted(r.data.tags["bench.status"] for r in runs) == ["finished"] * 3
     assert all((results / "tiny" / "weights" / f"seed={s}.pt").is_file() for s in range(3))
+
+
+# --- the report's memory wording -----------------------------------------------------------------
+
+
+def test_the_report_says_memory_was_not_recorded_without_a_doubled_word(tmp_path):
+    """Runs without peak memory (neither GPU memory nor memory/peak_rss_mb) gave the report
+    "Memory: memory (not recorded), mean over seeds" and "Memory here is the memory (not recorded),
+    not a device's memory": a mean of nothing, said twice."""
+    from tests.helpers import fresh_store, log_study
+
+    uri = fresh_store(tmp_path / "mlflow.db")
+    none = {"memory/peak_rss_mb": float("nan")}  # how MLflow keeps a value that was never measured
+    log_study(uri, "nomem", {"base": {"acc": [0.8, 0.81], "metrics": none},
+                             "other": {"acc": [0.7, 0.72], "metrics": none}})  # fmt: skip
+    assert (
+        main(["report", "--experiment", "nomem", "--tracking-uri", uri, "--results-dir", str(tmp_path)]) == 0
+    )
+    md = (tmp_path / "nomem" / "report.md").read_text()
+    assert "memory (not recorded)" not in md, md
+    assert "Memory: not recorded (no run has peak GPU memory or `memory/peak_rss_mb`). Wall s" in md
+    assert "Memory was not recorded, so it is on no front." in md

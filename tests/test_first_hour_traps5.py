@@ -117,3 +117,115 @@ def test_the_report_says_memory_was_not_recorded_without_a_doubled_word(tmp_path
     assert "memory (not recorded)" not in md, md
     assert "Memory: not recorded (no run has peak GPU memory or `memory/peak_rss_mb`). Wall s" in md
     assert "Memory was not recorded, so it is on no front." in md
+
+
+# --- two downloads of CIFAR-10 into one folder -------------------------------------------------------
+
+
+def _cifar_archive(folder) -> tuple[bytes, dict[str, str]]:
+    """A small archive in torchvision's CIFAR-10 layout (10 images a batch) and each file's md5."""
+    import hashlib
+    import io
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for name in names:
+        entry = {"data": rng.integers(0, 256, (10, 3072), dtype=np.uint8), "labels": list(range(10))}
+        (batches / name).write_bytes(pickle.dumps(entry))
+    label_names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (batches / "batches.meta").write_bytes(pickle.dumps({"label_names": label_names}))
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in batches.iterdir()}  # noqa: S324
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(batches, arcname="cifar-10-batches-py")
+    archive = buffer.getvalue()
+    md5["archive"] = hashlib.md5(archive).hexdigest()  # noqa: S324
+    return archive, md5
+
+
+def test_two_downloads_into_one_folder_leave_each_other_alone(tmp_path, monkeypatch):
+    """Two commands downloading CIFAR-10 into the same data folder at once wrote one file,
+    `cifar-10-python.tar.gz`; the first to fail (a dropped connection) deleted the folder with the
+    other's partial download in it, so the other failed too ("File not found or corrupted")."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from torchvision.datasets import CIFAR10
+
+    from bench.data import sources
+    from bench.errors import DataError
+
+    archive, md5 = _cifar_archive(tmp_path / "made")
+    monkeypatch.delenv("BENCH_OFFLINE", raising=False)
+    first_asked, first_done = threading.Event(), threading.Event()
+    half = len(archive) // 2
+
+    class Server(BaseHTTPRequestHandler):
+        gets = 0
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_GET(self):
+            if self.headers.get("Method") == "HEAD":  # torchvision's look for a redirect, first
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            Server.gets += 1
+            first = Server.gets == 1
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(archive)))
+            self.end_headers()
+            self.wfile.write(archive[:half])
+            self.wfile.flush()
+            if first:  # the connection drops halfway, once the second download has begun
+                first_asked.set()
+                second_asked.wait(60)
+                self.close_connection = True
+                return
+            second_asked.set()
+            first_done.wait(60)  # the rest once the first download has failed and cleaned up
+            self.wfile.write(archive[half:])
+
+    second_asked = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", md5["archive"])
+    monkeypatch.setattr(
+        CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)]
+    )
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    root = tmp_path / "data"
+    outcome: dict[str, object] = {}
+
+    def download(name: str) -> None:
+        try:
+            outcome[name] = sources.cifar10(root)
+        except DataError as exc:
+            outcome[name] = exc
+        finally:
+            if name == "first":
+                first_done.set()
+
+    first = threading.Thread(target=download, args=("first",))
+    first.start()
+    assert first_asked.wait(60)
+    second = threading.Thread(target=download, args=("second",))
+    second.start()
+    first.join(120), second.join(120)
+    server.shutdown()
+    assert isinstance(outcome["first"], DataError) and "the download failed" in str(outcome["first"])
+    data = outcome["second"]
+    assert not isinstance(data, Exception), data  # the second download was left alone and finished
+    assert data.train_images.shape == (50, 3, 32, 32) and data.test_images.shape == (10, 3, 32, 32)
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]  # no temporary left
+    assert sources.cifar10(root).classes == data.classes  # a later command finds it in place

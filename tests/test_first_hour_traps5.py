@@ -12,7 +12,17 @@ import pytest
 
 from bench.cli import main
 from tests import procs
-from tests.helpers import REPO, all_runs, bench_env, children, client_for, parents, reached, store_args
+from tests.helpers import (
+    REPO,
+    all_runs,
+    bench_env,
+    bench_main,
+    children,
+    client_for,
+    parents,
+    reached,
+    store_args,
+)
 from tests.recipes import tiny_recipe, write_recipe
 
 # --- a store failure on the parent run -------------------------------------------------------------
@@ -95,6 +105,70 @@ def test_a_results_folder_deleted_mid_run_stops_the_command_in_one_line(tmp_path
         runs = children(client.search_runs([exp.experiment_id]))
         assert sorted(r.data.tags["bench.status"] for r in runs) == ["finished"] * 3
     assert all((results / "tiny" / "weights" / f"seed={s}.pt").is_file() for s in range(3))
+
+
+# --- SWA and EMA that average next to nothing --------------------------------------------------------
+
+SWA = {"lr_factor": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("epochs", "start", "said"),
+    [
+        (1, 0, "train.swa: start_epoch=0 with train.epochs=1 averages one snapshot, the last epoch's weights: "
+               "the delivered 'swa' model is those weights with BatchNorm recomputed, not an average; SWALR "
+               "replaces train.scheduler from epoch 0, so the recipe's schedule never runs; train longer (SWA"),
+        (3, 2, "train.swa: start_epoch=2 with train.epochs=3 averages one snapshot, the last epoch's weights: "
+               "the delivered 'swa' model is those weights with BatchNorm recomputed, not an average; train "
+               "longer or start SWA earlier"),
+        (4, 0, "train.swa: start_epoch=0 averages every epoch's weights from the first, barely trained one; "
+               "SWALR replaces train.scheduler from epoch 0, so the recipe's schedule never runs; start it "
+               "later, e.g. train.swa.start_epoch=3"),
+        (4, 2, None),  # two snapshots from halfway: what SWA is
+    ],
+)  # fmt: skip
+def test_swa_that_averages_next_to_nothing_warns_at_validation(tmp_path, tiny_image_folder, epochs, start, said,
+                                                               capsys):  # fmt: skip
+    """`bench run smoke.yaml train.epochs=1 train.swa.start_epoch=0` said nothing: the 'swa' variant
+    delivered the last epoch's weights with BatchNorm recomputed, and SWALR had replaced the schedule
+    all along; a user read its test/acc as what SWA does."""
+    recipe = tiny_recipe(tiny_image_folder, **{"train.epochs": epochs})
+    recipe["matrix"] = {"train.swa": [None, {"start_epoch": start, **SWA}]}
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    assert main(["run", str(path), "--dry-run", *store_args(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    if said is None:
+        assert "train.swa" not in err, err
+        return
+    (line,) = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert line.startswith(f"warning: {path}: variant(s) swa=on: {said}"), line
+
+
+@pytest.mark.parametrize(
+    ("ema", "said"),
+    [
+        ({"decay": 0.999}, "train.ema: decay=0.999 averages over ~1000 updates but the run makes 2 (1 epoch(s) x 2 "
+                           "step(s)): 100% of the delivered 'ema' model is still the weights after the first "
+                           "optimizer step(s), barely trained; lower train.ema.decay or train longer"),
+        ({"decay": 0.3}, "train.ema: decay=0.3 averages over fewer than 2 updates: the delivered 'ema' model is "
+                         "effectively the latest weights, not an average"),
+        ({"decay": 0.5, "every": 5}, "train.ema: every=5 is more than the run's 2 optimizer step(s): the EMA model "
+                                     "is never updated, so the variant delivers its starting weights"),
+        ({"decay": 0.5}, None),  # half first step, half second: an average of the run, if a short one
+    ],
+)  # fmt: skip
+def test_ema_that_averages_next_to_nothing_warns_before_the_runs(tmp_path, tiny_image_folder, ema, said):
+    """An EMA with the usual decay 0.999 on a 2-step run delivered the weights of its first step
+    (test/acc far below the raw weights'), and one with decay 0.3 the raw weights: no word of it."""
+    recipe = tiny_recipe(tiny_image_folder, **{"train.epochs": 1, "data.subset": 64, "train.ema": ema})
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    result = bench_main("run", str(path), *store_args(tmp_path))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    if said is None:
+        assert warnings == [], warnings
+    else:
+        assert len(warnings) == 1 and warnings[0].startswith(f"warning: {path}: {said}"), warnings
 
 
 # --- the report's memory wording -----------------------------------------------------------------

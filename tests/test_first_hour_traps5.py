@@ -89,6 +89,7 @@ def test_a_results_folder_deleted_mid_run_stops_the_command_in_one_line(tmp_path
         + "; stopped. Run the same command again: it trains what is missing"
     ], err  # fmt: skip
     assert "seed=1" not in err  # no later variant started
+    assert "[parameters:" not in err, err  # MLflow's log of the failed write: its error, not its SQL's values
     if store == "elsewhere":
         (run,) = children(all_runs(tmp_path))  # the first variant's run stays in the store
         recorded = run.info.run_id
@@ -105,6 +106,27 @@ def test_a_results_folder_deleted_mid_run_stops_the_command_in_one_line(tmp_path
         runs = children(client.search_runs([exp.experiment_id]))
         assert sorted(r.data.tags["bench.status"] for r in runs) == ["finished"] * 3
     assert all((results / "tiny" / "weights" / f"seed={s}.pt").is_file() for s in range(3))
+
+
+def test_a_store_error_is_told_by_its_own_line_not_a_value_it_was_writing(tmp_path):
+    """A variant's failure reason quotes the store's error; writing that reason as a tag into a store
+    that failed again made MLflow log the failed SQL, and bench's one-line filter picked the line of
+    its parameters ("[parameters: [('the tracking store failed while ... (sqlite3.OperationalError)")
+    as the error: a screen-wide line of SQL values in the user's terminal."""
+    import sqlalchemy
+
+    from bench.tracking.mlflow_store import error_line
+
+    db = tmp_path / "x.db"
+    with sqlalchemy.create_engine(f"sqlite:///{db}").begin() as con:
+        con.execute(sqlalchemy.text("CREATE TABLE tags (value TEXT)"))
+    read_only = sqlalchemy.create_engine(f"sqlite:///file:{db}?mode=ro&uri=true")
+    reason = (
+        "the tracking store failed while recording the run: MlflowException: (sqlite3.OperationalError) x"
+    )
+    with pytest.raises(sqlalchemy.exc.OperationalError) as caught, read_only.begin() as con:
+        con.execute(sqlalchemy.text("INSERT INTO tags VALUES (:v)"), {"v": reason})
+    assert error_line(str(caught.value)) == "(sqlite3.OperationalError) attempt to write a readonly database"
 
 
 # --- SWA and EMA that average next to nothing --------------------------------------------------------

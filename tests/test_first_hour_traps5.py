@@ -129,6 +129,27 @@ def test_a_store_error_is_told_by_its_own_line_not_a_value_it_was_writing(tmp_pa
     assert error_line(str(caught.value)) == "(sqlite3.OperationalError) attempt to write a readonly database"
 
 
+# --- a list key given one value -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("seeds=3", "seeds: must be a list, e.g. seeds=[0,1,2] for three seeds (a YAML list in the file); got 3"),
+        ("data.classes=red", "data.classes: must be a list, e.g. data.classes=[a,b] (a YAML list in the file); "
+                             "got 'red'"),
+    ],
+)  # fmt: skip
+def test_a_list_key_given_one_value_says_how_to_write_a_list(
+    tmp_path, tiny_image_folder, override, said, capsys
+):
+    """`bench run recipe.yaml seeds=3` (three seeds, the user meant) said "seeds: Input should be a
+    valid list"; `data.classes=red` said "2 problems:" and the same line twice."""
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe(tiny_image_folder))
+    assert main(["run", str(path), override, "--dry-run", *store_args(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {path}: {said}\n"
+
+
 # --- SWA and EMA that average next to nothing --------------------------------------------------------
 
 SWA = {"lr_factor": 0.5}

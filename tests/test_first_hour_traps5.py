@@ -150,6 +150,29 @@ def test_a_list_key_given_one_value_says_how_to_write_a_list(
     assert capsys.readouterr().err == f"error: {path}: {said}\n"
 
 
+# --- the same command again, with runs skipped for want of a device -------------------------------------
+
+
+def test_a_rerun_does_not_say_it_resumes_runs_skipped_again(tmp_path, tiny_image_folder, monkeypatch):
+    """`bench run smoke_pretrain.yaml smoke.yaml` again on a CPU, everything finished: it said
+    "[0/18 done, 18 left, the rest skipped here]" (14 of them were finished) and "resuming
+    precision=amp_fp16,seed=0 from the start into MLflow run ..." for each run then skipped again."""
+    monkeypatch.setenv("BENCH_FORCE_NO_CUDA", "1")
+    recipe = tiny_recipe(tiny_image_folder, **{"train.epochs": 1})
+    recipe["matrix"] = {"train.precision": ["fp32", "amp_fp16"]}
+    path = write_recipe(tmp_path / "r.yaml", recipe)
+    command = ["run", str(path), "--order", "variant", *store_args(tmp_path)]
+    assert bench_main(*command).returncode == 0
+    again = bench_main(*command)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" not in again.stderr, again.stderr
+    lines = again.stderr.splitlines()
+    assert (
+        lines[0] == "[0/2 done, 2 left, the rest already finished or skipped here] precision=fp32,seed=0"
+    ), lines
+    assert "[2/2 done] precision=amp_fp16,seed=0: skipped - amp_fp16 needs a CUDA device" in again.stderr
+
+
 # --- SWA and EMA that average next to nothing --------------------------------------------------------
 
 SWA = {"lr_factor": 0.5}

@@ -289,6 +289,20 @@ def _cifar_archive(folder) -> tuple[bytes, dict[str, str]]:
     return archive, md5
 
 
+def use_archive(monkeypatch, md5: dict[str, str], url: str) -> None:
+    """torchvision's CIFAR10 told the URL and checksums of ``_cifar_archive``'s archive."""
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.delenv("BENCH_OFFLINE", raising=False)
+    monkeypatch.setattr(CIFAR10, "url", url)
+    monkeypatch.setattr(CIFAR10, "tgz_md5", md5["archive"])
+    monkeypatch.setattr(
+        CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)]
+    )
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+
+
 def test_two_downloads_into_one_folder_leave_each_other_alone(tmp_path, monkeypatch):
     """Two commands downloading CIFAR-10 into the same data folder at once wrote one file,
     `cifar-10-python.tar.gz`; the first to fail (a dropped connection) deleted the folder with the
@@ -296,13 +310,10 @@ def test_two_downloads_into_one_folder_leave_each_other_alone(tmp_path, monkeypa
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from torchvision.datasets import CIFAR10
-
     from bench.data import sources
     from bench.errors import DataError
 
     archive, md5 = _cifar_archive(tmp_path / "made")
-    monkeypatch.delenv("BENCH_OFFLINE", raising=False)
     first_asked, first_done = threading.Event(), threading.Event()
     half = len(archive) // 2
 
@@ -337,13 +348,7 @@ def test_two_downloads_into_one_folder_leave_each_other_alone(tmp_path, monkeypa
     second_asked = threading.Event()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz")
-    monkeypatch.setattr(CIFAR10, "tgz_md5", md5["archive"])
-    monkeypatch.setattr(
-        CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)]
-    )
-    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
-    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    use_archive(monkeypatch, md5, f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz")
     root = tmp_path / "data"
     outcome: dict[str, object] = {}
 
@@ -369,3 +374,17 @@ def test_two_downloads_into_one_folder_leave_each_other_alone(tmp_path, monkeypa
     assert data.train_images.shape == (50, 3, 32, 32) and data.test_images.shape == (10, 3, 32, 32)
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]  # no temporary left
     assert sources.cifar10(root).classes == data.classes  # a later command finds it in place
+
+
+def test_an_archive_an_earlier_download_left_is_unpacked_not_fetched_again(tmp_path, monkeypatch):
+    """torchvision's own download left `cifar-10-python.tar.gz` in the data folder: it is used as it
+    is (nothing answers at the URL here), and stays."""
+    from bench.data import sources
+
+    archive, md5 = _cifar_archive(tmp_path / "made")
+    use_archive(monkeypatch, md5, "http://127.0.0.1:9/cifar-10-python.tar.gz")  # the discard port: refused
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "cifar-10-python.tar.gz").write_bytes(archive)
+    assert sources.cifar10(root).train_images.shape == (50, 3, 32, 32)
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]

@@ -218,13 +218,16 @@ def _download_cifar10(root: Path) -> None:
     renames the batches into place at once. (torchvision writes ``root/cifar-10-python.tar.gz``
     itself: two downloads truncated each other's file, and a failed one deleted the other's.)"""
     from torchvision.datasets import CIFAR10
-    from torchvision.datasets.utils import download_url, extract_archive
+    from torchvision.datasets.utils import check_integrity, download_url, extract_archive
 
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".download-"))
     try:
-        download_url(CIFAR10.url, str(tmp), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
-        extract_archive(str(tmp / CIFAR10.filename), str(tmp))
+        archive = root / CIFAR10.filename  # whole, from an earlier download by torchvision itself: used
+        if not check_integrity(str(archive), CIFAR10.tgz_md5):
+            archive = tmp / CIFAR10.filename
+            download_url(CIFAR10.url, str(tmp), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+        extract_archive(str(archive), str(tmp))
         try:
             os.replace(tmp / CIFAR10.base_folder, root / CIFAR10.base_folder)
         except OSError:

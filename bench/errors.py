@@ -62,6 +62,18 @@ class TrackingError(BenchError):
     exit_code = 3
 
 
+class FolderVanished(BenchError):
+    """The results folder (or the SQLite store) was deleted or moved while ``bench run`` ran: the
+    command stops before the next variant rather than failing each one (exit 3, as a lost store).
+    ``store_gone``: the SQLite store went too (by default it lives in the results folder)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, store_gone: bool):
+        self.store_gone = store_gone
+        super().__init__(message)
+
+
 class StoreChoiceError(TrackingError):
     """The tracking URI names a kind of store bench cannot record in: bad input, nothing recorded."""
 

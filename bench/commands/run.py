@@ -23,7 +23,7 @@ EXIT_CODES = """exit codes:
   1    a variant failed (its reason is in runs.csv and MLflow), or runs.csv could not be written
   2    a bad recipe, data set or weights file: nothing was recorded
   3    the MLflow tracking store is unusable (cannot be opened, is damaged or locked, or failed
-       to record a variant)
+       to record a variant), or the results folder was deleted or moved while the command ran
   4    busy: another live bench run owns one of the recipes (one command per recipe; more GPUs or
        machines: --executor ray); nothing was changed: run the command again once it has ended
   130  interrupted (Ctrl-C), 143 terminated (SIGTERM): run the same command again to resume

@@ -7,6 +7,7 @@ own source as ``package.module:function``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -211,11 +212,36 @@ def _extract_archive(archive: Path) -> Path:
     return target
 
 
-def _from_torchvision(root: Path, download: bool) -> RawData:
+def _download_cifar10(root: Path) -> None:
+    """torchvision's CIFAR-10 download into ``root``, safe beside another process downloading into
+    the same folder: each fetches and unpacks the archive in a folder of its own in ``root`` and
+    renames the batches into place at once. (torchvision writes ``root/cifar-10-python.tar.gz``
+    itself: two downloads truncated each other's file, and a failed one deleted the other's.)"""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity, download_url, extract_archive
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".download-"))
+    try:
+        archive = root / CIFAR10.filename  # whole, from an earlier download by torchvision itself: used
+        if not check_integrity(str(archive), CIFAR10.tgz_md5):
+            archive = tmp / CIFAR10.filename
+            download_url(CIFAR10.url, str(tmp), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+        extract_archive(str(archive), str(tmp))
+        try:
+            os.replace(tmp / CIFAR10.base_folder, root / CIFAR10.base_folder)
+        except OSError:
+            if not (root / CIFAR10.base_folder).is_dir():  # else another download put its copy there first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _from_torchvision(root: Path) -> RawData:
     from torchvision.datasets import CIFAR10
 
-    train = CIFAR10(str(root), train=True, download=download)
-    test = CIFAR10(str(root), train=False, download=download)
+    train = CIFAR10(str(root), train=True)
+    test = CIFAR10(str(root), train=False)
 
     def images(ds: Any) -> torch.Tensor:
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
@@ -240,7 +266,7 @@ def cifar10(root: Path, cfg: Any = None) -> RawData:
         )
     if (root / "cifar-10-batches-py").is_dir():
         try:
-            return _from_torchvision(root, download=False)
+            return _from_torchvision(root)
         except RuntimeError as exc:
             raise DataError(f"{root / 'cifar-10-batches-py'} is incomplete or corrupt: {exc}") from None
     for folder in (root, root / "cifar10"):
@@ -254,11 +280,13 @@ def cifar10(root: Path, cfg: Any = None) -> RawData:
     if not os.environ.get("BENCH_OFFLINE"):
         created = not root.exists()
         try:
-            return _from_torchvision(root, download=True)
+            _download_cifar10(root)
+            return _from_torchvision(root)
         except Exception as exc:  # offline, proxy, disk full: all end in the same advice
             reason = f"the download failed: {exc}"
-            if created:  # the folder and its partial download are ours: leave no empty data dir behind
-                shutil.rmtree(root, ignore_errors=True)
+            if created:  # leave no empty data folder behind, but another download's files stay
+                with contextlib.suppress(OSError):
+                    root.rmdir()
     raise DataError(
         f"CIFAR-10 not found in {root.resolve()}: looked for torchvision's pickled batches "
         f"({root}/cifar-10-batches-py/), an ImageFolder layout ({root}/train/<class>/*.jpg + "

@@ -95,7 +95,10 @@ class Progress:
         if remaining <= 0 or None in times:
             return ""
         if names and len(names) == remaining and not any(times):  # 0 s: finished, or skipped here
-            return ", the rest skipped here" if self._skipped & set(names) else ", the rest already finished"
+            skipped = len(self._skipped & set(names))
+            if skipped == len(set(names)):
+                return ", the rest skipped here"
+            return ", the rest already finished" + (" or skipped here" if skipped else "")
         return f", ~{format_duration(sum(times))} left"
 
     def variant_start(self, name: str) -> None:

@@ -8,17 +8,19 @@ store after every variant, so it always agrees with MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.errors import TrackingError
+from bench.errors import BenchError, FolderVanished, TrackingError
 from bench.execution.estimate import expected_times
 from bench.execution.identity import with_input_fingerprints
 from bench.execution.order import DEFAULT_ORDER, ORDER_SEED_TAG, ORDER_TAG, run_order
@@ -116,12 +118,17 @@ class RecipeRunner:
             progress.skipping(skipped_names(self.loaded.variants, cuda_available()))
         exp_id, parent_id = self.start(client, progress)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.watched = {path: (what, identity(path)) for path, what in self.kept_paths().items()}
+        store_gone = False
         spec = TaskSpec(self.loaded.name, str(self.results_dir), self.uri, exp_id, parent_id, self.force,
                         self.max_attempts, self.inputs)  # fmt: skip
         previous_handler = install_sigterm()
         status = "FINISHED"
         try:
-            store.log_text(client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml")
+            with self.recording("writing the parent run's recipe.yaml"):
+                store.log_text(
+                    client, parent_id, yaml.safe_dump(self.loaded.raw, sort_keys=False), "recipe.yaml"
+                )
             ordered = run_order(self.loaded.variants, self.order, self.order_seed)
             if getattr(executor, "on_this_machine", False):  # Ray's workers fetch into their own caches
                 self.fetch_pretrained(client, exp_id, progress)
@@ -132,21 +139,31 @@ class RecipeRunner:
                     self.tally[row["status"]] += 1
                     self.tally["store_error"] += bool(row.get("store_error"))
                     progress.variant_end(row["status"], row_summary(row))
+                    self.check_folders(len(self.rows))
                     self.write_runs_csv(client, exp_id)
                 ordered = self.next_round(client, exp_id, progress)
         except BaseException as exc:  # Ctrl-C or SIGTERM (Terminated): KILLED; anything else: FAILED
             status = closing_status(exc)
+            # a store deleted with the folder: writing now would only start a new, empty one there
+            store_gone = isinstance(exc, FolderVanished) and exc.store_gone
             raise
         finally:
             with deferred_signals():  # a signal now is acted on once the statuses are written
-                frame = self.write_runs_csv(client, exp_id, final=True)
-                try:
-                    store.log_text(client, parent_id, frame.to_csv(index=False), "runs.csv")
-                    client.set_terminated(parent_id, status)
-                except Exception as exc:  # noqa: BLE001 - the next run of this recipe closes it
-                    self.warn(f"could not close the parent MLflow run {parent_id}: {first_line(exc)}")
-                    self.tally["store_error"] += 1
+                frame = None if store_gone else self.close_parent(client, exp_id, parent_id, status)
             signal.signal(signal.SIGTERM, previous_handler)
+        return frame
+
+    def close_parent(self, client, exp_id: str, parent_id: str, status: str) -> Any:
+        """The last runs.csv, saved in the parent run too, and the parent closed with ``status``."""
+        frame = self.write_runs_csv(client, exp_id, final=True)
+        try:
+            store.log_text(client, parent_id, frame.to_csv(index=False), "runs.csv")
+        except Exception as exc:  # noqa: BLE001 - an artifact store failing here must not keep it open
+            self.parent_warning(f"could not save runs.csv in the parent MLflow run {parent_id}", exc)
+        try:
+            client.set_terminated(parent_id, status)
+        except Exception as exc:  # noqa: BLE001 - the next run of this recipe closes it
+            self.parent_warning(f"could not close the parent MLflow run {parent_id}", exc)
         return frame
 
     def fetch_pretrained(self, client, exp_id: str, progress: Progress) -> None:
@@ -155,7 +172,8 @@ class RecipeRunner:
 
         if not any(v.body.model.pretrained for v in self.loaded.variants):
             return
-        rows = self.rows_from_store(client, exp_id)
+        with self.recording("reading which runs are finished"):
+            rows = self.rows_from_store(client, exp_id)
         todo = [v for v, row in zip(self.loaded.variants, rows) if self.force or row["status"] != "finished"]
         fetch_pretrained(todo, self.loaded.source, progress.note)
 
@@ -186,8 +204,9 @@ class RecipeRunner:
 
         from bench.execution.until_decided import next_variants
 
-        new, verdicts = next_variants(self.source, self.loaded.variants, self.rows_from_store(client, exp_id),
-                                      self.until)  # fmt: skip
+        with self.recording("reading the runs --until-decided decides from"):
+            rows = self.rows_from_store(client, exp_id)
+        new, verdicts = next_variants(self.source, self.loaded.variants, rows, self.until)
         text = ", ".join(f"{g}: {s.verdict} ({s.n} pairs)" for g, s in verdicts.items())
         if not new:
             progress.note(f"until decided: done; {text}")
@@ -234,6 +253,49 @@ class RecipeRunner:
             for v in self.loaded.variants
         ]
 
+    @contextlib.contextmanager
+    def recording(self, what: str) -> Iterator[None]:
+        """A store failure outside the variants' own runs (each of those is recorded as its row's
+        reason): exit 3 with one line naming the store, not a traceback and exit 1."""
+        try:
+            yield
+        except (BenchError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - mlflow, its database and artifact store raise many types
+            raise TrackingError(
+                f"the MLflow tracking store '{redact_uri(self.uri)}' failed while {what}: {first_line(exc)}; "
+                "finished variants are recorded: run the same command again once the store works"
+            ) from None
+
+    def kept_paths(self) -> dict[Path, str]:
+        """What must stay where it is while the command runs: the results folder, the recipe's
+        folder in it, and an SQLite store's file (by default in the results folder)."""
+        db = store.sqlite_file(self.uri)
+        paths = {self.results_dir: "the results folder", self.out_dir: "the recipe's results folder"}
+        return paths | ({db: "the MLflow store file"} if db is not None and db.exists() else {})
+
+    def check_folders(self, done: int) -> None:
+        """Stop when one of ``kept_paths`` was deleted or moved (another file or folder now has its
+        name: a variant's process makes the folders it writes to again): the next variants would
+        fail one by one, or train with their checkpoints and weights going nowhere lasting."""
+        gone = next((p for p, (_, ident) in self.watched.items() if identity(p) != ident), None)
+        if gone is None:
+            return
+        db = store.sqlite_file(self.uri)
+        store_gone = db in self.watched and identity(db) != self.watched[db][1]
+        recorded = (f"the MLflow store {db} and the runs recorded in it went too" if store_gone
+                    else f"the runs recorded in the MLflow store '{redact_uri(self.uri)}' are kept")  # fmt: skip
+        raise FolderVanished(
+            f"{self.watched[gone][0]} {gone} was deleted or moved while bench run ran ({done} of "
+            f"{len(self.loaded.variants)} runs done): checkpoints, exported weights and runs.csv in it are gone; "
+            f"{recorded}; stopped. Run the same command again: it trains what is missing",
+            store_gone=store_gone,
+        )
+
+    def parent_warning(self, text: str, exc: Exception) -> None:
+        self.warn(f"{text}: {first_line(exc)}")
+        self.tally["store_error"] += 1
+
     @staticmethod
     def warn(text: str) -> None:
         print(f"warning: {redact_text(text)}", file=sys.stderr, flush=True)
@@ -244,6 +306,16 @@ class RecipeRunner:
         if self.tally["store_error"]:
             return EXIT_STORE
         return EXIT_FAILED if self.tally["failed"] or self.tally["csv_error"] else 0
+
+
+def identity(path: Path) -> tuple[int, int] | None:
+    """The file or folder at ``path`` (device, inode), None when there is none: a folder deleted and
+    made again under the same name is another one."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def exit_code(codes: list[int]) -> int:

@@ -169,7 +169,14 @@ def claim(
     if spec.force and not own:
         previous = None  # --force: the user asked for a fresh run, checkpoints included
         shutil.rmtree(run_dir, ignore_errors=True)
-    return open_run(rec, variant, previous), previous is not None or (run_dir / "last.ckpt").exists()
+    resume = previous is not None or (run_dir / "last.ckpt").exists()
+    # a run skipped last time (no device for it) is tried again, not resumed: it trained nothing
+    skipped = previous is not None and previous.data.tags.get("bench.status") == "skipped"
+    run_id = open_run(rec, variant, previous)
+    if resume and not skipped and progress is not None:
+        where = "its last checkpoint" if (run_dir / "last.ckpt").exists() else "the start"
+        progress.note(f"  resuming {variant.name} from {where} into MLflow run {run_id}")
+    return run_id, resume
 
 
 def export_model(spec: TaskSpec, variant: Variant, model: Path) -> None:
@@ -210,12 +217,9 @@ def run_task(spec: TaskSpec, variant: Variant, progress: Any = None, client: Any
         return store_failure(variant, "claiming the variant", exc, spec)
     if isinstance(got, dict):
         return got
-    run_id, resume = got
+    run_id = got[0]
     for key, value in (run_tags or {}).items():
         client.set_tag(run_id, key, value)
-    if resume and progress is not None:
-        where = "its last checkpoint" if (spec.run_dir(variant) / "last.ckpt").exists() else "the start"
-        progress.note(f"  resuming {variant.name} from {where} into MLflow run {run_id}")
     try:
         run_id, result = run_recorded(
             rec, variant, opened=got, run_dir=spec.run_dir(variant), progress=progress,

@@ -232,7 +232,11 @@ def _validate(model: type[BaseModel], data: dict[str, Any], source: str, where: 
             parent = _model_at(model, loc[:-1])
             allowed = ", ".join(parent.model_fields) if parent else "see the schema"
             msg = f"unknown key; allowed keys here: {allowed}"
+        elif err["type"] == "list_type":  # `seeds=3` meant three seeds; pydantic says "a valid list"
+            example = "[0,1,2] for three seeds" if key.endswith("seeds") else "[a,b]"
+            msg = f"must be a list, e.g. {key}={example} (a YAML list in the file); got {err['input']!r}"
         lines.append(f"{key}: {msg}")
+    lines = list(dict.fromkeys(lines))  # each member of a union (list | None) reports the same key
     prefix = f"{where}: " if where else ""
     if len(lines) == 1:
         key, _, msg = lines[0].partition(": ")

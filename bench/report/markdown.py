@@ -129,7 +129,7 @@ def variants_section(doc: Doc, t: Tables) -> None:
         "best validation accuracy are given too. The best test accuracy over epochs (`test/acc_oracle`) is "
         "left out: picking an epoch on the test set overstates accuracy. Train throughput: median [min–max] "
         "over the seeds the contention monitor found clean (runs timed on a busy machine are left out). "
-        f"Memory: {memory_label(t.memory_key)}, mean over seeds. Wall s and train s (training steps only): "
+        f"{memory_sentence(t.memory_key)} Wall s and train s (training steps only): "
         f"geometric mean [{conf}% interval on the log scale]."
         + (f" Time to target: training seconds (setup and evaluation excluded) until the validation accuracy "
            f"(test where no validation split exists) first reaches {t.target_acc:g}; geometric mean [{conf}% "
@@ -253,10 +253,19 @@ def axes_section(doc: Doc, t: Tables) -> None:
                "memory ratio"], rows)  # fmt: skip
 
 
+def memory_sentence(memory_key: str | None) -> str:
+    """What the memory column holds; runs without peak GPU memory or peak RSS leave it empty."""
+    if memory_key is None:
+        return "Memory: not recorded (no run has peak GPU memory or `memory/peak_rss_mb`)."
+    return f"Memory: {memory_label(memory_key)}, mean over seeds."
+
+
 def pareto_section(doc: Doc, t: Tables) -> None:
     doc.heading("Pareto fronts")
     text = "A variant is on a front when no other variant is at least as good on both measures and better on one."
-    if not t.memory_front:
+    if t.memory_key is None:
+        text += " Memory was not recorded, so it is on no front."
+    elif not t.memory_front:
         text += (f" Memory here is the {memory_label(t.memory_key)}, not a device's memory, so it is left off "
                  "the fronts (`bench report --memory-front` puts it on).")  # fmt: skip
     doc.para(text)

@@ -133,9 +133,10 @@ def one_line_errors(record: Any) -> bool:
 
 def error_line(text: str) -> str:
     """The telling line of a database error's text (``(sqlite3.OperationalError) ...``), not
-    SQLAlchemy's hints or the SQL it ran."""
+    SQLAlchemy's hints, the SQL it ran or its parameters (``[SQL: ...]``, ``[parameters: ...]``:
+    a tag value that quotes an earlier error would otherwise be taken for this one)."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    telling = [line for line in lines if "Error)" in line or "Error:" in line]
+    telling = [line for line in lines if ("Error)" in line or "Error:" in line) and not line.startswith("[")]
     return (telling[-1] if telling else lines[0] if lines else "")[:300]
 
 

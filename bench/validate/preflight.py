@@ -18,8 +18,10 @@ def preflight(loaded: LoadedRecipe) -> None:
     from bench.components.models import build_model
     from bench.components.models.weights import read_weights_meta
     from bench.data.cache import cached_splits
+    from bench.validate.averaging import ema_warnings, warn
 
     seen: set[str] = set()
+    averaging: dict[str, list[str]] = {}
     for variant in loaded.variants:
         cfg = variant.body
         data_key = cfg.data.model_dump_json()
@@ -30,6 +32,10 @@ def preflight(loaded: LoadedRecipe) -> None:
         if data_key not in seen:
             seen.add(data_key)
             warn_empty_classes(loaded.source, cfg.data, data)
+        n, batch = len(data.train), cfg.data.batch_size  # as the loop: the last partial batch is dropped
+        for message in ema_warnings(cfg.train, n // batch if n > batch else 1):
+            names = averaging.setdefault(message, [])
+            names += [] if variant.group in names else [variant.group]
         if cfg.model.weights:
             model_key = data_key + cfg.model.model_dump_json()
             if model_key in seen:
@@ -42,6 +48,7 @@ def preflight(loaded: LoadedRecipe) -> None:
                 text = str(exc)
                 prefix = "" if text.startswith("model.weights") else "model.weights: "
                 raise type(exc)(f"{loaded.source}: {prefix}{text}") from None
+    warn(loaded.source, averaging, len({v.group for v in loaded.variants}))
 
 
 def warn_empty_classes(source: str, data_cfg, data) -> None:

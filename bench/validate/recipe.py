@@ -63,10 +63,16 @@ def validate_recipe(loaded: LoadedRecipe, *, full: bool = True) -> None:
     from bench.components.user_code import add_import_paths
 
     add_import_paths(loaded.source)  # the recipe's folder and the current one, as Hydra users expect
+    from bench.validate.averaging import swa_warnings, warn
+
     checks = Checks(loaded.source, full=full)
     groups = {v.group: v.body for v in loaded.variants}
+    averaging: dict[str, list[str]] = {}
     for group, body in groups.items():
         checks.body(body, where=f"variant {group}" if len(groups) > 1 else "")
+        for message in swa_warnings(body.train):
+            averaging.setdefault(message, []).append(group)
+    warn(loaded.source, averaging, len(groups))
     if loaded.recipe.tune is not None:
         checks.tune(loaded.recipe.tune)
 

@@ -165,20 +165,16 @@ SCHEDULERS.register(
         per_step=lambda kw, spe: {**kw, "T_max": kw["T_max"] * spe},
     ),
 )  # fmt: skip
-SCHEDULERS.register(
-    "linear",
-    SchedulerSpec(
-        lrs.LinearLR, "epoch", lambda c: {"total_iters": max(1, c.epochs)},
-        per_step=lambda kw, spe: {**kw, "total_iters": kw["total_iters"] * spe},
-    ),
-)  # fmt: skip
-SCHEDULERS.register(
-    "polynomial",
-    SchedulerSpec(
-        lrs.PolynomialLR, "epoch", lambda c: {"total_iters": max(1, c.epochs)},
-        per_step=lambda kw, spe: {**kw, "total_iters": kw["total_iters"] * spe},
-    ),
-)  # fmt: skip
+
+
+def _over_the_run(cls: type) -> SchedulerSpec:
+    """A per-epoch schedule whose ``total_iters`` defaults to the whole run (LinearLR, PolynomialLR)."""
+    return SchedulerSpec(cls, "epoch", lambda c: {"total_iters": max(1, c.epochs)},
+                         per_step=lambda kw, spe: {**kw, "total_iters": kw["total_iters"] * spe})  # fmt: skip
+
+
+SCHEDULERS.register("linear", _over_the_run(lrs.LinearLR))
+SCHEDULERS.register("polynomial", _over_the_run(lrs.PolynomialLR))
 SCHEDULERS.register(
     "constant_lr",  # torch's ConstantLR: a factor for the first total_iters epochs ("constant" is no change)
     SchedulerSpec(

@@ -55,9 +55,8 @@ def ema_warnings(train: Any, steps_per_epoch: int) -> list[str]:
             f"train.ema: every={ema.every} is more than the run's {steps} optimizer step(s): the EMA model is "
             "never updated, so the variant delivers its starting weights; lower train.ema.every"
         ]
-    first = ema.decay ** (
-        updates - 1
-    )  # the first update copies the weights; each later one keeps decay of it
+    # the first update copies the weights; each later one keeps ``decay`` of what the EMA holds
+    first = ema.decay ** (updates - 1)
     if first > FIRST_SHARE:
         return [
             f"train.ema: decay={ema.decay:g} averages over ~{1 / (1 - ema.decay):.0f} updates but the run makes "

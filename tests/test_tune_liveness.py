@@ -89,6 +89,34 @@ def test_retries_are_bounded(tmp_path):
     assert [t.state.name for t in study.get_trials()][-1] == "FAIL"  # no third retry: it counts as failed
 
 
+def test_a_new_trial_asked_for_as_another_worker_took_the_last_slot_stands_down(tmp_path):
+    """Two trials were re-queued by an interrupted command; on the next, worker A sees one waiting
+    (so the study is not full) while worker B takes both: A's ``ask`` makes a new trial. That
+    trial is surplus (it would end the study with 3 complete trials where 2 were asked for); the
+    retries never are, and the surplus one does not count."""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from bench.tune import liveness, worker
+
+    study, storage = _sqlite(tmp_path)
+    for number in [_asked(study, storage, claimed=True).number for _ in range(2)]:
+        liveness.retry(study, storage, study.get_trials()[number], "interrupted", None)
+    ctx = SimpleNamespace(study=study, plan=SimpleNamespace(tune=SimpleNamespace(n_trials=2)))
+    assert not worker.full(ctx)  # worker A: a retry waits
+    retries = [_asked(study, storage, claimed=True) for _ in range(2)]  # worker B takes both
+    late = _asked(study, storage, claimed=False)  # worker A's ask: a new trial
+    trials = study.get_trials()
+    assert [liveness.is_surplus(trials, t.number, 2) for t in (*retries, late)] == [False, False, True]
+    storage.set_trial_system_attr(liveness.trial_id(storage, "s", late.number), liveness.SURPLUS_ATTR, True)
+    study.tell(late, state=TrialState.FAIL)
+    for t in retries:
+        study.tell(t, 0.5)
+    assert liveness.counts(study.get_trials()) == {"COMPLETE": 2}
+    assert worker.full(ctx)
+
+
 _WORKER = """
 import sys, time, optuna
 from bench.tune.storage import resolve_storage

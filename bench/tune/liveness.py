@@ -7,7 +7,8 @@ grace period, is failed and retried like a stale one. Everything else is Optuna'
 
 Which trials count towards ``n_trials``: every trial except those replaced by a retry (an
 interrupted trial, or one whose worker died, is re-queued with the same parameters and its retry
-takes its place), so N workers, kills and Ctrl-C still end with exactly ``n_trials``."""
+takes its place) and surplus ones (a worker that saw a free slot as another took it: marked and
+never trained), so N workers, kills and Ctrl-C still end with exactly ``n_trials``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ CLAIM_ATTR = "bench.claimed"  # system attribute: the trial's own number (a retr
 WORKER_ATTR = "bench.worker"
 REASON_ATTR = "bench.fail_reason"
 EPOCHS_ATTR = "bench.epochs_trained"  # epochs a trial trained, over all its seeds
+SURPLUS_ATTR = "bench.surplus"  # system attribute: a new trial asked for when the study was full
 
 
 def epochs_trained(trial: Any) -> int:
@@ -35,8 +37,21 @@ def superseded(trials: list[Any]) -> set[int]:
 
 
 def active(trials: list[Any]) -> list[Any]:
+    """The trials that count: not replaced by a retry, not surplus."""
     gone = superseded(trials)
-    return [t for t in trials if t.number not in gone]
+    return [t for t in trials if t.number not in gone and not t.system_attrs.get(SURPLUS_ATTR)]
+
+
+def is_surplus(trials: list[Any], number: int, n_trials: int) -> bool:
+    """Trial ``number`` is a new trial (not a retry) with ``n_trials`` counting trials before it.
+
+    Why: a worker checks for a free slot (or a queued retry) before ``ask``; when another worker
+    takes it in between, ``ask`` creates a new trial. Numbers are handed out once by the storage,
+    so every worker agrees which trial came last, and only that one stands down."""
+    this = next((t for t in trials if t.number == number), None)
+    if this is None or "failed_trial" in this.system_attrs:  # a retry takes its original's place
+        return False
+    return sum(t.number < number for t in active(trials)) >= n_trials
 
 
 def counts(trials: list[Any]) -> Counter[str]:

@@ -14,7 +14,7 @@ import yaml
 from bench.errors import described
 from bench.tracking import mlflow_store as store
 from bench.tune import fidelity
-from bench.tune.liveness import counts, epochs_trained
+from bench.tune.liveness import SURPLUS_ATTR, active, counts, epochs_trained
 from bench.tune.plan import TunePlan
 from bench.tune.recheck import Recheck, analyse, p_best_text, ranked
 from bench.tune.recheck import describe as describe_recheck
@@ -24,6 +24,9 @@ from bench.util.fileio import atomic_write_text
 def write_trials_csv(study: Any, path: Path) -> None:
     frame = study.trials_dataframe(attrs=("number", "state", "value", "datetime_start", "duration",
                                           "params", "user_attrs", "system_attrs", "intermediate_values"))  # fmt: skip
+    surplus = f"system_attrs_{SURPLUS_ATTR}"
+    if surplus in frame:  # trials that stood down unrun (liveness.is_surplus): never part of the study
+        frame = frame[~frame[surplus].eq(True)].drop(columns=surplus)
     frame = frame.rename(columns=lambda c: c.replace("user_attrs_", "").replace("bench.", ""))
     atomic_write_text(path, frame.to_csv(index=False))
 
@@ -136,7 +139,7 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
     client.log_artifact(parent_id, str(out / "trials.csv"))
     c = counts(trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    finished = [t for t in trials if t.state.is_finished()]
+    finished = [t for t in active(trials) if t.state.is_finished()]
     lines.append("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(c.items())))
     metrics = {"trials/complete": c["COMPLETE"], "trials/pruned": c["PRUNED"], "trials/failed": c["FAIL"]}
     lines.append(epochs_saved(plan, finished, c, metrics))

@@ -25,8 +25,7 @@ from bench.tune.worker import worker_loop
 
 def tune_worker(options: Any, index: int, board: Any) -> None:
     """One tuning worker as a Ray task: the same loop as a spawned ``--workers`` process, on the
-    same shared storage and the same stop rule (README: at most ``workers - 1`` trials over
-    ``n_trials``)."""
+    same shared storage and the same stop rule (exactly ``n_trials``: README, tune section)."""
     where = placement()
     set_ray_task_threads()
     if board is not None:

@@ -26,8 +26,8 @@ class TrialFailed(Exception):
 
 def full(ctx: TrialContext) -> bool:
     """The study holds ``n_trials`` (finished, running or queued; a retry replaces its original)
-    and none is waiting. Workers that check at the same instant may each start one more, so a
-    study can end with up to ``workers - 1`` trials over ``n_trials`` (README, tune section)."""
+    and none is waiting. Workers that check at the same instant may each ask for one more; all
+    but the first stand down unrun (``liveness.is_surplus``)."""
     from optuna.trial import TrialState
 
     trials = active(ctx.study.get_trials(deepcopy=False))
@@ -46,6 +46,11 @@ def objective(ctx: TrialContext, trial: Any) -> float:
     import optuna
 
     ctx.current = trial.number
+    if liveness.is_surplus(ctx.study.get_trials(deepcopy=False), trial.number, ctx.plan.tune.n_trials):
+        tid = liveness.trial_id(ctx.storage, ctx.plan.study_name, trial.number)
+        ctx.storage.set_trial_system_attr(tid, liveness.SURPLUS_ATTR, True)
+        ctx.outcome = None
+        raise TrialFailed("surplus: the study already holds n_trials")
     liveness.claim(ctx.storage, ctx.plan.study_name, trial, ctx.worker_id)
     try:
         if _auto_decision(ctx):
@@ -146,6 +151,10 @@ def _interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
 
 def report(ctx: TrialContext, frozen: Any, index: int) -> None:
     plan, outcome = ctx.plan, ctx.outcome
+    if frozen.system_attrs.get(liveness.SURPLUS_ATTR):
+        who = f"worker {index}: " if plan.options.workers > 1 else ""
+        say(f"{who}not run: trial {frozen.number} came after the study's last free slot was taken")
+        return
     done = finished_count(ctx.study.get_trials(deepcopy=False))
     value = frozen.value if frozen.value is not None else (outcome.value if outcome else None)
     shown = f"{plan.tune.objective.metric}={value:.4f}" if value is not None else "no value"

@@ -37,6 +37,7 @@ PRELOAD = [
     "sqlalchemy.dialects.sqlite",
     "alembic.command",
     "alembic.config",
+    "bench.execution.forkserver_stdio",  # last: the server lets go of the driver's stdout/stderr
 ]
 WATCH_INTERVAL_S = 0.5  # how often the driver is looked at where no pidfd can wait on it
 
@@ -144,23 +145,25 @@ class LocalExecutor:
     def __init__(self, live_progress: bool | None = False):
         """``live_progress`` None: a per-batch bar when the child's stderr (the driver's) is a terminal."""
         self.live = live_progress
-        self._ctx = None
 
-    def context(self):
-        if self._ctx is None:
-            import torch.multiprocessing as mp
+    @staticmethod
+    def context():
+        """The forkserver context (one per process, as is its server), preloading ``PRELOAD``."""
+        import torch.multiprocessing as mp
 
-            self._ctx = mp.get_context("forkserver")
-            self._ctx.set_forkserver_preload(PRELOAD)
-        return self._ctx
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
 
-    def warm(self) -> None:
+    @staticmethod
+    def warm() -> None:
         """Start the forkserver now: it imports torch, MLflow and timm (~5 s on a 2-core box) while
-        the driver opens the store, instead of after it, before the first variant. Starting it only
-        spawns the process; the first child's start waits until the server has imported them."""
+        the driver checks the recipe and opens the store, instead of after, before the first variant.
+        Starting it only spawns the process; the first child's start waits until the server has
+        imported them. Idempotent."""
         from multiprocessing import forkserver
 
-        self.context()  # sets the preload list, which the server reads when it starts
+        LocalExecutor.context()  # sets the preload list, which the server reads when it starts
         with _no_main_module():  # as for a child: the server must not import the caller's script
             forkserver.ensure_running()
 

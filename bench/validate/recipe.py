@@ -57,9 +57,10 @@ def load_validated(
     return loaded
 
 
-def validate_recipe(loaded: LoadedRecipe, *, full: bool = True) -> None:
+def validate_recipe(loaded: LoadedRecipe, *, full: bool = True, warnings: bool = True) -> None:
     """Check every variant's components (each distinct one once) and the tune section; a
-    RecipeError (exit 2) names the file, the dotted key, the variant and what is allowed."""
+    RecipeError (exit 2) names the file, the dotted key, the variant and what is allowed.
+    ``warnings=False``: a second, full pass over a recipe a torch-free pass already warned about."""
     from bench.components.user_code import add_import_paths
 
     add_import_paths(loaded.source)  # the recipe's folder and the current one, as Hydra users expect
@@ -72,7 +73,8 @@ def validate_recipe(loaded: LoadedRecipe, *, full: bool = True) -> None:
         checks.body(body, where=f"variant {group}" if len(groups) > 1 else "")
         for message in swa_warnings(body.train):
             averaging.setdefault(message, []).append(group)
-    warn(loaded.source, averaging, len(groups))
+    if warnings:
+        warn(loaded.source, averaging, len(groups))
     if loaded.recipe.tune is not None:
         checks.tune(loaded.recipe.tune)
 

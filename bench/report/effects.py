@@ -144,18 +144,19 @@ def axis_table(
     labels = [a for a in axis_labels if a in scored and scored[a].nunique() >= 2]
     if base is None or base not in set(scored["variant"]) or not labels:
         return pd.DataFrame(columns=AXIS_COLUMNS)
-    ref_row = scored.set_index("variant").loc[base]
+    records = scored.to_dict("records")  # plain dicts: rows looked up per axis value, not Series
+    ref_row = next(r for r in records if r["variant"] == base)
     acc_of, memory_of = stats.by_seed(finished, "test/acc"), stats.by_seed(finished, "memory")
     speed_of = stats.by_seed(finished[~speed.contaminated(finished)], speed.THROUGHPUT)
     rows = []
     for axis in labels:
         others = [a for a in labels if a != axis]
-        cell = {tuple(r[o] for o in others): r for _, r in scored.iterrows() if r[axis] == ref_row[axis]}
-        for value in dict.fromkeys(scored[axis]):
+        cell = {tuple(r[o] for o in others): r for r in records if r[axis] == ref_row[axis]}
+        for value in dict.fromkeys(r[axis] for r in records):
             if value == ref_row[axis]:
                 continue
-            side = scored[scored[axis] == value]
-            pairs = [(r, cell[k]) for _, r in side.iterrows() if (k := tuple(r[o] for o in others)) in cell]
+            side = [r for r in records if r[axis] == value]
+            pairs = [(r, cell[k]) for r in side if (k := tuple(r[o] for o in others)) in cell]
             if not pairs:
                 continue
             deltas = _per_seed_mean(pairs, acc_of, operator.sub)
@@ -199,7 +200,7 @@ def _per_seed_mean(pairs, values: dict, diff) -> list[float]:
     ]
 
 
-def _design(pairs, n_side: int, others: list[str], ref_row: pd.Series) -> str:
+def _design(pairs, n_side: int, others: list[str], ref_row: dict) -> str:
     """How the comparison is balanced: over which other axes its cells vary, and where it holds
     another axis away from the baseline's value (e.g. SWA compared only where scheduler=cosine)."""
     if len(pairs) == 1:

@@ -47,7 +47,10 @@ def numbers(values: Sequence[float]) -> np.ndarray:
 
 def by_seed(runs: pd.DataFrame, column: str) -> dict[str, dict]:
     """``{group: {seed: value}}``: what comparisons pair by seed."""
-    return {g: dict(zip(f["seed"], f[column])) for g, f in runs.groupby("group")}
+    out: dict[str, dict] = {}
+    for group, seed, value in zip(runs["group"], runs["seed"], runs[column]):  # no frame per group
+        out.setdefault(group, {})[seed] = value
+    return out
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:

@@ -184,8 +184,8 @@ def variant_table(
         # ± CI would pretend to a precision it does not have, so the median and its range, over the
         # runs the contention monitor found clean (a run timed under load measures the load)
         img_s = done.loc[~dirty, THROUGHPUT].astype(float)
-        row["train_img_s_median"], row["train_img_s_min"], row["train_img_s_max"] = (
-            img_s.median(), img_s.min(), img_s.max()
+        row.update(
+            train_img_s_median=img_s.median(), train_img_s_min=img_s.min(), train_img_s_max=img_s.max()
         )
         row["train_img_s_n"] = int(img_s.count())  # a range from one run is no spread to rank by
         row["speed_contaminated"] = int(dirty.sum())  # counted, so the summary can say so

@@ -37,7 +37,7 @@ PRELOAD = [
     "sqlalchemy.dialects.sqlite",
     "alembic.command",
     "alembic.config",
-    "bench.execution.forkserver_stdio",  # last: the server lets go of the driver's stdout/stderr
+    "bench.execution.forkserver_ready",  # last: freezes the heap, lets go of the stdout/stderr
 ]
 WATCH_INTERVAL_S = 0.5  # how often the driver is looked at where no pidfd can wait on it
 

@@ -244,8 +244,9 @@ with owning(sys.argv[1], "tiny"):
 
 
 def test_recipe_lock_refuses_a_second_owner_at_once_and_dies_with_a_sigkilled_owner(tmp_path):
-    from bench.execution.owner import RecipeBusy, owning
+    from bench.execution.owner import RecipeBusy, looks_busy, owning
 
+    assert not looks_busy(tmp_path / "none", "tiny") and not (tmp_path / "none").exists()  # creates nothing
     holder = procs.popen([sys.executable, "-c", HOLD, str(tmp_path)], env={**os.environ, "PYTHONPATH": str(REPO)},
                          stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert holder.stdout.readline().strip() == "owned"
@@ -256,8 +257,10 @@ def test_recipe_lock_refuses_a_second_owner_at_once_and_dies_with_a_sigkilled_ow
         with owning(tmp_path, "tiny"):
             pass
     assert time.monotonic() - t0 < 5  # refused at once, not after a wait
+    assert looks_busy(tmp_path, "tiny")  # so `bench run` starts no forkserver before it exits 4
     holder.kill()  # SIGKILL: no handler, no cleanup runs
     holder.wait()
+    assert not looks_busy(tmp_path, "tiny")
     with owning(tmp_path, "tiny"):  # owned at once: nothing to expire
         assert f"pid {os.getpid()} " in (tmp_path / ".tiny.lock").read_text()
     with owning(tmp_path, "tiny"):  # released at the end of the block

@@ -94,7 +94,10 @@ def main(args: argparse.Namespace) -> int:
     loaded = [api.load_recipe(path, args.overrides, args.overlay, full=False) for path in args.recipe]
     on_ray = ray_options(args)
     if not args.dry_run:
-        if on_ray is None:
+        from bench.execution.owner import looks_busy
+
+        # not for a command that will exit 4 (busy): its server would compete with the owner's runs
+        if on_ray is None and not any(looks_busy(args.results_dir, r.name) for r in loaded):
             from bench.execution.local import LocalExecutor
 
             LocalExecutor.warm()

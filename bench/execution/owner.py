@@ -47,3 +47,20 @@ def owning(results_dir: str | Path, recipe: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def looks_busy(results_dir: str | Path, recipe: str) -> bool:
+    """Whether another command owns ``recipe`` now: a probe (take the lock and let go at once),
+    creating nothing, for what a command may start before it owns the recipe. ``owning`` decides."""
+    from filelock import FileLock, Timeout
+
+    path = Path(results_dir) / f".{recipe}.lock"
+    if not path.exists():
+        return False
+    try:
+        with FileLock(path, blocking=False, fallback_to_soft=False):
+            return False
+    except Timeout:
+        return True
+    except OSError:
+        return False  # owning() says what is wrong

@@ -245,6 +245,7 @@ def measure_commands(before: Path, n: int, repeats: int, tmp: Path) -> dict[str,
             whole, outside = (many - one) / (n - 1), ((many - rec_many) - (one - rec_one)) / (n - 1)
             slopes.setdefault(name, []).append(whole)
             slopes.setdefault(f"{name} outside runs", []).append(outside)
+            slopes.setdefault(f"{name} 1-variant command", []).append(one)  # start-up and exit included
             print(f"  bench run repeat {i + 1}/{repeats} {name}: 1 variant {one:.2f}s, {n} variants {many:.2f}s "
                   f"-> {whole:.2f}s per extra variant, {outside:.2f}s of it outside the runs' time/wall_s", flush=True)  # fmt: skip
     return slopes
@@ -275,7 +276,7 @@ def print_commands(slopes: dict[str, list[float]], before: Path) -> None:
     print(f"bench run, wall per extra variant; before: {before}, after: {REPO}")
     for name, values in slopes.items():
         print(f"  {name:20s} median {np.median(values):.2f} s of {[round(v, 2) for v in values]}")
-    for what in ("", " outside runs"):
+    for what in ("", " outside runs", " 1-variant command"):
         after, prior = slopes[f"after{what}"], slopes[f"before{what}"]
         if len(after) >= 3:
             med, low, high = interval([a - b for a, b in zip(after, prior)])

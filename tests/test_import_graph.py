@@ -237,3 +237,31 @@ def test_a_variants_child_opens_the_mlflow_store_without_importing_it(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", child], check=True, capture_output=True, text=True, cwd=repo)
     assert (tmp_path / "new.txt").read_text() == "[]"
+
+
+def test_the_forkserver_lets_go_of_the_drivers_stdout_and_stderr(tmp_path):
+    """Once it has imported ``PRELOAD``, the server holds /dev/null as stdout and stderr, not the
+    driver's: a pipe reading ``bench run`` (CI, ``| tee``) then closes when the driver exits, not
+    seconds later, after the server has torn down torch and MLflow. Its children still write to
+    the driver's (each gets them passed: ``local.run_child``)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os
+        from multiprocessing import forkserver
+        from bench.execution.local import LocalExecutor
+        LocalExecutor.warm()
+        child = LocalExecutor.context().Process(target=os.getpid)
+        child.start()  # served once the server has imported PRELOAD
+        child.join()
+        pid = forkserver._forkserver._forkserver_pid
+        print(os.readlink(f"/proc/{pid}/fd/1"), os.readlink(f"/proc/{pid}/fd/2"))
+    """)
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=repo, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["/dev/null", "/dev/null"], out.stdout

@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench.errors import BenchError
 
@@ -25,11 +26,9 @@ class RecipeBusy(BenchError):
 @contextlib.contextmanager
 def owning(results_dir: str | Path, recipe: str) -> Iterator[None]:
     """Own ``recipe`` for the ``with`` block, or raise RecipeBusy at once, naming the owner."""
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
-    path = Path(results_dir) / f".{recipe}.lock"
-    # No soft-lock fallback: a lock file that outlives a killed process is the lease problem again.
-    lock = FileLock(path, blocking=False, fallback_to_soft=False)
+    path, lock = _lock(results_dir, recipe)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
@@ -52,15 +51,24 @@ def owning(results_dir: str | Path, recipe: str) -> Iterator[None]:
 def looks_busy(results_dir: str | Path, recipe: str) -> bool:
     """Whether another command owns ``recipe`` now: a probe (take the lock and let go at once),
     creating nothing, for what a command may start before it owns the recipe. ``owning`` decides."""
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
-    path = Path(results_dir) / f".{recipe}.lock"
+    path, lock = _lock(results_dir, recipe)
     if not path.exists():
         return False
     try:
-        with FileLock(path, blocking=False, fallback_to_soft=False):
+        with lock:
             return False
     except Timeout:
         return True
     except OSError:
         return False  # owning() says what is wrong
+
+
+def _lock(results_dir: str | Path, recipe: str) -> tuple[Path, Any]:
+    """The recipe's lock file beside its folder, and a non-blocking lock on it."""
+    from filelock import FileLock
+
+    path = Path(results_dir) / f".{recipe}.lock"
+    # No soft-lock fallback: a lock file that outlives a killed process is the lease problem again.
+    return path, FileLock(path, blocking=False, fallback_to_soft=False)

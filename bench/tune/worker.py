@@ -49,7 +49,6 @@ def objective(ctx: TrialContext, trial: Any) -> float:
     if liveness.is_surplus(ctx.study.get_trials(deepcopy=False), trial.number, ctx.plan.tune.n_trials):
         tid = liveness.trial_id(ctx.storage, ctx.plan.study_name, trial.number)
         ctx.storage.set_trial_system_attr(tid, liveness.SURPLUS_ATTR, True)
-        ctx.outcome = None
         raise TrialFailed("surplus: the study already holds n_trials")
     liveness.claim(ctx.storage, ctx.plan.study_name, trial, ctx.worker_id)
     try:

@@ -15,13 +15,10 @@ from bench.components.models import model_stages
 from bench.components.registry import Registry
 from bench.components.signature import check_kwargs
 
-OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
-OPTIMIZERS.register("sgd", torch.optim.SGD)
-OPTIMIZERS.register("adam", torch.optim.Adam)
-OPTIMIZERS.register("adamw", torch.optim.AdamW)
-OPTIMIZERS.register("rmsprop", torch.optim.RMSprop)
-OPTIMIZERS.register("adagrad", torch.optim.Adagrad)
-OPTIMIZERS.register("nadam", torch.optim.NAdam)
+OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer", {
+    "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad, "nadam": torch.optim.NAdam,
+})  # fmt: skip
 
 # Recipe keys that bench consumes itself rather than passing to the torch class.
 OWN_KEYS = ("params", "lr", "weight_decay")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 from bench.errors import BenchError
@@ -44,9 +43,9 @@ def import_object(path: str) -> Any:
 class Registry(Generic[T]):
     """Maps names to components. ``get`` also accepts ``package.module:Name``."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, items: dict[str, T] | None = None):
         self.kind = kind
-        self._items: dict[str, T] = {}
+        self._items: dict[str, T] = dict(items or {})
 
     def register(self, name: str, item: T | None = None) -> Any:
         """Register ``item`` under ``name``; usable as a decorator when ``item`` is omitted."""
@@ -65,12 +64,6 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._items
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def allowed(self) -> str:
-        return ", ".join(self.names()) + ", or an import path 'package.module:Name'"
-
     def get(self, name: str) -> T:
         if name in self._items:
             return self._items[name]
@@ -78,9 +71,5 @@ class Registry(Generic[T]):
             return import_object(name)
         close = difflib.get_close_matches(name, self.names(), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UnknownComponentError(f"unknown {self.kind} '{name}'{hint}; allowed: {self.allowed()}")
-
-    def check(self, name: str) -> str:
-        """Validate a name without importing user code beyond the module (for ``bench.validate.recipe``)."""
-        self.get(name)
-        return name
+        allowed = ", ".join(self.names()) + ", or an import path 'package.module:Name'"
+        raise UnknownComponentError(f"unknown {self.kind} '{name}'{hint}; allowed: {allowed}")

@@ -59,10 +59,6 @@ class SchedulerSpec:
     composite: bool = False  # takes a list of schedulers (SequentialLR, ChainedScheduler)
 
 
-def _lambda_defaults(default_name: str) -> Callable[[Context], dict[str, Any]]:
-    return lambda ctx: {"lr_lambda": default_name}
-
-
 def restart_period(epochs: int) -> int:
     """Default T_0: a divisor of the run, so the last cycle ends at the last epoch (weights are
     evaluated at the bottom of a cycle, never just after a restart), and never under 2 epochs (a
@@ -125,91 +121,52 @@ def _lambda_per_step(kw: dict[str, Any], spe: int) -> dict[str, Any]:
     return {**kw, "lr_lambda": functools.partial(per_step, kw["lr_lambda"], spe)}
 
 
-SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
-SCHEDULERS.register(
-    "constant", SchedulerSpec(lrs.LambdaLR, "epoch", _lambda_defaults("constant"), per_step=_lambda_per_step)
-)
-SCHEDULERS.register(
-    "lambda",
-    SchedulerSpec(lrs.LambdaLR, "epoch", _lambda_defaults("linear_decay"), per_step=_lambda_per_step),
-)
-SCHEDULERS.register(
-    "multiplicative", SchedulerSpec(lrs.MultiplicativeLR, "epoch", _lambda_defaults("constant_factor"))
-)
-SCHEDULERS.register(
-    "step",
-    SchedulerSpec(
-        lrs.StepLR, "epoch", lambda c: {"step_size": max(1, c.epochs // 3)},
-        per_step=lambda kw, spe: {**kw, "step_size": kw["step_size"] * spe},
-    ),
-)  # fmt: skip
-SCHEDULERS.register(
-    "multistep",
-    SchedulerSpec(
+def _in_steps(key: str, default: int | None = None) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+    """``per_step`` for a schedule whose length argument ``key`` is in epochs: the same length in steps."""
+    return lambda kw, spe: {**kw, key: kw.get(key, default) * spe}
+
+
+SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler", {
+    "constant": SchedulerSpec(lrs.LambdaLR, "epoch", lambda c: {"lr_lambda": "constant"},
+                              per_step=_lambda_per_step),
+    "lambda": SchedulerSpec(lrs.LambdaLR, "epoch", lambda c: {"lr_lambda": "linear_decay"},
+                            per_step=_lambda_per_step),
+    "multiplicative": SchedulerSpec(lrs.MultiplicativeLR, "epoch", lambda c: {"lr_lambda": "constant_factor"}),
+    "step": SchedulerSpec(lrs.StepLR, "epoch", lambda c: {"step_size": max(1, c.epochs // 3)},
+                          per_step=_in_steps("step_size")),
+    "multistep": SchedulerSpec(
         lrs.MultiStepLR, "epoch",
         lambda c: {"milestones": sorted({max(1, c.epochs // 2), max(1, 3 * c.epochs // 4)})},
         per_step=lambda kw, spe: {**kw, "milestones": [m * spe for m in kw["milestones"]]},
     ),
-)  # fmt: skip
-SCHEDULERS.register(
-    "exponential",
-    SchedulerSpec(
-        lrs.ExponentialLR, "epoch", lambda c: {"gamma": 0.9},
-        per_step=lambda kw, spe: {**kw, "gamma": kw["gamma"] ** (1.0 / spe)},
-    ),
-)  # fmt: skip
-SCHEDULERS.register(
-    "cosine",
-    SchedulerSpec(
-        CosineAnnealingLR, "epoch", lambda c: {"T_max": max(1, c.epochs)},
-        per_step=lambda kw, spe: {**kw, "T_max": kw["T_max"] * spe},
-    ),
-)  # fmt: skip
-
-
-def _over_the_run(cls: type) -> SchedulerSpec:
-    """A per-epoch schedule whose ``total_iters`` defaults to the whole run (LinearLR, PolynomialLR)."""
-    return SchedulerSpec(cls, "epoch", lambda c: {"total_iters": max(1, c.epochs)},
-                         per_step=lambda kw, spe: {**kw, "total_iters": kw["total_iters"] * spe})  # fmt: skip
-
-
-SCHEDULERS.register("linear", _over_the_run(lrs.LinearLR))
-SCHEDULERS.register("polynomial", _over_the_run(lrs.PolynomialLR))
-SCHEDULERS.register(
-    "constant_lr",  # torch's ConstantLR: a factor for the first total_iters epochs ("constant" is no change)
-    SchedulerSpec(
-        lrs.ConstantLR, "epoch", lambda c: {},
-        per_step=lambda kw, spe: {**kw, "total_iters": kw.get("total_iters", 5) * spe},
-    ),
-)  # fmt: skip
-SCHEDULERS.register("sequential", SchedulerSpec(lrs.SequentialLR, "epoch", lambda c: {}, composite=True))
-SCHEDULERS.register("chained", SchedulerSpec(lrs.ChainedScheduler, "epoch", lambda c: {}, composite=True))
-SCHEDULERS.register(
-    "plateau", SchedulerSpec(lrs.ReduceLROnPlateau, "plateau", lambda c: {"mode": "max", "patience": 2})
-)
-SCHEDULERS.register(
-    "cyclic",
-    SchedulerSpec(
+    "exponential": SchedulerSpec(lrs.ExponentialLR, "epoch", lambda c: {"gamma": 0.9},
+                                 per_step=lambda kw, spe: {**kw, "gamma": kw["gamma"] ** (1.0 / spe)}),
+    "cosine": SchedulerSpec(CosineAnnealingLR, "epoch", lambda c: {"T_max": max(1, c.epochs)},
+                            per_step=_in_steps("T_max")),
+    # LinearLR and PolynomialLR: total_iters defaults to the whole run
+    "linear": SchedulerSpec(lrs.LinearLR, "epoch", lambda c: {"total_iters": max(1, c.epochs)},
+                            per_step=_in_steps("total_iters")),
+    "polynomial": SchedulerSpec(lrs.PolynomialLR, "epoch", lambda c: {"total_iters": max(1, c.epochs)},
+                                per_step=_in_steps("total_iters")),
+    # torch's ConstantLR: a factor for the first total_iters epochs ("constant" is no change)
+    "constant_lr": SchedulerSpec(lrs.ConstantLR, "epoch", lambda c: {}, per_step=_in_steps("total_iters", 5)),
+    "sequential": SchedulerSpec(lrs.SequentialLR, "epoch", lambda c: {}, composite=True),
+    "chained": SchedulerSpec(lrs.ChainedScheduler, "epoch", lambda c: {}, composite=True),
+    "plateau": SchedulerSpec(lrs.ReduceLROnPlateau, "plateau", lambda c: {"mode": "max", "patience": 2}),
+    "cyclic": SchedulerSpec(
         lrs.CyclicLR, "batch",
         lambda c: {"base_lr": [lr * 0.1 for lr in c.group_lrs], "max_lr": list(c.group_lrs),
                    "step_size_up": max(1, c.total_steps // 4), "cycle_momentum": False},
         warmup=False,  # cycles up from base_lr by itself
     ),
-)  # fmt: skip
-SCHEDULERS.register(
-    "onecycle",
-    SchedulerSpec(
+    "onecycle": SchedulerSpec(
         lrs.OneCycleLR, "batch",
         lambda c: {"max_lr": list(c.group_lrs), "total_steps": max(1, c.total_steps), "cycle_momentum": False},
         warmup=False,  # its first phase (pct_start) is the warm-up
     ),
-)  # fmt: skip
-SCHEDULERS.register(
-    "cosine_warm_restarts",
-    SchedulerSpec(
-        CosineAnnealingWarmRestarts, "batch_fractional", lambda c: {"T_0": restart_period(c.epochs)}
-    ),
-)
+    "cosine_warm_restarts": SchedulerSpec(CosineAnnealingWarmRestarts, "batch_fractional",
+                                          lambda c: {"T_0": restart_period(c.epochs)}),
+})  # fmt: skip
 
 # Absolute LRs given as one number, meant for the recipe's base LR: each param group gets the number
 # times its ``lr_scale`` (head_lr_mult, layer_decay), so floors and peaks keep the per-layer ratios.

@@ -134,7 +134,7 @@ class Checks:
         if name not in catalog.DATASETS:
             from bench.data.registry import DATASETS
 
-            DATASETS.check(name)
+            DATASETS.get(name)
 
     def _model(self, cfg: ModelConfig) -> None:
         name = cfg.name

@@ -9,38 +9,11 @@ freezing and per-layer LRs, local weight files, and the input statistics their w
     cifar_resnet.py, airbench.py   bench's own CIFAR networks
 """
 
-from bench.components.models.build import (
-    MODELS,
-    TORCHVISION_PREFIX,
-    build_model,
-    check_model_name,
-    count_parameters,
-)
-from bench.components.models.stages import classifier_names, head_matcher, model_stages
+from bench.components.models.build import MODELS, build_model, check_model_name, count_parameters
+from bench.components.models.stages import model_stages
 from bench.components.models.stats import pretrained_stats
-from bench.components.models.weights import (
-    expand_path,
-    load_weights,
-    read_state_dict,
-    read_weights_meta,
-    weights_meta_path,
-    write_weights_meta,
-)
+from bench.components.models.torchvision_models import PREFIX as TORCHVISION_PREFIX
+from bench.components.models.weights import load_weights, write_weights_meta
 
-__all__ = [
-    "MODELS",
-    "TORCHVISION_PREFIX",
-    "build_model",
-    "check_model_name",
-    "classifier_names",
-    "count_parameters",
-    "expand_path",
-    "head_matcher",
-    "load_weights",
-    "model_stages",
-    "pretrained_stats",
-    "read_state_dict",
-    "read_weights_meta",
-    "weights_meta_path",
-    "write_weights_meta",
-]
+__all__ = ["MODELS", "TORCHVISION_PREFIX", "build_model", "check_model_name", "count_parameters", "load_weights",
+           "model_stages", "pretrained_stats", "write_weights_meta"]  # fmt: skip

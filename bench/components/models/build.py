@@ -8,7 +8,6 @@ from typing import Any
 
 from torch import nn
 
-from bench.components.models.torchvision_models import PREFIX as TORCHVISION_PREFIX
 from bench.components.models.torchvision_models import (
     check_torchvision_name,
     create_torchvision,
@@ -28,8 +27,6 @@ MODELS.register("resnet18", "resnet18")
 MODELS.register("resnet18_cifar", "bench.components.models.cifar_resnet:resnet18_cifar")
 MODELS.register("airbench94", "bench.components.models.airbench:airbench94")
 
-__all__ = ["MODELS", "TORCHVISION_PREFIX", "build_model", "check_model_name", "count_parameters"]
-
 
 def check_model_name(name: str) -> str:
     import timm
@@ -39,11 +36,9 @@ def check_model_name(name: str) -> str:
     if tv_name is not None:
         check_torchvision_name(tv_name)
         return name
-    if name in MODELS or is_import_path(name):
-        if is_import_path(name):
-            import_object(name)
-        return name
-    if timm.is_model(name):
+    if is_import_path(name):
+        import_object(name)
+    if name in MODELS or is_import_path(name) or timm.is_model(name):
         return name
     import difflib
 
@@ -113,17 +108,8 @@ def _hub_offline() -> bool:
 
 def _looks_offline(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
-    words = (
-        "connect",
-        "resolve",
-        "offline",
-        "network",
-        "hub",
-        "urlopen",
-        "timed out",
-        "localentrynotfound",
-        "http",
-    )
+    words = ("connect", "resolve", "offline", "network", "hub", "urlopen", "timed out", "localentrynotfound",
+             "http")  # fmt: skip
     return any(w in text for w in words)
 
 

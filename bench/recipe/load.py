@@ -43,7 +43,6 @@ class Variant:
     group: str  # the same without the seed: what reports aggregate over
     variant_id: str  # stable hash of the varied values (shared by all seeds)
     run_key: str  # hash of the fully resolved config and seed(s): a run's identity
-    source: str
     # Every matrix axis -> this variant's value label, including axes an ``include`` entry
     # leaves at the base value (for tags, tables and per-axis reports).
     axis_values: dict[str, str] = field(default_factory=dict)
@@ -293,37 +292,29 @@ def load_recipe(
                           overlays=tuple(str(o) for o in overlays))  # fmt: skip
     base = {k: v for k, v in raw.items() if k not in RUN_KEYS}
     combos, all_keys, labels = _expand(raw, source)
+    runs = list(itertools.product(recipe.seeds, recipe.init_seeds or [None], recipe.data_seeds or [None]))
     for axes in combos:
         merged = deep_merge(base, axes, source=source)
         group = variant_name(axes, None, all_keys, labels)
         body = _validate(RecipeBody, merged, source, where=f"variant {group}")
-        variant_id = stable_hash(axes)
         resolved_tree = body.model_dump(mode="json")
         axis_values = {
             axis_label(key, all_keys): (labels[key].get(canonical(axes[key])) if key in axes else None)
             or value_label(axes[key] if key in axes else get_dotted(resolved_tree, key))
             for key in all_keys
         }
-        for seed, init_seed, data_seed in seed_streams(recipe):
-            streams = {k: v for k, v in (("init_seed", init_seed), ("data_seed", data_seed)) if v is not None}
+        for seed, init, data in runs:
+            # a stream equal to its seed follows the seed (None), so a run is named and keyed by what it does
+            streams = {k: v for k, v in (("init_seed", init), ("data_seed", data)) if v not in (None, seed)}
             name = ",".join(
                 [variant_name(axes, seed, all_keys, labels), *(f"{k}={v}" for k, v in streams.items())]
             )
-            loaded.variants.append(
-                Variant(
-                    body=body,
-                    seed=seed,
-                    axes=axes,
-                    name=name,
-                    group=group,
-                    variant_id=variant_id,
-                    # without split streams the key is what it always was: old results stay valid
-                    run_key=stable_hash({"config": resolved_tree, "seed": seed, **streams}, 16),
-                    source=source,
-                    axis_values=axis_values,
-                    **streams,
-                )
-            )
+            loaded.variants.append(Variant(
+                body=body, seed=seed, axes=axes, name=name, group=group, variant_id=stable_hash(axes),
+                # without split streams the key is what it always was: old results stay valid
+                run_key=stable_hash({"config": resolved_tree, "seed": seed, **streams}, 16),
+                axis_values=axis_values, **streams,
+            ))  # fmt: skip
     _check_baseline(loaded, path, overlays, overrides)
     return loaded
 
@@ -355,10 +346,3 @@ def _check_baseline(loaded: LoadedRecipe, path: str | Path, overlays: Any, overr
         source=loaded.source,
         key="baseline",
     )
-
-
-def seed_streams(recipe: Recipe) -> list[tuple[int, int | None, int | None]]:
-    """``seeds × init_seeds × data_seeds`` as (seed, init_seed, data_seed); a stream equal to its
-    seed is None (it follows the seed), so a run is named and keyed by what it actually does."""
-    streams = itertools.product(recipe.seeds, recipe.init_seeds or [None], recipe.data_seeds or [None])
-    return [(seed, None if i == seed else i, None if d == seed else d) for seed, i, d in streams]

@@ -120,7 +120,6 @@ class TunePlan:
         return Variant(
             body=body, seed=seed, axes=dict(values), name=name, group=group,
             variant_id=stable_hash(values), run_key=stable_hash({"config": resolved, "seed": seed}, 16),
-            source=self.loaded.source,
         )  # fmt: skip
 
 

@@ -294,14 +294,11 @@ def _build(optimizer: torch.optim.Optimizer, name: str, given: dict[str, Any], *
     if spec.composite:
         return _build_composite(optimizer, spec, name, given, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                 interval=interval)  # fmt: skip
-    group_lrs = [g["lr"] for g in optimizer.param_groups]
-    ctx = Context(epochs=epochs, steps_per_epoch=steps_per_epoch, group_lrs=group_lrs)
+    ctx = Context(epochs, steps_per_epoch, group_lrs=[g["lr"] for g in optimizer.param_groups])
     kwargs = {**spec.defaults(ctx), **given}
-    scales = group_scales(optimizer)
     for key in PER_GROUP_LR_ARGS:
-        value = given.get(key)
-        if isinstance(value, (int, float)):
-            kwargs[key] = [float(value) * s for s in scales]
+        if isinstance(given.get(key), (int, float)):
+            kwargs[key] = [float(given[key]) * s for s in group_scales(optimizer)]
     if "lr_lambda" in kwargs:
         factory = LR_LAMBDAS.get(str(kwargs.pop("lr_lambda")))
         kwargs["lr_lambda"] = factory(epochs, **kwargs.pop("lambda_kwargs", {}))

@@ -27,22 +27,14 @@ def pretrained_stats(model_cfg, model: nn.Module | None = None) -> Stats | None:
     if not model_cfg.pretrained:
         return None
     tv_name = torchvision_name(model_cfg.name)
-    if tv_name is not None:
-        return torchvision_stats(tv_name)
-    cfg = getattr(model, "pretrained_cfg", None)
-    if isinstance(cfg, dict) and cfg.get("mean") and cfg.get("std"):
-        return tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"])
-    return None
+    if tv_name is not None:  # the DEFAULT weights' preprocessing transform says; nothing is downloaded
+        import torchvision
 
-
-def torchvision_stats(tv_name: str) -> Stats | None:
-    """Mean/std of torchvision's DEFAULT weights for ``tv_name`` (read from the weights enum's
-    preprocessing transform; nothing is downloaded)."""
-    import torchvision
-
-    weights = torchvision.models.get_model_weights(tv_name).DEFAULT
-    transform = weights.transforms()
-    mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
-    if mean is None or std is None:
+        transform = torchvision.models.get_model_weights(tv_name).DEFAULT.transforms()
+        mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
+    else:
+        cfg = getattr(model, "pretrained_cfg", None)
+        mean, std = (cfg.get("mean"), cfg.get("std")) if isinstance(cfg, dict) else (None, None)
+    if not mean or not std:
         return None
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)

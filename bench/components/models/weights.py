@@ -45,7 +45,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     Loaded with ``weights_only=True``: a file carrying pickled code is refused. Every non-head
     tensor must match by name and shape, else the file is for another architecture.
     """
-    from bench.components.models.stages import classifier_names
+    from bench.components.models.stages import head_matcher
 
     path = expand_path(path)
     if not path.is_file():
@@ -54,9 +54,8 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
             "results/<recipe>/weights/<variant>.pt; run the recipe that produces it first)"
         )
     state = read_state_dict(path)
-    head = classifier_names(model)
     own = model.state_dict()
-    is_head = lambda k: any(k == h or k.startswith(h + ".") for h in head)  # noqa: E731
+    is_head = head_matcher(model)
     wanted = {k for k in own if not is_head(k)}
     given = {k for k in state if not is_head(k)}
     missing, unexpected = sorted(wanted - given), sorted(given - wanted)

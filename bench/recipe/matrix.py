@@ -81,47 +81,42 @@ def axis_value_labels(values: list[Any]) -> dict[str, str]:
 
 def expand_axes(matrix: dict[str, Any], *, source: str) -> list[dict[str, Any]]:
     """Return the list of axis assignments ``{dotted_key: value}``; ``[{}]`` for no matrix."""
+
+    def refuse(message: str, key: str) -> RecipeError:
+        return RecipeError(message, source=source, key=key)
+
     if not isinstance(matrix, dict):
-        raise RecipeError("matrix must be a mapping of dotted keys to lists", source=source, key="matrix")
+        raise refuse("matrix must be a mapping of dotted keys to lists", "matrix")
     axes = {k: v for k, v in matrix.items() if k not in RESERVED}
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
-            raise RecipeError(
-                "a matrix axis must be a non-empty list of values", source=source, key=f"matrix.{key}"
-            )
+            raise refuse("a matrix axis must be a non-empty list of values", f"matrix.{key}")
     keys = list(axes)
     combos = [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
     for name in RESERVED:
         entries = matrix.get(name, [])
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise RecipeError(
-                f"{name} must be a list of mappings {{dotted_key: value}}",
-                source=source,
-                key=f"matrix.{name}",
-            )
+            raise refuse(f"{name} must be a list of mappings {{dotted_key: value}}", f"matrix.{name}")
     for i, pattern in enumerate(matrix.get("exclude", [])):
         unknown = [k for k in pattern if k not in axes]
         if unknown:
-            raise RecipeError(
-                f"key {unknown[0]!r} is not a matrix axis; axes: {', '.join(keys)}",
-                source=source,
-                key=f"matrix.exclude[{i}]",
+            raise refuse(
+                f"key {unknown[0]!r} is not a matrix axis; axes: {', '.join(keys)}", f"matrix.exclude[{i}]"
             )
         for k, v in pattern.items():  # a value off its axis excludes nothing: a typo, or a mapping in part
             if canonical(v) not in {canonical(a) for a in axes[k]}:
-                raise RecipeError(
+                raise refuse(
                     f"{k}: {flow(v)} is not one of the axis's values, so this entry excludes nothing; "
                     f"values: {', '.join(flow(a) for a in axes[k])}"
                     + (" (a mapping must match one in full)" if isinstance(v, dict) else ""),
-                    source=source,
-                    key=f"matrix.exclude[{i}]",
+                    f"matrix.exclude[{i}]",
                 )
         combos = [c for c in combos if any(canonical(c.get(k)) != canonical(v) for k, v in pattern.items())]
     for extra in matrix.get("include", []):
         if not any(canonical(c) == canonical(extra) for c in combos):
             combos.append(dict(extra))
     if not combos:
-        raise RecipeError("the matrix excludes every variant", source=source, key="matrix.exclude")
+        raise refuse("the matrix excludes every variant", "matrix.exclude")
     return combos
 
 

@@ -46,11 +46,9 @@ SCHEDULERS: dict[str, tuple[str, ...]] = {
     "step": ("step_size", "gamma", "last_epoch"),
 }  # fmt: skip
 
-# Schedulers that can follow a linear warm-up (the others ramp by themselves or cannot; a
+# Schedulers that can follow a linear warm-up: all but the two that ramp up by themselves (a
 # composite can where each of its schedulers can).
-SCHEDULERS_WITH_WARMUP: tuple[str, ...] = ("chained", "constant", "constant_lr", "cosine", "cosine_warm_restarts",
-                                            "exponential", "lambda", "linear", "multiplicative", "multistep",
-                                            "plateau", "polynomial", "sequential", "step")  # fmt: skip
+SCHEDULERS_WITH_WARMUP: tuple[str, ...] = tuple(n for n in SCHEDULERS if n not in ("cyclic", "onecycle"))
 # Per-epoch schedulers that also anneal per optimizer step (``interval: step``).
 SCHEDULERS_PER_STEP: tuple[str, ...] = ("constant", "constant_lr", "cosine", "exponential", "lambda", "linear",
                                          "multistep", "polynomial", "step")  # fmt: skip

@@ -23,10 +23,6 @@ class LRSchedule:
         self.steps_done = 0  # optimizer steps that really happened
         self._held: list[float] | None = None
 
-    @property
-    def optimizer(self) -> Any:
-        return self.scheduler.optimizer
-
     def warm_factor(self) -> float:
         if self.steps_done >= self.warmup_steps:
             return 1.0
@@ -36,7 +32,7 @@ class LRSchedule:
         """Before the optimizer step: apply the warm-up factor to every group's LR."""
         factor = self.warm_factor()
         if factor != 1.0:
-            groups = self.optimizer.param_groups
+            groups = self.scheduler.optimizer.param_groups
             self._held = [g["lr"] for g in groups]
             for g in groups:
                 g["lr"] *= factor
@@ -45,7 +41,7 @@ class LRSchedule:
         """After the optimizer step: restore the scheduler's LRs, then step a per-batch scheduler
         if the optimizer really stepped and no trick holds the schedule (e.g. SWA)."""
         if self._held is not None:
-            for g, lr in zip(self.optimizer.param_groups, self._held):
+            for g, lr in zip(self.scheduler.optimizer.param_groups, self._held):
                 g["lr"] = lr
             self._held = None
         if not stepped:

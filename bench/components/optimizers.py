@@ -42,11 +42,6 @@ def try_optimizer(cfg) -> torch.optim.Optimizer:
         raise ValueError(f"optimizer '{cfg.name}' refuses {given}: {type(exc).__name__}: {exc}") from None
 
 
-def stage_names(count: int) -> list[str]:
-    """Readable names: stem, stage1..stageN, head."""
-    return ["stem"] + [f"stage{i}" for i in range(1, count - 1)] + ["head"] if count > 1 else ["head"]
-
-
 def build_param_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
     """Param groups from an OptimizerConfig: per-stage LR and no decay for norm/bias.
 
@@ -54,11 +49,12 @@ def build_param_groups(model: nn.Module, cfg) -> list[dict[str, Any]]:
     ``lr * head_lr_mult``. Frozen parameters (``requires_grad=False``) are left out.
     """
     stages = model_stages(model)
-    names = stage_names(len(stages))
+    last = len(stages) - 1
+    # readable group names: stem, stage1..stageN, head
+    names = ["stem", *(f"stage{i}" for i in range(1, last)), "head"] if last else ["head"]
     stage_of = {p: i for i, stage in enumerate(stages) for p in stage}
     per_layer = cfg.layer_decay != 1.0 or cfg.head_lr_mult != 1.0
     groups: dict[str, dict[str, Any]] = {}
-    last = len(stages) - 1
     for pname, param in model.named_parameters():
         if not param.requires_grad:
             continue

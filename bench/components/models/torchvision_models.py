@@ -73,7 +73,7 @@ def replace_head(model: nn.Module, num_classes: int, tv_name: str) -> None:
             key="model.name",
         )
     if head.out_features != num_classes:
-        _set_submodule(model, path, nn.Linear(head.in_features, num_classes, bias=head.bias is not None))
+        model.set_submodule(path, nn.Linear(head.in_features, num_classes, bias=head.bias is not None))
 
 
 def _family(model: nn.Module) -> str:
@@ -103,11 +103,6 @@ def head_path(model: nn.Module) -> str | None:
         if name and any(True for _ in module.parameters(recurse=False)):
             last = name
     return last
-
-
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, leaf = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, module)
 
 
 def _resnet_key(name: str) -> str:

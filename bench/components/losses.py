@@ -76,10 +76,10 @@ def takes_label_smoothing(component: Any) -> bool:
     return allowed is None or "label_smoothing" in allowed
 
 
-def check_loss(loss: Any, label_smoothing: float) -> Any:
+def check_loss(loss: Any, label_smoothing: float) -> None:
     """The loss class or factory ``loss`` names, with its arguments bound to its signature: a
     misspelt argument, a ``label_smoothing`` the loss cannot take, or arguments it refuses fail
-    here (exit 2) rather than inside a recorded run. Returns the built loss."""
+    here (exit 2) rather than inside a recorded run."""
 
     name, kwargs = loss_spec(loss)
     component = LOSSES.get(name)
@@ -111,7 +111,6 @@ def check_loss(loss: Any, label_smoothing: float) -> Any:
             f"loss '{name}' must be called as loss(logits [batch, classes], targets [batch] of class "
             f"indices) and return a scalar tensor; on a test batch it gave {str(out)[:200]}"
         )
-    return built
 
 
 def build_loss(loss: Any, label_smoothing: float = 0.0) -> nn.Module:

@@ -5,9 +5,10 @@ their arguments are checked against the registries by ``bench.validate.recipe``,
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -284,7 +285,7 @@ class ReportConfig(Strict):
 class RecipeBody(Strict):
     """One fully resolved training setup: what a single variant runs."""
 
-    name: str
+    name: Annotated[str, AfterValidator(lambda name: check_name(name, "name"))]
     description: str = ""
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -316,11 +317,6 @@ class RecipeBody(Strict):
                 "(set data.val_size); it never selects on test accuracy"
             )
         return self
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, name: str) -> str:
-        return check_name(name, "name")
 
 
 class Recipe(RecipeBody):

@@ -13,8 +13,7 @@ from torch import nn
 from bench.components.registry import Registry
 from bench.components.signature import allowed_kwargs, check_kwargs
 
-LOSSES: Registry[Any] = Registry("loss")
-LOSSES.register("cross_entropy", nn.CrossEntropyLoss)
+LOSSES: Registry[Any] = Registry("loss", {"cross_entropy": nn.CrossEntropyLoss})
 
 
 def _targets(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float) -> torch.Tensor:

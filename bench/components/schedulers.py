@@ -278,10 +278,9 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg, *, epochs: int, steps_per_epoch: int
 ) -> LRSchedule:
     """Build the scheduler named by ``cfg`` (a SchedulerConfig) for a run of ``epochs``."""
-    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
     scheduler, policy = _build(optimizer, cfg.name, cfg.kwargs, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                interval=cfg.interval)  # fmt: skip
-    return LRSchedule(scheduler, policy, steps_per_epoch, warmup_steps=warmup_steps,
+    return LRSchedule(scheduler, policy, steps_per_epoch, warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
                       warmup_start=cfg.warmup_start_factor)  # fmt: skip
 
 

@@ -25,8 +25,7 @@ def classifier_names(model: nn.Module) -> set[str]:
     for attr in ("fc", "classifier", "head"):
         if isinstance(getattr(model, attr, None), nn.Module):
             return {attr}
-    last = list(model.named_children())[-1][0]
-    return {last}
+    return {list(model.named_children())[-1][0]}
 
 
 def head_matcher(model: nn.Module) -> Callable[[str], bool]:

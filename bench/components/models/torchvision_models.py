@@ -79,13 +79,9 @@ def replace_head(model: nn.Module, num_classes: int, tv_name: str) -> None:
 def _family(model: nn.Module) -> str:
     from torchvision import models as tvm
 
-    if isinstance(model, tvm.ResNet):
-        return "resnet"
-    if isinstance(model, (tvm.MobileNetV2, tvm.MobileNetV3, tvm.EfficientNet)):
-        return "features"
-    if isinstance(model, tvm.VisionTransformer):
-        return "vit"
-    return "other"
+    families = {"resnet": tvm.ResNet, "features": (tvm.MobileNetV2, tvm.MobileNetV3, tvm.EfficientNet),
+                "vit": tvm.VisionTransformer}  # fmt: skip
+    return next((family for family, classes in families.items() if isinstance(model, classes)), "other")
 
 
 def head_path(model: nn.Module) -> str | None:
@@ -98,11 +94,10 @@ def head_path(model: nn.Module) -> str | None:
         return "heads.head"
     if family == "features":
         return f"classifier.{len(model.classifier) - 1}"
-    last = None
-    for name, module in model.named_modules():
-        if name and any(True for _ in module.parameters(recurse=False)):
-            last = name
-    return last
+    holders = [
+        name for name, m in model.named_modules() if name and any(True for _ in m.parameters(recurse=False))
+    ]
+    return holders[-1] if holders else None
 
 
 def _resnet_key(name: str) -> str:

@@ -64,10 +64,8 @@ def _library_roots() -> tuple[str, ...]:
 def user_module_file(import_path: str) -> Path | None:
     """The source file of the module of ``package.module:Name`` when it is user code (not the
     standard library, an installed package or bench), else None."""
-    if ":" not in import_path:
-        return None
-    module = import_path.split(":", 1)[0]
-    if not MODULE_RE.fullmatch(module):
+    module, colon, _ = import_path.partition(":")
+    if not colon or not MODULE_RE.fullmatch(module):
         return None
     try:
         spec = importlib.util.find_spec(module)

@@ -59,12 +59,10 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 def value_text(value: Any, limit: int | None = None) -> str:
     """``str()`` of a value, as MLflow stores params (so dry runs and reports read alike); mappings
     as ``{k: v}``; ``limit`` cuts long values (a weights path) for one-line output."""
-    if value is UNSET:
-        text = "unset"
-    elif isinstance(value, Mapping):
+    if isinstance(value, Mapping):
         text = "{" + ", ".join(f"{k}: {value_text(v)}" for k, v in value.items()) + "}"
     else:
-        text = str(value)
+        text = str(value)  # UNSET reads "unset"
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -41,11 +41,10 @@ def replicate(tags: dict[str, str]) -> int | str | None:
     """What pairs a variant's run with the baseline's: the seed, or, when the recipe split the
     random streams (``bench.init_seed`` / ``bench.data_seed`` differing from it), a label of all
     three (``0 init=1 data=0``), so runs that share a seed but not a stream are not paired."""
-    seed = _int(tags.get("bench.seed"))
-    init, data = _int(tags.get("bench.init_seed")), _int(tags.get("bench.data_seed"))
-    if seed is None or (init in (None, seed) and data in (None, seed)):
+    seed, init, data = (_stream(tags, t) for t in ("bench.seed", "bench.init_seed", "bench.data_seed"))
+    if seed is None or (init == seed and data == seed):
         return seed
-    return f"{seed} init={seed if init is None else init} data={seed if data is None else data}"
+    return f"{seed} init={init} data={data}"
 
 
 def _stream(tags: dict[str, str], tag: str) -> int | None:

@@ -65,8 +65,8 @@ def until_decided(rng, s: Setting, effects: np.ndarray, studies: int | None = No
         total, squares = csum[study[..., None], arm, k], csq[study[..., None], arm, k]
         ss = np.where(k >= 2, squares - total**2 / np.maximum(k, 1), 0.0)  # each arm's, own mean out
         df = np.clip(k - 1, 0, None)
-        own = np.arange(1, m + 1)[None, :, None]  # the comparison's variant; the baseline is arm 0
-        ss_pair = ss[..., 0] + np.take_along_axis(ss, np.broadcast_to(own, ss.shape[:2] + (1,)), 2)[..., 0]
+        # the baseline (arm 0) and the comparison's own variant (arm c + 1)
+        ss_pair = ss[..., 0] + ss[:, np.arange(m), np.arange(1, m + 1)]
         var = sequential.spread(ss.sum(axis=2), df.sum(axis=2), ss_pair, 2 * (count - 1))
         diff = (csum[study, np.arange(1, m + 1)[None, :], count] - csum[study, 0, count]) / count
         _, _, v = sequential.decide_stats(diff, count, var, df.sum(axis=2), first=s.start_seeds,

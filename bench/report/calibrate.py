@@ -146,21 +146,15 @@ def calibrate(s: Setting = Setting(), seed: int = 0, fixed_design: bool = True) 
     tost = f"true Δ = margin {s.margin:g}, 1 comparison: P(equivalent) (TOST type I)"
     row(tost, seq, (until_decided(rng, s, edge)[0] == "equivalent").mean())
     fixed_row(tost, edge, lambda vs: vs[0] == "equivalent")
+    tost_m = f"true Δ = margin for all {m}: P(any equivalent) (TOST type I)"
     v, _ = until_decided(rng, s, np.full(m, s.margin))
-    row(
-        f"true Δ = margin for all {m}: P(any equivalent) (TOST type I)",
-        seq,
-        (v == "equivalent").any(axis=1).mean(),
-    )
+    row(tost_m, seq, (v == "equivalent").any(axis=1).mean())
     planted = np.array([s.effect])
     power = f"power at Δ {s.effect:g}, sd {s.sd:g}, 1 comparison (family of 1)"
     v, k = until_decided(rng, s, planted)
     row(power, seq, (v[:, 0] == "better").mean(), np.median(k[:, 0]))
-    row(
-        f"Δ {s.effect:g}, 1 comparison: P(equivalent within ±{s.margin:g}), also true",
-        seq,
-        (v[:, 0] == "equivalent").mean(),
-    )
+    also_true = f"Δ {s.effect:g}, 1 comparison: P(equivalent within ±{s.margin:g}), also true"
+    row(also_true, seq, (v[:, 0] == "equivalent").mean())
     fixed_row(power, planted, lambda vs: vs[0] == "better")
     in_family = np.r_[s.effect, np.zeros(m - 1)]
     power_m = f"power at Δ {s.effect:g}, 1 planted among {m} (α/{m} each)"

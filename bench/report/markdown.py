@@ -84,11 +84,8 @@ def document(
         f"MLflow experiment `{experiment}` on `{redact_uri(tracking_uri)}`. Baseline: `{t.baseline_name or '–'}`."
     )
     doc.heading("Provenance")
-    doc.bullets(
-        environment.header_lines(
-            t.provenance, finished=bool(len(t.variants) and t.variants["seeds"].gt(0).any())
-        )
-    )
+    finished = bool(len(t.variants) and t.variants["seeds"].gt(0).any())
+    doc.bullets(environment.header_lines(t.provenance, finished=finished))
     for warning in t.warnings:
         doc.para(f"**Warning:** {warning}.")
     if summary_lines:

@@ -205,11 +205,9 @@ def baseline_section(doc: Doc, t: Tables) -> None:
         wide = interval(r["acc_diff_lo_family"], r["acc_diff_hi_family"])
         speed = ratio(r["train_img_s_ratio"], r["train_img_s_lo"], r["train_img_s_hi"])
         if r["verdict"] != "baseline":
-            speed += f" {r['speed_verdict']}" + (
-                f", {r['speed_left_out']} seed pair(s) left out (timed under load)"
-                if r["speed_left_out"]
-                else ""
-            )
+            speed += f" {r['speed_verdict']}"
+            if r["speed_left_out"]:
+                speed += f", {r['speed_left_out']} seed pair(s) left out (timed under load)"
         rows.append([f"`{r['variant']}`", r["pairs"], signed(r["acc_diff"]), ci, wide, num(r["p_t"], 3),
                      num(r["p_sign_flip"], 3), num(r["p_holm"], 3), num(r.get("p_equivalent_holm"), 3),
                      r["verdict"], pairing, num(r["mdd"]),

@@ -22,7 +22,6 @@ TUNING = (
 
 @dataclass
 class Fetched:
-    experiment: str
     experiment_id: str
     runs: pd.DataFrame  # one row per child run: its identity, axis.* and env.* tags, metrics
     axes: list[str]  # axis labels (without "axis."), in first-seen order
@@ -132,7 +131,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
     frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
     latest = max(parents, key=lambda r: r.info.start_time or 0) if parents else None
     return Fetched(
-        experiment, exp.experiment_id, frame, axes, latest.info.run_id if latest else None, params,
+        exp.experiment_id, frame, axes, latest.info.run_id if latest else None, params,
         unfinished=_unfinished(latest, frame),
         superseded=(
             f"{older} older run(s) of variants and seeds that ran again since under another run key (an edited "

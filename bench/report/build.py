@@ -259,22 +259,18 @@ def summary_lines(t: Tables) -> list[str]:
         if len(reached):
             # its time is over the seeds that got there: a variant that missed the target in some
             # seeds is named first only where none reached it in every seed, and says so
-            every = (
-                reached[reached["ttt_reached"] >= reached["seeds"]] if "ttt_reached" in reached else reached
-            )
+            every = reached[reached["ttt_reached"] >= reached["seeds"]]
             pool = every if len(every) else reached
             quick = pool.loc[pool["ttt_s_mean"].idxmin()]
             split = "validation" if quick.get("ttt_on") == "val" else "test (no validation split)"
-            missed = (
-                f", reached in {int(quick['ttt_reached'])} of {int(quick['seeds'])} seeds"
-                if "ttt_reached" in quick and quick["ttt_reached"] < quick["seeds"]
-                else ""
-            )
+            missed = ""
+            if quick["ttt_reached"] < quick["seeds"]:
+                missed = f", reached in {int(quick['ttt_reached'])} of {int(quick['seeds'])} seeds"
             lines.append(
                 f"First to {t.target_acc:g} {split} accuracy: `{quick['variant']}` after {quick['ttt_s_mean']:.1f} s "
                 f"of training (geometric mean{missed}){_caveat(pool, quick, 'ttt_s', higher=False)}."
             )
-        elif "ttt_reached" in v and v["ttt_reached"].sum():
+        elif v["ttt_reached"].sum():
             lines.append(f"No run that reached the target accuracy {t.target_acc:g} was timed on a quiet "
                          "machine: no variant is named first to it.")  # fmt: skip
         else:
@@ -351,17 +347,11 @@ def _caveat(v: pd.DataFrame, top: pd.Series, short: str, *, higher: bool) -> str
     rest = v[(v["variant"] != top["variant"]) & v[mid].notna()]
     if not len(rest) or lo_col not in v:
         return ""
-    if top.get(f"{short}_n", 2) < 2:  # its [min, max] is one value: no range to overlap, yet no evidence
-        return f"; from one run of `{top['variant']}` only, so not told apart from `{_second(rest, mid, higher)}`"
     second = rest.loc[rest[mid].idxmax() if higher else rest[mid].idxmin()]
-    overlap = (second[hi_col] >= top[lo_col]) if higher else (second[lo_col] <= top[hi_col])
+    if top.get(f"{short}_n", 2) < 2:  # its [min, max] is one value: no range to overlap, yet no evidence
+        return f"; from one run of `{top['variant']}` only, so not told apart from `{second['variant']}`"
     if pd.isna(top[lo_col]) or pd.isna(second[hi_col]):  # one seed has no interval: nothing overlaps
         return f"; not told apart from `{second['variant']}`: one seed gives no range to compare"
-    if bool(overlap):
+    if (second[hi_col] >= top[lo_col]) if higher else (second[lo_col] <= top[hi_col]):
         return f"; not told apart from `{second['variant']}` by these seeds (their ranges overlap)"
     return ""
-
-
-def _second(rest: pd.DataFrame, mid: str, higher: bool) -> str:
-    """The runner-up's name."""
-    return rest.loc[rest[mid].idxmax() if higher else rest[mid].idxmin(), "variant"]

@@ -83,9 +83,7 @@ def header_lines(prov: pd.DataFrame, finished: bool = True) -> list[str]:
     commit = v("env.git_commit")
     dirty = v("env.git_dirty")
     code = f"bench {v('env.bench_version')}, commit `{commit[:12] if len(commit) == 40 else commit}`"
-    code += (
-        " (uncommitted changes)" if dirty == "true" else ("" if dirty == "false" else f" (dirty: {dirty})")
-    )
+    code += {"true": " (uncommitted changes)", "false": ""}.get(dirty, f" (dirty: {dirty})")
     diff = v("env.git_diff")
     if diff not in (UNKNOWN, "none"):
         code += f", working-tree diff (untracked files included) sha256 `{diff}`"

@@ -22,7 +22,6 @@ TUNING = (
 
 @dataclass
 class Fetched:
-    experiment: str
     experiment_id: str
     runs: pd.DataFrame  # one row per child run: its identity, axis.* and env.* tags, metrics
     axes: list[str]  # axis labels (without "axis."), in first-seen order
@@ -41,11 +40,10 @@ def replicate(tags: dict[str, str]) -> int | str | None:
     """What pairs a variant's run with the baseline's: the seed, or, when the recipe split the
     random streams (``bench.init_seed`` / ``bench.data_seed`` differing from it), a label of all
     three (``0 init=1 data=0``), so runs that share a seed but not a stream are not paired."""
-    seed = _int(tags.get("bench.seed"))
-    init, data = _int(tags.get("bench.init_seed")), _int(tags.get("bench.data_seed"))
-    if seed is None or (init in (None, seed) and data in (None, seed)):
+    seed, init, data = (_stream(tags, t) for t in ("bench.seed", "bench.init_seed", "bench.data_seed"))
+    if seed is None or (init == seed and data == seed):
         return seed
-    return f"{seed} init={seed if init is None else init} data={seed if data is None else data}"
+    return f"{seed} init={init} data={data}"
 
 
 def _stream(tags: dict[str, str], tag: str) -> int | None:
@@ -133,7 +131,7 @@ def fetch_runs(client, experiment: str) -> Fetched:
     frame = frame.sort_values("start_time", kind="stable").reset_index(drop=True)
     latest = max(parents, key=lambda r: r.info.start_time or 0) if parents else None
     return Fetched(
-        experiment, exp.experiment_id, frame, axes, latest.info.run_id if latest else None, params,
+        exp.experiment_id, frame, axes, latest.info.run_id if latest else None, params,
         unfinished=_unfinished(latest, frame),
         superseded=(
             f"{older} older run(s) of variants and seeds that ran again since under another run key (an edited "

@@ -53,6 +53,11 @@ def ratio(v, lo=None, hi=None) -> str:
     return f"{float(v):.2f}×" + ("" if missing(lo) or missing(hi) else f" [{float(lo):.2f}, {float(hi):.2f}]")
 
 
+def interval(lo, hi) -> str:
+    """``[+0.0012, +0.0034]``, or ``–`` where it cannot be computed."""
+    return "–" if missing(lo) else f"[{float(lo):+.4f}, {float(hi):+.4f}]"
+
+
 def noise_floor_text(t: Tables) -> str:
     if missing(t.speed_floor):
         return f"(not measurable here: {t.speed_floor_source})"
@@ -79,11 +84,8 @@ def document(
         f"MLflow experiment `{experiment}` on `{redact_uri(tracking_uri)}`. Baseline: `{t.baseline_name or '–'}`."
     )
     doc.heading("Provenance")
-    doc.bullets(
-        environment.header_lines(
-            t.provenance, finished=bool(len(t.variants) and t.variants["seeds"].gt(0).any())
-        )
-    )
+    finished = bool(len(t.variants) and t.variants["seeds"].gt(0).any())
+    doc.bullets(environment.header_lines(t.provenance, finished=finished))
     for warning in t.warnings:
         doc.para(f"**Warning:** {warning}.")
     if summary_lines:
@@ -154,11 +156,7 @@ def variants_section(doc: Doc, t: Tables) -> None:
             row.append(mean_std_ci(r, "train_s", 1))
         if has_ttt:
             # the time is over the clean runs only: say how many, where contention left some out
-            clean = (
-                f", {r['ttt_s_n']} timed clean"
-                if r.get("ttt_s_n", r["ttt_reached"]) < r["ttt_reached"]
-                else ""
-            )
+            clean = f", {r['ttt_s_n']} timed clean" if r["ttt_s_n"] < r["ttt_reached"] else ""
             row.append(mean_std_ci(r, "ttt_s", 1) + f" ({r['ttt_reached']}/{r['seeds']} reached{clean})")
         rows.append(row + [r["status"]])
     doc.table(header, rows)
@@ -198,21 +196,18 @@ def baseline_section(doc: Doc, t: Tables) -> None:
     )
     rows = []
     for _, r in b.iterrows():
-        ci = "–" if missing(r["acc_diff_lo"]) else f"[{r['acc_diff_lo']:+.4f}, {r['acc_diff_hi']:+.4f}]"
+        ci = interval(r["acc_diff_lo"], r["acc_diff_hi"])
         if r.get("interval_used") == "unpaired":
-            ci = f"[{r['unpaired_lo']:+.4f}, {r['unpaired_hi']:+.4f}] unpaired"
+            ci = interval(r["unpaired_lo"], r["unpaired_hi"]) + " unpaired"
         pairing = (
             "–" if missing(r.get("pair_corr")) else f"r={r['pair_corr']:.2f}, ×{r['pairing_efficiency']:.2g}"
         )
-        wide = "–" if missing(r["acc_diff_lo_family"]) else \
-            f"[{r['acc_diff_lo_family']:+.4f}, {r['acc_diff_hi_family']:+.4f}]"  # fmt: skip
+        wide = interval(r["acc_diff_lo_family"], r["acc_diff_hi_family"])
         speed = ratio(r["train_img_s_ratio"], r["train_img_s_lo"], r["train_img_s_hi"])
         if r["verdict"] != "baseline":
-            speed += f" {r['speed_verdict']}" + (
-                f", {r['speed_left_out']} seed pair(s) left out (timed under load)"
-                if r["speed_left_out"]
-                else ""
-            )
+            speed += f" {r['speed_verdict']}"
+            if r["speed_left_out"]:
+                speed += f", {r['speed_left_out']} seed pair(s) left out (timed under load)"
         rows.append([f"`{r['variant']}`", r["pairs"], signed(r["acc_diff"]), ci, wide, num(r["p_t"], 3),
                      num(r["p_sign_flip"], 3), num(r["p_holm"], 3), num(r.get("p_equivalent_holm"), 3),
                      r["verdict"], pairing, num(r["mdd"]),
@@ -241,7 +236,7 @@ def axes_section(doc: Doc, t: Tables) -> None:
         return
     rows = []
     for _, r in t.axes.iterrows():
-        ci = "–" if missing(r["acc_delta_lo"]) else f"[{r['acc_delta_lo']:+.4f}, {r['acc_delta_hi']:+.4f}]"
+        ci = interval(r["acc_delta_lo"], r["acc_delta_hi"])
         value = f"`{r['value']}` vs `{r['reference']}`"
         if r.get("bundle") is not None and not pd.isna(r.get("bundle")) and bool(r.get("bundle")):
             keys = [part.split(" ")[0].split(".")[-1] for part in str(r["beyond"]).split("; ") if part]
@@ -297,7 +292,7 @@ def sequential_section(doc: Doc, t: Tables) -> None:
         "reached)."
     )
     rows = [[f"`{r['variant']}`", int(r["seq_pairs"]), signed(r["acc_diff"]),
-             "–" if missing(r["seq_lo"]) else f"[{r['seq_lo']:+.4f}, {r['seq_hi']:+.4f}]",
+             interval(r["seq_lo"], r["seq_hi"]),
              r["sequential_verdict"], "–" if missing(r.get("pair_corr")) else f"{r['pair_corr']:.2f}"]
             for _, r in t.baseline.iterrows() if r["verdict"] != "baseline"]  # fmt: skip
     doc.table(["variant", "paired seeds", "Δ test acc", "repeated confidence interval", "sequential verdict", "pairing r"],

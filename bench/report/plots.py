@@ -52,11 +52,11 @@ def save_figure(fig, title: str, path: Path, dpi: int = 110, top: float = 1.0, *
     return path
 
 
-def save_grid(fig, axes, used: int, title: str, path: Path, top: float = 1.0) -> None:
+def save_grid(fig, axes, used: int, title: str, path: Path, top: float = 1.0) -> Path:
     """Blank the unused panels, then save as ``save_figure``."""
     for ax in list(axes.flat)[used:]:
         ax.axis("off")
-    save_figure(fig, title, path, dpi=100, top=top)
+    return save_figure(fig, title, path, dpi=100, top=top)
 
 
 def memory_label(memory_key: str | None) -> str:
@@ -172,8 +172,7 @@ def lr_plot(history: pd.DataFrame, runs: pd.DataFrame, order: list[str], path: P
         style_lr_panel(ax, _short(group, 48), "epoch")
         integer_epochs(ax)
     title = "LR per param group at the start of each epoch (bench plan shows every step)"
-    save_grid(fig, axes, len(groups), title, path)
-    return path
+    return save_grid(fig, axes, len(groups), title, path)
 
 
 VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "leaning better": "yellowgreen",

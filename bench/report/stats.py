@@ -40,11 +40,6 @@ def t_interval(mean: float, sd: float, n: int, alpha: float) -> tuple[float, flo
     return mean - half, mean + half
 
 
-def numbers(values: Sequence[float]) -> np.ndarray:
-    """The values that are numbers, as floats (None, NaN and text dropped)."""
-    return np.asarray([v for v in values if not _isnan(v)], dtype=float)
-
-
 def by_seed(runs: pd.DataFrame, column: str) -> dict[str, dict]:
     """``{group: {seed: value}}``: what comparisons pair by seed."""
     out: dict[str, dict] = {}
@@ -55,7 +50,7 @@ def by_seed(runs: pd.DataFrame, column: str) -> dict[str, dict]:
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
     """``mean ± t_{(1+c)/2, n-1} · s/√n``; NaNs are dropped. One value: std and CI are NaN."""
-    x = numbers(values)
+    x = np.asarray([v for v in values if not _isnan(v)], dtype=float)  # None, NaN and text dropped
     if not len(x):
         return Summary(0, math.nan, math.nan, math.nan, math.nan)
     std = float(x.std(ddof=1)) if len(x) > 1 else math.nan
@@ -246,11 +241,9 @@ def holm(p_values: Sequence[float]) -> list[float]:
     p = np.asarray(p_values, dtype=float)
     out = np.full(len(p), math.nan)
     idx = np.flatnonzero(~np.isnan(p))
-    m = len(idx)
-    running = 0.0
-    for rank, i in enumerate(idx[np.argsort(p[idx], kind="stable")]):
-        running = max(running, min(1.0, (m - rank) * p[i]))  # monotone: never below a smaller p's
-        out[i] = running
+    ranked = idx[np.argsort(p[idx], kind="stable")]
+    # monotone: never below a smaller p's
+    out[ranked] = np.maximum.accumulate(np.minimum(1.0, (len(idx) - np.arange(len(idx))) * p[ranked]))
     return out.tolist()
 
 

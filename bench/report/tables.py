@@ -170,15 +170,13 @@ def variant_table(
             row["delivered"] = ", ".join(dict.fromkeys(done["delivered"].dropna())) or None
         for col, short in SUMMARISED.items():
             s = stats.mean_ci(done[col].tolist(), confidence)
-            row.update(
-                {f"{short}_mean": s.mean, f"{short}_std": s.std, f"{short}_lo": s.lo, f"{short}_hi": s.hi}
-            )
+            row.update({f"{short}_{k}": getattr(s, k) for k in ("mean", "std", "lo", "hi")})
         dirty = speed.contaminated(done)
         for col, short in POSITIVE.items():
             # time to target ranks variants by speed: like img/s, only runs timed on a quiet machine
             timed = done.loc[~dirty, col] if col == TTT else done[col]
             s = stats.geometric_ci(timed.tolist(), confidence)
-            row.update({f"{short}_mean": s.mean, f"{short}_lo": s.lo, f"{short}_hi": s.hi, f"{short}_n": s.n})
+            row.update({f"{short}_{k}": getattr(s, k) for k in ("mean", "lo", "hi", "n")})
             row[f"{short}_min"], row[f"{short}_max"] = timed.min(), timed.max()
         # throughput on a shared machine swings by tens of percent between identical runs: a mean
         # ± CI would pretend to a precision it does not have, so the median and its range, over the

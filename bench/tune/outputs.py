@@ -126,8 +126,6 @@ def fidelity_lines(plan: TunePlan, trials: list[Any], choice: dict | None, clien
 
 def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> str:
     """Write every output and the parent run's summary; returns the summary text."""
-    from optuna.trial import TrialState
-
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
@@ -137,7 +135,7 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
     write_trials_csv(study, out / "trials.csv")
     client.log_artifact(parent_id, str(out / "trials.csv"))
     c = counts(trials)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
     finished = [t for t in active(trials) if t.state.is_finished()]
     lines.append("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(c.items())))
     metrics = {"trials/complete": c["COMPLETE"], "trials/pruned": c["PRUNED"], "trials/failed": c["FAIL"]}

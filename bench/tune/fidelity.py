@@ -20,7 +20,7 @@ With fewer than ``MIN_TRIALS`` completed trials tau is not computed."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 TAU_HIGH = 0.7
@@ -34,8 +34,7 @@ PILOT_ATTR = "bench.pilot"  # a trial claimed before that decision: never pruned
 @dataclass
 class Fidelity:
     n: int  # completed trials with a full curve
-    taus: list[float]  # per epoch (index 0 = epoch 1); NaN where undefined
-    notes: list[str] = field(default_factory=list)
+    taus: list[float]  # per epoch (index 0 = epoch 1); NaN where undefined; empty under MIN_TRIALS
 
 
 @dataclass
@@ -61,7 +60,7 @@ def measure(trials: list[Any], epochs: int) -> Fidelity:
         if all(isinstance(v, int | float) and math.isfinite(v) for v in curve[:epochs]):
             rows.append((curve[:epochs], float(t.value)))
     if len(rows) < MIN_TRIALS:
-        return Fidelity(len(rows), [], [f"Kendall tau needs {MIN_TRIALS} completed trials, have {len(rows)}"])
+        return Fidelity(len(rows), [])
     finals = [f for _, f in rows]  # NaN where undefined (a constant epoch)
     return Fidelity(
         len(rows), [float(kendalltau([c[e] for c, _ in rows], finals).statistic) for e in range(epochs)]
@@ -93,7 +92,9 @@ def recommend(fid: Fidelity, epochs: int, threshold: float = TAU_HIGH) -> Recomm
 
 def describe(fid: Fidelity, metric: str) -> str:
     if not fid.taus:
-        return f"pruning fidelity: not measured ({'; '.join(fid.notes)})"
+        return (
+            f"pruning fidelity: not measured (Kendall tau needs {MIN_TRIALS} completed trials, have {fid.n})"
+        )
     per = ", ".join(f"e{e + 1} {tau:.2f}" for e, tau in enumerate(fid.taus))
     return (
         f"pruning fidelity (Kendall tau, epoch {metric} vs final objective, {fid.n} completed trials): {per}"

@@ -60,8 +60,7 @@ def counts(trials: list[Any]) -> Counter[str]:
 
 
 def finished_count(trials: list[Any]) -> int:
-    c = counts(trials)
-    return c["COMPLETE"] + c["PRUNED"] + c["FAIL"]
+    return sum(t.state.is_finished() for t in active(trials))
 
 
 def trial_id(storage: Any, study_name: str, number: int) -> int:

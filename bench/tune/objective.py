@@ -178,7 +178,7 @@ def record_trial(ctx: TrialContext, kind: str, number: int, values: dict[str, An
     tags = {"bench.kind": kind, "bench.study": plan.study_name, "bench.trial_number": str(number),
             "bench.worker": ctx.worker_id, **tags}  # fmt: skip
     rec = Recording(
-        ctx.client, ctx.experiment_id, plan.recipe_name, ctx.parent_run_id, tags, classify=hook.classify
+        ctx.client, ctx.experiment_id, plan.loaded.name, ctx.parent_run_id, tags, classify=hook.classify
     )
     variant = plan.trial_variant(values, number, seed)
     return run_recorded(rec, variant, hooks=(hook,), on_open=on_open)[1]

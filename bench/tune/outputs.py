@@ -5,7 +5,6 @@ and the study's best value, parameters and test accuracy on the MLflow parent ru
 from __future__ import annotations
 
 import math
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +87,11 @@ def save_plots(plan: TunePlan, study: Any, complete: list[Any]) -> tuple[list[Pa
     return paths, notes
 
 
-def epochs_saved(plan: TunePlan, finished: list[Any], c: Counter[str], metrics: dict[str, float]) -> str:
+def epochs_saved(plan: TunePlan, finished: list[Any], metrics: dict[str, float]) -> str:
     """Epochs trained against the budget without pruning (n_trials x seeds x epochs)."""
     trained = sum(epochs_trained(t) for t in finished)
     budget = plan.tune.n_trials * plan.tune.seeds_per_trial * plan.epochs
-    pruned = c["PRUNED"] / max(c["COMPLETE"] + c["PRUNED"] + c["FAIL"], 1)
+    pruned = sum(t.state.name == "PRUNED" for t in finished) / max(len(finished), 1)
     metrics.update({"epochs/trained": trained, "epochs/budget": budget, "epochs/saved_fraction": 1 - trained / budget,
                     "trials/pruned_fraction": pruned})  # fmt: skip
     seeds = f" x {plan.tune.seeds_per_trial} seeds" if plan.tune.seeds_per_trial > 1 else ""
@@ -127,8 +126,6 @@ def fidelity_lines(plan: TunePlan, trials: list[Any], choice: dict | None, clien
 
 def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> str:
     """Write every output and the parent run's summary; returns the summary text."""
-    from optuna.trial import TrialState
-
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
@@ -138,11 +135,11 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
     write_trials_csv(study, out / "trials.csv")
     client.log_artifact(parent_id, str(out / "trials.csv"))
     c = counts(trials)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
     finished = [t for t in active(trials) if t.state.is_finished()]
     lines.append("trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(c.items())))
     metrics = {"trials/complete": c["COMPLETE"], "trials/pruned": c["PRUNED"], "trials/failed": c["FAIL"]}
-    lines.append(epochs_saved(plan, finished, c, metrics))
+    lines.append(epochs_saved(plan, finished, metrics))
     lines += fidelity_lines(plan, trials, study.user_attrs.get(fidelity.CHOICE_ATTR), client, parent_id)
     rc = analyse(plan, study)
     by_value, ignored = ranked(plan, complete)  # trials whose values this space declares, best first
@@ -158,30 +155,22 @@ def write_outputs(plan: TunePlan, study: Any, client: Any, parent_id: str) -> st
         lines.append("re-check: not run yet (it runs once the study has all its trials)")
     if best is not None:
         metric = plan.tune.objective.metric
-        text = best_overlay(plan, best, values, rc)
-        atomic_write_text(out / "best.yaml", text)
+        atomic_write_text(out / "best.yaml", best_overlay(plan, best, values, rc))
         client.log_artifact(parent_id, str(out / "best.yaml"))
         test = best.user_attrs.get("test_acc")
         metrics.update({f"best/{metric}": best.value, "best/trial": best.number})
         if test is not None:
             metrics["best/test/acc"] = test
-        store.set_tags(
-            client,
-            parent_id,
-            {**{f"best.{k}": v for k, v in values.items()}, "bench.best_trial": best.number},
-        )
+        tags = {f"best.{k}": v for k, v in values.items()}
+        store.set_tags(client, parent_id, {**tags, "bench.best_trial": best.number})
         for key, value in values.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 metrics[f"best/{key}"] = float(value)
         lead = by_value[0][0] if by_value else best
+        led = f" (the re-check's winner on fresh seeds; trial {lead.number} led on the tuning seeds with {lead.value:.4f})"
         lines.append(
             f"best: trial {best.number}, {metric}={best.value:.4f} on tuning seeds {plan.tuning_seeds}"
-            + (
-                f" (the re-check's winner on fresh seeds; trial {lead.number} led on the tuning seeds with "
-                f"{lead.value:.4f})"
-                if lead.number != best.number
-                else ""
-            )
+            + (led if lead.number != best.number else "")
         )
         lines += [f"  {k}: {v}" for k, v in values.items()]
         if rc is not None:

@@ -11,12 +11,13 @@ from typing import Any
 
 from bench.errors import RecipeError
 from bench.recipe.base import check_name
+from bench.recipe.dotted import deep_merge
 from bench.recipe.load import RUN_KEYS, LoadedRecipe, Variant
 from bench.recipe.matrix import stable_hash
 from bench.recipe.schema import RecipeBody
 from bench.recipe.tune import TuneConfig
 from bench.tracking import mlflow_store as store
-from bench.tune.space import Space, trial_config, validate_space
+from bench.tune.space import Space, validate_space
 from bench.tune.storage import StorageSpec, resolve_storage
 from bench.validate.recipe import load_validated as load_recipe
 from bench.validate.recipe import validate_config as _validate
@@ -68,10 +69,6 @@ class TunePlan:
     seed: int  # the recipe's first: a trial's run on it is named trial=N, on another trial=N,seed=S
 
     @property
-    def recipe_name(self) -> str:
-        return self.loaded.name
-
-    @property
     def study_name(self) -> str:
         return self.options.study or self.tune.study or self.loaded.name
 
@@ -84,10 +81,6 @@ class TunePlan:
         return store.default_tracking_uri(
             self.options.results_dir, self.options.tracking_uri or self.loaded.recipe.tracking.uri
         )
-
-    @property
-    def experiment(self) -> str:
-        return self.loaded.recipe.tracking.experiment or self.loaded.name
 
     @property
     def epochs(self) -> int:
@@ -110,7 +103,9 @@ class TunePlan:
         return resolve_storage(self.options.storage, self.out_dir, self.options.workers)
 
     def trial_body(self, values: dict[str, Any]) -> RecipeBody:
-        return _validate(RecipeBody, trial_config(self.base, values, self.loaded.source), self.loaded.source)
+        return _validate(
+            RecipeBody, deep_merge(self.base, values, source=self.loaded.source), self.loaded.source
+        )
 
     def trial_variant(self, values: dict[str, Any], number: int, seed: int) -> Variant:
         body = self.trial_body(values)

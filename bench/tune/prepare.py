@@ -76,7 +76,8 @@ def prepare(plan: TunePlan) -> tuple[Any, str]:
     spec = plan.storage_spec()
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     client = store.open_store(plan.tracking_uri)
-    exp_id = store.ensure_experiment(client, plan.tracking_uri, plan.experiment)
+    experiment = plan.loaded.recipe.tracking.experiment or plan.loaded.name
+    exp_id = store.ensure_experiment(client, plan.tracking_uri, experiment)
     notes = [migrate_journal(spec, plan.out_dir, plan.study_name)]
     storage = open_storage(plan)
     try:
@@ -121,7 +122,7 @@ def _parent_run(plan: TunePlan, study: Any, client: Any, exp_id: str) -> str:
     spec = plan.storage_spec()
     parent_id = client.create_run(
         exp_id, run_name=f"study {plan.study_name}",
-        tags={"bench.kind": "study", "bench.study": plan.study_name, "bench.recipe": plan.recipe_name,
+        tags={"bench.kind": "study", "bench.study": plan.study_name, "bench.recipe": plan.loaded.name,
               "bench.source": plan.loaded.source, "bench.storage": spec.display},
     ).info.run_id  # fmt: skip
     study.set_user_attr(PARENT_ATTR, parent_id)

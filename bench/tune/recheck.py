@@ -66,8 +66,12 @@ def ranked(plan: TunePlan, complete: list[Any]) -> tuple[list[tuple[Any, dict[st
     return sorted(out, key=lambda tv: (-sign * tv[0].value, tv[0].number)), notes
 
 
-def top_trials(plan: TunePlan, complete: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-    """The best ``recheck_top`` completed trials with distinct parameters this space declares."""
+def top_trials(plan: TunePlan, study: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """The best ``recheck_top`` completed trials with distinct parameters this space declares
+    (none under ``recheck_top: 0``)."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     out, seen = [], set()
     for t, values in ranked(plan, complete)[0]:
         key = repr(sorted(t.params.items()))
@@ -88,15 +92,10 @@ def stored(study: Any) -> dict[int, dict[int, dict[str, float]]]:
 
 def run_recheck(ctx: Any) -> None:
     """Re-run the top configurations on the fresh seeds that have no stored value yet."""
-    from optuna.trial import TrialState
-
     from bench.tune.objective import PruneHook, record_trial
 
     plan, study = ctx.plan, ctx.study
-    if plan.tune.recheck_top == 0:
-        return
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    top = top_trials(plan, complete)
+    top = top_trials(plan, study)
     done = stored(study)
     todo = [(t, v, s) for t, v in top for s in plan.recheck_seeds if s not in done.get(t.number, {})]
     if todo:
@@ -115,12 +114,7 @@ def run_recheck(ctx: Any) -> None:
 
 def analyse(plan: TunePlan, study: Any) -> Recheck | None:
     """The comparison of the re-checked configurations; None until every one has every fresh seed."""
-    from optuna.trial import TrialState
-
-    if plan.tune.recheck_top == 0:
-        return None
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    top = [t.number for t, _ in top_trials(plan, complete)]
+    top = [t.number for t, _ in top_trials(plan, study)]
     done, seeds = stored(study), plan.recheck_seeds
     if not top or any(s not in done.get(n, {}) for n in top for s in seeds):
         return None

@@ -77,12 +77,6 @@ class Space:
         return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown)
 
 
-def trial_config(base: dict[str, Any], values: dict[str, Any], source: str) -> dict[str, Any]:
-    for key, value in values.items():
-        base = deep_merge(base, {key: value}, source=source)
-    return base
-
-
 def validate_space(base: dict[str, Any], space: Space, source: str) -> None:
     """Build a trial config at every bound and categorical choice (others at the recipe's values,
     then all lows and all highs together) and validate it through the recipe schema, so a bad key
@@ -97,7 +91,7 @@ def validate_space(base: dict[str, Any], space: Space, source: str) -> None:
                for side in ("low", "high") if len(numeric) > 1]  # fmt: skip
     for values, where, what, own in checks:
         try:
-            _validate(RecipeBody, trial_config(base, values, source), source)
+            _validate(RecipeBody, deep_merge(base, values, source=source), source)
         except RecipeError as exc:
             inner = f"{exc.key}: " if exc.key and exc.key != own else ""
             raise RecipeError(

@@ -143,12 +143,12 @@ def worker_entry(options: TuneOptions, index: int, parent_pid: int) -> None:
         sys.exit(128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)
 
 
-def dashboard_command(options: Any) -> str:
+def dashboard_command(options: TuneOptions) -> str:
     """The command ``bench tune`` prints when it finishes: the same study in optuna-dashboard.
     A password in ``--storage`` is shown as ``***`` (type it, or set it in ~/.pgpass)."""
     parts = ["bench", "ui", "--tune", shlex.quote(str(options.recipe))]
-    parts += [shlex.quote(o) for o in getattr(options, "overrides", [])]
-    for overlay in getattr(options, "overlays", []):
+    parts += [shlex.quote(o) for o in options.overrides]
+    for overlay in options.overlays:
         parts += ["--overlay", shlex.quote(overlay)]
     if str(options.results_dir) != "results":
         parts += ["--results-dir", shlex.quote(str(options.results_dir))]

@@ -28,10 +28,8 @@ def full(ctx: TrialContext) -> bool:
     """The study holds ``n_trials`` (finished, running or queued; a retry replaces its original)
     and none is waiting. Workers that check at the same instant may each ask for one more; all
     but the first stand down unrun (``liveness.is_surplus``)."""
-    from optuna.trial import TrialState
-
     trials = active(ctx.study.get_trials(deepcopy=False))
-    waiting = any(t.state == TrialState.WAITING for t in trials)
+    waiting = any(t.state.name == "WAITING" for t in trials)
     return not waiting and len(trials) >= ctx.plan.tune.n_trials
 
 

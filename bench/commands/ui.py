@@ -73,7 +73,7 @@ def _mlflow(args: argparse.Namespace) -> int:
 
         loaded = load_recipe(args.recipe, list(args.overrides), list(args.overlay))
         hint = loaded.recipe.tracking.uri
-        experiment = experiment or loaded.recipe.tracking.experiment or loaded.name
+        experiment = experiment or loaded.experiment
     uri = store.default_tracking_uri(args.results_dir, args.tracking_uri or hint)
     client = store.open_store(uri)  # create and migrate it here, with a clear error if it cannot be opened
     port = 5000 if args.port is None else args.port

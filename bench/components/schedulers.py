@@ -295,9 +295,10 @@ def _build(optimizer: torch.optim.Optimizer, name: str, given: dict[str, Any], *
                                 interval=interval)  # fmt: skip
     ctx = Context(epochs, steps_per_epoch, group_lrs=[g["lr"] for g in optimizer.param_groups])
     kwargs = {**spec.defaults(ctx), **given}
+    scales = group_scales(optimizer)
     for key in PER_GROUP_LR_ARGS:
         if isinstance(given.get(key), (int, float)):
-            kwargs[key] = [float(given[key]) * s for s in group_scales(optimizer)]
+            kwargs[key] = [float(given[key]) * s for s in scales]
     if "lr_lambda" in kwargs:
         factory = LR_LAMBDAS.get(str(kwargs.pop("lr_lambda")))
         kwargs["lr_lambda"] = factory(epochs, **kwargs.pop("lambda_kwargs", {}))

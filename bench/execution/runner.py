@@ -75,9 +75,8 @@ class RecipeRunner:
     def start(self, client: Any, progress: Progress) -> tuple[str, str]:
         """The experiment, the runs a dead owner left RUNNING closed, this command's parent run. A
         store that cannot do this is unusable: TrackingError (exit 3) before anything trains."""
-        experiment = self.loaded.recipe.tracking.experiment or self.loaded.name
         try:
-            exp_id = store.ensure_experiment(client, self.uri, experiment)
+            exp_id = store.ensure_experiment(client, self.uri, self.loaded.experiment)
             # what `bench ui` opens on
             describe_experiment(
                 client, exp_id, self.loaded, self.results_dir, self.tracking_uri, self.flags()

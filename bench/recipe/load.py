@@ -85,6 +85,12 @@ class LoadedRecipe:
     def name(self) -> str:
         return self.recipe.name
 
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment its runs (and its study's) are recorded in: the recipe's
+        ``tracking.experiment``, else its name. One rule for run, tune, report and ui."""
+        return self.recipe.tracking.experiment or self.recipe.name
+
 
 def parse_override(text: str) -> tuple[str, Any, bool]:
     """``a.b=1`` -> ("a.b", 1, False); ``~a.b`` -> ("a.b", None, True)."""

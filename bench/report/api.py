@@ -54,7 +54,7 @@ def resolve(
     r = recipe.recipe
     return Target(
         name=recipe.name,
-        experiment=experiment or r.tracking.experiment or recipe.name,
+        experiment=experiment or recipe.experiment,
         uri=store.default_tracking_uri(results_dir, tracking_uri or r.tracking.uri),
         order=list(dict.fromkeys(v.group for v in recipe.variants)),
         baseline=r.baseline,

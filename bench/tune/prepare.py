@@ -76,8 +76,7 @@ def prepare(plan: TunePlan) -> tuple[Any, str]:
     spec = plan.storage_spec()
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     client = store.open_store(plan.tracking_uri)
-    experiment = plan.loaded.recipe.tracking.experiment or plan.loaded.name
-    exp_id = store.ensure_experiment(client, plan.tracking_uri, experiment)
+    exp_id = store.ensure_experiment(client, plan.tracking_uri, plan.loaded.experiment)
     notes = [migrate_journal(spec, plan.out_dir, plan.study_name)]
     storage = open_storage(plan)
     try:

@@ -37,8 +37,9 @@ def check_model_name(name: str) -> str:
         check_torchvision_name(tv_name)
         return name
     if is_import_path(name):
-        import_object(name)
-    if name in MODELS or is_import_path(name) or timm.is_model(name):
+        import_object(name)  # a path that does not import fails here, naming it
+        return name
+    if name in MODELS or timm.is_model(name):
         return name
     import difflib
 
